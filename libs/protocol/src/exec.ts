@@ -1,0 +1,89 @@
+import type { NodeError } from './errors';
+import type { JsonObject } from './json';
+
+export const LANGUAGES = ['python', 'typescript', 'javascript'] as const;
+export type Language = (typeof LANGUAGES)[number];
+
+export interface Resources {
+  /** Kubernetes quantity, e.g. `500m`. */
+  cpu?: string;
+  /** Kubernetes quantity, e.g. `256Mi`. */
+  memory?: string;
+}
+
+/** A file the node wrote under `/home/user`, as the node result shows it (DESIGN.md). */
+export interface FileElement {
+  name: string;
+  /** Path relative to `/home/user`. */
+  path: string;
+  size: number;
+  content_type: string;
+  sha256: string;
+  download_url: string;
+  /** ISO-8601 time the URL stops working. */
+  expires_at: string;
+  /** Storage key; lets `files/sign` re-sign without trusting the client. */
+  key: string;
+}
+
+export interface NodeFiles {
+  elements: FileElement[];
+}
+
+export interface CapturedLogs {
+  /** Tail of what the code printed to stdout. */
+  stdout: string;
+  /** Tail of what the code printed to stderr. */
+  stderr: string;
+  /** True when either stream was longer than the cap and only its tail is kept. */
+  truncated: boolean;
+}
+
+/** Payload of one job on the `exec` queue: everything a worker needs to run one execution. */
+export interface ExecJob {
+  /** `<runId>.<nodeId>.<attempt>`; also the BullMQ job id, which makes enqueueing idempotent. */
+  executionId: string;
+  tenantId: string;
+  runId: string;
+  nodeId: string;
+  attempt: number;
+  language: Language;
+  code: string;
+  args: JsonObject;
+  timeoutMs: number;
+  dependencies: string[];
+  resources?: Resources;
+  network: boolean;
+  /** Epoch ms the coordinator enqueued it (for queue-wait timings). */
+  enqueuedAt: number;
+}
+
+export interface ExecTimings {
+  enqueuedAt: number;
+  startedAt: number;
+  finishedAt: number;
+  queueWaitMs: number;
+  /** Time inside the sandbox, start to result. */
+  executionMs: number;
+}
+
+/** What a worker reports for one finished execution. */
+export interface ExecResult {
+  executionId: string;
+  tenantId: string;
+  runId: string;
+  nodeId: string;
+  attempt: number;
+  status: 'succeeded' | 'failed';
+  output?: JsonObject;
+  files?: NodeFiles;
+  error?: NodeError;
+  logs: CapturedLogs;
+  warnings: string[];
+  timings: ExecTimings;
+  workerId: string;
+}
+
+export function executionIdOf(runId: string, nodeId: string, attempt: number): string {
+  return `${runId}.${nodeId}.${attempt}`;
+}

@@ -1,0 +1,20 @@
+/**
+ * @podflow/protocol: the contract every podflow process shares. Queue names, job, result and
+ * event payloads, the runner protocol and the error taxonomy of DESIGN.md.
+ *
+ * ```ts
+ * import { QUEUE_NAMES, type ExecJob, PodflowError } from '@podflow/protocol';
+ * ```
+ */
+export { ERROR_CODES, PodflowError, isErrorCode, retryPolicyOf } from './errors';
+export type { ErrorCode, NodeError, RetryPolicy } from './errors';
+export { NODE_PHASES, RUN_PHASES, TERMINAL_NODE_PHASES, TERMINAL_RUN_PHASES, isTerminalNodePhase, isTerminalRunPhase } from './phases';
+export type { NodePhase, RunPhase } from './phases';
+export type { JsonObject, JsonPrimitive, JsonValue } from './json';
+export { LANGUAGES, executionIdOf } from './exec';
+export type { CapturedLogs, ExecJob, ExecResult, ExecTimings, FileElement, Language, NodeFiles, Resources } from './exec';
+export { DEFAULT_KEY_PREFIX, QUEUE_NAMES, cancelChannel, canceledSetKey, resultJobId } from './queues';
+export type { ResultMessage, SubmissionMessage } from './queues';
+export { DEFAULT_RUNNER_LIMITS, responseEndMarker, responseStartMarker } from './runner';
+export type { RunnerFile, RunnerLimits, RunnerRequest, RunnerResponse } from './runner';
+export type { RunEventMessage } from './events';

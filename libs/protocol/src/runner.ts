@@ -1,0 +1,58 @@
+import type { CapturedLogs, Language } from './exec';
+import type { NodeError } from './errors';
+import type { JsonObject } from './json';
+
+/**
+ * The request/response protocol between a sandbox driver and the in-sandbox runner
+ * (`libs/runner`). One protocol for every driver: the request arrives as JSON on stdin (or in the
+ * file named by `--request`), the response leaves on stdout framed by nonce markers, so anything
+ * else the code writes to file descriptor 1 can never be mistaken for a result.
+ */
+export interface RunnerLimits {
+  /** Largest serialized output, in bytes (OUTPUT_TOO_LARGE beyond). */
+  maxOutputBytes: number;
+  /** Tail kept of each of stdout and stderr, in bytes. */
+  maxLogBytes: number;
+  /** Most files captured from the working directory (FILES_TOO_LARGE beyond). */
+  maxFiles: number;
+  /** Largest total size of captured files, in bytes (FILES_TOO_LARGE beyond). */
+  maxFilesBytes: number;
+}
+
+export const DEFAULT_RUNNER_LIMITS: RunnerLimits = {
+  maxOutputBytes: 8 * 1024 * 1024,
+  maxLogBytes: 64 * 1024,
+  maxFiles: 100,
+  maxFilesBytes: 100 * 1024 * 1024,
+};
+
+export interface RunnerRequest {
+  language: Language;
+  code: string;
+  args: JsonObject;
+  /** The code's working directory; `/home/user` inside a sandbox. */
+  workdir: string;
+  limits: RunnerLimits;
+  /** Random per execution; frames the response on stdout. */
+  nonce: string;
+}
+
+/** A file created or modified under `workdir` while `main` ran. */
+export interface RunnerFile {
+  /** Relative to `workdir`, `/`-separated, never `..`. */
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export type RunnerResponse =
+  | { ok: true; output: JsonObject; files: RunnerFile[]; logs: CapturedLogs; durationMs: number }
+  | { ok: false; error: NodeError; files: RunnerFile[]; logs: CapturedLogs; durationMs: number };
+
+export function responseStartMarker(nonce: string): string {
+  return `<<<PODFLOW-RESULT ${nonce}>>>`;
+}
+
+export function responseEndMarker(nonce: string): string {
+  return `<<<PODFLOW-END ${nonce}>>>`;
+}

@@ -1,0 +1,53 @@
+import type { CapturedLogs, JsonObject, Language, NodeError, Resources, RunnerLimits } from '@podflow/protocol';
+import type { Readable } from 'node:stream';
+
+/** One execution as a driver sees it. */
+export interface SandboxRequest {
+  executionId: string;
+  tenantId: string;
+  runId: string;
+  nodeId: string;
+  attempt: number;
+  language: Language;
+  code: string;
+  args: JsonObject;
+  timeoutMs: number;
+  dependencies: string[];
+  network: boolean;
+  resources?: Resources;
+  /** Overrides of the driver's default runner limits. */
+  limits?: Partial<RunnerLimits>;
+}
+
+/** A file the code left under `/home/user`, readable until `SandboxOutcome.dispose()`. */
+export interface CollectedFile {
+  /** Relative to `/home/user`. */
+  path: string;
+  size: number;
+  sha256: string;
+  open(): Readable;
+}
+
+export interface SandboxOutcome {
+  status: 'succeeded' | 'failed';
+  output?: JsonObject;
+  error?: NodeError;
+  logs: CapturedLogs;
+  files: CollectedFile[];
+  /** Wall time inside the sandbox. */
+  durationMs: number;
+  /** Frees the sandbox's leftovers (its working directory, a pod...). Idempotent. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * A way to run one execution in a fresh sandbox. Implementations never throw for failures of the
+ * user's code or of the sandbox: those are `status: 'failed'` outcomes with an error code. They
+ * throw only for bugs. Aborting `signal` kills the sandbox and yields a `CANCELED` outcome.
+ */
+export interface SandboxDriver {
+  readonly name: string;
+  execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome>;
+  /** Releases driver-wide resources (watchers, pools). */
+  close(): Promise<void>;
+}

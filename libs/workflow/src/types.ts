@@ -1,0 +1,148 @@
+import type { ExecJob, ExecResult, JsonObject, Language, NodeError, NodeFiles, NodePhase, Resources, RunEventMessage, RunPhase } from '@podflow/protocol';
+
+/** Edge kinds (DESIGN.md "Workflow definition"). */
+export type EdgeOn = 'success' | 'failure' | 'always';
+
+export type OutputType = 'string' | 'number' | 'integer' | 'boolean' | 'object' | 'array' | 'null' | 'any';
+
+export interface RetryPolicySpec {
+  max: number;
+  backoff: 'fixed' | 'exponential';
+  /** Milliseconds before the first retry. */
+  delayMs: number;
+}
+
+/** A Code node after parsing and normalisation (durations in ms, defaults applied). */
+export interface CodeNode {
+  id: string;
+  type: 'code';
+  language: Language;
+  code: string;
+  /** Binding name → JSONata expression. When present, `args` is exactly the bound object. */
+  inputs?: Record<string, string>;
+  dependencies: string[];
+  timeoutMs: number;
+  retries: RetryPolicySpec;
+  resources?: Resources;
+  /** Declared outputs (name → type): validated; undeclared keys are kept and warned about. */
+  outputs?: Record<string, OutputType>;
+  network: boolean;
+}
+
+export interface Edge {
+  from: string;
+  to: string;
+  on: EdgeOn;
+  /** JSONata condition; the edge fires only if it is truthy. */
+  when?: string;
+}
+
+/** A validated, normalised workflow definition. Immutable once registered. */
+export interface Workflow {
+  id: string;
+  name?: string;
+  description?: string;
+  nodes: CodeNode[];
+  edges: Edge[];
+  /** JSONata expression for the run's `outputs`. */
+  output?: string;
+  /** Whole-run timeout in ms. */
+  timeoutMs: number;
+}
+
+/** Limits and defaults applied at validation; services take them from their config. */
+export interface WorkflowLimits {
+  maxNodes: number;
+  maxCodeBytes: number;
+  defaultNodeTimeoutMs: number;
+  maxNodeTimeoutMs: number;
+  defaultRunTimeoutMs: number;
+  maxRunTimeoutMs: number;
+  maxRetries: number;
+}
+
+export const DEFAULT_WORKFLOW_LIMITS: WorkflowLimits = {
+  maxNodes: 1000,
+  maxCodeBytes: 256 * 1024,
+  defaultNodeTimeoutMs: 60_000,
+  maxNodeTimeoutMs: 3_600_000,
+  defaultRunTimeoutMs: 3_600_000,
+  maxRunTimeoutMs: 24 * 3_600_000,
+  maxRetries: 10,
+};
+
+/** One problem found in a definition: where it is, and what to do about it. */
+export interface ValidationIssue {
+  /** Dotted path into the definition, e.g. `nodes[2].code` or `edges[0].to`. */
+  path: string;
+  /** Node or edge the issue belongs to, e.g. `node "report"` or `edge load→report`. */
+  where?: string;
+  message: string;
+}
+
+export type EdgeResolution = 'pending' | 'fired' | 'not_fired';
+
+export interface NodeTimings {
+  queuedAt?: number;
+  startedAt?: number;
+  finishedAt?: number;
+}
+
+export interface NodeState {
+  status: NodePhase;
+  /** Attempts started so far (the current one included). */
+  attempts: number;
+  /** Execution the node is waiting on; results for any other execution are stale and ignored. */
+  executionId?: string;
+  output?: JsonObject;
+  files?: NodeFiles;
+  error?: NodeError;
+  logs?: ExecResult['logs'];
+  warnings?: string[];
+  timings: NodeTimings;
+}
+
+/** The whole state of one run; stored as one JSON document per run. */
+export interface RunState {
+  id: string;
+  tenantId: string;
+  workflow: Workflow;
+  /** Registered workflow version, when the run was started from one. */
+  workflowVersion?: number;
+  inputs: JsonObject;
+  status: RunPhase;
+  nodes: Record<string, NodeState>;
+  /** Index-aligned with `workflow.edges`. */
+  edges: EdgeResolution[];
+  outputs?: JsonObject;
+  error?: NodeError;
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** Epoch ms after which the run fails with RUN_TIMEOUT. */
+  deadlineAt?: number;
+}
+
+/** Everything that can happen to a run. */
+export type EngineEvent =
+  | { type: 'start'; at: number }
+  | { type: 'node_started'; nodeId: string; executionId: string; at: number }
+  | { type: 'node_finished'; result: ExecResult; at: number }
+  | { type: 'cancel'; at: number; reason?: string }
+  | { type: 'run_timeout'; at: number };
+
+/** What the service must carry out after a transition (the engine itself does no I/O). */
+export type EngineCommand =
+  /** Put the job on `exec` (job id = executionId), after `delayMs` (retry backoff). */
+  | { type: 'enqueue'; job: ExecJob; delayMs: number }
+  /** Kill a queued or running execution. */
+  | { type: 'cancel_execution'; nodeId: string; executionId: string }
+  /** Deliver `{ type: 'run_timeout' }` at `at`. */
+  | { type: 'schedule_run_timeout'; at: number }
+  /** Append to the run's event stream. */
+  | { type: 'emit'; event: RunEventMessage };
+
+export interface TransitionResult {
+  state: RunState;
+  commands: EngineCommand[];
+}
