@@ -1,0 +1,109 @@
+import { PodflowError, isErrorCode, type JsonObject, type RunEventMessage } from '@podflow/protocol';
+
+export interface PodflowClientOptions {
+  /** Coordinator base URL, e.g. `http://localhost:8080`. */
+  url: string;
+  apiKey: string;
+}
+
+/** The HTTP API of DESIGN.md, typed loosely where the API returns views. */
+export class PodflowClient {
+  constructor(private readonly options: PodflowClientOptions) {}
+
+  submitRun(body: { workflow?: unknown; workflowId?: string; version?: number; inputs?: JsonObject; idempotencyKey?: string }) {
+    return this.request<{ id: string; status: string }>('POST', '/v1/runs', body);
+  }
+
+  getRun(id: string) {
+    return this.request<RunView>('GET', `/v1/runs/${encodeURIComponent(id)}`);
+  }
+
+  cancelRun(id: string) {
+    return this.request<{ id: string; status: string }>('POST', `/v1/runs/${encodeURIComponent(id)}/cancel`);
+  }
+
+  registerWorkflow(definition: unknown) {
+    return this.request<{ id: string; version: number }>('POST', '/v1/workflows', definition);
+  }
+
+  execute(body: { language: string; code: string; args?: JsonObject; dependencies?: string[]; timeout?: string }) {
+    return this.request<NodeView & { id: string }>('POST', '/v1/executions?wait=true', body);
+  }
+
+  /** Follows the run's server-sent events until the run is terminal or `signal` aborts. */
+  async *events(runId: string, signal?: AbortSignal): AsyncGenerator<RunEventMessage> {
+    const response = await fetch(`${this.base()}/v1/runs/${encodeURIComponent(runId)}/events`, { headers: this.headers(), signal });
+    if (!response.ok || !response.body) throw await toError(response);
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let boundary: number;
+      while ((boundary = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, boundary);
+        buffer = buffer.slice(boundary + 2);
+        const data = frame.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        if (data) yield JSON.parse(data) as RunEventMessage;
+      }
+    }
+  }
+
+  /** Polls until the run is terminal (for callers that do not want a stream). */
+  async waitForRun(id: string, pollMs = 250, timeoutMs = 3_600_000): Promise<RunView> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const run = await this.getRun(id);
+      if (['succeeded', 'failed', 'canceled'].includes(run.status)) return run;
+      if (Date.now() > deadline) throw new PodflowError('RUN_TIMEOUT', `run ${id} did not finish within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await fetch(`${this.base()}${path}`, {
+      method,
+      headers: { ...this.headers(), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    if (!response.ok) throw await toError(response);
+    return (await response.json()) as T;
+  }
+
+  private base(): string {
+    return this.options.url.replace(/\/+$/, '');
+  }
+
+  private headers(): Record<string, string> {
+    return { authorization: `Bearer ${this.options.apiKey}` };
+  }
+}
+
+export interface NodeView {
+  status: string;
+  attempts: number;
+  output?: JsonObject;
+  files?: { elements: Array<{ name: string; path: string; size: number; content_type: string; sha256: string; download_url: string; expires_at: string }> };
+  error?: { code: string; message: string; nodeId?: string; type?: string; stack?: string };
+  logs?: { stdout: string; stderr: string; truncated: boolean };
+  warnings?: string[];
+}
+
+export interface RunView {
+  id: string;
+  status: string;
+  workflowId: string;
+  inputs: JsonObject;
+  outputs: JsonObject | null;
+  error?: { code: string; message: string; nodeId?: string; type?: string; stack?: string };
+  nodes: Record<string, NodeView>;
+}
+
+async function toError(response: Response): Promise<PodflowError> {
+  const text = await response.text();
+  try {
+    const { error } = JSON.parse(text) as { error: { code: string; message: string; details?: Record<string, unknown> } };
+    return new PodflowError(isErrorCode(error.code) ? error.code : 'INTERNAL', error.message, error.details);
+  } catch {
+    return new PodflowError('INTERNAL', `HTTP ${response.status}: ${text.slice(0, 500)}`);
+  }
+}

@@ -1,0 +1,551 @@
+"""podflow in-sandbox runner for Python Code nodes (stdlib only, Python >= 3.11).
+
+Started by a sandbox driver as ``python3 -I -u podflow_runner.py [--request PATH]``. Reads one
+RunnerRequest (libs/protocol/src/runner.ts) from stdin or PATH, runs the user's ``main`` in
+``request.workdir`` and writes exactly one RunnerResponse to the real stdout, framed by the
+request's nonce markers. Exit status is 0 whenever a response was written, 2 when the request
+could not even be read far enough to learn its nonce.
+"""
+
+import asyncio
+import hashlib
+import inspect
+import io
+import json
+import linecache
+import math
+import os
+import re
+import stat
+import sys
+import time
+import traceback
+import types
+
+USER_FILENAME = "main.py"
+DEFAULT_LIMITS = {
+    "maxOutputBytes": 8 * 1024 * 1024,
+    "maxLogBytes": 64 * 1024,
+    "maxFiles": 100,
+    "maxFilesBytes": 100 * 1024 * 1024,
+}
+# Deeper than this is almost surely a mistake, and json.dumps would hit the recursion limit anyway.
+MAX_OUTPUT_DEPTH = 512
+HASH_CHUNK = 1024 * 1024
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class UserError(Exception):
+    """A failure to report as a node error (code + message), never a runner crash."""
+
+    def __init__(self, code, message, type_name=None, stack=None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.type_name = type_name
+        self.stack = stack
+
+    def to_json(self):
+        error = {"code": self.code, "message": self.message}
+        if self.type_name is not None:
+            error["type"] = self.type_name
+        if self.stack:
+            error["stack"] = self.stack
+        return error
+
+
+# ---------------------------------------------------------------- log capture
+
+
+class TailBuffer:
+    """Keeps the last ``limit`` bytes written; long-running prints must not grow memory."""
+
+    def __init__(self, limit):
+        self.limit = max(0, int(limit))
+        self.data = bytearray()
+        self.truncated = False
+
+    def append(self, chunk):
+        self.data += chunk
+        # Trim lazily (at 2x) so that many small writes stay O(total bytes).
+        if len(self.data) > 2 * self.limit + 4096:
+            self._trim()
+
+    def _trim(self):
+        if len(self.data) > self.limit:
+            del self.data[: len(self.data) - self.limit]
+            self.truncated = True
+
+    def text(self):
+        self._trim()
+        data = bytes(self.data)
+        if self.truncated:
+            # The cut may have split a UTF-8 sequence: drop leading continuation bytes.
+            start = 0
+            while start < len(data) and start < 3 and 0x80 <= data[start] <= 0xBF:
+                start += 1
+            data = data[start:]
+        return data.decode("utf-8", errors="replace")
+
+
+class _BinaryTail(io.RawIOBase):
+    """``sys.stdout.buffer`` for code that writes bytes."""
+
+    def __init__(self, tail):
+        super().__init__()
+        self._tail = tail
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self._tail.append(bytes(b))
+        return len(b)
+
+
+class CaptureStream(io.TextIOBase):
+    """Stands in for sys.stdout / sys.stderr while user code runs."""
+
+    def __init__(self, tail, name):
+        super().__init__()
+        self._tail = tail
+        self._name = name
+        self.buffer = _BinaryTail(tail)
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def errors(self):
+        return "backslashreplace"
+
+    @property
+    def name(self):
+        return self._name
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        self._tail.append(s.encode("utf-8", errors="backslashreplace"))
+        return len(s)
+
+
+# ---------------------------------------------------------------- file capture
+
+
+def _inside(path, root):
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def snapshot(root):
+    """rel path -> (size, mtime_ns, inode) of every regular file; symlinks are never followed."""
+    found = {}
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, rel_dir) if rel_dir else root))
+        except OSError:
+            continue  # vanished or unreadable: nothing of it can be captured
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            try:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(rel)
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    found[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            except OSError:
+                continue
+    return found
+
+
+def changed_files(root, before):
+    """Files new or changed since ``before``, oldest write first: [(rel, size)]."""
+    after = snapshot(root)
+    changed = [(sig[1], rel, sig[0]) for rel, sig in after.items() if before.get(rel) != sig]
+    changed.sort()
+    return [(rel, size) for _, rel, size in changed]
+
+
+def hash_file(root, rel):
+    """(size, sha256) read through an O_NOFOLLOW handle; None when the file is no longer safe."""
+    full = os.path.join(root, *rel.split("/"))
+    if not _inside(os.path.realpath(full), root):
+        return None  # a parent directory was swapped for a symlink after the walk
+    try:
+        # O_NONBLOCK: a FIFO swapped in after the walk must not hang the runner before fstat.
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        size = 0
+        while True:
+            chunk = os.read(fd, HASH_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            digest.update(chunk)
+        return size, digest.hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def capture_files(root, before, limits, enforce):
+    """Hashes the changed files. Over the limits: FILES_TOO_LARGE when ``enforce``, otherwise
+    (the run already failed) the prefix that fits, so the user can still see what was written."""
+    candidates = changed_files(root, before)
+    total = sum(size for _, size in candidates)
+    max_files, max_bytes = limits["maxFiles"], limits["maxFilesBytes"]
+    if len(candidates) > max_files or total > max_bytes:
+        if enforce:
+            raise UserError(
+                "FILES_TOO_LARGE",
+                f"the code wrote {len(candidates)} file(s) totalling {total} bytes under the working "
+                f"directory; the limits are {max_files} files and {max_bytes} bytes. Write fewer or "
+                "smaller files, or delete temporary ones before main returns.",
+            )
+        kept, used = [], 0
+        for rel, size in candidates:
+            if len(kept) >= max_files or used + size > max_bytes:
+                break
+            kept.append((rel, size))
+            used += size
+        candidates = kept
+    files = []
+    for rel, _ in candidates:
+        hashed = hash_file(root, rel)
+        if hashed is not None:
+            files.append({"path": rel, "size": hashed[0], "sha256": hashed[1]})
+    return files
+
+
+# ---------------------------------------------------------------- output validation
+
+
+def _child_path(path, key):
+    return f"{path}.{key}" if IDENTIFIER.match(key) else f"{path}[{json.dumps(key)}]"
+
+
+def _type_name(value):
+    cls = type(value)
+    module = getattr(cls, "__module__", "builtins")
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _fix_for(value):
+    try:
+        return _fix_hint(value)
+    except Exception:  # hasattr on a hostile object can raise anything
+        return "return only dicts, lists, strings, numbers, booleans and None"
+
+
+def _fix_hint(value):
+    if isinstance(value, (set, frozenset)):
+        return "sets are not JSON: return a list, e.g. sorted(x)"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes are not JSON: decode them (x.decode()) or base64-encode them"
+    if hasattr(value, "isoformat") and callable(value.isoformat):
+        return "dates and times are not JSON: return x.isoformat()"
+    if hasattr(value, "__dataclass_fields__"):
+        return "return dataclasses.asdict(x)"
+    if _type_name(value) == "decimal.Decimal":
+        return "return float(x) or str(x)"
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return "convert it with x.tolist() (or x.item() for a scalar)"
+    if callable(value):
+        return "functions are not JSON: call it, or return its name as a string"
+    return "return only dicts, lists, strings, numbers, booleans and None"
+
+
+def validate_output(value, path="output", depth=0, ancestors=None):
+    """Raises OUTPUT_INVALID naming the first value JSON cannot represent."""
+    ancestors = set() if ancestors is None else ancestors
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UserError("OUTPUT_INVALID", f"{path} is {value!r}: not valid JSON; return null or a string")
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError("OUTPUT_INVALID", f"{path} is a str with invalid Unicode (a lone surrogate); "
+                            "clean it, e.g. s.encode('utf-8', 'replace').decode()") from None
+        return
+    if not isinstance(value, (dict, list, tuple)):
+        raise UserError("OUTPUT_INVALID", f"{path} is a {_type_name(value)}, which is not JSON; {_fix_for(value)}")
+    if depth >= MAX_OUTPUT_DEPTH:
+        raise UserError("OUTPUT_INVALID", f"{path} is nested more than {MAX_OUTPUT_DEPTH} levels deep")
+    if id(value) in ancestors:
+        raise UserError("OUTPUT_INVALID", f"{path} is a circular reference (it contains itself)")
+    ancestors.add(id(value))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UserError("OUTPUT_INVALID", f"{path} has a key {key!r} of type {_type_name(key)}; "
+                                "JSON object keys must be strings: use str(key)")
+            validate_output(item, _child_path(path, key), depth + 1, ancestors)
+    else:
+        for index, item in enumerate(value):
+            validate_output(item, f"{path}[{index}]", depth + 1, ancestors)
+    ancestors.discard(id(value))
+
+
+def normalize_result(result, max_bytes):
+    """The returned value as (dict, serialized JSON), or OUTPUT_INVALID / OUTPUT_TOO_LARGE."""
+    if isinstance(result, str):
+        try:
+            decoded = json.loads(result)
+        except ValueError:
+            decoded = None
+        if not isinstance(decoded, dict):
+            raise UserError("OUTPUT_INVALID", "main returned a str that is not a JSON object; "
+                            'return a dict, e.g. {"text": value}')
+        result = decoded
+    if isinstance(result, (list, tuple)):
+        raise UserError("OUTPUT_INVALID", f"main must return an object (dict), got {type(result).__name__}; "
+                        'wrap it: {"items": [...]}')
+    if not isinstance(result, dict):
+        hint = " (did you forget return?)" if result is None else ""
+        raise UserError("OUTPUT_INVALID", f"main must return an object (dict), got {_type_name(result)}{hint}; "
+                        'return e.g. {"result": value}')
+    validate_output(result)
+    text = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise UserError("OUTPUT_TOO_LARGE", f"the output is {size} bytes of JSON, over the {max_bytes}-byte "
+                        "limit; write large data to a file in the working directory instead")
+    return result, text
+
+
+# ---------------------------------------------------------------- running user code
+
+
+def user_stack(exc):
+    """The traceback of ``exc`` reduced to frames of the user's file (runner frames dropped)."""
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    seen = set()
+    todo = [te]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        frames = [f for f in current.stack if f.filename == USER_FILENAME]
+        current.stack = traceback.StackSummary.from_list(frames)
+        todo.extend([current.__cause__, current.__context__, *(getattr(current, "exceptions", None) or [])])
+    return "".join(te.format()).rstrip("\n")
+
+
+def _safe_str(value):
+    try:
+        return str(value)
+    except Exception:  # a user __str__ that raises must not take the runner down
+        return f"<{type(value).__name__} (str() failed)>"
+
+
+def exception_error(exc):
+    if isinstance(exc, SystemExit):
+        return UserError("CODE_EXECUTION_FAILED", f"main called exit() (SystemExit: {_safe_str(exc.code)}); "
+                         "return a dict instead, or raise an exception to fail the node",
+                         "SystemExit", user_stack(exc))
+    return UserError("CODE_EXECUTION_FAILED", _safe_str(exc), type(exc).__name__, user_stack(exc))
+
+
+def bind_arguments(main, args):
+    """(positional, keyword) for calling main: main(args), or each parameter filled by name."""
+    try:
+        params = list(inspect.signature(main).parameters.values())
+    except (TypeError, ValueError):
+        return [args], {}  # no introspectable signature: the documented default
+    kinds = inspect.Parameter
+    if len(params) == 1 and params[0].name == "args" and params[0].kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD):
+        return ([args], {}) if params[0].kind != kinds.KEYWORD_ONLY else ([], {"args": args})
+    positional, keyword, used = [], {}, set()
+    for p in params:
+        if p.kind in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD):
+            continue
+        if p.name in args:
+            used.add(p.name)
+            if p.kind == kinds.POSITIONAL_ONLY:
+                positional.append(args[p.name])
+            else:
+                keyword[p.name] = args[p.name]
+        elif p.default is not p.empty:
+            if p.kind == kinds.POSITIONAL_ONLY:
+                positional.append(p.default)
+        else:
+            available = ", ".join(json.dumps(k) for k in args) or "none"
+            raise UserError("INPUT_BINDING_FAILED",
+                            f'main() parameter "{p.name}" is required but args has no key "{p.name}" '
+                            f"(available keys: {available}); give it a default, bind it in the node's "
+                            "inputs, or declare def main(args) to receive the whole object")
+    if any(p.kind == kinds.VAR_KEYWORD for p in params):
+        keyword.update({k: v for k, v in args.items() if k not in used})
+    return positional, keyword
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def run_user_code(code, args):
+    """Compiles, executes and calls main; returns what main returned."""
+    linecache.cache[USER_FILENAME] = (len(code), None, code.splitlines(True), USER_FILENAME)
+    try:
+        compiled = compile(code, USER_FILENAME, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise exception_error(exc) from None
+    module = types.ModuleType("main")
+    module.__file__ = os.path.join(os.getcwd(), USER_FILENAME)
+    # dataclasses, typing.get_type_hints and pickle look classes up through sys.modules.
+    sys.modules["main"] = module
+    try:
+        exec(compiled, module.__dict__)
+        main = module.__dict__.get("main")
+        if main is None:
+            raise UserError("CODE_EXECUTION_FAILED", "the code does not define main; define "
+                            "`def main(args):` returning a dict")
+        if not callable(main):
+            raise UserError("CODE_EXECUTION_FAILED", f"main is a {_type_name(main)}, not a function; "
+                            "define `def main(args):` returning a dict")
+        positional, keyword = bind_arguments(main, args)
+        result = main(*positional, **keyword)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return result
+    except UserError:
+        raise
+    except BaseException as exc:  # noqa: B036 - SystemExit and friends are user failures too
+        raise exception_error(exc) from None
+
+
+# ---------------------------------------------------------------- protocol plumbing
+
+
+def frame(nonce, response):
+    body = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
+    return f"\n<<<PODFLOW-RESULT {nonce}>>>\n{body}\n<<<PODFLOW-END {nonce}>>>\n".encode("utf-8", "backslashreplace")
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def read_request(argv):
+    if "--request" in argv:
+        index = argv.index("--request")
+        if index + 1 >= len(argv):
+            raise ValueError("--request needs a file path")
+        with open(argv[index + 1], "rb") as handle:
+            return handle.read()
+    return sys.stdin.buffer.read()
+
+
+def parse_request(raw):
+    """(request, problem): problem describes a malformed request, request may still hold the nonce."""
+    try:
+        request = json.loads(raw)
+    except ValueError as exc:
+        found = re.search(rb'"nonce"\s*:\s*"([A-Za-z0-9_.:-]+)"', raw)
+        return ({"nonce": found.group(1).decode()} if found else None), f"request is not valid JSON: {exc}"
+    if not isinstance(request, dict) or not isinstance(request.get("nonce"), str) or not request["nonce"]:
+        return None, "request is not an object with a string nonce"
+    for field, kind in (("code", str), ("args", dict), ("workdir", str)):
+        if not isinstance(request.get(field), kind):
+            return request, f"request field {field!r} is missing or not a {kind.__name__}"
+    limits = dict(DEFAULT_LIMITS)
+    for key, value in (request.get("limits") or {}).items():
+        if key in limits and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            limits[key] = int(value)
+    request["limits"] = limits
+    return request, None
+
+
+def main(argv):
+    started = time.monotonic()
+    # The response gets a private copy of fd 1; fd 1 itself now points at stderr so writes to it
+    # (os.write(1, ...), subprocesses, C extensions) can never land inside the framed response.
+    response_fd = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        request, problem = parse_request(read_request(argv))
+    except (OSError, ValueError) as exc:
+        request, problem = None, f"cannot read the request: {exc}"
+    if request is None:
+        sys.stderr.write(f"podflow runner: {problem}\n")
+        return 2
+    limits = request.get("limits") if problem is None else DEFAULT_LIMITS
+    out, err = TailBuffer(limits["maxLogBytes"]), TailBuffer(limits["maxLogBytes"])
+    outcome = {"ok": False, "error": {"code": "INTERNAL", "message": problem}, "files": []}
+    if problem is None:
+        try:
+            outcome = execute(request, limits, out, err)
+        except BaseException as exc:  # a runner bug: still answer, so the driver sees why
+            message = f"runner failure: {''.join(traceback.format_exception_only(type(exc), exc)).strip()}"
+            outcome = {"ok": False, "error": {"code": "INTERNAL", "message": message}, "files": []}
+    outcome["logs"] = {"stdout": out.text(), "stderr": err.text(), "truncated": out.truncated or err.truncated}
+    outcome["durationMs"] = int((time.monotonic() - started) * 1000)
+    write_all(response_fd, frame(request["nonce"], outcome))
+    return 0
+
+
+def execute(request, limits, out, err):
+    try:
+        os.chdir(request["workdir"])
+    except OSError as exc:
+        return {"ok": False, "error": {"code": "INTERNAL", "message": f"cannot enter workdir: {exc}"}, "files": []}
+    root = os.path.realpath(os.getcwd())
+    # -I drops PYTHONPATH; dependency layers are handed over through this variable instead.
+    extra = [p for p in os.environ.get("PODFLOW_PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:0] = extra
+    before = snapshot(root)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = CaptureStream(out, "<stdout>"), CaptureStream(err, "<stderr>")
+    error, output = None, None
+    try:
+        output, _ = normalize_result(run_user_code(request["code"], request["args"]), limits["maxOutputBytes"])
+    except UserError as exc:
+        error = exc
+    except BaseException as exc:  # user code running inside validation (a dict subclass, __str__...)
+        error = UserError("OUTPUT_INVALID", f"the output could not be serialized: {type(exc).__name__}: "
+                          f"{_safe_str(exc)}; return plain dicts, lists, strings, numbers, booleans and None")
+    finally:
+        sys.stdout, sys.stderr = saved
+    try:
+        files = capture_files(root, before, limits, enforce=error is None)
+    except UserError as exc:
+        error, files = exc, []
+    if error is not None:
+        return {"ok": False, "error": error.to_json(), "files": files}
+    return {"ok": True, "output": output, "files": files}
+
+
+if __name__ == "__main__":
+    try:
+        code = main(sys.argv[1:])
+    except BaseException:  # a runner bug: say so loudly on stderr, the driver sees no response
+        traceback.print_exc()
+        code = 3
+    sys.stderr.flush()
+    # Non-daemon threads the user started must not keep the sandbox alive after the response.
+    os._exit(code)

@@ -1,0 +1,15 @@
+/**
+ * @podflow/runner: the in-sandbox runner programs (one per language) and the helpers a sandbox
+ * driver needs to start them and read their answer.
+ *
+ * ```ts
+ * import { parseRunnerOutput, runnerArgv, runnerAssets } from '@podflow/runner';
+ *
+ * const argv = runnerArgv('python', runnerAssets(), { python: '/usr/bin/python3', node: process.execPath });
+ * // spawn argv with the RunnerRequest JSON on stdin, collect stdout, then:
+ * const response = parseRunnerOutput(stdout, request.nonce); // undefined: no (valid) response
+ * ```
+ */
+export { runnerArgv, runnerAssets } from './assets';
+export type { RunnerAssets, RunnerInterpreters } from './assets';
+export { frameResponse, parseRunnerOutput } from './framing';

@@ -1,0 +1,205 @@
+/**
+ * podflow in-sandbox runner for TypeScript and JavaScript Code nodes. Bundled by
+ * `scripts/bundle.mjs` into one dependency-free file, `dist/node-runner.js`, and started by a
+ * sandbox driver as `node node-runner.js [--request PATH]`.
+ *
+ * Reads one RunnerRequest from stdin (or PATH), runs the user's `main` in `request.workdir` and
+ * writes exactly one RunnerResponse to fd 1, framed by the nonce markers. Exit status 0 whenever a
+ * response was written; 2 when the request could not be read far enough to learn its nonce.
+ */
+import * as fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { DEFAULT_RUNNER_LIMITS, type JsonObject, type RunnerFile, type RunnerLimits, type RunnerRequest, type RunnerResponse } from '@podflow/protocol';
+import { frameResponse } from './framing';
+import { captureFiles, snapshot, type Snapshot } from './node-runner/file-capture';
+import { TailBuffer, captureStdio } from './node-runner/log-capture';
+import { normalizeOutput } from './node-runner/output-validation';
+import { codeFailure, loadUserMain, userFilename } from './node-runner/user-code';
+import { UserFailure } from './node-runner/user-failure';
+
+// Saved before any user code runs: the code may replace or wrap them.
+const writeSync = fs.writeSync;
+const exit = process.exit.bind(process);
+
+type Outcome = { ok: true; output: JsonObject } | { ok: false; error: UserFailure };
+
+interface ParsedRequest {
+  request?: RunnerRequest & { language: 'typescript' | 'javascript' };
+  /** Known whenever a response can be framed, even for a malformed request. */
+  nonce?: string;
+  problem?: string;
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function isEagain(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'EAGAIN';
+}
+
+/** Writes every byte even if the fd was left non-blocking (then writes may be partial or EAGAIN). */
+function writeAll(fd: number, data: Buffer): void {
+  let offset = 0;
+  while (offset < data.length) {
+    try {
+      offset += writeSync(fd, data, offset, data.length - offset);
+    } catch (error) {
+      if (!isEagain(error)) throw error;
+      sleepMs(2);
+    }
+  }
+}
+
+function readAll(fd: number): Buffer {
+  const chunks: Buffer[] = [];
+  const buffer = Buffer.allocUnsafe(64 * 1024);
+  for (;;) {
+    let read: number;
+    try {
+      read = fs.readSync(fd, buffer, 0, buffer.length, null);
+    } catch (error) {
+      if (isEagain(error)) {
+        sleepMs(2);
+        continue;
+      }
+      throw error;
+    }
+    if (read === 0) return Buffer.concat(chunks);
+    chunks.push(Buffer.from(buffer.subarray(0, read)));
+  }
+}
+
+function readRequestBytes(argv: string[]): Buffer {
+  const index = argv.indexOf('--request');
+  if (index < 0) return readAll(0);
+  const file = argv[index + 1];
+  if (!file) throw new Error('--request needs a file path');
+  return fs.readFileSync(file);
+}
+
+function parseLimits(value: unknown): RunnerLimits {
+  const limits = { ...DEFAULT_RUNNER_LIMITS };
+  if (typeof value !== 'object' || value === null) return limits;
+  for (const key of Object.keys(limits) as (keyof RunnerLimits)[]) {
+    const given = (value as Record<string, unknown>)[key];
+    if (typeof given === 'number' && Number.isFinite(given) && given >= 0) limits[key] = Math.floor(given);
+  }
+  return limits;
+}
+
+function parseRequest(raw: Buffer): ParsedRequest {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString('utf8'));
+  } catch (error) {
+    // Best effort: a readable nonce still lets the driver see why, as a framed INTERNAL error.
+    const nonce = /"nonce"\s*:\s*"([A-Za-z0-9_.:-]+)"/.exec(raw.toString('utf8'))?.[1];
+    return { nonce, problem: `request is not valid JSON: ${(error as Error).message}` };
+  }
+  const record = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  if (typeof record.nonce !== 'string' || !record.nonce) return { problem: 'request is not an object with a string nonce' };
+  const nonce = record.nonce;
+  if (record.language !== 'typescript' && record.language !== 'javascript') {
+    return { nonce, problem: `this runner runs typescript and javascript, not ${JSON.stringify(record.language)}` };
+  }
+  const args = record.args;
+  if (typeof record.code !== 'string') return { nonce, problem: "request field 'code' is missing or not a string" };
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return { nonce, problem: "request field 'args' is not an object" };
+  if (typeof record.workdir !== 'string') return { nonce, problem: "request field 'workdir' is missing or not a string" };
+  const request = { ...(record as unknown as RunnerRequest), language: record.language, limits: parseLimits(record.limits) };
+  return { nonce, request };
+}
+
+function run(): void {
+  const started = performance.now();
+  let parsed: ParsedRequest;
+  try {
+    parsed = parseRequest(readRequestBytes(process.argv.slice(2)));
+  } catch (error) {
+    parsed = { problem: `cannot read the request: ${(error as Error).message}` };
+  }
+  const nonce = parsed.nonce;
+  if (nonce === undefined) {
+    writeAll(2, Buffer.from(`podflow runner: ${parsed.problem}\n`));
+    exit(2);
+    return;
+  }
+  const limits = parsed.request?.limits ?? DEFAULT_RUNNER_LIMITS;
+  const stdout = new TailBuffer(limits.maxLogBytes);
+  const stderr = new TailBuffer(limits.maxLogBytes);
+  let settled = false;
+  let workspace: { root: string; before: Snapshot } | undefined;
+
+  /** The single way out: the first outcome wins, later ones (async throws...) are ignored. */
+  const respond = (outcome: Outcome): void => {
+    if (settled) return;
+    settled = true;
+    try {
+      let final = outcome;
+      let files: RunnerFile[] = [];
+      if (workspace) {
+        try {
+          files = captureFiles(workspace.root, workspace.before, limits, outcome.ok);
+        } catch (error) {
+          if (!(error instanceof UserFailure)) throw error;
+          final = { ok: false, error };
+        }
+      }
+      const logs = { stdout: stdout.text(), stderr: stderr.text(), truncated: stdout.truncated || stderr.truncated };
+      const durationMs = Math.round(performance.now() - started);
+      const response: RunnerResponse = final.ok
+        ? { ok: true, output: final.output, files, logs, durationMs }
+        : { ok: false, error: final.error.toNodeError(), files, logs, durationMs };
+      writeAll(1, Buffer.from(frameResponse(nonce, response), 'utf8'));
+    } catch (error) {
+      writeAll(2, Buffer.from(`podflow runner: failed to respond: ${(error as Error)?.stack ?? String(error)}\n`));
+      exit(3);
+    }
+    exit(0);
+  };
+  const request = parsed.request;
+  if (!request) {
+    respond({ ok: false, error: new UserFailure('INTERNAL', parsed.problem ?? 'malformed request') });
+    return;
+  }
+  try {
+    process.chdir(request.workdir);
+  } catch (error) {
+    respond({ ok: false, error: new UserFailure('INTERNAL', `cannot enter workdir: ${(error as Error).message}`) });
+    return;
+  }
+  const root = fs.realpathSync(process.cwd());
+  const filename = userFilename(request.language, root);
+  workspace = { root, before: snapshot(root) };
+  captureStdio(stdout, stderr);
+  process.argv = [process.argv[0], filename];
+  // Frames are filtered down to the user's file afterwards; keep enough to survive that.
+  Error.stackTraceLimit = 50;
+  const fail = (error: unknown): void => respond({ ok: false, error: error instanceof UserFailure ? error : codeFailure(error, filename) });
+  process.on('uncaughtException', fail);
+  process.on('unhandledRejection', fail);
+  process.on('beforeExit', () =>
+    fail(new UserFailure('CODE_EXECUTION_FAILED', 'main returned a Promise that never settled: nothing was left to wait for (a missing resolve()?)')),
+  );
+  process.on('exit', (code) =>
+    fail(
+      new UserFailure(
+        'CODE_EXECUTION_FAILED',
+        `the code called process.exit(${code}) before main returned; return an object instead, or throw an error to fail the node`,
+        'ProcessExit',
+      ),
+    ),
+  );
+  void (async () => {
+    try {
+      const main = loadUserMain(request.language, request.code, root);
+      const result: unknown = await main(request.args);
+      respond({ ok: true, output: normalizeOutput(result, limits.maxOutputBytes) });
+    } catch (error) {
+      fail(error);
+    }
+  })();
+}
+
+run();

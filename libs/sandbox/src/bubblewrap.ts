@@ -1,0 +1,154 @@
+/**
+ * Pure builder of the bubblewrap (`bwrap`) command line of one execution. The host facts it needs
+ * (how /bin and /lib are laid out, where the interpreters live) are inspected elsewhere
+ * (`host-probe.ts`) and passed in, so every decision here is unit-tested without a sandbox.
+ */
+
+/** The code's working directory inside the sandbox (DESIGN.md, the Code node contract). */
+export const SANDBOX_HOME = '/home/user';
+/** Where the runner programs are mounted read-only inside the sandbox. */
+export const SANDBOX_RUNNER_DIR = '/opt/podflow/runner';
+export const SANDBOX_RUNNER_PATHS = {
+  python: `${SANDBOX_RUNNER_DIR}/podflow_runner.py`,
+  node: `${SANDBOX_RUNNER_DIR}/node-runner.js`,
+} as const;
+/** The unprivileged identity the code runs as inside the sandbox's user namespace. */
+export const SANDBOX_UID = 1000;
+export const SANDBOX_GID = 1000;
+export const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+/** A top-level directory of the host root besides /usr: a symlink into /usr (merged /usr) or a real directory. */
+export type RootEntry = { path: string; symlinkTo: string } | { path: string; directory: true };
+
+/** Host files synthesized by the driver so no host account or host name leaks into the sandbox. */
+export interface SyntheticEtc {
+  passwd: string;
+  group: string;
+  hosts: string;
+}
+
+export interface BubblewrapSpec {
+  /** Host directory mounted read-write at `/home/user`. */
+  homeDir: string;
+  /** /bin, /lib, /lib64, /sbin as found on the host. */
+  rootEntries: RootEntry[];
+  syntheticEtc: SyntheticEtc;
+  /** Host paths of the runner programs. */
+  runner: { python: string; node: string };
+  /** Host directories mounted read-only at the same path (interpreters installed outside /usr). */
+  extraReadOnly: string[];
+  /** Share the host network namespace (egress) instead of a private one with only loopback. */
+  network: boolean;
+  /** Size cap of the private `/tmp` tmpfs, in bytes. */
+  tmpSizeBytes?: number;
+  /** Fd on which bwrap reports `{"child-pid": N}` (used to wait for the namespace to be gone). */
+  infoFd?: number;
+  /** Environment of the sandboxed command; nothing else of the host environment is passed. */
+  env: Record<string, string>;
+  /** The command to run inside, interpreter first. */
+  command: string[];
+}
+
+/**
+ * /etc files the interpreters need (dynamic loader cache, TLS roots, time zone, MIME table).
+ * Each is optional on the host, hence `--ro-bind-try`. Accounts and host names are synthesized.
+ */
+export const ETC_READ_ONLY = [
+  '/etc/ld.so.cache',
+  '/etc/ld.so.conf',
+  '/etc/ld.so.conf.d',
+  '/etc/alternatives',
+  '/etc/ssl',
+  '/etc/ca-certificates',
+  '/etc/pki',
+  '/etc/localtime',
+  '/etc/mime.types',
+  '/etc/nsswitch.conf',
+] as const;
+
+/** Extra /etc files only a sandbox with network egress needs. */
+export const ETC_NETWORK = ['/etc/resolv.conf', '/etc/gai.conf'] as const;
+
+/** The bwrap arguments (without the `bwrap` binary itself) for one execution. */
+export function buildBubblewrapArgs(spec: BubblewrapSpec): string[] {
+  if (spec.command.length === 0) throw new Error('buildBubblewrapArgs: the command is empty');
+  return [
+    ...namespaceArgs(spec),
+    ...filesystemArgs(spec),
+    '--chdir',
+    SANDBOX_HOME,
+    ...environmentArgs(spec.env),
+    ...(spec.infoFd !== undefined ? ['--info-fd', String(spec.infoFd)] : []),
+    '--',
+    ...spec.command,
+  ];
+}
+
+function namespaceArgs(spec: BubblewrapSpec): string[] {
+  return [
+    // user, ipc, pid, net, uts and cgroup namespaces; the net one holds only a loopback device.
+    '--unshare-all',
+    ...(spec.network ? ['--share-net'] : []),
+    '--unshare-user',
+    // The code cannot build further namespaces (a common kernel attack surface).
+    '--disable-userns',
+    '--uid',
+    String(SANDBOX_UID),
+    '--gid',
+    String(SANDBOX_GID),
+    '--hostname',
+    'sandbox',
+    // The sandbox dies with the driver; its own session stops TIOCSTI tricks on a terminal.
+    '--die-with-parent',
+    '--new-session',
+    '--cap-drop',
+    'ALL',
+  ];
+}
+
+function filesystemArgs(spec: BubblewrapSpec): string[] {
+  const args = ['--ro-bind', '/usr', '/usr'];
+  for (const entry of spec.rootEntries) {
+    if ('symlinkTo' in entry) args.push('--symlink', entry.symlinkTo, entry.path);
+    else args.push('--ro-bind', entry.path, entry.path);
+  }
+  for (const path of ETC_READ_ONLY) args.push('--ro-bind-try', path, path);
+  args.push('--ro-bind', spec.syntheticEtc.passwd, '/etc/passwd', '--ro-bind', spec.syntheticEtc.group, '/etc/group');
+  if (spec.network) {
+    args.push('--ro-bind-try', '/etc/hosts', '/etc/hosts');
+    for (const path of ETC_NETWORK) args.push('--ro-bind-try', path, path);
+  } else {
+    args.push('--ro-bind', spec.syntheticEtc.hosts, '/etc/hosts');
+  }
+  args.push('--proc', '/proc', '--dev', '/dev');
+  if (spec.tmpSizeBytes !== undefined) args.push('--size', String(spec.tmpSizeBytes));
+  args.push('--tmpfs', '/tmp');
+  for (const dir of spec.extraReadOnly) args.push('--ro-bind', dir, dir);
+  args.push('--ro-bind', spec.runner.python, SANDBOX_RUNNER_PATHS.python);
+  args.push('--ro-bind', spec.runner.node, SANDBOX_RUNNER_PATHS.node);
+  args.push('--bind', spec.homeDir, SANDBOX_HOME);
+  // The root itself is a bwrap tmpfs: make it read-only so only /home/user and /tmp are writable.
+  args.push('--remount-ro', '/');
+  return args;
+}
+
+function environmentArgs(env: Record<string, string>): string[] {
+  const args = ['--clearenv'];
+  for (const [name, value] of Object.entries(env)) args.push('--setenv', name, value);
+  return args;
+}
+
+/**
+ * The installation directory to mount for an interpreter at `realPath` (symlinks resolved), or
+ * `undefined` when it lives under /usr, which is mounted anyway. `…/bin/node` mounts `…` (the
+ * prefix, which holds its `lib/`), anything else its own directory.
+ */
+export function installationDirOf(realPath: string): string | undefined {
+  if (realPath === '/usr' || realPath.startsWith('/usr/')) return undefined;
+  const dir = realPath.slice(0, realPath.lastIndexOf('/')) || '/';
+  const prefix = dir.endsWith('/bin') ? dir.slice(0, -'/bin'.length) : dir;
+  if (prefix === '' || prefix === '/') {
+    throw new Error(`the interpreter ${realPath} lives directly under /; install it under /usr or a prefix directory`);
+  }
+  return prefix;
+}

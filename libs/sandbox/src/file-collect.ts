@@ -1,0 +1,92 @@
+import type { NodeError, RunnerFile } from '@podflow/protocol';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, realpath } from 'node:fs/promises';
+import { isAbsolute, posix, resolve, sep } from 'node:path';
+import type { CollectedFile } from './driver';
+
+export interface FileCollectLimits {
+  maxFiles: number;
+  maxFilesBytes: number;
+}
+
+/** A file the runner reported that the host refused to hand out, and why. */
+export interface RejectedFile {
+  path: string;
+  reason: string;
+}
+
+export type FileCollectResult =
+  | { ok: true; files: CollectedFile[]; rejected: RejectedFile[] }
+  | { ok: false; error: NodeError; rejected: RejectedFile[] };
+
+/**
+ * Turns the files the runner reported into `CollectedFile`s over the execution's host directory.
+ * The runner ran next to the user's code, so its report is untrusted: each path is checked again
+ * on the host (relative, inside `homeDir` after resolving symlinks, a regular file, not a
+ * symlink), and size and sha256 are recomputed from the bytes on disk. Call it only once the
+ * sandbox is dead, so nothing can swap a file between the check and `open()`.
+ */
+export async function collectFiles(homeDir: string, reported: readonly RunnerFile[], limits: FileCollectLimits): Promise<FileCollectResult> {
+  const root = await realpath(homeDir);
+  const files: CollectedFile[] = [];
+  const rejected: RejectedFile[] = [];
+  const seen = new Set<string>();
+  let totalBytes = 0;
+  for (const entry of reported) {
+    const checked = await checkFile(root, entry?.path);
+    if ('reason' in checked) {
+      rejected.push({ path: String(entry?.path), reason: checked.reason });
+      continue;
+    }
+    if (seen.has(checked.path)) continue;
+    seen.add(checked.path);
+    totalBytes += checked.size;
+    if (files.length + 1 > limits.maxFiles || totalBytes > limits.maxFilesBytes) {
+      return { ok: false, rejected, error: filesTooLarge(limits) };
+    }
+    const { sha256 } = await hashFile(checked.fullPath);
+    const fullPath = checked.fullPath;
+    files.push({ path: checked.path, size: checked.size, sha256, open: () => createReadStream(fullPath) });
+  }
+  return { ok: true, files, rejected };
+}
+
+type CheckedFile = { path: string; fullPath: string; size: number } | { reason: string };
+
+async function checkFile(root: string, path: unknown): Promise<CheckedFile> {
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) return { reason: 'not a path' };
+  const normalized = posix.normalize(path);
+  if (isAbsolute(path) || normalized !== path || path.split('/').includes('..') || path.startsWith('./')) {
+    return { reason: 'not a normalized relative path' };
+  }
+  const fullPath = resolve(root, ...path.split('/'));
+  if (!fullPath.startsWith(root + sep)) return { reason: 'outside the working directory' };
+  const info = await lstat(fullPath).catch(() => undefined);
+  if (!info) return { reason: 'missing' };
+  if (info.isSymbolicLink()) return { reason: 'a symbolic link' };
+  if (!info.isFile()) return { reason: 'not a regular file' };
+  // A symlinked directory on the way would make the lexical path lie about where the bytes are.
+  if ((await realpath(fullPath)) !== fullPath) return { reason: 'reached through a symbolic link' };
+  return { path, fullPath, size: info.size };
+}
+
+function hashFile(path: string): Promise<{ sha256: string }> {
+  return new Promise((done, fail) => {
+    const hash = createHash('sha256');
+    createReadStream(path)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('error', fail)
+      .on('end', () => done({ sha256: hash.digest('hex') }));
+  });
+}
+
+function filesTooLarge(limits: FileCollectLimits): NodeError {
+  return {
+    code: 'FILES_TOO_LARGE',
+    message:
+      `the code left more than ${limits.maxFiles} files or ${limits.maxFilesBytes} bytes under /home/user; ` +
+      'write fewer or smaller files, or delete temporary ones before main returns',
+    details: { maxFiles: limits.maxFiles, maxFilesBytes: limits.maxFilesBytes },
+  };
+}

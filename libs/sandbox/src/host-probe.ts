@@ -1,0 +1,130 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, lstat, mkdir, readlink, realpath, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { SANDBOX_GID, SANDBOX_HOME, SANDBOX_UID, type RootEntry, type SyntheticEtc } from './bubblewrap';
+
+/** What a probe command did: `ok` when it exited 0; `detail` says why not otherwise. */
+export interface ProbeResult {
+  ok: boolean;
+  detail: string;
+}
+
+const PROBE_TIMEOUT_MS = 10_000;
+
+/** Runs a short command (optionally as another uid) and reports whether it exited 0. */
+export function runProbe(command: string, args: string[], ids?: { uid: number; gid: number }): Promise<ProbeResult> {
+  return new Promise((done) => {
+    let stderr = '';
+    let settled = false;
+    const finish = (result: ProbeResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      done(result);
+    };
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(ids ?? {}) });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      finish({ ok: false, detail: `\`${command}\` did not finish within ${PROBE_TIMEOUT_MS / 1000}s` });
+    }, PROBE_TIMEOUT_MS);
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (stderr.length < 4096) stderr += chunk.toString('utf8');
+    });
+    child.on('error', (error: NodeJS.ErrnoException) =>
+      finish({ ok: false, detail: `\`${command}\` could not be started (${error.code ?? error.message})` }),
+    );
+    child.on('close', (code, signal) =>
+      finish(
+        code === 0
+          ? { ok: true, detail: '' }
+          : { ok: false, detail: `\`${[command, ...args].join(' ')}\` exited with ${code ?? signal}: ${stderr.trim()}` },
+      ),
+    );
+  });
+}
+
+/** The bwrap probe of the brief: can this host run `bwrap --ro-bind / / true`? */
+export function probeBubblewrap(bwrapBin: string): Promise<ProbeResult> {
+  return runProbe(bwrapBin, ['--ro-bind', '/', '/', 'true']);
+}
+
+/**
+ * Can bwrap run as an unprivileged host uid (it then needs unprivileged user namespaces)? Only
+ * then do sandboxes run without host root and does RLIMIT_NPROC apply to them.
+ */
+export function probeUnprivilegedBubblewrap(bwrapBin: string, uid: number, gid: number): Promise<ProbeResult> {
+  return runProbe(bwrapBin, ['--unshare-user', '--disable-userns', '--ro-bind', '/', '/', 'true'], { uid, gid });
+}
+
+/** Can `prlimit` (util-linux) set rlimits here? */
+export function probePrlimit(prlimitBin: string): Promise<ProbeResult> {
+  return runProbe(prlimitBin, ['--core=0', '--', 'true']);
+}
+
+const ROOT_DIRS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
+
+/** How /bin, /lib... look on this host: merged-/usr symlinks are recreated, real dirs mounted. */
+export async function detectRootEntries(): Promise<RootEntry[]> {
+  const entries: RootEntry[] = [];
+  for (const path of ROOT_DIRS) {
+    const info = await lstat(path).catch(() => undefined);
+    if (info?.isSymbolicLink()) entries.push({ path, symlinkTo: await readlink(path) });
+    else if (info?.isDirectory()) entries.push({ path, directory: true });
+  }
+  return entries;
+}
+
+/**
+ * Writes the /etc/passwd, /etc/group and /etc/hosts the sandbox sees: one account for the
+ * sandbox uid and a loopback-only hosts file, so no host account or host name is visible.
+ */
+export async function writeSyntheticEtc(dir: string): Promise<SyntheticEtc> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const files: SyntheticEtc = { passwd: join(dir, 'passwd'), group: join(dir, 'group'), hosts: join(dir, 'hosts') };
+  await writeFile(files.passwd, `user:x:${SANDBOX_UID}:${SANDBOX_GID}:podflow sandbox:${SANDBOX_HOME}:/usr/sbin/nologin\n`, { mode: 0o644 });
+  await writeFile(files.group, `user:x:${SANDBOX_GID}:\n`, { mode: 0o644 });
+  await writeFile(files.hosts, '127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n', { mode: 0o644 });
+  return files;
+}
+
+/** The real path of an interpreter: absolute paths as given, bare names looked up on `searchPath`. */
+export async function resolveExecutable(bin: string, searchPath: string): Promise<string | undefined> {
+  const candidates = bin.includes('/') ? [resolve(bin)] : searchPath.split(':').filter(Boolean).map((dir) => join(dir, bin));
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, constants.X_OK);
+      return await realpath(candidate);
+    } catch {
+      // next candidate
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Whether `uid`/`gid` (with no supplementary groups) may reach `path`: search permission on every
+ * ancestor and read (or only search) permission on the path itself. Needed because bwrap running as a dedicated
+ * sandbox uid opens every bind source with that uid's rights (an nvm node under /root is not).
+ */
+export async function isReachableBy(path: string, uid: number, gid: number, need: 'read' | 'search' = 'read'): Promise<boolean> {
+  const target = resolve(path);
+  const ancestors: string[] = [];
+  for (let dir = dirname(target); ; dir = dirname(dir)) {
+    ancestors.push(dir);
+    if (dir === '/') break;
+  }
+  for (const dir of ancestors) {
+    if (!(await permits(dir, uid, gid, 0o1))) return false;
+  }
+  return permits(target, uid, gid, need === 'read' ? 0o4 : 0o1);
+}
+
+async function permits(path: string, uid: number, gid: number, bit: number): Promise<boolean> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info) return false;
+  const mode = info.mode;
+  if (info.uid === uid) return (mode & (bit << 6)) !== 0;
+  if (info.gid === gid) return (mode & (bit << 3)) !== 0;
+  return (mode & bit) !== 0;
+}

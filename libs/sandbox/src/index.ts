@@ -1,0 +1,31 @@
+/**
+ * @podflow/sandbox: the `SandboxDriver` interface workers run executions through, and the
+ * `process` driver (one machine: a child process wrapped in bubblewrap on Linux).
+ *
+ * ```ts
+ * import { ProcessDriver } from '@podflow/sandbox';
+ *
+ * const driver = new ProcessDriver({ isolation: 'auto', memoryLimitBytes: 512 * 1024 * 1024, logger });
+ * await driver.init(); // probes bwrap/prlimit once; { isolation: 'bubblewrap', rlimits: true, ... }
+ * const outcome = await driver.execute(request, abortController.signal);
+ * try {
+ *   for (const file of outcome.files) await store.put({ key, body: file.open() });
+ * } finally {
+ *   await outcome.dispose(); // removes the execution's directory
+ * }
+ * await driver.close();
+ * ```
+ */
+export type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from './driver';
+export { ProcessDriver } from './process-driver';
+export type { ProcessDriverOptions } from './process-driver';
+export { NOT_ISOLATED_WARNING } from './isolation-plan';
+export type { IsolationMode, IsolationReport, SandboxLogger } from './isolation-plan';
+export { DEFAULT_PROCESS_LIMITS, parseMemoryQuantity, rlimitsFor } from './limits';
+export type { ExecutionRlimits, ProcessLimits } from './limits';
+export { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_RUNNER_PATHS } from './bubblewrap';
+export type { BubblewrapSpec, RootEntry, SyntheticEtc } from './bubblewrap';
+export { collectFiles } from './file-collect';
+export type { FileCollectLimits, FileCollectResult, RejectedFile } from './file-collect';
+export { DEFAULT_SANDBOX_UIDS } from './uid-pool';
+export type { UidRange } from './uid-pool';

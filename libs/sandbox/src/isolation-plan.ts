@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { installationDirOf, SANDBOX_PATH, type RootEntry, type SyntheticEtc } from './bubblewrap';
+import {
+  detectRootEntries,
+  isReachableBy,
+  probeBubblewrap,
+  probePrlimit,
+  probeUnprivilegedBubblewrap,
+  resolveExecutable,
+  writeSyntheticEtc,
+} from './host-probe';
+import { UidPool, type UidRange } from './uid-pool';
+
+/** Which sandboxing the process driver applies; `auto` picks bubblewrap when it works here. */
+export type IsolationMode = 'bubblewrap' | 'none' | 'auto';
+
+/** Injected logger; pino-compatible `(obj, msg)` calls. */
+export interface SandboxLogger {
+  warn(obj: Record<string, unknown>, msg: string): void;
+  info(obj: Record<string, unknown>, msg: string): void;
+}
+
+/** What the driver settled on at start-up; `ProcessDriver.init()` returns it. */
+export interface IsolationReport {
+  isolation: 'bubblewrap' | 'none';
+  /** Why bubblewrap is not used (`none` only). */
+  reason?: string;
+  /** RLIMIT_AS/FSIZE (and NPROC with dedicated uids) are applied through `prlimit`. */
+  rlimits: boolean;
+  /** Each sandbox runs as its own unprivileged host uid (only when the driver runs as root). */
+  dedicatedUids: boolean;
+}
+
+export interface PlanInput {
+  isolation: IsolationMode;
+  platform: NodeJS.Platform;
+  /** `process.getuid()` of the driver; `undefined` off POSIX. */
+  hostUid: number | undefined;
+  bwrapBin: string;
+  prlimitBin: string;
+  workRoot: string;
+  sandboxUids: UidRange | false;
+  interpreters: { python: string; node: string };
+  /** Host files every sandbox mounts (runner programs). */
+  runnerFiles: string[];
+  logger?: SandboxLogger;
+}
+
+export type IsolationPlan =
+  | {
+      kind: 'bubblewrap';
+      report: IsolationReport;
+      bwrapBin: string;
+      prlimitBin?: string;
+      uids?: UidPool;
+      rootEntries: RootEntry[];
+      syntheticEtc: SyntheticEtc;
+      etcDir: string;
+      extraReadOnly: string[];
+    }
+  | { kind: 'none'; report: IsolationReport; prlimitBin?: string }
+  | { kind: 'unavailable'; message: string };
+
+export const NOT_ISOLATED_WARNING =
+  'process sandbox is NOT isolated: install bubblewrap (apt-get install bubblewrap) so user code cannot read ' +
+  'host files, reach the network or signal host processes; until then code runs as a plain child process';
+
+/** Probes the host once and decides how executions will be sandboxed. */
+export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
+  await mkdir(input.workRoot, { recursive: true, mode: 0o711 });
+  const prlimit = await probePrlimit(input.prlimitBin);
+  const prlimitBin = prlimit.ok ? input.prlimitBin : undefined;
+  if (!prlimit.ok) {
+    input.logger?.warn({ detail: prlimit.detail }, 'prlimit (util-linux) is unavailable: sandbox memory and file size limits are NOT enforced');
+  }
+  if (input.isolation === 'none') return nonePlan('isolation: none was configured', prlimitBin, input.logger);
+  if (input.platform !== 'linux') {
+    return input.isolation === 'bubblewrap'
+      ? { kind: 'unavailable', message: `bubblewrap isolation needs Linux; this host is ${input.platform}` }
+      : nonePlan(`bubblewrap needs Linux; this host is ${input.platform}`, prlimitBin, input.logger);
+  }
+  const probe = await probeBubblewrap(input.bwrapBin);
+  if (!probe.ok) {
+    return input.isolation === 'bubblewrap'
+      ? { kind: 'unavailable', message: `bubblewrap isolation was requested but does not work here: ${probe.detail}` }
+      : nonePlan(`bubblewrap does not work here: ${probe.detail}`, prlimitBin, input.logger);
+  }
+
+  const etcDir = join(input.workRoot, `etc-${randomBytes(6).toString('hex')}`);
+  const syntheticEtc = await writeSyntheticEtc(etcDir);
+  const rootEntries = await detectRootEntries();
+  const extraReadOnly = await interpreterDirs(input);
+  const uids = await dedicatedUids(input, [etcDir, ...input.runnerFiles, ...extraReadOnly]);
+  const report: IsolationReport = { isolation: 'bubblewrap', rlimits: prlimitBin !== undefined, dedicatedUids: uids !== undefined };
+  input.logger?.info({ ...report }, 'process sandbox: bubblewrap isolation');
+  return { kind: 'bubblewrap', report, bwrapBin: input.bwrapBin, prlimitBin, uids, rootEntries, syntheticEtc, etcDir, extraReadOnly };
+}
+
+function nonePlan(reason: string, prlimitBin: string | undefined, logger?: SandboxLogger): IsolationPlan {
+  // Said loudly once per driver: every execution after this runs with the worker's rights.
+  logger?.warn({ reason }, NOT_ISOLATED_WARNING);
+  return { kind: 'none', report: { isolation: 'none', reason, rlimits: prlimitBin !== undefined, dedicatedUids: false }, prlimitBin };
+}
+
+/** Installation directories of interpreters outside /usr, mounted read-only at the same path. */
+async function interpreterDirs(input: PlanInput): Promise<string[]> {
+  const dirs = new Set<string>();
+  for (const bin of [input.interpreters.python, input.interpreters.node]) {
+    const real = await resolveExecutable(bin, SANDBOX_PATH);
+    if (!real) {
+      input.logger?.warn({ interpreter: bin }, `interpreter ${bin} was not found; executions that need it will fail with SANDBOX_LOST`);
+      continue;
+    }
+    try {
+      const dir = installationDirOf(real);
+      if (dir) dirs.add(dir);
+    } catch (error) {
+      input.logger?.warn({ interpreter: bin, error: (error as Error).message }, 'interpreter cannot be mounted into the sandbox');
+    }
+  }
+  return [...dirs];
+}
+
+/**
+ * A uid pool when the driver runs as root and bwrap works as an unprivileged uid that can reach
+ * every mounted host path; otherwise `undefined` (bwrap then runs as root with a user namespace).
+ */
+async function dedicatedUids(input: PlanInput, mountedPaths: string[]): Promise<UidPool | undefined> {
+  if (input.sandboxUids === false || input.hostUid !== 0) return undefined;
+  const pool = new UidPool(input.sandboxUids);
+  const uid = input.sandboxUids.first;
+  const probe = await probeUnprivilegedBubblewrap(input.bwrapBin, uid, uid);
+  if (!probe.ok) {
+    input.logger?.warn(
+      { detail: probe.detail },
+      'bubblewrap cannot run as an unprivileged uid (unprivileged user namespaces disabled?): sandboxes run as host root inside a user namespace and RLIMIT_NPROC is not enforced',
+    );
+    return undefined;
+  }
+  const checks = [{ path: input.workRoot, need: 'search' as const }, ...mountedPaths.map((path) => ({ path, need: 'read' as const }))];
+  for (const { path, need } of checks) {
+    if (!(await isReachableBy(path, uid, uid, need))) {
+      input.logger?.warn(
+        { path },
+        `${path} is not readable by unprivileged uids, so sandboxes run as host root inside a user namespace; make it world-readable (and its parent directories searchable) to drop root`,
+      );
+      return undefined;
+    }
+  }
+  return pool;
+}

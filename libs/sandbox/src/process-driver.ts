@@ -1,0 +1,282 @@
+import type { CapturedLogs, NodeError, RunnerLimits, RunnerRequest } from '@podflow/protocol';
+import { parseRunnerOutput, runnerArgv, runnerAssets, type RunnerAssets } from '@podflow/runner';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { access, chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH, SANDBOX_RUNNER_PATHS } from './bubblewrap';
+import type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from './driver';
+import { collectFiles } from './file-collect';
+import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport, type SandboxLogger } from './isolation-plan';
+import { DEFAULT_PROCESS_LIMITS, mergeRunnerLimits, parseMemoryQuantity, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './limits';
+import { classifyOutcome, type ClassifiedOutcome } from './outcome';
+import { runSandboxProcess, type SandboxProcessSpec } from './sandbox-process';
+import { DEFAULT_SANDBOX_UIDS, type UidRange } from './uid-pool';
+
+/** Options of the process driver. Everything is injected: the library reads no environment. */
+export interface ProcessDriverOptions {
+  /** `auto` (default): bubblewrap when `bwrap --ro-bind / / true` works here, else `none` with a loud warning. */
+  isolation?: IsolationMode;
+  /** Default `/usr/bin/python3` when it exists, else `python3` (looked up on `/usr/local/bin:/usr/bin:/bin`). */
+  pythonBin?: string;
+  /** Default `process.execPath`. */
+  nodeBin?: string;
+  /** Parent of the per-execution directories. Default `<os.tmpdir()>/podflow-sandbox`. */
+  workRoot?: string;
+  /** Driver-wide overrides of the protocol's runner limits (a request's own `limits` win). */
+  limits?: Partial<RunnerLimits>;
+  /** Memory budget per execution (default 512 MiB); a request's `resources.memory` replaces it. */
+  memoryLimitBytes?: number;
+  /** RLIMIT_NPROC per sandbox (default 64); enforced only with dedicated sandbox uids. */
+  maxProcesses?: number;
+  /** RLIMIT_FSIZE: largest single file (default 100 MiB). */
+  maxFileSizeBytes?: number;
+  /** Size of the sandbox's RAM-backed `/tmp` (default 64 MiB). */
+  tmpSizeBytes?: number;
+  /** Host uids for sandboxes when the driver runs as root (default 1.9e9 + 65536); `false` keeps bwrap as root. */
+  sandboxUids?: UidRange | false;
+  /** Default `bwrap` (found on PATH). */
+  bwrapBin?: string;
+  /** Default `prlimit` (util-linux, found on PATH). */
+  prlimitBin?: string;
+  /** Runner programs; default `runnerAssets()` of `@podflow/runner`. */
+  runnerAssets?: RunnerAssets;
+  logger?: SandboxLogger;
+}
+
+interface Prepared {
+  execDir: string;
+  homeDir: string;
+  uid?: number;
+}
+
+/**
+ * Runs each execution as a child process of the worker, wrapped in bubblewrap on Linux (see
+ * README.md for what that isolates), in a fresh host directory mounted at `/home/user`.
+ */
+export class ProcessDriver implements SandboxDriver {
+  readonly name = 'process';
+  private readonly workRoot: string;
+  private readonly limits: ProcessLimits;
+  private readonly interpreters: { python: string; node: string };
+  private readonly assets: RunnerAssets;
+  private ready?: Promise<IsolationPlan>;
+  private readonly running = new Set<AbortController>();
+
+  constructor(private readonly options: ProcessDriverOptions = {}) {
+    this.workRoot = options.workRoot ?? join(tmpdir(), 'podflow-sandbox');
+    this.limits = {
+      memoryLimitBytes: options.memoryLimitBytes ?? DEFAULT_PROCESS_LIMITS.memoryLimitBytes,
+      maxProcesses: options.maxProcesses ?? DEFAULT_PROCESS_LIMITS.maxProcesses,
+      maxFileSizeBytes: options.maxFileSizeBytes ?? DEFAULT_PROCESS_LIMITS.maxFileSizeBytes,
+      tmpSizeBytes: options.tmpSizeBytes ?? DEFAULT_PROCESS_LIMITS.tmpSizeBytes,
+    };
+    this.interpreters = {
+      python: options.pythonBin ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'),
+      node: options.nodeBin ?? process.execPath,
+    };
+    this.assets = options.runnerAssets ?? runnerAssets();
+  }
+
+  /** Probes the host once (bwrap, prlimit, uids) and says how executions will be isolated. */
+  async init(): Promise<IsolationReport> {
+    const plan = await this.plan();
+    if (plan.kind === 'unavailable') throw new Error(plan.message);
+    return plan.report;
+  }
+
+  async execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome> {
+    const limits = mergeRunnerLimits(this.options.limits, request.limits);
+    if (signal.aborted) return failedOutcome({ code: 'CANCELED', message: 'execution canceled' }, 0);
+    const plan = await this.plan();
+    if (plan.kind === 'unavailable') return failedOutcome({ code: 'SANDBOX_LOST', message: plan.message }, 0);
+    const missing = await this.missingRunner(request);
+    if (missing) return failedOutcome({ code: 'SANDBOX_LOST', message: missing }, 0);
+
+    const prepared = await this.prepare(plan);
+    const dispose = once(() => rm(prepared.execDir, { recursive: true, force: true }));
+    // close() aborts whatever is still running through this controller.
+    const local = new AbortController();
+    const onAbort = (): void => local.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.running.add(local);
+    try {
+      const memoryLimitBytes = memoryOf(request, this.limits.memoryLimitBytes);
+      const nonce = randomBytes(16).toString('hex');
+      const runnerRequest: RunnerRequest = {
+        language: request.language,
+        code: request.code,
+        args: request.args,
+        workdir: plan.kind === 'bubblewrap' ? SANDBOX_HOME : prepared.homeDir,
+        limits,
+        nonce,
+      };
+      const spec = this.processSpec(plan, prepared, request, memoryLimitBytes, limits, local.signal);
+      const run = await runSandboxProcess({ ...spec, stdin: JSON.stringify(runnerRequest) });
+      const response = run.stdout ? parseRunnerOutput(run.stdout, nonce) : undefined;
+      const classified = classifyOutcome(run, response, {
+        timeoutMs: request.timeoutMs,
+        command: spec.command,
+        bubblewrap: plan.kind === 'bubblewrap',
+        memoryLimitBytes,
+        maxFileSizeBytes: this.limits.maxFileSizeBytes,
+        stdoutCapBytes: spec.stdoutCapBytes,
+        maxLogBytes: limits.maxLogBytes,
+      });
+      const files = await this.files(classified, response?.ok ? response.files : [], prepared.homeDir, limits, request);
+      return { ...classified, ...files, durationMs: run.durationMs, dispose };
+    } catch (error) {
+      await dispose();
+      throw error;
+    } finally {
+      // The sandbox is dead here (runSandboxProcess waits for it): its uid can be reused.
+      if (prepared.uid !== undefined && plan.kind === 'bubblewrap') plan.uids?.release(prepared.uid);
+      signal.removeEventListener('abort', onAbort);
+      this.running.delete(local);
+    }
+  }
+
+  /** Kills running executions and removes driver-wide files; the driver can not be used after. */
+  async close(): Promise<void> {
+    for (const controller of this.running) controller.abort();
+    const plan = this.ready ? await this.ready.catch(() => undefined) : undefined;
+    if (plan?.kind === 'bubblewrap') await rm(plan.etcDir, { recursive: true, force: true });
+  }
+
+  private plan(): Promise<IsolationPlan> {
+    this.ready ??= planIsolation({
+      isolation: this.options.isolation ?? 'auto',
+      platform: process.platform,
+      hostUid: process.getuid?.(),
+      bwrapBin: this.options.bwrapBin ?? 'bwrap',
+      prlimitBin: this.options.prlimitBin ?? 'prlimit',
+      workRoot: this.workRoot,
+      sandboxUids: this.options.sandboxUids ?? DEFAULT_SANDBOX_UIDS,
+      interpreters: this.interpreters,
+      runnerFiles: [this.assets.python, this.assets.node],
+      logger: this.options.logger,
+    });
+    return this.ready;
+  }
+
+  private async missingRunner(request: SandboxRequest): Promise<string | undefined> {
+    const path = request.language === 'python' ? this.assets.python : this.assets.node;
+    const present = await access(path).then(
+      () => true,
+      () => false,
+    );
+    return present ? undefined : `the ${request.language} runner program is missing at ${path}; build libs/runner (node scripts/bundle.mjs)`;
+  }
+
+  /** A fresh `<workRoot>/exec-XXXX/` holding `home/` (the code's /home/user) and `tmp/`. */
+  private async prepare(plan: Exclude<IsolationPlan, { kind: 'unavailable' }>): Promise<Prepared> {
+    await mkdir(this.workRoot, { recursive: true, mode: 0o711 });
+    const execDir = await mkdtemp(join(this.workRoot, 'exec-'));
+    const homeDir = join(execDir, 'home');
+    await mkdir(homeDir, { mode: 0o700 });
+    await mkdir(join(execDir, 'tmp'), { mode: 0o700 });
+    if (plan.kind !== 'bubblewrap' || !plan.uids) return { execDir, homeDir };
+    const uid = plan.uids.acquire();
+    try {
+      // bwrap runs as `uid`: it must traverse execDir and own home/.
+      await chmod(execDir, 0o711);
+      await chown(homeDir, uid, uid);
+    } catch (error) {
+      plan.uids.release(uid);
+      await rm(execDir, { recursive: true, force: true });
+      throw error;
+    }
+    return { execDir, homeDir, uid };
+  }
+
+  private processSpec(
+    plan: Exclude<IsolationPlan, { kind: 'unavailable' }>,
+    prepared: Prepared,
+    request: SandboxRequest,
+    memoryLimitBytes: number,
+    limits: RunnerLimits,
+    signal: AbortSignal,
+  ): Omit<SandboxProcessSpec, 'stdin'> & { command: string } {
+    const bubblewrap = plan.kind === 'bubblewrap';
+    const rlimits = rlimitsFor(request.language, { ...this.limits, memoryLimitBytes }, bubblewrap && prepared.uid !== undefined);
+    const assets = bubblewrap ? SANDBOX_RUNNER_PATHS : this.assets;
+    const runner = runnerArgv(request.language, assets, this.interpreters);
+    // V8 must hit its own heap limit (a clear "heap out of memory") before RLIMIT_AS bites.
+    if (rlimits.v8HeapMiB !== undefined) runner.splice(1, 0, `--max-old-space-size=${rlimits.v8HeapMiB}`);
+    const env = {
+      PATH: SANDBOX_PATH,
+      HOME: bubblewrap ? SANDBOX_HOME : prepared.homeDir,
+      LANG: 'C.UTF-8',
+      PYTHONDONTWRITEBYTECODE: '1',
+      TMPDIR: bubblewrap ? '/tmp' : join(prepared.execDir, 'tmp'),
+      // glibc reserves 64 MiB of address space per thread arena; under RLIMIT_AS that starves threads.
+      MALLOC_ARENA_MAX: '2',
+    };
+    const sandboxed = bubblewrap
+      ? [
+          plan.bwrapBin,
+          ...buildBubblewrapArgs({
+            homeDir: prepared.homeDir,
+            rootEntries: plan.rootEntries,
+            syntheticEtc: plan.syntheticEtc,
+            runner: { python: this.assets.python, node: this.assets.node },
+            extraReadOnly: plan.extraReadOnly,
+            network: request.network,
+            tmpSizeBytes: this.limits.tmpSizeBytes,
+            infoFd: 3,
+            env,
+            command: runner,
+          }),
+        ]
+      : runner;
+    const argv = plan.prlimitBin ? [plan.prlimitBin, ...prlimitArgs(rlimits), ...sandboxed] : sandboxed;
+    return {
+      command: argv[0],
+      args: argv.slice(1),
+      cwd: bubblewrap ? prepared.execDir : prepared.homeDir,
+      // bwrap --clearenv's the environment itself; a plain child gets only the sandbox variables.
+      env: bubblewrap ? undefined : env,
+      ...(prepared.uid !== undefined ? { ids: { uid: prepared.uid, gid: prepared.uid } } : {}),
+      stdoutCapBytes: stdoutCapBytes(limits),
+      stderrTailBytes: 64 * 1024,
+      timeoutMs: Math.min(Math.max(request.timeoutMs, 1), 2 ** 31 - 1),
+      signal,
+      infoFd: bubblewrap,
+    };
+  }
+
+  private async files(
+    classified: ClassifiedOutcome,
+    reported: Parameters<typeof collectFiles>[1],
+    homeDir: string,
+    limits: RunnerLimits,
+    request: SandboxRequest,
+  ): Promise<{ files: CollectedFile[] } & Partial<ClassifiedOutcome>> {
+    if (classified.status !== 'succeeded' || reported.length === 0) return { files: [] };
+    const collected = await collectFiles(homeDir, reported, limits);
+    if (collected.rejected.length > 0) {
+      this.options.logger?.warn(
+        { executionId: request.executionId, rejected: collected.rejected },
+        'files reported by the runner were refused by the host-side check and are not returned',
+      );
+    }
+    if (collected.ok) return { files: collected.files };
+    return { files: [], status: 'failed', error: collected.error, output: undefined };
+  }
+}
+
+function memoryOf(request: SandboxRequest, fallback: number): number {
+  const requested = request.resources?.memory;
+  return (requested !== undefined ? parseMemoryQuantity(requested) : undefined) ?? fallback;
+}
+
+function failedOutcome(error: NodeError, durationMs: number): SandboxOutcome {
+  const logs: CapturedLogs = { stdout: '', stderr: '', truncated: false };
+  return { status: 'failed', error, logs, files: [], durationMs, dispose: async () => undefined };
+}
+
+function once(action: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= action());
+}

@@ -1,0 +1,83 @@
+import { PodflowError } from '@podflow/protocol';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { assertSafeKey } from './keys';
+import type { ObjectStore, PutObjectInput, SignedUrl } from './object-store';
+
+export interface LocalDiskStoreOptions {
+  /** Directory objects are kept in. */
+  root: string;
+  /** Base URL of the coordinator that serves `GET /v1/files/<key>`, e.g. `http://localhost:8080`. */
+  publicBaseUrl: string;
+  /** HMAC key for URL signatures; every coordinator and worker sharing the store needs the same. */
+  secret: string;
+  defaultTtlSeconds: number;
+}
+
+/**
+ * The embedded default store: objects on local disk, served by the coordinator through
+ * HMAC-signed, expiring URLs (`/v1/files/<key>?expires=<epoch s>&signature=<hex>`).
+ */
+export class LocalDiskStore implements ObjectStore {
+  constructor(private readonly options: LocalDiskStoreOptions) {}
+
+  async put(input: PutObjectInput): Promise<void> {
+    const target = this.pathOf(input.key);
+    await mkdir(dirname(target), { recursive: true });
+    // Write beside the target and rename: a crash mid-write never leaves a truncated object.
+    const partial = `${target}.partial-${randomBytes(6).toString('hex')}`;
+    try {
+      if (Buffer.isBuffer(input.body)) {
+        await pipeline([input.body], createWriteStream(partial));
+      } else {
+        await pipeline(input.body, createWriteStream(partial));
+      }
+      await rename(partial, target);
+    } catch (error) {
+      await rm(partial, { force: true });
+      throw error;
+    }
+  }
+
+  async sign(key: string, ttlSeconds = this.options.defaultTtlSeconds): Promise<SignedUrl> {
+    assertSafeKey(key);
+    const expires = Math.floor(Date.now() / 1000) + ttlSeconds;
+    const signature = signLocalUrl(this.options.secret, key, expires);
+    const path = key.split('/').map(encodeURIComponent).join('/');
+    const base = this.options.publicBaseUrl.replace(/\/+$/, '');
+    return { url: `${base}/v1/files/${path}?expires=${expires}&signature=${signature}`, expiresAt: new Date(expires * 1000) };
+  }
+
+  async get(key: string): Promise<Readable> {
+    const path = this.pathOf(key);
+    const info = await stat(path).catch(() => undefined);
+    if (!info?.isFile()) throw new PodflowError('NOT_FOUND', `no stored file at key "${key}"`);
+    return createReadStream(path);
+  }
+
+  /**
+   * Checks a URL's `expires` and `signature` for `key`. Returns a reason when the URL must be
+   * refused, `undefined` when it is good.
+   */
+  verify(key: string, expires: string | undefined, signature: string | undefined, now = Date.now()): string | undefined {
+    if (!expires || !signature || !/^\d+$/.test(expires)) return 'the URL has no valid expires/signature parameters';
+    const expected = Buffer.from(signLocalUrl(this.options.secret, key, Number(expires)), 'hex');
+    const given = Buffer.from(signature, 'hex');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'the URL signature does not match';
+    if (Number(expires) * 1000 < now) return 'the URL has expired; ask for a fresh one with POST /v1/runs/:id/nodes/:nodeId/files/sign';
+    return undefined;
+  }
+
+  private pathOf(key: string): string {
+    assertSafeKey(key);
+    return join(this.options.root, ...key.split('/'));
+  }
+}
+
+function signLocalUrl(secret: string, key: string, expires: number): string {
+  return createHmac('sha256', secret).update(`${key}\n${expires}`).digest('hex');
+}

@@ -1,0 +1,47 @@
+/**
+ * @podflow/workflow: the pure core of podflow. Definition schema and validation, JSONata
+ * expressions, and the run state machine (state + event → new state + commands). No I/O here:
+ * the coordinator loads the state, calls `transition`, stores the result atomically and carries
+ * out the commands.
+ *
+ * ```ts
+ * import { parseWorkflow, createRunState, transition } from '@podflow/workflow';
+ *
+ * const workflow = parseWorkflow(yamlText);                  // throws InvalidWorkflowError
+ * let state = createRunState({ id: 'run-1', tenantId: 't1', workflow, inputs: {}, now: Date.now() });
+ * const { state: next, commands } = await transition(state, { type: 'start', at: Date.now() });
+ * for (const command of commands) {
+ *   // enqueue | cancel_execution | schedule_run_timeout | emit
+ * }
+ * ```
+ */
+export { DEFAULT_WORKFLOW_LIMITS } from './types';
+export type {
+  CodeNode,
+  Edge,
+  EdgeOn,
+  EdgeResolution,
+  EngineCommand,
+  EngineEvent,
+  NodeState,
+  NodeTimings,
+  OutputType,
+  RetryPolicySpec,
+  RunState,
+  TransitionResult,
+  ValidationIssue,
+  Workflow,
+  WorkflowLimits,
+} from './types';
+export { InvalidWorkflowError, formatIssue } from './errors';
+export { parseWorkflow, validateWorkflow, formatPath } from './validate';
+export type { ValidationResult } from './validate';
+export { NODE_ID_PATTERN, OUTPUT_TYPES, WORKFLOW_ID_PATTERN } from './schema';
+export { DURATION_HINT, formatDuration, parseDuration } from './durations';
+export { buildExpressionContext, evaluateExpression, expressionSyntaxError, isTruthy } from './expressions';
+export type { ExpressionContext, NodeView } from './expressions';
+export { createRunState, transition } from './engine';
+export type { CreateRunParams } from './engine';
+export { MAX_RETRY_DELAY_MS, retriesAllowed, retryDelayMs } from './engine-results';
+export { checkOutput } from './outputs';
+export type { OutputCheck } from './outputs';

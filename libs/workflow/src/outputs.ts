@@ -1,0 +1,74 @@
+import type { JsonObject, NodeError } from '@podflow/protocol';
+import type { OutputType } from './types';
+
+/** What a node's output looks like against its declaration: a failure, and warnings either way. */
+export interface OutputCheck {
+  error?: NodeError;
+  warnings: string[];
+}
+
+function isPlainObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `string`, `integer`, `number`, `boolean`, `object`, `array` or `null`: the JSON type of a value. */
+export function jsonTypeOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  if (typeof value === 'number') return Number.isInteger(value) ? 'integer' : 'number';
+  return typeof value;
+}
+
+function matches(value: unknown, type: OutputType): boolean {
+  switch (type) {
+    case 'any':
+      return true;
+    case 'integer':
+      return typeof value === 'number' && Number.isInteger(value);
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'string':
+    case 'boolean':
+      return typeof value === type;
+    case 'object':
+      return isPlainObject(value);
+    case 'array':
+      return Array.isArray(value);
+    case 'null':
+      return value === null;
+  }
+}
+
+/**
+ * Checks a successful output against the node's declared `outputs`. A declared key that is
+ * missing or of the wrong type is OUTPUT_INVALID; a key that was not declared is kept and only
+ * warned about (DESIGN.md: never silently dropped).
+ */
+export function checkOutput(nodeId: string, declared: Record<string, OutputType> | undefined, output: unknown): OutputCheck {
+  if (!isPlainObject(output)) {
+    const got = output === undefined ? 'no output' : `a value of type ${jsonTypeOf(output)}`;
+    return {
+      error: { code: 'OUTPUT_INVALID', message: `node "${nodeId}" returned ${got}; main must return a JSON object`, nodeId },
+      warnings: [],
+    };
+  }
+  if (!declared) return { warnings: [] };
+  const problems: string[] = [];
+  for (const [key, type] of Object.entries(declared)) {
+    if (!(key in output)) problems.push(`output key "${key}" is missing (declared as ${type})`);
+    else if (!matches(output[key], type)) problems.push(`output key "${key}" is ${jsonTypeOf(output[key])}, declared as ${type}`);
+  }
+  const warnings = Object.keys(output)
+    .filter((key) => !(key in declared))
+    .map((key) => `output key "${key}" is not declared in outputs`);
+  if (problems.length === 0) return { warnings };
+  return {
+    error: {
+      code: 'OUTPUT_INVALID',
+      message: `node "${nodeId}" output does not match its declared outputs: ${problems.join('; ')}`,
+      nodeId,
+      details: { problems },
+    },
+    warnings,
+  };
+}

@@ -1,0 +1,161 @@
+import { z } from 'zod';
+import { LANGUAGES } from '@podflow/protocol';
+import { durationToMs, formatDuration } from './durations';
+import { expressionSyntaxError } from './expressions';
+import type { OutputType, WorkflowLimits } from './types';
+
+/** Node ids are joined with `.` into execution ids (`run.node.attempt`), so they never contain dots. */
+export const NODE_ID_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
+export const WORKFLOW_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+export const OUTPUT_TYPES: readonly OutputType[] = ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null', 'any'];
+export const EDGE_KINDS = ['success', 'failure', 'always'] as const;
+export const BACKOFF_KINDS = ['fixed', 'exponential'] as const;
+
+/** Retry delays beyond this are almost certainly a unit mistake (`delay: 3600` meant ms). */
+const MAX_RETRY_DELAY_MS = 3_600_000;
+const DEFAULT_RETRY_DELAY_MS = 1_000;
+
+const CPU_PATTERN = /^(?:\d+(?:\.\d+)?|\.\d+)m?$/;
+const MEMORY_PATTERN = /^(?:\d+(?:\.\d+)?|\.\d+)(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
+
+function expression(): z.ZodEffects<z.ZodString> {
+  return z.string().superRefine((text, ctx) => {
+    const problem = expressionSyntaxError(text);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
+
+/** Duration in any accepted spelling → ms, bounded, with the limit named in the message. */
+function duration(bounds: { min: number; max: number; maxReason: string }) {
+  return z.unknown().transform((value, ctx) => {
+    const parsed = durationToMs(value);
+    if ('error' in parsed) {
+      ctx.addIssue({ code: 'custom', message: parsed.error });
+      return z.NEVER;
+    }
+    if (parsed.ms < bounds.min) {
+      ctx.addIssue({ code: 'custom', message: `must be at least ${formatDuration(bounds.min)}, got ${formatDuration(parsed.ms)}` });
+      return z.NEVER;
+    }
+    if (parsed.ms > bounds.max) {
+      ctx.addIssue({ code: 'custom', message: `${formatDuration(parsed.ms)} is above the limit of ${formatDuration(bounds.max)} (${bounds.maxReason}); use a shorter timeout` });
+      return z.NEVER;
+    }
+    return parsed.ms;
+  });
+}
+
+/** Kubernetes quantity; YAML turns `cpu: 1` into a number, which is fine and kept as `"1"`. */
+function quantity(pattern: RegExp, hint: string) {
+  return z.unknown().transform((value, ctx) => {
+    const text = typeof value === 'number' && Number.isFinite(value) && value > 0 ? String(value) : value;
+    if (typeof text !== 'string' || !pattern.test(text) || Number.parseFloat(text) <= 0) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a valid quantity: ${hint}` });
+      return z.NEVER;
+    }
+    return text;
+  });
+}
+
+function code(limits: WorkflowLimits) {
+  return z.string().superRefine((text, ctx) => {
+    if (text.trim() === '') {
+      ctx.addIssue({ code: 'custom', message: 'is empty: write the node source with a main(args) function' });
+      return;
+    }
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > limits.maxCodeBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `is ${bytes} bytes; the limit is ${limits.maxCodeBytes} bytes: move data into inputs or files and keep the code small`,
+      });
+    }
+  });
+}
+
+/** Zod schema of a raw definition (YAML/JSON as written), built for one set of limits. */
+export function workflowSchema(limits: WorkflowLimits) {
+  const retries = z
+    .object({
+      max: z
+        .number()
+        .int({ message: 'must be a whole number of retries' })
+        .min(0, { message: 'must be 0 or more' })
+        .max(limits.maxRetries, { message: `must be at most ${limits.maxRetries} (the retry limit)` }),
+      backoff: z.enum(BACKOFF_KINDS).default('exponential'),
+      delay: duration({ min: 0, max: MAX_RETRY_DELAY_MS, maxReason: 'longest retry delay' }).optional(),
+    })
+    .strict();
+
+  const resources = z
+    .object({
+      cpu: quantity(CPU_PATTERN, 'use cores or millicores like 1, 0.5 or 500m').optional(),
+      memory: quantity(MEMORY_PATTERN, 'use bytes or a suffix like 256Mi, 1Gi (binary) or 500M (decimal)').optional(),
+    })
+    .strict();
+
+  const node = z
+    .object({
+      id: z.string().regex(NODE_ID_PATTERN, {
+        message: 'must start with a letter or _, then letters, digits, _ or - (at most 64 characters, no dots)',
+      }),
+      type: z.literal('code').default('code'),
+      language: z.enum(LANGUAGES),
+      code: code(limits),
+      inputs: z.record(z.string(), expression()).optional(),
+      dependencies: z.array(z.string().min(1, { message: 'must not be empty' })).default([]),
+      timeout: duration({ min: 1, max: limits.maxNodeTimeoutMs, maxReason: 'longest node timeout' }).optional(),
+      retries: retries.optional(),
+      resources: resources.optional(),
+      outputs: z.record(z.string(), z.enum(OUTPUT_TYPES as [OutputType, ...OutputType[]])).optional(),
+      network: z.boolean().default(false),
+    })
+    .strict();
+
+  const edge = z
+    .object({
+      from: z.string(),
+      to: z.string(),
+      on: z.enum(EDGE_KINDS).default('success'),
+      when: expression().optional(),
+    })
+    .strict();
+
+  return z
+    .object({
+      id: z.string().regex(WORKFLOW_ID_PATTERN, {
+        message: 'must start with a letter or digit, then letters, digits, _ or - (at most 128 characters)',
+      }),
+      name: z.string().optional(),
+      description: z.string().optional(),
+      output: expression().optional(),
+      timeout: duration({ min: 1, max: limits.maxRunTimeoutMs, maxReason: 'longest run timeout' }).optional(),
+      nodes: z.array(node).min(1, { message: 'must contain at least one node' }),
+      edges: z.array(edge).default([]),
+    })
+    .strict();
+}
+
+export type RawWorkflow = z.output<ReturnType<typeof workflowSchema>>;
+
+/** Field names per object kind, for "unknown field ... did you mean" hints. */
+export const KNOWN_FIELDS = {
+  workflow: ['id', 'name', 'description', 'output', 'timeout', 'nodes', 'edges'],
+  node: ['id', 'type', 'language', 'code', 'inputs', 'dependencies', 'timeout', 'retries', 'resources', 'outputs', 'network'],
+  edge: ['from', 'to', 'on', 'when'],
+  retries: ['max', 'backoff', 'delay'],
+  resources: ['cpu', 'memory'],
+} as const;
+
+/** Hints appended to "is required" for the fields people most often forget. */
+export const REQUIRED_HINTS: Record<string, string> = {
+  id: 'give it an id',
+  language: `set one of ${LANGUAGES.join(', ')}`,
+  code: 'put the source with a main(args) function in `code`',
+  nodes: 'list at least one node',
+  from: 'name the source node',
+  to: 'name the target node',
+  max: 'say how many retries, e.g. max: 2',
+};
+
+export { DEFAULT_RETRY_DELAY_MS };

@@ -1,0 +1,247 @@
+import { LineCounter, parseDocument } from 'yaml';
+import type { ZodIssue } from 'zod';
+import { InvalidWorkflowError } from './errors';
+import { findCycles, type EdgeLike } from './graph';
+import { DEFAULT_RETRY_DELAY_MS, KNOWN_FIELDS, REQUIRED_HINTS, workflowSchema, type RawWorkflow } from './schema';
+import { didYouMean } from './suggest';
+import { DEFAULT_WORKFLOW_LIMITS } from './types';
+import type { CodeNode, ValidationIssue, Workflow, WorkflowLimits } from './types';
+
+/** Outcome of validating one definition: the normalised workflow, or every issue found. */
+export interface ValidationResult {
+  workflow?: Workflow;
+  issues: ValidationIssue[];
+  /** The definition's `id` when it had a readable one, for messages. */
+  workflowId?: string;
+}
+
+type Raw = Record<string, unknown>;
+
+function isRecord(value: unknown): value is Raw {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Validates a definition (YAML or JSON text, or an already-parsed object) without throwing.
+ * Structural checks (zod) and graph checks (ids, endpoints, cycles) both run, so one pass
+ * reports everything that is wrong.
+ */
+export function validateWorkflow(source: string | object, limits: WorkflowLimits = DEFAULT_WORKFLOW_LIMITS): ValidationResult {
+  const loaded = loadSource(source);
+  if (loaded.issues.length > 0) return { issues: loaded.issues };
+  const raw = loaded.value;
+  if (!isRecord(raw)) {
+    return { issues: [{ where: 'workflow', path: '(root)', message: 'must be a mapping with at least `id` and `nodes`' }] };
+  }
+  const workflowId = typeof raw.id === 'string' ? raw.id : undefined;
+  const parsed = workflowSchema(limits).safeParse(raw);
+  const issues = parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeZodIssue(issue, raw));
+  issues.push(...checkGraph(raw, limits));
+  if (issues.length > 0 || !parsed.success) return { issues, workflowId };
+  return { workflow: normalise(parsed.data, limits), issues: [], workflowId };
+}
+
+/**
+ * Parses and validates a definition: YAML or JSON text (YAML syntax errors carry line and
+ * column) or an object. Returns the normalised workflow: durations in ms, defaults applied.
+ * @throws InvalidWorkflowError listing every issue.
+ */
+export function parseWorkflow(source: string | object, limits: WorkflowLimits = DEFAULT_WORKFLOW_LIMITS): Workflow {
+  const result = validateWorkflow(source, limits);
+  if (!result.workflow) throw new InvalidWorkflowError(result.issues, result.workflowId);
+  return result.workflow;
+}
+
+function loadSource(source: string | object): { value?: unknown; issues: ValidationIssue[] } {
+  if (typeof source !== 'string') return { value: source, issues: [] };
+  if (source.trim() === '') {
+    return { issues: [{ where: 'workflow', path: '(source)', message: 'is empty: write a YAML or JSON definition with `id` and `nodes`' }] };
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    return {
+      issues: doc.errors.map((error) => {
+        const { line, col } = lineCounter.linePos(error.pos[0]);
+        return { where: 'workflow', path: `line ${line}, column ${col}`, message: `YAML syntax error: ${error.message}` };
+      }),
+    };
+  }
+  try {
+    // The alias cap stops "billion laughs" documents from expanding into gigabytes.
+    return { value: doc.toJS({ maxAliasCount: 100 }), issues: [] };
+  } catch (error) {
+    return { issues: [{ where: 'workflow', path: '(source)', message: `cannot be loaded: ${(error as Error).message}` }] };
+  }
+}
+
+/** `nodes[2].inputs.rows`; keys that are not identifiers are quoted: `inputs["a b"]`. */
+export function formatPath(path: readonly (string | number)[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(part)) out += out ? `.${part}` : part;
+    else out += `[${JSON.stringify(part)}]`;
+  }
+  return out || '(root)';
+}
+
+/** `node "report"`, `edge load→report`, or `workflow "id"`, from the raw definition. */
+function whereOf(path: readonly (string | number)[], raw: Raw): string {
+  const [section, index] = path;
+  if (typeof index === 'number' && Array.isArray(raw[section as string])) {
+    const item: unknown = (raw[section as string] as unknown[])[index];
+    if (section === 'nodes') return isRecord(item) && typeof item.id === 'string' ? `node "${item.id}"` : `nodes[${index}]`;
+    if (section === 'edges') {
+      return isRecord(item) && typeof item.from === 'string' && typeof item.to === 'string' ? `edge ${item.from}→${item.to}` : `edges[${index}]`;
+    }
+  }
+  return typeof raw.id === 'string' ? `workflow "${raw.id}"` : 'workflow';
+}
+
+function knownFieldsAt(path: readonly (string | number)[]): readonly string[] {
+  if (path.length === 0) return KNOWN_FIELDS.workflow;
+  if (path[0] === 'edges') return KNOWN_FIELDS.edge;
+  if (path[0] === 'nodes' && path.length === 2) return KNOWN_FIELDS.node;
+  if (path[0] === 'nodes' && path[2] === 'retries') return KNOWN_FIELDS.retries;
+  if (path[0] === 'nodes' && path[2] === 'resources') return KNOWN_FIELDS.resources;
+  return [];
+}
+
+function article(type: string): string {
+  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
+}
+
+function isExpressionPath(path: readonly (string | number)[]): boolean {
+  return (path[0] === 'nodes' && path[2] === 'inputs') || (path[0] === 'edges' && path[2] === 'when') || (path.length === 1 && path[0] === 'output');
+}
+
+function describeZodIssue(issue: ZodIssue, raw: Raw): ValidationIssue[] {
+  const where = whereOf(issue.path, raw);
+  const path = formatPath(issue.path);
+  const last = issue.path[issue.path.length - 1];
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const known = knownFieldsAt(issue.path);
+      return issue.keys.map((key) => ({
+        where,
+        path: formatPath([...issue.path, key]),
+        message: `unknown field "${key}"${didYouMean(key, known)}; allowed fields: ${known.join(', ')}`,
+      }));
+    }
+    case 'invalid_type': {
+      if (issue.received === 'undefined') {
+        const hint = typeof last === 'string' && REQUIRED_HINTS[last] ? `: ${REQUIRED_HINTS[last]}` : '';
+        return [{ where, path, message: `is required${hint}` }];
+      }
+      const hint = isExpressionPath(issue.path) ? ' (a JSONata expression is written as a string; quote it in YAML)' : '';
+      return [{ where, path, message: `must be ${article(issue.expected)}, got ${issue.received}${hint}` }];
+    }
+    case 'invalid_enum_value': {
+      const options = issue.options.map(String);
+      const suggestion = typeof issue.received === 'string' ? didYouMean(issue.received, options) : '';
+      return [{ where, path, message: `must be one of ${options.join(', ')}, got ${JSON.stringify(issue.received)}${suggestion}` }];
+    }
+    case 'invalid_literal':
+      return [{ where, path, message: `must be ${JSON.stringify(issue.expected)} (the only node type), got ${JSON.stringify(issue.received)}` }];
+    default:
+      return [{ where, path, message: issue.message }];
+  }
+}
+
+/** Graph rules over the raw definition, so they report even when some fields are malformed. */
+function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  const top = typeof raw.id === 'string' ? `workflow "${raw.id}"` : 'workflow';
+  const nodes = Array.isArray(raw.nodes) ? raw.nodes : [];
+  if (nodes.length > limits.maxNodes) {
+    issues.push({ where: top, path: 'nodes', message: `has ${nodes.length} nodes; the limit is ${limits.maxNodes}: split it into smaller workflows` });
+  }
+  const firstIndex = new Map<string, number>();
+  nodes.forEach((node: unknown, index) => {
+    if (!isRecord(node) || typeof node.id !== 'string') return;
+    const first = firstIndex.get(node.id);
+    if (first === undefined) firstIndex.set(node.id, index);
+    else issues.push({ where: `node "${node.id}"`, path: `nodes[${index}].id`, message: `duplicate node id "${node.id}" (already used by nodes[${first}]): node ids must be unique` });
+  });
+  const ids = [...firstIndex.keys()];
+  const graphEdges: EdgeLike[] = [];
+  const graphEdgeIndex: number[] = [];
+  const seenEdges = new Map<string, number>();
+  const edges = Array.isArray(raw.edges) ? raw.edges : [];
+  edges.forEach((edge: unknown, index) => {
+    if (!isRecord(edge) || typeof edge.from !== 'string' || typeof edge.to !== 'string') return;
+    const where = `edge ${edge.from}→${edge.to}`;
+    let ok = true;
+    for (const end of ['from', 'to'] as const) {
+      const target = edge[end] as string;
+      if (firstIndex.has(target)) continue;
+      ok = false;
+      const hint = didYouMean(target, ids) || `; known nodes: ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', ...' : ''}`;
+      issues.push({ where, path: `edges[${index}].${end}`, message: `unknown node "${target}"${hint}` });
+    }
+    if (edge.from === edge.to) {
+      ok = false;
+      issues.push({ where, path: `edges[${index}]`, message: `connects "${edge.from}" to itself: an edge must join two different nodes` });
+    }
+    const key = `${edge.from}\u0000${edge.to}\u0000${typeof edge.on === 'string' ? edge.on : 'success'}`;
+    const duplicateOf = seenEdges.get(key);
+    if (duplicateOf !== undefined) {
+      ok = false;
+      issues.push({ where, path: `edges[${index}]`, message: `duplicates edges[${duplicateOf}] (same from, to and on): remove one of them` });
+    } else seenEdges.set(key, index);
+    if (ok) {
+      graphEdges.push({ from: edge.from, to: edge.to });
+      graphEdgeIndex.push(index);
+    }
+  });
+  for (const cycle of findCycles(ids, graphEdges)) {
+    const edgeIndex = graphEdgeIndex[cycle.edgeIndex];
+    const closing = graphEdges[cycle.edgeIndex];
+    issues.push({
+      where: `edge ${closing.from}→${closing.to}`,
+      path: `edges[${edgeIndex}]`,
+      message: `closes the cycle ${cycle.path.join(' → ')}: a workflow must be acyclic; remove or reverse one of these edges`,
+    });
+  }
+  return issues;
+}
+
+function normalise(data: RawWorkflow, limits: WorkflowLimits): Workflow {
+  const workflow: Workflow = {
+    id: data.id,
+    nodes: data.nodes.map((node) => normaliseNode(node, limits)),
+    edges: data.edges.map((edge) => ({ from: edge.from, to: edge.to, on: edge.on, ...(edge.when !== undefined ? { when: edge.when } : {}) })),
+    timeoutMs: data.timeout ?? Math.min(limits.defaultRunTimeoutMs, limits.maxRunTimeoutMs),
+  };
+  if (data.name !== undefined) workflow.name = data.name;
+  if (data.description !== undefined) workflow.description = data.description;
+  if (data.output !== undefined) workflow.output = data.output;
+  return workflow;
+}
+
+function normaliseNode(node: RawWorkflow['nodes'][number], limits: WorkflowLimits): CodeNode {
+  const out: CodeNode = {
+    id: node.id,
+    type: 'code',
+    language: node.language,
+    code: node.code,
+    dependencies: node.dependencies,
+    timeoutMs: node.timeout ?? Math.min(limits.defaultNodeTimeoutMs, limits.maxNodeTimeoutMs),
+    retries: {
+      max: node.retries?.max ?? 0,
+      backoff: node.retries?.backoff ?? 'exponential',
+      delayMs: node.retries?.delay ?? DEFAULT_RETRY_DELAY_MS,
+    },
+    network: node.network,
+  };
+  if (node.inputs !== undefined) out.inputs = node.inputs;
+  if (node.resources !== undefined && (node.resources.cpu !== undefined || node.resources.memory !== undefined)) {
+    out.resources = {
+      ...(node.resources.cpu !== undefined ? { cpu: node.resources.cpu } : {}),
+      ...(node.resources.memory !== undefined ? { memory: node.resources.memory } : {}),
+    };
+  }
+  if (node.outputs !== undefined) out.outputs = node.outputs;
+  return out;
+}

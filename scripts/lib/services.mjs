@@ -1,0 +1,122 @@
+// Set-up shared by `npm start`, `npm test` and `npm run bench`: dependencies, build, and the
+// local services podflow needs (redis-server, bubblewrap), installed from the system package
+// manager when they are missing and that is possible. No dependencies beyond Node itself.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+export const CACHE_DIR = process.env.PODFLOW_CACHE_DIR ?? join(homedir(), '.cache', 'podflow');
+
+export function say(message) {
+  process.stderr.write(`[podflow] ${message}\n`);
+}
+
+function which(binary) {
+  const found = spawnSync('sh', ['-c', `command -v ${binary}`], { encoding: 'utf8' });
+  return found.status === 0 ? found.stdout.trim() : undefined;
+}
+
+function run(command, args, options = {}) {
+  const result = spawnSync(command, args, { stdio: 'inherit', cwd: ROOT, ...options });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed with exit code ${result.status}`);
+}
+
+let aptUpdated = false;
+/** Installs Debian packages when we are root on a system with apt-get; otherwise explains how. */
+export function ensureSystemPackage(binary, debianPackage, why) {
+  if (which(binary)) return which(binary);
+  const canApt = process.platform === 'linux' && process.getuid?.() === 0 && which('apt-get');
+  if (!canApt) {
+    throw new Error(`${binary} is missing (${why}). Install it, e.g. "sudo apt-get install ${debianPackage}" on Debian/Ubuntu or "brew install ${debianPackage}" on macOS, then run the command again.`);
+  }
+  say(`installing ${debianPackage} (${why}) with apt-get`);
+  if (!aptUpdated) {
+    run('apt-get', ['update', '-qq']);
+    aptUpdated = true;
+  }
+  run('apt-get', ['install', '-y', '-qq', debianPackage], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  return which(binary);
+}
+
+/** `npm ci` on a fresh clone, then an Nx build (cached: a no-op when nothing changed). */
+export function ensureInstalledAndBuilt() {
+  if (!existsSync(join(ROOT, 'node_modules', '.package-lock.json'))) {
+    say('installing npm dependencies (npm ci)');
+    run('npm', ['ci', '--no-audit', '--no-fund']);
+  }
+  say('building (nx run-many -t build)');
+  run('npx', ['nx', 'run-many', '-t', 'build', '--output-style=static'], { env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true' }, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+export function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+function redisAnswers(port) {
+  return new Promise((resolveAnswer) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => {
+      socket.destroy();
+      resolveAnswer(data.toString().startsWith('+PONG'));
+    });
+    socket.once('error', () => resolveAnswer(false));
+  });
+}
+
+/** Starts a private redis-server on a free port; data under `dir`. Resolves once it answers PING. */
+export async function startRedis(dir) {
+  const binary = ensureSystemPackage('redis-server', 'redis-server', 'podflow keeps run state and queues in Redis');
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '60 1000', '--appendonly', 'yes', '--protected-mode', 'yes'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  for (let i = 0; i < 100; i++) {
+    if (await redisAnswers(port)) {
+      return { url: `redis://127.0.0.1:${port}`, port, stop: () => stopChild(child) };
+    }
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`redis-server did not start on port ${port}`);
+}
+
+export function stopChild(child, signal = 'SIGTERM') {
+  return new Promise((resolveStop) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolveStop();
+    child.once('exit', () => resolveStop());
+    child.kill(signal);
+    setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+  });
+}
+
+/** bubblewrap isolates the process sandbox; without it podflow still runs, loudly unisolated. */
+export function ensureBubblewrap() {
+  try {
+    return ensureSystemPackage('bwrap', 'bubblewrap', 'the process sandbox isolates code with bubblewrap');
+  } catch (error) {
+    say(`WARNING: ${error.message} Code will run WITHOUT isolation.`);
+    return undefined;
+  }
+}
+
+export function gitDescribe() {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}

@@ -1,0 +1,45 @@
+import { LANGUAGES, PodflowError } from '@podflow/protocol';
+import { z } from 'zod';
+
+const jsonObject = z.record(z.unknown());
+
+export const createRunBody = z
+  .object({
+    workflow: jsonObject.optional(),
+    workflowId: z.string().min(1).optional(),
+    version: z.number().int().min(1).optional(),
+    inputs: jsonObject.default({}),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+  })
+  .strict()
+  .refine((b) => (b.workflow === undefined) !== (b.workflowId === undefined), {
+    message: 'give exactly one of "workflow" (an inline definition) or "workflowId" (a registered one)',
+  });
+
+export const createExecutionBody = z
+  .object({
+    language: z.enum(LANGUAGES),
+    code: z.string(),
+    args: jsonObject.default({}),
+    dependencies: z.array(z.string()).default([]),
+    timeout: z.union([z.string(), z.number()]).optional(),
+  })
+  .strict();
+
+export const signFilesBody = z.object({ ttlSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional() }).strict();
+
+export const listRunsQuery = z.object({
+  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']).optional(),
+  workflowId: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().optional(),
+});
+
+/** Parses a request part or throws BAD_REQUEST naming each offending field. */
+export function parseRequest<T extends z.ZodTypeAny>(schema: T, value: unknown, what: string): z.infer<T> {
+  const parsed = schema.safeParse(value ?? {});
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.') || '(root)', message: i.message }));
+  const lines = issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+  throw new PodflowError('BAD_REQUEST', `invalid ${what}: ${lines}`, { issues });
+}

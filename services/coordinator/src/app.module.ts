@@ -1,0 +1,44 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { ApiKeyGuard } from './api/auth.guard';
+import { ErrorFilter } from './api/error.filter';
+import { HealthController } from './api/health.controller';
+import type { CoordinatorConfig } from './config';
+import { FilesController } from './files/files.controller';
+import { InfraModule } from './infra/infra.module';
+import { SubmissionsProcessor } from './ingress/submissions.processor';
+import { Orchestrator } from './orchestration/orchestrator.service';
+import { OutboxExecutor } from './orchestration/outbox-executor';
+import { OutboxSweeper } from './orchestration/outbox-sweeper';
+import { ResultsProcessor } from './orchestration/results.processor';
+import { RunStore } from './orchestration/run-store';
+import { ExecutionsController } from './runs/executions.controller';
+import { RunEventsService } from './runs/run-events.service';
+import { RunsController } from './runs/runs.controller';
+import { RunsService } from './runs/runs.service';
+import { WorkflowRegistry } from './workflows/workflow-registry';
+import { WorkflowsController } from './workflows/workflows.controller';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: CoordinatorConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [InfraModule.forRoot(config)],
+      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController],
+      providers: [
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+        { provide: APP_FILTER, useClass: ErrorFilter },
+        RunStore,
+        OutboxExecutor,
+        Orchestrator,
+        ResultsProcessor,
+        OutboxSweeper,
+        SubmissionsProcessor,
+        RunsService,
+        RunEventsService,
+        WorkflowRegistry,
+      ],
+    };
+  }
+}

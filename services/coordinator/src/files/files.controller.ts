@@ -1,0 +1,27 @@
+import { Controller, Get, Inject, Query, Req, Res } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
+import { PodflowError } from '@podflow/protocol';
+import { LocalDiskStore, contentTypeOf, type ObjectStore } from '@podflow/storage';
+import type { Request, Response } from 'express';
+import { pipeline } from 'node:stream/promises';
+import { Public } from '../api/auth.guard';
+import { OBJECT_STORE } from '../tokens';
+
+/** Serves pre-signed downloads of the local-disk store. The signature is the credential. */
+@ApiExcludeController()
+@Controller('v1/files')
+export class FilesController {
+  constructor(@Inject(OBJECT_STORE) private readonly store: ObjectStore) {}
+
+  @Public()
+  @Get('*path')
+  async download(@Req() request: Request, @Res() response: Response, @Query('expires') expires?: string, @Query('signature') signature?: string): Promise<void> {
+    if (!(this.store instanceof LocalDiskStore)) throw new PodflowError('NOT_FOUND', 'files are served by the object store, not by the coordinator');
+    const key = decodeURIComponent(request.path.replace(/^\/v1\/files\//, ''));
+    const refusal = this.store.verify(key, expires, signature);
+    if (refusal) throw new PodflowError('UNAUTHENTICATED', `download refused: ${refusal}`);
+    const body = await this.store.get(key);
+    response.status(200).set({ 'Content-Type': contentTypeOf(key), 'Cache-Control': 'private, no-store' });
+    await pipeline(body, response);
+  }
+}

@@ -1,0 +1,59 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { PodflowError, QUEUE_NAMES, type SubmissionMessage } from '@podflow/protocol';
+import { UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { CoordinatorConfig } from '../config';
+import { RunsService } from '../runs/runs.service';
+import { CONFIG, LOGGER, REDIS } from '../tokens';
+
+/**
+ * Queue ingress: other services add `SubmissionMessage`s to `submissions` (see libs/client).
+ * The job's return value is `{ runId }`; an invalid definition fails the job without retries and
+ * its failure reason carries the validation message.
+ */
+@Injectable()
+export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
+  private worker?: Worker<SubmissionMessage, { runId: string }>;
+
+  constructor(
+    private readonly runs: RunsService,
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.worker = new Worker<SubmissionMessage, { runId: string }>(
+      QUEUE_NAMES.submissions,
+      async (job) => {
+        const message = job.data;
+        if (!message.tenantId || (message.workflow === undefined) === (message.workflowId === undefined)) {
+          throw new UnrecoverableError('a submission needs tenantId and exactly one of workflow or workflowId');
+        }
+        try {
+          const { id } = await this.runs.submit(message.tenantId, {
+            workflow: message.workflow,
+            workflowId: message.workflowId,
+            version: message.version,
+            inputs: message.inputs ?? {},
+            // Without a key of its own, the job id makes a redelivered submission start one run.
+            idempotencyKey: message.idempotencyKey ?? `submission:${job.id}`,
+          });
+          return { runId: id };
+        } catch (error) {
+          if (error instanceof PodflowError && !error.retryable && error.code !== 'INTERNAL') throw new UnrecoverableError(`${error.code}: ${error.message}`);
+          throw error;
+        }
+      },
+      { connection: this.redis, prefix: this.config.QUEUE_PREFIX, concurrency: 8 },
+    );
+    this.worker.on('failed', (job, error) => this.logger.warn({ err: error, jobId: job?.id }, 'submission rejected'));
+    this.worker.on('error', (error) => this.logger.error({ err: error }, 'submissions worker error'));
+    await this.worker.waitUntilReady();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.worker?.close();
+  }
+}

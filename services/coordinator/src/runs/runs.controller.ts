@@ -1,0 +1,81 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { TenantId } from '../api/auth.guard';
+import { createRunBody, listRunsQuery, parseRequest, signFilesBody } from '../api/request-schemas';
+import { RunEventsService } from './run-events.service';
+import { runView } from './run-view';
+import { RunsService } from './runs.service';
+
+@ApiTags('runs')
+@ApiBearerAuth()
+@Controller('v1/runs')
+export class RunsController {
+  constructor(
+    private readonly runs: RunsService,
+    private readonly events: RunEventsService,
+  ) {}
+
+  @Post()
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Start a run of an inline definition or a registered workflow; the same idempotencyKey returns the same run' })
+  @ApiBody({
+    schema: {
+      type: 'object',
+      properties: {
+        workflow: { type: 'object', description: 'inline definition (DESIGN.md workflow format)' },
+        workflowId: { type: 'string' },
+        version: { type: 'integer' },
+        inputs: { type: 'object' },
+        idempotencyKey: { type: 'string' },
+      },
+    },
+  })
+  async create(@TenantId() tenantId: string, @Body() body: unknown) {
+    const request = parseRequest(createRunBody, body, 'run request');
+    return this.runs.submit(tenantId, { ...request, inputs: request.inputs as never });
+  }
+
+  @Get()
+  @ApiOperation({ summary: 'List runs, newest first, cursor-paginated' })
+  async list(@TenantId() tenantId: string, @Query() query: unknown) {
+    return this.runs.list(tenantId, parseRequest(listRunsQuery, query, 'query'));
+  }
+
+  @Get(':id')
+  @ApiOperation({ summary: 'A run with its nodes, outputs and errors' })
+  async get(@TenantId() tenantId: string, @Param('id') id: string) {
+    return runView(await this.runs.get(tenantId, id));
+  }
+
+  @Post(':id/cancel')
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Cancel a run; running sandboxes are killed' })
+  async cancel(@TenantId() tenantId: string, @Param('id') id: string) {
+    const state = await this.runs.cancel(tenantId, id);
+    return { id: state.id, status: state.status };
+  }
+
+  @Post(':id/nodes/:nodeId/files/sign')
+  @HttpCode(200)
+  @ApiOperation({ summary: "Fresh pre-signed URLs for a finished node's files" })
+  async sign(@TenantId() tenantId: string, @Param('id') id: string, @Param('nodeId') nodeId: string, @Body() body: unknown) {
+    const { ttlSeconds } = parseRequest(signFilesBody, body, 'sign request');
+    return this.runs.signFiles(tenantId, id, nodeId, ttlSeconds);
+  }
+
+  @Get(':id/events')
+  @ApiOperation({ summary: 'Server-sent events: node and run transitions, live; resumable with Last-Event-ID' })
+  async stream(@TenantId() tenantId: string, @Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
+    await this.runs.get(tenantId, id); // 404 before the stream starts
+    response.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    response.flushHeaders();
+    const controller = new AbortController();
+    request.on('close', () => controller.abort());
+    const lastEventId = request.header('last-event-id');
+    for await (const { id: eventId, event } of this.events.follow(id, controller.signal, lastEventId || '0-0')) {
+      response.write(`id: ${eventId}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    }
+    response.end();
+  }
+}

@@ -1,0 +1,108 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { PodflowError, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
+import type { ObjectStore } from '@podflow/storage';
+import { parseWorkflow, type RunState } from '@podflow/workflow';
+import { randomUUID } from 'node:crypto';
+import { Orchestrator } from '../orchestration/orchestrator.service';
+import { RunStore } from '../orchestration/run-store';
+import { OBJECT_STORE } from '../tokens';
+import { WorkflowRegistry } from '../workflows/workflow-registry';
+import { runSummary } from './run-view';
+
+export interface SubmitRun {
+  workflow?: unknown;
+  workflowId?: string;
+  version?: number;
+  inputs: JsonObject;
+  idempotencyKey?: string;
+}
+
+/** Run use cases shared by the HTTP API, the submissions queue and `/v1/executions`. */
+@Injectable()
+export class RunsService {
+  constructor(
+    private readonly orchestrator: Orchestrator,
+    private readonly store: RunStore,
+    private readonly registry: WorkflowRegistry,
+    @Inject(OBJECT_STORE) private readonly objects: ObjectStore,
+  ) {}
+
+  async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase }> {
+    const resolved = submission.workflow !== undefined
+      ? { workflow: parseWorkflow(submission.workflow as string | object), version: undefined }
+      : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: r.workflow, version: r.version }));
+    const { id } = await this.orchestrator.createRun({
+      id: randomUUID(),
+      tenantId,
+      workflow: resolved.workflow,
+      workflowVersion: resolved.version,
+      inputs: submission.inputs,
+      idempotencyKey: submission.idempotencyKey,
+    });
+    const state = await this.get(tenantId, id);
+    return { id, status: state.status };
+  }
+
+  /** A tenant's run; another tenant's run is reported as not found, never as forbidden. */
+  async get(tenantId: string, runId: string): Promise<RunState> {
+    const stored = await this.store.load(runId);
+    if (!stored || stored.state.tenantId !== tenantId) throw new PodflowError('NOT_FOUND', `no run "${runId}" for this API key`);
+    return stored.state;
+  }
+
+  async cancel(tenantId: string, runId: string): Promise<RunState> {
+    await this.get(tenantId, runId);
+    const state = await this.orchestrator.apply(runId, { type: 'cancel', at: Date.now(), reason: 'canceled through the API' });
+    if (!state) throw new PodflowError('NOT_FOUND', `no run "${runId}" for this API key`);
+    return state;
+  }
+
+  /** Newest first. The cursor is `<createdAt>:<runId>` of the last run of the previous page. */
+  async list(tenantId: string, filter: { status?: RunPhase; workflowId?: string; limit: number; cursor?: string }) {
+    const runs: ReturnType<typeof runSummary>[] = [];
+    let cursor = parseCursor(filter.cursor);
+    let nextCursor: string | undefined;
+    while (runs.length < filter.limit && nextCursor === undefined) {
+      const page = await this.store.listRunIds(tenantId, cursor?.createdAt, 100);
+      const fresh = page.filter((r) => !cursor || r.createdAt < cursor.createdAt || (r.createdAt === cursor.createdAt && r.id < cursor.id));
+      if (fresh.length === 0) break;
+      for (const entry of fresh) {
+        cursor = entry;
+        const stored = await this.store.load(entry.id);
+        if (!stored) {
+          await this.store.forgetRun(tenantId, entry.id); // expired after RUN_RETENTION_SECONDS
+          continue;
+        }
+        if (filter.status && stored.state.status !== filter.status) continue;
+        if (filter.workflowId && stored.state.workflow.id !== filter.workflowId) continue;
+        runs.push(runSummary(stored.state));
+        if (runs.length === filter.limit) {
+          nextCursor = `${entry.createdAt}:${entry.id}`;
+          break;
+        }
+      }
+      if (page.length < 100) break;
+    }
+    return { runs, ...(nextCursor ? { nextCursor } : {}) };
+  }
+
+  async signFiles(tenantId: string, runId: string, nodeId: string, ttlSeconds?: number): Promise<{ elements: FileElement[] }> {
+    const state = await this.get(tenantId, runId);
+    const node = state.nodes[nodeId];
+    if (!node) throw new PodflowError('NOT_FOUND', `run "${runId}" has no node "${nodeId}"`);
+    if (node.status !== 'succeeded') throw new PodflowError('CONFLICT', `node "${nodeId}" is ${node.status}; files can be signed once it has succeeded`);
+    const elements: FileElement[] = [];
+    for (const element of node.files?.elements ?? []) {
+      const signed = await this.objects.sign(element.key, ttlSeconds);
+      elements.push({ ...element, download_url: signed.url, expires_at: signed.expiresAt.toISOString() });
+    }
+    return { elements };
+  }
+}
+
+function parseCursor(cursor: string | undefined): { createdAt: number; id: string } | undefined {
+  if (!cursor) return undefined;
+  const match = /^(\d+):(.+)$/.exec(cursor);
+  if (!match) throw new PodflowError('BAD_REQUEST', `cursor "${cursor}" is not one this API returned; pass nextCursor from the previous page`);
+  return { createdAt: Number(match[1]), id: match[2]! };
+}

@@ -1,0 +1,7 @@
+/** Nest injection tokens for values that are not classes. */
+export const CONFIG = Symbol('CONFIG');
+export const REDIS = Symbol('REDIS');
+export const LOGGER = Symbol('LOGGER');
+export const EXEC_QUEUE = Symbol('EXEC_QUEUE');
+export const RESULTS_QUEUE = Symbol('RESULTS_QUEUE');
+export const OBJECT_STORE = Symbol('OBJECT_STORE');

@@ -1,0 +1,43 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { PodflowError } from '@podflow/protocol';
+import { parseWorkflow, type Workflow } from '@podflow/workflow';
+import type { Redis } from 'ioredis';
+import { RunStore } from '../orchestration/run-store';
+import { REDIS } from '../tokens';
+
+export interface RegisteredWorkflow {
+  id: string;
+  version: number;
+  definition: unknown;
+  workflow: Workflow;
+  createdAt: string;
+}
+
+/** Registered workflow definitions per tenant; each registration is a new immutable version. */
+@Injectable()
+export class WorkflowRegistry {
+  constructor(
+    @Inject(REDIS) private readonly redis: Redis,
+    private readonly store: RunStore,
+  ) {}
+
+  async register(tenantId: string, definition: unknown): Promise<{ id: string; version: number }> {
+    const workflow = parseWorkflow(definition as string | object);
+    const key = this.store.keys.workflow(tenantId, workflow.id);
+    const version = await this.redis.hincrby(key, 'latest', 1);
+    const record: RegisteredWorkflow = { id: workflow.id, version, definition, workflow, createdAt: new Date().toISOString() };
+    await this.redis.hset(key, `v${version}`, JSON.stringify(record));
+    return { id: workflow.id, version };
+  }
+
+  /** The given version, or the latest one. */
+  async get(tenantId: string, workflowId: string, version?: number): Promise<RegisteredWorkflow> {
+    const key = this.store.keys.workflow(tenantId, workflowId);
+    const wanted = version ?? Number(await this.redis.hget(key, 'latest'));
+    const raw = wanted ? await this.redis.hget(key, `v${wanted}`) : null;
+    if (!raw) {
+      throw new PodflowError('NOT_FOUND', version ? `workflow "${workflowId}" has no version ${version}` : `no workflow "${workflowId}" is registered; POST it to /v1/workflows first`);
+    }
+    return JSON.parse(raw) as RegisteredWorkflow;
+  }
+}

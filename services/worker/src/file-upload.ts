@@ -1,0 +1,28 @@
+import type { ExecJob, FileElement } from '@podflow/protocol';
+import type { CollectedFile } from '@podflow/sandbox';
+import { contentTypeOf, fileKey, type ObjectStore } from '@podflow/storage';
+import { posix } from 'node:path';
+
+/** Uploads what a sandbox left under /home/user and returns the node result's `files.elements`. */
+export async function uploadFiles(store: ObjectStore, job: ExecJob, files: CollectedFile[]): Promise<FileElement[]> {
+  const elements: FileElement[] = [];
+  // Sequential on purpose: keeps the written order and bounds open file handles per execution.
+  for (const file of files) {
+    const key = fileKey({ tenantId: job.tenantId, runId: job.runId, nodeId: job.nodeId, attempt: job.attempt, path: file.path });
+    const name = posix.basename(file.path);
+    const contentType = contentTypeOf(name);
+    await store.put({ key, body: file.open(), contentType });
+    const signed = await store.sign(key);
+    elements.push({
+      name,
+      path: file.path,
+      size: file.size,
+      content_type: contentType,
+      sha256: file.sha256,
+      download_url: signed.url,
+      expires_at: signed.expiresAt.toISOString(),
+      key,
+    });
+  }
+  return elements;
+}
