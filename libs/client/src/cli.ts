@@ -14,8 +14,13 @@ function clientFrom(options: { url: string; apiKey: string }): PodflowClient {
   return new PodflowClient({ url: options.url, apiKey: options.apiKey });
 }
 
+/** A file's text; `-` reads standard input. */
+function readText(file: string): string {
+  return readFileSync(file === '-' ? 0 : file, 'utf8');
+}
+
 function readDefinition(file: string): unknown {
-  const text = readFileSync(file, 'utf8');
+  const text = readText(file);
   return extname(file) === '.json' ? JSON.parse(text) : parseYaml(text);
 }
 
@@ -58,7 +63,7 @@ async function runCommand(file: string, options: { input: string[]; watch?: bool
 async function execCommand(file: string, options: { lang: string; arg: string[]; timeout?: string; url: string; apiKey: string }): Promise<number> {
   const result = await clientFrom(options).execute({
     language: options.lang,
-    code: readFileSync(file, 'utf8'),
+    code: readText(file),
     args: parseKeyValue(options.arg),
     ...(options.timeout ? { timeout: options.timeout } : {}),
   });
@@ -90,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
       exitCode = await runCommand(file, options);
     });
   common(program.command('exec <file>'))
-    .description('run one Code node from a file and print its output')
+    .description('run one Code node from a file (- for standard input) and print its output')
     .requiredOption('-l, --lang <language>', 'python | typescript | javascript')
     .option('-a, --arg <key=value>', 'an argument; JSON values are parsed (repeatable)', collect, [])
     .option('-t, --timeout <duration>', 'node timeout, e.g. 30s')

@@ -279,7 +279,8 @@ def validate_output(value, path="output", depth=0, ancestors=None):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise UserError("OUTPUT_INVALID", f"{path} is {value!r}: not valid JSON; return null or a string")
+            spelled = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            raise UserError("OUTPUT_INVALID", f"{path} is {spelled}: not valid JSON; return None (null) or a string")
         return
     if isinstance(value, str):
         try:
@@ -515,9 +516,12 @@ def execute(request, limits, out, err):
     except OSError as exc:
         return {"ok": False, "error": {"code": "INTERNAL", "message": f"cannot enter workdir: {exc}"}, "files": []}
     root = os.path.realpath(os.getcwd())
-    # -I drops PYTHONPATH; dependency layers are handed over through this variable instead.
+    # -I ignores every PYTHON* variable, so dependency layers come through this one instead, and
+    # bytecode writing is turned off here: __pycache__ must not land in read-only layers or among
+    # the captured files.
     extra = [p for p in os.environ.get("PODFLOW_PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:0] = extra
+    sys.dont_write_bytecode = True
     before = snapshot(root)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = CaptureStream(out, "<stdout>"), CaptureStream(err, "<stderr>")

@@ -88,6 +88,10 @@ function parseLimits(value: unknown): RunnerLimits {
   return limits;
 }
 
+function isNodeLanguage(value: unknown): value is 'typescript' | 'javascript' {
+  return value === 'typescript' || value === 'javascript';
+}
+
 function parseRequest(raw: Buffer): ParsedRequest {
   let value: unknown;
   try {
@@ -100,14 +104,15 @@ function parseRequest(raw: Buffer): ParsedRequest {
   const record = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   if (typeof record.nonce !== 'string' || !record.nonce) return { problem: 'request is not an object with a string nonce' };
   const nonce = record.nonce;
-  if (record.language !== 'typescript' && record.language !== 'javascript') {
-    return { nonce, problem: `this runner runs typescript and javascript, not ${JSON.stringify(record.language)}` };
+  const language = record.language;
+  if (!isNodeLanguage(language)) {
+    return { nonce, problem: `this runner runs typescript and javascript, not ${JSON.stringify(language)}` };
   }
   const args = record.args;
   if (typeof record.code !== 'string') return { nonce, problem: "request field 'code' is missing or not a string" };
   if (typeof args !== 'object' || args === null || Array.isArray(args)) return { nonce, problem: "request field 'args' is not an object" };
   if (typeof record.workdir !== 'string') return { nonce, problem: "request field 'workdir' is missing or not a string" };
-  const request = { ...(record as unknown as RunnerRequest), language: record.language, limits: parseLimits(record.limits) };
+  const request = { ...(record as unknown as RunnerRequest), language, limits: parseLimits(record.limits) };
   return { nonce, request };
 }
 
@@ -129,7 +134,8 @@ function run(): void {
   const stdout = new TailBuffer(limits.maxLogBytes);
   const stderr = new TailBuffer(limits.maxLogBytes);
   let settled = false;
-  let workspace: { root: string; before: Snapshot } | undefined;
+  // Set once the workdir is entered and snapshotted; before that there are no files to capture.
+  const workspace: { root?: string; before?: Snapshot } = {};
 
   /** The single way out: the first outcome wins, later ones (async throws...) are ignored. */
   const respond = (outcome: Outcome): void => {
@@ -138,7 +144,7 @@ function run(): void {
     try {
       let final = outcome;
       let files: RunnerFile[] = [];
-      if (workspace) {
+      if (workspace.root && workspace.before) {
         try {
           files = captureFiles(workspace.root, workspace.before, limits, outcome.ok);
         } catch (error) {
@@ -171,7 +177,8 @@ function run(): void {
   }
   const root = fs.realpathSync(process.cwd());
   const filename = userFilename(request.language, root);
-  workspace = { root, before: snapshot(root) };
+  workspace.root = root;
+  workspace.before = snapshot(root);
   captureStdio(stdout, stderr);
   process.argv = [process.argv[0], filename];
   // Frames are filtered down to the user's file afterwards; keep enough to survive that.

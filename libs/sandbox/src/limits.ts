@@ -28,7 +28,7 @@ export const DEFAULT_PROCESS_LIMITS: ProcessLimits = {
  * RLIMIT_AS = 1 GiB V8 fails to commit a semi-space at a ~50 MiB heap; with budget + 1 GiB the
  * heap grows to its `--max-old-space-size` and dies with V8's own "heap out of memory".
  */
-export const NODE_ADDRESS_SPACE_HEADROOM_BYTES = 1 * GIB;
+export const NODE_ADDRESS_SPACE_HEADROOM_BYTES = 768 * MIB;
 
 /**
  * Headroom for Python: its idle virtual size is ~15 MiB, so RLIMIT_AS close to the budget makes a

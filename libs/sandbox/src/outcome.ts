@@ -90,10 +90,8 @@ function isMemoryException(error: NodeError): boolean {
 function fromSilentExit(run: SandboxProcessResult, ctx: OutcomeContext): ClassifiedOutcome {
   const signal = signalOf(run, ctx);
   const details = { exitCode: run.exitCode, signal, stderrTail: tail(run.stderrTail, ctx.maxLogBytes) };
-  const setupFailure = ctx.bubblewrap && run.exitCode === 1 ? /^bwrap: (.*)$/m.exec(run.stderrTail) : null;
-  if (setupFailure) {
-    return failed({ code: 'SANDBOX_LOST', message: `bubblewrap could not set up the sandbox: ${setupFailure[1]}`, details }, run, ctx);
-  }
+  const setupFailure = wrapperFailure(run, ctx);
+  if (setupFailure) return failed({ code: 'SANDBOX_LOST', message: setupFailure, details }, run, ctx);
   if (signal === 'SIGKILL' || MEMORY_MARKERS.some((marker) => marker.test(run.stderrTail))) {
     const how = signal ? `killed by ${signal}` : `exited with code ${run.exitCode}`;
     return failed({ code: 'MEMORY_LIMIT_EXCEEDED', message: `${memoryMessage(ctx)}; the runner was ${how}`, details }, run, ctx);
@@ -113,6 +111,18 @@ function fromSilentExit(run: SandboxProcessResult, ctx: OutcomeContext): Classif
     ? `the runner was killed by ${signal} before returning a result`
     : `the runner exited with code ${run.exitCode} before returning a result`;
   return failed({ code: 'CODE_EXECUTION_FAILED', message, details }, run, ctx);
+}
+
+/**
+ * A failure of the wrappers before the runner started (a missing interpreter, a bind source that
+ * is gone): an infrastructure problem, so SANDBOX_LOST (retried) with the wrapper's own words.
+ */
+function wrapperFailure(run: SandboxProcessResult, ctx: OutcomeContext): string | undefined {
+  const prlimit = /^prlimit: (failed to execute .*)$/m.exec(run.stderrTail);
+  if (prlimit && (run.exitCode === 126 || run.exitCode === 127)) return `could not start the sandbox: prlimit ${prlimit[1]}`;
+  const bwrap = ctx.bubblewrap && run.exitCode === 1 ? /^bwrap: (.*)$/m.exec(run.stderrTail) : null;
+  if (bwrap) return `bubblewrap could not set up the sandbox: ${bwrap[1]}`;
+  return undefined;
 }
 
 function memoryMessage(ctx: OutcomeContext): string {

@@ -14,6 +14,7 @@ export interface Step {
   nodesById: Map<string, CodeNode>;
 }
 
+/** Starts a step on a state the caller already owns (a clone of the stored one). */
 export function newStep(state: RunState, at: number): Step {
   return {
     state,
@@ -24,12 +25,14 @@ export function newStep(state: RunState, at: number): Step {
   };
 }
 
+/** The node's run state; a missing node is a bug (states are created from their workflow), so it throws. */
 export function nodeState(step: Step, nodeId: string): NodeState {
   const node = step.state.nodes[nodeId];
   if (!node) throw new Error(`run ${step.state.id} has no node "${nodeId}"`);
   return node;
 }
 
+/** The node's definition; throws for an unknown id, which only a bug could produce. */
 export function nodeDefinition(step: Step, nodeId: string): CodeNode {
   const node = step.nodesById.get(nodeId);
   if (!node) throw new Error(`workflow ${step.state.workflow.id} has no node "${nodeId}"`);
@@ -54,6 +57,7 @@ export function emitRun(step: Step): void {
   });
 }
 
+/** Queued or running: the node has an execution that may still report, and that cancel must kill. */
 export function isActive(status: NodeState['status']): boolean {
   return status === 'queued' || status === 'running';
 }

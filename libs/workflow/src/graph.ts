@@ -12,6 +12,7 @@ export interface EdgeIndex {
   outgoing: Map<string, number[]>;
 }
 
+/** Builds the incoming/outgoing lists once per transition; edge order is kept because it is meaningful. */
 export function indexEdges(edges: readonly EdgeLike[]): EdgeIndex {
   const incoming = new Map<string, number[]>();
   const outgoing = new Map<string, number[]>();

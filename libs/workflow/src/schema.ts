@@ -6,14 +6,19 @@ import type { OutputType, WorkflowLimits } from './types';
 
 /** Node ids are joined with `.` into execution ids (`run.node.attempt`), so they never contain dots. */
 export const NODE_ID_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
+/** Workflow ids appear in URLs and storage keys: no dots or slashes. */
 export const WORKFLOW_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+/** Types a node may declare for its output keys (`integer` is a number without a fraction). */
 export const OUTPUT_TYPES: readonly OutputType[] = ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null', 'any'];
+/** Edge `on` values; `success` is the default. */
 export const EDGE_KINDS = ['success', 'failure', 'always'] as const;
+/** Retry backoff kinds; `exponential` is the default. */
 export const BACKOFF_KINDS = ['fixed', 'exponential'] as const;
 
 /** Retry delays beyond this are almost certainly a unit mistake (`delay: 3600` meant ms). */
 const MAX_RETRY_DELAY_MS = 3_600_000;
-const DEFAULT_RETRY_DELAY_MS = 1_000;
+/** Retry delay when a node gives `retries` without `delay`. */
+export const DEFAULT_RETRY_DELAY_MS = 1_000;
 
 const CPU_PATTERN = /^(?:\d+(?:\.\d+)?|\.\d+)m?$/;
 const MEMORY_PATTERN = /^(?:\d+(?:\.\d+)?|\.\d+)(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
@@ -34,7 +39,8 @@ function duration(bounds: { min: number; max: number; maxReason: string }) {
       return z.NEVER;
     }
     if (parsed.ms < bounds.min) {
-      ctx.addIssue({ code: 'custom', message: `must be at least ${formatDuration(bounds.min)}, got ${formatDuration(parsed.ms)}` });
+      const floor = bounds.min <= 1 ? 'must be greater than 0' : `must be at least ${formatDuration(bounds.min)}`;
+      ctx.addIssue({ code: 'custom', message: `${floor}, got ${formatDuration(parsed.ms)}` });
       return z.NEVER;
     }
     if (parsed.ms > bounds.max) {
@@ -136,6 +142,7 @@ export function workflowSchema(limits: WorkflowLimits) {
     .strict();
 }
 
+/** A definition as zod returns it: shape-checked, durations already in ms, defaults not yet applied. */
 export type RawWorkflow = z.output<ReturnType<typeof workflowSchema>>;
 
 /** Field names per object kind, for "unknown field ... did you mean" hints. */
@@ -158,4 +165,3 @@ export const REQUIRED_HINTS: Record<string, string> = {
   max: 'say how many retries, e.g. max: 2',
 };
 
-export { DEFAULT_RETRY_DELAY_MS };

@@ -3,19 +3,20 @@
 /** Common shorthand that is rejected on purpose (definitions stay strict) but worth a hint. */
 const ALIASES: Record<string, string> = { py: 'python', python3: 'python', ts: 'typescript', js: 'javascript', node: 'javascript' };
 
-/** Levenshtein distance; inputs are short identifiers, so the quadratic table is fine. */
+/**
+ * Edit distance counting a swap of two neighbours as one edit (optimal string alignment), since
+ * `dealy` for `delay` is the typical typo. Inputs are short identifiers: the table is tiny.
+ */
 export function editDistance(a: string, b: string): number {
-  const previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i += 1) {
-    let diagonal = previous[0];
-    previous[0] = i;
     for (let j = 1; j <= b.length; j += 1) {
-      const above = previous[j];
-      previous[j] = Math.min(previous[j] + 1, previous[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      rows[i][j] = Math.min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) rows[i][j] = Math.min(rows[i][j], rows[i - 2][j - 2] + 1);
     }
   }
-  return previous[b.length];
+  return rows[a.length][b.length];
 }
 
 /** The candidate closest to `word`, if it is close enough to be a plausible typo. */
@@ -30,7 +31,8 @@ export function closest(word: string, candidates: readonly string[]): string | u
   }
   if (!best) return undefined;
   const tolerance = Math.max(1, Math.floor(Math.max(word.length, best.candidate.length) / 3));
-  if (best.distance <= tolerance) return best.candidate;
+  // A distance equal to the length means nothing matched (`c` vs `a`): no suggestion.
+  if (best.distance <= tolerance && best.distance < Math.max(word.length, best.candidate.length)) return best.candidate;
   const prefix = candidates.find((c) => lower.length >= 3 && (c.toLowerCase().startsWith(lower) || lower.startsWith(c.toLowerCase())));
   return prefix;
 }

@@ -23,6 +23,7 @@ function createDriver(config: WorkerConfig, logger: pino.Logger): SandboxDriver 
 async function main(): Promise<void> {
   const config = loadWorkerConfig(process.env);
   const logger = pino({ name: 'podflow-worker', level: config.LOG_LEVEL });
+  const driver = createDriver(config, logger);
   const worker = new PodflowWorker({
     redisUrl: config.REDIS_URL,
     prefix: config.QUEUE_PREFIX,
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
     concurrency: config.WORKER_CONCURRENCY,
     lockDurationMs: config.WORKER_LOCK_DURATION_MS,
     shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
-    driver: createDriver(config, logger),
+    driver,
     store: new LocalDiskStore({ root: config.STORAGE_DIR, publicBaseUrl: config.PUBLIC_URL, secret: config.FILE_URL_SECRET, defaultTtlSeconds: config.FILE_URL_TTL_SECONDS }),
     logger,
   });
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  if (driver instanceof ProcessDriver) logger.info({ isolation: await driver.init() }, 'process sandbox ready');
   await worker.start();
 }
 

@@ -10,9 +10,11 @@ export class TailBuffer {
 
   append(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.size += chunk.length;
     this.total += chunk.length;
+    // Copy just the tail of an oversized write so the big buffer can be collected.
+    const kept = chunk.length > this.limit ? Buffer.from(chunk.subarray(chunk.length - this.limit)) : chunk;
+    this.chunks.push(kept);
+    this.size += kept.length;
     // Drop whole chunks that lie entirely before the tail; text() trims the last partial one.
     while (this.chunks.length > 1 && this.size - this.chunks[0].length >= this.limit) {
       this.size -= this.chunks[0].length;

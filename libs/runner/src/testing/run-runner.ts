@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_RUNNER_LIMITS, type JsonObject, type Language, type RunnerLimits, type RunnerResponse } from '@podflow/protocol';
@@ -31,6 +31,8 @@ export interface RunOptions {
   /** Raw stdin instead of a request built from the other options. */
   rawRequest?: string;
   env?: NodeJS.ProcessEnv;
+  /** Hand the request over as `--request <file>` instead of on stdin. */
+  requestFile?: boolean;
 }
 
 export interface RunResult {
@@ -56,6 +58,11 @@ export function runRunner(language: Language, code: string, options: RunOptions 
     nonce,
   });
   const [command, ...argv] = runnerArgv(language, runnerAssets(), { python: PYTHON, node: process.execPath });
+  if (options.requestFile) {
+    const file = join(createWorkdir(), 'request.json');
+    writeFileSync(file, request);
+    argv.push('--request', file);
+  }
   return new Promise((resolve, reject) => {
     const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? { PATH: process.env.PATH ?? '' } });
     const out: Buffer[] = [];
@@ -67,7 +74,7 @@ export function runRunner(language: Language, code: string, options: RunOptions 
       const stdout = Buffer.concat(out).toString('utf8');
       resolve({ response: parseRunnerOutput(stdout, nonce), stdout, stderr: Buffer.concat(err).toString('utf8'), exitCode, workdir, nonce });
     });
-    child.stdin.end(request);
+    child.stdin.end(options.requestFile ? '' : request);
   });
 }
 

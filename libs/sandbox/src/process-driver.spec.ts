@@ -1,0 +1,325 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { SandboxOutcome, SandboxRequest } from './driver';
+import { ProcessDriver } from './process-driver';
+
+// Real processes in a real bubblewrap sandbox: nothing here is mocked.
+jest.setTimeout(60_000);
+
+const MIB = 1024 * 1024;
+let workRoot: string;
+let driver: ProcessDriver;
+const warnings: string[] = [];
+const outcomes: SandboxOutcome[] = [];
+
+beforeAll(async () => {
+  workRoot = await mkdtemp(join(tmpdir(), 'podflow-sandbox-spec-'));
+  // Sandboxes running as dedicated uids must be able to traverse it (mkdtemp makes it 0700).
+  await chmod(workRoot, 0o711);
+  driver = new ProcessDriver({
+    isolation: 'bubblewrap',
+    workRoot,
+    memoryLimitBytes: 256 * MIB,
+    logger: { warn: (_obj, msg) => warnings.push(msg), info: () => undefined },
+  });
+});
+
+afterAll(async () => {
+  await Promise.all(outcomes.map((outcome) => outcome.dispose()));
+  await driver.close();
+  await rm(workRoot, { recursive: true, force: true });
+});
+
+function request(overrides: Partial<SandboxRequest> & Pick<SandboxRequest, 'code'>): SandboxRequest {
+  return {
+    executionId: `run-1.node-1.${randomBytes(4).toString('hex')}`,
+    tenantId: 'tenant-a',
+    runId: 'run-1',
+    nodeId: 'node-1',
+    attempt: 1,
+    language: 'python',
+    args: {},
+    timeoutMs: 20_000,
+    dependencies: [],
+    network: false,
+    ...overrides,
+  };
+}
+
+async function run(overrides: Partial<SandboxRequest> & Pick<SandboxRequest, 'code'>, signal = new AbortController().signal): Promise<SandboxOutcome> {
+  const outcome = await driver.execute(request(overrides), signal);
+  outcomes.push(outcome);
+  return outcome;
+}
+
+async function processesWithMarker(marker: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(marker)) found.push(`${pid}: ${cmdline.replace(/\0/g, ' ')}`);
+  }
+  return found;
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe('ProcessDriver with bubblewrap', () => {
+  it('reports bubblewrap isolation with rlimits', async () => {
+    const report = await driver.init();
+    expect(report).toMatchObject({ isolation: 'bubblewrap', rlimits: true });
+    if (process.getuid?.() === 0) expect(report.dedicatedUids).toBe(true);
+  });
+
+  it('runs a Python hello world', async () => {
+    const outcome = await run({
+      code: 'def main(args):\n    print("hello from python")\n    return {"greeting": "hello " + args["name"]}\n',
+      args: { name: 'podflow' },
+    });
+    expect(outcome.error).toBeUndefined();
+    expect(outcome).toMatchObject({ status: 'succeeded', output: { greeting: 'hello podflow' }, files: [] });
+    expect(outcome.logs.stdout).toContain('hello from python');
+    expect(outcome.durationMs).toBeGreaterThan(0);
+  });
+
+  it('runs a TypeScript hello world', async () => {
+    const outcome = await run({
+      language: 'typescript',
+      code: 'export function main({ a }: { a: number }): { doubled: number } {\n  console.log("hello from ts");\n  return { doubled: a * 2 };\n}\n',
+      args: { a: 21 },
+    });
+    expect(outcome.error).toBeUndefined();
+    expect(outcome).toMatchObject({ status: 'succeeded', output: { doubled: 42 } });
+    expect(outcome.logs.stdout).toContain('hello from ts');
+  });
+
+  it('runs as uid 1000 in /home/user with only the sandbox environment', async () => {
+    const outcome = await run({
+      code: 'import os\ndef main(args):\n    return {"uid": os.getuid(), "cwd": os.getcwd(), "env": sorted(os.environ), "root": sorted(os.listdir("/"))}\n',
+    });
+    expect(outcome.output).toMatchObject({ uid: 1000, cwd: '/home/user' });
+    // PWD is bwrap's own (--chdir); nothing of the worker's environment gets through.
+    expect(outcome.output?.env).toEqual(['HOME', 'LANG', 'MALLOC_ARENA_MAX', 'PATH', 'PWD', 'PYTHONDONTWRITEBYTECODE', 'TMPDIR']);
+    expect(outcome.output?.root).not.toEqual(expect.arrayContaining(['root']));
+    expect(outcome.output?.root).not.toEqual(expect.arrayContaining(['work']));
+  });
+
+  it('kills a Python busy loop at the timeout, with every process it started', async () => {
+    const marker = `podflow-marker-${randomBytes(8).toString('hex')}`;
+    const outcome = await run({
+      timeoutMs: 2_000,
+      code: [
+        'import subprocess, sys',
+        'def main(args):',
+        `    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "${marker}"])`,
+        `    subprocess.Popen(["/bin/sh", "-c", "sleep 300; echo ${marker}"])`,
+        '    while True:',
+        '        pass',
+      ].join('\n'),
+    });
+    expect(outcome.status).toBe('failed');
+    expect(outcome.error).toMatchObject({ code: 'EXECUTION_TIMEOUT', message: 'main did not return within 2s (node timeout); the sandbox was killed' });
+    expect(outcome.durationMs).toBeGreaterThanOrEqual(2_000);
+    expect(await processesWithMarker(marker)).toEqual([]);
+  });
+
+  it('kills a JavaScript busy loop at the timeout, with its child processes', async () => {
+    const marker = `podflow-marker-${randomBytes(8).toString('hex')}`;
+    const outcome = await run({
+      language: 'javascript',
+      timeoutMs: 2_000,
+      code: [
+        "const { spawn } = require('node:child_process');",
+        'function main(args) {',
+        `  spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', '${marker}'], { stdio: 'ignore', detached: true });`,
+        '  for (;;) {}',
+        '}',
+      ].join('\n'),
+    });
+    expect(outcome.error?.code).toBe('EXECUTION_TIMEOUT');
+    expect(await processesWithMarker(marker)).toEqual([]);
+  });
+
+  it('turns an abort into CANCELED and kills the sandbox', async () => {
+    const controller = new AbortController();
+    const marker = `podflow-marker-${randomBytes(8).toString('hex')}`;
+    setTimeout(() => controller.abort(), 1_000);
+    const started = Date.now();
+    const outcome = await run({ code: `import time\ndef main(args):\n    time.sleep(60)  # ${marker}\n    return {}\n` }, controller.signal);
+    expect(outcome.error).toMatchObject({ code: 'CANCELED', message: 'execution canceled' });
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('returns CANCELED at once for an already aborted signal', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const outcome = await run({ code: 'def main(args):\n    return {}\n' }, controller.signal);
+    expect(outcome.error?.code).toBe('CANCELED');
+  });
+
+  describe('network', () => {
+    let server: Server;
+    let port: number;
+    let connections = 0;
+
+    beforeAll(async () => {
+      server = createServer((socket) => {
+        connections += 1;
+        socket.end('hello\n');
+      });
+      await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+      port = (server.address() as { port: number }).port;
+    });
+    afterAll(() => new Promise<void>((closed) => server.close(() => closed())));
+
+    it('has no route to a host TCP server on 127.0.0.1', async () => {
+      const outcome = await run({ code: `import socket\ndef main(args):\n    socket.create_connection(("127.0.0.1", ${port}), timeout=5)\n    return {"connected": True}\n` });
+      expect(outcome.status).toBe('failed');
+      expect(outcome.error?.code).toBe('CODE_EXECUTION_FAILED');
+      expect(outcome.error?.type).toMatch(/ConnectionRefusedError|OSError|TimeoutError/);
+      expect(connections).toBe(0);
+    });
+
+    it('reaches the host network when the request asks for egress', async () => {
+      const outcome = await run({
+        network: true,
+        code: `import socket\ndef main(args):\n    with socket.create_connection(("127.0.0.1", ${port}), timeout=5) as s:\n        return {"got": s.recv(16).decode()}\n`,
+      });
+      expect(outcome.output).toEqual({ got: 'hello\n' });
+      expect(connections).toBe(1);
+    });
+  });
+
+  it('sees none of the host filesystem', async () => {
+    const outcome = await run({
+      code: [
+        'import os',
+        'def main(args):',
+        '    seen = {}',
+        '    for path in ["/work/main/package.json", "/root", "/etc/shadow", "/etc/hostname", "/proc/1/environ"]:',
+        '        try:',
+        '            seen[path] = os.listdir(path) if os.path.isdir(path) else open(path).read(64)',
+        '        except OSError as exc:',
+        '            seen[path] = "denied: " + type(exc).__name__',
+        '    return seen',
+      ].join('\n'),
+    });
+    for (const path of ['/work/main/package.json', '/root', '/etc/shadow', '/etc/hostname']) {
+      expect(outcome.output?.[path]).toMatch(/^denied: /);
+    }
+    // /proc is the sandbox's own: its pid 1 is bwrap's init, not the host's.
+    expect(outcome.output?.['/proc/1/environ']).not.toContain('PODFLOW');
+  });
+
+  it('can write only under /home/user and /tmp', async () => {
+    const outcome = await run({
+      code: [
+        'def main(args):',
+        '    result = {}',
+        '    for path in ["/home/user/ok.txt", "/tmp/ok.txt", "/x.txt", "/usr/x.txt", "/etc/x.txt", "/opt/podflow/runner/x.txt", "/opt/podflow/runner/podflow_runner.py"]:',
+        '        try:',
+        '            with open(path, "a") as handle:',
+        '                handle.write("x")',
+        '            result[path] = "written"',
+        '        except OSError as exc:',
+        '            result[path] = type(exc).__name__',
+        '    return result',
+      ].join('\n'),
+    });
+    expect(outcome.output).toMatchObject({ '/home/user/ok.txt': 'written', '/tmp/ok.txt': 'written' });
+    for (const path of ['/x.txt', '/usr/x.txt', '/etc/x.txt', '/opt/podflow/runner/x.txt', '/opt/podflow/runner/podflow_runner.py']) {
+      expect(outcome.output?.[path]).not.toBe('written');
+    }
+  });
+
+  it('reports a Python memory hog as MEMORY_LIMIT_EXCEEDED', async () => {
+    const outcome = await run({ code: 'def main(args):\n    data = bytearray(2 * 1024 ** 3)\n    return {"size": len(data)}\n' });
+    expect(outcome.error?.code).toBe('MEMORY_LIMIT_EXCEEDED');
+    expect(outcome.error?.message).toContain('256 MiB');
+  });
+
+  it('reports a JavaScript heap hog as MEMORY_LIMIT_EXCEEDED', async () => {
+    const outcome = await run({
+      language: 'javascript',
+      code: 'function main() {\n  const hog = [];\n  for (;;) hog.push(new Array(100000).fill(1.5));\n}\n',
+    });
+    expect(outcome.error?.code).toBe('MEMORY_LIMIT_EXCEEDED');
+  });
+
+  it('reports a JavaScript Buffer hog as MEMORY_LIMIT_EXCEEDED', async () => {
+    const outcome = await run({
+      language: 'javascript',
+      code: 'function main() {\n  const hog = [];\n  for (;;) hog.push(Buffer.alloc(64 * 1024 * 1024, 1));\n}\n',
+    });
+    expect(outcome.error?.code).toBe('MEMORY_LIMIT_EXCEEDED');
+  });
+
+  it('stops a file larger than maxFileSizeBytes', async () => {
+    const small = new ProcessDriver({ isolation: 'bubblewrap', workRoot, maxFileSizeBytes: MIB });
+    const outcome = await small.execute(request({ code: 'def main(args):\n    open("big.bin", "wb").write(b"x" * (2 * 1024 * 1024))\n    return {}\n' }), new AbortController().signal);
+    outcomes.push(outcome);
+    await small.close();
+    expect(outcome.status).toBe('failed');
+    expect(`${outcome.error?.type} ${outcome.error?.message}`).toMatch(/File too large|EFBIG|SIGXFSZ/i);
+  });
+
+  it('enforces maxProcesses when sandboxes run as a dedicated uid', async () => {
+    const report = await driver.init();
+    if (!report.dedicatedUids) return; // RLIMIT_NPROC does not apply to host root.
+    const outcome = await run({
+      code: 'import subprocess\ndef main(args):\n    children = []\n    try:\n        for _ in range(200):\n            children.append(subprocess.Popen(["sleep", "30"]))\n    except OSError as exc:\n        return {"started": len(children), "error": type(exc).__name__}\n    return {"started": len(children)}\n',
+    });
+    expect(outcome.output?.error).toBe('BlockingIOError');
+    expect(outcome.output?.started).toBeLessThan(64);
+  });
+
+  it('collects the files written under /home/user and removes them on dispose', async () => {
+    const outcome = await run({
+      code: 'import os\ndef main(args):\n    os.makedirs("out", exist_ok=True)\n    open("out/report.csv", "w").write("a,b\\n1,2\\n")\n    open("/tmp/scratch.txt", "w").write("discarded")\n    return {"ok": True}\n',
+    });
+    expect(outcome.status).toBe('succeeded');
+    expect(outcome.files.map((file) => file.path)).toEqual(['out/report.csv']);
+    const [file] = outcome.files;
+    const content = await readAll(file.open());
+    expect(content.toString()).toBe('a,b\n1,2\n');
+    expect(file.size).toBe(content.length);
+    expect(file.sha256).toBe(createHash('sha256').update(content).digest('hex'));
+
+    const dirs = (await readdir(workRoot)).filter((name) => name.startsWith('exec-'));
+    expect(dirs.length).toBeGreaterThan(0);
+    const before = await Promise.all(dirs.map((name) => stat(join(workRoot, name, 'home', 'out', 'report.csv')).then(() => name, () => undefined)));
+    const execDir = join(workRoot, before.find(Boolean)!);
+    await outcome.dispose();
+    await outcome.dispose();
+    expect(existsSync(execDir)).toBe(false);
+  });
+
+  it('runs several executions at once, each in its own directory', async () => {
+    const results = await Promise.all(
+      [1, 2, 3, 4].map((n) => run({ code: `import os\ndef main(args):\n    open("n.txt", "w").write("${n}")\n    return {"n": ${n}, "files": os.listdir(".")}\n` })),
+    );
+    expect(results.map((outcome) => outcome.output)).toEqual([1, 2, 3, 4].map((n) => ({ n, files: ['n.txt'] })));
+  });
+
+  it('fails with SANDBOX_LOST naming a missing interpreter', async () => {
+    const broken = new ProcessDriver({ isolation: 'bubblewrap', workRoot, pythonBin: '/nonexistent/bin/python3' });
+    const outcome = await broken.execute(request({ code: 'def main(args):\n    return {}\n' }), new AbortController().signal);
+    outcomes.push(outcome);
+    await broken.close();
+    expect(outcome.error?.code).toBe('SANDBOX_LOST');
+    expect(outcome.error?.message).toContain('/nonexistent/bin/python3');
+  });
+
+  it('never warned that the sandbox is not isolated', () => {
+    expect(warnings.filter((msg) => msg.includes('NOT isolated'))).toEqual([]);
+  });
+});

@@ -1,0 +1,277 @@
+import { PodflowError } from '@podflow/protocol';
+import { InvalidWorkflowError, formatIssue } from './errors';
+import { DEFAULT_WORKFLOW_LIMITS, type ValidationIssue } from './types';
+import { parseWorkflow, validateWorkflow } from './validate';
+
+const node = (id: string, extra: Record<string, unknown> = {}) => ({ id, language: 'python', code: 'def main(args): return {}', ...extra });
+
+/** Every issue of a definition as `<where> <path>: <message>` lines. */
+function issuesOf(source: string | object, limits = DEFAULT_WORKFLOW_LIMITS): string[] {
+  const result = validateWorkflow(source, limits);
+  expect(result.workflow).toBeUndefined();
+  return result.issues.map(formatIssue);
+}
+
+describe('parseWorkflow', () => {
+  const yaml = `
+id: invoice-report
+nodes:
+  - id: load
+    type: code
+    language: python
+    code: |
+      def main(args): return {"rows": [1, 2, 3]}
+  - id: report
+    language: typescript
+    dependencies: ["dayjs@1.11.13"]
+    inputs: { rows: "nodes.load.output.rows" }
+    timeout: 20s
+    retries: { max: 2, backoff: exponential, delay: 1s }
+    resources: { cpu: 500m, memory: 256Mi }
+    outputs: { total: integer }
+    code: |
+      export function main({ rows }: { rows: number[] }) { return { total: rows.length } }
+  - { id: alert, type: code, language: python, code: "def main(args): return {'seen': args['error']['code']}" }
+edges:
+  - { from: load, to: report, when: "$count(nodes.load.output.rows) > 0" }
+  - { from: report, to: alert, on: failure }
+`;
+
+  it('parses the DESIGN.md example and normalises it', () => {
+    const workflow = parseWorkflow(yaml);
+    expect(workflow.id).toBe('invoice-report');
+    expect(workflow.timeoutMs).toBe(DEFAULT_WORKFLOW_LIMITS.defaultRunTimeoutMs);
+    expect(workflow.nodes[0]).toEqual({
+      id: 'load',
+      type: 'code',
+      language: 'python',
+      code: 'def main(args): return {"rows": [1, 2, 3]}\n',
+      dependencies: [],
+      timeoutMs: DEFAULT_WORKFLOW_LIMITS.defaultNodeTimeoutMs,
+      retries: { max: 0, backoff: 'exponential', delayMs: 1000 },
+      network: false,
+    });
+    expect(workflow.nodes[1]).toMatchObject({
+      inputs: { rows: 'nodes.load.output.rows' },
+      dependencies: ['dayjs@1.11.13'],
+      timeoutMs: 20_000,
+      retries: { max: 2, backoff: 'exponential', delayMs: 1000 },
+      resources: { cpu: '500m', memory: '256Mi' },
+      outputs: { total: 'integer' },
+    });
+    expect(workflow.edges).toEqual([
+      { from: 'load', to: 'report', on: 'success', when: '$count(nodes.load.output.rows) > 0' },
+      { from: 'report', to: 'alert', on: 'failure' },
+    ]);
+  });
+
+  it('accepts JSON text and plain objects with the same result', () => {
+    const fromYaml = parseWorkflow(yaml);
+    expect(parseWorkflow(JSON.stringify(yamlObject()))).toEqual(fromYaml);
+    expect(parseWorkflow(yamlObject())).toEqual(fromYaml);
+  });
+
+  function yamlObject(): object {
+    return {
+      id: 'invoice-report',
+      nodes: [
+        { id: 'load', type: 'code', language: 'python', code: 'def main(args): return {"rows": [1, 2, 3]}\n' },
+        {
+          id: 'report',
+          language: 'typescript',
+          dependencies: ['dayjs@1.11.13'],
+          inputs: { rows: 'nodes.load.output.rows' },
+          timeout: 20,
+          retries: { max: 2, backoff: 'exponential', delay: 1 },
+          resources: { cpu: '500m', memory: '256Mi' },
+          outputs: { total: 'integer' },
+          code: 'export function main({ rows }: { rows: number[] }) { return { total: rows.length } }\n',
+        },
+        { id: 'alert', type: 'code', language: 'python', code: "def main(args): return {'seen': args['error']['code']}" },
+      ],
+      edges: [
+        { from: 'load', to: 'report', when: '$count(nodes.load.output.rows) > 0' },
+        { from: 'report', to: 'alert', on: 'failure' },
+      ],
+    };
+  }
+
+  it('throws InvalidWorkflowError listing every issue, one per line', () => {
+    let caught: unknown;
+    try {
+      parseWorkflow({ id: 'wf', nodes: [node('a', { language: 'ruby' }), node('a')] });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(InvalidWorkflowError);
+    expect(caught).toBeInstanceOf(PodflowError);
+    const error = caught as InvalidWorkflowError;
+    expect(error.code).toBe('INVALID_WORKFLOW');
+    expect(error.retryable).toBe(false);
+    expect((error.details?.issues as ValidationIssue[]).length).toBe(2);
+    expect(error.message.split('\n')).toEqual([
+      'workflow "wf" is invalid (2 issues):',
+      'node "a" nodes[0].language: must be one of python, typescript, javascript, got "ruby"',
+      'node "a" nodes[1].id: duplicate node id "a" (already used by nodes[0]): node ids must be unique',
+    ]);
+  });
+
+  it('accepts cpu given as a number and durations given as seconds', () => {
+    const workflow = parseWorkflow({ id: 'wf', timeout: 90, nodes: [node('a', { resources: { cpu: 1 }, timeout: 1.5 })] });
+    expect(workflow.timeoutMs).toBe(90_000);
+    expect(workflow.nodes[0]).toMatchObject({ resources: { cpu: '1' }, timeoutMs: 1500 });
+  });
+});
+
+describe('validateWorkflow issues', () => {
+  it('reports a cycle with its path', () => {
+    const source = { id: 'wf', nodes: [node('a'), node('b'), node('c')], edges: [{ from: 'a', to: 'b' }, { from: 'b', to: 'c' }, { from: 'c', to: 'a' }] };
+    expect(issuesOf(source)).toEqual(['edge c→a edges[2]: closes the cycle a → b → c → a: a workflow must be acyclic; remove or reverse one of these edges']);
+  });
+
+  it('reports an unknown edge endpoint with the closest id, or the known ids', () => {
+    const source = { id: 'wf', nodes: [node('load'), node('report')], edges: [{ from: 'load', to: 'reprot' }, { from: 'zzz', to: 'report' }] };
+    expect(issuesOf(source)).toEqual([
+      'edge load→reprot edges[0].to: unknown node "reprot" (did you mean "report"?)',
+      'edge zzz→report edges[1].from: unknown node "zzz"; known nodes: load, report',
+    ]);
+  });
+
+  it('reports duplicate ids, self-loops and duplicate edges', () => {
+    const source = {
+      id: 'wf',
+      nodes: [node('a'), node('b'), node('a')],
+      edges: [{ from: 'a', to: 'b' }, { from: 'a', to: 'b', on: 'success' }, { from: 'b', to: 'b' }],
+    };
+    expect(issuesOf(source)).toEqual([
+      'node "a" nodes[2].id: duplicate node id "a" (already used by nodes[0]): node ids must be unique',
+      'edge a→b edges[1]: duplicates edges[0] (same from, to and on): remove one of them',
+      'edge b→b edges[2]: connects "b" to itself: an edge must join two different nodes',
+    ]);
+  });
+
+  it('reports JSONata syntax errors in node inputs, edge conditions and the workflow output', () => {
+    const source = {
+      id: 'wf',
+      output: '{ "a": }',
+      nodes: [node('a', { inputs: { rows: 'nodes.a.output.rows +' } }), node('b')],
+      edges: [{ from: 'a', to: 'b', when: '$count(' }],
+    };
+    expect(issuesOf(source)).toEqual([
+      'workflow "wf" output: JSONata syntax error at position 8: The symbol "}" cannot be used as a unary operator (in "{ \\"a\\": }")',
+      'node "a" nodes[0].inputs.rows: JSONata syntax error at position 21: Unexpected end of expression (in "nodes.a.output.rows +")',
+      'edge a→b edges[0].when: JSONata syntax error at position 7: Expected ")" before end of expression (in "$count(")',
+    ]);
+  });
+
+  it('reports an unknown language with the allowed ones and a hint for shorthands', () => {
+    expect(issuesOf({ id: 'wf', nodes: [node('a', { language: 'ruby' }), node('b', { language: 'ts' })] })).toEqual([
+      'node "a" nodes[0].language: must be one of python, typescript, javascript, got "ruby"',
+      'node "b" nodes[1].language: must be one of python, typescript, javascript, got "ts" (did you mean "typescript"?)',
+    ]);
+  });
+
+  it('reports empty and missing code', () => {
+    expect(issuesOf({ id: 'wf', nodes: [node('a', { code: '  \n ' }), { id: 'b', language: 'python' }] })).toEqual([
+      'node "a" nodes[0].code: is empty: write the node source with a main(args) function',
+      'node "b" nodes[1].code: is required: put the source with a main(args) function in `code`',
+    ]);
+  });
+
+  it('reports oversized code with its size and the limit', () => {
+    const limits = { ...DEFAULT_WORKFLOW_LIMITS, maxCodeBytes: 10 };
+    expect(issuesOf({ id: 'wf', nodes: [node('a', { code: 'é'.repeat(6) })] }, limits)).toEqual([
+      'node "a" nodes[0].code: is 12 bytes; the limit is 10 bytes: move data into inputs or files and keep the code small',
+    ]);
+  });
+
+  it('reports bad timeouts: unparseable, zero, and above the limits', () => {
+    const source = {
+      id: 'wf',
+      timeout: '100h',
+      nodes: [node('a', { timeout: '20 seconds' }), node('b', { timeout: '2h' }), node('c', { timeout: 0 })],
+    };
+    expect(issuesOf(source)).toEqual([
+      'workflow "wf" timeout: 100h is above the limit of 24h (longest run timeout); use a shorter timeout',
+      'node "a" nodes[0].timeout: "20 seconds" is not a valid duration: use a number of seconds or a string like 500ms, 20s, 5m, 1h or 1m30s',
+      'node "b" nodes[1].timeout: 2h is above the limit of 1h (longest node timeout); use a shorter timeout',
+      'node "c" nodes[2].timeout: must be greater than 0, got 0s',
+    ]);
+  });
+
+  it('reports unknown fields at every level with a suggestion', () => {
+    const source = { id: 'wf', nodez: [], nodes: [node('a', { dependecies: [], retries: { max: 1, dealy: '1s' } })], edges: [] };
+    expect(issuesOf(source)).toEqual([
+      'node "a" nodes[0].retries.dealy: unknown field "dealy" (did you mean "delay"?); allowed fields: max, backoff, delay',
+      'node "a" nodes[0].dependecies: unknown field "dependecies" (did you mean "dependencies"?); allowed fields: id, type, language, code, inputs, dependencies, timeout, retries, resources, outputs, network',
+      'workflow "wf" nodez: unknown field "nodez" (did you mean "nodes"?); allowed fields: id, name, description, output, timeout, nodes, edges',
+    ]);
+  });
+
+  it('reports YAML syntax errors with line and column', () => {
+    expect(issuesOf('id: wf\nnodes:\n  - id: a\n    code: "abc\n')).toEqual(['workflow line 5, column 1: YAML syntax error: Missing closing "quote']);
+    expect(issuesOf('id: wf\nid: again\nnodes: []\n')).toEqual(['workflow line 2, column 1: YAML syntax error: Map keys must be unique']);
+  });
+
+  it('reports bad node and workflow ids', () => {
+    expect(issuesOf({ id: 'w f', nodes: [node('a.b'), node('1x')] })).toEqual([
+      'workflow "w f" id: must start with a letter or digit, then letters, digits, _ or - (at most 128 characters)',
+      'node "a.b" nodes[0].id: must start with a letter or _, then letters, digits, _ or - (at most 64 characters, no dots)',
+      'node "1x" nodes[1].id: must start with a letter or _, then letters, digits, _ or - (at most 64 characters, no dots)',
+    ]);
+  });
+
+  it('reports retries out of range', () => {
+    const source = { id: 'wf', nodes: [node('a', { retries: { max: 11 } }), node('b', { retries: { max: -1, backoff: 'linear' } }), node('c', { retries: {} })] };
+    expect(issuesOf(source)).toEqual([
+      'node "a" nodes[0].retries.max: must be at most 10 (the retry limit)',
+      'node "b" nodes[1].retries.max: must be 0 or more',
+      'node "b" nodes[1].retries.backoff: must be one of fixed, exponential, got "linear"',
+      'node "c" nodes[2].retries.max: is required: say how many retries, e.g. max: 2',
+    ]);
+  });
+
+  it('reports bad specs: node type, resources, outputs, network, non-string expressions, edge kind', () => {
+    const source = {
+      id: 'wf',
+      nodes: [
+        node('a', { type: 'http', resources: { cpu: 'lots', memory: '256MB' }, outputs: { x: 'str' }, network: 'yes', inputs: { n: 5 } }),
+        node('b'),
+      ],
+      edges: [{ from: 'a', to: 'b', on: 'error' }, { from: 'a' }],
+    };
+    expect(issuesOf(source)).toEqual([
+      'node "a" nodes[0].type: must be "code" (the only node type), got "http"',
+      'node "a" nodes[0].inputs.n: must be a string, got number (a JSONata expression is written as a string; quote it in YAML)',
+      'node "a" nodes[0].resources.cpu: "lots" is not a valid quantity: use cores or millicores like 1, 0.5 or 500m',
+      'node "a" nodes[0].resources.memory: "256MB" is not a valid quantity: use bytes or a suffix like 256Mi, 1Gi (binary) or 500M (decimal)',
+      'node "a" nodes[0].outputs.x: must be one of string, number, integer, boolean, object, array, null, any, got "str" (did you mean "string"?)',
+      'node "a" nodes[0].network: must be a boolean, got string',
+      'edge a→b edges[0].on: must be one of success, failure, always, got "error"',
+      'edges[1] edges[1].to: is required: name the target node',
+    ]);
+  });
+
+  it('reports an empty definition, a non-mapping and an empty node list', () => {
+    expect(issuesOf('')).toEqual(['workflow (source): is empty: write a YAML or JSON definition with `id` and `nodes`']);
+    expect(issuesOf('- 1\n- 2\n')).toEqual(['workflow (root): must be a mapping with at least `id` and `nodes`']);
+    expect(issuesOf({ id: 'wf', nodes: [] })).toEqual(['workflow "wf" nodes: must contain at least one node']);
+    expect(issuesOf({ nodes: [node('a')] })).toEqual(['workflow id: is required: give it an id']);
+  });
+
+  it('enforces the node count and run timeout limits', () => {
+    const limits = { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: 2, maxRunTimeoutMs: 60_000 };
+    expect(issuesOf({ id: 'wf', timeout: '2m', nodes: [node('a'), node('b'), node('c')] }, limits)).toEqual([
+      'workflow "wf" timeout: 2m is above the limit of 1m (longest run timeout); use a shorter timeout',
+      'workflow "wf" nodes: has 3 nodes; the limit is 2: split it into smaller workflows',
+    ]);
+  });
+
+  it('does not report cycles through unknown nodes twice', () => {
+    const source = { id: 'wf', nodes: [node('a'), node('b')], edges: [{ from: 'a', to: 'b' }, { from: 'b', to: 'a' }, { from: 'b', to: 'c' }] };
+    expect(issuesOf(source)).toEqual([
+      'edge b→c edges[2].to: unknown node "c"; known nodes: a, b',
+      'edge b→a edges[1]: closes the cycle a → b → a: a workflow must be acyclic; remove or reverse one of these edges',
+    ]);
+  });
+});

@@ -1,0 +1,149 @@
+import { PodflowClient, type RunView } from '@podflow/client';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { QUEUE_NAMES } from '@podflow/protocol';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+
+export const ROOT = resolve(__dirname, '../..');
+export const API_KEY = 'test-key';
+export const TENANT = 'acme';
+
+export interface Stack {
+  url: string;
+  prefix: string;
+  client: PodflowClient;
+  redis: Redis;
+  storageDir: string;
+  workers: ChildProcess[];
+  startWorker(env?: Record<string, string>): Promise<ChildProcess>;
+  startCoordinator(): Promise<ChildProcess>;
+  /** Everything the services printed, for failure messages. */
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+export function redisUrl(): string {
+  const url = process.env.REDIS_URL;
+  if (!url) throw new Error('REDIS_URL is not set: run the suites with `npm test`, which starts a private redis-server');
+  return url;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolvePort(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * Given a fresh key prefix, starts a coordinator and `workers` workers as real processes from
+ * dist/, on the shared test Redis. `stop()` kills them and deletes every key under the prefix.
+ */
+export async function startStack(options: { workers?: number; workerEnv?: Record<string, string> } = {}): Promise<Stack> {
+  const prefix = `{test-${randomUUID().slice(0, 8)}}`;
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const storageDir = mkdtempSync(join(tmpdir(), 'podflow-e2e-files-'));
+  const output: string[] = [];
+  const children: ChildProcess[] = [];
+  const workers: ChildProcess[] = [];
+  const env = {
+    ...process.env,
+    REDIS_URL: redisUrl(),
+    QUEUE_PREFIX: prefix,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_URL: url,
+    PODFLOW_API_KEYS: `${API_KEY}=${TENANT},other-key=globex`,
+    FILE_URL_SECRET: randomBytes(24).toString('hex'),
+    STORAGE_DIR: storageDir,
+    LOG_LEVEL: 'warn',
+    OUTBOX_SWEEP_MS: '500',
+    WORKER_LOCK_DURATION_MS: '3000',
+    SHUTDOWN_GRACE_MS: '2000',
+  };
+  const launch = (script: string, extra: Record<string, string> = {}) => {
+    const child = spawn(process.execPath, [join(ROOT, script)], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (d: Buffer) => output.push(d.toString()));
+    child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
+    children.push(child);
+    return child;
+  };
+  const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
+  const execQueue = new Queue(QUEUE_NAMES.exec, { connection: redis, prefix });
+  const stack: Stack = {
+    url,
+    prefix,
+    client: new PodflowClient({ url, apiKey: API_KEY }),
+    redis,
+    storageDir,
+    workers,
+    async startCoordinator() {
+      const child = launch('services/coordinator/dist/main.js');
+      await waitFor(async () => (await fetch(`${url}/readyz`)).ok, `the coordinator on ${url}:\n${output.join('')}`);
+      return child;
+    },
+    async startWorker(extra = {}) {
+      const child = launch('services/worker/dist/main.js', { WORKER_ID: `w${workers.length}`, ...(options.workerEnv ?? {}), ...extra });
+      workers.push(child);
+      // Ready once its BullMQ worker shows up among the exec queue's workers.
+      const expected = workers.filter((w) => w.exitCode === null && w.signalCode === null).length;
+      await waitFor(async () => (await execQueue.getWorkersCount()) >= expected, `worker ${workers.length}:\n${output.join('')}`);
+      return child;
+    },
+    logs: () => output.join(''),
+    async stop() {
+      await Promise.all(children.map((c) => stopProcess(c)));
+      await execQueue.close();
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+      redis.disconnect();
+      rmSync(storageDir, { recursive: true, force: true });
+    },
+  };
+  await stack.startCoordinator();
+  for (let i = 0; i < (options.workers ?? 1); i++) await stack.startWorker();
+  return stack;
+}
+
+export function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  return new Promise((resolveStop) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolveStop();
+    child.once('exit', () => resolveStop());
+    child.kill(signal);
+    setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+  });
+}
+
+/** When a run is submitted and followed to its end. */
+export async function runToEnd(stack: Stack, workflow: unknown, inputs: Record<string, unknown> = {}, timeoutMs = 90_000): Promise<RunView> {
+  const { id } = await stack.client.submitRun({ workflow, inputs: inputs as never });
+  return stack.client.waitForRun(id, 100, timeoutMs);
+}
+
+/** One Code node through `POST /v1/executions?wait=true`. */
+export function execute(stack: Stack, language: string, code: string, args: Record<string, unknown> = {}, timeout?: string) {
+  return stack.client.execute({ language, code, args: args as never, ...(timeout ? { timeout } : {}) });
+}
