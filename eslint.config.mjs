@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 import nx from '@nx/eslint-plugin';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/.nx/**', '**/coverage/**', 'libs/runner/python/**'] },
+  { ignores: ['**/jest.config.js', '**/jest.global-setup.js', '**/scripts/**', '**/dist/**', '**/node_modules/**', '**/.nx/**', '**/coverage/**', 'libs/runner/python/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -140,12 +140,14 @@ function environmentArgs(env: Record<string, string>): string[] {
 
 /**
  * The installation directory to mount for an interpreter at `realPath` (symlinks resolved), or
- * `undefined` when it lives under /usr, which is mounted anyway. `…/bin/node` mounts `…` (the
+ * `undefined` when it lives under /usr, /bin or /sbin, which are mounted anyway. `…/bin/node` mounts `…` (the
  * prefix, which holds its `lib/`), anything else its own directory.
  */
 export function installationDirOf(realPath: string): string | undefined {
   if (realPath === '/usr' || realPath.startsWith('/usr/')) return undefined;
   const dir = realPath.slice(0, realPath.lastIndexOf('/')) || '/';
+  // Real /bin and /sbin directories (no merged /usr) are mounted as root entries already.
+  if (dir === '/bin' || dir === '/sbin') return undefined;
   const prefix = dir.endsWith('/bin') ? dir.slice(0, -'/bin'.length) : dir;
   if (prefix === '' || prefix === '/') {
     throw new Error(`the interpreter ${realPath} lives directly under /; install it under /usr or a prefix directory`);

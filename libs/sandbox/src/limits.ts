@@ -23,12 +23,14 @@ export const DEFAULT_PROCESS_LIMITS: ProcessLimits = {
 };
 
 /**
- * Address space granted to Node on top of the memory budget. Measured with Node 20 on x86-64:
- * an idle `node` maps ~730 MiB of virtual memory (code range, heap reservations, ICU), and with
- * RLIMIT_AS = 1 GiB V8 fails to commit a semi-space at a ~50 MiB heap; with budget + 1 GiB the
- * heap grows to its `--max-old-space-size` and dies with V8's own "heap out of memory".
+ * Address space granted to Node on top of the memory budget. Measured with Node 20.20 on x86-64
+ * (budgets 64 MiB to 2 GiB): an idle `node` maps ~730 MiB of virtual memory (code range, heap
+ * reservations, ICU); with 640 MiB of headroom a 64 MiB budget cannot even reserve V8's code
+ * range, from 768 MiB on the heap reaches its `--max-old-space-size` and dies with V8's own "heap
+ * out of memory". 1 GiB keeps a margin for other Node builds; the price is that off-heap memory
+ * (Buffers) can exceed the budget by ~350 MiB before allocations fail.
  */
-export const NODE_ADDRESS_SPACE_HEADROOM_BYTES = 768 * MIB;
+export const NODE_ADDRESS_SPACE_HEADROOM_BYTES = 1 * GIB;
 
 /**
  * Headroom for Python: its idle virtual size is ~15 MiB, so RLIMIT_AS close to the budget makes a

@@ -22,6 +22,9 @@ export interface ClassifiedOutcome {
   logs: CapturedLogs;
 }
 
+/** Stderr kept in `error.details` (the full tail is in `logs.stderr`). */
+const DETAILS_STDERR_BYTES = 8 * 1024;
+
 /** Marks of a process that ran out of memory, in what interpreters print on the way down. */
 const MEMORY_MARKERS = [
   /JavaScript heap out of memory/,
@@ -76,7 +79,7 @@ function fromResponse(response: RunnerResponse, ctx: OutcomeContext): Classified
     return {
       status: 'failed',
       logs: response.logs,
-      error: { ...error, code: 'MEMORY_LIMIT_EXCEEDED', message: `${memoryMessage(ctx)}: ${error.type ?? 'Error'}: ${error.message}` },
+      error: { ...error, code: 'MEMORY_LIMIT_EXCEEDED', message: `${memoryMessage(ctx)}: ${[error.type ?? 'Error', error.message].filter(Boolean).join(': ')}` },
     };
   }
   return { status: 'failed', error, logs: response.logs };
@@ -89,12 +92,15 @@ function isMemoryException(error: NodeError): boolean {
 
 function fromSilentExit(run: SandboxProcessResult, ctx: OutcomeContext): ClassifiedOutcome {
   const signal = signalOf(run, ctx);
-  const details = { exitCode: run.exitCode, signal, stderrTail: tail(run.stderrTail, ctx.maxLogBytes) };
+  const details = { exitCode: run.exitCode, signal, stderrTail: tail(run.stderrTail, Math.min(ctx.maxLogBytes, DETAILS_STDERR_BYTES)) };
   const setupFailure = wrapperFailure(run, ctx);
   if (setupFailure) return failed({ code: 'SANDBOX_LOST', message: setupFailure, details }, run, ctx);
-  if (signal === 'SIGKILL' || MEMORY_MARKERS.some((marker) => marker.test(run.stderrTail))) {
+  const marker = memoryMarkerLine(run.stderrTail);
+  // Nothing but the kernel's OOM killer (or the code itself) SIGKILLs a runner we did not kill.
+  if (signal === 'SIGKILL' || marker) {
     const how = signal ? `killed by ${signal}` : `exited with code ${run.exitCode}`;
-    return failed({ code: 'MEMORY_LIMIT_EXCEEDED', message: `${memoryMessage(ctx)}; the runner was ${how}`, details }, run, ctx);
+    const said = marker ? ` (${marker})` : '';
+    return failed({ code: 'MEMORY_LIMIT_EXCEEDED', message: `${memoryMessage(ctx)}; the runner was ${how}${said}`, details }, run, ctx);
   }
   if (signal === 'SIGXFSZ') {
     return failed(
@@ -108,7 +114,7 @@ function fromSilentExit(run: SandboxProcessResult, ctx: OutcomeContext): Classif
     );
   }
   const message = signal
-    ? `the runner was killed by ${signal} before returning a result`
+    ? `the runner was killed by ${signal} before returning a result${signal === 'SIGSEGV' ? ` (a crash in native code, or native code that ignored a failed allocation under the ${memoryLimitMiB(ctx)} MiB memory limit)` : ''}`
     : `the runner exited with code ${run.exitCode} before returning a result`;
   return failed({ code: 'CODE_EXECUTION_FAILED', message, details }, run, ctx);
 }
@@ -126,7 +132,19 @@ function wrapperFailure(run: SandboxProcessResult, ctx: OutcomeContext): string 
 }
 
 function memoryMessage(ctx: OutcomeContext): string {
-  return `the code ran out of memory (limit ${Math.round(ctx.memoryLimitBytes / (1024 * 1024))} MiB)`;
+  return `the code ran out of memory (limit ${memoryLimitMiB(ctx)} MiB)`;
+}
+
+function memoryLimitMiB(ctx: OutcomeContext): number {
+  return Math.round(ctx.memoryLimitBytes / (1024 * 1024));
+}
+
+/** The stderr line that says the process ran out of memory, if any. */
+function memoryMarkerLine(stderr: string): string | undefined {
+  for (const line of stderr.split('\n')) {
+    if (MEMORY_MARKERS.some((marker) => marker.test(line))) return line.trim().slice(0, 200);
+  }
+  return undefined;
 }
 
 /** The signal that ended the code: Node's own report, or bwrap's exit code 128 + N. */
