@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, lstat, mkdir, readlink, realpath, stat, writeFile } from 'node:fs/promises';
+import { access, chmod, lstat, mkdir, readdir, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { SANDBOX_GID, SANDBOX_HOME, SANDBOX_UID, type RootEntry, type SyntheticEtc } from './bubblewrap';
 
@@ -81,11 +82,40 @@ export async function detectRootEntries(): Promise<RootEntry[]> {
  */
 export async function writeSyntheticEtc(dir: string): Promise<SyntheticEtc> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
+  await chmod(dir, 0o755);
   const files: SyntheticEtc = { passwd: join(dir, 'passwd'), group: join(dir, 'group'), hosts: join(dir, 'hosts') };
-  await writeFile(files.passwd, `user:x:${SANDBOX_UID}:${SANDBOX_GID}:podflow sandbox:${SANDBOX_HOME}:/usr/sbin/nologin\n`, { mode: 0o644 });
-  await writeFile(files.group, `user:x:${SANDBOX_GID}:\n`, { mode: 0o644 });
-  await writeFile(files.hosts, '127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n', { mode: 0o644 });
+  await writeAtomically(files.passwd, `user:x:${SANDBOX_UID}:${SANDBOX_GID}:podflow sandbox:${SANDBOX_HOME}:/usr/sbin/nologin\n`);
+  await writeAtomically(files.group, `user:x:${SANDBOX_GID}:\n`);
+  await writeAtomically(files.hosts, '127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n');
   return files;
+}
+
+/** Several drivers may share a work root: write beside and rename, so no one mounts half a file. */
+async function writeAtomically(path: string, content: string): Promise<void> {
+  const partial = `${path}.${randomBytes(6).toString('hex')}.partial`;
+  await writeFile(partial, content, { mode: 0o644 });
+  await chmod(partial, 0o644);
+  await rename(partial, path);
+}
+
+/**
+ * Removes `exec-*` directories under `workRoot` untouched for `olderThanMs`: leftovers of a worker
+ * that died before disposing its outcomes. Best effort; returns how many were removed.
+ */
+export async function sweepStaleExecutions(workRoot: string, olderThanMs: number, now = Date.now()): Promise<number> {
+  const names = await readdir(workRoot).catch(() => [] as string[]);
+  let removed = 0;
+  for (const name of names) {
+    if (!name.startsWith('exec-')) continue;
+    const path = join(workRoot, name);
+    const info = await stat(path).catch(() => undefined);
+    if (!info?.isDirectory() || now - info.mtimeMs < olderThanMs) continue;
+    await rm(path, { recursive: true, force: true }).then(
+      () => (removed += 1),
+      () => undefined,
+    );
+  }
+  return removed;
 }
 
 /** The real path of an interpreter: absolute paths as given, bare names looked up on `searchPath`. */

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { installationDirOf, SANDBOX_PATH, type RootEntry, type SyntheticEtc } from './bubblewrap';
@@ -9,6 +8,7 @@ import {
   probePrlimit,
   probeUnprivilegedBubblewrap,
   resolveExecutable,
+  sweepStaleExecutions,
   writeSyntheticEtc,
 } from './host-probe';
 import { UidPool, type UidRange } from './uid-pool';
@@ -57,11 +57,16 @@ export type IsolationPlan =
       uids?: UidPool;
       rootEntries: RootEntry[];
       syntheticEtc: SyntheticEtc;
-      etcDir: string;
       extraReadOnly: string[];
     }
   | { kind: 'none'; report: IsolationReport; prlimitBin?: string }
   | { kind: 'unavailable'; message: string };
+
+/**
+ * Execution directories older than this are leftovers of a dead worker (a live one disposes its
+ * outcomes within minutes: node timeouts and uploads are far shorter).
+ */
+export const STALE_EXECUTION_MS = 24 * 60 * 60 * 1000;
 
 export const NOT_ISOLATED_WARNING =
   'process sandbox is NOT isolated: install bubblewrap (apt-get install bubblewrap) so user code cannot read ' +
@@ -70,6 +75,8 @@ export const NOT_ISOLATED_WARNING =
 /** Probes the host once and decides how executions will be sandboxed. */
 export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
   await mkdir(input.workRoot, { recursive: true, mode: 0o711 });
+  const swept = await sweepStaleExecutions(input.workRoot, STALE_EXECUTION_MS);
+  if (swept > 0) input.logger?.info({ workRoot: input.workRoot, removed: swept }, 'removed stale sandbox directories');
   const prlimit = await probePrlimit(input.prlimitBin);
   const prlimitBin = prlimit.ok ? input.prlimitBin : undefined;
   if (!prlimit.ok) {
@@ -88,14 +95,15 @@ export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
       : nonePlan(`bubblewrap does not work here: ${probe.detail}`, prlimitBin, input.logger);
   }
 
-  const etcDir = join(input.workRoot, `etc-${randomBytes(6).toString('hex')}`);
+  // Shared by every driver on this work root: the content is the same for all of them.
+  const etcDir = join(input.workRoot, 'etc');
   const syntheticEtc = await writeSyntheticEtc(etcDir);
   const rootEntries = await detectRootEntries();
   const extraReadOnly = await interpreterDirs(input);
   const uids = await dedicatedUids(input, [etcDir, ...input.runnerFiles, ...extraReadOnly]);
   const report: IsolationReport = { isolation: 'bubblewrap', rlimits: prlimitBin !== undefined, dedicatedUids: uids !== undefined };
   input.logger?.info({ ...report }, 'process sandbox: bubblewrap isolation');
-  return { kind: 'bubblewrap', report, bwrapBin: input.bwrapBin, prlimitBin, uids, rootEntries, syntheticEtc, etcDir, extraReadOnly };
+  return { kind: 'bubblewrap', report, bwrapBin: input.bwrapBin, prlimitBin, uids, rootEntries, syntheticEtc, extraReadOnly };
 }
 
 function nonePlan(reason: string, prlimitBin: string | undefined, logger?: SandboxLogger): IsolationPlan {

@@ -51,8 +51,9 @@ export function classifyOutcome(run: SandboxProcessResult, response: RunnerRespo
       {
         code: 'OUTPUT_TOO_LARGE',
         message:
-          `the runner wrote more than ${ctx.stdoutCapBytes} bytes to stdout, so the sandbox was killed; ` +
-          'return a smaller object from main and write large data to a file under /home/user',
+          `the sandbox wrote more than ${ctx.stdoutCapBytes} bytes to stdout (the result plus anything written ` +
+          'straight to file descriptor 1), so it was killed; return a smaller object from main and write large data ' +
+          'to a file under /home/user',
       },
       run,
       ctx,

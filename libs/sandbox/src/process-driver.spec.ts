@@ -263,6 +263,16 @@ describe('ProcessDriver with bubblewrap', () => {
     expect(outcome.error?.code).toBe('MEMORY_LIMIT_EXCEEDED');
   });
 
+  it('kills a sandbox flooding file descriptor 1 with OUTPUT_TOO_LARGE', async () => {
+    const outcome = await run({
+      language: 'javascript',
+      limits: { maxOutputBytes: 1000 },
+      code: 'const fs = require("node:fs");\nfunction main() {\n  fs.writeSync(1, "x".repeat(5 * 1024 * 1024));\n  return {};\n}\n',
+    });
+    expect(outcome.error?.code).toBe('OUTPUT_TOO_LARGE');
+    expect(outcome.error?.message).toContain('file descriptor 1');
+  });
+
   it('stops a file larger than maxFileSizeBytes', async () => {
     const small = new ProcessDriver({ isolation: 'bubblewrap', workRoot, maxFileSizeBytes: MIB });
     const outcome = await small.execute(request({ code: 'def main(args):\n    open("big.bin", "wb").write(b"x" * (2 * 1024 * 1024))\n    return {}\n' }), new AbortController().signal);

@@ -94,12 +94,20 @@ export class ProcessDriver implements SandboxDriver {
     const missing = await this.missingRunner(request);
     if (missing) return failedOutcome({ code: 'SANDBOX_LOST', message: missing }, 0);
 
-    const prepared = await this.prepare(plan);
+    let prepared: Prepared;
+    try {
+      prepared = await this.prepare(plan);
+    } catch (error) {
+      const message = `could not create the execution directory under ${this.workRoot}: ${(error as Error).message}`;
+      return failedOutcome({ code: 'SANDBOX_LOST', message }, 0);
+    }
     const dispose = once(() => rm(prepared.execDir, { recursive: true, force: true }));
     // close() aborts whatever is still running through this controller.
     const local = new AbortController();
     const onAbort = (): void => local.abort();
     signal.addEventListener('abort', onAbort, { once: true });
+    // An abort while the plan or the directory was being prepared fired before the listener.
+    if (signal.aborted) local.abort();
     this.running.add(local);
     try {
       const memoryLimitBytes = memoryOf(request, this.limits.memoryLimitBytes);
@@ -137,11 +145,9 @@ export class ProcessDriver implements SandboxDriver {
     }
   }
 
-  /** Kills running executions and removes driver-wide files; the driver can not be used after. */
+  /** Kills the executions still running (they end as CANCELED). */
   async close(): Promise<void> {
     for (const controller of this.running) controller.abort();
-    const plan = this.ready ? await this.ready.catch(() => undefined) : undefined;
-    if (plan?.kind === 'bubblewrap') await rm(plan.etcDir, { recursive: true, force: true });
   }
 
   private plan(): Promise<IsolationPlan> {
@@ -156,6 +162,10 @@ export class ProcessDriver implements SandboxDriver {
       interpreters: this.interpreters,
       runnerFiles: [this.assets.python, this.assets.node],
       logger: this.options.logger,
+    }).catch((error: unknown): IsolationPlan => {
+      // Not cached: a work root that could not be created (full disk, permissions) may be fixed.
+      this.ready = undefined;
+      return { kind: 'unavailable', message: `could not prepare the sandbox work root ${this.workRoot}: ${(error as Error).message}` };
     });
     return this.ready;
   }
