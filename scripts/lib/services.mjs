@@ -41,11 +41,11 @@ export function ensureSystemPackage(binary, debianPackage, why) {
   return which(binary);
 }
 
-/** `npm ci` on a fresh clone, then an Nx build (cached: a no-op when nothing changed). */
+/** `npm install` on a fresh clone (see .ci/run for why not `npm ci`), then an Nx build (cached). */
 export function ensureInstalledAndBuilt() {
   if (!existsSync(join(ROOT, 'node_modules', '.package-lock.json'))) {
-    say('installing npm dependencies (npm ci)');
-    run('npm', ['ci', '--no-audit', '--no-fund']);
+    say('installing npm dependencies (npm install, locked versions)');
+    run('npm', ['install', '--no-audit', '--no-fund']);
   }
   say('building (nx run-many -t build)');
   run('npx', ['nx', 'run-many', '-t', 'build', '--output-style=static'], { env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true' }, stdio: ['ignore', 'ignore', 'inherit'] });
