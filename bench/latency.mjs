@@ -30,12 +30,18 @@ async function executionLatency(stack, language, code, samples) {
     const result = await stack.client.execute({ language, code });
     const ms = performance.now() - start;
     if (result.status !== 'succeeded') throw new Error(`${language} no-op node ended ${result.status}: ${JSON.stringify(result.error ?? result)}`);
-    return ms;
+    // The node's own startedAt → finishedAt (reported by the worker around the sandbox run).
+    return { ms, workerMs: result.timings?.durationMs };
   };
   for (let i = 0; i < WARMUP; i++) await once();
   const times = [];
-  for (let i = 0; i < samples; i++) times.push(await once());
-  return summary(times);
+  const workerTimes = [];
+  for (let i = 0; i < samples; i++) {
+    const { ms, workerMs } = await once();
+    times.push(ms);
+    if (typeof workerMs === 'number') workerTimes.push(workerMs);
+  }
+  return { ...summary(times), worker: summary(workerTimes) };
 }
 
 export async function runLatency({ redisUrl, samples }) {
@@ -47,6 +53,6 @@ export async function runLatency({ redisUrl, samples }) {
     log(`python node: ${py.median.toFixed(1)} ms median`);
     const ts = await executionLatency(stack, 'typescript', TYPESCRIPT_NOOP, samples);
     log(`typescript node: ${ts.median.toFixed(1)} ms median`);
-    return { samples, pythonBin: PYTHON_BIN, bare: { python, node }, nodes: { python: py, typescript: ts } };
+    return { samples, pythonBin: PYTHON_BIN, bare: { python, node }, nodes: { python: py, typescript: ts }, warnings: stack.warnings() };
   });
 }

@@ -61,6 +61,19 @@ export async function startStack({ redisUrl, concurrency, driver = 'process' }) 
     redis,
     client: new PodflowClient({ url, apiKey: API_KEY }),
     logs: () => output.join(''),
+    /** Messages the services logged at warn level or above (pino JSON lines). */
+    warnings() {
+      const found = [];
+      for (const line of output.join('').split('\n')) {
+        try {
+          const entry = JSON.parse(line);
+          if (entry.level >= 40) found.push(`${entry.name ?? 'service'}: ${entry.msg}`);
+        } catch {
+          if (line.trim()) found.push(line.trim());
+        }
+      }
+      return [...new Set(found)];
+    },
     async stop() {
       await Promise.all(children.map((c) => stopChild(c)));
       await execQueue.close();
