@@ -2,11 +2,18 @@
 // and @podflow/* imports mapped to library sources so tests never need a prior build.
 const path = require('node:path');
 
+/** Dependencies that ship only ES modules; jest.esm-transform.js turns them into CommonJS. */
+const ESM_ONLY_PACKAGES = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose', 'rfc4648'];
+
 module.exports = (projectDir) => ({
   displayName: path.relative(__dirname, projectDir),
   rootDir: projectDir,
   testEnvironment: 'node',
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.spec.json') }] },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.spec.json') }],
+    [`/node_modules/(${ESM_ONLY_PACKAGES.join('|')})/.+\\.m?js$`]: path.join(__dirname, 'jest.esm-transform.js'),
+  },
+  transformIgnorePatterns: [`/node_modules/(?!(${ESM_ONLY_PACKAGES.join('|')})/)`],
   moduleNameMapper: { '^@podflow/([a-z-]+)$': path.join(__dirname, 'libs/$1/src/index.ts') },
   testMatch: ['<rootDir>/**/*.spec.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
