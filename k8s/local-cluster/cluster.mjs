@@ -2,23 +2,23 @@
 // podflow's local single-node Kubernetes cluster, built offline "the hard way":
 //   node k8s/local-cluster/cluster.mjs up|down|status   (npm run cluster:up / cluster:down / cluster:status)
 // See k8s/local-cluster/README.md for what runs where and why.
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBinaries, binary } from './lib/binaries.mjs';
 import {
-  ADMIN_KUBECONFIG, APISERVER_PORT, CLUSTER_DIR, CONTAINERD_SOCKET, ETCD_VERSION, KUBERNETES_VERSION, NODE_NAME,
+  ADMIN_KUBECONFIG, APISERVER_PORT, CLUSTER_DIR, STATE_DIR, CONTAINERD_SOCKET, ETCD_VERSION, KUBERNETES_VERSION, NODE_NAME,
   REPO_ROOT, RUNTIME_IMAGES, SANDBOX_NAMESPACE, WORKER_KUBECONFIG, WORKER_NAMESPACE, WORKER_SERVICE_ACCOUNT,
 } from './lib/config.mjs';
 import {
   apiserverCommand, apiserverReady, controllerManagerCommand, etcdCommand, etcdHealthy, schedulerCommand,
 } from './lib/control-plane.mjs';
-import { isAlive, logTail, runningPid, startDaemon, stopDaemon, stopPid } from './lib/daemons.mjs';
+import { logTail, runningPid, startDaemon, stopDaemon, stopPid } from './lib/daemons.mjs';
 import { ensureImageArchives, qualified } from './lib/images.mjs';
 import {
-  KUBELET_ROOT, cgroupVersion, containerdCommand, containerdReady, ctr, importImages, kubeletCommand, prepareKernel, writeCniConfig,
+  cgroupVersion, containerdCommand, containerdReady, ctr, importImages, kubeletCommand, prepareKernel, writeCniConfig,
 } from './lib/node.mjs';
 import { certificateKubeconfig, ensurePki, tokenKubeconfig } from './lib/pki.mjs';
-import { run, say, step, tryRun, waitFor, which } from './lib/sh.mjs';
+import { run, say, step, tryRun, waitFor } from './lib/sh.mjs';
 import { ensureHostPackages } from './lib/host.mjs';
 
 const MANIFESTS = join(REPO_ROOT, 'k8s', 'manifests', 'sandbox');
@@ -113,9 +113,17 @@ function printSummary() {
   ].join('\n'));
 }
 
-/** Stops the kubelet, every container and shim, containerd, then the control plane; unmounts and removes the pod network. */
+/**
+ * Deletes every pod through the API first so the kubelet tears each down properly (CNI DEL frees
+ * its address and NAT rules), then stops the kubelet, kills any container left and its shim,
+ * containerd and the control plane, unmounts what the pods mounted and removes the pod network.
+ */
 async function down({ purge }) {
-  await stopDaemon('kubelet');
+  if (runningPid('kubelet') && runningPid('kube-apiserver') && (await apiserverReady().catch(() => false))) {
+    tryRun(binary('kubectl'), [`--kubeconfig=${ADMIN_KUBECONFIG}`, 'delete', 'pods', '--all', '--all-namespaces', '--grace-period=0', '--force', '--wait=false']);
+    await waitFor('the kubelet to stop every pod', () => !containerdReady() || ctr(['tasks', 'list', '-q']).trim() === '', { timeoutMs: 30_000 }).catch((error) => say(`warning: ${error.message}`));
+  }
+  if (await stopDaemon('kubelet')) say('kubelet: stopped');
   if (runningPid('containerd') && containerdReady()) {
     for (const id of ctr(['tasks', 'list', '-q']).split('\n').filter(Boolean)) {
       tryRun('ctr', ['--address', CONTAINERD_SOCKET, '-n', 'k8s.io', 'tasks', 'kill', '--signal', 'SIGKILL', id]);
@@ -127,10 +135,7 @@ async function down({ purge }) {
     if (await stopDaemon(name)) say(`${name}: stopped`);
   }
   unmountUnder(CLUSTER_DIR);
-  for (const netns of (tryRun('ip', ['netns', 'list']) ?? '').split('\n').map((line) => line.split(' ')[0]).filter((name) => name.startsWith('cni-'))) {
-    tryRun('ip', ['netns', 'delete', netns]);
-  }
-  if (tryRun('ip', ['link', 'show', 'podflow0']) !== undefined) tryRun('ip', ['link', 'delete', 'podflow0']);
+  removePodNetwork();
   if (purge) {
     rmSync(CLUSTER_DIR, { recursive: true, force: true });
     say(`removed ${CLUSTER_DIR} (binaries and images stay cached)`);
@@ -138,6 +143,27 @@ async function down({ purge }) {
   const left = leftovers();
   if (left.length) throw new Error(`still running after cluster:down: ${left.join(', ')}`);
   say('cluster is down; nothing of it is running');
+}
+
+/** Network namespaces, the bridge, NAT rules and address leases of pods that were not torn down. */
+function removePodNetwork() {
+  for (const netns of (tryRun('ip', ['netns', 'list']) ?? '').split('\n').map((line) => line.split(' ')[0]).filter((name) => name.startsWith('cni-'))) {
+    tryRun('ip', ['netns', 'delete', netns]);
+  }
+  if (tryRun('ip', ['link', 'show', 'podflow0']) !== undefined) tryRun('ip', ['link', 'delete', 'podflow0']);
+  // The bridge plugin's masquerading: a POSTROUTING jump per pod into a CNI-<hash> chain, commented with our network's name.
+  const rules = (tryRun('iptables', ['-t', 'nat', '-S']) ?? '').split('\n');
+  const chains = new Set();
+  for (const rule of rules.filter((line) => line.startsWith('-A POSTROUTING') && line.includes('name: \\"podflow\\"'))) {
+    const chain = rule.match(/-j (CNI-\S+)/)?.[1];
+    if (chain) chains.add(chain);
+    tryRun('sh', ['-c', `iptables -t nat ${rule.replace(/^-A/, '-D')}`]);
+  }
+  for (const chain of chains) {
+    tryRun('iptables', ['-t', 'nat', '-F', chain]);
+    tryRun('iptables', ['-t', 'nat', '-X', chain]);
+  }
+  rmSync(join(STATE_DIR, 'cni-ipam'), { recursive: true, force: true });
 }
 
 function shimPids() {

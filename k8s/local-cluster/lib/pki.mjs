@@ -3,7 +3,7 @@
 // kubelet's serving certificate is signed by the same CA and the apiserver verifies it
 // (--kubelet-certificate-authority), so logs, exec and attach go over verified TLS as in a real
 // cluster. Certificates are made once per cluster directory and reused by every `cluster:up`.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { APISERVER_PORT, KUBERNETES_SERVICE_IP, NODE_NAME, PKI_DIR } from './config.mjs';
 import { run } from './sh.mjs';
@@ -40,10 +40,24 @@ function ensureCertificate(name, { commonName, organization, hosts = [], usage }
     '-days', DAYS, '-sha256', '-extfile', pki(`${name}.ext`), '-out', pki(`${name}.crt`)]);
 }
 
+/**
+ * Certificates that name this machine are re-issued when its address or name changed since they
+ * were made (a cluster directory carried to another VM, a new DHCP lease).
+ */
+function forgetCertificatesOfAnotherHost(nodeIp) {
+  const identityFile = pki('node-identity.json');
+  const identity = JSON.stringify({ nodeIp, nodeName: NODE_NAME });
+  if (existsSync(identityFile) && readFileSync(identityFile, 'utf8') !== identity) {
+    for (const name of ['apiserver', 'kubelet-server', 'kubelet-client']) rmSync(pki(`${name}.crt`), { force: true });
+  }
+  writeFileSync(identityFile, identity);
+}
+
 /** Creates every key and certificate the cluster needs (only those missing). */
 export function ensurePki(nodeIp) {
   mkdirSync(PKI_DIR, { recursive: true, mode: 0o700 });
   ensureCa();
+  forgetCertificatesOfAnotherHost(nodeIp);
   const local = ['127.0.0.1', 'localhost'];
   ensureCertificate('etcd-server', { commonName: 'etcd', hosts: local, usage: 'both' });
   ensureCertificate('apiserver-etcd-client', { commonName: 'kube-apiserver-etcd-client', usage: 'client' });

@@ -1,0 +1,106 @@
+// Pod lifecycle latency on a real cluster: create → scheduled → started → Succeeded → deleted for
+// trivial pods (python3 -c pass in runtime-python, restricted profile), one at a time, timed from
+// the client with a watch. Baseline in the same run: the same image and command started by
+// containerd alone (`ctr run --rm`), i.e. what Kubernetes adds on top of the container runtime.
+import * as k8s from '@kubernetes/client-node';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { summary } from './lib.mjs';
+
+const NAMESPACE = 'podflow-sandbox';
+const IMAGE = 'podflow/runtime-python:local';
+const COMMAND = ['python3', '-c', 'pass'];
+
+function trivialPod(name) {
+  return {
+    metadata: { name, labels: { 'podflow.dev/bench': 'pod-lifecycle' } },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      dnsPolicy: 'Default',
+      securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [{
+        name: 'main',
+        image: IMAGE,
+        imagePullPolicy: 'IfNotPresent',
+        command: COMMAND,
+        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+        resources: { requests: { cpu: '50m', memory: '32Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
+      }],
+    },
+  };
+}
+
+const started = (pod) => pod.status?.phase === 'Running' || pod.status?.phase === 'Succeeded'
+  || Boolean(pod.status?.containerStatuses?.[0]?.state?.running || pod.status?.containerStatuses?.[0]?.state?.terminated);
+
+/** One pod's timeline, in ms from just before the create call. */
+async function onePod(config, core) {
+  const name = `bench-${randomBytes(4).toString('hex')}`;
+  const marks = {};
+  let t0 = 0;
+  let resolveDone;
+  let rejectDone;
+  const done = new Promise((resolve, reject) => { resolveDone = resolve; rejectDone = reject; });
+  const watch = await new k8s.Watch(config).watch(`/api/v1/namespaces/${NAMESPACE}/pods`, { fieldSelector: `metadata.name=${name}` }, (type, pod) => {
+    const now = performance.now() - t0;
+    if (type === 'DELETED') {
+      marks.deleted ??= now;
+      resolveDone();
+      return;
+    }
+    if (pod.spec?.nodeName) marks.scheduled ??= now;
+    if (started(pod)) marks.started ??= now;
+    if (pod.status?.phase === 'Failed') rejectDone(new Error(`bench pod ${name} failed: ${JSON.stringify(pod.status)}`));
+    if (pod.status?.phase === 'Succeeded' && marks.succeeded === undefined) {
+      marks.succeeded = now;
+      marks.deleteCalled = performance.now() - t0;
+      core.deleteNamespacedPod({ name, namespace: NAMESPACE, gracePeriodSeconds: 0 }).catch(rejectDone);
+    }
+  }, (error) => { if (error) rejectDone(error); });
+  // The watch is established before the clock starts, so no event is missed.
+  t0 = performance.now();
+  await core.createNamespacedPod({ namespace: NAMESPACE, body: trivialPod(name) });
+  const timer = setTimeout(() => rejectDone(new Error(`bench pod ${name} did not finish in 120 s`)), 120_000);
+  try {
+    await done;
+  } finally {
+    clearTimeout(timer);
+    watch.abort();
+  }
+  return marks;
+}
+
+/** The same container through containerd alone, as the baseline. */
+function oneCtrRun(ctrArgs) {
+  const id = `bench-${randomBytes(4).toString('hex')}`;
+  const t0 = performance.now();
+  const result = spawnSync('ctr', [...ctrArgs, 'run', '--rm', `docker.io/${IMAGE}`, id, ...COMMAND], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`ctr run failed: ${result.stderr}`);
+  return performance.now() - t0;
+}
+
+/**
+ * Runs `samples` pods one after another (after 2 warm-ups) and, when `ctrArgs` is given (local
+ * cluster: containerd's socket and namespace), as many `ctr run --rm` baselines.
+ */
+export async function runPodLifecycle({ samples, ctrArgs }) {
+  const config = new k8s.KubeConfig();
+  config.loadFromDefault();
+  const core = config.makeApiClient(k8s.CoreV1Api);
+  for (let i = 0; i < 2; i += 1) await onePod(config, core);
+  const timelines = [];
+  for (let i = 0; i < samples; i += 1) timelines.push(await onePod(config, core));
+  const phase = (from, to) => summary(timelines.map((m) => m[to] - (from ? m[from] : 0)));
+  const baseline = ctrArgs ? (oneCtrRun(ctrArgs), summary(Array.from({ length: samples }, () => oneCtrRun(ctrArgs)))) : undefined;
+  return {
+    samples,
+    createToScheduled: phase(undefined, 'scheduled'),
+    scheduledToStarted: phase('scheduled', 'started'),
+    startedToSucceeded: phase('started', 'succeeded'),
+    succeededToDeleted: phase('deleteCalled', 'deleted'),
+    createToSucceeded: phase(undefined, 'succeeded'),
+    total: phase(undefined, 'deleted'),
+    baseline,
+  };
+}
