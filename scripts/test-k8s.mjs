@@ -4,13 +4,16 @@
 //   applied and the runtime images (k8s/images) pullable; see k8s/local-cluster/README.md.
 // - KUBECONFIG unset: podflow's local cluster, brought up first (`cluster:up` is idempotent and
 //   takes seconds when it already runs), with the worker kubeconfig it writes.
+// The suites that run podflow itself on the cluster also get a private redis-server, as `npm test`.
 // Extra arguments go to Jest.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, ensureInstalledAndBuilt, say } from './lib/services.mjs';
+import { ROOT, ensureInstalledAndBuilt, say, startRedis } from './lib/services.mjs';
 import { ADMIN_KUBECONFIG, WORKER_KUBECONFIG } from '../k8s/local-cluster/lib/config.mjs';
 
-function main() {
+async function main() {
   ensureInstalledAndBuilt();
   const env = { ...process.env };
   if (env.KUBECONFIG) {
@@ -24,12 +27,24 @@ function main() {
     env.KUBECONFIG = ADMIN_KUBECONFIG;
     env.PODFLOW_WORKER_KUBECONFIG = WORKER_KUBECONFIG;
   }
-  const jest = spawnSync(process.execPath, [join(ROOT, 'node_modules/jest/bin/jest.js'), '--config', join(ROOT, 'test/k8s/jest.config.js'), ...process.argv.slice(2)], {
-    stdio: 'inherit',
-    cwd: ROOT,
-    env,
-  });
-  process.exit(jest.status ?? 1);
+  const dataDir = mkdtempSync(join(tmpdir(), 'podflow-test-k8s-redis-'));
+  const redis = await startRedis(dataDir);
+  let status = 1;
+  try {
+    const jest = spawnSync(process.execPath, [join(ROOT, 'node_modules/jest/bin/jest.js'), '--config', join(ROOT, 'test/k8s/jest.config.js'), ...process.argv.slice(2)], {
+      stdio: 'inherit',
+      cwd: ROOT,
+      env: { ...env, REDIS_URL: redis.url },
+    });
+    status = jest.status ?? 1;
+  } finally {
+    await redis.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  process.exit(status);
 }
 
-main();
+main().catch((error) => {
+  say(`Kubernetes suites could not start: ${error.message}`);
+  process.exit(1);
+});

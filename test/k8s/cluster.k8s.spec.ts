@@ -157,10 +157,7 @@ describe('the worker ServiceAccount (RBAC)', () => {
     ['watch', 'pods', SANDBOX_NAMESPACE],
     ['delete', 'pods', SANDBOX_NAMESPACE],
     ['get', 'pods', SANDBOX_NAMESPACE, 'log'],
-    ['create', 'pods', SANDBOX_NAMESPACE, 'exec'],
     ['create', 'pods', SANDBOX_NAMESPACE, 'attach'],
-    ['create', 'secrets', SANDBOX_NAMESPACE],
-    ['delete', 'secrets', SANDBOX_NAMESPACE],
     ['list', 'events', SANDBOX_NAMESPACE],
   ];
   const denied: Check[] = [
@@ -168,6 +165,8 @@ describe('the worker ServiceAccount (RBAC)', () => {
     ['list', 'secrets', 'default'],
     ['get', 'secrets', WORKER_NAMESPACE],
     ['list', 'secrets', SANDBOX_NAMESPACE],
+    ['create', 'secrets', SANDBOX_NAMESPACE],
+    ['create', 'pods', SANDBOX_NAMESPACE, 'exec'],
     ['list', 'nodes', undefined],
     ['get', 'nodes', undefined],
     ['list', 'pods', undefined],

@@ -35,6 +35,11 @@ export interface RunnerRequest {
   limits: RunnerLimits;
   /** Random per execution; frames the response on stdout. */
   nonce: string;
+  /**
+   * Stream the captured files' bytes on stdout after the response; for drivers that cannot read
+   * the sandbox's filesystem (the files vanish with it).
+   */
+  emitFiles?: boolean;
 }
 
 /** A file created or modified under `workdir` while `main` ran. */
@@ -55,4 +60,22 @@ export function responseStartMarker(nonce: string): string {
 
 export function responseEndMarker(nonce: string): string {
   return `<<<PODFLOW-END ${nonce}>>>`;
+}
+
+/** Starts the header line of one file frame (`emitFiles`): `<marker> {"path","size","sha256"}\n`, then `size` bytes and `\n`. */
+export function fileFrameMarker(nonce: string): string {
+  return `<<<PODFLOW-FILE ${nonce}>>>`;
+}
+
+/**
+ * Written on stderr (`emitFiles` mode) once the whole request was read, before any user code runs.
+ * A worker that adopts a running sandbox finds it in the log and knows not to send the request again.
+ */
+export function requestReceivedMarker(nonce: string): string {
+  return `<<<PODFLOW-REQUEST-RECEIVED ${nonce}>>>`;
+}
+
+/** Ends the file frames (`emitFiles`), also when there are none, so a reader knows the stream is complete. */
+export function filesEndMarker(nonce: string): string {
+  return `<<<PODFLOW-FILES-END ${nonce}>>>`;
 }

@@ -3,8 +3,9 @@
 Started by a sandbox driver as ``python3 -I -u podflow_runner.py [--request PATH]``. Reads one
 RunnerRequest (libs/protocol/src/runner.ts) from stdin or PATH, runs the user's ``main`` in
 ``request.workdir`` and writes exactly one RunnerResponse to the real stdout, framed by the
-request's nonce markers. Exit status is 0 whenever a response was written, 2 when the request
-could not even be read far enough to learn its nonce.
+request's nonce markers (then, with ``emitFiles``, the captured files' bytes). Exit status is 0
+whenever a response was written, 2 when the request could not even be read far enough to learn its
+nonce.
 """
 
 import asyncio
@@ -31,7 +32,7 @@ DEFAULT_LIMITS = {
 }
 # Deeper than this is almost surely a mistake, and json.dumps would hit the recursion limit anyway.
 MAX_OUTPUT_DEPTH = 512
-HASH_CHUNK = 1024 * 1024
+READ_CHUNK = 1024 * 1024
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -177,8 +178,8 @@ def changed_files(root, before):
     return [(rel, size) for _, rel, size in changed]
 
 
-def hash_file(root, rel):
-    """(size, sha256) read through an O_NOFOLLOW handle; None when the file is no longer safe."""
+def _open_captured(root, rel):
+    """An O_NOFOLLOW read fd on a captured regular file; None when it is no longer safe to read."""
     full = os.path.join(root, *rel.split("/"))
     if not _inside(os.path.realpath(full), root):
         return None  # a parent directory was swapped for a symlink after the walk
@@ -188,19 +189,47 @@ def hash_file(root, rel):
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _chunks(fd):
+    while chunk := os.read(fd, READ_CHUNK):
+        yield chunk
+
+
+def hash_file(root, rel):
+    """(size, sha256) read through an O_NOFOLLOW handle; None when the file is no longer safe."""
+    fd = _open_captured(root, rel)
+    if fd is None:
+        return None
+    try:
         digest = hashlib.sha256()
         size = 0
-        while True:
-            chunk = os.read(fd, HASH_CHUNK)
-            if not chunk:
-                break
+        for chunk in _chunks(fd):
             size += len(chunk)
             digest.update(chunk)
         return size, digest.hexdigest()
     except OSError:
         return None
+    finally:
+        os.close(fd)
+
+
+def read_captured(root, rel):
+    """A captured file's bytes as they are now, for emitFiles; empty when it can no longer be read
+    safely (the reader then sees a sha256 mismatch rather than a missing frame)."""
+    fd = _open_captured(root, rel)
+    if fd is None:
+        return b""
+    try:
+        return b"".join(_chunks(fd))
+    except OSError:
+        return b""
     finally:
         os.close(fd)
 
@@ -452,6 +481,22 @@ def write_all(fd, data):
         view = view[written:]
 
 
+def write_file_frames(fd, nonce, root, files):
+    """emitFiles: after the response, each listed file's current bytes framed by a header with their
+    actual length and the captured sha256 (so a reader detects a file changed since), then the end
+    marker, written even without files so the reader knows the stream is complete. Paths are
+    relative to ``root``, not to the cwd, which the code may have changed."""
+    for entry in files:
+        content = read_captured(root, entry["path"])
+        header = json.dumps({"path": entry["path"], "size": len(content), "sha256": entry["sha256"]},
+                            ensure_ascii=False, separators=(",", ":"))
+        # Encoded like the response, so the header's path is the one the response lists.
+        write_all(fd, f"<<<PODFLOW-FILE {nonce}>>> {header}\n".encode("utf-8", "backslashreplace"))
+        write_all(fd, content)
+        write_all(fd, b"\n")
+    write_all(fd, f"<<<PODFLOW-FILES-END {nonce}>>>\n".encode("utf-8"))
+
+
 def read_request(argv):
     if "--request" in argv:
         index = argv.index("--request")
@@ -495,26 +540,34 @@ def main(argv):
     if request is None:
         sys.stderr.write(f"podflow runner: {problem}\n")
         return 2
+    if request.get("emitFiles") is True:
+        # A worker adopting this sandbox reads the log for this line: the request must not be sent again.
+        write_all(2, f"<<<PODFLOW-REQUEST-RECEIVED {request['nonce']}>>>\n".encode())
     limits = request.get("limits") if problem is None else DEFAULT_LIMITS
     out, err = TailBuffer(limits["maxLogBytes"]), TailBuffer(limits["maxLogBytes"])
     outcome = {"ok": False, "error": {"code": "INTERNAL", "message": problem}, "files": []}
+    root = None  # the workdir, once entered; files are only ever listed then
     if problem is None:
         try:
-            outcome = execute(request, limits, out, err)
+            outcome, root = execute(request, limits, out, err)
         except BaseException as exc:  # a runner bug: still answer, so the driver sees why
             message = f"runner failure: {''.join(traceback.format_exception_only(type(exc), exc)).strip()}"
             outcome = {"ok": False, "error": {"code": "INTERNAL", "message": message}, "files": []}
     outcome["logs"] = {"stdout": out.text(), "stderr": err.text(), "truncated": out.truncated or err.truncated}
     outcome["durationMs"] = int((time.monotonic() - started) * 1000)
     write_all(response_fd, frame(request["nonce"], outcome))
+    # Read even from a malformed request, like the nonce, so its INTERNAL response ends the stream too.
+    if request.get("emitFiles") is True:
+        write_file_frames(response_fd, request["nonce"], root, outcome["files"])
     return 0
 
 
 def execute(request, limits, out, err):
+    """(outcome, workdir root); the root is None when the workdir could not be entered."""
     try:
         os.chdir(request["workdir"])
     except OSError as exc:
-        return {"ok": False, "error": {"code": "INTERNAL", "message": f"cannot enter workdir: {exc}"}, "files": []}
+        return {"ok": False, "error": {"code": "INTERNAL", "message": f"cannot enter workdir: {exc}"}, "files": []}, None
     root = os.path.realpath(os.getcwd())
     # -I ignores every PYTHON* variable, so dependency layers come through this one instead, and
     # bytecode writing is turned off here: __pycache__ must not land in read-only layers or among
@@ -540,8 +593,8 @@ def execute(request, limits, out, err):
     except UserError as exc:
         error, files = exc, []
     if error is not None:
-        return {"ok": False, "error": error.to_json(), "files": files}
-    return {"ok": True, "output": output, "files": files}
+        return {"ok": False, "error": error.to_json(), "files": files}, root
+    return {"ok": True, "output": output, "files": files}, root
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@
  * const argv = runnerArgv('python', runnerAssets(), { python: '/usr/bin/python3', node: process.execPath });
  * // spawn argv with the RunnerRequest JSON on stdin, collect stdout, then:
  * const response = parseRunnerOutput(stdout, request.nonce); // undefined: no (valid) response
+ * // with `emitFiles: true`, keep stdout as a Buffer:
+ * const files = parseFileFrames(stdoutBytes, request.nonce); // and parseRunnerOutputBuffer for the response
  * ```
  */
 export { runnerArgv, runnerAssets } from './assets';
 export type { RunnerAssets, RunnerInterpreters } from './assets';
-export { frameResponse, parseRunnerOutput } from './framing';
+export { frameFileHeader, frameResponse, parseFileFrames, parseRunnerOutput, parseRunnerOutputBuffer } from './framing';
+export type { EmittedFile, FileFramesResult } from './framing';

@@ -4,14 +4,15 @@
  * sandbox driver as `node node-runner.js [--request PATH]`.
  *
  * Reads one RunnerRequest from stdin (or PATH), runs the user's `main` in `request.workdir` and
- * writes exactly one RunnerResponse to fd 1, framed by the nonce markers. Exit status 0 whenever a
- * response was written; 2 when the request could not be read far enough to learn its nonce.
+ * writes exactly one RunnerResponse to fd 1, framed by the nonce markers (then, with `emitFiles`, the
+ * captured files' bytes). Exit status 0 whenever a response was written; 2 when the request could
+ * not be read far enough to learn its nonce.
  */
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { DEFAULT_RUNNER_LIMITS, type JsonObject, type RunnerFile, type RunnerLimits, type RunnerRequest, type RunnerResponse } from '@podflow/protocol';
-import { frameResponse } from './framing';
-import { captureFiles, snapshot, type Snapshot } from './node-runner/file-capture';
+import { DEFAULT_RUNNER_LIMITS, filesEndMarker, requestReceivedMarker, type JsonObject, type RunnerFile, type RunnerLimits, type RunnerRequest, type RunnerResponse } from '@podflow/protocol';
+import { frameFileHeader, frameResponse } from './framing';
+import { captureFiles, readCapturedFile, snapshot, type Snapshot } from './node-runner/file-capture';
 import { TailBuffer, captureStdio } from './node-runner/log-capture';
 import { normalizeOutput } from './node-runner/output-validation';
 import { codeFailure, loadUserMain, userFilename } from './node-runner/user-code';
@@ -27,6 +28,8 @@ interface ParsedRequest {
   request?: RunnerRequest & { language: 'typescript' | 'javascript' };
   /** Known whenever a response can be framed, even for a malformed request. */
   nonce?: string;
+  /** Read like the nonce, so even an INTERNAL response for a malformed request ends its file frames. */
+  emitFiles?: boolean;
   problem?: string;
 }
 
@@ -49,6 +52,23 @@ function writeAll(fd: number, data: Buffer): void {
       sleepMs(2);
     }
   }
+}
+
+/**
+ * `emitFiles`: after the response, each listed file's current bytes framed by a header with their
+ * actual length and the captured sha256 (so a reader detects a file changed since), then the end
+ * marker, which is written even without files so the reader knows the stream is complete.
+ */
+function writeFileFrames(nonce: string, root: string | undefined, files: RunnerFile[]): void {
+  for (const file of files) {
+    // Paths are relative to the workdir root, not to the cwd, which the code may have changed. (No
+    // root: the workdir was never entered, and there are no files.)
+    const content = root === undefined ? Buffer.alloc(0) : readCapturedFile(root, file.path);
+    writeAll(1, Buffer.from(frameFileHeader(nonce, { ...file, size: content.length }), 'utf8'));
+    writeAll(1, content);
+    writeAll(1, Buffer.from('\n'));
+  }
+  writeAll(1, Buffer.from(`${filesEndMarker(nonce)}\n`, 'utf8'));
 }
 
 function readAll(fd: number): Buffer {
@@ -104,16 +124,17 @@ function parseRequest(raw: Buffer): ParsedRequest {
   const record = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   if (typeof record.nonce !== 'string' || !record.nonce) return { problem: 'request is not an object with a string nonce' };
   const nonce = record.nonce;
+  const emitFiles = record.emitFiles === true;
   const language = record.language;
   if (!isNodeLanguage(language)) {
-    return { nonce, problem: `this runner runs typescript and javascript, not ${JSON.stringify(language)}` };
+    return { nonce, emitFiles, problem: `this runner runs typescript and javascript, not ${JSON.stringify(language)}` };
   }
   const args = record.args;
-  if (typeof record.code !== 'string') return { nonce, problem: "request field 'code' is missing or not a string" };
-  if (typeof args !== 'object' || args === null || Array.isArray(args)) return { nonce, problem: "request field 'args' is not an object" };
-  if (typeof record.workdir !== 'string') return { nonce, problem: "request field 'workdir' is missing or not a string" };
+  if (typeof record.code !== 'string') return { nonce, emitFiles, problem: "request field 'code' is missing or not a string" };
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return { nonce, emitFiles, problem: "request field 'args' is not an object" };
+  if (typeof record.workdir !== 'string') return { nonce, emitFiles, problem: "request field 'workdir' is missing or not a string" };
   const request = { ...(record as unknown as RunnerRequest), language, limits: parseLimits(record.limits) };
-  return { nonce, request };
+  return { nonce, emitFiles, request };
 }
 
 function run(): void {
@@ -130,6 +151,8 @@ function run(): void {
     exit(2);
     return;
   }
+  // A worker adopting this sandbox reads the log for this line: the request must not be sent again.
+  if (parsed.emitFiles) writeAll(2, Buffer.from(`${requestReceivedMarker(nonce)}\n`));
   const limits = parsed.request?.limits ?? DEFAULT_RUNNER_LIMITS;
   const stdout = new TailBuffer(limits.maxLogBytes);
   const stderr = new TailBuffer(limits.maxLogBytes);
@@ -158,6 +181,7 @@ function run(): void {
         ? { ok: true, output: final.output, files, logs, durationMs }
         : { ok: false, error: final.error.toNodeError(), files, logs, durationMs };
       writeAll(1, Buffer.from(frameResponse(nonce, response), 'utf8'));
+      if (parsed.emitFiles) writeFileFrames(nonce, workspace.root, files);
     } catch (error) {
       writeAll(2, Buffer.from(`podflow runner: failed to respond: ${(error as Error)?.stack ?? String(error)}\n`));
       exit(3);

@@ -6,13 +6,27 @@ import { z } from 'zod';
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
+/** An environment variable holding JSON that must match `schema`. */
+function jsonOf<T extends z.ZodTypeAny>(schema: T, message: string) {
+  return z.string().transform((raw, ctx): z.infer<T> => {
+    try {
+      const parsed = schema.safeParse(JSON.parse(raw));
+      if (parsed.success) return parsed.data;
+    } catch {
+      // reported below
+    }
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+    return z.NEVER;
+  });
+}
+
 /** The worker's whole configuration, validated at boot (README "Configuration"). */
 export const workerConfigSchema = z.object({
   REDIS_URL: z.string().url({ message: 'REDIS_URL must be a redis:// URL, e.g. redis://127.0.0.1:6379' }),
   QUEUE_PREFIX: z.string().min(1).default(DEFAULT_KEY_PREFIX),
   WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
   WORKER_CONCURRENCY: int(1).default(4),
-  SANDBOX_DRIVER: z.enum(['process', 'noop']).default('process'),
+  SANDBOX_DRIVER: z.enum(['process', 'kubernetes', 'noop']).default('process'),
   SANDBOX_ISOLATION: z.enum(['auto', 'bubblewrap', 'none']).default('auto'),
   SANDBOX_MEMORY_MB: int(32).default(512),
   PYTHON_BIN: z.string().optional(),
@@ -24,6 +38,24 @@ export const workerConfigSchema = z.object({
   WORKER_LOCK_DURATION_MS: int(1000).default(30_000),
   /** How long SIGTERM waits for running executions before handing them back to the queue. */
   SHUTDOWN_GRACE_MS: int(0).default(30_000),
+  // SANDBOX_DRIVER=kubernetes (README "Kubernetes driver"); the cluster comes from KUBECONFIG or the in-cluster account.
+  K8S_NAMESPACE: z.string().min(1).default('podflow-sandbox'),
+  K8S_IMAGE_PYTHON: z.string().min(1).default('podflow/runtime-python:local'),
+  K8S_IMAGE_NODE: z.string().min(1).default('podflow/runtime-node:local'),
+  K8S_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+  K8S_START_TIMEOUT_MS: int(1000).default(60_000),
+  K8S_RUNTIME_CLASS: z.string().min(1).optional(),
+  K8S_NODE_SELECTOR: jsonOf(z.record(z.string()), 'K8S_NODE_SELECTOR must be a JSON object of strings, e.g. {"pool":"sandbox"}').optional(),
+  K8S_TOLERATIONS: jsonOf(z.array(z.record(z.unknown())), 'K8S_TOLERATIONS must be a JSON array of tolerations').optional(),
+  K8S_IMAGE_PULL_SECRETS: z.string().optional().transform((v) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [])),
+  K8S_DEFAULT_CPU_MILLIS: int(1).default(1000),
+  K8S_MAX_CPU_MILLIS: int(1).default(4000),
+  K8S_MAX_MEMORY_MB: int(32).default(4096),
+  K8S_REQUEST_RATIO: z.coerce.number().gt(0).max(1).default(0.25),
+  K8S_HOME_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_HOME_SIZE must be a quantity like 256Mi').default('256Mi'),
+  K8S_TMP_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_TMP_SIZE must be a quantity like 64Mi').default('64Mi'),
+  K8S_REAPER_INTERVAL_MS: int(1000).default(30_000),
+  K8S_REAPER_MIN_AGE_MS: int(0).default(60_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -119,3 +119,15 @@ export async function deleteTestPods(config: k8s.KubeConfig, namespace: string, 
   }
   throw new Error(`pods labelled ${selector} are still present a minute after deletion`);
 }
+
+/** Resolves once pod `name` does not exist (at once if it is already gone); rejects after `timeoutMs`. */
+export async function waitForPodGone(config: k8s.KubeConfig, namespace: string, name: string, timeoutMs = 60_000): Promise<void> {
+  const core = config.makeApiClient(k8s.CoreV1Api);
+  const watching = waitForPod(config, namespace, name, () => false, timeoutMs);
+  const exists = await core.readNamespacedPod({ name, namespace }).then(() => true, () => false);
+  if (!exists) {
+    watching.catch(() => undefined);
+    return;
+  }
+  await watching;
+}

@@ -56,8 +56,8 @@ function isInside(candidate: string, root: string): boolean {
   return candidate === root || candidate.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 }
 
-/** Size and sha256 through an O_NOFOLLOW handle; undefined when the file is no longer safe to read. */
-export function hashFile(root: string, rel: string): { size: number; sha256: string } | undefined {
+/** An O_NOFOLLOW read handle on a captured regular file; undefined when it is no longer safe to read. */
+function openCaptured(root: string, rel: string): number | undefined {
   const full = path.join(root, ...rel.split('/'));
   let fd: number;
   try {
@@ -69,7 +69,19 @@ export function hashFile(root: string, rel: string): { size: number; sha256: str
     return undefined;
   }
   try {
-    if (!fs.fstatSync(fd).isFile()) return undefined;
+    if (fs.fstatSync(fd).isFile()) return fd;
+  } catch {
+    // unreadable metadata: treated like a file that is not regular
+  }
+  fs.closeSync(fd);
+  return undefined;
+}
+
+/** Size and sha256 through an O_NOFOLLOW handle; undefined when the file is no longer safe to read. */
+export function hashFile(root: string, rel: string): { size: number; sha256: string } | undefined {
+  const fd = openCaptured(root, rel);
+  if (fd === undefined) return undefined;
+  try {
     const hash = createHash('sha256');
     const buffer = Buffer.allocUnsafe(HASH_CHUNK);
     let size = 0;
@@ -82,6 +94,22 @@ export function hashFile(root: string, rel: string): { size: number; sha256: str
     return { size, sha256: hash.digest('hex') };
   } catch {
     return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * A captured file's bytes as they are now, for `emitFiles`; empty when it can no longer be read
+ * safely (the reader then sees a sha256 mismatch rather than a missing frame).
+ */
+export function readCapturedFile(root: string, rel: string): Buffer {
+  const fd = openCaptured(root, rel);
+  if (fd === undefined) return Buffer.alloc(0);
+  try {
+    return fs.readFileSync(fd);
+  } catch {
+    return Buffer.alloc(0);
   } finally {
     fs.closeSync(fd);
   }

@@ -1,0 +1,305 @@
+import { Attach, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { requestReceivedMarker, type CapturedLogs, type NodeError, type RunnerLimits, type RunnerRequest, type RunnerResponse } from '@podflow/protocol';
+import { parseFileFrames, parseRunnerOutputBuffer, type EmittedFile } from '@podflow/runner';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from '../driver';
+import type { SandboxLogger } from '../isolation-plan';
+import { mergeRunnerLimits } from '../limits';
+import { ANNOTATIONS, podNameFor } from './pod-identity';
+import { CONTAINER_NAME, SANDBOX_HOME, buildSandboxPod, type PodPlacement } from './pod-spec';
+import { isOomKilled, podStage, startFailureReason } from './pod-state';
+import { PodWatch } from './pod-watch';
+import { DEFAULT_POD_RESOURCE_POLICY, resolvePodResources, type PodResourcePolicy } from './resources';
+import { ByteCollector, readPodLogBytes } from './streams';
+
+export interface KubernetesDriverOptions {
+  kubeConfig: KubeConfig;
+  placement: PodPlacement;
+  workerId: string;
+  resourcePolicy?: PodResourcePolicy;
+  /** How long a pod may take to be scheduled and start its container (default 60 s). */
+  startTimeoutMs?: number;
+  /** Driver-wide overrides of the protocol's runner limits (a request's own `limits` win). */
+  limits?: Partial<RunnerLimits>;
+  logger?: SandboxLogger;
+}
+
+const NO_LOGS: CapturedLogs = { stdout: '', stderr: '', truncated: false };
+/** After the runner's stream ends without a full answer, how long to wait for the pod's final status. */
+const FINAL_STATUS_WAIT_MS = 15_000;
+
+type Ending = { kind: 'stream-closed' } | { kind: 'timeout' } | { kind: 'canceled' } | { kind: 'pod-ended' };
+
+/**
+ * Runs each execution in its own short-lived pod (SANDBOX_DRIVER=kubernetes). Code, arguments,
+ * output and files move only through the Kubernetes API: the request goes to the runner's stdin
+ * over an attach stream, and the answer and the files come back on its stdout (the runner's
+ * `emitFiles` mode). Sandbox pods need no network at all. See libs/sandbox/README.md.
+ */
+export class KubernetesDriver implements SandboxDriver {
+  readonly name = 'kubernetes';
+  readonly core: CoreV1Api;
+  private readonly policy: PodResourcePolicy;
+  private readonly startTimeoutMs: number;
+  private readonly running = new Set<AbortController>();
+
+  constructor(private readonly options: KubernetesDriverOptions) {
+    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.policy = options.resourcePolicy ?? DEFAULT_POD_RESOURCE_POLICY;
+    this.startTimeoutMs = options.startTimeoutMs ?? 60_000;
+  }
+
+  get namespace(): string {
+    return this.options.placement.namespace;
+  }
+
+  async execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome> {
+    if (signal.aborted) return failed({ code: 'CANCELED', message: 'execution canceled' });
+    const local = new AbortController();
+    const onAbort = (): void => local.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.running.add(local);
+    const name = podNameFor(request.executionId);
+    const dispose = once(() => this.deletePod(name));
+    try {
+      const outcome = await this.run(request, name, local.signal);
+      return { ...outcome, dispose };
+    } catch (error) {
+      await dispose();
+      throw error;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.running.delete(local);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const controller of this.running) controller.abort();
+  }
+
+  private async run(request: SandboxRequest, name: string, signal: AbortSignal): Promise<Omit<SandboxOutcome, 'dispose'>> {
+    const limits = mergeRunnerLimits(this.options.limits, request.limits);
+    const started = Date.now();
+    const resources = resolvePodResources(request.resources, this.policy);
+    const deadlineAt = started + this.startTimeoutMs + request.timeoutMs + 60_000;
+    const pod = buildSandboxPod(
+      {
+        ...request,
+        workerId: this.options.workerId,
+        resources,
+        requestRatio: this.policy.requestRatio,
+        activeDeadlineSeconds: Math.ceil((deadlineAt - started) / 1000),
+        deadlineAt,
+      },
+      this.options.placement,
+    );
+    const nonce = randomBytes(16).toString('hex');
+    pod.metadata!.annotations![ANNOTATIONS.nonce] = nonce;
+
+    const watch = new PodWatch(this.options.kubeConfig, this.core, this.namespace, name);
+    await watch.start();
+    try {
+      const adopted = await this.createOrAdopt(pod, request.executionId);
+      const runnerNonce = adopted?.metadata?.annotations?.[ANNOTATIONS.nonce] ?? nonce;
+      const runnerRequest: RunnerRequest = {
+        language: request.language,
+        code: request.code,
+        args: request.args,
+        workdir: SANDBOX_HOME,
+        limits,
+        nonce: runnerNonce,
+        emitFiles: true,
+      };
+      if (adopted) this.options.logger?.info({ executionId: request.executionId, pod: name }, 'adopting the execution\'s existing pod instead of running the code again');
+
+      // 1. Scheduled and started, within the start timeout.
+      const startProblem = await this.awaitStart(watch, name, signal);
+      if (startProblem) return failed(startProblem, Date.now() - started);
+
+      // 2. The request in, the answer out: attach (unless an adopted runner already has its request).
+      const needsRequest = await this.needsRequest(watch, name, runnerNonce);
+      const stdout = new ByteCollector(stdoutCapBytes(limits));
+      const stderr = new ByteCollector(256 * 1024);
+      const execStarted = Date.now();
+      const ending = await this.attachAndWait(watch, name, needsRequest ? runnerRequest : undefined, stdout, stderr, request.timeoutMs, signal);
+      if (ending.kind === 'timeout' || ending.kind === 'canceled') {
+        await this.deletePod(name);
+        const error: NodeError = ending.kind === 'timeout'
+          ? { code: 'EXECUTION_TIMEOUT', message: `the code did not finish within its timeout of ${request.timeoutMs} ms; the pod was deleted` }
+          : { code: 'CANCELED', message: 'execution canceled; the pod was deleted' };
+        return failed(error, Date.now() - execStarted, { stdout: '', stderr: stderr.tail(limits.maxLogBytes), truncated: stderr.size > limits.maxLogBytes });
+      }
+
+      // 3. What the runner said, else why it said nothing.
+      const answer = readAnswer(stdout.bytes(), runnerNonce);
+      if (answer) return this.fromResponse(answer.response, answer.files, execStarted);
+      return await this.withoutAnswer(watch, name, runnerNonce, stderr, limits, execStarted, stdout.overflowed);
+    } finally {
+      watch.stop();
+    }
+  }
+
+  /** Creates the pod; when it already exists (a re-delivered job), returns it to be adopted. */
+  private async createOrAdopt(pod: V1Pod, executionId: string): Promise<V1Pod | undefined> {
+    try {
+      await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
+      return undefined;
+    } catch (error) {
+      if ((error as { code?: number }).code !== 409) throw error;
+      const existing = await this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace });
+      if (existing.metadata?.annotations?.[ANNOTATIONS.executionId] !== executionId) {
+        throw new Error(`pod ${pod.metadata!.name} exists but belongs to execution ${existing.metadata?.annotations?.[ANNOTATIONS.executionId]}, not ${executionId}`);
+      }
+      return existing;
+    }
+  }
+
+  private async awaitStart(watch: PodWatch, name: string, signal: AbortSignal): Promise<NodeError | undefined> {
+    const timeout = AbortSignal.timeout(this.startTimeoutMs);
+    const stop = AbortSignal.any([timeout, signal]);
+    const stage = await watch.until((w) => {
+      if (w.gone) return 'gone' as const;
+      if (!w.pod) return undefined;
+      const current = podStage(w.pod);
+      if (current.kind === 'pending') return current.hopeless ? ('hopeless' as const) : undefined;
+      return 'started' as const;
+    }, stop);
+    if (stage === 'started') return undefined;
+    if (signal.aborted) {
+      await this.deletePod(name);
+      return { code: 'CANCELED', message: 'execution canceled before its pod started; the pod was deleted' };
+    }
+    if (stage === 'gone') return { code: 'SANDBOX_LOST', message: `pod ${this.namespace}/${name} was deleted before it started` };
+    const events = await this.core.listNamespacedEvent({ namespace: this.namespace, fieldSelector: `involvedObject.name=${name}` }).then((list) => list.items, () => []);
+    const reason = startFailureReason(watch.pod, events);
+    await this.deletePod(name);
+    const waited = stage === 'hopeless' ? 'could not start' : `did not start within ${this.startTimeoutMs} ms`;
+    return { code: 'SANDBOX_START_TIMEOUT', message: `pod ${this.namespace}/${name} ${waited}: ${reason}` };
+  }
+
+  /** An adopted, running runner that already received its request says so on stderr. */
+  private async needsRequest(watch: PodWatch, name: string, nonce: string): Promise<boolean> {
+    if (watch.pod && podStage(watch.pod).kind === 'terminated') return false;
+    const log = await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME).catch(() => Buffer.alloc(0));
+    return !log.includes(requestReceivedMarker(nonce));
+  }
+
+  /**
+   * Attaches to the runner (sending the request when given) and waits for its stream to close,
+   * the timeout, a cancel, or the pod's end. The timeout starts when the request is sent.
+   */
+  private async attachAndWait(
+    watch: PodWatch,
+    name: string,
+    runnerRequest: RunnerRequest | undefined,
+    stdout: ByteCollector,
+    stderr: ByteCollector,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<Ending> {
+    if (watch.pod && podStage(watch.pod).kind === 'terminated') return { kind: 'pod-ended' };
+    const stdin = runnerRequest ? Readable.from([Buffer.from(JSON.stringify(runnerRequest), 'utf8')]) : null;
+    let socket: Awaited<ReturnType<Attach['attach']>> | undefined;
+    try {
+      socket = await new Attach(this.options.kubeConfig).attach(this.namespace, name, CONTAINER_NAME, stdout, stderr, stdin, false);
+    } catch (error) {
+      this.options.logger?.warn({ pod: name, error: (error as Error).message }, 'attach failed; waiting for the pod to end');
+      return { kind: 'pod-ended' };
+    }
+    const closed = new Promise<Ending>((resolve) => {
+      if (socket!.readyState === socket!.CLOSED) resolve({ kind: 'stream-closed' });
+      socket!.on('close', () => resolve({ kind: 'stream-closed' }));
+    });
+    const timer = AbortSignal.timeout(Math.min(Math.max(timeoutMs, 1), 2 ** 31 - 1));
+    const stopped = new Promise<Ending>((resolve) => {
+      const onTimeout = (): void => resolve({ kind: 'timeout' });
+      const onCancel = (): void => resolve({ kind: 'canceled' });
+      timer.addEventListener('abort', onTimeout, { once: true });
+      if (signal.aborted) onCancel();
+      else signal.addEventListener('abort', onCancel, { once: true });
+    });
+    // A pod that is deleted or evicted ends the wait too (its stream may linger).
+    const podEnded = watch.until((w) => (w.gone || (w.pod && podStage(w.pod).kind === 'failed') ? ({ kind: 'pod-ended' } as const) : undefined), AbortSignal.any([timer, signal]));
+    const ending = await Promise.race([closed, stopped, podEnded.then((value) => value ?? new Promise<Ending>(() => undefined))]);
+    if (ending.kind !== 'stream-closed') socket.close();
+    return ending;
+  }
+
+  private fromResponse(response: RunnerResponse, emitted: EmittedFile[], execStarted: number): Omit<SandboxOutcome, 'dispose'> {
+    const files: CollectedFile[] = emitted.map((file) => ({ path: file.path, size: file.size, sha256: file.sha256, open: () => Readable.from([file.content]) }));
+    const durationMs = response.durationMs ?? Date.now() - execStarted;
+    if (response.ok) return { status: 'succeeded', output: response.output, logs: response.logs, files, durationMs };
+    return { status: 'failed', error: response.error, logs: response.logs, files: [], durationMs };
+  }
+
+  /** The stream ended without a complete answer: the pod's final status says why. */
+  private async withoutAnswer(
+    watch: PodWatch,
+    name: string,
+    nonce: string,
+    stderr: ByteCollector,
+    limits: RunnerLimits,
+    execStarted: number,
+    overflowed: boolean,
+  ): Promise<Omit<SandboxOutcome, 'dispose'>> {
+    const logs: CapturedLogs = { stdout: '', stderr: stderr.tail(limits.maxLogBytes), truncated: stderr.size > limits.maxLogBytes };
+    const durationMs = Date.now() - execStarted;
+    if (overflowed) {
+      return failed({ code: 'OUTPUT_TOO_LARGE', message: `the runner wrote more than ${stdoutCapBytes(limits)} bytes of output and files` }, durationMs, logs);
+    }
+    const settled = await watch.until((w) => {
+      if (w.gone) return 'gone' as const;
+      const stage = w.pod ? podStage(w.pod) : undefined;
+      return stage?.kind === 'terminated' || stage?.kind === 'failed' ? stage : undefined;
+    }, AbortSignal.timeout(FINAL_STATUS_WAIT_MS));
+    if (settled === 'gone' || settled === undefined) {
+      return failed({ code: 'SANDBOX_LOST', message: `pod ${this.namespace}/${name} ${settled === 'gone' ? 'was deleted' : 'stopped answering'} before the runner answered` }, durationMs, logs);
+    }
+    if (settled.kind === 'failed') {
+      if (settled.reason === 'DeadlineExceeded') {
+        return failed({ code: 'EXECUTION_TIMEOUT', message: `pod ${name} reached its activeDeadlineSeconds backstop: ${settled.message}` }, durationMs, logs);
+      }
+      return failed({ code: 'SANDBOX_LOST', message: `pod ${this.namespace}/${name} failed: ${settled.reason}: ${settled.message}` }, durationMs, logs);
+    }
+    if (isOomKilled(settled.state)) {
+      return failed({ code: 'MEMORY_LIMIT_EXCEEDED', message: `the code used more memory than its limit and was killed (container OOMKilled, exit code ${settled.state.exitCode})` }, durationMs, logs);
+    }
+    // The container ended on its own but its stream was cut (an adopted pod, a dropped
+    // connection): the answer is still in its log.
+    const log = await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME).catch(() => undefined);
+    const fromLog = log ? readAnswer(log, nonce) : undefined;
+    if (fromLog) return this.fromResponse(fromLog.response, fromLog.files, execStarted);
+    const exit = `exit code ${settled.state.exitCode}${settled.state.reason ? ` (${settled.state.reason})` : ''}`;
+    return failed({ code: 'SANDBOX_LOST', message: `the runner in pod ${name} ended with ${exit} without an answer${logs.stderr ? `; stderr: ${logs.stderr.slice(-500)}` : ''}` }, durationMs, logs);
+  }
+
+  private async deletePod(name: string): Promise<void> {
+    await this.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: 0 }).catch((error: { code?: number }) => {
+      if (error.code !== 404) this.options.logger?.warn({ pod: name, error: String((error as Error).message ?? error) }, 'could not delete a sandbox pod; the reaper will');
+    });
+  }
+}
+
+/** The response and its files, when both arrived whole. */
+function readAnswer(stdout: Buffer, nonce: string): { response: RunnerResponse; files: EmittedFile[] } | undefined {
+  const response = parseRunnerOutputBuffer(stdout, nonce);
+  if (!response) return undefined;
+  const frames = parseFileFrames(stdout, nonce);
+  if (!frames.ok) return undefined;
+  return { response, files: frames.files };
+}
+
+/** Room for the response, its logs and the files it may stream, with a margin for framing. */
+function stdoutCapBytes(limits: RunnerLimits): number {
+  return limits.maxOutputBytes * 2 + limits.maxLogBytes * 4 + limits.maxFilesBytes + 1024 * 1024;
+}
+
+function failed(error: NodeError, durationMs = 0, logs: CapturedLogs = NO_LOGS): Omit<SandboxOutcome, 'dispose'> & { dispose: () => Promise<void> } {
+  return { status: 'failed', error, logs, files: [], durationMs, dispose: async () => undefined };
+}
+
+function once(action: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= action());
+}

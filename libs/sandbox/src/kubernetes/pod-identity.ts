@@ -1,0 +1,52 @@
+import { createHash } from 'node:crypto';
+
+/** Label keys every sandbox pod carries (DESIGN.md: labels under `podflow.dev/`). */
+export const LABELS = {
+  managedBy: 'app.kubernetes.io/managed-by',
+  role: 'podflow.dev/role',
+  tenant: 'podflow.dev/tenant',
+  run: 'podflow.dev/run',
+  node: 'podflow.dev/node',
+  execution: 'podflow.dev/execution',
+  attempt: 'podflow.dev/attempt',
+  worker: 'podflow.dev/worker',
+} as const;
+
+/** Full, unshortened identifiers live in annotations (label values are capped at 63 characters). */
+export const ANNOTATIONS = {
+  executionId: 'podflow.dev/execution-id',
+  tenantId: 'podflow.dev/tenant-id',
+  deadline: 'podflow.dev/deadline',
+  /** The runner's response nonce, so a worker that adopts the pod can read its answer. */
+  nonce: 'podflow.dev/nonce',
+} as const;
+
+export const MANAGED_BY = 'podflow';
+export const SANDBOX_ROLE = 'sandbox';
+/** Selects every sandbox pod this software manages (the reaper's view). */
+export const SANDBOX_SELECTOR = `${LABELS.managedBy}=${MANAGED_BY},${LABELS.role}=${SANDBOX_ROLE}`;
+
+const hash = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/**
+ * A label value for an arbitrary identifier: itself when it is a valid label value, else a
+ * readable prefix plus a hash, so it stays unique, valid and at most 63 characters.
+ */
+export function labelValue(text: string): string {
+  if (/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/.test(text)) return text;
+  const readable = text.replace(/[^-A-Za-z0-9_.]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 40).replace(/[^A-Za-z0-9]+$/, '');
+  return `${readable ? `${readable}-` : ''}${hash(text).slice(0, 16)}`;
+}
+
+/** The execution's label: a hash, so lookups by execution id never depend on its characters. */
+export function executionLabel(executionId: string): string {
+  return hash(executionId).slice(0, 40);
+}
+
+/**
+ * One deterministic pod name per execution. Creating it twice fails with 409 AlreadyExists: two
+ * workers (a re-delivered job) can never start the same execution in two pods; the second adopts.
+ */
+export function podNameFor(executionId: string): string {
+  return `podflow-${hash(executionId).slice(0, 24)}`;
+}

@@ -1,0 +1,146 @@
+import type { V1Pod, V1Toleration } from '@kubernetes/client-node';
+import type { Language } from '@podflow/protocol';
+import { ANNOTATIONS, LABELS, MANAGED_BY, SANDBOX_ROLE, executionLabel, labelValue, podNameFor } from './pod-identity';
+import type { PodResources } from './resources';
+
+/** Where the runtime images (k8s/images) keep the runners, and the sandbox user they run as. */
+export const RUNNER_DIR = '/opt/podflow/runner';
+export const SANDBOX_UID = 1000;
+export const SANDBOX_HOME = '/home/user';
+export const CONTAINER_NAME = 'sandbox';
+
+/** Cluster-wide pod settings from the worker's configuration. */
+export interface PodPlacement {
+  namespace: string;
+  images: { python: string; node: string };
+  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  /** e.g. gVisor (`gvisor`) or Kata; unset uses the cluster's default runtime. */
+  runtimeClassName?: string;
+  nodeSelector?: Record<string, string>;
+  tolerations?: V1Toleration[];
+  imagePullSecrets?: string[];
+  /** Size limits of the `/home/user` and `/tmp` emptyDirs (Kubernetes quantities). */
+  homeSizeLimit: string;
+  tmpSizeLimit: string;
+}
+
+export interface SandboxPodInput {
+  executionId: string;
+  tenantId: string;
+  runId: string;
+  nodeId: string;
+  attempt: number;
+  workerId: string;
+  language: Language;
+  resources: PodResources;
+  /** Requests as a fraction of limits. */
+  requestRatio: number;
+  /** The pod's backstop: Kubernetes kills it after this many seconds whatever the worker does. */
+  activeDeadlineSeconds: number;
+  /** Epoch ms after which the reaper may delete the pod. */
+  deadlineAt: number;
+}
+
+/** The runner command inside the runtime image. Node's heap stops at 75% of the memory limit, so
+ * V8 fails with its own "heap out of memory" before the kernel's OOM killer has to step in. */
+export function runnerCommand(language: Language, memoryBytes: number): string[] {
+  if (language === 'python') return ['python3', '-I', '-u', `${RUNNER_DIR}/podflow_runner.py`];
+  const heapMiB = Math.max(16, Math.floor((memoryBytes * 0.75) / 1024 / 1024));
+  return ['node', `--max-old-space-size=${heapMiB}`, `${RUNNER_DIR}/node-runner.js`];
+}
+
+/**
+ * The pod of one execution. Everything a hardened sandbox needs is here, and every pod passes the
+ * restricted Pod Security profile: non-root, no privilege escalation, all capabilities dropped,
+ * seccomp RuntimeDefault, read-only root, no service-account token, no service links. The runner
+ * is the container's main process and reads its request from stdin (attach), so an OOM kill is
+ * the container's own `OOMKilled` state.
+ */
+export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement): V1Pod {
+  const { cpuMillis, memoryBytes } = input.resources;
+  const image = input.language === 'python' ? placement.images.python : placement.images.node;
+  const requestCpu = Math.max(1, Math.floor(cpuMillis * input.requestRatio));
+  const requestMemory = Math.max(16 * 1024 * 1024, Math.floor(memoryBytes * input.requestRatio));
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: podNameFor(input.executionId),
+      namespace: placement.namespace,
+      labels: {
+        [LABELS.managedBy]: MANAGED_BY,
+        [LABELS.role]: SANDBOX_ROLE,
+        [LABELS.tenant]: labelValue(input.tenantId),
+        [LABELS.run]: labelValue(input.runId),
+        [LABELS.node]: labelValue(input.nodeId),
+        [LABELS.execution]: executionLabel(input.executionId),
+        [LABELS.attempt]: String(input.attempt),
+        [LABELS.worker]: labelValue(input.workerId),
+      },
+      annotations: {
+        [ANNOTATIONS.executionId]: input.executionId,
+        [ANNOTATIONS.tenantId]: input.tenantId,
+        [ANNOTATIONS.deadline]: new Date(input.deadlineAt).toISOString(),
+      },
+    },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      // No cluster DNS is needed (sandboxes have no network); this also avoids MissingClusterDNS.
+      dnsPolicy: 'Default',
+      terminationGracePeriodSeconds: 0,
+      activeDeadlineSeconds: input.activeDeadlineSeconds,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: SANDBOX_UID,
+        runAsGroup: SANDBOX_UID,
+        fsGroup: SANDBOX_UID,
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+      ...(placement.runtimeClassName ? { runtimeClassName: placement.runtimeClassName } : {}),
+      ...(placement.nodeSelector ? { nodeSelector: placement.nodeSelector } : {}),
+      ...(placement.tolerations ? { tolerations: placement.tolerations } : {}),
+      ...(placement.imagePullSecrets?.length ? { imagePullSecrets: placement.imagePullSecrets.map((name) => ({ name })) } : {}),
+      containers: [
+        {
+          name: CONTAINER_NAME,
+          image,
+          imagePullPolicy: placement.imagePullPolicy,
+          command: runnerCommand(input.language, memoryBytes),
+          workingDir: SANDBOX_HOME,
+          // The request arrives on stdin over an attach stream; stdinOnce closes it when that stream ends.
+          stdin: true,
+          stdinOnce: true,
+          tty: false,
+          env: [
+            { name: 'HOME', value: SANDBOX_HOME },
+            { name: 'TMPDIR', value: '/tmp' },
+            { name: 'LANG', value: 'C.UTF-8' },
+            { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
+            { name: 'MALLOC_ARENA_MAX', value: '2' },
+          ],
+          securityContext: {
+            runAsNonRoot: true,
+            allowPrivilegeEscalation: false,
+            privileged: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'] },
+          },
+          resources: {
+            requests: { cpu: `${requestCpu}m`, memory: String(requestMemory) },
+            limits: { cpu: `${cpuMillis}m`, memory: String(memoryBytes) },
+          },
+          volumeMounts: [
+            { name: 'home', mountPath: SANDBOX_HOME },
+            { name: 'tmp', mountPath: '/tmp' },
+          ],
+        },
+      ],
+      volumes: [
+        { name: 'home', emptyDir: { sizeLimit: placement.homeSizeLimit } },
+        { name: 'tmp', emptyDir: { sizeLimit: placement.tmpSizeLimit } },
+      ],
+    },
+  };
+}

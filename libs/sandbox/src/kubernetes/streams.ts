@@ -1,0 +1,58 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { request } from 'node:https';
+import { Writable } from 'node:stream';
+
+/** Collects a stream's bytes up to `capBytes`; beyond that it counts but keeps nothing more. */
+export class ByteCollector extends Writable {
+  private readonly chunks: Buffer[] = [];
+  size = 0;
+  overflowed = false;
+
+  constructor(private readonly capBytes: number) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (this.size + chunk.length > this.capBytes) this.overflowed = true;
+    else this.chunks.push(chunk);
+    this.size += chunk.length;
+    done();
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+
+  /** The last `maxBytes` as text, for error messages. */
+  tail(maxBytes: number): string {
+    const all = this.bytes();
+    return all.subarray(Math.max(0, all.length - maxBytes)).toString('utf8');
+  }
+}
+
+/**
+ * A container's log as raw bytes. The generated client decodes logs as text, which would mangle
+ * the binary file frames a runner writes; this asks the API directly with the same credentials.
+ */
+export async function readPodLogBytes(config: KubeConfig, namespace: string, name: string, container: string): Promise<Buffer> {
+  const cluster = config.getCurrentCluster();
+  if (!cluster) throw new Error('the kubeconfig has no current cluster');
+  const url = new URL(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}/log`, cluster.server);
+  url.searchParams.set('container', container);
+  const options: Record<string, unknown> = {};
+  await config.applyToHTTPSOptions(options);
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ...options, method: 'GET' }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        if (res.statusCode === 200) resolve(body);
+        else reject(Object.assign(new Error(`reading the log of pod ${namespace}/${name} failed with HTTP ${res.statusCode}: ${body.toString('utf8').slice(0, 300)}`), { code: res.statusCode }));
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

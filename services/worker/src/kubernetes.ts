@@ -1,0 +1,58 @@
+import { KubeConfig, type V1Toleration } from '@kubernetes/client-node';
+import { QUEUE_NAMES } from '@podflow/protocol';
+import { KubernetesDriver, PodReaper } from '@podflow/sandbox';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { WorkerConfig } from './config';
+
+/** Job states in which an execution may still want its pod (running, or queued for a re-delivery). */
+const LIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
+
+/** The kubernetes driver and its pod reaper, from the worker's configuration. */
+export function createKubernetesSandbox(config: WorkerConfig, connection: Redis, logger: Logger) {
+  const kubeConfig = new KubeConfig();
+  // KUBECONFIG, ~/.kube/config, or the pod's ServiceAccount when the worker runs in the cluster.
+  kubeConfig.loadFromDefault();
+  const driver = new KubernetesDriver({
+    kubeConfig,
+    workerId: config.WORKER_ID,
+    startTimeoutMs: config.K8S_START_TIMEOUT_MS,
+    placement: {
+      namespace: config.K8S_NAMESPACE,
+      images: { python: config.K8S_IMAGE_PYTHON, node: config.K8S_IMAGE_NODE },
+      imagePullPolicy: config.K8S_IMAGE_PULL_POLICY,
+      runtimeClassName: config.K8S_RUNTIME_CLASS,
+      nodeSelector: config.K8S_NODE_SELECTOR,
+      tolerations: config.K8S_TOLERATIONS as V1Toleration[] | undefined,
+      imagePullSecrets: config.K8S_IMAGE_PULL_SECRETS,
+      homeSizeLimit: config.K8S_HOME_SIZE,
+      tmpSizeLimit: config.K8S_TMP_SIZE,
+    },
+    resourcePolicy: {
+      defaultCpuMillis: config.K8S_DEFAULT_CPU_MILLIS,
+      defaultMemoryBytes: config.SANDBOX_MEMORY_MB * 1024 * 1024,
+      maxCpuMillis: config.K8S_MAX_CPU_MILLIS,
+      maxMemoryBytes: config.K8S_MAX_MEMORY_MB * 1024 * 1024,
+      requestRatio: config.K8S_REQUEST_RATIO,
+    },
+    logger,
+  });
+  const execQueue = new Queue(QUEUE_NAMES.exec, { connection, prefix: config.QUEUE_PREFIX });
+  const reaper = new PodReaper({
+    core: driver.core,
+    namespace: config.K8S_NAMESPACE,
+    minAgeMs: config.K8S_REAPER_MIN_AGE_MS,
+    // Execution ids are the exec jobs' ids.
+    isActive: async (executionId) => LIVE_STATES.has(await execQueue.getJobState(executionId)),
+    logger,
+  });
+  return {
+    driver,
+    start: () => reaper.start(config.K8S_REAPER_INTERVAL_MS),
+    stop: async () => {
+      await reaper.stop();
+      await execQueue.close();
+    },
+  };
+}
