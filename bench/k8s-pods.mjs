@@ -104,3 +104,87 @@ export async function runPodLifecycle({ samples, ctrArgs }) {
     baseline,
   };
 }
+
+/**
+ * Per-node latency of a no-op Python node through the sandbox drivers themselves, in the same run:
+ * the kubernetes driver (a cold pod per execution) with its phases from a watch, and the process
+ * driver on this machine as the reference.
+ */
+export async function runDriverLatency({ samples, workerKubeconfig }) {
+  const { KubernetesDriver, ProcessDriver, podNameFor } = await import('@podflow/sandbox');
+  const admin = new k8s.KubeConfig();
+  admin.loadFromDefault();
+  const workerConfig = new k8s.KubeConfig();
+  if (workerKubeconfig) workerConfig.loadFromFile(workerKubeconfig);
+  else workerConfig.loadFromDefault();
+  const kubernetes = new KubernetesDriver({
+    kubeConfig: workerConfig,
+    workerId: 'bench',
+    placement: { namespace: NAMESPACE, images: { python: IMAGE, node: 'podflow/runtime-node:local' }, imagePullPolicy: 'IfNotPresent', homeSizeLimit: '64Mi', tmpSizeLimit: '64Mi' },
+  });
+  const processDriver = new ProcessDriver({ isolation: 'auto' });
+  await processDriver.init();
+  const code = 'def main(args):\n    return {}\n';
+  const request = () => {
+    const runId = randomBytes(8).toString('hex');
+    return { executionId: `${runId}.noop.1`, tenantId: 'bench', runId, nodeId: 'noop', attempt: 1, language: 'python', code, args: {}, timeoutMs: 30_000, dependencies: [], network: false };
+  };
+
+  async function onePod() {
+    const req = request();
+    const name = podNameFor(req.executionId);
+    const marks = {};
+    let t0 = 0;
+    let gone;
+    const deleted = new Promise((resolve) => { gone = resolve; });
+    const watch = await new k8s.Watch(admin).watch(`/api/v1/namespaces/${NAMESPACE}/pods`, { fieldSelector: `metadata.name=${name}` }, (type, pod) => {
+      const now = performance.now() - t0;
+      if (type === 'ADDED') marks.created ??= now;
+      if (pod.spec?.nodeName) marks.scheduled ??= now;
+      if (started(pod)) marks.running ??= now;
+      if (type === 'DELETED') { marks.deleted = now; gone(); }
+    }, () => undefined);
+    t0 = performance.now();
+    const outcome = await kubernetes.execute(req, new AbortController().signal);
+    marks.answered = performance.now() - t0;
+    if (outcome.status !== 'succeeded') throw new Error(`bench execution failed: ${JSON.stringify(outcome.error)}`);
+    marks.execution = outcome.durationMs;
+    marks.disposeCalled = performance.now() - t0;
+    await outcome.dispose();
+    await deleted;
+    watch.abort();
+    return marks;
+  }
+
+  async function oneProcess() {
+    const t0 = performance.now();
+    const outcome = await processDriver.execute(request(), new AbortController().signal);
+    await outcome.dispose();
+    if (outcome.status !== 'succeeded') throw new Error(`bench execution failed: ${JSON.stringify(outcome.error)}`);
+    return performance.now() - t0;
+  }
+
+  for (let i = 0; i < 2; i += 1) { await onePod(); await oneProcess(); }
+  const pods = [];
+  const processes = [];
+  // Interleaved, so both drivers see the same machine load.
+  for (let i = 0; i < samples; i += 1) {
+    pods.push(await onePod());
+    processes.push(await oneProcess());
+  }
+  await kubernetes.close();
+  await processDriver.close();
+  const phase = (from, to) => summary(pods.map((m) => m[to] - (from ? m[from] : 0)));
+  return {
+    samples,
+    createCall: phase(undefined, 'created'),
+    createdToScheduled: phase('created', 'scheduled'),
+    scheduledToRunning: phase('scheduled', 'running'),
+    runningToAnswered: phase('running', 'answered'),
+    execution: summary(pods.map((m) => m.execution)),
+    deletion: phase('disposeCalled', 'deleted'),
+    answered: phase(undefined, 'answered'),
+    total: phase(undefined, 'deleted'),
+    processDriver: summary(processes),
+  };
+}
