@@ -7,10 +7,8 @@
 // The suites that run podflow itself on the cluster also get a private redis-server, as `npm test`.
 // Extra arguments go to Jest.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, ensureInstalledAndBuilt, say, startRedis } from './lib/services.mjs';
+import { ROOT, ensureInstalledAndBuilt, runJestWithRedis, say } from './lib/services.mjs';
 import { ADMIN_KUBECONFIG, WORKER_KUBECONFIG } from '../k8s/local-cluster/lib/config.mjs';
 
 async function main() {
@@ -27,21 +25,7 @@ async function main() {
     env.KUBECONFIG = ADMIN_KUBECONFIG;
     env.PODFLOW_WORKER_KUBECONFIG = WORKER_KUBECONFIG;
   }
-  const dataDir = mkdtempSync(join(tmpdir(), 'podflow-test-k8s-redis-'));
-  const redis = await startRedis(dataDir);
-  let status = 1;
-  try {
-    const jest = spawnSync(process.execPath, [join(ROOT, 'node_modules/jest/bin/jest.js'), '--config', join(ROOT, 'test/k8s/jest.config.js'), ...process.argv.slice(2)], {
-      stdio: 'inherit',
-      cwd: ROOT,
-      env: { ...env, REDIS_URL: redis.url },
-    });
-    status = jest.status ?? 1;
-  } finally {
-    await redis.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-  process.exit(status);
+  process.exit(await runJestWithRedis(join(ROOT, 'test/k8s/jest.config.js'), process.argv.slice(2), env));
 }
 
 main().catch((error) => {

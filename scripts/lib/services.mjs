@@ -2,9 +2,9 @@
 // local services podflow needs (redis-server, bubblewrap), installed from the system package
 // manager when they are missing and that is possible. No dependencies beyond Node itself.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(new URL('../..', import.meta.url).pathname);
@@ -118,5 +118,26 @@ export function gitDescribe() {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
   } catch {
     return 'unknown';
+  }
+}
+
+/**
+ * Runs Jest with `config` and `args` against a private redis-server on a free port (REDIS_URL),
+ * stopping it afterwards. Resolves Jest's exit status.
+ */
+export async function runJestWithRedis(config, args, env = process.env) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'podflow-test-redis-'));
+  const redis = await startRedis(dataDir);
+  say(`test redis at ${redis.url}`);
+  try {
+    const jest = spawnSync(process.execPath, [join(ROOT, 'node_modules/jest/bin/jest.js'), '--config', config, ...args], {
+      stdio: 'inherit',
+      cwd: ROOT,
+      env: { ...env, REDIS_URL: redis.url },
+    });
+    return jest.status ?? 1;
+  } finally {
+    await redis.stop();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -27,7 +27,6 @@ function runnerFiles() {
 /** The images, each with its build recipe. `inputs` feed the cache key. */
 function recipes() {
   const runner = runnerFiles();
-  const pauseSource = join(process.env.HOME ?? '/root', 'go/pkg/mod', `k8s.io/kubernetes@${KUBERNETES_VERSION}`, 'build/pause/linux/pause.c');
   const runtimeConfig = (cmd) => ({
     User: `${SANDBOX_UID}:${SANDBOX_UID}`,
     WorkingDir: '/home/user',
@@ -39,8 +38,10 @@ function recipes() {
     {
       name: 'pause',
       ref: qualified(PAUSE_IMAGE),
-      inputs: [readFileSync(pauseSource, 'utf8')],
+      // pause.c is pinned by the Kubernetes version, so the version is the cache key.
+      inputs: [KUBERNETES_VERSION],
       build: (rootfs) => {
+        const pauseSource = join(kubernetesModuleDir(), 'build/pause/linux/pause.c');
         run('gcc', ['-Os', '-static', '-DVERSION=podflow-local', '-o', join(rootfs, 'pause'), pauseSource], { quiet: true });
         run('strip', [join(rootfs, 'pause')], { quiet: true });
       },
@@ -67,6 +68,13 @@ function recipes() {
       config: runtimeConfig(['node', `${RUNNER_DIR}/node-runner.js`]),
     },
   ];
+}
+
+/** Where Go keeps the pinned k8s.io/kubernetes module (downloaded when the cache lacks it). */
+function kubernetesModuleDir() {
+  const info = JSON.parse(run('go', ['mod', 'download', '-json', `k8s.io/kubernetes@${KUBERNETES_VERSION}`], { quiet: true, cwd: IMAGE_DIR, env: { ...process.env, GOFLAGS: '-mod=mod' } }));
+  if (!info.Dir) throw new Error(`go mod download did not report a directory for k8s.io/kubernetes@${KUBERNETES_VERSION}: ${info.Error ?? 'no error given'}`);
+  return info.Dir;
 }
 
 /** A minimal Debian (the minbase variant) plus `packages`, trimmed of docs, caches and apt lists. */
