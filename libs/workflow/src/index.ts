@@ -13,6 +13,10 @@
  * for (const command of commands) {
  *   // enqueue | cancel_execution | schedule_run_timeout | emit
  * }
+ *
+ * // Declared packages: validated at submit, canonical specs for the installer and the layer key.
+ * const specs = normaliseDependencies('python', [' Python_Dateutil >= 2.8 , <3']); // ['python-dateutil<3,>=2.8']
+ * parseWorkflow(definition, limits, { dependencyPolicies: [{ label: 'operator', deny: ['*:left-pad'] }] });
  * ```
  */
 export { DEFAULT_WORKFLOW_LIMITS } from './types';
@@ -34,8 +38,26 @@ export type {
   WorkflowLimits,
 } from './types';
 export { InvalidWorkflowError, formatIssue } from './errors';
-export { parseWorkflow, validateWorkflow, formatPath } from './validate';
-export type { ValidationResult } from './validate';
+export { parseWorkflow, validateWorkflow, dependencyPolicyIssues, formatPath } from './validate';
+export type { ValidateOptions, ValidationResult } from './validate';
+export {
+  InvalidDependencyError,
+  MAX_DEPENDENCY_SPEC_LENGTH,
+  ecosystemOf,
+  normaliseDependencies,
+  parseDependencies,
+  parseDependency,
+} from './dependencies';
+export type {
+  DependencyEcosystem,
+  DependencyParseResult,
+  DependencyProblem,
+  DependencyProblemKind,
+  ParsedDependencies,
+  ParsedDependency,
+} from './dependencies';
+export { checkDependencyPolicy, parseDependencyPolicyEntry } from './dependency-policy';
+export type { DependencyPolicy, DependencyPolicyEntry } from './dependency-policy';
 export { NODE_ID_PATTERN, OUTPUT_TYPES, WORKFLOW_ID_PATTERN } from './schema';
 export { DURATION_HINT, formatDuration, parseDuration } from './durations';
 export { buildExpressionContext, evaluateExpression, expressionSyntaxError, isTruthy } from './expressions';

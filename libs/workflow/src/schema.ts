@@ -109,7 +109,8 @@ export function workflowSchema(limits: WorkflowLimits) {
       language: z.enum(LANGUAGES),
       code: code(limits),
       inputs: z.record(z.string(), expression()).optional(),
-      dependencies: z.array(z.string().min(1, { message: 'must not be empty' })).default([]),
+      // Each spec is checked by dependencies.ts (validate.ts checkDependencies), with its own messages.
+      dependencies: z.array(z.string()).default([]),
       timeout: duration({ min: 1, max: limits.maxNodeTimeoutMs, maxReason: 'longest node timeout' }).optional(),
       retries: retries.optional(),
       resources: resources.optional(),

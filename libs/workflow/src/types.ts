@@ -1,4 +1,4 @@
-import type { ExecJob, ExecResult, JsonObject, Language, NodeError, NodeFiles, NodePhase, Resources, RunEventMessage, RunPhase } from '@podflow/protocol';
+import type { ExecJob, ExecResult, JsonObject, Language, NodeError, NodeFiles, NodePhase, PayloadRef, Resources, RunEventMessage, RunPhase } from '@podflow/protocol';
 
 /** Edge kinds (DESIGN.md "Workflow definition"). */
 export type EdgeOn = 'success' | 'failure' | 'always';
@@ -20,6 +20,7 @@ export interface CodeNode {
   code: string;
   /** Binding name → JSONata expression. When present, `args` is exactly the bound object. */
   inputs?: Record<string, string>;
+  /** Canonical specs (dependencies.ts), in declaration order: what the installer is given. */
   dependencies: string[];
   timeoutMs: number;
   retries: RetryPolicySpec;
@@ -78,6 +79,8 @@ export interface ValidationIssue {
   /** Node or edge the issue belongs to, e.g. `node "report"` or `edge load→report`. */
   where?: string;
   message: string;
+  /** Set on dependency issues; a definition whose only issues are these is rejected with this code. */
+  code?: 'INVALID_DEPENDENCY';
 }
 
 export type EdgeResolution = 'pending' | 'fired' | 'not_fired';
@@ -95,6 +98,12 @@ export interface NodeState {
   /** Execution the node is waiting on; results for any other execution are stale and ignored. */
   executionId?: string;
   output?: JsonObject;
+  /**
+   * Where `output` is stored when it is too large to keep in the run state. Set from the result
+   * beside `output`, cleared with it; the engine never reads it. The coordinator stores the state
+   * without `output` when this is set, and puts `output` back before a transition or an API read.
+   */
+  outputRef?: PayloadRef;
   files?: NodeFiles;
   error?: NodeError;
   logs?: ExecResult['logs'];
@@ -115,6 +124,8 @@ export interface RunState {
   /** Index-aligned with `workflow.edges`. */
   edges: EdgeResolution[];
   outputs?: JsonObject;
+  /** Where `outputs` is stored when too large to keep inline (kept by the coordinator, like `NodeState.outputRef`). */
+  outputsRef?: PayloadRef;
   error?: NodeError;
   createdAt: number;
   startedAt?: number;

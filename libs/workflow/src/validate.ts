@@ -1,5 +1,8 @@
+import { LANGUAGES, type Language } from '@podflow/protocol';
 import { LineCounter, parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
+import { parseDependencies, parseDependency } from './dependencies';
+import { checkDependencyPolicy, type DependencyPolicy } from './dependency-policy';
 import { InvalidWorkflowError } from './errors';
 import { findCycles, type EdgeLike } from './graph';
 import { DEFAULT_RETRY_DELAY_MS, KNOWN_FIELDS, REQUIRED_HINTS, workflowSchema, type RawWorkflow } from './schema';
@@ -15,6 +18,15 @@ export interface ValidationResult {
   workflowId?: string;
 }
 
+/** What the caller adds to the rules of the definition itself. */
+export interface ValidateOptions {
+  /**
+   * Allow/deny lists every declared package must pass, e.g. the operator's and the tenant's.
+   * All apply: a package is refused if any list denies it or any non-empty allow list lacks it.
+   */
+  dependencyPolicies?: readonly DependencyPolicy[];
+}
+
 type Raw = Record<string, unknown>;
 
 function isRecord(value: unknown): value is Raw {
@@ -26,7 +38,7 @@ function isRecord(value: unknown): value is Raw {
  * Structural checks (zod) and graph checks (ids, endpoints, cycles) both run, so one pass
  * reports everything that is wrong.
  */
-export function validateWorkflow(source: string | object, limits: WorkflowLimits = DEFAULT_WORKFLOW_LIMITS): ValidationResult {
+export function validateWorkflow(source: string | object, limits: WorkflowLimits = DEFAULT_WORKFLOW_LIMITS, options: ValidateOptions = {}): ValidationResult {
   const loaded = loadSource(source);
   if (loaded.issues.length > 0) return { issues: loaded.issues };
   const raw = loaded.value;
@@ -36,7 +48,7 @@ export function validateWorkflow(source: string | object, limits: WorkflowLimits
   const workflowId = typeof raw.id === 'string' ? raw.id : undefined;
   const parsed = workflowSchema(limits).safeParse(raw);
   const issues = parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeZodIssue(issue, raw));
-  issues.push(...checkGraph(raw, limits));
+  issues.push(...checkGraph(raw, limits), ...checkDependencies(raw, options.dependencyPolicies ?? []));
   if (issues.length > 0 || !parsed.success) return { issues, workflowId };
   return { workflow: normalise(parsed.data, limits), issues: [], workflowId };
 }
@@ -46,8 +58,8 @@ export function validateWorkflow(source: string | object, limits: WorkflowLimits
  * column) or an object. Returns the normalised workflow: durations in ms, defaults applied.
  * @throws InvalidWorkflowError listing every issue.
  */
-export function parseWorkflow(source: string | object, limits: WorkflowLimits = DEFAULT_WORKFLOW_LIMITS): Workflow {
-  const result = validateWorkflow(source, limits);
+export function parseWorkflow(source: string | object, limits: WorkflowLimits = DEFAULT_WORKFLOW_LIMITS, options: ValidateOptions = {}): Workflow {
+  const result = validateWorkflow(source, limits, options);
   if (!result.workflow) throw new InvalidWorkflowError(result.issues, result.workflowId);
   return result.workflow;
 }
@@ -207,6 +219,53 @@ function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
   return issues;
 }
 
+/**
+ * Each declared dependency of each node (with a known language) must parse as a plain package spec,
+ * appear once per node, and pass every policy. Runs on the raw definition like checkGraph.
+ */
+function checkDependencies(raw: Raw, policies: readonly DependencyPolicy[]): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  const nodes = Array.isArray(raw.nodes) ? raw.nodes : [];
+  nodes.forEach((node: unknown, nodeIndex) => {
+    if (!isRecord(node) || !Array.isArray(node.dependencies) || !(LANGUAGES as readonly unknown[]).includes(node.language)) return;
+    const where = typeof node.id === 'string' ? `node "${node.id}"` : `nodes[${nodeIndex}]`;
+    // Non-strings are the schema's to report; keep each string's own index for the path.
+    const strings = (node.dependencies as unknown[]).flatMap((spec, index) => (typeof spec === 'string' ? [{ spec, index }] : []));
+    const issue = (index: number, message: string): ValidationIssue => ({ where, path: `nodes[${nodeIndex}].dependencies[${index}]`, message, code: 'INVALID_DEPENDENCY' });
+    const { dependencies, problems } = parseDependencies(node.language as Language, strings.map((s) => s.spec));
+    for (const problem of problems) issues.push(issue(strings[problem.index]!.index, problem.message));
+    for (const dependency of dependencies) {
+      const refusal = checkDependencyPolicy(dependency, policies);
+      if (refusal) issues.push(issue(strings.find((s) => s.spec === dependency.raw)!.index, refusal.message));
+    }
+  });
+  return issues.sort((a, b) => a.path.localeCompare(b.path, 'en', { numeric: true }));
+}
+
+/**
+ * Policy refusals for an already validated workflow (a registered version, re-checked when a run
+ * starts so that a list tightened since registration applies). Specs are the canonical ones.
+ */
+export function dependencyPolicyIssues(workflow: Workflow, policies: readonly DependencyPolicy[]): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  workflow.nodes.forEach((node, nodeIndex) => {
+    node.dependencies.forEach((spec, index) => {
+      const parsed = parseDependency(node.language, spec);
+      const refusal = parsed.ok ? checkDependencyPolicy(parsed.dependency, policies) : parsed.problem;
+      if (refusal) issues.push({ where: `node "${node.id}"`, path: `nodes[${nodeIndex}].dependencies[${index}]`, message: refusal.message, code: 'INVALID_DEPENDENCY' });
+    });
+  });
+  return issues;
+}
+
+/** The installer gets the canonical spec (`python-dateutil<3,>=2.8`), in declaration order. */
+function canonicalDependencies(language: Language, specs: readonly string[]): string[] {
+  return specs.map((spec) => {
+    const parsed = parseDependency(language, spec);
+    return parsed.ok ? parsed.dependency.spec : spec;
+  });
+}
+
 function normalise(data: RawWorkflow, limits: WorkflowLimits): Workflow {
   const workflow: Workflow = {
     id: data.id,
@@ -226,7 +285,7 @@ function normaliseNode(node: RawWorkflow['nodes'][number], limits: WorkflowLimit
     type: 'code',
     language: node.language,
     code: node.code,
-    dependencies: node.dependencies,
+    dependencies: canonicalDependencies(node.language, node.dependencies),
     timeoutMs: node.timeout ?? Math.min(limits.defaultNodeTimeoutMs, limits.maxNodeTimeoutMs),
     retries: {
       max: node.retries?.max ?? 0,

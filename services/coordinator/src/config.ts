@@ -1,8 +1,8 @@
-import { DEFAULT_KEY_PREFIX } from '@podflow/protocol';
+import { DEFAULT_KEY_PREFIX, DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
+import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { createHash } from 'node:crypto';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { z } from 'zod';
+import { dependencyPolicyEnv } from './tenancy/dependency-policy';
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
@@ -30,17 +30,21 @@ export const coordinatorConfigSchema = z.object({
   REDIS_URL: z.string().url({ message: 'REDIS_URL must be a redis:// URL, e.g. redis://127.0.0.1:6379' }),
   QUEUE_PREFIX: z.string().min(1).default(DEFAULT_KEY_PREFIX),
   PODFLOW_API_KEYS: apiKeys,
-  PUBLIC_URL: z.string().url().default('http://localhost:8080'),
-  STORAGE_DIR: z.string().default(join(homedir(), '.cache', 'podflow', 'files')),
-  FILE_URL_SECRET: z.string().min(16, 'FILE_URL_SECRET must be at least 16 characters (share it with the workers)'),
-  FILE_URL_TTL_SECONDS: int(1).default(3600),
+  // STORAGE (local | s3), STORAGE_DIR, PUBLIC_URL, FILE_URL_SECRET, FILE_URL_TTL_SECONDS, S3_*.
+  ...storageConfigShape,
   MAX_REQUEST_BYTES: int(1024).default(16 * 1024 * 1024),
+  /** Node outputs, job args and run outputs whose JSON is larger live in the object store; Redis keeps a reference. */
+  OUTPUT_INLINE_MAX_BYTES: int(0).default(DEFAULT_OUTPUT_INLINE_MAX_BYTES),
+  /** Parsed payloads kept in memory (LRU) so transitions and API reads of big runs skip the object store. */
+  PAYLOAD_CACHE_MAX_BYTES: int(0).default(64 * 1024 * 1024),
   RESULTS_CONCURRENCY: int(1).default(16),
   RUN_RETENTION_SECONDS: int(60).default(7 * 24 * 3600),
   IDEMPOTENCY_TTL_SECONDS: int(60).default(24 * 3600),
   OUTBOX_SWEEP_MS: int(100).default(2000),
+  /** JSON allow/deny lists of declared packages, operator-wide and per tenant (tenancy/dependency-policy.ts). */
+  DEPENDENCY_POLICY: dependencyPolicyEnv,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-});
+}).superRefine(checkStorageConfig);
 
 export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
 

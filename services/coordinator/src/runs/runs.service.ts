@@ -1,11 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PodflowError, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
 import type { ObjectStore } from '@podflow/storage';
-import { parseWorkflow, type RunState } from '@podflow/workflow';
+import { DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, parseWorkflow, type DependencyPolicy, type RunState, type Workflow } from '@podflow/workflow';
 import { randomUUID } from 'node:crypto';
 import { Orchestrator } from '../orchestration/orchestrator.service';
+import { RunPayloads } from '../orchestration/run-payloads';
 import { RunStore } from '../orchestration/run-store';
-import { OBJECT_STORE } from '../tokens';
+import type { CoordinatorConfig } from '../config';
+import { dependencyPoliciesFor } from '../tenancy/dependency-policy';
+import { CONFIG, OBJECT_STORE } from '../tokens';
 import { WorkflowRegistry } from '../workflows/workflow-registry';
 import { runSummary } from './run-view';
 
@@ -24,13 +27,16 @@ export class RunsService {
     private readonly orchestrator: Orchestrator,
     private readonly store: RunStore,
     private readonly registry: WorkflowRegistry,
+    private readonly payloads: RunPayloads,
     @Inject(OBJECT_STORE) private readonly objects: ObjectStore,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
   async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase }> {
+    const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
     const resolved = submission.workflow !== undefined
-      ? { workflow: parseWorkflow(submission.workflow as string | object), version: undefined }
-      : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: r.workflow, version: r.version }));
+      ? { workflow: parseWorkflow(submission.workflow as string | object, DEFAULT_WORKFLOW_LIMITS, { dependencyPolicies: policies }), version: undefined }
+      : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: withCurrentPolicies(r.workflow, policies), version: r.version }));
     const { id } = await this.orchestrator.createRun({
       id: randomUUID(),
       tenantId,
@@ -48,6 +54,11 @@ export class RunsService {
     const stored = await this.store.load(runId);
     if (!stored || stored.state.tenantId !== tenantId) throw new PodflowError('NOT_FOUND', `no run "${runId}" for this API key`);
     return stored.state;
+  }
+
+  /** A tenant's run with its node and run outputs loaded, also those kept in the object store (for the API's views). */
+  async getWithOutputs(tenantId: string, runId: string): Promise<RunState> {
+    return this.payloads.hydrateForView(await this.get(tenantId, runId));
   }
 
   async cancel(tenantId: string, runId: string): Promise<RunState> {
@@ -98,6 +109,13 @@ export class RunsService {
     }
     return { elements };
   }
+}
+
+/** A registered version passed the dependency lists of its day; the current lists apply to every new run. */
+function withCurrentPolicies(workflow: Workflow, policies: DependencyPolicy[]): Workflow {
+  const refused = dependencyPolicyIssues(workflow, policies);
+  if (refused.length > 0) throw new InvalidWorkflowError(refused, workflow.id);
+  return workflow;
 }
 
 function parseCursor(cursor: string | undefined): { createdAt: number; id: string } | undefined {

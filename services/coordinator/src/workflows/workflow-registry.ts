@@ -1,9 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PodflowError } from '@podflow/protocol';
-import { parseWorkflow, type Workflow } from '@podflow/workflow';
+import { DEFAULT_WORKFLOW_LIMITS, parseWorkflow, type Workflow } from '@podflow/workflow';
 import type { Redis } from 'ioredis';
 import { RunStore } from '../orchestration/run-store';
-import { REDIS } from '../tokens';
+import type { CoordinatorConfig } from '../config';
+import { dependencyPoliciesFor } from '../tenancy/dependency-policy';
+import { CONFIG, REDIS } from '../tokens';
 
 export interface RegisteredWorkflow {
   id: string;
@@ -19,10 +21,12 @@ export class WorkflowRegistry {
   constructor(
     @Inject(REDIS) private readonly redis: Redis,
     private readonly store: RunStore,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
   async register(tenantId: string, definition: unknown): Promise<{ id: string; version: number }> {
-    const workflow = parseWorkflow(definition as string | object);
+    const dependencyPolicies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
+    const workflow = parseWorkflow(definition as string | object, DEFAULT_WORKFLOW_LIMITS, { dependencyPolicies });
     const key = this.store.keys.workflow(tenantId, workflow.id);
     const version = await this.redis.hincrby(key, 'latest', 1);
     const record: RegisteredWorkflow = { id: workflow.id, version, definition, workflow, createdAt: new Date().toISOString() };
