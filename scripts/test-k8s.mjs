@@ -4,11 +4,12 @@
 //   applied and the runtime images (k8s/images) pullable; see k8s/local-cluster/README.md.
 // - KUBECONFIG unset: podflow's local cluster, brought up first (`cluster:up` is idempotent and
 //   takes seconds when it already runs), with the worker kubeconfig it writes.
-// The suites that run podflow itself on the cluster also get a private redis-server, as `npm test`.
+// The suites that run podflow itself on the cluster also get a private redis-server and MinIO, as
+// `npm test`.
 // Extra arguments go to Jest.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT, ensureInstalledAndBuilt, runJestWithRedis, say } from './lib/services.mjs';
+import { ROOT, ensureInstalledAndBuilt, runJestWithServices, say } from './lib/services.mjs';
 import { ADMIN_KUBECONFIG, WORKER_KUBECONFIG } from '../k8s/local-cluster/lib/config.mjs';
 
 async function main() {
@@ -25,7 +26,7 @@ async function main() {
     env.KUBECONFIG = ADMIN_KUBECONFIG;
     env.PODFLOW_WORKER_KUBECONFIG = WORKER_KUBECONFIG;
   }
-  process.exit(await runJestWithRedis(join(ROOT, 'test/k8s/jest.config.js'), process.argv.slice(2), env));
+  process.exit(await runJestWithServices(join(ROOT, 'test/k8s/jest.config.js'), process.argv.slice(2), env));
 }
 
 main().catch((error) => {

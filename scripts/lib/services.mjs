@@ -1,6 +1,7 @@
 // Set-up shared by `npm start`, `npm test` and `npm run bench`: dependencies, build, and the
 // local services podflow needs (redis-server, bubblewrap), installed from the system package
-// manager when they are missing and that is possible. No dependencies beyond Node itself.
+// manager when they are missing and that is possible. No dependencies beyond Node itself (the
+// tests' MinIO, built with Go, is in minio.mjs).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
@@ -103,6 +104,20 @@ export function stopChild(child, signal = 'SIGTERM') {
   });
 }
 
+/**
+ * The process driver builds Python dependency layers with the sandboxes' own interpreter
+ * (`/usr/bin/python3 -m pip`); Debian ships pip separately. Installed when missing and possible.
+ */
+export function ensurePip() {
+  if (!existsSync('/usr/bin/python3')) return;
+  if (spawnSync('/usr/bin/python3', ['-m', 'pip', '--version'], { stdio: 'ignore' }).status === 0) return;
+  try {
+    ensureSystemPackage('/usr/bin/pip3', 'python3-pip', 'Python nodes with dependencies are installed with /usr/bin/python3 -m pip');
+  } catch (error) {
+    say(`WARNING: ${error.message} Python nodes that declare dependencies will fail with DEPENDENCY_INSTALL_FAILED.`);
+  }
+}
+
 /** bubblewrap isolates the process sandbox; without it podflow still runs, loudly unisolated. */
 export function ensureBubblewrap() {
   try {
@@ -121,23 +136,48 @@ export function gitDescribe() {
   }
 }
 
+/** The bucket `npm test` creates on its private MinIO (PODFLOW_TEST_S3_BUCKET). */
+export const TEST_BUCKET = 'podflow-test';
+
 /**
- * Runs Jest with `config` and `args` against a private redis-server on a free port (REDIS_URL),
- * stopping it afterwards. Resolves Jest's exit status.
+ * Runs Jest with `config` and `args` against a private redis-server (REDIS_URL) and a private
+ * MinIO with a `podflow-test` bucket (PODFLOW_TEST_S3_ENDPOINT, PODFLOW_TEST_S3_BUCKET and AWS_*
+ * credentials), both on free ports, stopping them afterwards. Resolves Jest's exit status.
  */
-export async function runJestWithRedis(config, args, env = process.env) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'podflow-test-redis-'));
-  const redis = await startRedis(dataDir);
-  say(`test redis at ${redis.url}`);
+export async function runJestWithServices(config, args, env = process.env) {
+  // Imported here: minio.mjs imports this module, and a load-time cycle would see it half-evaluated.
+  const { createBucket, startMinio } = await import('./minio.mjs');
+  const dataDir = mkdtempSync(join(tmpdir(), 'podflow-test-services-'));
+  const stops = [];
   try {
+    const redis = await startRedis(join(dataDir, 'redis'));
+    stops.push(redis.stop);
+    say(`test redis at ${redis.url}`);
+    const minio = await startMinio(join(dataDir, 'minio'));
+    stops.push(minio.stop);
+    await createBucket(minio, TEST_BUCKET);
+    say(`test minio at ${minio.endpoint}, bucket ${TEST_BUCKET}`);
+    // The suites' S3 clients find the MinIO credentials through the SDK's default chain (env);
+    // a profile or session token from the caller's shell would take precedence or break signing.
+    const baseEnv = { ...env };
+    delete baseEnv.AWS_PROFILE;
+    delete baseEnv.AWS_SESSION_TOKEN;
     const jest = spawnSync(process.execPath, [join(ROOT, 'node_modules/jest/bin/jest.js'), '--config', config, ...args], {
       stdio: 'inherit',
       cwd: ROOT,
-      env: { ...env, REDIS_URL: redis.url },
+      env: {
+        ...baseEnv,
+        REDIS_URL: redis.url,
+        PODFLOW_TEST_S3_ENDPOINT: minio.endpoint,
+        PODFLOW_TEST_S3_BUCKET: TEST_BUCKET,
+        AWS_ACCESS_KEY_ID: minio.accessKey,
+        AWS_SECRET_ACCESS_KEY: minio.secretKey,
+        AWS_REGION: 'us-east-1',
+      },
     });
     return jest.status ?? 1;
   } finally {
-    await redis.stop();
+    for (const stop of stops.reverse()) await stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -1,3 +1,4 @@
+import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { PodflowClient, type RunView } from '@podflow/client';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -19,12 +20,46 @@ export interface Stack {
   client: PodflowClient;
   redis: Redis;
   storageDir: string;
+  /** With `storage: 's3'`: the key prefix this stack's objects live under in the test bucket. */
+  s3Prefix?: string;
   workers: ChildProcess[];
   startWorker(env?: Record<string, string>): Promise<ChildProcess>;
   startCoordinator(): Promise<ChildProcess>;
   /** Everything the services printed, for failure messages. */
   logs(): string;
   stop(): Promise<void>;
+}
+
+/** The private MinIO that `npm test` starts (scripts/lib/services.mjs runJestWithServices). */
+export interface TestS3 {
+  endpoint: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export function testS3(): TestS3 {
+  const { PODFLOW_TEST_S3_ENDPOINT: endpoint, PODFLOW_TEST_S3_BUCKET: bucket, AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey } = process.env;
+  if (!endpoint || !bucket || !accessKeyId || !secretAccessKey) {
+    throw new Error('PODFLOW_TEST_S3_ENDPOINT, PODFLOW_TEST_S3_BUCKET and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set: run the suites with `npm test`, which starts a private MinIO');
+  }
+  return { endpoint, bucket, accessKeyId, secretAccessKey };
+}
+
+/** Deletes every object under `prefix` in the test bucket. */
+export async function deleteS3Prefix(s3: TestS3, prefix: string): Promise<void> {
+  const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+  try {
+    let token: string | undefined;
+    do {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: prefix, ContinuationToken: token }));
+      const keys = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
+      if (keys.length > 0) await client.send(new DeleteObjectsCommand({ Bucket: s3.bucket, Delete: { Objects: keys } }));
+      token = page.NextContinuationToken;
+    } while (token);
+  } finally {
+    client.destroy();
+  }
 }
 
 export function redisUrl(): string {
@@ -53,15 +88,31 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
   throw new Error(`timed out waiting for ${what}`);
 }
 
+export interface StackOptions {
+  workers?: number;
+  /** Extra environment of the workers only. */
+  workerEnv?: Record<string, string>;
+  /** Extra environment of the coordinator and the workers, e.g. FILE_URL_TTL_SECONDS. */
+  env?: Record<string, string>;
+  /**
+   * `local` (default): files on disk under `storageDir`. `s3`: the test MinIO's bucket, under a
+   * key prefix of this stack's own (`s3Prefix`), deleted by `stop()`.
+   */
+  storage?: 'local' | 's3';
+}
+
 /**
  * Given a fresh key prefix, starts a coordinator and `workers` workers as real processes from
  * dist/, on the shared test Redis. `stop()` kills them and deletes every key under the prefix.
  */
-export async function startStack(options: { workers?: number; workerEnv?: Record<string, string> } = {}): Promise<Stack> {
-  const prefix = `{test-${randomUUID().slice(0, 8)}}`;
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const id = randomUUID().slice(0, 8);
+  const prefix = `{test-${id}}`;
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const storageDir = mkdtempSync(join(tmpdir(), 'podflow-e2e-files-'));
+  const s3 = options.storage === 's3' ? testS3() : undefined;
+  const s3Prefix = s3 ? `e2e-${id}` : undefined;
   const output: string[] = [];
   const children: ChildProcess[] = [];
   const workers: ChildProcess[] = [];
@@ -79,6 +130,8 @@ export async function startStack(options: { workers?: number; workerEnv?: Record
     OUTBOX_SWEEP_MS: '500',
     WORKER_LOCK_DURATION_MS: '3000',
     SHUTDOWN_GRACE_MS: '2000',
+    ...(s3 ? s3Env(s3, s3Prefix!) : {}),
+    ...(options.env ?? {}),
   };
   const launch = (script: string, extra: Record<string, string> = {}) => {
     const child = spawn(process.execPath, [join(ROOT, script)], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -95,6 +148,7 @@ export async function startStack(options: { workers?: number; workerEnv?: Record
     client: new PodflowClient({ url, apiKey: API_KEY }),
     redis,
     storageDir,
+    ...(s3Prefix ? { s3Prefix } : {}),
     workers,
     async startCoordinator() {
       const child = launch('services/coordinator/dist/main.js');
@@ -121,11 +175,26 @@ export async function startStack(options: { workers?: number; workerEnv?: Record
       } while (cursor !== '0');
       redis.disconnect();
       rmSync(storageDir, { recursive: true, force: true });
+      if (s3 && s3Prefix) await deleteS3Prefix(s3, `${s3Prefix}/`);
     },
   };
   await stack.startCoordinator();
   for (let i = 0; i < (options.workers ?? 1); i++) await stack.startWorker();
   return stack;
+}
+
+function s3Env(s3: TestS3, keyPrefix: string): Record<string, string> {
+  return {
+    STORAGE: 's3',
+    S3_BUCKET: s3.bucket,
+    S3_ENDPOINT: s3.endpoint,
+    S3_FORCE_PATH_STYLE: 'true',
+    S3_REGION: 'us-east-1',
+    S3_KEY_PREFIX: keyPrefix,
+    AWS_ACCESS_KEY_ID: s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    AWS_REGION: 'us-east-1',
+  };
 }
 
 export function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

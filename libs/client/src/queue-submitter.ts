@@ -29,7 +29,9 @@ export class QueueSubmitter {
 
   /** Submits and waits for the coordinator to accept it; resolves to the run id. */
   async submitAndWait(message: SubmissionMessage, timeoutMs = 30_000): Promise<string> {
-    const events = new QueueEvents(QUEUE_NAMES.submissions, { connection: this.connection.duplicate(), prefix: this.queue.opts.prefix });
+    // BullMQ does not close a connection it was handed: this one is ours to disconnect.
+    const connection = this.connection.duplicate();
+    const events = new QueueEvents(QUEUE_NAMES.submissions, { connection, prefix: this.queue.opts.prefix });
     try {
       await events.waitUntilReady();
       const jobId = await this.submit(message);
@@ -38,6 +40,7 @@ export class QueueSubmitter {
       return result.runId;
     } finally {
       await events.close();
+      connection.disconnect();
     }
   }
 

@@ -1,5 +1,6 @@
 import type { NodeError } from './errors';
 import type { JsonObject } from './json';
+import type { PayloadRef } from './payloads';
 
 export const LANGUAGES = ['python', 'typescript', 'javascript'] as const;
 export type Language = (typeof LANGUAGES)[number];
@@ -49,7 +50,10 @@ export interface ExecJob {
   attempt: number;
   language: Language;
   code: string;
-  args: JsonObject;
+  /** The node's `args`; absent when they were too large to travel inline and `argsRef` holds them. */
+  args?: JsonObject;
+  /** Where the args are stored when they are larger than the coordinator's `OUTPUT_INLINE_MAX_BYTES`. */
+  argsRef?: PayloadRef;
   timeoutMs: number;
   dependencies: string[];
   resources?: Resources;
@@ -75,7 +79,10 @@ export interface ExecResult {
   nodeId: string;
   attempt: number;
   status: 'succeeded' | 'failed';
+  /** The output, when it was small enough to travel inline. */
   output?: JsonObject;
+  /** Where the output is stored instead, when it was larger than the worker's `OUTPUT_INLINE_MAX_BYTES`. */
+  outputRef?: PayloadRef;
   files?: NodeFiles;
   error?: NodeError;
   logs: CapturedLogs;

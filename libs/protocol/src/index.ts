@@ -18,3 +18,5 @@ export type { ResultMessage, SubmissionMessage } from './queues';
 export { DEFAULT_RUNNER_LIMITS, fileFrameMarker, filesEndMarker, requestReceivedMarker, responseEndMarker, responseStartMarker } from './runner';
 export type { RunnerFile, RunnerLimits, RunnerRequest, RunnerResponse } from './runner';
 export type { RunEventMessage } from './events';
+export { DEFAULT_OUTPUT_INLINE_MAX_BYTES, PAYLOAD_CONTENT_TYPE } from './payloads';
+export type { PayloadRef } from './payloads';

@@ -16,6 +16,39 @@ export function fileKey(parts: FileKeyParts): string {
   return `tenants/${parts.tenantId}/runs/${parts.runId}/nodes/${parts.nodeId}/${parts.attempt}/${safeRelativePath(parts.path)}`;
 }
 
+/** What a stored node payload holds: the node's output, or the args of one of its jobs. */
+export type NodePayloadKind = 'output' | 'args';
+
+export interface NodePayloadKeyParts {
+  tenantId: string;
+  runId: string;
+  nodeId: string;
+  attempt: number;
+  kind: NodePayloadKind;
+  /** Hex sha256 of the payload's bytes. */
+  sha256: string;
+}
+
+/**
+ * `tenants/<t>/runs/<run>/nodes/<node>/<attempt>.<kind>.<sha256>.json`: beside the attempt's
+ * files prefix (`.../<attempt>/<path>`), never inside it, so no file the code writes can collide.
+ * The sha256 makes the key immutable: a re-delivered execution storing a different output gets a
+ * different key instead of overwriting bytes a reference already points at.
+ */
+export function nodePayloadKey(parts: NodePayloadKeyParts): string {
+  return `tenants/${parts.tenantId}/runs/${parts.runId}/nodes/${parts.nodeId}/${parts.attempt}.${parts.kind}.${checkedSha256(parts.sha256)}.json`;
+}
+
+/** `tenants/<t>/runs/<run>/outputs.<sha256>.json`: the run's `outputs`, when too large to keep inline. */
+export function runOutputsKey(parts: { tenantId: string; runId: string; sha256: string }): string {
+  return `tenants/${parts.tenantId}/runs/${parts.runId}/outputs.${checkedSha256(parts.sha256)}.json`;
+}
+
+function checkedSha256(sha256: string): string {
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new PodflowError('BAD_REQUEST', `"${sha256}" is not a hex sha256; payload keys end in the payload's digest`);
+  return sha256;
+}
+
 /** Rejects absolute paths and `..` so a key can never climb out of its prefix. */
 export function safeRelativePath(path: string): string {
   const normalized = posix.normalize(path.replace(/\\/g, '/'));

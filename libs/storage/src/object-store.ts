@@ -4,6 +4,10 @@ export interface PutObjectInput {
   key: string;
   body: Readable | Buffer;
   contentType: string;
+  /** Hex sha256 of the body, when known; S3 keeps it as `x-amz-meta-sha256` and checks the upload against it. */
+  sha256?: string;
+  /** Byte length of the body, when known; checked against what was streamed. */
+  size?: number;
 }
 
 export interface SignedUrl {

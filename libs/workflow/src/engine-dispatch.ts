@@ -149,6 +149,7 @@ async function completeIfDone(step: Step): Promise<void> {
     }
   }
   state.outputs = outputs;
+  delete state.outputsRef;
   state.status = 'succeeded';
   state.finishedAt = step.at;
   emitRun(step);

@@ -50,6 +50,8 @@ export async function onNodeFinished(step: Step, result: ExecResult): Promise<vo
     setWarnings(node, [...(result.warnings ?? []), ...check.warnings]);
     if (!check.error && result.output) {
       node.output = result.output;
+      if (result.outputRef) node.outputRef = result.outputRef;
+      else delete node.outputRef;
       node.status = 'succeeded';
       delete node.error;
       emitNode(step, definition.id);
@@ -71,13 +73,18 @@ async function onNodeFailed(step: Step, definition: CodeNode, node: NodeState, e
   if (retriesUsed < retriesAllowed(definition, failed.code)) {
     // The node keeps the failed attempt's error while it waits, so the API shows why it is retrying.
     node.error = failed;
-    delete node.output;
+    clearOutput(node);
     await dispatchNode(step, definition.id, retryDelayMs(definition.retries, retriesUsed + 1), failed);
   } else {
-    delete node.output;
+    clearOutput(node);
     await settleFailure(step, definition.id, failed);
   }
   await advance(step);
+}
+
+function clearOutput(node: NodeState): void {
+  delete node.output;
+  delete node.outputRef;
 }
 
 function storeArtifacts(node: NodeState, result: ExecResult): void {

@@ -154,7 +154,7 @@ describe('node_finished', () => {
     ({ state } = await transition(state, { type: 'node_finished', result: result(state, 'a', { error: { code: 'CODE_EXECUTION_FAILED', message: 'a broke' } }), at: 11 }));
     const last = await transition(state, { type: 'node_finished', result: result(state, 'b', { error: { code: 'EXECUTION_TIMEOUT', message: 'b slow' } }), at: 12 });
     const enqueue = last.commands.find((command) => command.type === 'enqueue');
-    expect(enqueue?.type === 'enqueue' && enqueue.job.args.error).toEqual({ nodeId: 'b', code: 'EXECUTION_TIMEOUT', message: 'b slow' });
+    expect(enqueue?.type === 'enqueue' && enqueue.job.args?.error).toEqual({ nodeId: 'b', code: 'EXECUTION_TIMEOUT', message: 'b slow' });
   });
 
   it('gives a node with bindings exactly the bound object, even on an error branch', async () => {
@@ -167,6 +167,31 @@ describe('node_finished', () => {
     const next = await transition(state, { type: 'node_finished', result: result(state, 'a', { error: { code: 'CODE_EXECUTION_FAILED', message: 'boom' } }), at: 11 });
     const enqueue = next.commands.find((command) => command.type === 'enqueue');
     expect(enqueue?.type === 'enqueue' && enqueue.job.args).toEqual({ why: 'boom' });
+  });
+});
+
+describe('output references', () => {
+  const ref = { key: 'tenants/t1/runs/r1/nodes/a/1.output.x.json', size: 300_000, sha256: 'ab'.repeat(32) };
+
+  it('keeps the reference beside the output, through later transitions, and never reads it', async () => {
+    const state = await started(chain);
+    const next = await transition(state, { type: 'node_finished', result: { ...result(state, 'a', { output: { big: 'x' } }), outputRef: ref }, at: 11 });
+    expect(next.state.nodes.a).toMatchObject({ status: 'succeeded', output: { big: 'x' }, outputRef: ref });
+    const enqueue = next.commands.find((command) => command.type === 'enqueue');
+    expect(enqueue?.type === 'enqueue' && enqueue.job.args).toEqual({ inputs: {}, nodes: { a: { output: { big: 'x' } } } });
+    const last = await transition(next.state, { type: 'node_finished', result: result(next.state, 'b', { output: { n: 1 } }), at: 12 });
+    expect(last.state.nodes.a.outputRef).toEqual(ref);
+    expect(last.state.nodes.b).not.toHaveProperty('outputRef');
+    expect(last.state).not.toHaveProperty('outputsRef');
+  });
+
+  it('drops the reference with the output when the node fails', async () => {
+    const definition = { ...chain, nodes: [{ id: 'a', language: 'python', code, outputs: { n: 'integer' } }, chain.nodes[1]] };
+    const state = await started(definition);
+    const next = await transition(state, { type: 'node_finished', result: { ...result(state, 'a', { output: { n: 'no' } }), outputRef: ref }, at: 11 });
+    expect(next.state.nodes.a.status).toBe('failed');
+    expect(next.state.nodes.a).not.toHaveProperty('output');
+    expect(next.state.nodes.a).not.toHaveProperty('outputRef');
   });
 });
 

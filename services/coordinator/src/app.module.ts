@@ -3,6 +3,7 @@ import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ApiKeyGuard } from './api/auth.guard';
 import { ErrorFilter } from './api/error.filter';
 import { HealthController } from './api/health.controller';
+import type { ObjectStore } from '@podflow/storage';
 import type { CoordinatorConfig } from './config';
 import { FilesController } from './files/files.controller';
 import { InfraModule } from './infra/infra.module';
@@ -11,12 +12,14 @@ import { Orchestrator } from './orchestration/orchestrator.service';
 import { OutboxExecutor } from './orchestration/outbox-executor';
 import { OutboxSweeper } from './orchestration/outbox-sweeper';
 import { ResultsProcessor } from './orchestration/results.processor';
+import { RunPayloads } from './orchestration/run-payloads';
 import { RunStore } from './orchestration/run-store';
 import { ExecutionsController } from './runs/executions.controller';
 import { RunEventsService } from './runs/run-events.service';
 import { RunsController } from './runs/runs.controller';
 import { RunsService } from './runs/runs.service';
 import { WorkflowRegistry } from './workflows/workflow-registry';
+import { CONFIG, OBJECT_STORE } from './tokens';
 import { WorkflowsController } from './workflows/workflows.controller';
 
 @Module({})
@@ -30,6 +33,12 @@ export class AppModule {
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_FILTER, useClass: ErrorFilter },
         RunStore,
+        {
+          provide: RunPayloads,
+          inject: [OBJECT_STORE, CONFIG],
+          useFactory: (store: ObjectStore, c: CoordinatorConfig) =>
+            new RunPayloads(store, { inlineMaxBytes: c.OUTPUT_INLINE_MAX_BYTES, cacheMaxBytes: c.PAYLOAD_CACHE_MAX_BYTES }),
+        },
         OutboxExecutor,
         Orchestrator,
         ResultsProcessor,

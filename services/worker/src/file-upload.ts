@@ -11,7 +11,7 @@ export async function uploadFiles(store: ObjectStore, job: ExecJob, files: Colle
     const key = fileKey({ tenantId: job.tenantId, runId: job.runId, nodeId: job.nodeId, attempt: job.attempt, path: file.path });
     const name = posix.basename(file.path);
     const contentType = contentTypeOf(name);
-    await store.put({ key, body: file.open(), contentType });
+    await store.put({ key, body: file.open(), contentType, sha256: file.sha256, size: file.size });
     const signed = await store.sign(key);
     elements.push({
       name,

@@ -16,6 +16,8 @@ export interface PodflowWorkerOptions {
   shutdownGraceMs: number;
   driver: SandboxDriver;
   store: ObjectStore;
+  /** Outputs whose JSON is larger are stored and referenced (`OUTPUT_INLINE_MAX_BYTES`; default 256 KiB). */
+  outputInlineMaxBytes?: number;
   logger: Logger;
 }
 
@@ -90,7 +92,13 @@ export class PodflowWorker {
     await this.report({ kind: 'started', runId: exec.runId, nodeId: exec.nodeId, attempt: exec.attempt, executionId: exec.executionId, workerId: this.options.workerId, at: Date.now() });
     const controller = this.cancellations.register(exec.executionId);
     try {
-      const result = await runExecution(exec, { driver: this.options.driver, store: this.options.store, workerId: this.options.workerId, signal: controller.signal });
+      const result = await runExecution(exec, {
+        driver: this.options.driver,
+        store: this.options.store,
+        workerId: this.options.workerId,
+        signal: controller.signal,
+        outputInlineMaxBytes: this.options.outputInlineMaxBytes,
+      });
       if (controller.signal.reason === 'shutdown') {
         // Hand the job back instead of reporting a cancel the user never asked for.
         log.info('worker shutting down: execution handed back to the queue');

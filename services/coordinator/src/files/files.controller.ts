@@ -16,7 +16,9 @@ export class FilesController {
   @Public()
   @Get('*path')
   async download(@Req() request: Request, @Res() response: Response, @Query('expires') expires?: string, @Query('signature') signature?: string): Promise<void> {
-    if (!(this.store instanceof LocalDiskStore)) throw new PodflowError('NOT_FOUND', 'files are served by the object store, not by the coordinator');
+    if (!(this.store instanceof LocalDiskStore)) {
+      throw new PodflowError('NOT_FOUND', 'this coordinator stores files in S3 (STORAGE=s3): files are served by pre-signed S3 URLs, not by /v1/files; use a download_url from the node result or POST /v1/runs/:id/nodes/:nodeId/files/sign');
+    }
     const key = decodeURIComponent(request.path.replace(/^\/v1\/files\//, ''));
     const refusal = this.store.verify(key, expires, signature);
     if (refusal) throw new PodflowError('UNAUTHENTICATED', `download refused: ${refusal}`);

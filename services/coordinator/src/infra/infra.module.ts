@@ -1,6 +1,6 @@
 import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { QUEUE_NAMES } from '@podflow/protocol';
-import { LocalDiskStore } from '@podflow/storage';
+import { createObjectStore } from '@podflow/storage';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
@@ -32,8 +32,8 @@ export class InfraModule implements OnApplicationShutdown {
         },
         {
           provide: OBJECT_STORE,
-          useFactory: () =>
-            new LocalDiskStore({ root: config.STORAGE_DIR, publicBaseUrl: config.PUBLIC_URL, secret: config.FILE_URL_SECRET, defaultTtlSeconds: config.FILE_URL_TTL_SECONDS }),
+          // LocalDiskStore or S3Store, as STORAGE says.
+          useFactory: () => createObjectStore(config),
         },
       ],
       exports: [CONFIG, LOGGER, REDIS, EXEC_QUEUE, RESULTS_QUEUE, OBJECT_STORE],

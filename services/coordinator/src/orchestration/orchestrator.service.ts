@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { LOGGER } from '../tokens';
 import { KeyedMutex } from './keyed-mutex';
 import { OutboxExecutor } from './outbox-executor';
+import { RunPayloads } from './run-payloads';
 import { RunStore } from './run-store';
 
 /** Compare-and-set retries before a transition gives up (only under extreme contention). */
@@ -23,7 +24,10 @@ export interface NewRun {
  * Loads run state, applies one event through the pure engine, stores the result atomically and
  * carries out the commands. Safe to call twice with the same event and from several coordinators
  * at once: the engine ignores duplicates and the store only accepts a state computed from the
- * version it replaces.
+ * version it replaces. Large payloads stay out of Redis around the engine (`RunPayloads`):
+ * referenced outputs are loaded before `transition`, large values stored and referenced before
+ * the write; a payload stored for a write that then loses the compare-and-set is harmless (keys
+ * are content-addressed, so the retry writes the same key or another one nothing points at).
  */
 @Injectable()
 export class Orchestrator {
@@ -32,13 +36,15 @@ export class Orchestrator {
   constructor(
     private readonly store: RunStore,
     private readonly executor: OutboxExecutor,
+    private readonly payloads: RunPayloads,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
   /** Creates and starts a run. Returns the run's id, or the existing run's for a known idempotency key. */
   async createRun(params: NewRun, now = Date.now()): Promise<{ id: string; created: boolean }> {
     const initial = createRunState({ id: params.id, tenantId: params.tenantId, workflow: params.workflow, workflowVersion: params.workflowVersion, inputs: params.inputs, now });
-    const { state, commands } = await transition(initial, { type: 'start', at: now });
+    const started = await transition(initial, { type: 'start', at: now });
+    const { state, commands } = await this.payloads.dehydrate(started.state, started.commands);
     const id = await this.store.create(state, commands, params.idempotencyKey);
     if (id === params.id) await this.flushOutbox(id);
     return { id, created: id === params.id };
@@ -54,13 +60,15 @@ export class Orchestrator {
           this.logger.warn({ runId, event: event.type }, 'event for an unknown or expired run ignored');
           return undefined;
         }
-        const next = await transition(stored.state, event);
+        const prepared = await this.payloads.prepareEvent(stored.state, event);
+        const next = await transition(await this.payloads.hydrate(stored.state, prepared), prepared);
         if (next.commands.length === 0) {
           state = stored.state;
           break;
         }
-        if (await this.store.save(stored.version, next.state, next.commands, Date.now())) {
-          state = next.state;
+        const dehydrated = await this.payloads.dehydrate(next.state, next.commands);
+        if (await this.store.save(stored.version, dehydrated.state, dehydrated.commands, Date.now())) {
+          state = dehydrated.state;
           break;
         }
         if (attempt >= MAX_CAS_ATTEMPTS) {

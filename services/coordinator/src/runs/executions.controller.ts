@@ -53,7 +53,7 @@ export class ExecutionsController {
     }
     const state = await this.runs.get(tenantId, id);
     await this.events.waitUntilFinished(id, state.workflow.nodes[0]!.timeoutMs * (state.workflow.nodes[0]!.retries.max + 1) + WAIT_MARGIN_MS);
-    const view = runView(await this.runs.get(tenantId, id));
+    const view = runView(await this.runs.getWithOutputs(tenantId, id));
     const node = view.nodes[NODE_ID] as Record<string, unknown>;
     response.status(200).json({ id, ...node });
   }

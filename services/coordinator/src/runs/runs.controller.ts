@@ -45,7 +45,7 @@ export class RunsController {
   @Get(':id')
   @ApiOperation({ summary: 'A run with its nodes, outputs and errors' })
   async get(@TenantId() tenantId: string, @Param('id') id: string) {
-    return runView(await this.runs.get(tenantId, id));
+    return runView(await this.runs.getWithOutputs(tenantId, id));
   }
 
   @Post(':id/cancel')
