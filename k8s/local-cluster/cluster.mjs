@@ -2,11 +2,11 @@
 // podflow's local single-node Kubernetes cluster, built offline "the hard way":
 //   node k8s/local-cluster/cluster.mjs up|down|status   (npm run cluster:up / cluster:down / cluster:status)
 // See k8s/local-cluster/README.md for what runs where and why.
-import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBinaries, binary } from './lib/binaries.mjs';
 import {
-  ADMIN_KUBECONFIG, APISERVER_PORT, CLUSTER_DIR, STATE_DIR, CONTAINERD_SOCKET, ETCD_VERSION, KUBERNETES_VERSION, NODE_NAME,
+  ADMIN_KUBECONFIG, APISERVER_PORT, CLUSTER_DIR, LAYER_CA_CONFIGMAP, LAYER_VOLUME_CLAIM, LAYERS_DIR, STATE_DIR, CONTAINERD_SOCKET, ETCD_VERSION, KUBERNETES_VERSION, NODE_NAME,
   REPO_ROOT, RUNTIME_IMAGES, SANDBOX_NAMESPACE, WORKER_KUBECONFIG, WORKER_NAMESPACE, WORKER_SERVICE_ACCOUNT,
 } from './lib/config.mjs';
 import {
@@ -77,8 +77,11 @@ async function up() {
     if (imported.length) say(`imported into containerd: ${imported.join(', ')}`);
     await startAndWait('kubelet', kubeletCommand(ip), () => nodeReady(), 120_000);
   });
-  await step('podflow namespaces, RBAC and NetworkPolicy', async () => {
+  await step('podflow namespaces, RBAC, NetworkPolicies and the layer volume', async () => {
+    kubectl(['apply', '-f', '-'], { input: layerVolumeManifest() });
     kubectl(['apply', '-f', MANIFESTS]);
+    const ca = kubectl(['-n', SANDBOX_NAMESPACE, 'create', 'configmap', LAYER_CA_CONFIGMAP, `--from-file=ca.crt=${HOST_CA_BUNDLE}`, '--dry-run=client', '-o', 'yaml']);
+    kubectl(['apply', '-f', '-'], { input: ca });
     await waitFor('the worker ServiceAccount', () => tryRun(binary('kubectl'), [`--kubeconfig=${ADMIN_KUBECONFIG}`, '-n', WORKER_NAMESPACE, 'get', 'serviceaccount', WORKER_SERVICE_ACCOUNT]));
     // A bound token (TokenRequest API), re-issued at every `up`; 7 days outlive any test session.
     const token = kubectl(['-n', WORKER_NAMESPACE, 'create', 'token', WORKER_SERVICE_ACCOUNT, '--duration=168h']).trim();
@@ -90,6 +93,31 @@ async function up() {
   printSummary();
 }
 
+const HOST_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * A hostPath PersistentVolume for the `podflow-layers` claim (k8s/manifests/sandbox/40-layer-volume.yaml),
+ * pre-bound to it. Builder pods run as uid 1000 and must be able to write the directory.
+ */
+function layerVolumeManifest() {
+  mkdirSync(LAYERS_DIR, { recursive: true });
+  chownSync(LAYERS_DIR, 1000, 1000);
+  chmodSync(LAYERS_DIR, 0o755);
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'PersistentVolume',
+    metadata: { name: `podflow-layers-${NODE_NAME}`, labels: { 'app.kubernetes.io/part-of': 'podflow' } },
+    spec: {
+      capacity: { storage: '20Gi' },
+      accessModes: ['ReadWriteMany'],
+      persistentVolumeReclaimPolicy: 'Retain',
+      storageClassName: '',
+      claimRef: { namespace: SANDBOX_NAMESPACE, name: LAYER_VOLUME_CLAIM },
+      hostPath: { path: LAYERS_DIR, type: 'Directory' },
+    },
+  });
+}
+
 /** What `up` promises: the API answers, the node is Ready with our images, the worker identity works. */
 async function healthCheck() {
   if (!(await apiserverReady())) throw new Error('kube-apiserver /readyz is not ok');
@@ -98,6 +126,7 @@ async function healthCheck() {
   for (const ref of Object.values(RUNTIME_IMAGES).map(qualified)) {
     if (!nodeImages.includes(ref)) throw new Error(`image ${ref} is not on node ${NODE_NAME}; cluster:up imports it into containerd (namespace k8s.io)`);
   }
+  await waitFor(`the ${LAYER_VOLUME_CLAIM} claim to bind`, () => kubectl(['-n', SANDBOX_NAMESPACE, 'get', 'pvc', LAYER_VOLUME_CLAIM, '-o', 'jsonpath={.status.phase}']) === 'Bound', { timeoutMs: 30_000 });
   const canCreate = tryRun(binary('kubectl'), [`--kubeconfig=${WORKER_KUBECONFIG}`, 'auth', 'can-i', 'create', 'pods', '-n', SANDBOX_NAMESPACE]);
   if (canCreate !== 'yes') throw new Error(`the worker kubeconfig (${WORKER_KUBECONFIG}) cannot create pods in ${SANDBOX_NAMESPACE}`);
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { EXAMPLE_CASES } from '../support/example-cases';
 import { ROOT, TENANT, runToEnd, startStack, type Stack } from '../support/stack';
-import { RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, workerConfig } from './support/kube';
+import { LAYER_CA_CONFIGMAP, LAYER_VOLUME_CLAIM, RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, workerConfig } from './support/kube';
 
 const admin = adminConfig();
 const core = admin.makeApiClient(k8s.CoreV1Api);
@@ -61,6 +61,8 @@ beforeAll(async () => {
     K8S_REAPER_INTERVAL_MS: '2000',
     K8S_REAPER_MIN_AGE_MS: '5000',
     WORKER_CONCURRENCY: '4',
+    K8S_LAYER_VOLUME_CLAIM: LAYER_VOLUME_CLAIM,
+    ...(LAYER_CA_CONFIGMAP ? { K8S_LAYER_CA_CONFIGMAP: LAYER_CA_CONFIGMAP } : {}),
   };
 });
 
@@ -133,6 +135,24 @@ describe('with SANDBOX_DRIVER=kubernetes', () => {
     const run = await stack.client.waitForRun(id, 100, 90_000);
     expect(run.status).toBe('succeeded');
     expect(run.nodes.work).toMatchObject({ status: 'succeeded', attempts: 2, output: { done: true } });
+  });
+
+  it('runs nodes with declared dependencies from layers built by builder pods', async () => {
+    const run = await runToEnd(
+      stack,
+      {
+        id: 'k8s-layers',
+        nodes: [
+          { id: 'table', type: 'code', language: 'python', dependencies: ['tabulate==0.9.0'], code: 'from tabulate import tabulate\ndef main(args):\n    return {"table": tabulate([[1, 2]], tablefmt="plain")}\n' },
+          { id: 'date', type: 'code', language: 'typescript', dependencies: ['dayjs@1.11.13'], code: "import dayjs from 'dayjs';\nexport function main() { return { next: dayjs('2024-02-28').add(1, 'day').format('YYYY-MM-DD') }; }\n" },
+        ],
+      },
+      {},
+    );
+    expect({ status: run.status, error: run.error }).toEqual({ status: 'succeeded', error: undefined });
+    expect(run.nodes.table!.output).toEqual({ table: '1  2' });
+    expect(run.nodes.date!.output).toEqual({ next: '2024-02-29' });
+    await eventually(async () => (await sandboxPods()).length === 0, 'the sandbox pods to be deleted');
   });
 });
 

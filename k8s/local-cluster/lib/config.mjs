@@ -34,6 +34,11 @@ export const RUN_DIR = join(CLUSTER_DIR, 'run');
 /** The kubeconfigs tests and the worker use (stable paths, printed by `cluster:status`). */
 export const ADMIN_KUBECONFIG = join(CLUSTER_DIR, 'admin.kubeconfig');
 export const WORKER_KUBECONFIG = join(CLUSTER_DIR, 'worker.kubeconfig');
+/** Backs the `podflow-layers` PersistentVolumeClaim (dependency layers) through a hostPath volume. */
+export const LAYERS_DIR = join(CLUSTER_DIR, 'layers');
+export const LAYER_VOLUME_CLAIM = 'podflow-layers';
+/** CA roots for layer builder pods (this host's bundle, so TLS-inspecting egress proxies work). */
+export const LAYER_CA_CONFIGMAP = 'podflow-layer-ca';
 
 export const NODE_NAME = (process.env.PODFLOW_NODE_NAME ?? hostname()).toLowerCase();
 export const APISERVER_PORT = 6443;

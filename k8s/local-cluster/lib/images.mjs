@@ -11,6 +11,8 @@ import { writeOciArchive } from './oci.mjs';
 import { run, say } from './sh.mjs';
 
 const RUNNER_DIR = '/opt/podflow/runner';
+/** npm in the runtime-node image; 10.x still supports Debian bookworm's Node 18. */
+const IMAGE_NPM_VERSION = '10.9.9';
 const SANDBOX_UID = 1000;
 const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -50,9 +52,10 @@ function recipes() {
     {
       name: 'runtime-python',
       ref: qualified(RUNTIME_IMAGES.python),
-      inputs: ['python3', readFileSync(runner.python, 'utf8')],
+      // pip (and the CA roots it needs) is what layer builder pods install with (k8s/images/README.md).
+      inputs: ['python3,python3-pip,ca-certificates', readFileSync(runner.python, 'utf8')],
       build: (rootfs) => {
-        debootstrap(rootfs, ['python3']);
+        debootstrap(rootfs, ['python3', 'python3-pip', 'ca-certificates']);
         installRunner(rootfs, runner.python, 'podflow_runner.py');
       },
       config: runtimeConfig(['python3', '-I', '-u', `${RUNNER_DIR}/podflow_runner.py`]),
@@ -60,9 +63,10 @@ function recipes() {
     {
       name: 'runtime-node',
       ref: qualified(RUNTIME_IMAGES.node),
-      inputs: ['nodejs', readFileSync(runner.node, 'utf8')],
+      inputs: ['nodejs,ca-certificates', `npm@${IMAGE_NPM_VERSION}`, readFileSync(runner.node, 'utf8')],
       build: (rootfs) => {
-        debootstrap(rootfs, ['nodejs']);
+        debootstrap(rootfs, ['nodejs', 'ca-certificates']);
+        installNpm(rootfs);
         installRunner(rootfs, runner.node, 'node-runner.js');
       },
       config: runtimeConfig(['node', `${RUNNER_DIR}/node-runner.js`]),
@@ -92,6 +96,21 @@ function debootstrap(rootfs, packages) {
   appendFileSync(join(rootfs, 'etc/group'), `user:x:${SANDBOX_UID}:\n`);
   mkdirSync(join(rootfs, 'home/user'), { recursive: true });
   chownSync(join(rootfs, 'home/user'), SANDBOX_UID, SANDBOX_UID);
+}
+
+/**
+ * npm for layer builder pods, unpacked from the registry's own package into /opt/podflow/npm
+ * (Debian's npm package drags in hundreds of node-* packages; this is one self-contained tree).
+ */
+function installNpm(rootfs) {
+  const scratch = join(IMAGE_DIR, 'npm-pack');
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
+  const packed = run('npm', ['pack', `npm@${IMAGE_NPM_VERSION}`, '--pack-destination', scratch, '--silent'], { quiet: true, cwd: scratch }).trim().split('\n').pop();
+  const target = join(rootfs, 'opt/podflow/npm');
+  mkdirSync(target, { recursive: true });
+  run('tar', ['-xzf', join(scratch, packed), '-C', target, '--strip-components=1', '--no-same-owner'], { quiet: true });
+  rmSync(scratch, { recursive: true, force: true });
 }
 
 function installRunner(rootfs, source, fileName) {

@@ -9,7 +9,8 @@ export function say(message) {
 export function run(command, args, options = {}) {
   const { quiet = false, ...spawnOptions } = options;
   const result = spawnSync(command, args, {
-    stdio: quiet ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+    // `input` (text for stdin) needs a pipe there.
+    stdio: quiet ? [spawnOptions.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'] : 'inherit',
     encoding: 'utf8',
     maxBuffer: 256 * 1024 * 1024,
     ...spawnOptions,

@@ -4,6 +4,8 @@
  * (`host-probe.ts`) and passed in, so every decision here is unit-tested without a sandbox.
  */
 
+import { LAYER_MOUNT_PATH } from './layers/layer';
+
 /** The code's working directory inside the sandbox (DESIGN.md, the Code node contract). */
 export const SANDBOX_HOME = '/home/user';
 /** Where the runner programs are mounted read-only inside the sandbox. */
@@ -37,6 +39,8 @@ export interface BubblewrapSpec {
   runner: { python: string; node: string };
   /** Host directories mounted read-only at the same path (interpreters installed outside /usr). */
   extraReadOnly: string[];
+  /** Host directory of the execution's dependency layer, mounted read-only at `LAYER_MOUNT_PATH`. */
+  layerDir?: string;
   /** Share the host network namespace (egress) instead of a private one with only loopback. */
   network: boolean;
   /** Size cap of the private `/tmp` tmpfs, in bytes. */
@@ -126,6 +130,7 @@ function filesystemArgs(spec: BubblewrapSpec): string[] {
   for (const dir of spec.extraReadOnly) args.push('--ro-bind', dir, dir);
   args.push('--ro-bind', spec.runner.python, SANDBOX_RUNNER_PATHS.python);
   args.push('--ro-bind', spec.runner.node, SANDBOX_RUNNER_PATHS.node);
+  if (spec.layerDir !== undefined) args.push('--ro-bind', spec.layerDir, LAYER_MOUNT_PATH);
   args.push('--bind', spec.homeDir, SANDBOX_HOME);
   // The root itself is a bwrap tmpfs: make it read-only so only /home/user and /tmp are writable.
   args.push('--remount-ro', '/');

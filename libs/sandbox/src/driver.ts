@@ -1,5 +1,6 @@
 import type { CapturedLogs, JsonObject, Language, NodeError, Resources, RunnerLimits } from '@podflow/protocol';
 import type { Readable } from 'node:stream';
+import type { ResolvedLayer } from './layers/layer';
 
 /** One execution as a driver sees it. */
 export interface SandboxRequest {
@@ -17,6 +18,15 @@ export interface SandboxRequest {
   resources?: Resources;
   /** Overrides of the driver's default runner limits. */
   limits?: Partial<RunnerLimits>;
+  /** The dependency layer to mount read-only (set by `LayerResolvingDriver`). */
+  layer?: ResolvedLayer;
+}
+
+/** How an execution got its dependency layer. */
+export interface LayerUse {
+  key: string;
+  source: ResolvedLayer['source'];
+  resolveMs: number;
 }
 
 /** A file the code left under `/home/user`, readable until `SandboxOutcome.dispose()`. */
@@ -36,6 +46,8 @@ export interface SandboxOutcome {
   files: CollectedFile[];
   /** Wall time inside the sandbox. */
   durationMs: number;
+  /** Present when the request declared dependencies. */
+  layer?: LayerUse;
   /** Frees the sandbox's leftovers (its working directory, a pod...). Idempotent. */
   dispose(): Promise<void>;
 }

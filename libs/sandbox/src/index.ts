@@ -16,7 +16,7 @@
  * await driver.close();
  * ```
  */
-export type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from './driver';
+export type { CollectedFile, LayerUse, SandboxDriver, SandboxOutcome, SandboxRequest } from './driver';
 export { ProcessDriver } from './process-driver';
 export type { ProcessDriverOptions } from './process-driver';
 export { NOT_ISOLATED_WARNING } from './isolation-plan';
@@ -39,3 +39,18 @@ export { ANNOTATIONS, LABELS, SANDBOX_SELECTOR, executionLabel, labelValue, podN
 export { DEFAULT_POD_RESOURCE_POLICY, parseCpuQuantity, resolvePodResources } from './kubernetes/resources';
 export type { PodResourcePolicy, PodResources } from './kubernetes/resources';
 export { podStage, startFailureReason } from './kubernetes/pod-state';
+export { LAYER_MOUNT_PATH, LAYER_MANIFEST_FILE, layerEnv, layerKey } from './layers/layer';
+export type { Ecosystem, LayerManifest, LayerSpec, ResolvedLayer } from './layers/layer';
+export { LayerResolver } from './layers/layer-resolver';
+export type { LayerBackend, LayerResolverOptions } from './layers/layer-resolver';
+export { LayerResolvingDriver } from './layers/layered-driver';
+export { LocalLayerBackend } from './layers/local-layer-backend';
+export type { LocalLayerBackendOptions } from './layers/local-layer-backend';
+export { chooseEvictions } from './layers/eviction';
+export type { LayerUsage } from './layers/eviction';
+export { installerArgv, installerEnv, installerOutputTail } from './layers/installer';
+export type { InstallerCommands, InstallerOptions } from './layers/installer';
+export { PodLayerBackend, IMAGE_NPM_COMMAND } from './kubernetes/pod-layer-backend';
+export type { PodLayerBackendOptions } from './kubernetes/pod-layer-backend';
+export { LAYER_BUILDER_SELECTOR, buildLayerBuilderPod, layerBuilderPodName, manifestFromLog } from './kubernetes/layer-builder-spec';
+export type { LayerBuilderPlacement } from './kubernetes/layer-builder-spec';

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH, SANDBOX_RUNNER_PATHS } from './bubblewrap';
 import type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from './driver';
 import { collectFiles } from './file-collect';
+import { LAYER_MOUNT_PATH, layerEnv } from './layers/layer';
 import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport, type SandboxLogger } from './isolation-plan';
 import { DEFAULT_PROCESS_LIMITS, mergeRunnerLimits, parseMemoryQuantity, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './limits';
 import { classifyOutcome, type ClassifiedOutcome } from './outcome';
@@ -59,7 +60,8 @@ export class ProcessDriver implements SandboxDriver {
   readonly name = 'process';
   private readonly workRoot: string;
   private readonly limits: ProcessLimits;
-  private readonly interpreters: { python: string; node: string };
+  /** The interpreters sandboxes run (dependency layers are built for these). */
+  readonly interpreters: { python: string; node: string };
   private readonly assets: RunnerAssets;
   private ready?: Promise<IsolationPlan>;
   private readonly running = new Set<AbortController>();
@@ -222,6 +224,7 @@ export class ProcessDriver implements SandboxDriver {
       TMPDIR: bubblewrap ? '/tmp' : join(prepared.execDir, 'tmp'),
       // glibc reserves 64 MiB of address space per thread arena; under RLIMIT_AS that starves threads.
       MALLOC_ARENA_MAX: '2',
+      ...(request.layer?.hostPath ? layerEnv(request.layer.ecosystem, bubblewrap ? LAYER_MOUNT_PATH : request.layer.hostPath) : {}),
     };
     const sandboxed = bubblewrap
       ? [
@@ -232,6 +235,7 @@ export class ProcessDriver implements SandboxDriver {
             syntheticEtc: plan.syntheticEtc,
             runner: { python: this.assets.python, node: this.assets.node },
             extraReadOnly: plan.extraReadOnly,
+            ...(request.layer?.hostPath ? { layerDir: request.layer.hostPath } : {}),
             network: request.network,
             tmpSizeBytes: this.limits.tmpSizeBytes,
             infoFd: 3,

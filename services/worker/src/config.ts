@@ -1,7 +1,6 @@
-import { DEFAULT_KEY_PREFIX } from '@podflow/protocol';
+import { DEFAULT_KEY_PREFIX, DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
+import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
-import { homedir } from 'node:os';
 import { z } from 'zod';
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -30,10 +29,10 @@ export const workerConfigSchema = z.object({
   SANDBOX_ISOLATION: z.enum(['auto', 'bubblewrap', 'none']).default('auto'),
   SANDBOX_MEMORY_MB: int(32).default(512),
   PYTHON_BIN: z.string().optional(),
-  STORAGE_DIR: z.string().default(join(homedir(), '.cache', 'podflow', 'files')),
-  PUBLIC_URL: z.string().url().default('http://localhost:8080'),
-  FILE_URL_SECRET: z.string().min(16, 'FILE_URL_SECRET must be at least 16 characters (share it with the coordinator)'),
-  FILE_URL_TTL_SECONDS: int(1).default(3600),
+  // STORAGE (local | s3), STORAGE_DIR, PUBLIC_URL, FILE_URL_SECRET, FILE_URL_TTL_SECONDS, S3_*.
+  ...storageConfigShape,
+  /** Outputs whose JSON is larger are stored in the object store and sent by reference. */
+  OUTPUT_INLINE_MAX_BYTES: int(0).default(DEFAULT_OUTPUT_INLINE_MAX_BYTES),
   /** How long a job lock lives without renewal; a dead worker's jobs come back after about this. */
   WORKER_LOCK_DURATION_MS: int(1000).default(30_000),
   /** How long SIGTERM waits for running executions before handing them back to the queue. */
@@ -56,8 +55,30 @@ export const workerConfigSchema = z.object({
   K8S_TMP_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_TMP_SIZE must be a quantity like 64Mi').default('64Mi'),
   K8S_REAPER_INTERVAL_MS: int(1000).default(30_000),
   K8S_REAPER_MIN_AGE_MS: int(0).default(60_000),
+  // Dependency layers (README "Dependency layers").
+  /** Process driver's layer cache; default /var/cache/podflow/layers as root, else ~/.cache/podflow/layers. */
+  LAYER_CACHE_DIR: z.string().min(1).optional(),
+  /** Size cap of the layer cache (process) or the layer volume (kubernetes); LRU eviction past it. */
+  LAYER_CACHE_MAX_MB: int(1).default(5120),
+  /** A layer used more recently than this is never evicted (an execution may be about to mount it). */
+  LAYER_EVICT_MIN_IDLE_MS: int(0).default(600_000),
+  LAYER_INSTALL_TIMEOUT_MS: int(1000).default(300_000),
+  /** Build lease TTL: a dead builder's build is taken over after about this long. */
+  LAYER_LOCK_TTL_MS: int(1000).default(30_000),
+  /** How long a failed install's error is served before the same layer is tried again. */
+  LAYER_FAILURE_TTL_MS: int(0).default(60_000),
+  /** npm lifecycle scripts (postinstall...) run package code at install time; off unless set to false. */
+  LAYER_NPM_IGNORE_SCRIPTS: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  /** npm for the process driver's installs; default the npm next to this Node, else `npm` on PATH. */
+  NPM_BIN: z.string().min(1).optional(),
+  K8S_LAYER_VOLUME_CLAIM: z.string().min(1).default('podflow-layers'),
+  K8S_LAYER_CA_CONFIGMAP: z.string().min(1).optional(),
+  K8S_LAYER_BUILDER_ENV: jsonOf(z.record(z.string()), 'K8S_LAYER_BUILDER_ENV must be a JSON object of strings, e.g. {"PIP_INDEX_URL":"https://pypi.example/simple"}').optional(),
+  K8S_LAYER_BUILDER_CPU_MILLIS: int(1).default(1000),
+  K8S_LAYER_BUILDER_MEMORY_MB: int(64).default(1024),
+  K8S_LAYER_BUILDER_TMP_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_LAYER_BUILDER_TMP_SIZE must be a quantity like 2Gi').default('2Gi'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-});
+}).superRefine(checkStorageConfig);
 
 export type WorkerConfig = z.infer<typeof workerConfigSchema>;
 

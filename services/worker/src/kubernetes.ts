@@ -5,11 +5,12 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { WorkerConfig } from './config';
+import { podLayerBackend } from './layers';
 
 /** Job states in which an execution may still want its pod (running, or queued for a re-delivery). */
 const LIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
 
-/** The kubernetes driver and its pod reaper, from the worker's configuration. */
+/** The kubernetes driver, its layer backend and its pod reaper, from the worker's configuration. */
 export function createKubernetesSandbox(config: WorkerConfig, connection: Redis, logger: Logger) {
   const kubeConfig = new KubeConfig();
   // KUBECONFIG, ~/.kube/config, or the pod's ServiceAccount when the worker runs in the cluster.
@@ -28,6 +29,7 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: Redis,
       imagePullSecrets: config.K8S_IMAGE_PULL_SECRETS,
       homeSizeLimit: config.K8S_HOME_SIZE,
       tmpSizeLimit: config.K8S_TMP_SIZE,
+      layerVolumeClaim: config.K8S_LAYER_VOLUME_CLAIM,
     },
     resourcePolicy: {
       defaultCpuMillis: config.K8S_DEFAULT_CPU_MILLIS,
@@ -38,6 +40,7 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: Redis,
     },
     logger,
   });
+  const layerBackend = podLayerBackend(config, kubeConfig, connection, logger);
   const execQueue = new Queue(QUEUE_NAMES.exec, { connection, prefix: config.QUEUE_PREFIX });
   const reaper = new PodReaper({
     core: driver.core,
@@ -49,6 +52,7 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: Redis,
   });
   return {
     driver,
+    layerBackend,
     start: () => reaper.start(config.K8S_REAPER_INTERVAL_MS),
     stop: async () => {
       await reaper.stop();

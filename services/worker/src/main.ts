@@ -1,39 +1,45 @@
-import { ProcessDriver, type SandboxDriver } from '@podflow/sandbox';
-import { LocalDiskStore } from '@podflow/storage';
+import { LayerResolvingDriver, ProcessDriver, type SandboxDriver } from '@podflow/sandbox';
+import { createObjectStore } from '@podflow/storage';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { loadWorkerConfig, type WorkerConfig } from './config';
 import { createKubernetesSandbox } from './kubernetes';
+import { layerResolver, localLayerBackend } from './layers';
 import { NoopDriver } from './noop-driver';
 import { PodflowWorker } from './worker';
 
 interface Sandbox {
   driver: SandboxDriver;
+  /** Probes the host once (the process driver's isolation); its report is logged. */
+  init?: () => Promise<unknown>;
   /** Background duties of the driver (the kubernetes pod reaper). */
   start?: () => void;
   stop?: () => Promise<void>;
 }
 
 function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
-  switch (config.SANDBOX_DRIVER) {
-    case 'kubernetes': {
-      const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-      const sandbox = createKubernetesSandbox(config, connection, logger);
-      return { ...sandbox, stop: async () => { await sandbox.stop(); connection.disconnect(); } };
-    }
-    case 'process':
-      return {
-        driver: new ProcessDriver({
-          isolation: config.SANDBOX_ISOLATION,
-          memoryLimitBytes: config.SANDBOX_MEMORY_MB * 1024 * 1024,
-          ...(config.PYTHON_BIN ? { pythonBin: config.PYTHON_BIN } : {}),
-          logger,
-        }),
-      };
-    case 'noop':
-      logger.warn('SANDBOX_DRIVER=noop: code is NOT executed; this driver exists for orchestration benchmarks only');
-      return { driver: new NoopDriver() };
+  if (config.SANDBOX_DRIVER === 'noop') {
+    logger.warn('SANDBOX_DRIVER=noop: code is NOT executed; this driver exists for orchestration benchmarks only');
+    return { driver: new NoopDriver() };
   }
+  // Layer build leases, the reaper's job lookups.
+  const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+  const disconnect = async () => {
+    connection.disconnect();
+  };
+  if (config.SANDBOX_DRIVER === 'kubernetes') {
+    const sandbox = createKubernetesSandbox(config, connection, logger);
+    const layers = layerResolver(config, sandbox.layerBackend, connection, logger);
+    return { ...sandbox, driver: new LayerResolvingDriver(sandbox.driver, layers), stop: async () => { await sandbox.stop(); await disconnect(); } };
+  }
+  const driver = new ProcessDriver({
+    isolation: config.SANDBOX_ISOLATION,
+    memoryLimitBytes: config.SANDBOX_MEMORY_MB * 1024 * 1024,
+    ...(config.PYTHON_BIN ? { pythonBin: config.PYTHON_BIN } : {}),
+    logger,
+  });
+  const layers = layerResolver(config, localLayerBackend(config, driver.interpreters, logger), connection, logger);
+  return { driver: new LayerResolvingDriver(driver, layers), init: () => driver.init(), stop: disconnect };
 }
 
 async function main(): Promise<void> {
@@ -49,7 +55,8 @@ async function main(): Promise<void> {
     lockDurationMs: config.WORKER_LOCK_DURATION_MS,
     shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
     driver,
-    store: new LocalDiskStore({ root: config.STORAGE_DIR, publicBaseUrl: config.PUBLIC_URL, secret: config.FILE_URL_SECRET, defaultTtlSeconds: config.FILE_URL_TTL_SECONDS }),
+    store: createObjectStore(config),
+    outputInlineMaxBytes: config.OUTPUT_INLINE_MAX_BYTES,
     logger,
   });
   let stopping = false;
@@ -67,7 +74,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  if (driver instanceof ProcessDriver) logger.info({ isolation: await driver.init() }, 'process sandbox ready');
+  if (sandbox.init) logger.info({ isolation: await sandbox.init() }, 'process sandbox ready');
   await worker.start();
   sandbox.start?.();
 }

@@ -11,6 +11,10 @@ export const RUNTIME_IMAGES = {
 };
 /** Every pod a suite creates carries this label, so `afterAll` can remove whatever is left. */
 export const TEST_LABEL = 'podflow.dev/test';
+/** The dependency layer volume's claim (k8s/manifests/sandbox/40-layer-volume.yaml). */
+export const LAYER_VOLUME_CLAIM = process.env.PODFLOW_LAYER_VOLUME_CLAIM || 'podflow-layers';
+/** CA bundle for layer builder pods: the local cluster's; PODFLOW_LAYER_CA_CONFIGMAP= (empty) where none is needed. */
+export const LAYER_CA_CONFIGMAP = (process.env.PODFLOW_LAYER_CA_CONFIGMAP ?? 'podflow-layer-ca') || undefined;
 
 /** The admin identity: KUBECONFIG (set by `npm run test:k8s` to the local cluster's admin.kubeconfig). */
 export function adminConfig(): k8s.KubeConfig {

@@ -91,6 +91,7 @@ export class KubernetesDriver implements SandboxDriver {
         requestRatio: this.policy.requestRatio,
         activeDeadlineSeconds: Math.ceil((deadlineAt - started) / 1000),
         deadlineAt,
+        ...(request.layer ? { layer: { key: request.layer.key, ecosystem: request.layer.ecosystem } } : {}),
       },
       this.options.placement,
     );

@@ -1,4 +1,5 @@
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import { LAYER_BUILDER_SELECTOR } from './layer-builder-spec';
 import { ANNOTATIONS } from './pod-identity';
 import { PodReaper } from './pod-reaper';
 
@@ -18,10 +19,10 @@ function pod(name: string, executionId: string | undefined, ageMs: number, deadl
 }
 
 /** A stand-in for the API holding a list of pods; records deletions. */
-function fakeCore(pods: V1Pod[]) {
+function fakeCore(pods: V1Pod[], builders: V1Pod[] = []) {
   const deleted: string[] = [];
   const core = {
-    listNamespacedPod: async () => ({ items: pods }),
+    listNamespacedPod: async ({ labelSelector }: { labelSelector: string }) => ({ items: labelSelector === LAYER_BUILDER_SELECTOR ? builders : pods }),
     deleteNamespacedPod: async ({ name }: { name: string }) => {
       deleted.push(name);
       return {};
@@ -56,5 +57,16 @@ describe('PodReaper', () => {
     const reaper = new PodReaper({ core, namespace: 'ns', isActive: async () => false, now: () => NOW });
     expect(await reaper.sweep()).toEqual([]);
     expect(deleted).toEqual([]);
+  });
+
+  it('deletes finished layer builder pods a dead worker left, and leaves running or young ones to be adopted', async () => {
+    const builder = (name: string, phase: string, ageMs: number): V1Pod => ({ metadata: { name, creationTimestamp: new Date(NOW - ageMs) }, status: { phase } });
+    const { core, deleted } = fakeCore([], [builder('done', 'Succeeded', 120_000), builder('failed', 'Failed', 120_000), builder('running', 'Running', 120_000), builder('fresh', 'Failed', 1_000)]);
+    const reaper = new PodReaper({ core, namespace: 'ns', isActive: async () => true, minAgeMs: 60_000, now: () => NOW });
+    expect(await reaper.sweep()).toEqual([
+      { pod: 'done', reason: 'finished-builder' },
+      { pod: 'failed', reason: 'finished-builder' },
+    ]);
+    expect(deleted).toEqual(['done', 'failed']);
   });
 });

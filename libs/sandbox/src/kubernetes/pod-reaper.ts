@@ -1,5 +1,6 @@
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import type { SandboxLogger } from '../isolation-plan';
+import { LAYER_BUILDER_SELECTOR } from './layer-builder-spec';
 import { ANNOTATIONS, SANDBOX_SELECTOR } from './pod-identity';
 
 export interface PodReaperOptions {
@@ -13,11 +14,12 @@ export interface PodReaperOptions {
   logger?: SandboxLogger;
 }
 
-export type ReapReason = 'deadline' | 'inactive' | 'unlabelled';
+export type ReapReason = 'deadline' | 'inactive' | 'unlabelled' | 'finished-builder';
 
 /**
  * Deletes sandbox pods nobody will collect: those whose execution is no longer active in the
- * queue (finished, failed, removed), and those that outlived their deadline. Workers delete their
+ * queue (finished, failed, removed), and those that outlived their deadline; and finished layer
+ * builder pods a dead worker left behind (a running one is adopted by the next build instead). Workers delete their
  * own pods; this catches what a crash, a lost delete or a dead worker left behind.
  */
 export class PodReaper {
@@ -55,6 +57,19 @@ export class PodReaper {
       });
       this.options.logger?.info({ pod: name, reason, executionId: pod.metadata?.annotations?.[ANNOTATIONS.executionId] }, 'reaped a sandbox pod');
       reaped.push({ pod: name, reason });
+    }
+    // Layer builders whose worker died before deleting them: finished, and older than the minimum age.
+    const builders = await this.options.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: LAYER_BUILDER_SELECTOR });
+    for (const pod of builders.items) {
+      const phase = pod.status?.phase;
+      const created = pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : now;
+      if (pod.metadata?.deletionTimestamp || (phase !== 'Succeeded' && phase !== 'Failed') || now - created < minAgeMs) continue;
+      const name = pod.metadata!.name!;
+      await this.options.core.deleteNamespacedPod({ name, namespace: this.options.namespace, gracePeriodSeconds: 0 }).catch((error: { code?: number }) => {
+        if (error.code !== 404) throw error;
+      });
+      this.options.logger?.info({ pod: name }, 'reaped a finished dependency layer builder pod');
+      reaped.push({ pod: name, reason: 'finished-builder' });
     }
     return reaped;
   }

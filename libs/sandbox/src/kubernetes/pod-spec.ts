@@ -1,5 +1,6 @@
 import type { V1Pod, V1Toleration } from '@kubernetes/client-node';
 import type { Language } from '@podflow/protocol';
+import { LAYER_MOUNT_PATH, layerEnv, type Ecosystem } from '../layers/layer';
 import { ANNOTATIONS, LABELS, MANAGED_BY, SANDBOX_ROLE, executionLabel, labelValue, podNameFor } from './pod-identity';
 import type { PodResources } from './resources';
 
@@ -22,6 +23,8 @@ export interface PodPlacement {
   /** Size limits of the `/home/user` and `/tmp` emptyDirs (Kubernetes quantities). */
   homeSizeLimit: string;
   tmpSizeLimit: string;
+  /** The PersistentVolumeClaim holding dependency layers; needed only by nodes with dependencies. */
+  layerVolumeClaim?: string;
 }
 
 export interface SandboxPodInput {
@@ -39,6 +42,8 @@ export interface SandboxPodInput {
   activeDeadlineSeconds: number;
   /** Epoch ms after which the reaper may delete the pod. */
   deadlineAt: number;
+  /** The dependency layer to mount read-only at `LAYER_MOUNT_PATH` (its directory on the layer volume). */
+  layer?: { key: string; ecosystem: Ecosystem };
 }
 
 /** The runner command inside the runtime image. Node's heap stops at 75% of the memory limit, so
@@ -61,6 +66,8 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
   const image = input.language === 'python' ? placement.images.python : placement.images.node;
   const requestCpu = Math.max(1, Math.floor(cpuMillis * input.requestRatio));
   const requestMemory = Math.max(16 * 1024 * 1024, Math.floor(memoryBytes * input.requestRatio));
+  if (input.layer && !placement.layerVolumeClaim) throw new Error('buildSandboxPod: a dependency layer needs placement.layerVolumeClaim (K8S_LAYER_VOLUME_CLAIM)');
+  const layerVars = input.layer ? layerEnv(input.layer.ecosystem, LAYER_MOUNT_PATH) : {};
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -119,6 +126,7 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
             { name: 'LANG', value: 'C.UTF-8' },
             { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
             { name: 'MALLOC_ARENA_MAX', value: '2' },
+            ...Object.entries(layerVars).map(([name, value]) => ({ name, value })),
           ],
           securityContext: {
             runAsNonRoot: true,
@@ -134,12 +142,15 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
           volumeMounts: [
             { name: 'home', mountPath: SANDBOX_HOME },
             { name: 'tmp', mountPath: '/tmp' },
+            // Only this layer's directory of the shared volume, read-only.
+            ...(input.layer ? [{ name: 'layer', mountPath: LAYER_MOUNT_PATH, subPath: input.layer.key, readOnly: true }] : []),
           ],
         },
       ],
       volumes: [
         { name: 'home', emptyDir: { sizeLimit: placement.homeSizeLimit } },
         { name: 'tmp', emptyDir: { sizeLimit: placement.tmpSizeLimit } },
+        ...(input.layer ? [{ name: 'layer', persistentVolumeClaim: { claimName: placement.layerVolumeClaim!, readOnly: true } }] : []),
       ],
     },
   };

@@ -11,13 +11,13 @@ export type PodStage =
   /** The pod failed without the container ever terminating on its own (evicted, deadline, node lost). */
   | { kind: 'failed'; reason: string; message: string };
 
-function sandboxStatus(pod: V1Pod) {
-  return pod.status?.containerStatuses?.find((status) => status.name === CONTAINER_NAME);
+function containerStatus(pod: V1Pod, name: string) {
+  return pod.status?.containerStatuses?.find((status) => status.name === name);
 }
 
-/** Where a sandbox pod is, from its status alone. */
-export function podStage(pod: V1Pod): PodStage {
-  const container = sandboxStatus(pod);
+/** Where a sandbox (or layer builder) pod is, from its status alone. */
+export function podStage(pod: V1Pod, containerName = CONTAINER_NAME): PodStage {
+  const container = containerStatus(pod, containerName);
   if (container?.state?.terminated) return { kind: 'terminated', state: container.state.terminated };
   if (pod.status?.phase === 'Failed') {
     return { kind: 'failed', reason: pod.status.reason ?? 'Failed', message: pod.status.message ?? 'the pod failed' };

@@ -1,0 +1,123 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BUILDER_SCRIPT, LAYER_BUILDER_ROLE, buildLayerBuilderPod, layerBuilderPodName, manifestFromLog, MANIFEST_BEGIN, MANIFEST_END, type LayerBuilderPlacement } from './layer-builder-spec';
+import { buildSandboxPod, type PodPlacement } from './pod-spec';
+
+const KEY = 'a'.repeat(64);
+const placement: LayerBuilderPlacement = {
+  namespace: 'podflow-sandbox',
+  images: { python: 'podflow/runtime-python:1', node: 'podflow/runtime-node:1' },
+  imagePullPolicy: 'IfNotPresent',
+  volumeClaim: 'podflow-layers',
+  caConfigMap: 'podflow-layer-ca',
+  env: { PIP_INDEX_URL: 'https://mirror.example/simple' },
+  cpuMillis: 1000,
+  memoryBytes: 1024 ** 3,
+  tmpSizeLimit: '2Gi',
+};
+const manifest = { key: KEY, runtimeId: 'image:podflow/runtime-python:1', ecosystem: 'pypi' as const, specs: ['tabulate==0.9.0'], createdAt: '2026-11-21T00:00:00.000Z', builtBy: 'w' };
+
+describe('buildLayerBuilderPod', () => {
+  const pod = buildLayerBuilderPod({ key: KEY, language: 'python', installer: ['python3', '-m', 'pip', 'install', 'tabulate==0.9.0'], staging: `/layers/.building/${KEY}-1`, manifest, workerId: 'worker 1', activeDeadlineSeconds: 300 }, placement);
+  const container = pod.spec!.containers[0];
+
+  it('is one pod per layer, labelled as a builder, with the runtime image of its language', () => {
+    expect(pod.metadata!.name).toBe(layerBuilderPodName(KEY));
+    expect(pod.metadata!.name).toBe(`podflow-layer-${'a'.repeat(40)}`);
+    expect(pod.metadata!.labels).toMatchObject({ 'podflow.dev/role': LAYER_BUILDER_ROLE, 'podflow.dev/layer': KEY.slice(0, 63) });
+    expect(container.image).toBe('podflow/runtime-python:1');
+    expect(pod.spec!.activeDeadlineSeconds).toBe(300);
+  });
+
+  it('passes the restricted Pod Security profile like sandbox pods', () => {
+    expect(pod.spec!.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(pod.spec!.automountServiceAccountToken).toBe(false);
+  });
+
+  it('mounts the layer volume read-write, the CA bundle read-only, and points the installers at it', () => {
+    expect(pod.spec!.volumes).toEqual(expect.arrayContaining([{ name: 'layers', persistentVolumeClaim: { claimName: 'podflow-layers' } }, { name: 'ca', configMap: { name: 'podflow-layer-ca' } }]));
+    expect(container.volumeMounts).toEqual(expect.arrayContaining([{ name: 'layers', mountPath: '/layers' }, { name: 'ca', mountPath: '/etc/podflow/ca', readOnly: true }]));
+    const env = Object.fromEntries(container.env!.map((e) => [e.name, e.value]));
+    expect(env).toMatchObject({ PIP_CERT: '/etc/podflow/ca/ca.crt', NODE_EXTRA_CA_CERTS: '/etc/podflow/ca/ca.crt', PIP_INDEX_URL: 'https://mirror.example/simple' });
+    expect(JSON.parse(env.PODFLOW_LAYER_MANIFEST!)).toEqual({ ...manifest, sizeBytes: 0 });
+    expect(container.command!.slice(0, 2)).toEqual(['sh', '-c']);
+    expect(container.command!.slice(4)).toEqual([KEY, `/layers/.building/${KEY}-1`, 'python3', '-m', 'pip', 'install', 'tabulate==0.9.0']);
+  });
+});
+
+describe('sandbox pods with a layer', () => {
+  const podPlacement: PodPlacement = { namespace: 'ns', images: placement.images, imagePullPolicy: 'IfNotPresent', homeSizeLimit: '1Gi', tmpSizeLimit: '64Mi', layerVolumeClaim: 'podflow-layers' };
+  const input = { executionId: 'r.n.1', tenantId: 't', runId: 'r', nodeId: 'n', attempt: 1, workerId: 'w', language: 'typescript' as const, resources: { cpuMillis: 500, memoryBytes: 256 * 1024 ** 2 }, requestRatio: 0.25, activeDeadlineSeconds: 100, deadlineAt: 0 };
+
+  it('mount only their layer directory, read-only, and make it importable', () => {
+    const pod = buildSandboxPod({ ...input, layer: { key: KEY, ecosystem: 'npm' } }, podPlacement);
+    const container = pod.spec!.containers[0];
+    expect(pod.spec!.volumes).toContainEqual({ name: 'layer', persistentVolumeClaim: { claimName: 'podflow-layers', readOnly: true } });
+    expect(container.volumeMounts).toContainEqual({ name: 'layer', mountPath: '/opt/podflow/layer', subPath: KEY, readOnly: true });
+    expect(container.env).toContainEqual({ name: 'NODE_PATH', value: '/opt/podflow/layer/node_modules' });
+  });
+
+  it('without dependencies mount nothing', () => {
+    const pod = buildSandboxPod(input, podPlacement);
+    expect(pod.spec!.volumes!.map((v) => v.name)).toEqual(['home', 'tmp']);
+    expect(pod.spec!.containers[0].env!.map((e) => e.name)).not.toContain('NODE_PATH');
+  });
+});
+
+describe('manifestFromLog', () => {
+  it('reads the last manifest between the markers', () => {
+    expect(manifestFromLog(`pip output\n${MANIFEST_BEGIN}\n{"a":1}\n\n${MANIFEST_END}\n`)).toBe('{"a":1}');
+    expect(manifestFromLog('no manifest')).toBeUndefined();
+    expect(manifestFromLog(`${MANIFEST_BEGIN}\n{"a":1`)).toBeUndefined();
+  });
+});
+
+// The builder's shell program, run for real with /layers bound to a scratch directory.
+describe('BUILDER_SCRIPT', () => {
+  const hasBwrap = spawnSync('bwrap', ['--ro-bind', '/', '/', 'true']).status === 0;
+  let volume: string;
+  beforeEach(() => {
+    volume = mkdtempSync(join(tmpdir(), 'podflow-layer-volume-'));
+  });
+  afterEach(() => rmSync(volume, { recursive: true, force: true }));
+
+  function builder(installer: string[], staging = `/layers/.building/${KEY}-x`) {
+    const result = spawnSync('bwrap', ['--bind', '/', '/', '--dev', '/dev', '--bind', volume, '/layers', 'sh', '-c', BUILDER_SCRIPT, 'builder', KEY, staging, ...installer], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...manifest, sizeBytes: 0 }) },
+    });
+    return { code: result.status, output: `${result.stdout}${result.stderr}` };
+  }
+  const install = ['sh', '-c', 'mkdir -p "$0/python/pkg" && printf "x = 1\\n" > "$0/python/pkg/__init__.py"', `/layers/.building/${KEY}-x`];
+
+  it('installs into staging, writes the manifest with the real size, publishes by rename and prints it', () => {
+    if (!hasBwrap) throw new Error('bubblewrap is required for this test (npm test installs it)');
+    const first = builder(install);
+    expect(first.code).toBe(0);
+    const printed = JSON.parse(manifestFromLog(first.output)!);
+    expect(printed).toMatchObject({ key: KEY, specs: ['tabulate==0.9.0'] });
+    expect(printed.sizeBytes).toBeGreaterThan(0);
+    expect(readFileSync(join(volume, KEY, 'python/pkg/__init__.py'), 'utf8')).toBe('x = 1\n');
+    expect(JSON.parse(readFileSync(join(volume, KEY, '.podflow-layer.json'), 'utf8'))).toEqual(printed);
+    expect(readdirSync(join(volume, '.building'))).toEqual([]);
+  });
+
+  it('reuses a published layer without running the installer', () => {
+    expect(builder(install).code).toBe(0);
+    const again = builder(['sh', '-c', 'echo INSTALLER RAN; exit 9']);
+    expect(again.code).toBe(0);
+    expect(again.output).not.toContain('INSTALLER RAN');
+    expect(again.output).toContain('already published');
+  });
+
+  it('a failing installer publishes nothing and passes its exit code on', () => {
+    const failed = builder(['sh', '-c', 'mkdir -p "$0/python/half"; echo "ERROR: No matching distribution" >&2; exit 3', `/layers/.building/${KEY}-x`]);
+    expect(failed.code).toBe(3);
+    expect(failed.output).toContain('ERROR: No matching distribution');
+    expect(existsSync(join(volume, KEY))).toBe(false);
+    expect(readdirSync(join(volume, '.building'))).toEqual([]);
+  });
+});

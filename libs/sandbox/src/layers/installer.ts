@@ -1,0 +1,117 @@
+import type { Ecosystem } from './layer';
+
+/** How to start each installer. pip runs as a module of the very interpreter the sandbox uses. */
+export interface InstallerCommands {
+  python: string;
+  /** e.g. `['npm']` or `['node', '/opt/podflow/npm/bin/npm-cli.js']`. */
+  npm: string[];
+}
+
+export interface InstallerOptions {
+  /** npm lifecycle scripts (`postinstall`...) run arbitrary package code; off by default. */
+  npmIgnoreScripts: boolean;
+}
+
+/**
+ * The installer command that puts `specs` into the layer directory `target`: Python packages
+ * under `<target>/python` (pip `--target`), npm packages under `<target>/node_modules`. Specs were
+ * validated before (plain names and versions only, never an option), and go in as separate argv
+ * entries, never through a shell.
+ */
+export function installerArgv(ecosystem: Ecosystem, target: string, specs: readonly string[], commands: InstallerCommands, options: InstallerOptions): string[] {
+  if (specs.length === 0) throw new Error('installerArgv: no specs to install');
+  if (ecosystem === 'pypi') {
+    return [
+      commands.python,
+      '-m',
+      'pip',
+      'install',
+      '--target',
+      `${target}/python`,
+      '--no-input',
+      '--disable-pip-version-check',
+      '--no-warn-script-location',
+      '--progress-bar',
+      'off',
+      ...specs,
+    ];
+  }
+  return [
+    ...commands.npm,
+    'install',
+    '--prefix',
+    target,
+    '--no-audit',
+    '--no-fund',
+    '--no-package-lock',
+    '--omit=dev',
+    '--loglevel=warn',
+    '--update-notifier=false',
+    ...(options.npmIgnoreScripts ? ['--ignore-scripts'] : []),
+    ...specs,
+  ];
+}
+
+/**
+ * What an installer may see of the worker's environment: its PATH, proxies, CA bundles and its
+ * own configuration (`PIP_*` such as PIP_INDEX_URL, `npm_config_*` such as the registry), and
+ * nothing else (no cloud credentials, no database URLs).
+ */
+export function installerEnv(hostEnv: NodeJS.ProcessEnv, home: string): Record<string, string> {
+  const env: Record<string, string> = { HOME: home, LANG: 'C.UTF-8', PIP_NO_INPUT: '1' };
+  for (const [name, value] of Object.entries(hostEnv)) {
+    if (value === undefined) continue;
+    if (PASSED_THROUGH.has(name) || /^(PIP_|npm_config_|NPM_CONFIG_)/.test(name)) env[name] = value;
+  }
+  return env;
+}
+
+const PASSED_THROUGH = new Set([
+  'PATH',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'REQUESTS_CA_BUNDLE',
+  'NODE_EXTRA_CA_CERTS',
+]);
+
+/** Keeps at most this much of an installer's output in an error message. */
+export const INSTALL_TAIL_BYTES = 4096;
+
+/**
+ * The end of an installer's output for DEPENDENCY_INSTALL_FAILED: colour codes and progress noise
+ * removed, at most `maxBytes`, cut at a line boundary. The last lines are where pip and npm say
+ * what went wrong (no matching distribution, ERESOLVE, a compiler error).
+ */
+export function installerOutputTail(output: string, maxBytes = INSTALL_TAIL_BYTES): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = output.replace(/\u001b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '\n');
+  const lines = clean.split('\n').map((line) => line.trimEnd()).filter((line) => line.length > 0 && !/^\s*(━|\|)/.test(line));
+  const kept: string[] = [];
+  let size = 0;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const length = Buffer.byteLength(lines[i]) + 1;
+    if (size + length > maxBytes) break;
+    kept.unshift(lines[i]);
+    size += length;
+  }
+  if (kept.length === 0 && lines.length > 0) kept.push(lines[lines.length - 1].slice(-maxBytes));
+  return kept.join('\n');
+}
+
+/** The message of DEPENDENCY_INSTALL_FAILED: which installer, which specs, how it ended, its output's tail. */
+export function installFailureMessage(ecosystem: Ecosystem, specs: readonly string[], ending: string, tail: string): string {
+  const installer = ecosystem === 'pypi' ? 'pip' : 'npm';
+  const subject = `${installer} could not install ${specs.join(' ')} (${ending})`;
+  return tail ? `${subject}:\n${tail}` : subject;
+}
+
+/** `300 s` for whole seconds, else `250 ms`: durations as the settings spell them. */
+export function describeDuration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}

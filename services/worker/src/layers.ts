@@ -1,0 +1,78 @@
+import type { KubeConfig, V1Toleration } from '@kubernetes/client-node';
+import { LayerResolver, LocalLayerBackend, PodLayerBackend, type LayerBackend } from '@podflow/sandbox';
+import { normaliseDependencies } from '@podflow/workflow';
+import type { Redis } from 'ioredis';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import type { WorkerConfig } from './config';
+
+/** Root needs a cache that sandbox uids can traverse (/root is 0700); anyone else keeps it at home. */
+export function defaultLayerCacheDir(): string {
+  return process.getuid?.() === 0 ? '/var/cache/podflow/layers' : join(homedir(), '.cache', 'podflow', 'layers');
+}
+
+/** The npm next to the Node running the worker, else whatever `npm` is on PATH. */
+function defaultNpm(): string[] {
+  const sibling = join(dirname(process.execPath), 'npm');
+  return [existsSync(sibling) ? sibling : 'npm'];
+}
+
+/** Layers of the process driver: a local cache directory, installs run by the worker itself. */
+export function localLayerBackend(config: WorkerConfig, interpreters: { python: string; node: string }, logger: Logger): LocalLayerBackend {
+  return new LocalLayerBackend({
+    root: config.LAYER_CACHE_DIR ?? defaultLayerCacheDir(),
+    interpreters,
+    commands: { python: interpreters.python, npm: config.NPM_BIN ? [config.NPM_BIN] : defaultNpm() },
+    installer: { npmIgnoreScripts: config.LAYER_NPM_IGNORE_SCRIPTS },
+    maxBytes: config.LAYER_CACHE_MAX_MB * 1024 * 1024,
+    minIdleMs: config.LAYER_EVICT_MIN_IDLE_MS,
+    hostEnv: process.env,
+    builtBy: config.WORKER_ID,
+    logger,
+  });
+}
+
+/** Layers of the kubernetes driver: a shared volume filled by builder pods. */
+export function podLayerBackend(config: WorkerConfig, kubeConfig: KubeConfig, redis: Redis, logger: Logger): PodLayerBackend {
+  return new PodLayerBackend({
+    kubeConfig,
+    redis,
+    keyPrefix: `${config.QUEUE_PREFIX}:`,
+    placement: {
+      namespace: config.K8S_NAMESPACE,
+      images: { python: config.K8S_IMAGE_PYTHON, node: config.K8S_IMAGE_NODE },
+      imagePullPolicy: config.K8S_IMAGE_PULL_POLICY,
+      nodeSelector: config.K8S_NODE_SELECTOR,
+      tolerations: config.K8S_TOLERATIONS as V1Toleration[] | undefined,
+      imagePullSecrets: config.K8S_IMAGE_PULL_SECRETS,
+      volumeClaim: config.K8S_LAYER_VOLUME_CLAIM,
+      caConfigMap: config.K8S_LAYER_CA_CONFIGMAP,
+      env: config.K8S_LAYER_BUILDER_ENV ?? {},
+      cpuMillis: config.K8S_LAYER_BUILDER_CPU_MILLIS,
+      memoryBytes: config.K8S_LAYER_BUILDER_MEMORY_MB * 1024 * 1024,
+      tmpSizeLimit: config.K8S_LAYER_BUILDER_TMP_SIZE,
+    },
+    installer: { npmIgnoreScripts: config.LAYER_NPM_IGNORE_SCRIPTS },
+    maxBytes: config.LAYER_CACHE_MAX_MB * 1024 * 1024,
+    minIdleMs: config.LAYER_EVICT_MIN_IDLE_MS,
+    workerId: config.WORKER_ID,
+    logger,
+  });
+}
+
+/** The single-flight resolver in front of either backend (lock, failures and counters in Redis). */
+export function layerResolver(config: WorkerConfig, backend: LayerBackend, redis: Redis, logger: Logger): LayerResolver {
+  return new LayerResolver({
+    backend,
+    redis,
+    keyPrefix: `${config.QUEUE_PREFIX}:`,
+    normalise: normaliseDependencies,
+    installTimeoutMs: config.LAYER_INSTALL_TIMEOUT_MS,
+    lockTtlMs: config.LAYER_LOCK_TTL_MS,
+    failureTtlMs: config.LAYER_FAILURE_TTL_MS,
+    owner: config.WORKER_ID,
+    logger,
+  });
+}
