@@ -9,6 +9,7 @@ import {
   LayerResolver,
   LayerResolvingDriver,
   PodLayerBackend,
+  layerBuilderPodName,
   layerKey,
   type SandboxOutcome,
   type SandboxRequest,
@@ -41,7 +42,7 @@ let cleaner: PodLayerBackend;
 const builderPods = new Set<string>();
 let builderWatch: AbortController | undefined;
 
-function backend(prefix: string): PodLayerBackend {
+function backend(prefix: string, volumeClaim = LAYER_VOLUME_CLAIM): PodLayerBackend {
   return new PodLayerBackend({
     kubeConfig: workerKube,
     redis,
@@ -50,7 +51,7 @@ function backend(prefix: string): PodLayerBackend {
       namespace: SANDBOX_NAMESPACE,
       images: RUNTIME_IMAGES,
       imagePullPolicy: 'IfNotPresent',
-      volumeClaim: LAYER_VOLUME_CLAIM,
+      volumeClaim,
       caConfigMap: LAYER_CA_CONFIGMAP,
       env: {},
       cpuMillis: 1000,
@@ -202,7 +203,7 @@ describe('dependency layers on the kubernetes driver', () => {
     const key = layerKey(PY_IMAGE_RUNTIME, 'pypi', normaliseDependencies('python', SETS.killed));
     const code = 'import requests\ndef main(args):\n    return {"v": requests.__version__}\n';
     const pending = run(layered, request('python', code, SETS.killed));
-    const name = `podflow-layer-${key.slice(0, 40)}`;
+    const name = layerBuilderPodName(key);
     // As soon as pip runs in the builder, delete the pod the way an eviction or an operator would.
     await waitForRunning(name);
     await adminCore.deleteNamespacedPod({ name, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 });
@@ -229,6 +230,14 @@ describe('dependency layers on the kubernetes driver', () => {
     const js = await run(layered, request('javascript', 'function main() { return {} }', [`${name}@1.0.0`]));
     expect(js.error!.code).toBe('DEPENDENCY_INSTALL_FAILED');
     expect(js.error!.message).toMatch(/npm could not install .*404/s);
+  });
+
+  it('a builder that cannot start says why instead of timing out silently', async () => {
+    const prefix = freshPrefix();
+    const resolver = new LayerResolver({ backend: backend(prefix, 'no-such-claim'), redis, keyPrefix: `${prefix}:`, normalise: normaliseDependencies, installTimeoutMs: 15_000, owner: 'test' });
+    const outcome = await run(new LayerResolvingDriver(driver, resolver), request('python', 'def main(args): return {}', ['tabulate==0.9.0']));
+    expect(outcome.error).toMatchObject({ code: 'SANDBOX_START_TIMEOUT' });
+    expect(outcome.error!.message).toMatch(/did not start within 15 s: .*no-such-claim/);
   });
 
   it('a node without dependencies gets no layer volume', async () => {

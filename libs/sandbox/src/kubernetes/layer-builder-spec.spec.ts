@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BUILDER_SCRIPT, LAYER_BUILDER_ROLE, buildLayerBuilderPod, layerBuilderPodName, manifestFromLog, MANIFEST_BEGIN, MANIFEST_END, type LayerBuilderPlacement } from './layer-builder-spec';
+import { BUILDER_SCRIPT, CLEANUP_SCRIPT, LAYER_BUILDER_ROLE, buildLayerBuilderPod, buildLayerCleanupPod, layerBuilderPodName, manifestFromLog, MANIFEST_BEGIN, MANIFEST_END, type LayerBuilderPlacement } from './layer-builder-spec';
 import { buildSandboxPod, type PodPlacement } from './pod-spec';
 
 const KEY = 'a'.repeat(64);
@@ -119,5 +119,27 @@ describe('BUILDER_SCRIPT', () => {
     expect(failed.output).toContain('ERROR: No matching distribution');
     expect(existsSync(join(volume, KEY))).toBe(false);
     expect(readdirSync(join(volume, '.building'))).toEqual([]);
+  });
+
+  it('the cleanup script removes evicted layers and nothing else', () => {
+    expect(builder(install).code).toBe(0);
+    const other = 'b'.repeat(64);
+    mkdirSync(join(volume, other, 'python'), { recursive: true });
+    writeFileSync(join(volume, other, '.podflow-layer.json'), '{}');
+    const cleanup = spawnSync('bwrap', ['--bind', '/', '/', '--dev', '/dev', '--bind', volume, '/layers', 'sh', '-c', CLEANUP_SCRIPT, 'cleanup', KEY], { encoding: 'utf8' });
+    expect(cleanup.status).toBe(0);
+    expect(existsSync(join(volume, KEY))).toBe(false);
+    expect(existsSync(join(volume, other, '.podflow-layer.json'))).toBe(true);
+    expect(readdirSync(join(volume, '.trash'))).toEqual([]);
+  });
+});
+
+describe('buildLayerCleanupPod', () => {
+  it('is a builder-role pod on the layer volume, without the installer CA or environment', () => {
+    const pod = buildLayerCleanupPod({ name: 'podflow-layer-gc-1', keys: [KEY], workerId: 'w' }, placement);
+    expect(pod.metadata!.labels).toMatchObject({ 'podflow.dev/role': LAYER_BUILDER_ROLE, 'podflow.dev/layer': 'cleanup' });
+    expect(pod.spec!.containers[0]!.command).toEqual(['sh', '-c', CLEANUP_SCRIPT, 'podflow-layer-cleanup', KEY]);
+    expect(pod.spec!.containers[0]!.env).toEqual([]);
+    expect(pod.spec!.volumes!.map((v) => v.name)).toEqual(['layers', 'tmp']);
   });
 });

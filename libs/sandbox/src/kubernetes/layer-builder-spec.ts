@@ -1,7 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { LayerManifest } from '../layers/layer';
 import { LABELS, MANAGED_BY, labelValue } from './pod-identity';
-import { SANDBOX_UID, type PodPlacement } from './pod-spec';
+import { RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, schedulingOf, type PodPlacement } from './pod-spec';
 
 export const LAYER_BUILDER_ROLE = 'layer-builder';
 export const LAYER_BUILDER_CONTAINER = 'builder';
@@ -77,33 +77,84 @@ emit
  * own NetworkPolicy, k8s/manifests/sandbox/30-layer-builder-network-policy.yaml).
  */
 export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerBuilderPlacement): V1Pod {
-  const image = input.language === 'python' ? placement.images.python : placement.images.node;
   const ca = placement.caConfigMap ? `${CA_DIR}/ca.crt` : undefined;
-  const env: Record<string, string> = {
-    HOME: '/tmp/home',
-    TMPDIR: '/tmp',
-    LANG: 'C.UTF-8',
-    PIP_NO_INPUT: '1',
-    PIP_DISABLE_PIP_VERSION_CHECK: '1',
-    npm_config_cache: '/tmp/home/.npm',
-    npm_config_update_notifier: 'false',
-    ...(ca ? { PIP_CERT: ca, NODE_EXTRA_CA_CERTS: ca, SSL_CERT_FILE: ca, REQUESTS_CA_BUNDLE: ca } : {}),
-    ...placement.env,
-    PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...input.manifest, sizeBytes: 0 }),
-  };
+  return layerVolumePod(placement, {
+    name: layerBuilderPodName(input.key),
+    workerId: input.workerId,
+    layerLabel: input.key.slice(0, 63),
+    annotations: { 'podflow.dev/layer-key': input.key, 'podflow.dev/specs': input.manifest.specs.join(' ') },
+    image: input.language === 'python' ? placement.images.python : placement.images.node,
+    command: ['sh', '-c', BUILDER_SCRIPT, 'podflow-layer-builder', input.key, input.staging, ...input.installer],
+    env: {
+      HOME: '/tmp/home',
+      TMPDIR: '/tmp',
+      LANG: 'C.UTF-8',
+      PIP_NO_INPUT: '1',
+      PIP_DISABLE_PIP_VERSION_CHECK: '1',
+      npm_config_cache: '/tmp/home/.npm',
+      npm_config_update_notifier: 'false',
+      ...(ca ? { PIP_CERT: ca, NODE_EXTRA_CA_CERTS: ca, SSL_CERT_FILE: ca, REQUESTS_CA_BUNDLE: ca } : {}),
+      ...placement.env,
+      PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...input.manifest, sizeBytes: 0 }),
+    },
+    caConfigMap: placement.caConfigMap,
+    activeDeadlineSeconds: input.activeDeadlineSeconds,
+  });
+}
+
+/**
+ * Removes evicted layers from the volume (each unpublished by one rename first, so a lookup never
+ * sees half a layer) and staging directories of builders dead for two hours.
+ */
+export const CLEANUP_SCRIPT = `set -u
+mkdir -p ${LAYERS_VOLUME_PATH}/.trash
+for key in "$@"; do mv -T "${LAYERS_VOLUME_PATH}/$key" "${LAYERS_VOLUME_PATH}/.trash/$key-$$" 2>/dev/null; done
+rm -rf ${LAYERS_VOLUME_PATH}/.trash/*
+find ${LAYERS_VOLUME_PATH}/.building -mindepth 1 -maxdepth 1 -mmin +120 -exec rm -rf {} + 2>/dev/null
+exit 0
+`;
+
+/** A short pod that deletes `keys` from the layer volume (`CLEANUP_SCRIPT`); it needs no network. */
+export function buildLayerCleanupPod(input: { name: string; keys: string[]; workerId: string }, placement: LayerBuilderPlacement): V1Pod {
+  return layerVolumePod(placement, {
+    name: input.name,
+    workerId: input.workerId,
+    layerLabel: 'cleanup',
+    annotations: { 'podflow.dev/layer-keys': input.keys.join(' ') },
+    image: placement.images.python,
+    command: ['sh', '-c', CLEANUP_SCRIPT, 'podflow-layer-cleanup', ...input.keys],
+    env: {},
+    activeDeadlineSeconds: 300,
+  });
+}
+
+interface LayerVolumePodInput {
+  name: string;
+  workerId: string;
+  layerLabel: string;
+  annotations: Record<string, string>;
+  image: string;
+  command: string[];
+  env: Record<string, string>;
+  caConfigMap?: string;
+  activeDeadlineSeconds: number;
+}
+
+/** What builder and cleanup pods share: the restricted profile, the volume read-write, a sized /tmp. */
+function layerVolumePod(placement: LayerBuilderPlacement, input: LayerVolumePodInput): V1Pod {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: layerBuilderPodName(input.key),
+      name: input.name,
       namespace: placement.namespace,
       labels: {
         [LABELS.managedBy]: MANAGED_BY,
         [LABELS.role]: LAYER_BUILDER_ROLE,
-        'podflow.dev/layer': input.key.slice(0, 63),
+        'podflow.dev/layer': input.layerLabel,
         [LABELS.worker]: labelValue(input.workerId),
       },
-      annotations: { 'podflow.dev/layer-key': input.key, 'podflow.dev/specs': input.manifest.specs.join(' ') },
+      annotations: input.annotations,
     },
     spec: {
       restartPolicy: 'Never',
@@ -113,31 +164,17 @@ export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerB
       dnsPolicy: 'Default',
       terminationGracePeriodSeconds: 0,
       activeDeadlineSeconds: input.activeDeadlineSeconds,
-      securityContext: {
-        runAsNonRoot: true,
-        runAsUser: SANDBOX_UID,
-        runAsGroup: SANDBOX_UID,
-        fsGroup: SANDBOX_UID,
-        seccompProfile: { type: 'RuntimeDefault' },
-      },
-      ...(placement.nodeSelector ? { nodeSelector: placement.nodeSelector } : {}),
-      ...(placement.tolerations ? { tolerations: placement.tolerations } : {}),
-      ...(placement.imagePullSecrets?.length ? { imagePullSecrets: placement.imagePullSecrets.map((name) => ({ name })) } : {}),
+      securityContext: RESTRICTED_POD_SECURITY,
+      ...schedulingOf(placement),
       containers: [
         {
           name: LAYER_BUILDER_CONTAINER,
-          image,
+          image: input.image,
           imagePullPolicy: placement.imagePullPolicy,
-          command: ['sh', '-c', BUILDER_SCRIPT, 'podflow-layer-builder', input.key, input.staging, ...input.installer],
+          command: input.command,
           workingDir: '/tmp',
-          env: Object.entries(env).map(([name, value]) => ({ name, value })),
-          securityContext: {
-            runAsNonRoot: true,
-            allowPrivilegeEscalation: false,
-            privileged: false,
-            readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'] },
-          },
+          env: Object.entries(input.env).map(([name, value]) => ({ name, value })),
+          securityContext: RESTRICTED_CONTAINER_SECURITY,
           resources: {
             requests: { cpu: `${Math.max(1, Math.floor(placement.cpuMillis / 4))}m`, memory: String(Math.floor(placement.memoryBytes / 4)) },
             limits: { cpu: `${placement.cpuMillis}m`, memory: String(placement.memoryBytes) },
@@ -145,14 +182,14 @@ export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerB
           volumeMounts: [
             { name: 'layers', mountPath: LAYERS_VOLUME_PATH },
             { name: 'tmp', mountPath: '/tmp' },
-            ...(placement.caConfigMap ? [{ name: 'ca', mountPath: CA_DIR, readOnly: true }] : []),
+            ...(input.caConfigMap ? [{ name: 'ca', mountPath: CA_DIR, readOnly: true }] : []),
           ],
         },
       ],
       volumes: [
         { name: 'layers', persistentVolumeClaim: { claimName: placement.volumeClaim } },
         { name: 'tmp', emptyDir: { sizeLimit: placement.tmpSizeLimit } },
-        ...(placement.caConfigMap ? [{ name: 'ca', configMap: { name: placement.caConfigMap } }] : []),
+        ...(input.caConfigMap ? [{ name: 'ca', configMap: { name: input.caConfigMap } }] : []),
       ],
     },
   };

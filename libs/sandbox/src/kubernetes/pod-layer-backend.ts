@@ -11,6 +11,7 @@ import {
   LAYER_BUILDER_CONTAINER,
   LAYERS_VOLUME_PATH,
   buildLayerBuilderPod,
+  buildLayerCleanupPod,
   layerBuilderPodName,
   manifestFromLog,
   type LayerBuilderPlacement,
@@ -98,6 +99,13 @@ export class PodLayerBackend implements LayerBackend {
       const ending = await this.awaitEnd(watch, timeoutMs);
       if (ending === 'gone') {
         throw new PodflowError('SANDBOX_LOST', `the dependency layer builder pod ${this.namespace}/${name} was deleted before it finished; nothing was published and the next attempt builds the layer again`);
+      }
+      if (ending === 'timeout') {
+        // A builder that never started (no such claim, unschedulable, image pull) has no log to show.
+        const stage = watch.pod ? podStage(watch.pod, LAYER_BUILDER_CONTAINER) : undefined;
+        if (!stage || stage.kind === 'pending') {
+          throw new PodflowError('SANDBOX_START_TIMEOUT', `the dependency layer builder pod ${this.namespace}/${name} did not start within ${describeDuration(timeoutMs)}: ${stage?.problem ?? 'it stayed Pending'}; check the claim ${this.options.placement.volumeClaim} and the runtime image`);
+        }
       }
       const log = await this.readLog(name);
       if (ending === 'timeout') {
@@ -215,26 +223,18 @@ export class PodLayerBackend implements LayerBackend {
     });
   }
 
-  /** Deletes evicted layers and stale staging directories on the volume, in a short builder-image pod. */
+  /** Deletes evicted layers and stale staging directories on the volume, in a short pod (`CLEANUP_SCRIPT`). */
   private async runCleanup(keys: string[]): Promise<void> {
     const name = `podflow-layer-gc-${randomBytes(5).toString('hex')}`;
-    const script = `set -u
-mkdir -p ${LAYERS_VOLUME_PATH}/.trash
-for key in "$@"; do mv -T "${LAYERS_VOLUME_PATH}/$key" "${LAYERS_VOLUME_PATH}/.trash/$key-$$" 2>/dev/null; done
-rm -rf ${LAYERS_VOLUME_PATH}/.trash/*
-find ${LAYERS_VOLUME_PATH}/.building -mindepth 1 -maxdepth 1 -mmin +120 -exec rm -rf {} + 2>/dev/null
-exit 0`;
-    const pod = buildLayerBuilderPod(
-      { key: 'gc', language: 'python', installer: [], staging: '', manifest: { key: 'gc', runtimeId: '', ecosystem: 'pypi', specs: [], createdAt: '', builtBy: name }, workerId: this.options.workerId, activeDeadlineSeconds: 300 },
-      { ...this.options.placement, caConfigMap: undefined },
-    );
-    pod.metadata!.name = name;
-    pod.spec!.containers[0].command = ['sh', '-c', script, 'podflow-layer-gc', ...keys];
+    const pod = buildLayerCleanupPod({ name, keys, workerId: this.options.workerId }, this.options.placement);
     const watch = new PodWatch(this.options.kubeConfig, this.core, this.namespace, name);
     try {
       await watch.start();
       await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
-      await this.awaitEnd(watch, 300_000);
+      const ending = await this.awaitEnd(watch, 300_000);
+      if (ending === 'gone' || ending === 'timeout' || ending.kind === 'failed' || ending.exitCode !== 0) {
+        this.options.logger?.warn({ keys, ending }, 'the layer cleanup pod did not finish; the directories stay on the volume until the next cleanup');
+      }
     } catch (error) {
       this.options.logger?.warn({ error: String(error), keys }, 'could not remove evicted dependency layers from the volume');
     } finally {

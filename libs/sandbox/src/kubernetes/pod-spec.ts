@@ -1,4 +1,4 @@
-import type { V1Pod, V1Toleration } from '@kubernetes/client-node';
+import type { V1Pod, V1PodSecurityContext, V1PodSpec, V1SecurityContext, V1Toleration } from '@kubernetes/client-node';
 import type { Language } from '@podflow/protocol';
 import { LAYER_MOUNT_PATH, layerEnv, type Ecosystem } from '../layers/layer';
 import { ANNOTATIONS, LABELS, MANAGED_BY, SANDBOX_ROLE, executionLabel, labelValue, podNameFor } from './pod-identity';
@@ -25,6 +25,33 @@ export interface PodPlacement {
   tmpSizeLimit: string;
   /** The PersistentVolumeClaim holding dependency layers; needed only by nodes with dependencies. */
   layerVolumeClaim?: string;
+}
+
+/** Pod-level security of every podflow pod (sandboxes and layer builders): the restricted Pod Security profile. */
+export const RESTRICTED_POD_SECURITY: V1PodSecurityContext = {
+  runAsNonRoot: true,
+  runAsUser: SANDBOX_UID,
+  runAsGroup: SANDBOX_UID,
+  fsGroup: SANDBOX_UID,
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+/** Container-level security of every podflow pod: no privilege, no capability, read-only root. */
+export const RESTRICTED_CONTAINER_SECURITY: V1SecurityContext = {
+  runAsNonRoot: true,
+  allowPrivilegeEscalation: false,
+  privileged: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+};
+
+/** Node selector, tolerations and pull secrets, where the worker's configuration sets them. */
+export function schedulingOf(placement: Pick<PodPlacement, 'nodeSelector' | 'tolerations' | 'imagePullSecrets'>): Partial<V1PodSpec> {
+  return {
+    ...(placement.nodeSelector ? { nodeSelector: placement.nodeSelector } : {}),
+    ...(placement.tolerations ? { tolerations: placement.tolerations } : {}),
+    ...(placement.imagePullSecrets?.length ? { imagePullSecrets: placement.imagePullSecrets.map((name) => ({ name })) } : {}),
+  };
 }
 
 export interface SandboxPodInput {
@@ -98,17 +125,9 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
       dnsPolicy: 'Default',
       terminationGracePeriodSeconds: 0,
       activeDeadlineSeconds: input.activeDeadlineSeconds,
-      securityContext: {
-        runAsNonRoot: true,
-        runAsUser: SANDBOX_UID,
-        runAsGroup: SANDBOX_UID,
-        fsGroup: SANDBOX_UID,
-        seccompProfile: { type: 'RuntimeDefault' },
-      },
+      securityContext: RESTRICTED_POD_SECURITY,
       ...(placement.runtimeClassName ? { runtimeClassName: placement.runtimeClassName } : {}),
-      ...(placement.nodeSelector ? { nodeSelector: placement.nodeSelector } : {}),
-      ...(placement.tolerations ? { tolerations: placement.tolerations } : {}),
-      ...(placement.imagePullSecrets?.length ? { imagePullSecrets: placement.imagePullSecrets.map((name) => ({ name })) } : {}),
+      ...schedulingOf(placement),
       containers: [
         {
           name: CONTAINER_NAME,
@@ -128,13 +147,7 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
             { name: 'MALLOC_ARENA_MAX', value: '2' },
             ...Object.entries(layerVars).map(([name, value]) => ({ name, value })),
           ],
-          securityContext: {
-            runAsNonRoot: true,
-            allowPrivilegeEscalation: false,
-            privileged: false,
-            readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'] },
-          },
+          securityContext: RESTRICTED_CONTAINER_SECURITY,
           resources: {
             requests: { cpu: `${requestCpu}m`, memory: String(requestMemory) },
             limits: { cpu: `${cpuMillis}m`, memory: String(memoryBytes) },

@@ -1,8 +1,9 @@
 import { PodflowError, type Language } from '@podflow/protocol';
+import { ecosystemOf } from '@podflow/workflow';
 import type { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import type { SandboxLogger } from '../isolation-plan';
-import { ecosystemOf, layerKey, type LayerManifest, type LayerSpec, type ResolvedLayer } from './layer';
+import { layerKey, type LayerManifest, type LayerSpec, type ResolvedLayer } from './layer';
 import { LayerLock } from './layer-lock';
 
 /**

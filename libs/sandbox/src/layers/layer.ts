@@ -1,3 +1,4 @@
+import type { DependencyEcosystem } from '@podflow/workflow';
 import { createHash } from 'node:crypto';
 
 /** Where a dependency layer appears inside every sandbox, read-only (both drivers). */
@@ -5,7 +6,8 @@ export const LAYER_MOUNT_PATH = '/opt/podflow/layer';
 /** Written last into a layer, before it is published: a directory without it is never trusted. */
 export const LAYER_MANIFEST_FILE = '.podflow-layer.json';
 
-export type Ecosystem = 'pypi' | 'npm';
+/** Where a layer's packages come from (`@podflow/workflow` decides it from the language). */
+export type Ecosystem = DependencyEcosystem;
 
 /** What to build: one runtime plus one normalised, sorted set of package specs. */
 export interface LayerSpec {
@@ -48,10 +50,6 @@ export interface ResolvedLayer {
 export function layerKey(runtimeId: string, ecosystem: Ecosystem, specs: readonly string[]): string {
   const canonical = JSON.stringify({ v: 1, runtime: runtimeId, ecosystem, specs: [...specs].sort() });
   return createHash('sha256').update(canonical).digest('hex');
-}
-
-export function ecosystemOf(language: 'python' | 'typescript' | 'javascript'): Ecosystem {
-  return language === 'python' ? 'pypi' : 'npm';
 }
 
 /** The directory inside a layer the language imports from. */

@@ -2,7 +2,7 @@ import { normaliseDependencies } from '@podflow/workflow';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SandboxOutcome, SandboxRequest } from '../driver';
@@ -49,7 +49,8 @@ beforeAll(async () => {
   redis = new Redis(redisUrl);
   root = await mkdtemp(join(tmpdir(), 'podflow-layers-spec-'));
   workRoot = await mkdtemp(join(tmpdir(), 'podflow-layers-work-'));
-  await import('node:fs/promises').then((fs) => fs.chmod(workRoot, 0o711));
+  // Sandboxes running as dedicated uids must be able to traverse it (mkdtemp makes it 0700).
+  await chmod(workRoot, 0o711);
   driver = new ProcessDriver({ isolation: 'bubblewrap', workRoot, logger });
 });
 
