@@ -63,3 +63,9 @@ export interface SandboxDriver {
   /** Releases driver-wide resources (watchers, pools). */
   close(): Promise<void>;
 }
+
+/** Injected logger; pino-compatible `(obj, msg)` calls. */
+export interface SandboxLogger {
+  warn(obj: Record<string, unknown>, msg: string): void;
+  info(obj: Record<string, unknown>, msg: string): void;
+}

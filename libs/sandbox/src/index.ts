@@ -17,18 +17,20 @@
  * ```
  */
 export type { CollectedFile, LayerUse, SandboxDriver, SandboxOutcome, SandboxRequest } from './driver';
-export { ProcessDriver } from './process-driver';
-export type { ProcessDriverOptions } from './process-driver';
-export { NOT_ISOLATED_WARNING } from './isolation-plan';
-export type { IsolationMode, IsolationReport, SandboxLogger } from './isolation-plan';
-export { DEFAULT_PROCESS_LIMITS, parseMemoryQuantity, rlimitsFor } from './limits';
-export type { ExecutionRlimits, ProcessLimits } from './limits';
-export { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_RUNNER_PATHS } from './bubblewrap';
-export type { BubblewrapSpec, RootEntry, SyntheticEtc } from './bubblewrap';
-export { collectFiles } from './file-collect';
-export type { FileCollectLimits, FileCollectResult, RejectedFile } from './file-collect';
-export { DEFAULT_SANDBOX_UIDS } from './uid-pool';
-export type { UidRange } from './uid-pool';
+export { ProcessDriver } from './process/process-driver';
+export type { ProcessDriverOptions } from './process/process-driver';
+export type { SandboxLogger } from './driver';
+export { NOT_ISOLATED_WARNING } from './process/isolation-plan';
+export type { IsolationMode, IsolationReport } from './process/isolation-plan';
+export { parseMemoryQuantity } from './limits';
+export { DEFAULT_PROCESS_LIMITS, rlimitsFor } from './process/rlimits';
+export type { ExecutionRlimits, ProcessLimits } from './process/rlimits';
+export { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_RUNNER_PATHS } from './process/bubblewrap';
+export type { BubblewrapSpec, RootEntry, SyntheticEtc } from './process/bubblewrap';
+export { collectFiles } from './process/file-collect';
+export type { FileCollectLimits, FileCollectResult, RejectedFile } from './process/file-collect';
+export { DEFAULT_SANDBOX_UIDS } from './process/uid-pool';
+export type { UidRange } from './process/uid-pool';
 export { KubernetesDriver } from './kubernetes/kubernetes-driver';
 export type { KubernetesDriverOptions } from './kubernetes/kubernetes-driver';
 export { buildSandboxPod, runnerCommand, CONTAINER_NAME, RUNNER_DIR } from './kubernetes/pod-spec';

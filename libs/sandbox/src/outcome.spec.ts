@@ -1,6 +1,6 @@
 import type { RunnerResponse } from '@podflow/protocol';
 import { classifyOutcome, type OutcomeContext } from './outcome';
-import type { SandboxProcessResult } from './sandbox-process';
+import type { SandboxProcessResult } from './process/sandbox-process';
 
 const ctx: OutcomeContext = {
   timeoutMs: 2_500,

@@ -1,6 +1,6 @@
 import type { CapturedLogs, JsonObject, NodeError, RunnerResponse } from '@podflow/protocol';
 import { constants } from 'node:os';
-import type { SandboxProcessResult } from './sandbox-process';
+import type { SandboxProcessResult } from './process/sandbox-process';
 
 /** What the driver knows about an execution when it classifies how it ended. */
 export interface OutcomeContext {

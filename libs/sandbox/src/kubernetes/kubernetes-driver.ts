@@ -4,7 +4,7 @@ import { parseFileFrames, parseRunnerOutputBuffer, type EmittedFile } from '@pod
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from '../driver';
-import type { SandboxLogger } from '../isolation-plan';
+import type { SandboxLogger } from '../driver';
 import { mergeRunnerLimits } from '../limits';
 import { ANNOTATIONS, podNameFor } from './pod-identity';
 import { CONTAINER_NAME, SANDBOX_HOME, buildSandboxPod, type PodPlacement } from './pod-spec';

@@ -2,7 +2,7 @@ import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node'
 import { PodflowError, type Language } from '@podflow/protocol';
 import type { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
-import type { SandboxLogger } from '../isolation-plan';
+import type { SandboxLogger } from '../driver';
 import { chooseEvictions } from '../layers/eviction';
 import { describeDuration, installerArgv, installerOutputTail, installFailureMessage, type InstallerOptions } from '../layers/installer';
 import { parseLayerManifest, type LayerManifest, type LayerSpec } from '../layers/layer';

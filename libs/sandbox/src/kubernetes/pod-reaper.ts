@@ -1,5 +1,5 @@
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
-import type { SandboxLogger } from '../isolation-plan';
+import type { SandboxLogger } from '../driver';
 import { LAYER_BUILDER_SELECTOR } from './layer-builder-spec';
 import { ANNOTATIONS, SANDBOX_SELECTOR } from './pod-identity';
 

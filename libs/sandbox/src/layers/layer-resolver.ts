@@ -2,7 +2,7 @@ import { PodflowError, type Language } from '@podflow/protocol';
 import { ecosystemOf } from '@podflow/workflow';
 import type { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
-import type { SandboxLogger } from '../isolation-plan';
+import type { SandboxLogger } from '../driver';
 import { layerKey, type LayerManifest, type LayerSpec, type ResolvedLayer } from './layer';
 import { LayerLock } from './layer-lock';
 

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SandboxLogger } from '../isolation-plan';
+import type { SandboxLogger } from '../driver';
 import { chooseEvictions, type LayerUsage } from './eviction';
 import { describeDuration, installerArgv, installerEnv, installerOutputTail, installFailureMessage, type InstallerCommands, type InstallerOptions } from './installer';
 import { LAYER_MANIFEST_FILE, layerImportDir, parseLayerManifest, type LayerManifest, type LayerSpec } from './layer';

@@ -6,7 +6,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SandboxOutcome, SandboxRequest } from '../driver';
-import { ProcessDriver } from '../process-driver';
+import { ProcessDriver } from '../process/process-driver';
 import { LAYER_MANIFEST_FILE, layerKey } from './layer';
 import { LayerResolver } from './layer-resolver';
 import { LayerResolvingDriver } from './layered-driver';

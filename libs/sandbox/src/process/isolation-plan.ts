@@ -11,16 +11,11 @@ import {
   sweepStaleExecutions,
   writeSyntheticEtc,
 } from './host-probe';
+import type { SandboxLogger } from '../driver';
 import { UidPool, type UidRange } from './uid-pool';
 
 /** Which sandboxing the process driver applies; `auto` picks bubblewrap when it works here. */
 export type IsolationMode = 'bubblewrap' | 'none' | 'auto';
-
-/** Injected logger; pino-compatible `(obj, msg)` calls. */
-export interface SandboxLogger {
-  warn(obj: Record<string, unknown>, msg: string): void;
-  info(obj: Record<string, unknown>, msg: string): void;
-}
 
 /** What the driver settled on at start-up; `ProcessDriver.init()` returns it. */
 export interface IsolationReport {

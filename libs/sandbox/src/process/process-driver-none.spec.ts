@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SandboxRequest } from './driver';
+import type { SandboxRequest } from '../driver';
 import { NOT_ISOLATED_WARNING } from './isolation-plan';
 import { ProcessDriver } from './process-driver';
 

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, realpath } from 'node:fs/promises';
 import { isAbsolute, posix, resolve, sep } from 'node:path';
-import type { CollectedFile } from './driver';
+import type { CollectedFile } from '../driver';
 
 export interface FileCollectLimits {
   maxFiles: number;

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { SandboxOutcome, SandboxRequest } from './driver';
+import type { SandboxOutcome, SandboxRequest } from '../driver';
 import { ProcessDriver } from './process-driver';
 
 // Real processes in a real bubblewrap sandbox: nothing here is mocked.

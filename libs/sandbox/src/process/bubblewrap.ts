@@ -4,7 +4,7 @@
  * (`host-probe.ts`) and passed in, so every decision here is unit-tested without a sandbox.
  */
 
-import { LAYER_MOUNT_PATH } from './layers/layer';
+import { LAYER_MOUNT_PATH } from '../layers/layer';
 
 /** The code's working directory inside the sandbox (DESIGN.md, the Code node contract). */
 export const SANDBOX_HOME = '/home/user';
