@@ -22,7 +22,7 @@
  * const same = ref ? await payloads.load(ref) : output; // checked against ref.sha256
  * ```
  */
-export { LocalDiskStore } from './local-disk-store';
+export { LocalDiskStore, MAX_URL_CLOCK_SKEW_SECONDS } from './local-disk-store';
 export type { LocalDiskStoreOptions } from './local-disk-store';
 export { MAX_S3_URL_TTL_SECONDS, S3Store } from './s3-store';
 export type { S3StoreOptions } from './s3-store';

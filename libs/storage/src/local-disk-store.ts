@@ -15,8 +15,16 @@ export interface LocalDiskStoreOptions {
   publicBaseUrl: string;
   /** HMAC key for URL signatures; every coordinator and worker sharing the store needs the same. */
   secret: string;
+  /** Lifetime of a URL when the caller asks for none, and the longest `verify` accepts (FILE_URL_TTL_SECONDS). */
   defaultTtlSeconds: number;
 }
+
+/**
+ * Clock difference tolerated between the process that signed a URL (a worker) and the one that
+ * verifies it (a coordinator): an `expires` further ahead than the TTL plus this was not signed by
+ * this deployment's rules (a forged or leaked long-lived URL) and is refused.
+ */
+export const MAX_URL_CLOCK_SKEW_SECONDS = 120;
 
 /**
  * The embedded default store: objects on local disk, served by the coordinator through
@@ -61,7 +69,8 @@ export class LocalDiskStore implements ObjectStore {
 
   /**
    * Checks a URL's `expires` and `signature` for `key`. Returns a reason when the URL must be
-   * refused, `undefined` when it is good.
+   * refused, `undefined` when it is good. An expiry beyond the configured TTL (plus clock skew) is
+   * refused even with a valid signature: whoever holds the secret must not mint URLs for years.
    */
   verify(key: string, expires: string | undefined, signature: string | undefined, now = Date.now()): string | undefined {
     if (!expires || !signature || !/^\d+$/.test(expires)) return 'the URL has no valid expires/signature parameters';
@@ -69,6 +78,11 @@ export class LocalDiskStore implements ObjectStore {
     const given = Buffer.from(signature, 'hex');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'the URL signature does not match';
     if (Number(expires) * 1000 < now) return 'the URL has expired; ask for a fresh one with POST /v1/runs/:id/nodes/:nodeId/files/sign';
+    // Checked after the signature so a refusal never tells a forger which expiry would pass.
+    const latest = Math.floor(now / 1000) + this.options.defaultTtlSeconds + MAX_URL_CLOCK_SKEW_SECONDS;
+    if (Number(expires) > latest) {
+      return `the URL expires further ahead than FILE_URL_TTL_SECONDS (${this.options.defaultTtlSeconds}s) allows; ask for a fresh one with POST /v1/runs/:id/nodes/:nodeId/files/sign`;
+    }
     return undefined;
   }
 
