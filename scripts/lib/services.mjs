@@ -42,11 +42,15 @@ export function ensureSystemPackage(binary, debianPackage, why) {
   return which(binary);
 }
 
-/** `npm install` on a fresh clone (see .ci/run for why not `npm ci`), then an Nx build (cached). */
+/**
+ * `npm ci` on a fresh clone (exactly the locked versions, and package-lock.json is never rewritten,
+ * so `npm start` leaves a clean tree), then an Nx build (cached). An existing node_modules is left
+ * alone: `npm ci` would delete it under whatever else is running from it.
+ */
 export function ensureInstalledAndBuilt() {
   if (!existsSync(join(ROOT, 'node_modules', '.package-lock.json'))) {
-    say('installing npm dependencies (npm install, locked versions)');
-    run('npm', ['install', '--no-audit', '--no-fund']);
+    say('installing npm dependencies (npm ci, locked versions)');
+    run('npm', ['ci', '--no-audit', '--no-fund']);
   }
   say('building (nx run-many -t build)');
   run('npx', ['nx', 'run-many', '-t', 'build', '--output-style=static'], { env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true' }, stdio: ['ignore', 'ignore', 'inherit'] });
