@@ -17,6 +17,8 @@ export { DEFAULT_KEY_PREFIX, QUEUE_NAMES, cancelChannel, canceledSetKey, resultJ
 export type { ResultMessage, SubmissionMessage } from './queues';
 export { DEFAULT_RUNNER_LIMITS, fileFrameMarker, filesEndMarker, requestReceivedMarker, responseEndMarker, responseStartMarker } from './runner';
 export type { RunnerFile, RunnerLimits, RunnerRequest, RunnerResponse } from './runner';
+export { FILE_PATH_EXAMPLES, FILE_PATH_RULE, MAX_FILE_NAME_BYTES, MAX_FILE_PATH_BYTES, unstorableFilesError, unstorablePathReason } from './file-paths';
+export type { UnstorableFile } from './file-paths';
 export type { RunEventMessage } from './events';
 export { DEFAULT_OUTPUT_INLINE_MAX_BYTES, PAYLOAD_CONTENT_TYPE } from './payloads';
 export type { PayloadRef } from './payloads';

@@ -32,6 +32,16 @@ DEFAULT_LIMITS = {
 }
 # Deeper than this is almost surely a mistake, and json.dumps would hit the recursion limit anyway.
 MAX_OUTPUT_DEPTH = 512
+# Which captured paths can be stored: a copy of libs/protocol/src/file-paths.ts (the reasons are
+# the same strings; both are tested against its FILE_PATH_EXAMPLES).
+MAX_FILE_NAME_BYTES = 255
+MAX_FILE_PATH_BYTES = 512
+FILE_PATH_RULE = (
+    f"file names must be valid UTF-8 without control characters or backslashes, at most {MAX_FILE_NAME_BYTES} "
+    f"bytes per name and {MAX_FILE_PATH_BYTES} bytes per path"
+)
+LISTED_UNSTORABLE_FILES = 5
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 READ_CHUNK = 1024 * 1024
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -45,6 +55,7 @@ class UserError(Exception):
         self.message = message
         self.type_name = type_name
         self.stack = stack
+        self.details = None
 
     def to_json(self):
         error = {"code": self.code, "message": self.message}
@@ -52,6 +63,8 @@ class UserError(Exception):
             error["type"] = self.type_name
         if self.stack:
             error["stack"] = self.stack
+        if self.details:
+            error["details"] = self.details
         return error
 
 
@@ -234,10 +247,64 @@ def read_captured(root, rel):
         os.close(fd)
 
 
+def unstorable_path_reason(rel):
+    """Why ``rel`` cannot be stored, or None; see libs/protocol/src/file-paths.ts. A name that is
+    not valid UTF-8 arrives from os.scandir with surrogate escapes, which do not encode."""
+    if not isinstance(rel, str) or rel == "":
+        return "the path is empty"
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8"
+    control = CONTROL_CHARACTER.search(rel)
+    if control:
+        return f"the name contains the control character U+{ord(control.group()):04X}"
+    if "\\" in rel:
+        return "the name contains a backslash (\\), a path separator on Windows"
+    if rel.startswith("/"):
+        return "the path is absolute"
+    segments = rel.split("/")
+    if any(segment == "" for segment in segments):
+        return "the path has an empty segment (// or a trailing /)"
+    if any(segment in (".", "..") for segment in segments):
+        return 'the path has a "." or ".." segment'
+    if any(len(segment.encode("utf-8")) > MAX_FILE_NAME_BYTES for segment in segments):
+        return f"a name is longer than {MAX_FILE_NAME_BYTES} bytes"
+    if len(rel.encode("utf-8")) > MAX_FILE_PATH_BYTES:
+        return f"the path is longer than {MAX_FILE_PATH_BYTES} bytes"
+    return None
+
+
+def _shown_path(rel):
+    """The path as messages show it: bytes that are not UTF-8 become U+FFFD."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def unstorable_files_error(problems):
+    """OUTPUT_INVALID naming the files that cannot be stored; the same message as the protocol's
+    ``unstorableFilesError``. ``problems``: [(path, reason)]."""
+    listed = [(_shown_path(path), reason) for path, reason in problems[:LISTED_UNSTORABLE_FILES]]
+    more = f", and {len(problems) - len(listed)} more" if len(problems) > len(listed) else ""
+    names = ", ".join(f"{json.dumps(path, ensure_ascii=False)} ({reason})" for path, reason in listed)
+    error = UserError(
+        "OUTPUT_INVALID",
+        f"{len(problems)} file(s) written under /home/user cannot be stored: {names}{more}. "
+        f"Rename them or delete them before main returns; {FILE_PATH_RULE}.",
+    )
+    error.details = {"files": [{"path": path, "reason": reason} for path, reason in listed], "count": len(problems)}
+    return error
+
+
 def capture_files(root, before, limits, enforce):
-    """Hashes the changed files. Over the limits: FILES_TOO_LARGE when ``enforce``, otherwise
-    (the run already failed) the prefix that fits, so the user can still see what was written."""
+    """Hashes the changed files. A file whose path cannot be stored fails the node with
+    OUTPUT_INVALID when ``enforce`` (never a silent drop, never a failure later at upload). Over the
+    limits: FILES_TOO_LARGE when ``enforce``. When the run already failed, only storable files, and
+    only the prefix that fits, so the user can still see what was written."""
     candidates = changed_files(root, before)
+    problems = [(rel, reason) for rel, _ in candidates if (reason := unstorable_path_reason(rel))]
+    if problems and enforce:
+        raise unstorable_files_error(problems)
+    candidates = [(rel, size) for rel, size in candidates if unstorable_path_reason(rel) is None]
     total = sum(size for _, size in candidates)
     max_files, max_bytes = limits["maxFiles"], limits["maxFilesBytes"]
     if len(candidates) > max_files or total > max_bytes:

@@ -151,6 +151,53 @@ describe.each(LANGUAGES)('%s runner', (language) => {
     expect(response).toMatchObject({ ok: false, error: { code: 'FILES_TOO_LARGE', message: expect.stringMatching(message) }, files: [] });
   });
 
+  it('fails with OUTPUT_INVALID naming every file whose name cannot be stored, and lists no files', async () => {
+    const response = await run({
+      python:
+        'def main(args):\n    for name in ("..\\\\evil.txt", "line\\nbreak.txt", b"bad\\xff.txt", "valid.txt"):\n        open(name, "w").write("x")\n    return {"fine": True}',
+      node:
+        'import fs from "node:fs";\nexport function main() {\n  for (const name of ["..\\\\evil.txt", "line\\nbreak.txt", Buffer.from([0x62, 0x61, 0x64, 0xff]), "valid.txt"]) fs.writeFileSync(name, "x");\n  return { fine: true };\n}',
+    });
+    if (response.ok) throw new Error('expected OUTPUT_INVALID');
+    expect(response.files).toEqual([]);
+    expect(response.error).toMatchObject({ code: 'OUTPUT_INVALID', details: { count: 3 } });
+    const named = (response.error.details?.files as Array<{ path: string; reason: string }>).map((file) => [file.path, file.reason]);
+    expect(named.sort()).toEqual([
+      ['..\\evil.txt', 'the name contains a backslash (\\), a path separator on Windows'],
+      [language === 'python' ? 'bad\uFFFD.txt' : 'bad\uFFFD', 'the name is not valid UTF-8'],
+      ['line\nbreak.txt', 'the name contains the control character U+000A'],
+    ]);
+    expect(response.error.message).toMatch(/^3 file\(s\) written under \/home\/user cannot be stored: .*"\.\.\\\\evil\.txt" \(the name contains a backslash.*Rename them or delete them before main returns/);
+  });
+
+  it('refuses a file inside a directory whose name is not UTF-8', async () => {
+    const response = await run({
+      python: 'import os\ndef main(args):\n    os.mkdir(b"d\\xff")\n    open(b"d\\xff/in.txt", "w").write("x")\n    return {}',
+      node: 'import fs from "node:fs";\nexport function main() {\n  const dir = Buffer.from([0x64, 0xff]);\n  fs.mkdirSync(dir);\n  fs.writeFileSync(Buffer.concat([dir, Buffer.from("/in.txt")]), "x");\n  return {};\n}',
+    });
+    expect(response).toMatchObject({ ok: false, error: { code: 'OUTPUT_INVALID', details: { files: [{ path: 'd\uFFFD/in.txt', reason: 'the name is not valid UTF-8' }] } } });
+  });
+
+  it('captures long names the store can hold: 250 characters, and 255 bytes', async () => {
+    const long = 'n'.repeat(250);
+    const longest = 'é'.repeat(127) + 'x';
+    const response = await run({
+      python: `def main(args):\n    open("${long}", "w").write("a")\n    open("${longest}", "w").write("b")\n    return {}`,
+      node: `import fs from "node:fs";\nexport function main() { fs.writeFileSync("${long}", "a"); fs.writeFileSync("${longest}", "b"); return {} }`,
+    });
+    expect(response.ok).toBe(true);
+    expect(response.files.map((file) => file.path).sort()).toEqual([long, longest].sort());
+  });
+
+  it('leaves unstorable files out when main failed, keeping the code\'s own error', async () => {
+    const response = await run({
+      python: 'def main(args):\n    open("a\\\\b", "w").write("x")\n    open("ok.txt", "w").write("x")\n    raise ValueError("own")',
+      node: 'import fs from "node:fs";\nexport function main() { fs.writeFileSync("a\\\\b", "x"); fs.writeFileSync("ok.txt", "x"); throw new Error("own") }',
+    });
+    expect(response).toMatchObject({ ok: false, error: { code: 'CODE_EXECUTION_FAILED', message: expect.stringContaining('own') } });
+    expect(response.files.map((file) => file.path)).toEqual(['ok.txt']);
+  });
+
   it('keeps the response intact when the code writes straight to fd 1', async () => {
     const result = await runRunner(
       language,

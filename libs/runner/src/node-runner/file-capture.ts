@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { RunnerFile, RunnerLimits } from '@podflow/protocol';
+import { unstorableFilesError, unstorablePathReason, type RunnerFile, type RunnerLimits, type UnstorableFile } from '@podflow/protocol';
 import { UserFailure } from './user-failure';
 
 /** What identifies one version of a regular file: `size:mtimeNs:inode`. */
@@ -9,33 +10,51 @@ interface FileState {
   signature: string;
   size: number;
   mtimeNs: bigint;
+  /** Some name on the way is not valid UTF-8: the file cannot be stored (and `rel` is lossy). */
+  invalidUtf8: boolean;
 }
 
 export type Snapshot = Map<string, FileState>;
 
-const HASH_CHUNK = 1024 * 1024;
+/** A file new or changed since the snapshot before `main`. */
+export interface ChangedFile {
+  path: string;
+  size: number;
+  invalidUtf8: boolean;
+}
 
-/** Every regular file under `root` by `/`-separated relative path. Symlinks are never followed. */
+const HASH_CHUNK = 1024 * 1024;
+const SLASH = Buffer.from('/');
+
+/**
+ * Every regular file under `root` by `/`-separated relative path. Symlinks are never followed.
+ * Names are read as bytes: Node would turn a name that is not valid UTF-8 into U+FFFD and then
+ * fail to find the file by that name, dropping it without a word; read as bytes, it is still
+ * listed, and marked, so capture can refuse it by name.
+ */
 export function snapshot(root: string): Snapshot {
   const found: Snapshot = new Map();
-  const pending = [''];
+  const pending: Array<{ dir: Buffer; rel: string; invalidUtf8: boolean }> = [{ dir: Buffer.from(root), rel: '', invalidUtf8: false }];
   while (pending.length > 0) {
-    const relDir = pending.pop() as string;
-    let entries: fs.Dirent[];
+    const { dir, rel: relDir, invalidUtf8: dirInvalid } = pending.pop()!;
+    let entries: fs.Dirent<Buffer>[];
     try {
-      entries = fs.readdirSync(relDir ? path.join(root, relDir) : root, { withFileTypes: true });
+      entries = fs.readdirSync(dir, { withFileTypes: true, encoding: 'buffer' });
     } catch {
       continue; // vanished or unreadable: nothing in it can be captured
     }
     for (const entry of entries) {
-      const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
+      const name = entry.name;
+      const invalidUtf8 = dirInvalid || !isUtf8(name);
+      const rel = relDir ? `${relDir}/${name.toString('utf8')}` : name.toString('utf8');
+      const full = Buffer.concat([dir, SLASH, name]);
       if (entry.isDirectory()) {
-        pending.push(rel);
+        pending.push({ dir: full, rel, invalidUtf8 });
       } else if (entry.isFile()) {
         try {
-          const st = fs.lstatSync(path.join(root, rel), { bigint: true });
+          const st = fs.lstatSync(full, { bigint: true });
           if (!st.isFile()) continue;
-          found.set(rel, { signature: `${st.size}:${st.mtimeNs}:${st.ino}`, size: Number(st.size), mtimeNs: st.mtimeNs });
+          found.set(rel, { signature: `${st.size}:${st.mtimeNs}:${st.ino}`, size: Number(st.size), mtimeNs: st.mtimeNs, invalidUtf8 });
         } catch {
           continue;
         }
@@ -46,10 +65,15 @@ export function snapshot(root: string): Snapshot {
 }
 
 /** Files new or changed since `before`, oldest write first (ties by path). */
-export function changedFiles(root: string, before: Snapshot): { path: string; size: number }[] {
+export function changedFiles(root: string, before: Snapshot): ChangedFile[] {
   const changed = [...snapshot(root)].filter(([rel, state]) => before.get(rel)?.signature !== state.signature);
   changed.sort(([pa, a], [pb, b]) => (a.mtimeNs < b.mtimeNs ? -1 : a.mtimeNs > b.mtimeNs ? 1 : pa < pb ? -1 : pa > pb ? 1 : 0));
-  return changed.map(([rel, state]) => ({ path: rel, size: state.size }));
+  return changed.map(([rel, state]) => ({ path: rel, size: state.size, invalidUtf8: state.invalidUtf8 }));
+}
+
+/** Why a changed file cannot be stored (libs/protocol `unstorablePathReason`), or undefined. */
+function unstorableReason(file: ChangedFile): string | undefined {
+  return file.invalidUtf8 ? 'the name is not valid UTF-8' : unstorablePathReason(file.path);
 }
 
 function isInside(candidate: string, root: string): boolean {
@@ -116,12 +140,24 @@ export function readCapturedFile(root: string, rel: string): Buffer {
 }
 
 /**
- * Hashes the files written since `before`. Over the limits: FILES_TOO_LARGE when `enforce` (the run
- * otherwise succeeded); when the run already failed, the prefix that fits, so the user still sees
- * what was written without the limits being exceeded.
+ * Hashes the files written since `before`. A file whose path cannot be stored fails the node with
+ * OUTPUT_INVALID naming it when `enforce` (the run otherwise succeeded). Over the limits:
+ * FILES_TOO_LARGE when `enforce`. When the run already failed: only storable files, and the
+ * prefix that fits, so the user still sees what was written without the limits being exceeded.
  */
 export function captureFiles(root: string, before: Snapshot, limits: RunnerLimits, enforce: boolean): RunnerFile[] {
-  let candidates = changedFiles(root, before);
+  const changed = changedFiles(root, before);
+  const unstorable: UnstorableFile[] = changed.flatMap((file) => {
+    const reason = unstorableReason(file);
+    return reason ? [{ path: file.path, reason }] : [];
+  });
+  // Refused here, by name, rather than at upload: a failed upload after main returned could only
+  // be retried by running the code again (DESIGN.md: never silently dropped).
+  if (unstorable.length > 0 && enforce) {
+    const error = unstorableFilesError(unstorable);
+    throw new UserFailure(error.code, error.message, undefined, undefined, error.details);
+  }
+  let candidates = changed.filter((file) => unstorableReason(file) === undefined);
   const total = candidates.reduce((sum, file) => sum + file.size, 0);
   if (candidates.length > limits.maxFiles || total > limits.maxFilesBytes) {
     if (enforce) {

@@ -7,6 +7,7 @@ export class UserFailure extends Error {
     message: string,
     readonly type?: string,
     readonly userStack?: string,
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'UserFailure';
@@ -18,6 +19,7 @@ export class UserFailure extends Error {
       message: this.message,
       ...(this.type !== undefined ? { type: this.type } : {}),
       ...(this.userStack ? { stack: this.userStack } : {}),
+      ...(this.details ? { details: this.details } : {}),
     };
   }
 }
