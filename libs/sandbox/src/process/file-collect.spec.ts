@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { FILE_PATH_EXAMPLES } from '@podflow/protocol';
 import type { Readable } from 'node:stream';
 import { collectFiles } from './file-collect';
 
@@ -40,22 +41,17 @@ describe('collectFiles', () => {
     expect(await text(result.files[1].open())).toBe('hello');
   });
 
-  it('refuses paths that leave the directory, symlinks and non-files', async () => {
+  it('refuses symlinks, paths through symlinks, non-files and missing files', async () => {
     await writeFile(join(home, 'ok.txt'), 'ok');
     await symlink(join(root, 'secret.txt'), join(home, 'link.txt'));
     await symlink(root, join(home, 'up'));
     const result = await collectFiles(
       home,
       [
-        reported('../secret.txt'),
-        reported('/etc/passwd'),
-        reported('out/../../secret.txt'),
-        reported('./ok.txt'),
         reported('link.txt'),
         reported('up/secret.txt'),
         reported('out'),
         reported('missing.txt'),
-        reported(''),
         { path: 42 as unknown as string, size: 0, sha256: '' },
         reported('ok.txt'),
       ],
@@ -63,18 +59,32 @@ describe('collectFiles', () => {
     );
     if (!result.ok) throw new Error('expected files');
     expect(result.files.map((file) => file.path)).toEqual(['ok.txt']);
-    expect(result.rejected.map((file) => file.reason)).toEqual([
-      'not a normalized relative path',
-      'not a normalized relative path',
-      'not a normalized relative path',
-      'not a normalized relative path',
-      'a symbolic link',
-      'reached through a symbolic link',
-      'not a regular file',
-      'missing',
-      'not a path',
-      'not a path',
-    ]);
+    expect(result.rejected.map((file) => file.reason)).toEqual(['a symbolic link', 'reached through a symbolic link', 'not a regular file', 'missing', 'not a path']);
+  });
+
+  // The same table the runners are tested against (libs/runner file-paths.spec.ts): the host
+  // refuses exactly what they refuse, with the same reason, and takes what they take.
+  describe.each(FILE_PATH_EXAMPLES.map((example) => [JSON.stringify(example.path).slice(0, 50), example] as const))('the storable-path rule: %s', (_label, example) => {
+    it(example.reason ? 'fails the execution with OUTPUT_INVALID naming the path and the reason' : 'collects the file', async () => {
+      const onDisk = example.reason === undefined;
+      if (onDisk) {
+        await mkdir(dirname(join(home, ...example.path.split('/'))), { recursive: true });
+        await writeFile(join(home, ...example.path.split('/')), 'data');
+      }
+      await writeFile(join(home, 'fine.txt'), 'fine');
+      const result = await collectFiles(home, [reported('fine.txt'), reported(example.path)], limits);
+      if (onDisk) {
+        expect(result.ok && result.files.map((file) => file.path)).toEqual(['fine.txt', example.path]);
+      } else {
+        expect(result).toMatchObject({ ok: false, error: { code: 'OUTPUT_INVALID', details: { count: 1, files: [{ reason: example.reason }] } } });
+      }
+    });
+  });
+
+  it('fails on forged paths that leave the directory before looking at the disk', async () => {
+    const result = await collectFiles(home, [reported('../secret.txt'), reported('/etc/passwd'), reported('out/../../secret.txt'), reported('./x')], limits);
+    expect(result).toMatchObject({ ok: false, error: { code: 'OUTPUT_INVALID', details: { count: 4 } } });
+    expect(!result.ok && result.error.message).toMatch(/^4 file\(s\) written under \/home\/user cannot be stored: "\.\.\/secret\.txt" \(the path has a "\." or "\.\." segment\)/);
   });
 
   it('lists a path once even if the runner repeats it', async () => {

@@ -1,4 +1,4 @@
-import type { NodeError, RunnerFile } from '@podflow/protocol';
+import { unstorableFilesError, unstorablePathReason, type NodeError, type RunnerFile, type UnstorableFile } from '@podflow/protocol';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, realpath } from 'node:fs/promises';
@@ -23,14 +23,22 @@ export type FileCollectResult =
 /**
  * Turns the files the runner reported into `CollectedFile`s over the execution's host directory.
  * The runner ran next to the user's code, so its report is untrusted: each path is checked again
- * on the host (relative, inside `homeDir` after resolving symlinks, a regular file, not a
- * symlink), and size and sha256 are recomputed from the bytes on disk. Call it only once the
- * sandbox is dead, so nothing can swap a file between the check and `open()`.
+ * on the host, and size and sha256 are recomputed from the bytes on disk. A path that cannot be
+ * stored (libs/protocol `unstorablePathReason`: the rule the runners apply) fails the execution
+ * with OUTPUT_INVALID, as the runner would have, so it never reaches the upload; one that can but
+ * does not name a regular file inside `homeDir` (a symlink, one on the way, missing) is refused and
+ * listed in `rejected`. Call it only once the sandbox is dead, so nothing can swap a file between
+ * the check and `open()`.
  */
 export async function collectFiles(homeDir: string, reported: readonly RunnerFile[], limits: FileCollectLimits): Promise<FileCollectResult> {
   const root = await realpath(homeDir);
   const files: CollectedFile[] = [];
   const rejected: RejectedFile[] = [];
+  const unstorable: UnstorableFile[] = reported.flatMap((entry) => {
+    const reason = typeof entry?.path === 'string' ? unstorablePathReason(entry.path) : undefined;
+    return reason ? [{ path: entry.path, reason }] : [];
+  });
+  if (unstorable.length > 0) return { ok: false, rejected, error: unstorableFilesError(unstorable) };
   const seen = new Set<string>();
   let totalBytes = 0;
   for (const entry of reported) {
