@@ -1,19 +1,21 @@
-import { PodflowError } from '@podflow/protocol';
+import { FILE_PATH_RULE, PodflowError, unstorablePathReason } from '@podflow/protocol';
 import { lookup } from 'mime-types';
-import { posix } from 'node:path';
 
 export interface FileKeyParts {
   tenantId: string;
   runId: string;
   nodeId: string;
   attempt: number;
-  /** Path relative to `/home/user`. */
+  /** Path relative to `/home/user`; must pass `storableFilePath`. */
   path: string;
 }
 
-/** `tenants/<t>/runs/<run>/nodes/<node>/<attempt>/<path>` (DESIGN.md "Storage"). */
+/**
+ * `tenants/<t>/runs/<run>/nodes/<node>/<attempt>/<path>` (DESIGN.md "Storage"). Throws
+ * OUTPUT_INVALID for a path the store cannot hold (see `storableFilePath`).
+ */
 export function fileKey(parts: FileKeyParts): string {
-  return `tenants/${parts.tenantId}/runs/${parts.runId}/nodes/${parts.nodeId}/${parts.attempt}/${safeRelativePath(parts.path)}`;
+  return `tenants/${parts.tenantId}/runs/${parts.runId}/nodes/${parts.nodeId}/${parts.attempt}/${storableFilePath(parts.path)}`;
 }
 
 /** What a stored node payload holds: the node's output, or the args of one of its jobs. */
@@ -49,13 +51,17 @@ function checkedSha256(sha256: string): string {
   return sha256;
 }
 
-/** Rejects absolute paths and `..` so a key can never climb out of its prefix. */
-export function safeRelativePath(path: string): string {
-  const normalized = posix.normalize(path.replace(/\\/g, '/'));
-  if (normalized.startsWith('/') || normalized === '..' || normalized.startsWith('../') || normalized === '.') {
-    throw new PodflowError('BAD_REQUEST', `file path "${path}" must be relative to /home/user and stay inside it`);
+/**
+ * `path` unchanged when the store can hold it (the one rule of libs/protocol `unstorablePathReason`,
+ * which the runners apply when they capture files); otherwise OUTPUT_INVALID naming the path and
+ * the reason. Nothing is rewritten: `..\x` stays a name with a backslash (refused), never `../x`.
+ */
+export function storableFilePath(path: string): string {
+  const reason = unstorablePathReason(path);
+  if (reason !== undefined) {
+    throw new PodflowError('OUTPUT_INVALID', `file ${JSON.stringify(path)} under /home/user cannot be stored: ${reason}; ${FILE_PATH_RULE}`, { path, reason });
   }
-  return normalized;
+  return path;
 }
 
 /** Checks a whole storage key: non-empty `/`-separated segments, none of them `.` or `..`. */

@@ -1,9 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { LocalDiskStore, contentTypeOf, fileKey } from './index';
+import { LocalDiskStore, contentTypeOf, fileKey, isObjectRefused } from './index';
 
 describe('LocalDiskStore', () => {
   let root: string;
@@ -37,6 +37,34 @@ describe('LocalDiskStore', () => {
     expect(store.verify('tenants/t1/x y.csv', undefined, signature)).toMatch(/no valid expires/);
   });
 
+  it('stores a 255-byte file name: the temporary name never lengthens it', async () => {
+    const name = 'n'.repeat(250);
+    const key = fileKey({ tenantId: 't', runId: 'r', nodeId: 'n', attempt: 1, path: `out/${name}` });
+    await store.put({ key, body: Buffer.from('long'), contentType: 'text/plain' });
+    await store.put({ key: `a/${'é'.repeat(127)}x`, body: Readable.from(['255 bytes']), contentType: 'text/plain' });
+    expect(await text(await store.get(key))).toBe('long');
+    expect(await text(await store.get(`a/${'é'.repeat(127)}x`))).toBe('255 bytes');
+    expect(await readdir(join(root, '.partial'))).toEqual([]);
+  });
+
+  it('refuses a name the file system cannot hold as OUTPUT_INVALID, leaving nothing behind', async () => {
+    const put = store.put({ key: `a/${'n'.repeat(256)}`, body: Buffer.from('x'), contentType: 'text/plain' });
+    await expect(put).rejects.toMatchObject({ code: 'OUTPUT_INVALID', message: expect.stringMatching(/file system refused a name in it \(ENAMETOOLONG\); shorten the file name/) });
+    expect(isObjectRefused(await put.catch((error: unknown) => error))).toBe(true);
+    expect(await readdir(join(root, '.partial'))).toEqual([]);
+  });
+
+  it('cleans up the temporary file when the body fails mid-stream', async () => {
+    const body = new Readable({
+      read() {
+        this.destroy(new Error('source broke'));
+      },
+    });
+    await expect(store.put({ key: 'a/b.txt', body, contentType: 'text/plain' })).rejects.toThrow('source broke');
+    expect(await readdir(join(root, '.partial'))).toEqual([]);
+    await expect(store.get('a/b.txt')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it('refuses keys that climb out of the root', async () => {
     await expect(store.put({ key: '../evil', body: Buffer.from(''), contentType: 'text/plain' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     await expect(store.get('a/../../etc/passwd')).rejects.toMatchObject({ code: 'BAD_REQUEST' });
@@ -44,10 +72,15 @@ describe('LocalDiskStore', () => {
 });
 
 describe('fileKey and contentTypeOf', () => {
-  it('builds the DESIGN.md key layout and rejects traversal', () => {
+  it('builds the DESIGN.md key layout and refuses paths the store cannot hold, never rewriting them', () => {
     expect(fileKey({ tenantId: 't', runId: 'r', nodeId: 'n', attempt: 2, path: 'out/report.csv' })).toBe('tenants/t/runs/r/nodes/n/2/out/report.csv');
-    expect(() => fileKey({ tenantId: 't', runId: 'r', nodeId: 'n', attempt: 1, path: '../x' })).toThrow(/stay inside/);
-    expect(() => fileKey({ tenantId: 't', runId: 'r', nodeId: 'n', attempt: 1, path: '/etc/x' })).toThrow(/relative/);
+    const keyOf = (path: string) => () => fileKey({ tenantId: 't', runId: 'r', nodeId: 'n', attempt: 1, path });
+    expect(keyOf('../x')).toThrow(/file "\.\.\/x" under \/home\/user cannot be stored: the path has a "\." or "\.\." segment; file names must be/);
+    expect(keyOf('/etc/x')).toThrow(/the path is absolute/);
+    // Once normalized to `../evil.txt`; now refused as the name it is.
+    expect(keyOf('..\\evil.txt')).toThrow(expect.objectContaining({ code: 'OUTPUT_INVALID', details: { path: '..\\evil.txt', reason: expect.stringMatching(/backslash/) } }));
+    expect(keyOf('line\nbreak')).toThrow(/control character U\+000A/);
+    expect(keyOf('x'.repeat(256))).toThrow(/longer than 255 bytes/);
   });
 
   it('derives content types from file names', () => {

@@ -35,19 +35,26 @@ export class LocalDiskStore implements ObjectStore {
 
   async put(input: PutObjectInput): Promise<void> {
     const target = this.pathOf(input.key);
-    await mkdir(dirname(target), { recursive: true });
-    // Write beside the target and rename: a crash mid-write never leaves a truncated object.
-    const partial = `${target}.partial-${randomBytes(6).toString('hex')}`;
+    // Written under a short random name in one directory of the root, then renamed into place: a
+    // crash mid-write never leaves a truncated object, and the temporary name stays far below
+    // NAME_MAX whatever the key (a suffix on the target's own name once made a 250-character file
+    // name unstorable).
+    const partialDir = join(this.options.root, PARTIAL_DIR);
+    const partial = join(partialDir, randomBytes(8).toString('hex'));
     try {
+      await mkdir(dirname(target), { recursive: true });
+      await mkdir(partialDir, { recursive: true });
+      // 'wx': never write through something already at this name.
+      const sink = createWriteStream(partial, { flags: 'wx' });
       if (Buffer.isBuffer(input.body)) {
-        await pipeline([input.body], createWriteStream(partial));
+        await pipeline([input.body], sink);
       } else {
-        await pipeline(input.body, createWriteStream(partial));
+        await pipeline(input.body, sink);
       }
       await rename(partial, target);
     } catch (error) {
       await rm(partial, { force: true });
-      throw error;
+      throw refusedName(error, input.key);
     }
   }
 
@@ -90,6 +97,19 @@ export class LocalDiskStore implements ObjectStore {
     assertSafeKey(key);
     return join(this.options.root, ...key.split('/'));
   }
+}
+
+/** Temporary files of `put`; no key starts with it (keys begin with `tenants/`). */
+const PARTIAL_DIR = '.partial';
+
+/** A name the file system refuses, as the OUTPUT_INVALID it is (see `isObjectRefused`); other errors unchanged. */
+function refusedName(error: unknown, key: string): unknown {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (code !== 'ENAMETOOLONG' && code !== 'EILSEQ') return error;
+  return new PodflowError('OUTPUT_INVALID', `the local store cannot hold key ${JSON.stringify(key)}: the file system refused a name in it (${code}); shorten the file name`, {
+    key,
+    errno: code,
+  });
 }
 
 function signLocalUrl(secret: string, key: string, expires: number): string {
