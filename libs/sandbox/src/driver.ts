@@ -48,6 +48,8 @@ export interface SandboxOutcome {
   durationMs: number;
   /** Present when the request declared dependencies. */
   layer?: LayerUse;
+  /** What the driver changed about the request (resources clamped to the operator's maximum). */
+  warnings?: string[];
   /** Frees the sandbox's leftovers (its working directory, a pod...). Idempotent. */
   dispose(): Promise<void>;
 }

@@ -13,6 +13,8 @@ export interface OutcomeContext {
   maxFileSizeBytes: number;
   stdoutCapBytes: number;
   maxLogBytes: number;
+  /** The execution's memory cgroup saw the kernel's OOM killer (per-execution cgroups only). */
+  oomKilled?: boolean;
 }
 
 export interface ClassifiedOutcome {
@@ -98,7 +100,7 @@ function fromSilentExit(run: SandboxProcessResult, ctx: OutcomeContext): Classif
   if (setupFailure) return failed({ code: 'SANDBOX_LOST', message: setupFailure, details }, run, ctx);
   const marker = memoryMarkerLine(run.stderrTail);
   // Nothing but the kernel's OOM killer (or the code itself) SIGKILLs a runner we did not kill.
-  if (signal === 'SIGKILL' || marker) {
+  if (signal === 'SIGKILL' || marker || ctx.oomKilled) {
     const how = signal ? `killed by ${signal}` : `exited with code ${run.exitCode}`;
     const said = marker ? ` (${marker})` : '';
     return failed({ code: 'MEMORY_LIMIT_EXCEEDED', message: `${memoryMessage(ctx)}; the runner was ${how}${said}`, details }, run, ctx);

@@ -141,6 +141,6 @@ describe('resources', () => {
   it('clamps requests above the maxima and says so', () => {
     const resolved = resolvePodResources({ cpu: '8', memory: '8Gi' }, policy);
     expect(resolved).toMatchObject({ cpuMillis: 2000, memoryBytes: 1024 * MIB });
-    expect(resolved.notes).toEqual([expect.stringContaining('resources.cpu 8 is above the cluster maximum 2000m'), expect.stringContaining('resources.memory 8Gi')]);
+    expect(resolved.notes).toEqual([expect.stringContaining('resources.cpu 8 is above the operator maximum 2000m'), expect.stringContaining('resources.memory 8Gi')]);
   });
 });

@@ -9,7 +9,7 @@ function spec(overrides: Partial<BubblewrapSpec> = {}): BubblewrapSpec {
       { path: '/lib64', symlinkTo: 'usr/lib64' },
       { path: '/sbin', symlinkTo: 'usr/sbin' },
     ],
-    syntheticEtc: { passwd: '/var/podflow/etc-1/passwd', group: '/var/podflow/etc-1/group', hosts: '/var/podflow/etc-1/hosts' },
+    syntheticEtc: { passwd: '/var/podflow/etc-1/passwd', group: '/var/podflow/etc-1/group', hosts: '/var/podflow/etc-1/hosts', resolvConf: '/var/podflow/etc-1/resolv.conf' },
     runner: { python: '/repo/libs/runner/python/podflow_runner.py', node: '/repo/libs/runner/dist/node-runner.js' },
     extraReadOnly: [],
     network: false,
@@ -38,12 +38,18 @@ describe('buildBubblewrapArgs', () => {
     expect(occurrences(args, '--cap-drop', 1)).toEqual([['ALL']]);
   });
 
-  it('shares the network only when egress is asked for, with the host resolver config', () => {
+  it('keeps the (egress) namespace it starts in only when egress is granted, with the slirp resolver and no host names', () => {
     const args = buildBubblewrapArgs(spec({ network: true }));
     expect(args).toContain('--share-net');
-    expect(occurrences(args, '--ro-bind-try', 2)).toEqual(expect.arrayContaining([['/etc/resolv.conf', '/etc/resolv.conf']]));
-    expect(occurrences(args, '--ro-bind-try', 2)).toEqual(expect.arrayContaining([['/etc/hosts', '/etc/hosts']]));
+    expect(occurrences(args, '--ro-bind', 2)).toEqual(expect.arrayContaining([['/var/podflow/etc-1/resolv.conf', '/etc/resolv.conf']]));
+    expect(occurrences(args, '--ro-bind', 2)).toEqual(expect.arrayContaining([['/var/podflow/etc-1/hosts', '/etc/hosts']]));
+    expect(args.join(' ')).not.toMatch(/\/etc\/resolv\.conf \/etc\/resolv\.conf|\/etc\/hosts \/etc\/hosts/);
     expect(buildBubblewrapArgs(spec()).join(' ')).not.toContain('resolv.conf');
+  });
+
+  it('loads a seccomp filter from the given fd', () => {
+    expect(occurrences(buildBubblewrapArgs(spec({ seccompFd: 4 })), '--seccomp', 1)).toEqual([['4']]);
+    expect(buildBubblewrapArgs(spec())).not.toContain('--seccomp');
   });
 
   it('mounts /usr read-only and recreates merged-/usr symlinks', () => {
@@ -67,17 +73,21 @@ describe('buildBubblewrapArgs', () => {
     const args = buildBubblewrapArgs(spec());
     expect(occurrences(args, '--bind', 2)).toEqual([['/var/podflow/exec-abc/home', '/home/user']]);
     expect(occurrences(args, '--dev-bind', 2)).toEqual([]);
-    expect(occurrences(args, '--remount-ro', 1)).toEqual([['/']]);
-    expect(args.indexOf('--remount-ro')).toBeGreaterThan(args.indexOf('--bind'));
+    expect(occurrences(args, '--remount-ro', 1)).toEqual([['/dev'], ['/']]);
+    expect(args.lastIndexOf('--remount-ro')).toBeGreaterThan(args.indexOf('--bind'));
     expect(occurrences(args, '--chdir', 1)).toEqual([['/home/user']]);
   });
 
-  it('gives the sandbox private /proc, /dev and a size-capped /tmp', () => {
-    const args = buildBubblewrapArgs(spec({ tmpSizeBytes: 1024 }));
+  it('gives the sandbox private /proc, a read-only /dev with a size-capped /dev/shm, and a size-capped /tmp', () => {
+    const args = buildBubblewrapArgs(spec({ tmpSizeBytes: 1024, shmSizeBytes: 2048 }));
     expect(occurrences(args, '--proc', 1)).toEqual([['/proc']]);
     expect(occurrences(args, '--dev', 1)).toEqual([['/dev']]);
-    expect(args.slice(args.indexOf('--size'), args.indexOf('--size') + 4)).toEqual(['--size', '1024', '--tmpfs', '/tmp']);
-    expect(buildBubblewrapArgs(spec())).not.toContain('--size');
+    const shm = args.indexOf('/dev/shm');
+    expect(args.slice(shm - 5, shm + 3)).toEqual(['--perms', '1777', '--size', '2048', '--tmpfs', '/dev/shm', '--remount-ro', '/dev']);
+    const tmp = args.lastIndexOf('/tmp');
+    expect(args.slice(tmp - 5, tmp + 1)).toEqual(['--size', '1024', '--perms', '1777', '--tmpfs', '/tmp']);
+    // Without a size, /tmp is still its own tmpfs; /dev/shm always has one.
+    expect(occurrences(buildBubblewrapArgs(spec()), '--size', 1)).toEqual([['16777216']]);
   });
 
   it('mounts the runner programs read-only at fixed paths', () => {

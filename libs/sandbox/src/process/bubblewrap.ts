@@ -27,6 +27,8 @@ export interface SyntheticEtc {
   passwd: string;
   group: string;
   hosts: string;
+  /** `nameserver` of slirp4netns, for sandboxes granted egress (the host's resolver may be a private address they cannot reach). */
+  resolvConf: string;
 }
 
 export interface BubblewrapSpec {
@@ -41,10 +43,17 @@ export interface BubblewrapSpec {
   extraReadOnly: string[];
   /** Host directory of the execution's dependency layer, mounted read-only at `LAYER_MOUNT_PATH`. */
   layerDir?: string;
-  /** Share the host network namespace (egress) instead of a private one with only loopback. */
+  /**
+   * Keep the network namespace bwrap starts in: the execution's egress namespace, entered before
+   * bwrap (`launch.ts`); never the host's. `false`: a private namespace with only loopback.
+   */
   network: boolean;
   /** Size cap of the private `/tmp` tmpfs, in bytes. */
   tmpSizeBytes?: number;
+  /** Size cap of `/dev/shm` (POSIX shared memory, RAM-backed), in bytes. */
+  shmSizeBytes?: number;
+  /** Fd from which bwrap loads a compiled seccomp BPF program (`seccomp.ts`). */
+  seccompFd?: number;
   /** Fd on which bwrap reports `{"child-pid": N}` (used to wait for the namespace to be gone). */
   infoFd?: number;
   /** Environment of the sandboxed command; nothing else of the host environment is passed. */
@@ -70,8 +79,11 @@ export const ETC_READ_ONLY = [
   '/etc/nsswitch.conf',
 ] as const;
 
-/** Extra /etc files only a sandbox with network egress needs. */
-export const ETC_NETWORK = ['/etc/resolv.conf', '/etc/gai.conf'] as const;
+/** Extra /etc files only a sandbox with network egress needs (resolv.conf is synthesized). */
+export const ETC_NETWORK = ['/etc/gai.conf'] as const;
+
+/** Default size of `/dev/shm`. */
+export const DEFAULT_SHM_SIZE_BYTES = 16 * 1024 * 1024;
 
 /** The bwrap arguments (without the `bwrap` binary itself) for one execution. */
 export function buildBubblewrapArgs(spec: BubblewrapSpec): string[] {
@@ -83,6 +95,7 @@ export function buildBubblewrapArgs(spec: BubblewrapSpec): string[] {
     SANDBOX_HOME,
     ...environmentArgs(spec.env),
     ...(spec.infoFd !== undefined ? ['--info-fd', String(spec.infoFd)] : []),
+    ...(spec.seccompFd !== undefined ? ['--seccomp', String(spec.seccompFd)] : []),
     '--',
     ...spec.command,
   ];
@@ -118,15 +131,17 @@ function filesystemArgs(spec: BubblewrapSpec): string[] {
   }
   for (const path of ETC_READ_ONLY) args.push('--ro-bind-try', path, path);
   args.push('--ro-bind', spec.syntheticEtc.passwd, '/etc/passwd', '--ro-bind', spec.syntheticEtc.group, '/etc/group');
+  // The host's /etc/hosts names host services; the sandbox knows only itself.
+  args.push('--ro-bind', spec.syntheticEtc.hosts, '/etc/hosts');
   if (spec.network) {
-    args.push('--ro-bind-try', '/etc/hosts', '/etc/hosts');
+    args.push('--ro-bind', spec.syntheticEtc.resolvConf, '/etc/resolv.conf');
     for (const path of ETC_NETWORK) args.push('--ro-bind-try', path, path);
-  } else {
-    args.push('--ro-bind', spec.syntheticEtc.hosts, '/etc/hosts');
   }
   args.push('--proc', '/proc', '--dev', '/dev');
+  // /dev itself is a tmpfs without a size: only /dev/shm (sized) stays writable.
+  args.push('--perms', '1777', '--size', String(spec.shmSizeBytes ?? DEFAULT_SHM_SIZE_BYTES), '--tmpfs', '/dev/shm', '--remount-ro', '/dev');
   if (spec.tmpSizeBytes !== undefined) args.push('--size', String(spec.tmpSizeBytes));
-  args.push('--tmpfs', '/tmp');
+  args.push('--perms', '1777', '--tmpfs', '/tmp');
   for (const dir of spec.extraReadOnly) args.push('--ro-bind', dir, dir);
   args.push('--ro-bind', spec.runner.python, SANDBOX_RUNNER_PATHS.python);
   args.push('--ro-bind', spec.runner.node, SANDBOX_RUNNER_PATHS.node);

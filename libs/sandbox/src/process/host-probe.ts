@@ -4,6 +4,7 @@ import { constants } from 'node:fs';
 import { access, chmod, lstat, mkdir, readdir, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { SANDBOX_GID, SANDBOX_HOME, SANDBOX_UID, type RootEntry, type SyntheticEtc } from './bubblewrap';
+import { SLIRP } from './egress-routes';
 
 /** What a probe command did: `ok` when it exited 0; `detail` says why not otherwise. */
 export interface ProbeResult {
@@ -83,10 +84,11 @@ export async function detectRootEntries(): Promise<RootEntry[]> {
 export async function writeSyntheticEtc(dir: string): Promise<SyntheticEtc> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
   await chmod(dir, 0o755);
-  const files: SyntheticEtc = { passwd: join(dir, 'passwd'), group: join(dir, 'group'), hosts: join(dir, 'hosts') };
+  const files: SyntheticEtc = { passwd: join(dir, 'passwd'), group: join(dir, 'group'), hosts: join(dir, 'hosts'), resolvConf: join(dir, 'resolv.conf') };
   await writeAtomically(files.passwd, `user:x:${SANDBOX_UID}:${SANDBOX_GID}:podflow sandbox:${SANDBOX_HOME}:/usr/sbin/nologin\n`);
   await writeAtomically(files.group, `user:x:${SANDBOX_GID}:\n`);
   await writeAtomically(files.hosts, '127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n');
+  await writeAtomically(files.resolvConf, `nameserver ${SLIRP.dns}\n`);
   return files;
 }
 
@@ -100,9 +102,10 @@ async function writeAtomically(path: string, content: string): Promise<void> {
 
 /**
  * Removes `exec-*` directories under `workRoot` untouched for `olderThanMs`: leftovers of a worker
- * that died before disposing its outcomes. Best effort; returns how many were removed.
+ * that died before disposing its outcomes (their home tmpfs is unmounted first, given `umountBin`).
+ * Best effort; returns how many were removed.
  */
-export async function sweepStaleExecutions(workRoot: string, olderThanMs: number, now = Date.now()): Promise<number> {
+export async function sweepStaleExecutions(workRoot: string, olderThanMs: number, now = Date.now(), umountBin?: string): Promise<number> {
   const names = await readdir(workRoot).catch(() => [] as string[]);
   let removed = 0;
   for (const name of names) {
@@ -110,6 +113,8 @@ export async function sweepStaleExecutions(workRoot: string, olderThanMs: number
     const path = join(workRoot, name);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isDirectory() || now - info.mtimeMs < olderThanMs) continue;
+    // A root driver's home is a tmpfs mount: detach it, or rm stops at the mount point.
+    if (umountBin) await runProbe(umountBin, ['--lazy', join(path, 'home')]);
     await rm(path, { recursive: true, force: true }).then(
       () => (removed += 1),
       () => undefined,

@@ -13,6 +13,13 @@ import {
 } from './host-probe';
 import type { SandboxLogger } from '../driver';
 import { UidPool, type UidRange } from './uid-pool';
+import { CgroupManager } from './cgroups';
+import { EgressNetworks, type EgressBinaries } from './egress-network';
+import type { LaunchBinaries } from './launch';
+import { buildSeccompFilter, seccompArchOf } from './seccomp';
+
+/** Where the driver's own tools (util-linux, slirp4netns, iproute2) are looked up. */
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Which sandboxing the process driver applies; `auto` picks bubblewrap when it works here. */
 export type IsolationMode = 'bubblewrap' | 'none' | 'auto';
@@ -26,6 +33,14 @@ export interface IsolationReport {
   rlimits: boolean;
   /** Each sandbox runs as its own unprivileged host uid (only when the driver runs as root). */
   dedicatedUids: boolean;
+  /** One memory, process and CPU budget per execution (cgroup v1, root only). */
+  cgroups: boolean;
+  /** /home/user is a tmpfs of the execution's own whose size is a hard quota (root only). */
+  homeQuota: boolean;
+  /** Executions granted egress get their own network namespace (root, slirp4netns); else they fail. */
+  egress: boolean;
+  /** The seccomp filter bubblewrap loads (`seccomp.ts`); false on architectures it has no table for. */
+  seccomp: boolean;
 }
 
 export interface PlanInput {
@@ -40,7 +55,18 @@ export interface PlanInput {
   interpreters: { python: string; node: string };
   /** Host files every sandbox mounts (runner programs). */
   runnerFiles: string[];
+  /** Ranges sandboxes granted egress may reach although they are private (`SANDBOX_EGRESS_ALLOW_CIDRS`). */
+  egressAllowCidrs: string[];
+  /** `false` skips per-execution cgroups even as root (tests of the rlimit path). */
+  cgroups: boolean;
   logger?: SandboxLogger;
+}
+
+/** What the driver needs as root beyond bwrap: resolved once, so no PATH lookup happens per execution. */
+export interface RootTools {
+  launch: LaunchBinaries;
+  mount: string;
+  umount: string;
 }
 
 export type IsolationPlan =
@@ -50,6 +76,11 @@ export type IsolationPlan =
       bwrapBin: string;
       prlimitBin?: string;
       uids?: UidPool;
+      cgroups?: CgroupManager;
+      egress?: EgressNetworks;
+      root?: RootTools;
+      /** Compiled seccomp filter, handed to bwrap on a pipe. */
+      seccomp?: Buffer;
       rootEntries: RootEntry[];
       syntheticEtc: SyntheticEtc;
       extraReadOnly: string[];
@@ -70,7 +101,8 @@ export const NOT_ISOLATED_WARNING =
 /** Probes the host once and decides how executions will be sandboxed. */
 export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
   await mkdir(input.workRoot, { recursive: true, mode: 0o711 });
-  const swept = await sweepStaleExecutions(input.workRoot, STALE_EXECUTION_MS);
+  const umountBin = input.hostUid === 0 ? await resolveExecutable('umount', SYSTEM_PATH) : undefined;
+  const swept = await sweepStaleExecutions(input.workRoot, STALE_EXECUTION_MS, Date.now(), umountBin);
   if (swept > 0) input.logger?.info({ workRoot: input.workRoot, removed: swept }, 'removed stale sandbox directories');
   const prlimit = await probePrlimit(input.prlimitBin);
   const prlimitBin = prlimit.ok ? input.prlimitBin : undefined;
@@ -96,15 +128,73 @@ export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
   const rootEntries = await detectRootEntries();
   const extraReadOnly = await interpreterDirs(input);
   const uids = await dedicatedUids(input, [etcDir, ...input.runnerFiles, ...extraReadOnly]);
-  const report: IsolationReport = { isolation: 'bubblewrap', rlimits: prlimitBin !== undefined, dedicatedUids: uids !== undefined };
+  const root = input.hostUid === 0 ? await rootTools(input.logger) : undefined;
+  const cgroups = root && input.cgroups ? await CgroupManager.detect(input.logger) : undefined;
+  if (cgroups) await cgroups.sweep();
+  const egress = root ? await egressNetworks(input) : undefined;
+  const arch = seccompArchOf(process.arch);
+  const seccomp = arch ? buildSeccompFilter(arch) : undefined;
+  if (!seccomp) input.logger?.warn({ arch: process.arch }, 'no seccomp filter for this architecture: sandboxes run without one');
+  const report: IsolationReport = {
+    isolation: 'bubblewrap',
+    rlimits: prlimitBin !== undefined,
+    dedicatedUids: uids !== undefined,
+    cgroups: cgroups !== undefined,
+    homeQuota: root !== undefined,
+    egress: egress !== undefined,
+    seccomp: seccomp !== undefined,
+  };
   input.logger?.info({ ...report }, 'process sandbox: bubblewrap isolation');
-  return { kind: 'bubblewrap', report, bwrapBin: input.bwrapBin, prlimitBin, uids, rootEntries, syntheticEtc, extraReadOnly };
+  return { kind: 'bubblewrap', report, bwrapBin: input.bwrapBin, prlimitBin, uids, cgroups, egress, root, seccomp, rootEntries, syntheticEtc, extraReadOnly };
+}
+
+
+/** util-linux and sh, by absolute path; `undefined` (with a warning) when one is missing. */
+async function rootTools(logger?: SandboxLogger): Promise<RootTools | undefined> {
+  const names = { sh: 'sh', nsenter: 'nsenter', setpriv: 'setpriv', mount: 'mount', umount: 'umount' };
+  const found: Record<string, string> = {};
+  for (const [key, name] of Object.entries(names)) {
+    const path = await resolveExecutable(name, SYSTEM_PATH);
+    if (!path) {
+      logger?.warn({ missing: name }, `${name} was not found: per-execution cgroups, home quotas and egress namespaces are off (install util-linux)`);
+      return undefined;
+    }
+    found[key] = path;
+  }
+  return { launch: { sh: found.sh, nsenter: found.nsenter, setpriv: found.setpriv }, mount: found.mount, umount: found.umount };
+}
+
+/** Egress namespaces when slirp4netns and iproute2 are here and one namespace can be built. */
+async function egressNetworks(input: PlanInput): Promise<EgressNetworks | undefined> {
+  const names: Record<keyof EgressBinaries, string> = { unshare: 'unshare', setpriv: 'setpriv', sleep: 'sleep', slirp4netns: 'slirp4netns', nsenter: 'nsenter', ip: 'ip' };
+  const binaries = {} as EgressBinaries;
+  for (const [key, name] of Object.entries(names) as Array<[keyof EgressBinaries, string]>) {
+    const path = await resolveExecutable(name, SYSTEM_PATH);
+    if (!path) {
+      input.logger?.warn({ missing: name }, `${name} was not found: executions granted network egress will fail (apt-get install slirp4netns iproute2)`);
+      return undefined;
+    }
+    binaries[key] = path;
+  }
+  const networks = new EgressNetworks({ binaries, allowedCidrs: input.egressAllowCidrs });
+  try {
+    const probe = await networks.open();
+    await probe.close();
+  } catch (error) {
+    input.logger?.warn({ error: (error as Error).message }, 'sandbox egress networking does not work here: executions granted network egress will fail');
+    return undefined;
+  }
+  return networks;
 }
 
 function nonePlan(reason: string, prlimitBin: string | undefined, logger?: SandboxLogger): IsolationPlan {
   // Said loudly once per driver: every execution after this runs with the worker's rights.
   logger?.warn({ reason }, NOT_ISOLATED_WARNING);
-  return { kind: 'none', report: { isolation: 'none', reason, rlimits: prlimitBin !== undefined, dedicatedUids: false }, prlimitBin };
+  return {
+    kind: 'none',
+    report: { isolation: 'none', reason, rlimits: prlimitBin !== undefined, dedicatedUids: false, cgroups: false, homeQuota: false, egress: false, seccomp: false },
+    prlimitBin,
+  };
 }
 
 /** Installation directories of interpreters outside /usr, mounted read-only at the same path. */

@@ -52,7 +52,16 @@ async function processesWithMarker(marker: string): Promise<string[]> {
 
 describe('ProcessDriver without isolation', () => {
   it('says so', async () => {
-    expect(await driver.init()).toEqual({ isolation: 'none', reason: 'isolation: none was configured', rlimits: true, dedicatedUids: false });
+    expect(await driver.init()).toEqual({
+      isolation: 'none',
+      reason: 'isolation: none was configured',
+      rlimits: true,
+      dedicatedUids: false,
+      cgroups: false,
+      homeQuota: false,
+      egress: false,
+      seccomp: false,
+    });
   });
 
   it('runs Python in a fresh host directory with a scrubbed environment, and warns loudly once', async () => {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SandboxOutcome, SandboxRequest } from '../driver';
@@ -176,7 +176,7 @@ describe('ProcessDriver with bubblewrap', () => {
         connections += 1;
         socket.end('hello\n');
       });
-      await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+      await new Promise<void>((listening) => server.listen(0, '0.0.0.0', listening));
       port = (server.address() as { port: number }).port;
     });
     afterAll(() => new Promise<void>((closed) => server.close(() => closed())));
@@ -189,12 +189,40 @@ describe('ProcessDriver with bubblewrap', () => {
       expect(connections).toBe(0);
     });
 
-    it('reaches the host network when the request asks for egress', async () => {
-      const outcome = await run({
-        network: true,
-        code: `import socket\ndef main(args):\n    with socket.create_connection(("127.0.0.1", ${port}), timeout=5) as s:\n        return {"got": s.recv(16).decode()}\n`,
+    const rootOnly = process.getuid?.() === 0 ? it : it.skip;
+    const hostAddress = (): string => Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)!.address;
+    const probe = (targets: Array<[string, number]>) =>
+      `import socket\ndef main(args):\n    out = {}\n    for host, port in ${JSON.stringify(targets)}:\n        try:\n            with socket.create_connection((host, port), timeout=3) as s:\n                out[host] = "got " + s.recv(16).decode()\n        except OSError as e:\n            out[host] = type(e).__name__\n    return out\n`;
+
+    rootOnly('gives granted egress its own network: no host loopback, no host subnet, no metadata service', async () => {
+      const host = hostAddress();
+      const outcome = await run({ network: true, code: probe([['127.0.0.1', port], [host, port], ['10.0.2.2', port], ['169.254.169.254', 80]]) });
+      expect(outcome.error).toBeUndefined();
+      expect(outcome.output).toEqual({
+        // Its own loopback, not the host's.
+        '127.0.0.1': 'ConnectionRefusedError',
+        // Prohibited routes: EACCES.
+        [host]: 'PermissionError',
+        '169.254.169.254': 'PermissionError',
+        // slirp4netns --disable-host-loopback.
+        '10.0.2.2': expect.stringMatching(/Error$/),
       });
-      expect(outcome.output).toEqual({ got: 'hello\n' });
+      expect(connections).toBe(0);
+    });
+
+    rootOnly('reaches a private range the operator re-opened, and only with the grant', async () => {
+      const host = hostAddress();
+      const opened = new ProcessDriver({ isolation: 'bubblewrap', workRoot, egressAllowCidrs: [`${host}/32`] });
+      try {
+        const granted = await opened.execute(request({ network: true, code: probe([[host, port]]) }), new AbortController().signal);
+        outcomes.push(granted);
+        expect(granted.output).toEqual({ [host]: 'got hello\n' });
+        const denied = await opened.execute(request({ network: false, code: probe([[host, port]]) }), new AbortController().signal);
+        outcomes.push(denied);
+        expect(denied.output).toEqual({ [host]: 'OSError' });
+      } finally {
+        await opened.close();
+      }
       expect(connections).toBe(1);
     });
   });
@@ -290,6 +318,95 @@ describe('ProcessDriver with bubblewrap', () => {
     });
     expect(outcome.output?.error).toBe('BlockingIOError');
     expect(outcome.output?.started).toBeLessThan(64);
+  });
+
+  describe('containment', () => {
+    const asRoot = process.getuid?.() === 0 ? it : it.skip;
+
+    it('hands the sandbox no secret of the worker: not in any process environment, command line or open file', async () => {
+      process.env.PODFLOW_SPEC_SECRET = 'podflow-spec-secret-7f3a';
+      try {
+        const outcome = await run({
+          code: [
+            'import os',
+            'def main(args):',
+            '    seen = []',
+            '    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:',
+            '        for name in ["environ", "cmdline"]:',
+            '            try:',
+            '                seen.append(open(f"/proc/{pid}/{name}", "rb").read().decode("latin-1"))',
+            '            except OSError as exc:',
+            '                seen.append(type(exc).__name__)',
+            '        for fd in os.listdir(f"/proc/{pid}/fd") if os.access(f"/proc/{pid}/fd", os.R_OK) else []:',
+            '            try:',
+            '                seen.append(os.readlink(f"/proc/{pid}/fd/{fd}"))',
+            '            except OSError:',
+            '                pass',
+            '    return {"seen": seen, "pids": sorted(p for p in os.listdir("/proc") if p.isdigit())}',
+          ].join('\n'),
+        });
+        expect(outcome.error).toBeUndefined();
+        const seen = (outcome.output?.seen as string[]).join('\n');
+        expect(seen).toContain('PATH=/usr/local/bin:/usr/bin:/bin');
+        expect(seen).not.toContain('podflow-spec-secret-7f3a');
+        expect(seen).not.toMatch(/REDIS_URL|PODFLOW_API_KEYS|FILE_URL_SECRET|AWS_/);
+        // Open files: pipes, /dev/null and the code's own, never a host file.
+        for (const target of outcome.output?.seen as string[]) if (target.startsWith('/')) expect(target).toMatch(/^\/(dev|proc|home\/user|tmp|usr|opt\/podflow)\b/);
+      } finally {
+        delete process.env.PODFLOW_SPEC_SECRET;
+      }
+    });
+
+    it('loads the seccomp filter: namespace, mount and ptrace calls fail with EPERM', async () => {
+      const outcome = await run({
+        code: [
+          'import ctypes, os',
+          'def main(args):',
+          '    libc = ctypes.CDLL(None, use_errno=True)',
+          '    calls = {"unshare": lambda: libc.unshare(0x40000000), "mount": lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None), "ptrace": lambda: libc.ptrace(16, 1, 0, 0), "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0)}',
+          '    out = {name: (call(), ctypes.get_errno()) for name, call in calls.items()}',
+          '    out["mode"] = [l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp:")][0]',
+          '    return out',
+        ].join('\n'),
+      });
+      expect(outcome.output).toEqual({ unshare: [-1, 1], mount: [-1, 1], ptrace: [-1, 1], keyctl: [-1, 1], mode: '2' });
+    });
+
+    it('keeps /dev read-only and /dev/shm within its size', async () => {
+      const outcome = await run({
+        code: 'def main(args):\n    out = {}\n    for path, size in [("/dev/evil", 1), ("/dev/shm/big", 64 * 1024 * 1024)]:\n        try:\n            with open(path, "wb") as f:\n                f.write(b"x" * size)\n            out[path] = "written"\n        except OSError as exc:\n            out[path] = exc.strerror\n    return out\n',
+      });
+      expect(outcome.output).toEqual({ '/dev/evil': 'Read-only file system', '/dev/shm/big': 'No space left on device' });
+    });
+
+    asRoot('holds all processes of one execution to one memory budget (cgroup)', async () => {
+      // Six children of 100 MiB each: every one is under the 256 MiB limit, together they are not.
+      const outcome = await run({
+        code: 'import subprocess, sys\ndef main(args):\n    hog = "import time; b = bytearray(bytes([120])) * (100 * 1024 * 1024); time.sleep(2)"\n    children = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(6)]\n    return {"codes": [c.wait() for c in children]}\n',
+        timeoutMs: 20_000,
+      });
+      const codes = (outcome.output?.codes as number[] | undefined) ?? [];
+      // The kernel kills children (-9) to stay in budget, or the runner itself when it is the biggest.
+      if (outcome.status === 'failed') expect(outcome.error?.code).toBe('MEMORY_LIMIT_EXCEEDED');
+      else expect(codes.filter((code) => code === -9).length).toBeGreaterThanOrEqual(3);
+    });
+
+    asRoot('stops writes under /home/user at the home size', async () => {
+      const small = new ProcessDriver({ isolation: 'bubblewrap', workRoot, homeSizeBytes: 8 * MIB });
+      try {
+        const outcome = await small.execute(request({ code: 'def main(args):\n    try:\n        open("big.bin", "wb").write(b"x" * (32 * 1024 * 1024))\n    except OSError as exc:\n        return {"error": exc.strerror}\n    return {"error": None}\n' }), new AbortController().signal);
+        outcomes.push(outcome);
+        expect(outcome.output).toEqual({ error: 'No space left on device' });
+      } finally {
+        await small.close();
+      }
+    });
+
+    it('clamps a memory request above the operator maximum, and says so', async () => {
+      const outcome = await run({ code: 'def main(args):\n    return {}\n', resources: { memory: '1Ti' } });
+      expect(outcome.status).toBe('succeeded');
+      expect(outcome.warnings).toEqual([expect.stringContaining('resources.memory 1Ti is above the operator maximum')]);
+    });
   });
 
   it('collects the files written under /home/user and removes them on dispose', async () => {

@@ -2,18 +2,20 @@ import type { CapturedLogs, NodeError, RunnerLimits, RunnerRequest } from '@podf
 import { parseRunnerOutput, runnerArgv, runnerAssets, type RunnerAssets } from '@podflow/runner';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { access, chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH, SANDBOX_RUNNER_PATHS } from './bubblewrap';
-import type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from '../driver';
-import { collectFiles } from './file-collect';
+import type { CollectedFile, SandboxDriver, SandboxLogger, SandboxOutcome, SandboxRequest } from '../driver';
 import { LAYER_MOUNT_PATH, layerEnv } from '../layers/layer';
-import type { SandboxLogger } from '../driver';
-import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
-import { mergeRunnerLimits, parseMemoryQuantity } from '../limits';
-import { DEFAULT_PROCESS_LIMITS, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './rlimits';
+import { mergeRunnerLimits } from '../limits';
 import { classifyOutcome, type ClassifiedOutcome } from '../outcome';
+import { resolveResources, type ResourcePolicy } from '../resources';
+import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH, SANDBOX_RUNNER_PATHS } from './bubblewrap';
+import { EgressUnavailableError, prepareExecutionSandbox, type ExecutionSandbox } from './execution-sandbox';
+import { collectFiles } from './file-collect';
+import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
+import { buildLaunch } from './launch';
+import { DEFAULT_PROCESS_LIMITS, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './rlimits';
 import { runSandboxProcess, type SandboxProcessSpec } from './sandbox-process';
 import { DEFAULT_SANDBOX_UIDS, type UidRange } from './uid-pool';
 
@@ -31,6 +33,19 @@ export interface ProcessDriverOptions {
   limits?: Partial<RunnerLimits>;
   /** Memory budget per execution (default 512 MiB); a request's `resources.memory` replaces it. */
   memoryLimitBytes?: number;
+  /** The most memory a request may ask for (default 4 GiB); more is clamped, with a warning on the result. */
+  maxMemoryBytes?: number;
+  /** CPU per execution in millicores when a request asks for none (default 1000), and the most it may ask for (default 4000). */
+  cpuMillis?: number;
+  maxCpuMillis?: number;
+  /** Size of the `/home/user` tmpfs when the driver runs as root (default 256 MiB; files there count as memory). */
+  homeSizeBytes?: number;
+  /** Size of `/dev/shm` (default 16 MiB). */
+  shmSizeBytes?: number;
+  /** Private IPv4 ranges that executions granted egress may reach (default none). */
+  egressAllowCidrs?: string[];
+  /** `false` turns per-execution cgroups off even as root (default on where available). */
+  cgroups?: boolean;
   /** RLIMIT_NPROC per sandbox (default 64); enforced only with dedicated sandbox uids. */
   maxProcesses?: number;
   /** RLIMIT_FSIZE: largest single file (default 100 MiB). */
@@ -48,12 +63,6 @@ export interface ProcessDriverOptions {
   logger?: SandboxLogger;
 }
 
-interface Prepared {
-  execDir: string;
-  homeDir: string;
-  uid?: number;
-}
-
 /**
  * Runs each execution as a child process of the worker, wrapped in bubblewrap on Linux (see
  * README.md for what that isolates), in a fresh host directory mounted at `/home/user`.
@@ -62,6 +71,7 @@ export class ProcessDriver implements SandboxDriver {
   readonly name = 'process';
   private readonly workRoot: string;
   private readonly limits: ProcessLimits;
+  private readonly resourcePolicy: ResourcePolicy;
   /** The interpreters sandboxes run (dependency layers are built for these). */
   readonly interpreters: { python: string; node: string };
   private readonly assets: RunnerAssets;
@@ -75,6 +85,12 @@ export class ProcessDriver implements SandboxDriver {
       maxProcesses: options.maxProcesses ?? DEFAULT_PROCESS_LIMITS.maxProcesses,
       maxFileSizeBytes: options.maxFileSizeBytes ?? DEFAULT_PROCESS_LIMITS.maxFileSizeBytes,
       tmpSizeBytes: options.tmpSizeBytes ?? DEFAULT_PROCESS_LIMITS.tmpSizeBytes,
+    };
+    this.resourcePolicy = {
+      defaultMemoryBytes: this.limits.memoryLimitBytes,
+      maxMemoryBytes: Math.max(options.maxMemoryBytes ?? 4 * 1024 ** 3, this.limits.memoryLimitBytes),
+      defaultCpuMillis: options.cpuMillis ?? 1000,
+      maxCpuMillis: Math.max(options.maxCpuMillis ?? 4000, options.cpuMillis ?? 1000),
     };
     this.interpreters = {
       python: options.pythonBin ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'),
@@ -98,14 +114,23 @@ export class ProcessDriver implements SandboxDriver {
     const missing = await this.missingRunner(request);
     if (missing) return failedOutcome({ code: 'SANDBOX_LOST', message: missing }, 0);
 
-    let prepared: Prepared;
+    const resources = resolveResources(request.resources, this.resourcePolicy);
+    let sandbox: ExecutionSandbox;
     try {
-      prepared = await this.prepare(plan);
+      sandbox = await prepareExecutionSandbox(
+        { workRoot: this.workRoot, ...(plan.kind === 'bubblewrap' ? { uids: plan.uids, cgroups: plan.cgroups, egress: plan.egress, mountBin: plan.root?.mount, umountBin: plan.root?.umount } : {}) },
+        {
+          cgroupLimits: { memoryBytes: resources.memoryBytes, maxProcesses: this.limits.maxProcesses, cpuMillis: resources.cpuMillis },
+          homeSizeBytes: this.options.homeSizeBytes ?? DEFAULT_HOME_SIZE_BYTES,
+          // Egress exists only inside bubblewrap's own namespaces; `none` isolation never gets it.
+          network: request.network && plan.kind === 'bubblewrap',
+        },
+      );
     } catch (error) {
-      const message = `could not create the execution directory under ${this.workRoot}: ${(error as Error).message}`;
+      if (error instanceof EgressUnavailableError) return failedOutcome({ code: 'SANDBOX_LOST', message: error.message }, 0);
+      const message = `could not prepare the sandbox under ${this.workRoot}: ${(error as Error).message}`;
       return failedOutcome({ code: 'SANDBOX_LOST', message }, 0);
     }
-    const dispose = once(() => rm(prepared.execDir, { recursive: true, force: true }));
     // close() aborts whatever is still running through this controller.
     const local = new AbortController();
     const onAbort = (): void => local.abort();
@@ -114,18 +139,21 @@ export class ProcessDriver implements SandboxDriver {
     if (signal.aborted) local.abort();
     this.running.add(local);
     try {
-      const memoryLimitBytes = memoryOf(request, this.limits.memoryLimitBytes);
+      const memoryLimitBytes = resources.memoryBytes;
       const nonce = randomBytes(16).toString('hex');
       const runnerRequest: RunnerRequest = {
         language: request.language,
         code: request.code,
         args: request.args,
-        workdir: plan.kind === 'bubblewrap' ? SANDBOX_HOME : prepared.homeDir,
+        workdir: plan.kind === 'bubblewrap' ? SANDBOX_HOME : sandbox.homeDir,
         limits,
         nonce,
       };
-      const spec = this.processSpec(plan, prepared, request, memoryLimitBytes, limits, local.signal);
+      const spec = this.processSpec(plan, sandbox, request, memoryLimitBytes, limits, local.signal);
       const run = await runSandboxProcess({ ...spec, stdin: JSON.stringify(runnerRequest) });
+      const oomKilled = (await sandbox.cgroup?.oomKilled()) ?? false;
+      // The sandbox is dead here (runSandboxProcess waits for its pid namespace): free its uid, cgroups and network.
+      await sandbox.release();
       const response = run.stdout ? parseRunnerOutput(run.stdout, nonce) : undefined;
       const classified = classifyOutcome(run, response, {
         timeoutMs: request.timeoutMs,
@@ -135,15 +163,15 @@ export class ProcessDriver implements SandboxDriver {
         maxFileSizeBytes: this.limits.maxFileSizeBytes,
         stdoutCapBytes: spec.stdoutCapBytes,
         maxLogBytes: limits.maxLogBytes,
+        oomKilled,
       });
-      const files = await this.files(classified, response?.ok ? response.files : [], prepared.homeDir, limits, request);
-      return { ...classified, ...files, durationMs: run.durationMs, dispose };
+      const files = await this.files(classified, response?.ok ? response.files : [], sandbox.homeDir, limits, request);
+      return { ...classified, ...files, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), durationMs: run.durationMs, dispose: sandbox.dispose };
     } catch (error) {
-      await dispose();
+      await sandbox.dispose();
       throw error;
     } finally {
-      // The sandbox is dead here (runSandboxProcess waits for it): its uid can be reused.
-      if (prepared.uid !== undefined && plan.kind === 'bubblewrap') plan.uids?.release(prepared.uid);
+      await sandbox.release();
       signal.removeEventListener('abort', onAbort);
       this.running.delete(local);
     }
@@ -163,6 +191,8 @@ export class ProcessDriver implements SandboxDriver {
       prlimitBin: this.options.prlimitBin ?? 'prlimit',
       workRoot: this.workRoot,
       sandboxUids: this.options.sandboxUids ?? DEFAULT_SANDBOX_UIDS,
+      egressAllowCidrs: this.options.egressAllowCidrs ?? [],
+      cgroups: this.options.cgroups ?? true,
       interpreters: this.interpreters,
       runnerFiles: [this.assets.python, this.assets.node],
       logger: this.options.logger,
@@ -183,47 +213,27 @@ export class ProcessDriver implements SandboxDriver {
     return present ? undefined : `the ${request.language} runner program is missing at ${path}; build libs/runner (node scripts/bundle.mjs)`;
   }
 
-  /** A fresh `<workRoot>/exec-XXXX/` holding `home/` (the code's /home/user) and `tmp/`. */
-  private async prepare(plan: Exclude<IsolationPlan, { kind: 'unavailable' }>): Promise<Prepared> {
-    await mkdir(this.workRoot, { recursive: true, mode: 0o711 });
-    const execDir = await mkdtemp(join(this.workRoot, 'exec-'));
-    const homeDir = join(execDir, 'home');
-    await mkdir(homeDir, { mode: 0o700 });
-    await mkdir(join(execDir, 'tmp'), { mode: 0o700 });
-    if (plan.kind !== 'bubblewrap' || !plan.uids) return { execDir, homeDir };
-    const uid = plan.uids.acquire();
-    try {
-      // bwrap runs as `uid`: it must traverse execDir and own home/.
-      await chmod(execDir, 0o711);
-      await chown(homeDir, uid, uid);
-    } catch (error) {
-      plan.uids.release(uid);
-      await rm(execDir, { recursive: true, force: true });
-      throw error;
-    }
-    return { execDir, homeDir, uid };
-  }
-
   private processSpec(
     plan: Exclude<IsolationPlan, { kind: 'unavailable' }>,
-    prepared: Prepared,
+    sandbox: ExecutionSandbox,
     request: SandboxRequest,
     memoryLimitBytes: number,
     limits: RunnerLimits,
     signal: AbortSignal,
   ): Omit<SandboxProcessSpec, 'stdin'> & { command: string } {
     const bubblewrap = plan.kind === 'bubblewrap';
-    const rlimits = rlimitsFor(request.language, { ...this.limits, memoryLimitBytes }, bubblewrap && prepared.uid !== undefined);
+    // With a pids cgroup the process budget is per execution; RLIMIT_NPROC (per uid) stays as a second fence.
+    const rlimits = rlimitsFor(request.language, { ...this.limits, memoryLimitBytes }, bubblewrap && sandbox.uid !== undefined);
     const assets = bubblewrap ? SANDBOX_RUNNER_PATHS : this.assets;
     const runner = runnerArgv(request.language, assets, this.interpreters);
     // V8 must hit its own heap limit (a clear "heap out of memory") before RLIMIT_AS bites.
     if (rlimits.v8HeapMiB !== undefined) runner.splice(1, 0, `--max-old-space-size=${rlimits.v8HeapMiB}`);
     const env = {
       PATH: SANDBOX_PATH,
-      HOME: bubblewrap ? SANDBOX_HOME : prepared.homeDir,
+      HOME: bubblewrap ? SANDBOX_HOME : sandbox.homeDir,
       LANG: 'C.UTF-8',
       PYTHONDONTWRITEBYTECODE: '1',
-      TMPDIR: bubblewrap ? '/tmp' : join(prepared.execDir, 'tmp'),
+      TMPDIR: bubblewrap ? '/tmp' : join(sandbox.execDir, 'tmp'),
       // glibc reserves 64 MiB of address space per thread arena; under RLIMIT_AS that starves threads.
       MALLOC_ARENA_MAX: '2',
       ...(request.layer?.hostPath ? layerEnv(request.layer.ecosystem, bubblewrap ? LAYER_MOUNT_PATH : request.layer.hostPath) : {}),
@@ -232,33 +242,42 @@ export class ProcessDriver implements SandboxDriver {
       ? [
           plan.bwrapBin,
           ...buildBubblewrapArgs({
-            homeDir: prepared.homeDir,
+            homeDir: sandbox.homeDir,
             rootEntries: plan.rootEntries,
             syntheticEtc: plan.syntheticEtc,
             runner: { python: this.assets.python, node: this.assets.node },
             extraReadOnly: plan.extraReadOnly,
             ...(request.layer?.hostPath ? { layerDir: request.layer.hostPath } : {}),
-            network: request.network,
+            network: sandbox.egress !== undefined,
             tmpSizeBytes: this.limits.tmpSizeBytes,
+            ...(this.options.shmSizeBytes !== undefined ? { shmSizeBytes: this.options.shmSizeBytes } : {}),
             infoFd: 3,
+            ...(plan.seccomp ? { seccompFd: 4 } : {}),
             env,
             command: runner,
           }),
         ]
       : runner;
-    const argv = plan.prlimitBin ? [plan.prlimitBin, ...prlimitArgs(rlimits), ...sandboxed] : sandboxed;
+    const limited = plan.prlimitBin ? [plan.prlimitBin, ...prlimitArgs(rlimits), ...sandboxed] : sandboxed;
+    const launch =
+      bubblewrap && plan.root
+        ? buildLaunch({ command: limited, cgroupProcsFiles: sandbox.cgroup?.procsFiles, netnsPath: sandbox.egress?.path, uid: sandbox.uid, binaries: plan.root.launch })
+        : { argv: limited, ...(sandbox.uid !== undefined ? { spawnIds: { uid: sandbox.uid, gid: sandbox.uid } } : {}) };
+    const argv = launch.argv;
     return {
       command: argv[0],
       args: argv.slice(1),
-      cwd: bubblewrap ? prepared.execDir : prepared.homeDir,
-      // bwrap --clearenv's the environment itself; a plain child gets only the sandbox variables.
-      env: bubblewrap ? undefined : env,
-      ...(prepared.uid !== undefined ? { ids: { uid: prepared.uid, gid: prepared.uid } } : {}),
+      cwd: bubblewrap ? sandbox.execDir : sandbox.homeDir,
+      // Never the worker's environment: bwrap's own process (pid 1 in the sandbox) keeps what it
+      // is spawned with, readable in /proc/1/environ, whatever --clearenv does for the code.
+      env,
+      ...(launch.spawnIds ? { ids: launch.spawnIds } : {}),
       stdoutCapBytes: stdoutCapBytes(limits),
       stderrTailBytes: 64 * 1024,
       timeoutMs: Math.min(Math.max(request.timeoutMs, 1), 2 ** 31 - 1),
       signal,
       infoFd: bubblewrap,
+      ...(bubblewrap && plan.seccomp ? { seccompProgram: plan.seccomp } : {}),
     };
   }
 
@@ -282,17 +301,10 @@ export class ProcessDriver implements SandboxDriver {
   }
 }
 
-function memoryOf(request: SandboxRequest, fallback: number): number {
-  const requested = request.resources?.memory;
-  return (requested !== undefined ? parseMemoryQuantity(requested) : undefined) ?? fallback;
-}
+/** Default size of the `/home/user` tmpfs (the Kubernetes driver's `K8S_HOME_SIZE` default too). */
+const DEFAULT_HOME_SIZE_BYTES = 256 * 1024 * 1024;
 
 function failedOutcome(error: NodeError, durationMs: number): SandboxOutcome {
   const logs: CapturedLogs = { stdout: '', stderr: '', truncated: false };
   return { status: 'failed', error, logs, files: [], durationMs, dispose: async () => undefined };
-}
-
-function once(action: () => Promise<void>): () => Promise<void> {
-  let done: Promise<void> | undefined;
-  return () => (done ??= action());
 }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /** Why the sandbox process ended. The first cause recorded wins (a timeout stays a timeout). */
 export type Termination = 'exited' | 'timeout' | 'canceled' | 'output-too-large' | 'spawn-failed';
@@ -21,6 +21,8 @@ export interface SandboxProcessSpec {
   signal: AbortSignal;
   /** Open fd 3 for `bwrap --info-fd 3` and wait, after the end, until the pid namespace is gone. */
   infoFd: boolean;
+  /** Written to fd 4 (for `bwrap --seccomp 4`), then closed. Needs `infoFd`. */
+  seccompProgram?: Buffer;
 }
 
 export interface SandboxProcessResult {
@@ -84,7 +86,7 @@ export function runSandboxProcess(spec: SandboxProcessSpec): Promise<SandboxProc
         cwd: spec.cwd,
         env: spec.env,
         detached: true,
-        stdio: spec.infoFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
+        stdio: spec.seccompProgram ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : spec.infoFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
         ...(spec.ids ?? {}),
       });
     } catch (error) {
@@ -100,6 +102,12 @@ export function runSandboxProcess(spec: SandboxProcessSpec): Promise<SandboxProc
       }
     });
     if (spec.infoFd) namespacePid = readNamespaceInit(child.stdio[3] as Readable | null);
+    if (spec.seccompProgram) {
+      // A few hundred bytes: they fit the pipe buffer, so bwrap reads them whenever it gets there.
+      const seccomp = child.stdio[4] as Writable | null;
+      seccomp?.on('error', () => undefined);
+      seccomp?.end(spec.seccompProgram);
+    }
 
     child.stdout?.on('data', (chunk: Buffer) => {
       stdoutBytes += chunk.length;

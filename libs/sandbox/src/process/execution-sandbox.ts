@@ -1,0 +1,136 @@
+import { spawn } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CgroupLimits, CgroupManager, ExecutionCgroup } from './cgroups';
+import type { EgressNamespace, EgressNetworks } from './egress-network';
+import type { UidPool } from './uid-pool';
+
+/**
+ * The host-side resources of one process execution, set up before its sandbox starts:
+ * `<workRoot>/exec-XXXX/` with `home/` (the code's /home/user) and `tmp/`, a dedicated uid, the
+ * execution's cgroups, a size-limited tmpfs as its home, and its egress network namespace when
+ * granted. `release()` frees what only the running sandbox needs (uid, cgroups, network) once it
+ * is dead; `dispose()` removes the directory after the files were read.
+ */
+export interface ExecutionSandbox {
+  execDir: string;
+  homeDir: string;
+  uid?: number;
+  cgroup?: ExecutionCgroup;
+  egress?: EgressNamespace;
+  /** Whether /home/user is a tmpfs of the execution's own (its size is a hard quota). */
+  homeQuota: boolean;
+  release(): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+export interface ExecutionSandboxNeeds {
+  cgroupLimits: CgroupLimits;
+  /** Size of the /home/user tmpfs, in bytes. */
+  homeSizeBytes: number;
+  network: boolean;
+}
+
+/** What the host offers (decided once at start-up, `isolation-plan.ts`). */
+export interface ExecutionHost {
+  workRoot: string;
+  uids?: UidPool;
+  cgroups?: CgroupManager;
+  egress?: EgressNetworks;
+  /** `mount` of util-linux, when the driver is root: homes become sized tmpfs mounts. */
+  mountBin?: string;
+  umountBin?: string;
+}
+
+/** Sets everything up, or undoes what was done and throws with the failing step's words. */
+export async function prepareExecutionSandbox(host: ExecutionHost, needs: ExecutionSandboxNeeds): Promise<ExecutionSandbox> {
+  await mkdir(host.workRoot, { recursive: true, mode: 0o711 });
+  const execDir = await mkdtemp(join(host.workRoot, 'exec-'));
+  const homeDir = join(execDir, 'home');
+  const undo: Array<() => Promise<unknown>> = [() => rm(execDir, { recursive: true, force: true })];
+  let uid: number | undefined;
+  let cgroup: ExecutionCgroup | undefined;
+  let egress: EgressNamespace | undefined;
+  let homeQuota = false;
+  try {
+    await mkdir(homeDir, { mode: 0o700 });
+    await mkdir(join(execDir, 'tmp'), { mode: 0o700 });
+    if (host.uids) {
+      const acquired = host.uids.acquire();
+      uid = acquired;
+      undo.push(async () => host.uids!.release(acquired));
+      // bwrap runs as `uid`: it must traverse execDir and own home/.
+      await chmod(execDir, 0o711);
+    }
+    if (host.mountBin && host.umountBin) {
+      const umountBin = host.umountBin;
+      await run(host.mountBin, ['-t', 'tmpfs', '-o', `size=${needs.homeSizeBytes},mode=0700,nosuid,nodev`, 'podflow-home', homeDir]);
+      undo.unshift(() => run(umountBin, ['--lazy', homeDir]));
+      homeQuota = true;
+    }
+    if (uid !== undefined) await chown(homeDir, uid, uid);
+    if (host.cgroups) {
+      const created = await host.cgroups.create(needs.cgroupLimits);
+      cgroup = created;
+      undo.unshift(() => created.remove());
+    }
+    if (needs.network) {
+      if (!host.egress) throw new EgressUnavailableError();
+      const opened = await host.egress.open();
+      egress = opened;
+      undo.unshift(() => opened.close());
+    }
+  } catch (error) {
+    await undoAll(undo);
+    throw error;
+  }
+  let released: Promise<void> | undefined;
+  let disposed: Promise<void> | undefined;
+  const release = (): Promise<void> =>
+    (released ??= (async () => {
+      await egress?.close();
+      await cgroup?.remove();
+      if (uid !== undefined) host.uids?.release(uid);
+    })());
+  return {
+    execDir,
+    homeDir,
+    uid,
+    cgroup,
+    egress,
+    homeQuota,
+    release,
+    dispose: () =>
+      (disposed ??= (async () => {
+        await release();
+        if (homeQuota) await run(host.umountBin!, ['--lazy', homeDir]).catch(() => undefined);
+        await rm(execDir, { recursive: true, force: true });
+      })()),
+  };
+}
+
+/** A node asked for egress on a host that cannot give a sandbox its own network. */
+export class EgressUnavailableError extends Error {
+  constructor() {
+    super(
+      'this execution was granted network egress, but this worker cannot give sandboxes their own network: it must run as root ' +
+        'with slirp4netns, iproute2 and util-linux installed (see the worker log at start-up); the sandbox was not started',
+    );
+  }
+}
+
+async function undoAll(steps: Array<() => Promise<unknown>>): Promise<void> {
+  for (const step of steps) await step().catch(() => undefined);
+}
+
+function run(command: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      if (stderr.length < 2048) stderr += chunk.toString('utf8');
+    });
+    child.once('error', (error) => reject(new Error(`${command} could not start: ${error.message}`)));
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code}: ${stderr.trim()}`))));
+  });
+}

@@ -1,0 +1,49 @@
+import { buildLaunch, CGROUP_JOIN_FAILED_EXIT } from './launch';
+
+const binaries = { sh: '/bin/sh', nsenter: '/usr/bin/nsenter', setpriv: '/usr/bin/setpriv' };
+const command = ['/usr/bin/prlimit', '--as=1', '--', '/usr/bin/bwrap', '--', 'python3'];
+
+describe('buildLaunch', () => {
+  it('lets spawn drop to the sandbox uid when nothing needs root first', () => {
+    expect(buildLaunch({ command, uid: 1_900_000_001, binaries })).toEqual({ argv: command, spawnIds: { uid: 1_900_000_001, gid: 1_900_000_001 } });
+    expect(buildLaunch({ command, binaries })).toEqual({ argv: command });
+  });
+
+  it('joins the cgroups, enters the network namespace, then drops to the uid, in that order, as root', () => {
+    const plan = buildLaunch({ command, uid: 7, cgroupProcsFiles: ['/cg/memory/x/cgroup.procs', '/cg/pids/x/cgroup.procs'], netnsPath: '/proc/42/ns/net', binaries });
+    expect(plan.spawnIds).toBeUndefined();
+    const [sh, dashC, script, name, ...rest] = plan.argv;
+    expect([sh, dashC, name]).toEqual(['/bin/sh', '-c', 'podflow-launch']);
+    expect(script).toContain(`exit ${CGROUP_JOIN_FAILED_EXIT}`);
+    expect(rest).toEqual([
+      '/cg/memory/x/cgroup.procs',
+      '/cg/pids/x/cgroup.procs',
+      '--',
+      '/usr/bin/nsenter',
+      '--net=/proc/42/ns/net',
+      '--',
+      '/usr/bin/setpriv',
+      '--reuid=7',
+      '--regid=7',
+      '--clear-groups',
+      '--',
+      ...command,
+    ]);
+  });
+
+  it('runs the join script for real: the pid it writes is the one that execs the command', async () => {
+    const { mkdtemp, readFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { execFileSync } = await import('node:child_process');
+    const dir = await mkdtemp(join(tmpdir(), 'launch-spec-'));
+    try {
+      const procs = join(dir, 'cgroup.procs');
+      const plan = buildLaunch({ command: ['/bin/sh', '-c', 'echo $$'], cgroupProcsFiles: [procs], binaries });
+      const printed = execFileSync(plan.argv[0], plan.argv.slice(1), { encoding: 'utf8' }).trim();
+      expect((await readFile(procs, 'utf8')).trim()).toBe(printed);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
