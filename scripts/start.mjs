@@ -24,7 +24,7 @@ async function main() {
   let redis;
   if (!process.env.REDIS_URL) {
     redis = await startRedis(join(CACHE_DIR, 'redis'));
-    say(`started redis-server at ${redis.url} (data in ${join(CACHE_DIR, 'redis')})`);
+    say(`started redis-server on 127.0.0.1:${redis.port} with a generated password (data in ${join(CACHE_DIR, 'redis')})`);
   }
   if (!process.env.PODFLOW_API_KEYS) say('PODFLOW_API_KEYS is not set: using the development key "dev-key" for tenant "default"');
   const env = {
@@ -36,9 +36,11 @@ async function main() {
     FILE_URL_SECRET: process.env.FILE_URL_SECRET ?? persistentSecret(),
     STORAGE_DIR: process.env.STORAGE_DIR ?? join(CACHE_DIR, 'files'),
   };
+  // Tenant keys are the coordinator's alone: the worker runs tenant code and never needs them.
+  const { PODFLOW_API_KEYS: _keys, ...workerEnv } = env;
   const children = [
     spawn(process.execPath, [join(ROOT, 'services/coordinator/dist/main.js')], { env, stdio: 'inherit' }),
-    spawn(process.execPath, [join(ROOT, 'services/worker/dist/main.js')], { env, stdio: 'inherit' }),
+    spawn(process.execPath, [join(ROOT, 'services/worker/dist/main.js')], { env: workerEnv, stdio: 'inherit' }),
   ];
   let stopping = false;
   const stopAll = async (code) => {

@@ -133,8 +133,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...(s3 ? s3Env(s3, s3Prefix!) : {}),
     ...(options.env ?? {}),
   };
-  const launch = (script: string, extra: Record<string, string> = {}) => {
-    const child = spawn(process.execPath, [join(ROOT, script)], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `without`: variables this service must not get (workers never see tenant keys). */
+  const launch = (script: string, extra: Record<string, string> = {}, without: string[] = []) => {
+    const childEnv: Record<string, string | undefined> = { ...env, ...extra };
+    for (const name of without) delete childEnv[name];
+    const child = spawn(process.execPath, [join(ROOT, script)], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (d: Buffer) => output.push(d.toString()));
     child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
     children.push(child);
@@ -156,7 +159,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return child;
     },
     async startWorker(extra = {}) {
-      const child = launch('services/worker/dist/main.js', { WORKER_ID: `w${workers.length}`, ...(options.workerEnv ?? {}), ...extra });
+      const child = launch('services/worker/dist/main.js', { WORKER_ID: `w${workers.length}`, ...(options.workerEnv ?? {}), ...extra }, ['PODFLOW_API_KEYS']);
       workers.push(child);
       // Ready once its BullMQ worker shows up among the exec queue's workers.
       const expected = workers.filter((w) => w.exitCode === null && w.signalCode === null).length;

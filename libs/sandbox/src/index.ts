@@ -56,3 +56,5 @@ export { PodLayerBackend, IMAGE_NPM_COMMAND } from './kubernetes/pod-layer-backe
 export type { PodLayerBackendOptions } from './kubernetes/pod-layer-backend';
 export { LAYER_BUILDER_SELECTOR, buildLayerBuilderPod, layerBuilderPodName, manifestFromLog } from './kubernetes/layer-builder-spec';
 export type { LayerBuilderPlacement } from './kubernetes/layer-builder-spec';
+export { BLOCKED_EGRESS_CIDRS, normaliseCidr } from './process/egress-routes';
+export { buildSeccompFilter, BLOCKED_SYSCALLS } from './process/seccomp';

@@ -1,4 +1,5 @@
 import { DEFAULT_KEY_PREFIX, DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
+import { normaliseCidr } from '@podflow/sandbox';
 import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { hostname } from 'node:os';
 import { z } from 'zod';
@@ -28,6 +29,22 @@ export const workerConfigSchema = z.object({
   SANDBOX_DRIVER: z.enum(['process', 'kubernetes', 'noop']).default('process'),
   SANDBOX_ISOLATION: z.enum(['auto', 'bubblewrap', 'none']).default('auto'),
   SANDBOX_MEMORY_MB: int(32).default(512),
+  // Process driver limits (README "Process sandbox"); the kubernetes driver has its K8S_* twins.
+  SANDBOX_MAX_MEMORY_MB: int(32).default(4096),
+  SANDBOX_CPU_MILLIS: int(10).default(1000),
+  SANDBOX_MAX_CPU_MILLIS: int(10).default(4000),
+  SANDBOX_MAX_PROCESSES: int(8).default(64),
+  SANDBOX_HOME_SIZE_MB: int(1).default(256),
+  SANDBOX_TMP_SIZE_MB: int(1).default(64),
+  SANDBOX_SHM_SIZE_MB: int(1).default(16),
+  /** Private IPv4 ranges that executions granted egress may reach (an internal mirror); none by default. */
+  SANDBOX_EGRESS_ALLOW_CIDRS: z
+    .string()
+    .optional()
+    .transform((v) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : []))
+    .refine((cidrs) => cidrs.every((c) => normaliseCidr(c) !== undefined), {
+      message: 'SANDBOX_EGRESS_ALLOW_CIDRS must be comma-separated IPv4 CIDRs, e.g. 10.20.0.0/16,192.168.5.10/32',
+    }),
   PYTHON_BIN: z.string().optional(),
   // STORAGE (local | s3), STORAGE_DIR, PUBLIC_URL, FILE_URL_SECRET, FILE_URL_TTL_SECONDS, S3_*.
   ...storageConfigShape,

@@ -32,9 +32,18 @@ function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
     const layers = layerResolver(config, sandbox.layerBackend, connection, logger);
     return { ...sandbox, driver: new LayerResolvingDriver(sandbox.driver, layers), stop: async () => { await sandbox.stop(); await disconnect(); } };
   }
+  const MIB = 1024 * 1024;
   const driver = new ProcessDriver({
     isolation: config.SANDBOX_ISOLATION,
-    memoryLimitBytes: config.SANDBOX_MEMORY_MB * 1024 * 1024,
+    memoryLimitBytes: config.SANDBOX_MEMORY_MB * MIB,
+    maxMemoryBytes: config.SANDBOX_MAX_MEMORY_MB * MIB,
+    cpuMillis: config.SANDBOX_CPU_MILLIS,
+    maxCpuMillis: config.SANDBOX_MAX_CPU_MILLIS,
+    maxProcesses: config.SANDBOX_MAX_PROCESSES,
+    homeSizeBytes: config.SANDBOX_HOME_SIZE_MB * MIB,
+    tmpSizeBytes: config.SANDBOX_TMP_SIZE_MB * MIB,
+    shmSizeBytes: config.SANDBOX_SHM_SIZE_MB * MIB,
+    egressAllowCidrs: config.SANDBOX_EGRESS_ALLOW_CIDRS,
     ...(config.PYTHON_BIN ? { pythonBin: config.PYTHON_BIN } : {}),
     logger,
   });
@@ -42,9 +51,18 @@ function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
   return { driver: new LayerResolvingDriver(driver, layers), init: () => driver.init(), stop: disconnect };
 }
 
+/**
+ * Variables a worker must not hold: tenant API keys are the coordinator's alone. Dropped at boot so
+ * no code path (a child process, a crash dump, a sandbox) can pass them on.
+ */
+const COORDINATOR_ONLY_VARIABLES = ['PODFLOW_API_KEYS', 'PODFLOW_ADMIN_KEY'];
+
 async function main(): Promise<void> {
   const config = loadWorkerConfig(process.env);
   const logger = pino({ name: 'podflow-worker', level: config.LOG_LEVEL });
+  const dropped = COORDINATOR_ONLY_VARIABLES.filter((name) => name in process.env);
+  for (const name of dropped) delete process.env[name];
+  if (dropped.length > 0) logger.warn({ dropped }, 'the worker does not use these variables and dropped them; remove them from its environment');
   const sandbox = createSandbox(config, logger);
   const { driver } = sandbox;
   const worker = new PodflowWorker({

@@ -10,7 +10,12 @@ export const LABELS = {
   execution: 'podflow.dev/execution',
   attempt: 'podflow.dev/attempt',
   worker: 'podflow.dev/worker',
+  /** `granted` only on pods of executions whose tenant may reach the internet (a NetworkPolicy selects it). */
+  egress: 'podflow.dev/egress',
 } as const;
+
+/** Value of `LABELS.egress` that k8s/manifests/sandbox/25-egress-granted-network-policy.yaml selects. */
+export const EGRESS_GRANTED = 'granted';
 
 /** Full, unshortened identifiers live in annotations (label values are capped at 63 characters). */
 export const ANNOTATIONS = {

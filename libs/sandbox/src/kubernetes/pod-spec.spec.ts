@@ -45,6 +45,14 @@ describe('buildSandboxPod', () => {
     });
   });
 
+  it('labels a pod for egress only when the execution was granted it, and gives it cluster DNS', () => {
+    expect(pod.metadata!.labels).not.toHaveProperty('podflow.dev/egress');
+    expect(pod.spec!.dnsPolicy).toBe('Default');
+    const granted = buildSandboxPod({ ...input, network: true }, placement);
+    expect(granted.metadata!.labels!['podflow.dev/egress']).toBe('granted');
+    expect(granted.spec!.dnsPolicy).toBe('ClusterFirst');
+  });
+
   it('mounts only size-limited emptyDirs at /home/user and /tmp', () => {
     expect(pod.spec!.volumes).toEqual([
       { name: 'home', emptyDir: { sizeLimit: '256Mi' } },

@@ -1,7 +1,7 @@
 import type { V1Pod, V1PodSecurityContext, V1PodSpec, V1SecurityContext, V1Toleration } from '@kubernetes/client-node';
 import type { Language } from '@podflow/protocol';
 import { LAYER_MOUNT_PATH, layerEnv, type Ecosystem } from '../layers/layer';
-import { ANNOTATIONS, LABELS, MANAGED_BY, SANDBOX_ROLE, executionLabel, labelValue, podNameFor } from './pod-identity';
+import { ANNOTATIONS, EGRESS_GRANTED, LABELS, MANAGED_BY, SANDBOX_ROLE, executionLabel, labelValue, podNameFor } from './pod-identity';
 import type { PodResources } from './resources';
 
 /** Where the runtime images (k8s/images) keep the runners, and the sandbox user they run as. */
@@ -71,6 +71,8 @@ export interface SandboxPodInput {
   deadlineAt: number;
   /** The dependency layer to mount read-only at `LAYER_MOUNT_PATH` (its directory on the layer volume). */
   layer?: { key: string; ecosystem: Ecosystem };
+  /** The tenant was granted egress: the pod carries the label the egress NetworkPolicy selects. */
+  network?: boolean;
 }
 
 /** The runner command inside the runtime image. Node's heap stops at 75% of the memory limit, so
@@ -110,6 +112,7 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
         [LABELS.execution]: executionLabel(input.executionId),
         [LABELS.attempt]: String(input.attempt),
         [LABELS.worker]: labelValue(input.workerId),
+        ...(input.network ? { [LABELS.egress]: EGRESS_GRANTED } : {}),
       },
       annotations: {
         [ANNOTATIONS.executionId]: input.executionId,
@@ -121,8 +124,9 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
       restartPolicy: 'Never',
       automountServiceAccountToken: false,
       enableServiceLinks: false,
-      // No cluster DNS is needed (sandboxes have no network); this also avoids MissingClusterDNS.
-      dnsPolicy: 'Default',
+      // Without egress no DNS is needed (this also avoids MissingClusterDNS); with it, cluster DNS,
+      // which the egress policy allows, not the node's resolver (often a private or link-local address).
+      dnsPolicy: input.network ? 'ClusterFirst' : 'Default',
       terminationGracePeriodSeconds: 0,
       activeDeadlineSeconds: input.activeDeadlineSeconds,
       securityContext: RESTRICTED_POD_SECURITY,
