@@ -3,7 +3,8 @@
 // manager when they are missing and that is possible. No dependencies beyond Node itself (the
 // tests' MinIO, built with Go, is in minio.mjs).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -68,29 +69,42 @@ export function freePort() {
   });
 }
 
-function redisAnswers(port) {
+function redisAnswers(port, password) {
   return new Promise((resolveAnswer) => {
     const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (data) => {
+    let reply = '';
+    socket.once('connect', () => socket.write(`AUTH ${password}\r\nPING\r\n`));
+    socket.on('data', (data) => {
+      reply += data.toString();
+      if (!reply.includes('\r\n', reply.indexOf('\r\n') + 2)) return;
       socket.destroy();
-      resolveAnswer(data.toString().startsWith('+PONG'));
+      resolveAnswer(reply.startsWith('+OK') && reply.includes('+PONG'));
     });
     socket.once('error', () => resolveAnswer(false));
   });
 }
 
-/** Starts a private redis-server on a free port; data under `dir`. Resolves once it answers PING. */
+/**
+ * Starts a private redis-server on a free loopback port with a generated password; data under
+ * `dir`. The password is in a 0600 config file, never on a command line; the URL carries it.
+ * Resolves once it answers PING.
+ */
 export async function startRedis(dir) {
   const binary = ensureSystemPackage('redis-server', 'redis-server', 'podflow keeps run state and queues in Redis');
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const port = await freePort();
-  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '60 1000', '--appendonly', 'yes', '--protected-mode', 'yes'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const password = randomBytes(24).toString('hex');
+  const configFile = join(dir, 'podflow-redis.conf');
+  writeFileSync(
+    configFile,
+    [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, 'save 60 1000', 'appendonly yes', 'protected-mode yes', `requirepass ${password}`, ''].join('\n'),
+    { mode: 0o600 },
+  );
+  chmodSync(configFile, 0o600);
+  const child = spawn(binary, [configFile], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 100; i++) {
-    if (await redisAnswers(port)) {
-      return { url: `redis://127.0.0.1:${port}`, port, stop: () => stopChild(child) };
+    if (await redisAnswers(port, password)) {
+      return { url: `redis://:${password}@127.0.0.1:${port}`, port, stop: () => stopChild(child) };
     }
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
@@ -156,7 +170,7 @@ export async function runJestWithServices(config, args, env = process.env) {
   try {
     const redis = await startRedis(join(dataDir, 'redis'));
     stops.push(redis.stop);
-    say(`test redis at ${redis.url}`);
+    say(`test redis at 127.0.0.1:${redis.port} (password-protected)`);
     const minio = await startMinio(join(dataDir, 'minio'));
     stops.push(minio.stop);
     await createBucket(minio, TEST_BUCKET);
