@@ -22,3 +22,4 @@ export type { UnstorableFile } from './file-paths';
 export type { RunEventMessage } from './events';
 export { DEFAULT_OUTPUT_INLINE_MAX_BYTES, PAYLOAD_CONTENT_TYPE } from './payloads';
 export type { PayloadRef } from './payloads';
+export { emptyRecord, ownValue, recordOf, setOwn } from './records';

@@ -1,4 +1,5 @@
-import type { NodeError } from '@podflow/protocol';
+import { ownValue, type NodeError } from '@podflow/protocol';
+import { DEFAULT_EXPRESSION_LIMITS, type ExpressionLimits } from './expression-budget';
 import { indexEdges, type EdgeIndex } from './graph';
 import type { CodeNode, EngineCommand, NodeState, RunState } from './types';
 
@@ -12,22 +13,24 @@ export interface Step {
   at: number;
   edges: EdgeIndex;
   nodesById: Map<string, CodeNode>;
+  expressionLimits: ExpressionLimits;
 }
 
 /** Starts a step on a state the caller already owns (a clone of the stored one). */
-export function newStep(state: RunState, at: number): Step {
+export function newStep(state: RunState, at: number, expressionLimits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS): Step {
   return {
     state,
     commands: [],
     at,
     edges: indexEdges(state.workflow.edges),
     nodesById: new Map(state.workflow.nodes.map((node) => [node.id, node])),
+    expressionLimits,
   };
 }
 
 /** The node's run state; a missing node is a bug (states are created from their workflow), so it throws. */
 export function nodeState(step: Step, nodeId: string): NodeState {
-  const node = step.state.nodes[nodeId];
+  const node = ownValue(step.state.nodes, nodeId);
   if (!node) throw new Error(`run ${step.state.id} has no node "${nodeId}"`);
   return node;
 }

@@ -1,4 +1,4 @@
-import { PodflowError, executionIdOf } from '@podflow/protocol';
+import { PodflowError, emptyRecord, executionIdOf } from '@podflow/protocol';
 import type { ExecJob, JsonObject, JsonValue, NodeError } from '@podflow/protocol';
 import { emitNode, emitRun, isActive, nodeDefinition, nodeState, type Step } from './engine-context';
 import { failRun, settleFailure } from './engine-routing';
@@ -18,7 +18,7 @@ export async function advance(step: Step): Promise<void> {
     changed = false;
     for (const { id } of state.workflow.nodes) {
       if (state.status !== 'running') return;
-      if (state.nodes[id].status !== 'pending') continue;
+      if (nodeState(step, id).status !== 'pending') continue;
       const incoming = step.edges.incoming.get(id) ?? [];
       if (incoming.some((index) => state.edges[index] === 'pending')) continue;
       changed = true;
@@ -86,17 +86,18 @@ async function buildArgs(step: Step, definition: CodeNode): Promise<JsonObject> 
   const { state } = step;
   if (definition.inputs) {
     const context = buildExpressionContext(state);
-    const args: JsonObject = {};
+    // Binding names are user keys: `__proto__` must become a key of args, not its prototype.
+    const args = emptyRecord<JsonValue>();
     for (const [name, expression] of Object.entries(definition.inputs)) {
-      const value = await evaluateExpression(expression, context, `input binding "${name}" of node "${definition.id}"`);
+      const value = await evaluateExpression(expression, context, `input binding "${name}" of node "${definition.id}"`, step.expressionLimits);
       if (value !== undefined) args[name] = value;
     }
     return args;
   }
   const ancestors = ancestorsOf(definition.id, state.workflow.edges, step.edges);
-  const nodes: JsonObject = {};
+  const nodes = emptyRecord<JsonValue>();
   for (const { id } of state.workflow.nodes) {
-    const upstream = state.nodes[id];
+    const upstream = nodeState(step, id);
     if (!ancestors.has(id) || upstream.status !== 'succeeded') continue;
     nodes[id] = {
       output: structuredClone(upstream.output ?? {}),
@@ -108,8 +109,8 @@ async function buildArgs(step: Step, definition: CodeNode): Promise<JsonObject> 
   const routedFrom = (step.edges.incoming.get(definition.id) ?? [])
     .filter((index) => state.edges[index] === 'fired' && state.workflow.edges[index].on !== 'success')
     .map((index) => state.workflow.edges[index].from)
-    .find((from) => state.nodes[from].status === 'failed' && state.nodes[from].error);
-  const failure = routedFrom !== undefined ? state.nodes[routedFrom].error : undefined;
+    .find((from) => nodeState(step, from).status === 'failed' && nodeState(step, from).error);
+  const failure = routedFrom !== undefined ? nodeState(step, routedFrom).error : undefined;
   if (routedFrom !== undefined && failure) {
     const error: { [key: string]: JsonValue } = { nodeId: routedFrom, code: failure.code, message: failure.message };
     if (failure.stack !== undefined) error.stack = failure.stack;
@@ -125,7 +126,7 @@ async function completeIfDone(step: Step): Promise<void> {
   if (state.workflow.output !== undefined) {
     let value: JsonValue | undefined;
     try {
-      value = await evaluateExpression(state.workflow.output, buildExpressionContext(state), 'workflow output');
+      value = await evaluateExpression(state.workflow.output, buildExpressionContext(state), 'workflow output', step.expressionLimits);
     } catch (error) {
       if (!(error instanceof PodflowError)) throw error;
       failRun(step, error.toNodeError());
@@ -141,10 +142,10 @@ async function completeIfDone(step: Step): Promise<void> {
     }
     outputs = value ?? {};
   } else {
-    outputs = {};
+    outputs = emptyRecord<JsonValue>();
     for (const { id } of state.workflow.nodes) {
       const isLeaf = (step.edges.outgoing.get(id) ?? []).length === 0;
-      const node = state.nodes[id];
+      const node = nodeState(step, id);
       if (isLeaf && node.status === 'succeeded') outputs[id] = structuredClone(node.output ?? {});
     }
   }

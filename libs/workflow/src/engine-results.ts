@@ -1,4 +1,4 @@
-import { isErrorCode, retryPolicyOf } from '@podflow/protocol';
+import { isErrorCode, ownValue, retryPolicyOf } from '@podflow/protocol';
 import type { ErrorCode, ExecResult, NodeError } from '@podflow/protocol';
 import { emitNode, isActive, nodeDefinition, type Step } from './engine-context';
 import { advance, dispatchNode } from './engine-dispatch';
@@ -38,7 +38,7 @@ export function retriesAllowed(node: CodeNode, code: ErrorCode): number {
 export async function onNodeFinished(step: Step, result: ExecResult): Promise<void> {
   const { state } = step;
   if (state.status !== 'running' || result.runId !== state.id) return;
-  const node = state.nodes[result.nodeId];
+  const node = ownValue(state.nodes, result.nodeId);
   if (!node || !isActive(node.status) || node.executionId !== result.executionId) return;
   const definition = nodeDefinition(step, result.nodeId);
   storeArtifacts(node, result);

@@ -21,7 +21,7 @@ export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succ
     let fires = matches;
     if (matches && edge.when !== undefined) {
       try {
-        fires = isTruthy(await evaluateExpression(edge.when, context, `"when" of edge ${edge.from}→${edge.to} (edges[${index}])`));
+        fires = isTruthy(await evaluateExpression(edge.when, context, `"when" of edge ${edge.from}→${edge.to} (edges[${index}])`, step.expressionLimits));
       } catch (error) {
         if (!(error instanceof PodflowError)) throw error;
         failRunWithNodeError(step, error.toNodeError(edge.to));

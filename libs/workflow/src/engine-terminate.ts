@@ -1,5 +1,5 @@
 import type { NodeError } from '@podflow/protocol';
-import { emitNode, emitRun, isActive, type Step } from './engine-context';
+import { emitNode, emitRun, isActive, nodeState, type Step } from './engine-context';
 import { formatDuration } from './durations';
 
 /**
@@ -10,7 +10,7 @@ import { formatDuration } from './durations';
 export function terminateRun(step: Step, status: 'failed' | 'canceled', error: NodeError, nodeError: NodeError): void {
   const { state } = step;
   for (const { id } of state.workflow.nodes) {
-    const node = state.nodes[id];
+    const node = nodeState(step, id);
     if (isActive(node.status) && node.executionId) {
       step.commands.push({ type: 'cancel_execution', nodeId: id, executionId: node.executionId });
     } else if (node.status !== 'pending') {

@@ -1,5 +1,6 @@
-import type { JsonObject } from '@podflow/protocol';
+import { emptyRecord, ownValue, type JsonObject } from '@podflow/protocol';
 import { emitNode, emitRun, newStep, type Step } from './engine-context';
+import type { ExpressionLimits } from './expression-budget';
 import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
 import { cancelRun, timeoutRun } from './engine-terminate';
@@ -15,9 +16,19 @@ export interface CreateRunParams {
   now: number;
 }
 
-/** A new run: `queued`, every node `pending` with no attempts, every edge unresolved. */
+/** What the caller tunes about a transition; the defaults suit tests and embedded use. */
+export interface TransitionOptions {
+  /** Bounds of every expression the transition evaluates (input bindings, `when`, workflow `output`). */
+  expressionLimits?: ExpressionLimits;
+}
+
+/**
+ * A new run: `queued`, every node `pending` with no attempts, every edge unresolved. `nodes` has
+ * no prototype, so a node id such as `__proto__` or `constructor` is an ordinary key; it stays an
+ * own key through JSON and `structuredClone`, and the engine reads it with `ownValue`.
+ */
 export function createRunState(params: CreateRunParams): RunState {
-  const nodes: Record<string, NodeState> = {};
+  const nodes = emptyRecord<NodeState>();
   for (const node of params.workflow.nodes) nodes[node.id] = { status: 'pending', attempts: 0, timings: {} };
   return {
     id: params.id,
@@ -40,8 +51,8 @@ export function createRunState(params: CreateRunParams): RunState {
  * at-least-once delivery is safe as long as the caller stores the state atomically with
  * applying the commands.
  */
-export async function transition(state: RunState, event: EngineEvent): Promise<TransitionResult> {
-  const step = newStep(structuredClone(state), event.at);
+export async function transition(state: RunState, event: EngineEvent, options: TransitionOptions = {}): Promise<TransitionResult> {
+  const step = newStep(structuredClone(state), event.at, options.expressionLimits);
   // Cloned too, so the returned state never aliases the caller's event payload.
   const owned = structuredClone(event);
   switch (owned.type) {
@@ -81,7 +92,7 @@ async function start(step: Step): Promise<void> {
 
 function nodeStarted(step: Step, nodeId: string, executionId: string): void {
   if (step.state.status !== 'running') return;
-  const node = step.state.nodes[nodeId];
+  const node = ownValue(step.state.nodes, nodeId);
   if (!node || node.status !== 'queued' || node.executionId !== executionId) return;
   node.status = 'running';
   node.timings.startedAt = step.at;

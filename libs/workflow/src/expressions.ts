@@ -1,6 +1,8 @@
 import jsonata from 'jsonata';
-import { PodflowError } from '@podflow/protocol';
+import { PodflowError, emptyRecord, ownValue } from '@podflow/protocol';
 import type { JsonObject, JsonValue, NodeError, NodeFiles, NodePhase } from '@podflow/protocol';
+import { CONCAT_FUNCTION, installBoundedBuiltins } from './expression-builtins';
+import { DEFAULT_EXPRESSION_LIMITS, ExpressionBudget, ExpressionLimitError, maxItemsOf, type ExpressionLimits } from './expression-budget';
 import type { RunState } from './types';
 
 /** What one node looks like to expressions: `nodes.<id>.output`, `.files`, `.status`, `.error`. */
@@ -19,10 +21,35 @@ export interface ExpressionContext {
 }
 
 /**
- * Guardrails: expressions are user text evaluated inside the coordinator, so an accidental
- * infinite recursion or a huge loop must end with an error instead of stalling every run.
+ * Expressions are user text evaluated inside the coordinator, so each evaluation is bounded in
+ * time, depth and size (ExpressionLimits), and a limit ends it with INPUT_BINDING_FAILED naming
+ * the limit instead of stalling or exhausting the process. How:
+ * - Time and depth: JSONata's own `timeout` and `stack` guardrails, checked at every step.
+ * - Sequences: JSONata's `sequence` option caps every array it builds (ranges, paths, appends)
+ *   at `maxBytes / 8` items before allocating it.
+ * - Every value a step builds (function results, operators, array and object constructors,
+ *   transforms, sorts, group-bys) is measured as JSON when the step ends, through JSONata's
+ *   evaluate-exit hook: over `maxBytes` it fails, and new bytes add up to a per-evaluation total.
+ *   Sizes are remembered per object, so a value built by repeatedly sharing one part
+ *   (`{"a": $x, "b": $x}`) is caught in O(its keys), and strings are measured by length, so
+ *   doubling one with `&` is caught without ever flattening it.
+ * - What a single step builds before any hook runs is checked beforehand: built-ins that can
+ *   amplify (`$pad`, `$join`, `$string`, `$replace`, `$split`, `$match`, pictures, ...) are
+ *   replaced by bounded versions (expression-builtins.ts), and `&`, which stringifies objects,
+ *   is rewritten into a call that measures its operands first.
+ * Remaining limit: one regular expression with catastrophic backtracking runs inside a single
+ * step and is not interrupted by the timeout; memory stays bounded.
+ * Expressions are compiled per evaluation (microseconds) so these hooks hold that evaluation's
+ * budget; `compileExpression` keeps a cache for syntax checks only.
  */
-const GUARDRAILS: jsonata.JsonataOptions = { timeout: 1_000, stack: 500 };
+export { DEFAULT_EXPRESSION_LIMITS };
+export type { ExpressionLimits };
+
+/** JSONata calls this after each evaluation step with its result (jsonata 2.x). */
+const EXIT_HOOK = Symbol.for('jsonata.__evaluate_exit');
+
+/** AST node types whose result is a value the step built, rather than one read from the context. */
+const BUILDING_NODES = new Set(['function', 'partial', 'binary', 'unary', 'apply', 'transform', 'sort']);
 
 /**
  * Compiled expressions by source text. Bounded because a long-lived coordinator sees the
@@ -42,7 +69,7 @@ function isJsonataError(error: unknown): error is { message: string; position?: 
 export function compileExpression(expression: string): jsonata.Expression {
   const cached = compiled.get(expression);
   if (cached) return cached;
-  const parsed = jsonata(expression, GUARDRAILS);
+  const parsed = jsonata(expression);
   if (compiled.size >= MAX_CACHED) {
     const oldest = compiled.keys().next().value;
     if (oldest !== undefined) compiled.delete(oldest);
@@ -66,7 +93,8 @@ export function expressionSyntaxError(expression: string): string | undefined {
 
 /** The expression context of a run as it stands. Only present fields are set, so absent reads as undefined. */
 export function buildExpressionContext(state: RunState): ExpressionContext {
-  const nodes: Record<string, NodeView> = {};
+  // Without a prototype, `nodes.constructor` or `nodes.__proto__` is a node id like any other.
+  const nodes = emptyRecord<NodeView>();
   for (const [id, node] of Object.entries(state.nodes)) {
     const view: NodeView = { status: node.status };
     if (node.output !== undefined) view.output = node.output;
@@ -81,26 +109,87 @@ export function buildExpressionContext(state: RunState): ExpressionContext {
  * Evaluates an expression against a context and returns plain JSON (a fresh copy: results never
  * alias the run state). An absent result is `undefined`.
  * @param origin names where the expression came from, e.g. `input binding "rows" of node "report"`.
- * @throws PodflowError `INPUT_BINDING_FAILED` naming the origin and the expression.
+ * @throws PodflowError `INPUT_BINDING_FAILED` naming the origin, the expression and, for a limit, the limit.
  */
-export async function evaluateExpression(expression: string, context: ExpressionContext, origin = 'expression'): Promise<JsonValue | undefined> {
+export async function evaluateExpression(
+  expression: string,
+  context: ExpressionContext,
+  origin = 'expression',
+  limits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS,
+): Promise<JsonValue | undefined> {
+  const budget = new ExpressionBudget(limits);
   let value: unknown;
   try {
-    value = await compileExpression(expression).evaluate(context);
-  } catch (error) {
-    const detail = isJsonataError(error) ? error.message : String(error);
-    const at = isJsonataError(error) && typeof error.position === 'number' ? ` at position ${error.position}` : '';
-    throw new PodflowError('INPUT_BINDING_FAILED', `${origin}: expression ${JSON.stringify(expression)} failed${at}: ${detail}`, {
-      origin,
-      expression,
-      ...(isJsonataError(error) && error.code ? { jsonataCode: error.code } : {}),
+    const compiled = jsonata(expression, { timeout: limits.timeoutMs, stack: limits.maxDepth, sequence: maxItemsOf(limits) });
+    rewriteConcatenation(compiled.ast());
+    await installBoundedBuiltins(compiled, budget);
+    compiled.assign(EXIT_HOOK as unknown as string, (node: { type: string; value?: unknown; position?: number; group?: unknown }, _input: unknown, _environment: unknown, result: unknown) => {
+      if (result === undefined || result === null || !(BUILDING_NODES.has(node.type) || node.group)) return;
+      if ((result as { tupleStream?: boolean }).tupleStream) return;
+      budget.checkBuilt(result, () => describeNode(node));
     });
+    value = await compiled.evaluate(context);
+  } catch (error) {
+    throw bindingFailure(expression, origin, error, limits);
   }
   try {
+    budget.require(budget.sizeOf(value), 'the result');
     return toJson(value, '');
   } catch (error) {
+    if (error instanceof ExpressionLimitError) throw bindingFailure(expression, origin, error, limits);
     throw new PodflowError('INPUT_BINDING_FAILED', `${origin}: expression ${JSON.stringify(expression)} ${(error as Error).message}`, { origin, expression });
   }
+}
+
+function bindingFailure(expression: string, origin: string, error: unknown, limits: ExpressionLimits): PodflowError {
+  const detail = isJsonataError(error) ? error.message : String(error);
+  const at = isJsonataError(error) && typeof error.position === 'number' ? ` at position ${error.position}` : '';
+  const code = isJsonataError(error) ? error.code : undefined;
+  const limit = code ? ownValue(LIMIT_HINTS, code) : undefined;
+  const hint = limit ? ` (${limit(limits)})` : '';
+  return new PodflowError('INPUT_BINDING_FAILED', `${origin}: expression ${JSON.stringify(expression)} failed${at}: ${detail}${hint}`, {
+    origin,
+    expression,
+    ...(code ? { jsonataCode: code } : {}),
+    ...(error instanceof ExpressionLimitError || limit ? { limit: true } : {}),
+  });
+}
+
+/** JSONata's own limit errors, with the setting behind each. */
+const LIMIT_HINTS: Partial<Record<string, (limits: ExpressionLimits) => string>> = {
+  D1011: (l) => `the limit is ${l.maxDepth} nested evaluation steps`,
+  D1012: (l) => `the limit is EXPRESSION_TIMEOUT_MS=${l.timeoutMs}`,
+  D2014: () => 'JSONata allows at most 1e7 items in a range',
+  D2015: (l) => `the limit is ${maxItemsOf(l)} items per sequence, EXPRESSION_MAX_BYTES / 8`,
+};
+
+function describeNode(node: { type: string; value?: unknown; position?: number; procedure?: { value?: unknown } }): string {
+  const at = typeof node.position === 'number' ? ` (at position ${node.position})` : '';
+  if (node.type === 'function' && node.procedure?.value === CONCAT_FUNCTION) return `the & operator${at}`;
+  if (node.type === 'function' || node.type === 'partial') return `$${String(node.procedure?.value ?? 'function')}()${at}`;
+  if (node.type === 'unary' && node.value === '[') return `an array constructor${at}`;
+  if (node.type === 'unary' && node.value === '{') return `an object constructor${at}`;
+  if (node.type === 'binary') return `the ${String(node.value)} operator${at}`;
+  return `a ${node.type} expression${at}`;
+}
+
+/**
+ * Turns every `a & b` of a parsed expression into `$__podflow_concat(a, b)` in place: JSONata's
+ * `&` stringifies object operands within one step, and the replacement measures them first.
+ */
+function rewriteConcatenation(ast: unknown, seen = new Set<object>()): void {
+  if (typeof ast !== 'object' || ast === null || seen.has(ast)) return;
+  seen.add(ast);
+  const node = ast as Record<string, unknown>;
+  if (node.type === 'binary' && node.value === '&') {
+    node.type = 'function';
+    node.value = '(';
+    node.arguments = [node.lhs, node.rhs];
+    node.procedure = { type: 'variable', value: CONCAT_FUNCTION, position: node.position };
+    delete node.lhs;
+    delete node.rhs;
+  }
+  for (const child of Object.values(node)) rewriteConcatenation(child, seen);
 }
 
 /**
@@ -146,7 +235,8 @@ function toJson(value: unknown, path: string): JsonValue | undefined {
     return items;
   }
   if (typeof value === 'object' && !isLambda(value) && isPlainObject(value)) {
-    const out: JsonObject = {};
+    // Prototype-free, so a `__proto__` key in the data stays a key.
+    const out = emptyRecord<JsonValue>();
     for (const [key, item] of Object.entries(value)) {
       const converted = toJson(item, path ? `${path}.${key}` : key);
       if (converted !== undefined) out[key] = converted;
@@ -156,9 +246,10 @@ function toJson(value: unknown, path: string): JsonValue | undefined {
   throw new Error(`yields a function or another non-JSON value${where(path)}; return data, not functions`);
 }
 
+/** No prototype, or a realm's Object.prototype (state cloned by `structuredClone` may come from another realm). */
 function isPlainObject(value: object): boolean {
   const proto: unknown = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+  return proto === null || Object.getPrototypeOf(proto) === null;
 }
 
 function where(path: string): string {

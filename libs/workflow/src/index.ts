@@ -10,6 +10,8 @@
  * const workflow = parseWorkflow(yamlText);                  // throws InvalidWorkflowError
  * let state = createRunState({ id: 'run-1', tenantId: 't1', workflow, inputs: {}, now: Date.now() });
  * const { state: next, commands } = await transition(state, { type: 'start', at: Date.now() });
+ * // Expression bounds (size, time, depth) default to DEFAULT_EXPRESSION_LIMITS:
+ * await transition(next, event, { expressionLimits: { ...DEFAULT_EXPRESSION_LIMITS, maxBytes: 1 << 20 } });
  * for (const command of commands) {
  *   // enqueue | cancel_execution | schedule_run_timeout | emit
  * }
@@ -60,10 +62,10 @@ export { checkDependencyPolicy, parseDependencyPolicyEntry } from './dependency-
 export type { DependencyPolicy, DependencyPolicyEntry } from './dependency-policy';
 export { NODE_ID_PATTERN, OUTPUT_TYPES, WORKFLOW_ID_PATTERN } from './schema';
 export { DURATION_HINT, formatDuration, parseDuration } from './durations';
-export { buildExpressionContext, evaluateExpression, expressionSyntaxError, isTruthy } from './expressions';
-export type { ExpressionContext, NodeView } from './expressions';
+export { DEFAULT_EXPRESSION_LIMITS, buildExpressionContext, evaluateExpression, expressionSyntaxError, isTruthy } from './expressions';
+export type { ExpressionContext, ExpressionLimits, NodeView } from './expressions';
 export { createRunState, transition } from './engine';
-export type { CreateRunParams } from './engine';
+export type { CreateRunParams, TransitionOptions } from './engine';
 export { MAX_RETRY_DELAY_MS, retriesAllowed, retryDelayMs } from './engine-results';
 export { checkOutput } from './outputs';
 export type { OutputCheck } from './outputs';

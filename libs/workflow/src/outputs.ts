@@ -1,4 +1,4 @@
-import type { JsonObject, NodeError } from '@podflow/protocol';
+import { ownValue, type JsonObject, type NodeError } from '@podflow/protocol';
 import type { OutputType } from './types';
 
 /** What a node's output looks like against its declaration: a failure, and warnings either way. */
@@ -55,11 +55,12 @@ export function checkOutput(nodeId: string, declared: Record<string, OutputType>
   if (!declared) return { warnings: [] };
   const problems: string[] = [];
   for (const [key, type] of Object.entries(declared)) {
-    if (!(key in output)) problems.push(`output key "${key}" is missing (declared as ${type})`);
-    else if (!matches(output[key], type)) problems.push(`output key "${key}" is ${jsonTypeOf(output[key])}, declared as ${type}`);
+    // Own keys only: a declared `toString` must not be found on Object.prototype.
+    if (!Object.hasOwn(output, key)) problems.push(`output key "${key}" is missing (declared as ${type})`);
+    else if (!matches(ownValue(output, key), type)) problems.push(`output key "${key}" is ${jsonTypeOf(ownValue(output, key))}, declared as ${type}`);
   }
   const warnings = Object.keys(output)
-    .filter((key) => !(key in declared))
+    .filter((key) => !Object.hasOwn(declared, key))
     .map((key) => `output key "${key}" is not declared in outputs`);
   if (problems.length === 0) return { warnings };
   return {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LANGUAGES } from '@podflow/protocol';
+import { LANGUAGES, emptyRecord } from '@podflow/protocol';
 import { durationToMs, formatDuration } from './durations';
 import { expressionSyntaxError } from './expressions';
 import type { OutputType, WorkflowLimits } from './types';
@@ -79,6 +79,27 @@ function code(limits: WorkflowLimits) {
   });
 }
 
+/**
+ * A mapping keyed by user names (input bindings, output keys). `z.record` silently drops a
+ * `__proto__` key (its guard against prototype pollution), which would lose a binding; this keeps
+ * every own key, in a record without a prototype, and reports a bad value under its key.
+ */
+function namedRecord<T extends z.ZodTypeAny>(value: T) {
+  return z.unknown().transform((raw, ctx): Record<string, z.output<T>> => {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      ctx.addIssue({ code: z.ZodIssueCode.invalid_type, expected: z.ZodParsedType.object, received: z.getParsedType(raw) });
+      return z.NEVER;
+    }
+    const out = emptyRecord<z.output<T>>();
+    for (const [key, item] of Object.entries(raw)) {
+      const parsed = value.safeParse(item);
+      if (parsed.success) out[key] = parsed.data as z.output<T>;
+      else for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [key, ...issue.path] } as z.IssueData);
+    }
+    return out;
+  });
+}
+
 /** Zod schema of a raw definition (YAML/JSON as written), built for one set of limits. */
 export function workflowSchema(limits: WorkflowLimits) {
   const retries = z
@@ -108,13 +129,13 @@ export function workflowSchema(limits: WorkflowLimits) {
       type: z.literal('code').default('code'),
       language: z.enum(LANGUAGES),
       code: code(limits),
-      inputs: z.record(z.string(), expression()).optional(),
+      inputs: namedRecord(expression()).optional(),
       // Each spec is checked by dependencies.ts (validate.ts checkDependencies), with its own messages.
       dependencies: z.array(z.string()).default([]),
       timeout: duration({ min: 1, max: limits.maxNodeTimeoutMs, maxReason: 'longest node timeout' }).optional(),
       retries: retries.optional(),
       resources: resources.optional(),
-      outputs: z.record(z.string(), z.enum(OUTPUT_TYPES as [OutputType, ...OutputType[]])).optional(),
+      outputs: namedRecord(z.enum(OUTPUT_TYPES as [OutputType, ...OutputType[]])).optional(),
       network: z.boolean().default(false),
     })
     .strict();

@@ -1,4 +1,4 @@
-import { LANGUAGES, type Language } from '@podflow/protocol';
+import { LANGUAGES, ownValue, type Language } from '@podflow/protocol';
 import { LineCounter, parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { parseDependencies, parseDependency } from './dependencies';
@@ -143,7 +143,7 @@ function describeZodIssue(issue: ZodIssue, raw: Raw): ValidationIssue[] {
     }
     case 'invalid_type': {
       if (issue.received === 'undefined') {
-        const hint = typeof last === 'string' && REQUIRED_HINTS[last] ? `: ${REQUIRED_HINTS[last]}` : '';
+        const hint = typeof last === 'string' && ownValue(REQUIRED_HINTS, last) ? `: ${ownValue(REQUIRED_HINTS, last)}` : '';
         return [{ where, path, message: `is required${hint}` }];
       }
       const hint = isExpressionPath(issue.path) ? ' (a JSONata expression is written as a string; quote it in YAML)' : '';

@@ -1,0 +1,114 @@
+import jsonata from 'jsonata';
+import { DEFAULT_EXPRESSION_LIMITS, evaluateExpression, type ExpressionContext, type ExpressionLimits } from './expressions';
+
+const context: ExpressionContext = { inputs: { text: 'héllo wörld', words: ['a', 'b', 'a'] }, nodes: {}, run: { id: 'r', tenant: 't' } };
+const small: ExpressionLimits = { ...DEFAULT_EXPRESSION_LIMITS, maxBytes: 64 * 1024 };
+const origin = 'input binding "x" of node "big"';
+
+/** The failure an over-limit expression must produce: INPUT_BINDING_FAILED naming the node and the setting. */
+function limitFailure(setting: RegExp) {
+  return { code: 'INPUT_BINDING_FAILED', message: expect.stringMatching(new RegExp(`^input binding "x" of node "big": .*${setting.source}`)) };
+}
+
+describe('expression bounds: size', () => {
+  it('refuses $pad("", 200000000) before allocating it', async () => {
+    const before = process.memoryUsage().rss;
+    await expect(evaluateExpression('$pad("", 200000000)', context, origin)).rejects.toMatchObject(limitFailure(/\$pad to a width of 200000000 would build 200000002 bytes of JSON, over the limit of 8388608 bytes per expression value \(EXPRESSION_MAX_BYTES\)/));
+    // 200 MB would show; the refusal allocates nothing of that order.
+    expect(process.memoryUsage().rss - before).toBeLessThan(100 * 1024 * 1024);
+  });
+
+  it('still pads within the limit, with JSONata semantics', async () => {
+    expect(await evaluateExpression('$pad("x", 5, "ab")', context)).toBe('xabab');
+    expect(await evaluateExpression('$pad("x", -4, "😀")', context)).toBe('😀😀😀x');
+    expect(await evaluateExpression('$pad("long", 2)', context)).toBe('long');
+  });
+
+  it('stops a string doubled with & at the limit, without flattening it', async () => {
+    const doubling = '($f := function($s, $n) { $n = 0 ? $s : $f($s & $s, $n - 1) }; $length($f("x", 40)))';
+    await expect(evaluateExpression(doubling, context, origin, small)).rejects.toMatchObject(limitFailure(/the & operator .*EXPRESSION_MAX_BYTES/));
+  });
+
+  it('stops an object that doubles by sharing one part', async () => {
+    const doubling = '($f := function($x, $n) { $n = 0 ? $x : $f({ "a": $x, "b": $x }, $n - 1) }; $f("xxxxxxxx", 60))';
+    await expect(evaluateExpression(doubling, context, origin, small)).rejects.toMatchObject(limitFailure(/object constructor .*EXPRESSION_MAX_BYTES/));
+  });
+
+  it('measures & operands and $string arguments before stringifying them', async () => {
+    // One 1 KB object referenced 1000 times: little memory, 1 MB once serialised.
+    const shared = '($x := { "a": $pad("", 1000, "y") }; [1..1000].{ "v": $x })';
+    await expect(evaluateExpression(`${shared.slice(0, -1)} & "")`, context, origin, small)).rejects.toMatchObject(limitFailure(/the & operator would build .*EXPRESSION_MAX_BYTES/));
+    await expect(evaluateExpression(`$string(${shared})`, context, origin, small)).rejects.toMatchObject(limitFailure(/\$string would build .*EXPRESSION_MAX_BYTES/));
+    await expect(evaluateExpression(shared, context, origin, small)).rejects.toMatchObject(limitFailure(/the result would build .*EXPRESSION_MAX_BYTES/));
+  });
+
+  it('bounds the total built by one evaluation, not only each value', async () => {
+    const many = '$map([1..200], function($i) { [1..5000] })';
+    await expect(evaluateExpression(many, context, origin, small)).rejects.toMatchObject(limitFailure(/built more than 262144 bytes in total \(4 × EXPRESSION_MAX_BYTES\)/));
+  });
+
+  it('caps sequences at maxBytes / 8 items before allocating them', async () => {
+    await expect(evaluateExpression('$count([1..10000000])', context, origin, small)).rejects.toMatchObject(limitFailure(/8192 items per sequence, EXPRESSION_MAX_BYTES \/ 8/));
+  });
+
+  it.each([
+    ['$join', '$join([1..2000].$pad("", 100, "z"), "")'],
+    ['$replace', '$replace($pad("", 60000, "a"), "a", "bbbbbbbb")'],
+    ['$split', '$split($pad("", 60000, "a"), "")'],
+    ['$match', '$match($pad("", 60000, "a"), /a/)'],
+    ['$formatNumber', '$formatNumber(1, $pad("", 5000, "0"))'],
+    ['$now', '$now($pad("", 5000, "Y"))'],
+  ])('checks %s before it builds', async (name, expression) => {
+    await expect(evaluateExpression(expression, context, origin, small)).rejects.toMatchObject({ code: 'INPUT_BINDING_FAILED', message: expect.stringContaining(name) });
+  });
+
+  it('refuses $eval, whose code would bypass the bounds', async () => {
+    await expect(evaluateExpression('$eval("1 + 1")', context, origin)).rejects.toMatchObject({ message: expect.stringContaining('$eval is not available') });
+  });
+
+  it('bounds the depth of evaluation', async () => {
+    await expect(evaluateExpression('($f := function($n) { $n = 0 ? 0 : 1 + $f($n - 1) }; $f(10000))', context, origin)).rejects.toMatchObject(
+      limitFailure(/the limit is 500 nested evaluation steps/),
+    );
+  });
+});
+
+describe('expression bounds: bounded built-ins keep JSONata semantics', () => {
+  const strings = ['', 'abc', 'héllo', 'a😀b😀c', '😀', '\uD800x', 'x\uDC00\uD83D', 'a\uD83D\uDE00\uD83D'];
+  const calls = [
+    '$length($s)',
+    '$substring($s, 1)',
+    '$substring($s, 1, 2)',
+    '$substring($s, -2)',
+    '$substring($s, -3, 2)',
+    '$substring($s, 0, 0)',
+    '$substring($s, 10)',
+    '$substring($s, -10, 3)',
+    '$substring($s, 1.7, 1.2)',
+    '$pad($s, 6, "-")',
+    '$pad($s, -7, "😀.")',
+    '$distinct([$s, "abc", $s, 1, 1, {"a": [1]}, {"a": [1]}])',
+    '$replace($s, "b", "[$0]")',
+    '$join([$s, $s], ",")',
+    '$split($s, "b")',
+  ];
+  it.each(calls)('%s', async (call) => {
+    for (const s of strings) {
+      const expected: unknown = await jsonata(call).evaluate({}, { s });
+      const got = await evaluateExpression(call.replace(/\$s\b/g, JSON.stringify(s)), context);
+      expect({ s, got }).toEqual({ s, got: JSON.parse(JSON.stringify(expected ?? null)) ?? undefined });
+    }
+  });
+
+  it('deduplicates large inputs in one pass (JSONata compares every pair)', async () => {
+    expect(await evaluateExpression('$count($distinct([1..50000]))', context)).toBe(50000);
+    expect(await evaluateExpression('$distinct([1..3000].{ "k": $ % 3 })', context)).toEqual([{ k: 1 }, { k: 2 }, { k: 0 }]);
+  });
+
+  it('keeps __proto__ keys of the data', async () => {
+    const data: ExpressionContext = { ...context, inputs: JSON.parse('{"__proto__": {"k": 1}, "o": {"__proto__": 2}}') };
+    expect(JSON.stringify(await evaluateExpression('$lookup(inputs, "__proto__")', data))).toBe('{"k":1}');
+    expect(JSON.stringify(await evaluateExpression('inputs.o', data))).toBe('{"__proto__":2}');
+    expect(await evaluateExpression('inputs.constructor', data)).toBeUndefined();
+  });
+});
