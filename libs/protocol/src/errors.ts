@@ -22,6 +22,12 @@ export const ERROR_CODES = [
   'NOT_FOUND',
   'CONFLICT',
   'BAD_REQUEST',
+  /** The request body is larger than the coordinator accepts (MAX_REQUEST_BYTES). */
+  'PAYLOAD_TOO_LARGE',
+  /** A node asks for network egress (`network: true`) that the operator has not granted its tenant. */
+  'EGRESS_NOT_GRANTED',
+  /** A concurrency cap (streams, waits) is reached; retry after the `Retry-After` seconds. */
+  'TOO_MANY_REQUESTS',
   'INTERNAL',
 ] as const;
 
@@ -53,6 +59,9 @@ export function retryPolicyOf(code: ErrorCode): RetryPolicy {
     case 'NOT_FOUND':
     case 'CONFLICT':
     case 'BAD_REQUEST':
+    case 'PAYLOAD_TOO_LARGE':
+    case 'EGRESS_NOT_GRANTED':
+    case 'TOO_MANY_REQUESTS':
     case 'INTERNAL':
       return 'never';
   }

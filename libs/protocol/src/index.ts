@@ -23,3 +23,4 @@ export type { RunEventMessage } from './events';
 export { DEFAULT_OUTPUT_INLINE_MAX_BYTES, PAYLOAD_CONTENT_TYPE } from './payloads';
 export type { PayloadRef } from './payloads';
 export { emptyRecord, ownValue, recordOf, setOwn } from './records';
+export { MAX_JSON_DEPTH, findTooDeep } from './json-depth';

@@ -70,7 +70,13 @@ function loadSource(source: string | object): { value?: unknown; issues: Validat
     return { issues: [{ where: 'workflow', path: '(source)', message: 'is empty: write a YAML or JSON definition with `id` and `nodes`' }] };
   }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  } catch (error) {
+    // The YAML parser recurses: a document nested thousands of levels deep overflows the stack.
+    return { issues: [{ where: 'workflow', path: '(source)', message: `cannot be parsed: ${(error as Error).message}; is it nested that deeply on purpose?` }] };
+  }
   if (doc.errors.length > 0) {
     return {
       issues: doc.errors.map((error) => {

@@ -15,7 +15,9 @@ import { ResultsProcessor } from './orchestration/results.processor';
 import { RunPayloads } from './orchestration/run-payloads';
 import { RunStore } from './orchestration/run-store';
 import { ExecutionsController } from './runs/executions.controller';
-import { RunEventsService } from './runs/run-events.service';
+import { RunEventHub } from './streams/run-event-hub';
+import { RunEventsService } from './streams/run-events.service';
+import { StreamLimiter } from './streams/stream-limiter';
 import { RunsController } from './runs/runs.controller';
 import { RunsService } from './runs/runs.service';
 import { WorkflowRegistry } from './workflows/workflow-registry';
@@ -45,7 +47,9 @@ export class AppModule {
         OutboxSweeper,
         SubmissionsProcessor,
         RunsService,
+        RunEventHub,
         RunEventsService,
+        StreamLimiter,
         WorkflowRegistry,
       ],
     };

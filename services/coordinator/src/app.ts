@@ -4,6 +4,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, text } from 'express';
 import type { Logger } from 'pino';
+import { jsonDepthGuard } from './api/json-depth.middleware';
 import { AppModule } from './app.module';
 import type { CoordinatorConfig } from './config';
 import { LOGGER } from './tokens';
@@ -33,6 +34,7 @@ export async function createCoordinatorApp(config: CoordinatorConfig): Promise<N
     }
     next();
   });
+  app.use(jsonDepthGuard());
   app.enableShutdownHooks();
   const document = SwaggerModule.createDocument(
     app,

@@ -3,6 +3,7 @@ import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { dependencyPolicyEnv } from './tenancy/dependency-policy';
+import { egressTenantsEnv } from './tenancy/egress-policy';
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
@@ -43,6 +44,16 @@ export const coordinatorConfigSchema = z.object({
   OUTBOX_SWEEP_MS: int(100).default(2000),
   /** JSON allow/deny lists of declared packages, operator-wide and per tenant (tenancy/dependency-policy.ts). */
   DEPENDENCY_POLICY: dependencyPolicyEnv,
+  /** Tenants whose nodes may ask for network egress (`network: true`): comma-separated ids, `*` for all (tenancy/egress-policy.ts). */
+  EGRESS_TENANTS: egressTenantsEnv,
+  /** Largest value, in JSON bytes, one expression (input binding, edge `when`, workflow `output`) may build or return. */
+  EXPRESSION_MAX_BYTES: int(1024).default(8 * 1024 * 1024),
+  /** Wall-clock bound of one expression evaluation. */
+  EXPRESSION_TIMEOUT_MS: int(10).default(1000),
+  /** Concurrent event streams and `?wait=true` executions per API key; past it `429` with Retry-After. */
+  MAX_STREAMS_PER_KEY: int(1).default(100),
+  /** Concurrent event streams and `?wait=true` executions of the whole coordinator process. */
+  MAX_STREAMS: int(1).default(2000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).superRefine(checkStorageConfig);
 

@@ -12,6 +12,8 @@ export const Public = () => SetMetadata(PUBLIC, true);
 
 export interface AuthenticatedRequest extends Request {
   tenantId?: string;
+  /** sha256 of the API key: identifies the key (for per-key limits) without keeping it. */
+  apiKeyId?: string;
 }
 
 /** The tenant the request's API key belongs to. */
@@ -19,6 +21,13 @@ export const TenantId = createParamDecorator((_: unknown, context: ExecutionCont
   const tenantId = context.switchToHttp().getRequest<AuthenticatedRequest>().tenantId;
   if (!tenantId) throw new PodflowError('UNAUTHENTICATED', 'no tenant on this request');
   return tenantId;
+});
+
+/** The hash of the request's API key, for per-key limits. */
+export const ApiKeyId = createParamDecorator((_: unknown, context: ExecutionContext): string => {
+  const apiKeyId = context.switchToHttp().getRequest<AuthenticatedRequest>().apiKeyId;
+  if (!apiKeyId) throw new PodflowError('UNAUTHENTICATED', 'no API key on this request');
+  return apiKeyId;
 });
 
 /** `Authorization: Bearer <key>` → tenant id, from PODFLOW_API_KEYS (keys compared as sha256). */
@@ -37,9 +46,11 @@ export class ApiKeyGuard implements CanActivate {
     if (!match) {
       throw new PodflowError('UNAUTHENTICATED', 'missing API key: send "Authorization: Bearer <key>" (keys are configured in PODFLOW_API_KEYS)');
     }
-    const tenantId = this.config.PODFLOW_API_KEYS.get(hashApiKey(match[1]!));
+    const apiKeyId = hashApiKey(match[1]!);
+    const tenantId = this.config.PODFLOW_API_KEYS.get(apiKeyId);
     if (!tenantId) throw new PodflowError('UNAUTHENTICATED', 'unknown API key: check the key, or add it to PODFLOW_API_KEYS as key=tenant');
     request.tenantId = tenantId;
+    request.apiKeyId = apiKeyId;
     return true;
   }
 }

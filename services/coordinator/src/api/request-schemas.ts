@@ -1,7 +1,12 @@
-import { LANGUAGES, PodflowError } from '@podflow/protocol';
+import { LANGUAGES, PodflowError, type JsonObject } from '@podflow/protocol';
 import { z } from 'zod';
 
-const jsonObject = z.record(z.unknown());
+/**
+ * A JSON object from the request, kept exactly as parsed: `z.record` would rebuild it and drop a
+ * `__proto__` key (user data may have one). Nesting depth is bounded for the whole body before
+ * routing (json-depth.middleware.ts).
+ */
+const jsonObject = z.custom<JsonObject>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), { message: 'must be a JSON object' });
 
 export const createRunBody = z
   .object({
@@ -23,10 +28,12 @@ export const createExecutionBody = z
     args: jsonObject.default({}),
     dependencies: z.array(z.string()).default([]),
     timeout: z.union([z.string(), z.number()]).optional(),
+    network: z.boolean().optional(),
   })
   .strict();
 
-export const signFilesBody = z.object({ ttlSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional() }).strict();
+/** At most FILE_URL_TTL_SECONDS too, checked by RunsService.signFiles against the configuration. */
+export const signFilesBody = z.object({ ttlSeconds: z.number().int().min(1).optional() }).strict();
 
 export const listRunsQuery = z.object({
   status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']).optional(),

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { PodflowError, QUEUE_NAMES, type SubmissionMessage } from '@podflow/protocol';
+import { MAX_JSON_DEPTH, PodflowError, QUEUE_NAMES, findTooDeep, type SubmissionMessage } from '@podflow/protocol';
 import { UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -9,8 +9,9 @@ import { CONFIG, LOGGER, REDIS } from '../tokens';
 
 /**
  * Queue ingress: other services add `SubmissionMessage`s to `submissions` (see libs/client).
- * The job's return value is `{ runId }`; an invalid definition fails the job without retries and
- * its failure reason carries the validation message.
+ * The job's return value is `{ runId }`; an invalid submission (definition, inputs nested too
+ * deep, egress the tenant is not granted, ...) fails the job without retries, and its failure
+ * reason carries the code and message.
  */
 @Injectable()
 export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -30,6 +31,11 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
         const message = job.data;
         if (!message.tenantId || (message.workflow === undefined) === (message.workflowId === undefined)) {
           throw new UnrecoverableError('a submission needs tenantId and exactly one of workflow or workflowId');
+        }
+        // The same bound as the HTTP API's (api/json-depth.middleware.ts).
+        const tooDeep = findTooDeep(message.inputs ?? {}, MAX_JSON_DEPTH, 'inputs');
+        if (tooDeep) {
+          throw new UnrecoverableError(`BAD_REQUEST: inputs nest deeper than ${MAX_JSON_DEPTH} levels of objects and arrays (at ${tooDeep.slice(0, 80)}); flatten the data, or pass it as a string or a file`);
         }
         try {
           const { id } = await this.runs.submit(message.tenantId, {

@@ -1,8 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PodflowError } from '@podflow/protocol';
-import { createRunState, transition, type EngineEvent, type RunState, type Workflow } from '@podflow/workflow';
+import { DEFAULT_EXPRESSION_LIMITS, createRunState, transition, type EngineEvent, type RunState, type TransitionOptions, type Workflow } from '@podflow/workflow';
 import type { Logger } from 'pino';
-import { LOGGER } from '../tokens';
+import type { CoordinatorConfig } from '../config';
+import { CONFIG, LOGGER } from '../tokens';
 import { KeyedMutex } from './keyed-mutex';
 import { OutboxExecutor } from './outbox-executor';
 import { RunPayloads } from './run-payloads';
@@ -32,18 +33,24 @@ export interface NewRun {
 @Injectable()
 export class Orchestrator {
   private readonly mutex = new KeyedMutex();
+  private readonly options: TransitionOptions;
 
   constructor(
     private readonly store: RunStore,
     private readonly executor: OutboxExecutor,
     private readonly payloads: RunPayloads,
     @Inject(LOGGER) private readonly logger: Logger,
-  ) {}
+    @Inject(CONFIG) config: CoordinatorConfig,
+  ) {
+    this.options = {
+      expressionLimits: { maxBytes: config.EXPRESSION_MAX_BYTES, timeoutMs: config.EXPRESSION_TIMEOUT_MS, maxDepth: DEFAULT_EXPRESSION_LIMITS.maxDepth },
+    };
+  }
 
   /** Creates and starts a run. Returns the run's id, or the existing run's for a known idempotency key. */
   async createRun(params: NewRun, now = Date.now()): Promise<{ id: string; created: boolean }> {
     const initial = createRunState({ id: params.id, tenantId: params.tenantId, workflow: params.workflow, workflowVersion: params.workflowVersion, inputs: params.inputs, now });
-    const started = await transition(initial, { type: 'start', at: now });
+    const started = await transition(initial, { type: 'start', at: now }, this.options);
     const { state, commands } = await this.payloads.dehydrate(started.state, started.commands);
     const id = await this.store.create(state, commands, params.idempotencyKey);
     if (id === params.id) await this.flushOutbox(id);
@@ -61,7 +68,7 @@ export class Orchestrator {
           return undefined;
         }
         const prepared = await this.payloads.prepareEvent(stored.state, event);
-        const next = await transition(await this.payloads.hydrate(stored.state, prepared), prepared);
+        const next = await transition(await this.payloads.hydrate(stored.state, prepared), prepared, this.options);
         if (next.commands.length === 0) {
           state = stored.state;
           break;

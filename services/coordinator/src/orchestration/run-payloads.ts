@@ -1,4 +1,4 @@
-import { PodflowError, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
+import { PodflowError, ownValue, recordOf, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
 import { PayloadStore, PayloadUnavailableError, nodePayloadKey, runOutputsKey, type ObjectStore } from '@podflow/storage';
 import type { EngineCommand, EngineEvent, NodeState, RunState } from '@podflow/workflow';
 
@@ -98,13 +98,15 @@ export class RunPayloads {
   }
 
   private async loadNodeOutputs(state: RunState): Promise<Record<string, NodeState>> {
-    const nodes = { ...state.nodes };
-    await Promise.all(
-      Object.entries(state.nodes).map(async ([id, node]) => {
-        if (node.outputRef && node.output === undefined) nodes[id] = { ...node, output: await this.load(node.outputRef, `output of node "${id}" in run ${state.id}`) };
-      }),
+    // A prototype-free copy, node ids being user keys (`__proto__` must stay a node).
+    return recordOf(
+      await Promise.all(
+        Object.entries(state.nodes).map(async ([id, node]): Promise<[string, NodeState]> => {
+          if (node.outputRef && node.output === undefined) return [id, { ...node, output: await this.load(node.outputRef, `output of node "${id}" in run ${state.id}`) }];
+          return [id, node];
+        }),
+      ),
     );
-    return nodes;
   }
 
   private async load(ref: NonNullable<NodeState['outputRef']>, what: string): Promise<JsonObject> {
@@ -164,6 +166,6 @@ export class RunPayloads {
 }
 
 function isAwaited(state: RunState, result: ExecResult): boolean {
-  const node = state.nodes[result.nodeId];
+  const node = ownValue(state.nodes, result.nodeId);
   return state.status === 'running' && node !== undefined && (node.status === 'queued' || node.status === 'running') && node.executionId === result.executionId;
 }

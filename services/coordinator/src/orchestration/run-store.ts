@@ -103,10 +103,17 @@ export class RunStore {
     return this.redis.zrangebyscore(this.keys.pendingOutboxes(), '-inf', before, 'LIMIT', 0, limit);
   }
 
-  async events(runId: string, afterId = '-'): Promise<StoredEvent[]> {
+  /** The run's events after `afterId` (exclusive; `-` from the start) up to `untilId` (inclusive). */
+  async events(runId: string, afterId = '-', untilId = '+'): Promise<StoredEvent[]> {
     const start = afterId === '-' ? '-' : `(${afterId}`;
-    const entries = await this.redis.xrange(this.keys.events(runId), start, '+');
+    const entries = await this.redis.xrange(this.keys.events(runId), start, untilId);
     return entries.map(([id, fields]) => ({ id, event: JSON.parse(fields[1] ?? '{}') as RunEventMessage }));
+  }
+
+  /** The run's latest event, or undefined when its stream is empty or gone. */
+  async lastEvent(runId: string): Promise<StoredEvent | undefined> {
+    const [entry] = await this.redis.xrevrange(this.keys.events(runId), '+', '-', 'COUNT', 1);
+    return entry ? { id: entry[0], event: JSON.parse(entry[1][1] ?? '{}') as RunEventMessage } : undefined;
   }
 
   /** Newest-first page of a tenant's run ids created at or before `atOrBefore` (epoch ms). */

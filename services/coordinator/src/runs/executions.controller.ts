@@ -1,9 +1,10 @@
 import { Body, Controller, Post, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import { TenantId } from '../api/auth.guard';
+import { ApiKeyId, TenantId } from '../api/auth.guard';
 import { createExecutionBody, parseRequest } from '../api/request-schemas';
-import { RunEventsService } from './run-events.service';
+import { RunEventsService } from '../streams/run-events.service';
+import { StreamLimiter } from '../streams/stream-limiter';
 import { runView } from './run-view';
 import { RunsService } from './runs.service';
 
@@ -19,6 +20,7 @@ export class ExecutionsController {
   constructor(
     private readonly runs: RunsService,
     private readonly events: RunEventsService,
+    private readonly limiter: StreamLimiter,
   ) {}
 
   @Post()
@@ -33,28 +35,56 @@ export class ExecutionsController {
         args: { type: 'object' },
         dependencies: { type: 'array', items: { type: 'string' } },
         timeout: { type: 'string', example: '30s' },
+        network: { type: 'boolean', description: 'ask for network egress; only for tenants listed in EGRESS_TENANTS' },
       },
     },
   })
-  async create(@TenantId() tenantId: string, @Body() body: unknown, @Query('wait') wait: string | undefined, @Res() response: Response): Promise<void> {
+  async create(
+    @TenantId() tenantId: string,
+    @ApiKeyId() apiKeyId: string,
+    @Body() body: unknown,
+    @Query('wait') wait: string | undefined,
+    @Res() response: Response,
+  ): Promise<void> {
     const request = parseRequest(createExecutionBody, body, 'execution request');
-    // One node whose args are exactly `args`: each key is bound to the same run input.
-    const bindings = Object.fromEntries(Object.keys(request.args).map((key) => [key, `$lookup(inputs, ${JSON.stringify(key)})`]));
-    const { id } = await this.runs.submit(tenantId, {
-      workflow: {
-        id: 'execution',
-        nodes: [{ id: NODE_ID, language: request.language, code: request.code, inputs: bindings, dependencies: request.dependencies, ...(request.timeout !== undefined ? { timeout: request.timeout } : {}) }],
-      },
-      inputs: request.args as never,
-    });
-    if (wait !== 'true' && wait !== '1') {
-      response.status(202).json({ id, status: 'queued' });
-      return;
+    const waiting = wait === 'true' || wait === '1';
+    // Taken before the run exists: a refused wait must not leave a run nobody asked for.
+    const release = waiting ? this.limiter.acquire(apiKeyId, 'waiting execution (?wait=true)') : () => undefined;
+    try {
+      // One node whose args are exactly `args`: each key is bound to the same run input.
+      const bindings = Object.fromEntries(Object.keys(request.args).map((key) => [key, `$lookup(inputs, ${JSON.stringify(key)})`]));
+      const { id } = await this.runs.submit(tenantId, {
+        workflow: {
+          id: 'execution',
+          nodes: [
+            {
+              id: NODE_ID,
+              language: request.language,
+              code: request.code,
+              inputs: bindings,
+              dependencies: request.dependencies,
+              ...(request.timeout !== undefined ? { timeout: request.timeout } : {}),
+              ...(request.network !== undefined ? { network: request.network } : {}),
+            },
+          ],
+        },
+        inputs: request.args,
+      });
+      if (!waiting) {
+        response.status(202).json({ id, status: 'queued' });
+        return;
+      }
+      // A client that goes away ends the wait (the execution itself goes on; cancel it to stop it).
+      const gone = new AbortController();
+      response.on('close', () => gone.abort());
+      const state = await this.runs.get(tenantId, id);
+      const node = state.workflow.nodes[0]!;
+      await this.events.waitUntilFinished(id, node.timeoutMs * (node.retries.max + 1) + WAIT_MARGIN_MS, gone.signal);
+      if (gone.signal.aborted) return;
+      const view = runView(await this.runs.getWithOutputs(tenantId, id));
+      response.status(200).json({ id, ...(view.nodes[NODE_ID] as Record<string, unknown>) });
+    } finally {
+      release();
     }
-    const state = await this.runs.get(tenantId, id);
-    await this.events.waitUntilFinished(id, state.workflow.nodes[0]!.timeoutMs * (state.workflow.nodes[0]!.retries.max + 1) + WAIT_MARGIN_MS);
-    const view = runView(await this.runs.getWithOutputs(tenantId, id));
-    const node = view.nodes[NODE_ID] as Record<string, unknown>;
-    response.status(200).json({ id, ...node });
   }
 }

@@ -1,10 +1,12 @@
+import { emptyRecord } from '@podflow/protocol';
 import type { RunState } from '@podflow/workflow';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
 /** The API shape of a run (DESIGN.md `GET /v1/runs/:id`). */
 export function runView(state: RunState) {
-  const nodes: Record<string, unknown> = {};
+  // Node ids are user keys: without a prototype, "__proto__" is a node like any other.
+  const nodes = emptyRecord<unknown>();
   for (const [id, node] of Object.entries(state.nodes)) {
     nodes[id] = {
       status: node.status,

@@ -1,9 +1,11 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { TenantId } from '../api/auth.guard';
+import { ApiKeyId, TenantId } from '../api/auth.guard';
 import { createRunBody, listRunsQuery, parseRequest, signFilesBody } from '../api/request-schemas';
-import { RunEventsService } from './run-events.service';
+import { RunEventsService } from '../streams/run-events.service';
+import { parseLastEventId } from '../streams/stream-ids';
+import { StreamLimiter } from '../streams/stream-limiter';
 import { runView } from './run-view';
 import { RunsService } from './runs.service';
 
@@ -14,6 +16,7 @@ export class RunsController {
   constructor(
     private readonly runs: RunsService,
     private readonly events: RunEventsService,
+    private readonly limiter: StreamLimiter,
   ) {}
 
   @Post()
@@ -33,7 +36,7 @@ export class RunsController {
   })
   async create(@TenantId() tenantId: string, @Body() body: unknown) {
     const request = parseRequest(createRunBody, body, 'run request');
-    return this.runs.submit(tenantId, { ...request, inputs: request.inputs as never });
+    return this.runs.submit(tenantId, request);
   }
 
   @Get()
@@ -65,17 +68,25 @@ export class RunsController {
   }
 
   @Get(':id/events')
-  @ApiOperation({ summary: 'Server-sent events: node and run transitions, live; resumable with Last-Event-ID' })
-  async stream(@TenantId() tenantId: string, @Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
+  @ApiOperation({
+    summary: 'Server-sent events: node and run transitions, live; resumable with Last-Event-ID (an event id, or $ for new events only); ends after the terminal run event',
+  })
+  async stream(@TenantId() tenantId: string, @ApiKeyId() apiKeyId: string, @Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
+    const after = parseLastEventId(request.header('last-event-id'));
     await this.runs.get(tenantId, id); // 404 before the stream starts
-    response.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
-    response.flushHeaders();
+    const release = this.limiter.acquire(apiKeyId, 'event stream');
     const controller = new AbortController();
-    request.on('close', () => controller.abort());
-    const lastEventId = request.header('last-event-id');
-    for await (const { id: eventId, event } of this.events.follow(id, controller.signal, lastEventId || '0-0')) {
-      response.write(`id: ${eventId}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    // The response closes when the client goes away (or once it is ended): stop following then.
+    response.on('close', () => controller.abort());
+    try {
+      response.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+      response.flushHeaders();
+      for await (const { id: eventId, event } of this.events.follow(id, controller.signal, after)) {
+        response.write(`id: ${eventId}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+      }
+      response.end();
+    } finally {
+      release();
     }
-    response.end();
   }
 }

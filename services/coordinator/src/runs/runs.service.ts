@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { PodflowError, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
+import { PodflowError, ownValue, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
 import type { ObjectStore } from '@podflow/storage';
 import { DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, parseWorkflow, type DependencyPolicy, type RunState, type Workflow } from '@podflow/workflow';
 import { randomUUID } from 'node:crypto';
@@ -8,6 +8,7 @@ import { RunPayloads } from '../orchestration/run-payloads';
 import { RunStore } from '../orchestration/run-store';
 import type { CoordinatorConfig } from '../config';
 import { dependencyPoliciesFor } from '../tenancy/dependency-policy';
+import { assertEgressAllowed } from '../tenancy/egress-policy';
 import { CONFIG, OBJECT_STORE } from '../tokens';
 import { WorkflowRegistry } from '../workflows/workflow-registry';
 import { runSummary } from './run-view';
@@ -37,6 +38,8 @@ export class RunsService {
     const resolved = submission.workflow !== undefined
       ? { workflow: parseWorkflow(submission.workflow as string | object, DEFAULT_WORKFLOW_LIMITS, { dependencyPolicies: policies }), version: undefined }
       : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: withCurrentPolicies(r.workflow, policies), version: r.version }));
+    // Inline definitions, and registered ones again: a grant revoked since registration applies.
+    assertEgressAllowed(resolved.workflow, this.config.EGRESS_TENANTS, tenantId);
     const { id } = await this.orchestrator.createRun({
       id: randomUUID(),
       tenantId,
@@ -97,9 +100,18 @@ export class RunsService {
     return { runs, ...(nextCursor ? { nextCursor } : {}) };
   }
 
+  /**
+   * Fresh URLs for a succeeded node's files, living `ttlSeconds` (at most FILE_URL_TTL_SECONDS,
+   * the default too): an operator's lifetime is the most any caller gets.
+   */
   async signFiles(tenantId: string, runId: string, nodeId: string, ttlSeconds?: number): Promise<{ elements: FileElement[] }> {
+    const maxTtl = this.config.FILE_URL_TTL_SECONDS;
+    if (ttlSeconds !== undefined && ttlSeconds > maxTtl) {
+      throw new PodflowError('BAD_REQUEST', `ttlSeconds ${ttlSeconds} is longer than this deployment allows: at most ${maxTtl} (FILE_URL_TTL_SECONDS); ask for less, or leave it out for ${maxTtl}`);
+    }
     const state = await this.get(tenantId, runId);
-    const node = state.nodes[nodeId];
+    // Own keys only: a node id such as "constructor" must not find Object.prototype's.
+    const node = ownValue(state.nodes, nodeId);
     if (!node) throw new PodflowError('NOT_FOUND', `run "${runId}" has no node "${nodeId}"`);
     if (node.status !== 'succeeded') throw new PodflowError('CONFLICT', `node "${nodeId}" is ${node.status}; files can be signed once it has succeeded`);
     const elements: FileElement[] = [];

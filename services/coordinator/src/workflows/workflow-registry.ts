@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { RunStore } from '../orchestration/run-store';
 import type { CoordinatorConfig } from '../config';
 import { dependencyPoliciesFor } from '../tenancy/dependency-policy';
+import { assertEgressAllowed } from '../tenancy/egress-policy';
 import { CONFIG, REDIS } from '../tokens';
 
 export interface RegisteredWorkflow {
@@ -27,6 +28,8 @@ export class WorkflowRegistry {
   async register(tenantId: string, definition: unknown): Promise<{ id: string; version: number }> {
     const dependencyPolicies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
     const workflow = parseWorkflow(definition as string | object, DEFAULT_WORKFLOW_LIMITS, { dependencyPolicies });
+    // Refused at registration too, like the dependency lists: a version no run could start is useless.
+    assertEgressAllowed(workflow, this.config.EGRESS_TENANTS, tenantId);
     const key = this.store.keys.workflow(tenantId, workflow.id);
     const version = await this.redis.hincrby(key, 'latest', 1);
     const record: RegisteredWorkflow = { id: workflow.id, version, definition, workflow, createdAt: new Date().toISOString() };
