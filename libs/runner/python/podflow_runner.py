@@ -578,9 +578,10 @@ def parse_request(raw):
     """(request, problem): problem describes a malformed request, request may still hold the nonce."""
     try:
         request = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: args nested past the interpreter's recursion limit (the API allows 64 levels).
         found = re.search(rb'"nonce"\s*:\s*"([A-Za-z0-9_.:-]+)"', raw)
-        return ({"nonce": found.group(1).decode()} if found else None), f"request is not valid JSON: {exc}"
+        return ({"nonce": found.group(1).decode()} if found else None), f"request is not valid JSON: {type(exc).__name__}: {exc}"
     if not isinstance(request, dict) or not isinstance(request.get("nonce"), str) or not request["nonce"]:
         return None, "request is not an object with a string nonce"
     for field, kind in (("code", str), ("args", dict), ("workdir", str)):
