@@ -51,7 +51,7 @@ export type { LocalLayerBackendOptions } from './layers/local-layer-backend';
 export { chooseEvictions } from './layers/eviction';
 export type { LayerUsage } from './layers/eviction';
 export { installerArgv, installerEnv, installerOutputTail } from './layers/installer';
-export type { InstallerCommands, InstallerOptions } from './layers/installer';
+export type { InstallerCommands, InstallerEnding, InstallerOptions, InstallerRun, InstallerRunner } from './layers/installer';
 export { PodLayerBackend, IMAGE_NPM_COMMAND } from './kubernetes/pod-layer-backend';
 export type { PodLayerBackendOptions } from './kubernetes/pod-layer-backend';
 export { LAYER_BUILDER_SELECTOR, buildLayerBuilderPod, layerBuilderPodName, manifestFromLog } from './kubernetes/layer-builder-spec';

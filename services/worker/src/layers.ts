@@ -1,5 +1,5 @@
 import type { KubeConfig, V1Toleration } from '@kubernetes/client-node';
-import { LayerResolver, LocalLayerBackend, PodLayerBackend, type LayerBackend } from '@podflow/sandbox';
+import { LayerResolver, LocalLayerBackend, PodLayerBackend, type InstallerRunner, type LayerBackend } from '@podflow/sandbox';
 import { normaliseDependencies } from '@podflow/workflow';
 import type { Redis } from 'ioredis';
 import { existsSync } from 'node:fs';
@@ -19,8 +19,8 @@ function defaultNpm(): string[] {
   return [existsSync(sibling) ? sibling : 'npm'];
 }
 
-/** Layers of the process driver: a local cache directory, installs run by the worker itself. */
-export function localLayerBackend(config: WorkerConfig, interpreters: { python: string; node: string }, logger: Logger): LocalLayerBackend {
+/** Layers of the process driver: a local cache directory, installs confined by `runInstaller` (the driver's). */
+export function localLayerBackend(config: WorkerConfig, interpreters: { python: string; node: string }, runInstaller: InstallerRunner, logger: Logger): LocalLayerBackend {
   return new LocalLayerBackend({
     root: config.LAYER_CACHE_DIR ?? defaultLayerCacheDir(),
     interpreters,
@@ -29,6 +29,7 @@ export function localLayerBackend(config: WorkerConfig, interpreters: { python: 
     maxBytes: config.LAYER_CACHE_MAX_MB * 1024 * 1024,
     minIdleMs: config.LAYER_EVICT_MIN_IDLE_MS,
     hostEnv: process.env,
+    runInstaller,
     builtBy: config.WORKER_ID,
     logger,
   });

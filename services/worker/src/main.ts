@@ -47,7 +47,13 @@ function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
     ...(config.PYTHON_BIN ? { pythonBin: config.PYTHON_BIN } : {}),
     logger,
   });
-  const layers = layerResolver(config, localLayerBackend(config, driver.interpreters, logger), connection, logger);
+  const runInstaller = driver.installerRunner({
+    memoryBytes: config.LAYER_INSTALL_MEMORY_MB * MIB,
+    tmpSizeBytes: config.LAYER_INSTALL_TMP_MB * MIB,
+    maxProcesses: 256,
+    cpuMillis: config.SANDBOX_MAX_CPU_MILLIS,
+  });
+  const layers = layerResolver(config, localLayerBackend(config, driver.interpreters, runInstaller, logger), connection, logger);
   return { driver: new LayerResolvingDriver(driver, layers), init: () => driver.init(), stop: disconnect };
 }
 

@@ -80,6 +80,31 @@ const PASSED_THROUGH = new Set([
   'NODE_EXTRA_CA_CERTS',
 ]);
 
+/** How an installer process ended. */
+export type InstallerEnding =
+  | { kind: 'exit'; code: number; output: string }
+  | { kind: 'signal'; signal: string; pid: number; output: string }
+  | { kind: 'timeout'; output: string }
+  | { kind: 'spawn-error'; message: string; output: string };
+
+/** One install: the argv for a target directory, the staging directory that receives it, and its bounds. */
+export interface InstallerRun {
+  /** The installer command writing into `target` (the staging directory as the installer sees it). */
+  argv(target: string): string[];
+  /** Host directory that receives the layer; nothing else is writable to the installer. */
+  staging: string;
+  /** Environment from `installerEnv` (HOME and PATH are the runner's to set). */
+  env: Record<string, string>;
+  timeoutMs: number;
+}
+
+/**
+ * Runs installs. The process driver's confines each one like user code (bubblewrap, its own
+ * uid, cgroup, seccomp, egress namespace; `process/confined-installer.ts`): a package's build
+ * script is tenant code.
+ */
+export type InstallerRunner = (run: InstallerRun) => Promise<InstallerEnding>;
+
 /** Keeps at most this much of an installer's output in an error message. */
 export const INSTALL_TAIL_BYTES = 4096;
 

@@ -1,11 +1,22 @@
 import { PodflowError, type Language } from '@podflow/protocol';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lchown, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SandboxLogger } from '../driver';
 import { chooseEvictions, type LayerUsage } from './eviction';
-import { describeDuration, installerArgv, installerEnv, installerOutputTail, installFailureMessage, type InstallerCommands, type InstallerOptions } from './installer';
+import {
+  describeDuration,
+  installerArgv,
+  installerEnv,
+  installerOutputTail,
+  installFailureMessage,
+  type InstallerCommands,
+  type InstallerEnding,
+  type InstallerOptions,
+  type InstallerRun,
+  type InstallerRunner,
+} from './installer';
 import { LAYER_MANIFEST_FILE, layerImportDir, parseLayerManifest, type LayerManifest, type LayerSpec } from './layer';
 import type { LayerBackend } from './layer-resolver';
 
@@ -22,6 +33,11 @@ export interface LocalLayerBackendOptions {
   minIdleMs: number;
   /** The worker's environment, filtered by `installerEnv`. */
   hostEnv: NodeJS.ProcessEnv;
+  /**
+   * Runs the installer. Default: a plain child process of the worker (only for `none` isolation,
+   * which runs user code unconfined anyway); the process driver's `installerRunner()` confines it.
+   */
+  runInstaller?: InstallerRunner;
   builtBy: string;
   logger?: SandboxLogger;
 }
@@ -37,7 +53,8 @@ const OUTPUT_CAP_BYTES = 256 * 1024;
  *     <root>/.building/<key>-XXXX/  builds in progress; renamed to <root>/<key> when complete
  *     <root>/.used/<key>            its mtime is the layer's last use (LRU)
  *     <root>/.trash/                evicted layers on their way out
- *     <root>/.installer-home/       pip's and npm's download caches
+ *     <root>/.installer-home/       pip's and npm's download caches (unconfined installs only;
+ *                                   confined ones get a fresh HOME each, so no build can poison another's cache)
  *
  * A build is published by one rename(2) of a complete directory, so a killed build leaves only a
  * `.building` directory that nothing trusts (swept once it is older than two install timeouts).
@@ -83,7 +100,9 @@ export class LocalLayerBackend implements LayerBackend {
     await chmod(root, 0o755);
     await this.sweepStaleBuilds(timeoutMs);
     const building = join(root, '.building');
-    await mkdir(building, { recursive: true, mode: 0o700 });
+    // Traversable, not listable: a confined installer (a sandbox uid) reaches only its own staging directory.
+    await mkdir(building, { recursive: true, mode: 0o711 });
+    await chmod(building, 0o711);
     const staging = await mkdtemp(join(building, `${spec.key}-`));
     try {
       await this.install(spec, staging, timeoutMs);
@@ -145,8 +164,10 @@ export class LocalLayerBackend implements LayerBackend {
   private async install(spec: LayerSpec, staging: string, timeoutMs: number): Promise<void> {
     const home = join(this.options.root, '.installer-home');
     await mkdir(home, { recursive: true, mode: 0o700 });
-    const argv = installerArgv(spec.ecosystem, staging, spec.specs, this.options.commands, this.options.installer);
-    const ended = await runInstaller(argv, { cwd: staging, env: installerEnv(this.options.hostEnv, home), timeoutMs });
+    const argvFor = (target: string): string[] => installerArgv(spec.ecosystem, target, spec.specs, this.options.commands, this.options.installer);
+    const argv = argvFor(staging);
+    const run = this.options.runInstaller ?? runHostInstaller;
+    const ended = await run({ argv: argvFor, staging, env: installerEnv(this.options.hostEnv, home), timeoutMs });
     const tail = installerOutputTail(ended.output);
     if (ended.kind === 'timeout') {
       throw new PodflowError('DEPENDENCY_INSTALL_FAILED', installFailureMessage(spec.ecosystem, spec.specs, `timed out after ${describeDuration(timeoutMs)}, see LAYER_INSTALL_TIMEOUT_MS`, tail));
@@ -173,16 +194,11 @@ export class LocalLayerBackend implements LayerBackend {
   }
 }
 
-type InstallerEnding =
-  | { kind: 'exit'; code: number; output: string }
-  | { kind: 'signal'; signal: string; pid: number; output: string }
-  | { kind: 'timeout'; output: string }
-  | { kind: 'spawn-error'; message: string; output: string };
-
-/** Runs an installer in its own process group (killed whole on timeout), output merged and capped. */
-function runInstaller(argv: string[], options: { cwd: string; env: Record<string, string>; timeoutMs: number }): Promise<InstallerEnding> {
+/** Runs an installer as a plain child in its own process group (killed whole on timeout), output merged and capped. */
+export function runHostInstaller(options: InstallerRun): Promise<InstallerEnding> {
+  const argv = options.argv(options.staging);
   return new Promise((resolve) => {
-    const child = spawn(argv[0], argv.slice(1), { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(argv[0], argv.slice(1), { cwd: options.staging, env: options.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let output = '';
     const keep = (chunk: Buffer): void => {
       output += chunk.toString('utf8');
@@ -217,11 +233,18 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
-/** Makes a tree world-readable (directories traversable) and returns its size in bytes. */
+/**
+ * Makes a tree world-readable (directories traversable) and returns its size in bytes. As root it
+ * also gives everything back to root: a confined build ran as a sandbox uid, and that uid is
+ * handed to later sandboxes.
+ */
 async function normalisePermissions(dir: string): Promise<number> {
   let size = 0;
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) await lchown(dir, 0, 0);
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
+    if (asRoot) await lchown(path, 0, 0);
     if (entry.isSymbolicLink()) continue;
     if (entry.isDirectory()) {
       await chmod(path, 0o755);

@@ -37,8 +37,8 @@ export interface BubblewrapSpec {
   /** /bin, /lib, /lib64, /sbin as found on the host. */
   rootEntries: RootEntry[];
   syntheticEtc: SyntheticEtc;
-  /** Host paths of the runner programs. */
-  runner: { python: string; node: string };
+  /** Host paths of the runner programs (absent for installers, which run no user code). */
+  runner?: { python: string; node: string };
   /** Host directories mounted read-only at the same path (interpreters installed outside /usr). */
   extraReadOnly: string[];
   /** Host directory of the execution's dependency layer, mounted read-only at `LAYER_MOUNT_PATH`. */
@@ -143,8 +143,10 @@ function filesystemArgs(spec: BubblewrapSpec): string[] {
   if (spec.tmpSizeBytes !== undefined) args.push('--size', String(spec.tmpSizeBytes));
   args.push('--perms', '1777', '--tmpfs', '/tmp');
   for (const dir of spec.extraReadOnly) args.push('--ro-bind', dir, dir);
-  args.push('--ro-bind', spec.runner.python, SANDBOX_RUNNER_PATHS.python);
-  args.push('--ro-bind', spec.runner.node, SANDBOX_RUNNER_PATHS.node);
+  if (spec.runner) {
+    args.push('--ro-bind', spec.runner.python, SANDBOX_RUNNER_PATHS.python);
+    args.push('--ro-bind', spec.runner.node, SANDBOX_RUNNER_PATHS.node);
+  }
   if (spec.layerDir !== undefined) args.push('--ro-bind', spec.layerDir, LAYER_MOUNT_PATH);
   args.push('--bind', spec.homeDir, SANDBOX_HOME);
   // The root itself is a bwrap tmpfs: make it read-only so only /home/user and /tmp are writable.

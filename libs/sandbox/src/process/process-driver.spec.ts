@@ -409,6 +409,42 @@ describe('ProcessDriver with bubblewrap', () => {
     });
   });
 
+  describe('dependency installs', () => {
+    const asRoot = process.getuid?.() === 0 ? it : it.skip;
+
+    asRoot('run confined: only the staging directory is writable, no host file, secret or service is reachable', async () => {
+      const staging = await mkdtemp(join(workRoot, 'staging-'));
+      process.env.PODFLOW_SPEC_SECRET = 'podflow-install-secret-91c2';
+      try {
+        const probe = [
+          'import json, os, socket',
+          'out = {"uid": os.getuid(), "cwd": os.getcwd(), "home": os.environ.get("HOME")}',
+          'for name, action in [("write_usr", lambda: open("/usr/evil", "w")), ("read_root", lambda: os.listdir("/root")), ("host_loopback", lambda: socket.create_connection(("127.0.0.1", 22), timeout=2))]:',
+          '    try:',
+          '        action(); out[name] = "allowed"',
+          '    except OSError as exc:',
+          '        out[name] = type(exc).__name__',
+          'out["environ"] = open("/proc/1/environ", "rb").read().decode("latin-1")',
+          'json.dump(out, open("report.json", "w"))',
+          'print("probe done")',
+        ].join('\n');
+        const ended = await driver.installerRunner({ memoryBytes: 256 * MIB, tmpSizeBytes: 64 * MIB, maxProcesses: 64, cpuMillis: 1000 })({
+          argv: (target) => ['/usr/bin/python3', '-c', probe, target],
+          staging,
+          env: { LANG: 'C.UTF-8' },
+          timeoutMs: 20_000,
+        });
+        expect(ended).toMatchObject({ kind: 'exit', code: 0 });
+        const report = JSON.parse(await readFile(join(staging, 'report.json'), 'utf8'));
+        expect(report).toMatchObject({ uid: 1000, cwd: '/home/user', home: '/tmp', write_usr: 'OSError', read_root: expect.stringMatching(/Error$/), host_loopback: 'ConnectionRefusedError' });
+        expect(report.environ).not.toContain('podflow-install-secret-91c2');
+      } finally {
+        delete process.env.PODFLOW_SPEC_SECRET;
+        await rm(staging, { recursive: true, force: true });
+      }
+    });
+  });
+
   it('collects the files written under /home/user and removes them on dispose', async () => {
     const outcome = await run({
       code: 'import os\ndef main(args):\n    os.makedirs("out", exist_ok=True)\n    open("out/report.csv", "w").write("a,b\\n1,2\\n")\n    open("/tmp/scratch.txt", "w").write("discarded")\n    return {"ok": True}\n',

@@ -6,12 +6,15 @@ import { access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CollectedFile, SandboxDriver, SandboxLogger, SandboxOutcome, SandboxRequest } from '../driver';
+import type { InstallerRunner } from '../layers/installer';
 import { LAYER_MOUNT_PATH, layerEnv } from '../layers/layer';
+import { runHostInstaller } from '../layers/local-layer-backend';
 import { mergeRunnerLimits } from '../limits';
 import { classifyOutcome, type ClassifiedOutcome } from '../outcome';
 import { resolveResources, type ResourcePolicy } from '../resources';
 import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH, SANDBOX_RUNNER_PATHS } from './bubblewrap';
 import { EgressUnavailableError, prepareExecutionSandbox, type ExecutionSandbox } from './execution-sandbox';
+import { runConfinedInstaller, type ConfinedInstallerOptions } from './confined-installer';
 import { collectFiles } from './file-collect';
 import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
 import { buildLaunch } from './launch';
@@ -175,6 +178,20 @@ export class ProcessDriver implements SandboxDriver {
       signal.removeEventListener('abort', onAbort);
       this.running.delete(local);
     }
+  }
+
+  /**
+   * The runner of dependency installs for `LocalLayerBackend`: confined like user code under
+   * bubblewrap (`confined-installer.ts`); a plain child process only with `none` isolation, where
+   * user code is not confined either.
+   */
+  installerRunner(options: Omit<ConfinedInstallerOptions, 'nodeBin' | 'logger'>): InstallerRunner {
+    return async (run) => {
+      const plan = await this.plan();
+      if (plan.kind === 'unavailable') return { kind: 'spawn-error', message: plan.message, output: '' };
+      if (plan.kind === 'none') return runHostInstaller(run);
+      return runConfinedInstaller(plan, { ...options, nodeBin: this.interpreters.node, logger: this.options.logger }, run);
+    };
   }
 
   /** Kills the executions still running (they end as CANCELED). */

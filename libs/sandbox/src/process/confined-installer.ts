@@ -1,0 +1,102 @@
+import { chown } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { SandboxLogger } from '../driver';
+import type { InstallerEnding, InstallerRun } from '../layers/installer';
+import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH } from './bubblewrap';
+import type { ExecutionCgroup } from './cgroups';
+import type { EgressNamespace } from './egress-network';
+import type { IsolationPlan } from './isolation-plan';
+import { buildLaunch } from './launch';
+import { runSandboxProcess } from './sandbox-process';
+
+/**
+ * Dependency installs of the process driver, confined like user code: `pip install` of an sdist
+ * or an npm install script runs the package author's code, so it gets what a sandbox gets. The
+ * staging directory is its `/home/user` (the only writable host path), HOME is a fresh tmpfs (no
+ * shared download cache that one build could poison for another), the environment is the
+ * installer's filtered one, and the network is a granted-egress namespace: the public internet and
+ * the operator's allowed ranges, never the host, its loopback or private ranges.
+ */
+export interface ConfinedInstallerOptions {
+  /** Memory budget of one install (cgroup, and RLIMIT_AS per process is not applied: compilers map a lot). */
+  memoryBytes: number;
+  /** Processes of one install (compilers fork). */
+  maxProcesses: number;
+  cpuMillis: number;
+  /** Size of the install's RAM-backed /tmp (build trees, wheels, HOME). */
+  tmpSizeBytes: number;
+  /** The interpreter that runs npm (its directory goes first on PATH for `#!/usr/bin/env node`). */
+  nodeBin: string;
+  logger?: SandboxLogger;
+}
+
+/** Output kept in memory (the error shows its tail). */
+const OUTPUT_CAP_BYTES = 4 * 1024 * 1024;
+const STDERR_TAIL_BYTES = 256 * 1024;
+
+export async function runConfinedInstaller(plan: Extract<IsolationPlan, { kind: 'bubblewrap' }>, options: ConfinedInstallerOptions, run: InstallerRun): Promise<InstallerEnding> {
+  if (!plan.egress) {
+    return {
+      kind: 'spawn-error',
+      message:
+        'installers run confined with network egress of their own, which this worker cannot set up (it must run as root with ' +
+        'slirp4netns, iproute2 and util-linux; see its start-up log)',
+      output: '',
+    };
+  }
+  const uid = plan.uids?.acquire();
+  let cgroup: ExecutionCgroup | undefined;
+  let egress: EgressNamespace | undefined;
+  try {
+    if (uid !== undefined) await chown(run.staging, uid, uid);
+    cgroup = await plan.cgroups?.create({ memoryBytes: options.memoryBytes, maxProcesses: options.maxProcesses, cpuMillis: options.cpuMillis });
+    egress = await plan.egress.open();
+    const env = { ...run.env, HOME: '/tmp', TMPDIR: '/tmp', PATH: `${dirname(options.nodeBin)}:${SANDBOX_PATH}`, npm_config_cache: '/tmp/.npm' };
+    const bwrap = [
+      plan.bwrapBin,
+      ...buildBubblewrapArgs({
+        homeDir: run.staging,
+        rootEntries: plan.rootEntries,
+        syntheticEtc: plan.syntheticEtc,
+        extraReadOnly: plan.extraReadOnly,
+        network: true,
+        tmpSizeBytes: options.tmpSizeBytes,
+        infoFd: 3,
+        ...(plan.seccomp ? { seccompFd: 4 } : {}),
+        env,
+        command: run.argv(SANDBOX_HOME),
+      }),
+    ];
+    const command = plan.prlimitBin ? [plan.prlimitBin, '--core=0', ...(uid !== undefined ? [`--nproc=${options.maxProcesses}`] : []), '--', ...bwrap] : bwrap;
+    const launch = plan.root
+      ? buildLaunch({ command, cgroupProcsFiles: cgroup?.procsFiles, netnsPath: egress.path, uid, binaries: plan.root.launch })
+      : { argv: command };
+    const ended = await runSandboxProcess({
+      command: launch.argv[0],
+      args: launch.argv.slice(1),
+      cwd: run.staging,
+      env,
+      stdin: '',
+      stdoutCapBytes: OUTPUT_CAP_BYTES,
+      stderrTailBytes: STDERR_TAIL_BYTES,
+      timeoutMs: run.timeoutMs,
+      signal: new AbortController().signal,
+      infoFd: true,
+      ...(plan.seccomp ? { seccompProgram: plan.seccomp } : {}),
+    });
+    const output = `${ended.stdout}${ended.stderrTail}`;
+    if (ended.termination === 'timeout') return { kind: 'timeout', output };
+    if (ended.termination === 'spawn-failed') return { kind: 'spawn-error', message: ended.spawnError ?? 'spawn failed', output };
+    if ((await cgroup?.oomKilled()) === true) {
+      return { kind: 'exit', code: 137, output: `${output}\nthe installer ran out of memory (limit ${Math.round(options.memoryBytes / 1024 / 1024)} MiB, LAYER_INSTALL_MEMORY_MB)` };
+    }
+    if (ended.signal) return { kind: 'signal', signal: ended.signal, pid: 0, output };
+    return { kind: 'exit', code: ended.exitCode ?? 1, output };
+  } catch (error) {
+    return { kind: 'spawn-error', message: (error as Error).message, output: '' };
+  } finally {
+    await egress?.close();
+    await cgroup?.remove().catch((error: Error) => options.logger?.warn({ error: error.message }, 'could not remove an installer cgroup'));
+    if (uid !== undefined) plan.uids?.release(uid);
+  }
+}
