@@ -1,16 +1,16 @@
 import { Attach, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { requestReceivedMarker, type CapturedLogs, type NodeError, type RunnerLimits, type RunnerRequest, type RunnerResponse } from '@podflow/protocol';
+import { requestReceivedMarker, type CapturedLogs, type RunnerLimits, type RunnerRequest, type RunnerResponse } from '@podflow/protocol';
 import { parseFileFrames, parseRunnerOutputBuffer, type EmittedFile } from '@podflow/runner';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from '../driver';
-import type { SandboxLogger } from '../driver';
+import type { CollectedFile, SandboxDriver, SandboxLogger, SandboxOutcome, SandboxRequest } from '../driver';
 import { mergeRunnerLimits } from '../limits';
+import { classifyEnding, type SandboxEnding } from '../outcome';
 import { ANNOTATIONS, podNameFor } from './pod-identity';
 import { CONTAINER_NAME, SANDBOX_HOME, buildSandboxPod, type PodPlacement } from './pod-spec';
 import { isOomKilled, podStage, startFailureReason } from './pod-state';
 import { PodWatch } from './pod-watch';
-import { DEFAULT_POD_RESOURCE_POLICY, resolvePodResources, type PodResourcePolicy } from './resources';
+import { DEFAULT_POD_RESOURCE_POLICY, resolvePodResources, type PodResourcePolicy, type PodResources } from './resources';
 import { ByteCollector, readPodLogBytes } from './streams';
 
 export interface KubernetesDriverOptions {
@@ -55,7 +55,7 @@ export class KubernetesDriver implements SandboxDriver {
   }
 
   async execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome> {
-    if (signal.aborted) return failed({ code: 'CANCELED', message: 'execution canceled' });
+    if (signal.aborted) return ended({ kind: 'canceled' }, 0);
     const local = new AbortController();
     const onAbort = (): void => local.abort();
     signal.addEventListener('abort', onAbort, { once: true });
@@ -63,8 +63,9 @@ export class KubernetesDriver implements SandboxDriver {
     const name = podNameFor(request.executionId);
     const dispose = once(() => this.deletePod(name));
     try {
-      const outcome = await this.run(request, name, local.signal);
-      return { ...outcome, dispose };
+      const resources = resolvePodResources(request.resources, this.policy);
+      const outcome = await this.run(request, name, resources, local.signal);
+      return { ...outcome, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), dispose };
     } catch (error) {
       await dispose();
       throw error;
@@ -78,10 +79,9 @@ export class KubernetesDriver implements SandboxDriver {
     for (const controller of this.running) controller.abort();
   }
 
-  private async run(request: SandboxRequest, name: string, signal: AbortSignal): Promise<Omit<SandboxOutcome, 'dispose'>> {
+  private async run(request: SandboxRequest, name: string, resources: PodResources, signal: AbortSignal): Promise<Omit<SandboxOutcome, 'dispose'>> {
     const limits = mergeRunnerLimits(this.options.limits, request.limits);
     const started = Date.now();
-    const resources = resolvePodResources(request.resources, this.policy);
     const deadlineAt = started + this.startTimeoutMs + request.timeoutMs + 60_000;
     const pod = buildSandboxPod(
       {
@@ -116,7 +116,7 @@ export class KubernetesDriver implements SandboxDriver {
 
       // 1. Scheduled and started, within the start timeout.
       const startProblem = await this.awaitStart(watch, name, signal);
-      if (startProblem) return failed(startProblem, Date.now() - started);
+      if (startProblem) return ended(startProblem, Date.now() - started, NO_LOGS, resources.memoryBytes);
 
       // 2. The request in, the answer out: attach (unless an adopted runner already has its request).
       const needsRequest = await this.needsRequest(watch, name, runnerNonce);
@@ -126,16 +126,15 @@ export class KubernetesDriver implements SandboxDriver {
       const ending = await this.attachAndWait(watch, name, needsRequest ? runnerRequest : undefined, stdout, stderr, request.timeoutMs, signal);
       if (ending.kind === 'timeout' || ending.kind === 'canceled') {
         await this.deletePod(name);
-        const error: NodeError = ending.kind === 'timeout'
-          ? { code: 'EXECUTION_TIMEOUT', message: `the code did not finish within its timeout of ${request.timeoutMs} ms; the pod was deleted` }
-          : { code: 'CANCELED', message: 'execution canceled; the pod was deleted' };
-        return failed(error, Date.now() - execStarted, { stdout: '', stderr: stderr.tail(limits.maxLogBytes), truncated: stderr.size > limits.maxLogBytes });
+        const end: SandboxEnding =
+          ending.kind === 'timeout' ? { kind: 'timeout', timeoutMs: request.timeoutMs, detail: 'the pod was deleted' } : { kind: 'canceled', detail: 'the pod was deleted' };
+        return ended(end, Date.now() - execStarted, { stdout: '', stderr: stderr.tail(limits.maxLogBytes), truncated: stderr.size > limits.maxLogBytes }, resources.memoryBytes);
       }
 
       // 3. What the runner said, else why it said nothing.
       const answer = readAnswer(stdout.bytes(), runnerNonce);
-      if (answer) return this.fromResponse(answer.response, answer.files, execStarted);
-      return await this.withoutAnswer(watch, name, runnerNonce, stderr, limits, execStarted, stdout.overflowed);
+      if (answer) return fromAnswer(answer.response, answer.files, execStarted, resources.memoryBytes);
+      return await this.withoutAnswer(watch, name, runnerNonce, stderr, limits, execStarted, stdout.overflowed, request.timeoutMs, resources.memoryBytes);
     } finally {
       watch.stop();
     }
@@ -156,7 +155,7 @@ export class KubernetesDriver implements SandboxDriver {
     }
   }
 
-  private async awaitStart(watch: PodWatch, name: string, signal: AbortSignal): Promise<NodeError | undefined> {
+  private async awaitStart(watch: PodWatch, name: string, signal: AbortSignal): Promise<SandboxEnding | undefined> {
     const timeout = AbortSignal.timeout(this.startTimeoutMs);
     const stop = AbortSignal.any([timeout, signal]);
     const stage = await watch.until((w) => {
@@ -169,14 +168,14 @@ export class KubernetesDriver implements SandboxDriver {
     if (stage === 'started') return undefined;
     if (signal.aborted) {
       await this.deletePod(name);
-      return { code: 'CANCELED', message: 'execution canceled before its pod started; the pod was deleted' };
+      return { kind: 'canceled', detail: 'before its pod started; the pod was deleted' };
     }
-    if (stage === 'gone') return { code: 'SANDBOX_LOST', message: `pod ${this.namespace}/${name} was deleted before it started` };
+    if (stage === 'gone') return { kind: 'lost', message: `pod ${this.namespace}/${name} was deleted before it started` };
     const events = await this.core.listNamespacedEvent({ namespace: this.namespace, fieldSelector: `involvedObject.name=${name}` }).then((list) => list.items, () => []);
     const reason = startFailureReason(watch.pod, events);
     await this.deletePod(name);
     const waited = stage === 'hopeless' ? 'could not start' : `did not start within ${this.startTimeoutMs} ms`;
-    return { code: 'SANDBOX_START_TIMEOUT', message: `pod ${this.namespace}/${name} ${waited}: ${reason}` };
+    return { kind: 'start-timeout', message: `pod ${this.namespace}/${name} ${waited}: ${reason}` };
   }
 
   /** An adopted, running runner that already received its request says so on stderr. */
@@ -227,13 +226,6 @@ export class KubernetesDriver implements SandboxDriver {
     return ending;
   }
 
-  private fromResponse(response: RunnerResponse, emitted: EmittedFile[], execStarted: number): Omit<SandboxOutcome, 'dispose'> {
-    const files: CollectedFile[] = emitted.map((file) => ({ path: file.path, size: file.size, sha256: file.sha256, open: () => Readable.from([file.content]) }));
-    const durationMs = response.durationMs ?? Date.now() - execStarted;
-    if (response.ok) return { status: 'succeeded', output: response.output, logs: response.logs, files, durationMs };
-    return { status: 'failed', error: response.error, logs: response.logs, files: [], durationMs };
-  }
-
   /** The stream ended without a complete answer: the pod's final status says why. */
   private async withoutAnswer(
     watch: PodWatch,
@@ -243,36 +235,33 @@ export class KubernetesDriver implements SandboxDriver {
     limits: RunnerLimits,
     execStarted: number,
     overflowed: boolean,
+    timeoutMs: number,
+    memoryBytes: number,
   ): Promise<Omit<SandboxOutcome, 'dispose'>> {
     const logs: CapturedLogs = { stdout: '', stderr: stderr.tail(limits.maxLogBytes), truncated: stderr.size > limits.maxLogBytes };
-    const durationMs = Date.now() - execStarted;
-    if (overflowed) {
-      return failed({ code: 'OUTPUT_TOO_LARGE', message: `the runner wrote more than ${stdoutCapBytes(limits)} bytes of output and files` }, durationMs, logs);
-    }
+    const done = (ending: SandboxEnding): Omit<SandboxOutcome, 'dispose'> => ended(ending, Date.now() - execStarted, logs, memoryBytes);
+    if (overflowed) return done({ kind: 'output-too-large', capBytes: stdoutCapBytes(limits), what: 'output and files' });
     const settled = await watch.until((w) => {
       if (w.gone) return 'gone' as const;
       const stage = w.pod ? podStage(w.pod) : undefined;
       return stage?.kind === 'terminated' || stage?.kind === 'failed' ? stage : undefined;
     }, AbortSignal.timeout(FINAL_STATUS_WAIT_MS));
     if (settled === 'gone' || settled === undefined) {
-      return failed({ code: 'SANDBOX_LOST', message: `pod ${this.namespace}/${name} ${settled === 'gone' ? 'was deleted' : 'stopped answering'} before the runner answered` }, durationMs, logs);
+      return done({ kind: 'lost', message: `pod ${this.namespace}/${name} ${settled === 'gone' ? 'was deleted' : 'stopped answering'} before the runner answered` });
     }
     if (settled.kind === 'failed') {
-      if (settled.reason === 'DeadlineExceeded') {
-        return failed({ code: 'EXECUTION_TIMEOUT', message: `pod ${name} reached its activeDeadlineSeconds backstop: ${settled.message}` }, durationMs, logs);
-      }
-      return failed({ code: 'SANDBOX_LOST', message: `pod ${this.namespace}/${name} failed: ${settled.reason}: ${settled.message}` }, durationMs, logs);
+      if (settled.reason === 'DeadlineExceeded') return done({ kind: 'timeout', timeoutMs, detail: `pod ${name} reached its activeDeadlineSeconds backstop: ${settled.message}` });
+      return done({ kind: 'lost', message: `pod ${this.namespace}/${name} failed: ${settled.reason}: ${settled.message}` });
     }
-    if (isOomKilled(settled.state)) {
-      return failed({ code: 'MEMORY_LIMIT_EXCEEDED', message: `the code used more memory than its limit and was killed (container OOMKilled, exit code ${settled.state.exitCode})` }, durationMs, logs);
-    }
+    if (isOomKilled(settled.state)) return done({ kind: 'out-of-memory', how: `the container was OOMKilled (exit code ${settled.state.exitCode})` });
     // The container ended on its own but its stream was cut (an adopted pod, a dropped
     // connection): the answer is still in its log.
     const log = await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME).catch(() => undefined);
     const fromLog = log ? readAnswer(log, nonce) : undefined;
-    if (fromLog) return this.fromResponse(fromLog.response, fromLog.files, execStarted);
+    if (fromLog) return fromAnswer(fromLog.response, fromLog.files, execStarted, memoryBytes);
     const exit = `exit code ${settled.state.exitCode}${settled.state.reason ? ` (${settled.state.reason})` : ''}`;
-    return failed({ code: 'SANDBOX_LOST', message: `the runner in pod ${name} ended with ${exit} without an answer${logs.stderr ? `; stderr: ${logs.stderr.slice(-500)}` : ''}` }, durationMs, logs);
+    // As on the process driver: a runner that exits on its own without answering is the code's doing (os._exit, a native crash).
+    return done({ kind: 'crashed', how: `the runner in pod ${name} ended with ${exit} before returning a result`, details: { exitCode: settled.state.exitCode, stderrTail: logs.stderr.slice(-2000) } });
   }
 
   private async deletePod(name: string): Promise<void> {
@@ -296,8 +285,18 @@ function stdoutCapBytes(limits: RunnerLimits): number {
   return limits.maxOutputBytes * 2 + limits.maxLogBytes * 4 + limits.maxFilesBytes + 1024 * 1024;
 }
 
-function failed(error: NodeError, durationMs = 0, logs: CapturedLogs = NO_LOGS): Omit<SandboxOutcome, 'dispose'> & { dispose: () => Promise<void> } {
-  return { status: 'failed', error, logs, files: [], durationMs, dispose: async () => undefined };
+/** The outcome of a sandbox ending, through the classifier both drivers share. */
+function ended(ending: SandboxEnding, durationMs = 0, logs: CapturedLogs = NO_LOGS, memoryBytes = 0): Omit<SandboxOutcome, 'dispose'> & { dispose: () => Promise<void> } {
+  const classified = classifyEnding(ending, { memoryLimitBytes: memoryBytes, logs });
+  return { ...classified, files: [], durationMs, dispose: async () => undefined };
+}
+
+/** A runner answer and the files it streamed (files only when it succeeded). */
+function fromAnswer(response: RunnerResponse, emitted: EmittedFile[], execStarted: number, memoryBytes: number): Omit<SandboxOutcome, 'dispose'> {
+  const classified = classifyEnding({ kind: 'answered', response }, { memoryLimitBytes: memoryBytes, logs: response.logs });
+  const files: CollectedFile[] =
+    classified.status === 'succeeded' ? emitted.map((file) => ({ path: file.path, size: file.size, sha256: file.sha256, open: () => Readable.from([file.content]) })) : [];
+  return { ...classified, files, durationMs: response.durationMs ?? Date.now() - execStarted };
 }
 
 function once(action: () => Promise<void>): () => Promise<void> {
