@@ -155,7 +155,7 @@ export class ProcessDriver implements SandboxDriver {
       };
       const spec = this.processSpec(plan, sandbox, request, memoryLimitBytes, limits, local.signal);
       const run = await runSandboxProcess({ ...spec, stdin: JSON.stringify(runnerRequest) });
-      const oomKilled = (await sandbox.cgroup?.oomKilled()) ?? false;
+      const oomKilled = sandbox.cgroup ? await sandbox.cgroup.oomKilled() : undefined;
       // The sandbox is dead here (runSandboxProcess waits for its pid namespace): free its uid, cgroups and network.
       await sandbox.release();
       const response = run.stdout ? parseRunnerOutput(run.stdout, nonce) : undefined;
@@ -167,7 +167,7 @@ export class ProcessDriver implements SandboxDriver {
         maxFileSizeBytes: this.limits.maxFileSizeBytes,
         stdoutCapBytes: spec.stdoutCapBytes,
         maxLogBytes: limits.maxLogBytes,
-        oomKilled,
+        ...(oomKilled !== undefined ? { oomKilled } : {}),
       });
       const files = await this.files(classified, response?.ok ? response.files : [], sandbox.homeDir, limits, request);
       return { ...classified, ...files, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), durationMs: run.durationMs, dispose: sandbox.dispose };

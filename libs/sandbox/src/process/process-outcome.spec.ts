@@ -89,6 +89,11 @@ describe('classifyOutcome', () => {
     expect(classifyOutcome(run({ exitCode: 137 }), undefined, ctx).error?.code).toBe('MEMORY_LIMIT_EXCEEDED');
   });
 
+  it('asks the cgroup when there is one: a SIGKILL without an OOM kill is the code killing itself', () => {
+    expect(classifyOutcome(run({ exitCode: 137 }), undefined, { ...ctx, oomKilled: false }).error).toMatchObject({ code: 'CODE_EXECUTION_FAILED', message: 'the runner was killed by SIGKILL before returning a result' });
+    expect(classifyOutcome(run({ exitCode: 1 }), undefined, { ...ctx, oomKilled: true }).error?.code).toBe('MEMORY_LIMIT_EXCEEDED');
+  });
+
   it('explains SIGXFSZ with the file size limit', () => {
     const outcome = classifyOutcome(run({ exitCode: 128 + 25 }), undefined, ctx);
     expect(outcome.error).toMatchObject({ code: 'CODE_EXECUTION_FAILED', message: 'the code wrote a file larger than the limit of 1024 bytes and was killed (SIGXFSZ)' });

@@ -15,7 +15,10 @@ export interface OutcomeContext {
   maxFileSizeBytes: number;
   stdoutCapBytes: number;
   maxLogBytes: number;
-  /** The execution's memory cgroup saw the kernel's OOM killer (per-execution cgroups only). */
+  /**
+   * Whether the execution's memory cgroup saw the kernel's OOM killer; `undefined` without
+   * per-execution cgroups, where a SIGKILL nobody sent is taken for the OOM killer.
+   */
   oomKilled?: boolean;
 }
 
@@ -58,8 +61,9 @@ function silentExit(run: SandboxProcessResult, ctx: OutcomeContext): SandboxEndi
   const setupFailure = wrapperFailure(run, ctx);
   if (setupFailure) return { kind: 'start-failed', message: setupFailure, details };
   const marker = memoryMarkerLine(run.stderrTail);
-  // Nothing but the kernel's OOM killer (or the code itself) SIGKILLs a runner we did not kill.
-  if (signal === 'SIGKILL' || marker || ctx.oomKilled) {
+  // Without a cgroup to ask, nothing but the OOM killer (or the code itself) SIGKILLs a runner we did not kill.
+  const oom = ctx.oomKilled ?? signal === 'SIGKILL';
+  if (oom || marker) {
     const how = signal ? `killed by ${signal}` : `exited with code ${run.exitCode}`;
     return { kind: 'out-of-memory', how: `the runner was ${how}${marker ? ` (${marker})` : ''}`, details };
   }
