@@ -4,11 +4,12 @@
 // and stops them afterwards.
 // Extra arguments go to Jest, e.g. `npm test -- test/e2e/examples`.
 import { join } from 'node:path';
-import { ROOT, ensureBubblewrap, ensurePip, ensureInstalledAndBuilt, runJestWithServices, say } from './lib/services.mjs';
+import { ROOT, ensureBubblewrap, ensureSandboxNetworking, ensurePip, ensureInstalledAndBuilt, runJestWithServices, say } from './lib/services.mjs';
 
 async function main() {
   ensureInstalledAndBuilt();
   ensureBubblewrap();
+  ensureSandboxNetworking();
   ensurePip();
   process.exit(await runJestWithServices(join(ROOT, 'jest.config.js'), process.argv.slice(2)));
 }

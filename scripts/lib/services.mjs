@@ -146,6 +146,22 @@ export function ensureBubblewrap() {
   }
 }
 
+/**
+ * slirp4netns and iproute2: a root worker gives executions granted egress (and dependency
+ * installs) a network namespace of their own through them. Without them such executions fail
+ * with a clear message; nothing else needs them.
+ */
+export function ensureSandboxNetworking() {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return;
+  for (const [binary, debianPackage] of [['slirp4netns', 'slirp4netns'], ['ip', 'iproute2']]) {
+    try {
+      ensureSystemPackage(binary, debianPackage, 'sandboxes granted network egress get their own network namespace');
+    } catch (error) {
+      say(`WARNING: ${error.message} Executions granted egress and dependency installs will fail.`);
+    }
+  }
+}
+
 export function gitDescribe() {
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
