@@ -3,7 +3,7 @@
  * `{podflow}` is a Redis Cluster hash tag: multi-key scripts stay in one slot.
  */
 export class RunKeys {
-  constructor(private readonly prefix: string) {}
+  constructor(readonly prefix: string) {}
 
   run(runId: string): string {
     return `${this.prefix}:run:${runId}`;

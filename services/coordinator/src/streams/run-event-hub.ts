@@ -24,6 +24,11 @@ interface TrackedStream {
   subscribers: Set<EventSubscriber>;
 }
 
+/** CLIENT SETNAME of the hub's connection: `podflow-run-events:<prefix>`, braces and all (no spaces allowed). */
+export function runEventsConnectionName(prefix: string): string {
+  return `podflow-run-events:${prefix.replace(/\s+/g, '_')}`;
+}
+
 export function isTerminalEvent(event: RunEventMessage): boolean {
   return event.type === 'run' && isTerminalRunPhase(event.status);
 }
@@ -133,7 +138,8 @@ export class RunEventHub implements OnApplicationShutdown {
 
   private async connectReader(): Promise<Redis> {
     if (this.reader) return this.reader;
-    const reader = this.redis.duplicate({ connectionName: 'podflow-run-events' });
+    // Named, so an operator (and the security suite) can see there is one per coordinator.
+    const reader = this.redis.duplicate({ connectionName: runEventsConnectionName(this.store.keys.prefix) });
     reader.on('error', (error: Error) => this.logger.debug({ err: error }, 'run event reader connection error'));
     // The id changes with every reconnection; it is what CLIENT UNBLOCK needs.
     reader.on('ready', () => {
