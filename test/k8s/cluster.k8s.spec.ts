@@ -246,4 +246,14 @@ describe('cluster set-up', () => {
     expect(policy.spec?.ingress ?? []).toEqual([]);
     expect(policy.spec?.egress ?? []).toEqual([]);
   });
+
+  it('opens egress only to pods labelled granted, and never to private, link-local or loopback ranges', async () => {
+    const networking = admin.makeApiClient(k8s.NetworkingV1Api);
+    const policy = await networking.readNamespacedNetworkPolicy({ name: 'sandbox-egress-granted', namespace: SANDBOX_NAMESPACE });
+    expect(policy.spec?.podSelector).toEqual({ matchLabels: { 'podflow.dev/role': 'sandbox', 'podflow.dev/egress': 'granted' } });
+    expect(policy.spec?.policyTypes).toEqual(['Egress']);
+    const world = policy.spec?.egress?.[0]?.to?.[0]?.ipBlock;
+    expect(world?.cidr).toBe('0.0.0.0/0');
+    expect(world?.except).toEqual(expect.arrayContaining(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16', '127.0.0.0/8', '100.64.0.0/10']));
+  });
 });

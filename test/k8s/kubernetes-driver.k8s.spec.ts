@@ -65,6 +65,32 @@ describe('KubernetesDriver', () => {
     expect(outcome).toMatchObject({ status: 'succeeded', output: { sum: 42, uid: 1000 }, logs: { stdout: 'adding\n' } });
   });
 
+  it('hands the pod no secret: no worker environment in any process, no service account token', async () => {
+    process.env.PODFLOW_K8S_SPEC_SECRET = 'podflow-k8s-secret-5d1e';
+    try {
+      const code = [
+        'import os',
+        'def main(args):',
+        '    seen = []',
+        '    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:',
+        '        for name in ("environ", "cmdline"):',
+        '            try:',
+        '                seen.append(open(f"/proc/{pid}/{name}", "rb").read().decode("latin-1"))',
+        '            except OSError as exc:',
+        '                seen.append(type(exc).__name__)',
+        '    return {"seen": seen, "token": os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token")}',
+      ].join('\n');
+      const outcome = await run(request('python', code));
+      expect(outcome.status).toBe('succeeded');
+      const seen = (outcome.output!.seen as string[]).join('\n');
+      expect(seen).not.toContain('podflow-k8s-secret-5d1e');
+      expect(seen).not.toMatch(/REDIS_URL|PODFLOW_API_KEYS|FILE_URL_SECRET|AWS_SECRET_ACCESS_KEY/);
+      expect(outcome.output!.token).toBe(false);
+    } finally {
+      delete process.env.PODFLOW_K8S_SPEC_SECRET;
+    }
+  });
+
   it('runs TypeScript in the node runtime', async () => {
     const outcome = await run(request('typescript', 'export const main = ({ xs }: { xs: number[] }) => ({ total: xs.reduce((a, b) => a + b, 0) });\n', { xs: [1, 2, 3] }));
     expect(outcome).toMatchObject({ status: 'succeeded', output: { total: 6 } });
