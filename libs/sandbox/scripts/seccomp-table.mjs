@@ -1,25 +1,13 @@
 #!/usr/bin/env node
-// Writes src/process/seccomp-syscalls.ts: the numbers of the syscalls the process sandbox's seccomp
-// filter handles, per architecture, read from the kernel UAPI headers (Debian's linux-libc-dev).
-// Run again after changing the lists in src/process/seccomp.ts:
+// Writes src/process/seccomp-syscalls.ts: every syscall number per architecture, read from the
+// kernel UAPI headers (Debian's linux-libc-dev), for the process sandbox's seccomp filter
+// (src/process/seccomp.ts picks the ones it handles by name). Run again on newer headers:
 //   node libs/sandbox/scripts/seccomp-table.mjs
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const NAMES = [
-  // Blocked with EPERM (runc's default profile denies them to a container without capabilities).
-  'acct', 'add_key', 'bpf', 'clock_adjtime', 'clock_settime', 'create_module', 'delete_module', 'fanotify_init',
-  'finit_module', 'fsconfig', 'fsmount', 'fsopen', 'fspick', 'get_kernel_syms', 'init_module', 'io_uring_enter',
-  'io_uring_register', 'io_uring_setup', 'ioperm', 'iopl', 'kcmp', 'kexec_file_load', 'kexec_load', 'keyctl',
-  'lookup_dcookie', 'mount', 'mount_setattr', 'move_mount', 'name_to_handle_at', 'nfsservctl', 'open_by_handle_at',
-  'open_tree', 'perf_event_open', 'pidfd_getfd', 'pivot_root', 'process_vm_readv', 'process_vm_writev', 'ptrace',
-  'query_module', 'quotactl', 'quotactl_fd', 'reboot', 'request_key', 'setns', 'settimeofday', 'swapoff', 'swapon',
-  'syslog', 'sysfs', '_sysctl', 'umount2', 'unshare', 'uselib', 'userfaultfd', 'ustat', 'vhangup',
-  // Checked by argument.
-  'clone', 'clone3', 'ioctl', 'personality',
-];
 const HEADERS = {
   x86_64: '/usr/include/x86_64-linux-gnu/asm/unistd_64.h',
   aarch64: '/usr/include/asm-generic/unistd.h',
@@ -29,11 +17,9 @@ const tables = {};
 for (const [arch, header] of Object.entries(HEADERS)) {
   const text = readFileSync(header, 'utf8');
   const numbers = {};
-  for (const name of NAMES) {
-    const match = new RegExp(`#define __NR3?2?_${name}\\s+(\\d+)\\b`).exec(text) ?? new RegExp(`#define __NR_${name}\\s+(\\d+)`).exec(text);
-    if (match) numbers[name] = Number(match[1]);
-  }
-  tables[arch] = numbers;
+  // `#define __NR_name 123`, and asm-generic's `#define __NR3264_name 123` (64-bit names).
+  for (const match of text.matchAll(/^#define __NR(?:3264)?_(\w+)\s+(\d+)\s*$/gm)) numbers[match[1]] ??= Number(match[2]);
+  tables[arch] = Object.fromEntries(Object.entries(numbers).sort(([, a], [, b]) => a - b));
 }
 const body = Object.entries(tables)
   .map(([arch, numbers]) => `  ${arch}: {\n${Object.entries(numbers).map(([n, v]) => `    ${n}: ${v},`).join('\n')}\n  },`)
