@@ -89,7 +89,10 @@ export async function prepareExecutionSandbox(host: ExecutionHost, needs: Execut
   const release = (): Promise<void> =>
     (released ??= (async () => {
       await egress?.close();
-      await cgroup?.remove();
+      // Off the result's path: the group is empty (the pid namespace is gone), and removing a
+      // memory cgroup waits for the kernel to reparent its charges. One that cannot be removed
+      // now is swept at the next start.
+      void cgroup?.remove().catch(() => undefined);
       if (uid !== undefined) host.uids?.release(uid);
     })());
   return {
