@@ -97,36 +97,38 @@ describe('node files in S3', () => {
     });
   });
 
-  describe('with FILE_URL_TTL_SECONDS=2', () => {
+  describe('with FILE_URL_TTL_SECONDS=4', () => {
     let stack: Stack;
     beforeAll(async () => {
-      stack = await startStack({ workers: 1, storage: 's3', env: { FILE_URL_TTL_SECONDS: '2' } });
+      stack = await startStack({ workers: 1, storage: 's3', env: { FILE_URL_TTL_SECONDS: '4' } });
     });
     afterAll(() => stack?.stop());
 
-    it('hands out URLs that stop working after 2 s, and files/sign gives fresh ones that work', async () => {
+    it('hands out URLs that stop working after 4 s, and files/sign gives fresh ones that work, for at most FILE_URL_TTL_SECONDS', async () => {
       const { run, elements } = await runExport(stack);
       expect(elements).toHaveLength(2);
       const expiresAt = Math.max(...elements.map((e) => Date.parse(e.expires_at)));
-      expect(expiresAt).toBeLessThanOrEqual(Date.now() + 2000);
+      expect(expiresAt).toBeLessThanOrEqual(Date.now() + 4000);
       await sleep(Math.max(0, expiresAt - Date.now()) + 1500);
       for (const element of elements) {
         const expired = await download(element.download_url);
         expect({ status: expired.status, body: expired.body.toString() }).toEqual({ status: 403, body: expect.stringMatching(/expired/i) });
       }
 
-      const fresh = await stack.client.request<{ elements: FileElement[] }>('POST', `/v1/runs/${run.id}/nodes/export/files/sign`, { ttlSeconds: 60 });
+      // The operator's TTL is the most a caller gets (issue 10, item 9).
+      await expect(stack.client.request('POST', `/v1/runs/${run.id}/nodes/export/files/sign`, { ttlSeconds: 60 })).rejects.toMatchObject({
+        code: 'BAD_REQUEST',
+        message: expect.stringContaining('at most 4 (FILE_URL_TTL_SECONDS)'),
+      });
+      // Without ttlSeconds the store's own TTL (4 s) applies.
+      const fresh = await stack.client.request<{ elements: FileElement[] }>('POST', `/v1/runs/${run.id}/nodes/export/files/sign`, {});
       expect(fresh.elements.map((e) => e.key)).toEqual(elements.map((e) => e.key));
       for (const [i, element] of fresh.elements.entries()) {
         expect(element.download_url).not.toBe(elements[i]!.download_url);
-        expect(Date.parse(element.expires_at)).toBeGreaterThan(Date.now() + 50_000);
+        expect(Date.parse(element.expires_at)).toBeLessThanOrEqual(Date.now() + 4000);
         const got = await download(element.download_url);
         expect({ status: got.status, sha256: sha256(got.body) }).toEqual({ status: 200, sha256: element.sha256 });
       }
-
-      // Without ttlSeconds the store's own TTL (2 s) applies.
-      const byDefault = await stack.client.request<{ elements: FileElement[] }>('POST', `/v1/runs/${run.id}/nodes/export/files/sign`, {});
-      for (const element of byDefault.elements) expect(Date.parse(element.expires_at)).toBeLessThanOrEqual(Date.now() + 2000);
     });
   });
 });
