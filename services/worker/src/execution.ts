@@ -1,8 +1,21 @@
-import { DEFAULT_OUTPUT_INLINE_MAX_BYTES, type ExecJob, type ExecResult, type NodeError } from '@podflow/protocol';
-import type { SandboxDriver } from '@podflow/sandbox';
-import { PayloadStore, type ObjectStore } from '@podflow/storage';
+import {
+  DEFAULT_OUTPUT_INLINE_MAX_BYTES,
+  PodflowError,
+  unstorableFilesError,
+  unstorablePathReason,
+  type CapturedLogs,
+  type ExecJob,
+  type ExecResult,
+  type FileElement,
+  type JsonObject,
+  type NodeError,
+  type PayloadRef,
+} from '@podflow/protocol';
+import type { SandboxDriver, SandboxOutcome } from '@podflow/sandbox';
+import { PayloadStore, isObjectRefused, type ObjectStore } from '@podflow/storage';
 import { uploadFiles } from './file-upload';
 import { offloadOutput, resolveArgs } from './payloads';
+import { DEFAULT_STORE_RETRY, StoreRetriesExhaustedError, withStoreRetries, type StoreRetryPolicy } from './store-retry';
 
 export interface ExecutionDeps {
   driver: SandboxDriver;
@@ -12,21 +25,31 @@ export interface ExecutionDeps {
   now?: () => number;
   /** Outputs whose JSON is larger are stored and sent as `outputRef` (`OUTPUT_INLINE_MAX_BYTES`). */
   outputInlineMaxBytes?: number;
+  /** How storing files and output is retried once the code has run (default `DEFAULT_STORE_RETRY`). */
+  storeRetry?: StoreRetryPolicy;
+  /** Told about leftovers that could not be freed; they never fail the execution. */
+  logger?: { warn(obj: Record<string, unknown>, msg: string): void };
 }
+
+const NO_LOGS: CapturedLogs = { stdout: '', stderr: '', truncated: false };
 
 /**
  * One execution, start to result: args (loaded and verified when the job carries `argsRef`) →
  * sandbox → output, logs and files → upload and presign; an output larger than the inline size is
  * stored and sent as `outputRef`.
- * Failures of the user's code come back as a failed result; only infrastructure faults (storage
- * unreachable) throw, so that BullMQ retries the job.
+ *
+ * Throws only before the sandbox starts (the args' storage unreachable), so that BullMQ retries the
+ * job without the code having run. From the moment the code has run it always returns a result:
+ * a file the store cannot hold is OUTPUT_INVALID, a store that keeps failing (after
+ * `storeRetry`) is SANDBOX_LOST, which the coordinator retries as a new, visible attempt. Running
+ * the code again behind the user's back, as a BullMQ retry would, never happens.
  */
 export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<ExecResult> {
   const now = deps.now ?? Date.now;
   const startedAt = now();
   const payloads = new PayloadStore(deps.store, { inlineMaxBytes: deps.outputInlineMaxBytes ?? DEFAULT_OUTPUT_INLINE_MAX_BYTES });
   const resolved = await resolveArgs(job, payloads);
-  if (!resolved.ok) return notStarted(job, deps.workerId, resolved.error, startedAt, now());
+  if (!resolved.ok) return failedResult(job, deps.workerId, resolved.error, NO_LOGS, { startedAt, finishedAt: now(), executionMs: 0 });
   const outcome = await deps.driver.execute(
     {
       executionId: job.executionId,
@@ -45,48 +68,124 @@ export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<E
     deps.signal,
   );
   try {
-    const files = outcome.status === 'succeeded' && outcome.files.length > 0 ? await uploadFiles(deps.store, job, outcome.files) : [];
-    const output = outcome.output !== undefined ? await offloadOutput(job, outcome.output, payloads) : {};
-    const finishedAt = now();
+    const stored = await storeArtifacts(job, outcome, payloads, deps);
+    const times = { startedAt, finishedAt: now(), executionMs: outcome.durationMs };
+    if ('error' in stored) return failedResult(job, deps.workerId, { ...stored.error, nodeId: job.nodeId }, outcome.logs, times);
     return {
-      executionId: job.executionId,
-      tenantId: job.tenantId,
-      runId: job.runId,
-      nodeId: job.nodeId,
-      attempt: job.attempt,
+      ...baseResult(job, deps.workerId, outcome.logs, times),
       status: outcome.status,
-      ...output,
-      ...(files.length > 0 ? { files: { elements: files } } : {}),
+      ...stored.output,
+      ...(stored.files.length > 0 ? { files: { elements: stored.files } } : {}),
       ...(outcome.error ? { error: { ...outcome.error, nodeId: job.nodeId } } : {}),
-      logs: outcome.logs,
-      warnings: [],
-      timings: {
-        enqueuedAt: job.enqueuedAt,
-        startedAt,
-        finishedAt,
-        queueWaitMs: Math.max(0, startedAt - job.enqueuedAt),
-        executionMs: outcome.durationMs,
-      },
-      workerId: deps.workerId,
+      // What the driver changed about the request (resources clamped to the operator's maximum).
+      warnings: outcome.warnings ?? [],
     };
   } finally {
-    await outcome.dispose();
+    await outcome.dispose().catch((error: unknown) => {
+      deps.logger?.warn({ executionId: job.executionId, err: error }, 'could not free the sandbox leftovers of a finished execution');
+    });
   }
 }
 
-/** The result of an execution that failed before its sandbox started (its args could not be read). */
-function notStarted(job: ExecJob, workerId: string, error: NodeError, startedAt: number, finishedAt: number): ExecResult {
+type Stored = { output: { output: JsonObject } | { outputRef: PayloadRef } | Record<string, never>; files: FileElement[] } | { error: NodeError };
+
+/** Files uploaded and output offloaded, or the node error that replaces them; never throws. */
+async function storeArtifacts(job: ExecJob, outcome: SandboxOutcome, payloads: PayloadStore, deps: ExecutionDeps): Promise<Stored> {
+  const retry = deps.storeRetry ?? DEFAULT_STORE_RETRY;
+  const collected = outcome.status === 'succeeded' ? outcome.files : [];
+  // Every driver's runner applies the rule already; this catches one that did not (a tampered
+  // runner, a driver without a host-side check) before any upload, with every offender named.
+  const unstorable = collected.flatMap((file) => {
+    const reason = unstorablePathReason(file.path);
+    return reason ? [{ path: file.path, reason }] : [];
+  });
+  if (unstorable.length > 0) return { error: unstorableFilesError(unstorable) };
+  try {
+    const files = collected.length > 0 ? await uploadFiles(deps.store, job, collected, retry) : [];
+    const output = outcome.output !== undefined ? await withStoreRetries(() => offloadOutput(job, outcome.output!, payloads), retry) : {};
+    return { output, files };
+  } catch (error) {
+    return { error: storeFailure(job, error) };
+  }
+}
+
+/** What a failure to store a finished execution's files or output means for the node. */
+export function storeFailure(job: ExecJob, error: unknown): NodeError {
+  const cause = error instanceof StoreRetriesExhaustedError ? error.cause : error;
+  const detail = cause instanceof PodflowError && cause.details ? cause.details : {};
+  if (isObjectRefused(cause)) {
+    return {
+      code: 'OUTPUT_INVALID',
+      message: `the code's files could not be stored: ${(cause as Error).message}`,
+      details: { ...detail, stage: 'store' },
+    };
+  }
+  const tries = error instanceof StoreRetriesExhaustedError ? error.attempts : 1;
+  return {
+    code: 'SANDBOX_LOST',
+    message:
+      `execution ${job.executionId} ran, but its files or output could not be stored (${tries} ${tries === 1 ? 'try' : 'tries'}): ` +
+      `${(cause as Error | undefined)?.message ?? String(cause)}; the object store is failing, check the worker's storage configuration and the store itself`,
+    details: { stage: 'store', tries },
+  };
+}
+
+/** How BullMQ ended a job it will not run again (`failed` event), for `givenUpResult`. */
+export interface GivenUp {
+  /** The last error: what the processor threw, or "job stalled more than allowable limit". */
+  reason: string;
+  attemptsMade: number;
+  attemptsStarted: number;
+  /** When the job was last taken (BullMQ `processedOn`). */
+  startedAt?: number;
+}
+
+/**
+ * The result a worker reports for an execution the queue gave up on (attempts exhausted, stalled
+ * too often), so the coordinator never waits for RUN_TIMEOUT. Always SANDBOX_LOST: what reaches
+ * this point is the platform failing (storage unreachable before the code ran, workers dying),
+ * never the code's own failure, which `runExecution` returns as a result; the coordinator retries
+ * SANDBOX_LOST as a new attempt, within its platform retry limit.
+ */
+export function givenUpResult(job: ExecJob, givenUp: GivenUp, workerId: string, now: number): ExecResult {
+  const error: NodeError = {
+    code: 'SANDBOX_LOST',
+    message:
+      `the queue gave up on execution ${job.executionId} after ${givenUp.attemptsStarted} start(s) and ${givenUp.attemptsMade} failed attempt(s): ${givenUp.reason}` +
+      (/stalled/.test(givenUp.reason) ? ' (its worker died or stopped renewing the job lock, more often than WORKER_LOCK_DURATION_MS and the stall limit allow)' : ''),
+    nodeId: job.nodeId,
+    details: { attemptsMade: givenUp.attemptsMade, attemptsStarted: givenUp.attemptsStarted, reason: givenUp.reason },
+  };
+  const startedAt = givenUp.startedAt ?? now;
+  return failedResult(job, workerId, error, NO_LOGS, { startedAt, finishedAt: now, executionMs: 0 });
+}
+
+function failedResult(job: ExecJob, workerId: string, error: NodeError, logs: CapturedLogs, times: Times): ExecResult {
+  return { ...baseResult(job, workerId, logs, times), status: 'failed', error };
+}
+
+interface Times {
+  startedAt: number;
+  finishedAt: number;
+  executionMs: number;
+}
+
+function baseResult(job: ExecJob, workerId: string, logs: CapturedLogs, times: Times): Omit<ExecResult, 'status'> {
   return {
     executionId: job.executionId,
     tenantId: job.tenantId,
     runId: job.runId,
     nodeId: job.nodeId,
     attempt: job.attempt,
-    status: 'failed',
-    error,
-    logs: { stdout: '', stderr: '', truncated: false },
+    logs,
     warnings: [],
-    timings: { enqueuedAt: job.enqueuedAt, startedAt, finishedAt, queueWaitMs: Math.max(0, startedAt - job.enqueuedAt), executionMs: 0 },
+    timings: {
+      enqueuedAt: job.enqueuedAt,
+      startedAt: times.startedAt,
+      finishedAt: times.finishedAt,
+      queueWaitMs: Math.max(0, times.startedAt - job.enqueuedAt),
+      executionMs: times.executionMs,
+    },
     workerId,
   };
 }

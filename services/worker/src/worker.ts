@@ -5,7 +5,8 @@ import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { CancellationRegistry } from './cancellation';
-import { runExecution } from './execution';
+import { givenUpResult, runExecution, type GivenUp } from './execution';
+import type { StoreRetryPolicy } from './store-retry';
 
 export interface PodflowWorkerOptions {
   redisUrl: string;
@@ -18,8 +19,13 @@ export interface PodflowWorkerOptions {
   store: ObjectStore;
   /** Outputs whose JSON is larger are stored and referenced (`OUTPUT_INLINE_MAX_BYTES`; default 256 KiB). */
   outputInlineMaxBytes?: number;
+  /** How storing a finished execution's files and output is retried (default `DEFAULT_STORE_RETRY`). */
+  storeRetry?: StoreRetryPolicy;
   logger: Logger;
 }
+
+/** Stalls (lock lost: worker died or blocked) a job survives before BullMQ fails it. */
+const MAX_STALLED_COUNT = 3;
 
 /** Result messages are durable: retried if Redis hiccups, kept for an hour for idempotency. */
 const RESULT_JOB_OPTIONS = {
@@ -33,17 +39,27 @@ const RESULT_JOB_OPTIONS = {
  * Lifecycle: `start()` → running (takes `exec` jobs) → `close()` stops taking jobs, waits up to
  * the grace period for running executions, then hands the rest back to the queue (moved to
  * delayed with no delay) so another worker runs them, and closes its connections.
+ *
+ * Every execution ends with exactly one `finished` result (its job id makes a second one a
+ * no-op): `process` reports it, and never throws once the code has run (see `runExecution`); a job
+ * BullMQ gives up on (attempts exhausted, stalled more than MAX_STALLED_COUNT times: both end in
+ * the worker's `failed` event) is reported by `reportGivenUp`, so no run waits for RUN_TIMEOUT.
  */
 export class PodflowWorker {
   private readonly connection: Redis;
+  /** Cancellation pub/sub: a subscribed connection can do nothing else. */
+  private readonly subscriber: Redis;
   private readonly results: Queue<ResultMessage>;
   private readonly cancellations: CancellationRegistry;
   private worker?: Worker<ExecJob>;
+  /** Reports of given-up jobs still being written; `close()` waits for them. */
+  private readonly pendingReports = new Set<Promise<void>>();
 
   constructor(private readonly options: PodflowWorkerOptions) {
     this.connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
     this.results = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: this.connection, prefix: options.prefix });
-    this.cancellations = new CancellationRegistry(new Redis(options.redisUrl), this.connection, options.prefix);
+    this.subscriber = new Redis(options.redisUrl);
+    this.cancellations = new CancellationRegistry(this.subscriber, this.connection, options.prefix);
   }
 
   async start(): Promise<void> {
@@ -54,9 +70,14 @@ export class PodflowWorker {
       concurrency: this.options.concurrency,
       lockDuration: this.options.lockDurationMs,
       stalledInterval: Math.max(1000, Math.floor(this.options.lockDurationMs / 2)),
-      maxStalledCount: 3,
+      maxStalledCount: MAX_STALLED_COUNT,
     });
     this.worker.on('error', (error) => this.options.logger.error({ err: error }, 'exec worker error'));
+    this.worker.on('failed', (job, error) => {
+      if (!job || !isFinalFailure(job)) return; // BullMQ runs it again
+      const report = this.reportGivenUp(job, error).finally(() => this.pendingReports.delete(report));
+      this.pendingReports.add(report);
+    });
     await this.worker.waitUntilReady();
     this.options.logger.info(
       { workerId: this.options.workerId, concurrency: this.options.concurrency, driver: this.options.driver.name },
@@ -76,9 +97,11 @@ export class PodflowWorker {
     } finally {
       clearTimeout(grace);
     }
+    await Promise.all(this.pendingReports);
     await this.cancellations.stop();
     await this.options.driver.close();
     await this.results.close();
+    this.subscriber.disconnect();
     this.connection.disconnect();
   }
 
@@ -98,6 +121,8 @@ export class PodflowWorker {
         workerId: this.options.workerId,
         signal: controller.signal,
         outputInlineMaxBytes: this.options.outputInlineMaxBytes,
+        ...(this.options.storeRetry ? { storeRetry: this.options.storeRetry } : {}),
+        logger: log,
       });
       if (controller.signal.reason === 'shutdown') {
         // Hand the job back instead of reporting a cancel the user never asked for.
@@ -112,7 +137,40 @@ export class PodflowWorker {
     }
   }
 
+  /** A result for a job BullMQ will not run again; an execution canceled meanwhile needs none. */
+  private async reportGivenUp(job: Job<ExecJob>, error: Error): Promise<void> {
+    const exec = job.data;
+    const log = this.options.logger.child({ tenantId: exec?.tenantId, runId: exec?.runId, nodeId: exec?.nodeId, executionId: exec?.executionId ?? job.id });
+    try {
+      if (!exec?.executionId) throw new Error(`exec job ${job.id} has no execution in its data`);
+      if (await this.cancellations.isCanceled(exec.executionId)) return;
+      const result = givenUpResult(exec, givenUpOf(job, error), this.options.workerId, Date.now());
+      await this.report({ kind: 'finished', result });
+      log.warn({ code: result.error?.code, reason: error.message, attemptsMade: job.attemptsMade }, 'the queue gave up on the execution; reported it failed');
+    } catch (reportError) {
+      log.error({ err: reportError, reason: error.message }, 'could not report an execution the queue gave up on; its run waits for RUN_TIMEOUT');
+    }
+  }
+
   private async report(message: ResultMessage): Promise<void> {
     await this.results.add(message.kind, message, { ...RESULT_JOB_OPTIONS, jobId: resultJobId(message) });
   }
+}
+
+/**
+ * Whether BullMQ has failed `job` for good: it records `finishedOn` only then; a job that still has
+ * attempts left is moved back to wait or delayed instead. Unrecoverable errors (a stalled job past
+ * `maxStalledCount`) are final whatever the attempts.
+ */
+export function isFinalFailure(job: Pick<Job, 'finishedOn' | 'attemptsMade' | 'opts'>): boolean {
+  return (job.finishedOn ?? 0) > 0 || job.attemptsMade >= (job.opts.attempts ?? 1);
+}
+
+function givenUpOf(job: Job<ExecJob>, error: Error): GivenUp {
+  return {
+    reason: error.message,
+    attemptsMade: job.attemptsMade,
+    attemptsStarted: job.attemptsStarted ?? job.attemptsMade,
+    ...(job.processedOn ? { startedAt: job.processedOn } : {}),
+  };
 }
