@@ -18,7 +18,7 @@ function python(expression: string, inputs: unknown[]): unknown[] {
     'inputs = json.loads(sys.stdin.read())',
     `print(json.dumps([${expression} for x in inputs]))`,
   ].join('\n');
-  return JSON.parse(execFileSync(PYTHON, ['-I', '-c', script], { input: JSON.stringify(inputs), encoding: 'utf8' })) as unknown[];
+  return JSON.parse(execFileSync(PYTHON, ['-I', '-B', '-c', script], { input: JSON.stringify(inputs), encoding: 'utf8' })) as unknown[];
 }
 
 describe('storable file paths: the runners agree', () => {
