@@ -45,7 +45,8 @@ export interface ExecutionHost {
 /** Sets everything up, or undoes what was done and throws with the failing step's words. */
 export async function prepareExecutionSandbox(host: ExecutionHost, needs: ExecutionSandboxNeeds): Promise<ExecutionSandbox> {
   await mkdir(host.workRoot, { recursive: true, mode: 0o711 });
-  const execDir = await mkdtemp(join(host.workRoot, 'exec-'));
+  // The pid in the name lets the next driver on this work root sweep it at once if this worker dies.
+  const execDir = await mkdtemp(join(host.workRoot, `exec-${process.pid}-`));
   const homeDir = join(execDir, 'home');
   const undo: Array<() => Promise<unknown>> = [() => rm(execDir, { recursive: true, force: true })];
   let uid: number | undefined;

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -60,5 +61,15 @@ describe('host probes', () => {
     await utimes(other, dayAgo, dayAgo);
     expect(await sweepStaleExecutions(root, 24 * 60 * 60 * 1000)).toBe(1);
     expect([existsSync(stale), existsSync(fresh), existsSync(other)]).toEqual([false, true, true]);
+  });
+
+  it('sweeps at once the fresh directories of a worker that is gone, never a live one\'s', async () => {
+    const gone = spawnSync('true').pid!;
+    const orphan = join(root, `exec-${gone}-abc123`);
+    const mine = join(root, `exec-${process.pid}-def456`);
+    const parent = join(root, `exec-${process.ppid}-ghi789`);
+    for (const dir of [orphan, mine, parent]) await mkdir(dir);
+    expect(await sweepStaleExecutions(root, 24 * 60 * 60 * 1000)).toBe(1);
+    expect([existsSync(orphan), existsSync(mine), existsSync(parent)]).toEqual([false, true, true]);
   });
 });

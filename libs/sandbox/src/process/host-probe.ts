@@ -101,9 +101,11 @@ async function writeAtomically(path: string, content: string): Promise<void> {
 }
 
 /**
- * Removes `exec-*` directories under `workRoot` untouched for `olderThanMs`: leftovers of a worker
- * that died before disposing its outcomes (their home tmpfs is unmounted first, given `umountBin`).
- * Best effort; returns how many were removed.
+ * Removes `exec-*` directories under `workRoot` that are leftovers of a worker that died before
+ * disposing its outcomes: at once when the name says which process made it
+ * (`exec-<pid>-XXXXXX`) and that process is gone, else once untouched for `olderThanMs`. A root
+ * driver's home is a tmpfs holding RAM, so it must not wait a day. Their home tmpfs is unmounted
+ * first, given `umountBin`. Best effort; returns how many were removed.
  */
 export async function sweepStaleExecutions(workRoot: string, olderThanMs: number, now = Date.now(), umountBin?: string): Promise<number> {
   const names = await readdir(workRoot).catch(() => [] as string[]);
@@ -112,7 +114,10 @@ export async function sweepStaleExecutions(workRoot: string, olderThanMs: number
     if (!name.startsWith('exec-')) continue;
     const path = join(workRoot, name);
     const info = await stat(path).catch(() => undefined);
-    if (!info?.isDirectory() || now - info.mtimeMs < olderThanMs) continue;
+    if (!info?.isDirectory()) continue;
+    const owner = /^exec-(\d+)-/.exec(name)?.[1];
+    const ownerGone = owner !== undefined && Number(owner) !== process.pid && !(await pathExists(`/proc/${owner}`));
+    if (!ownerGone && now - info.mtimeMs < olderThanMs) continue;
     // A root driver's home is a tmpfs mount: detach it, or rm stops at the mount point.
     if (umountBin) await runProbe(umountBin, ['--lazy', join(path, 'home')]);
     await rm(path, { recursive: true, force: true }).then(
@@ -121,6 +126,13 @@ export async function sweepStaleExecutions(workRoot: string, olderThanMs: number
     );
   }
   return removed;
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The real path of an interpreter: absolute paths as given, bare names looked up on `searchPath`. */
