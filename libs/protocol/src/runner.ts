@@ -40,6 +40,12 @@ export interface RunnerRequest {
    * the sandbox's filesystem (the files vanish with it).
    */
   emitFiles?: boolean;
+  /**
+   * Write `requestReceivedMarker` on stderr once the request is read, before any user code runs
+   * (always done with `emitFiles`). A driver that saw it knows that whatever happened next
+   * happened to the code, not to the sandbox's set-up, whatever the code printed.
+   */
+  announce?: boolean;
 }
 
 /** A file created or modified under `workdir` while `main` ran. */
@@ -68,8 +74,9 @@ export function fileFrameMarker(nonce: string): string {
 }
 
 /**
- * Written on stderr (`emitFiles` mode) once the whole request was read, before any user code runs.
- * A worker that adopts a running sandbox finds it in the log and knows not to send the request again.
+ * Written on stderr (`emitFiles` or `announce`) once the whole request was read, before any user
+ * code runs. A worker that adopts a running sandbox finds it in the log and knows not to send the
+ * request again; the process driver knows the sandbox was set up.
  */
 export function requestReceivedMarker(nonce: string): string {
   return `<<<PODFLOW-REQUEST-RECEIVED ${nonce}>>>`;

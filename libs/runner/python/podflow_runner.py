@@ -608,8 +608,9 @@ def main(argv):
     if request is None:
         sys.stderr.write(f"podflow runner: {problem}\n")
         return 2
-    if request.get("emitFiles") is True:
-        # A worker adopting this sandbox reads the log for this line: the request must not be sent again.
+    if request.get("emitFiles") is True or request.get("announce") is True:
+        # A worker adopting this sandbox reads the log for this line: the request must not be sent
+        # again; the process driver reads it as "the sandbox is set up: what follows is the code's".
         write_all(2, f"<<<PODFLOW-REQUEST-RECEIVED {request['nonce']}>>>\n".encode())
     limits = request.get("limits") if problem is None else DEFAULT_LIMITS
     out, err = TailBuffer(limits["maxLogBytes"]), TailBuffer(limits["maxLogBytes"])

@@ -30,6 +30,8 @@ interface ParsedRequest {
   nonce?: string;
   /** Read like the nonce, so even an INTERNAL response for a malformed request ends its file frames. */
   emitFiles?: boolean;
+  /** `emitFiles` or `announce`: say on stderr that the request arrived, before any user code. */
+  announce?: boolean;
   problem?: string;
 }
 
@@ -124,6 +126,11 @@ function parseRequest(raw: Buffer): ParsedRequest {
   const record = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   if (typeof record.nonce !== 'string' || !record.nonce) return { problem: 'request is not an object with a string nonce' };
   const nonce = record.nonce;
+  const parsed = parseFields(record, nonce);
+  return { ...parsed, announce: record.emitFiles === true || record.announce === true };
+}
+
+function parseFields(record: Record<string, unknown>, nonce: string): ParsedRequest {
   const emitFiles = record.emitFiles === true;
   const language = record.language;
   if (!isNodeLanguage(language)) {
@@ -151,8 +158,9 @@ function run(): void {
     exit(2);
     return;
   }
-  // A worker adopting this sandbox reads the log for this line: the request must not be sent again.
-  if (parsed.emitFiles) writeAll(2, Buffer.from(`${requestReceivedMarker(nonce)}\n`));
+  // A worker adopting this sandbox reads the log for this line: the request must not be sent again;
+  // the process driver reads it as "the sandbox is set up: what follows is the code's doing".
+  if (parsed.announce) writeAll(2, Buffer.from(`${requestReceivedMarker(nonce)}\n`));
   const limits = parsed.request?.limits ?? DEFAULT_RUNNER_LIMITS;
   const stdout = new TailBuffer(limits.maxLogBytes);
   const stderr = new TailBuffer(limits.maxLogBytes);

@@ -80,9 +80,11 @@ export const workerConfigSchema = z.object({
   /** A layer used more recently than this is never evicted (an execution may be about to mount it). */
   LAYER_EVICT_MIN_IDLE_MS: int(0).default(600_000),
   LAYER_INSTALL_TIMEOUT_MS: int(1000).default(300_000),
-  /** Process driver: memory and RAM-backed /tmp of one confined install (compilers need room). */
-  LAYER_INSTALL_MEMORY_MB: int(64).default(1024),
+  /** Process driver: memory (tmpfs included), RAM-backed /tmp and layer size of one confined install. */
+  LAYER_INSTALL_MEMORY_MB: int(64).default(2048),
   LAYER_INSTALL_TMP_MB: int(16).default(1024),
+  LAYER_INSTALL_MAX_MB: int(16).default(1024),
+  SANDBOX_MAX_OPEN_FILES: int(64).default(1024),
   /** Build lease TTL: a dead builder's build is taken over after about this long. */
   LAYER_LOCK_TTL_MS: int(1000).default(30_000),
   /** How long a failed install's error is served before the same layer is tried again. */

@@ -40,6 +40,7 @@ function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
     cpuMillis: config.SANDBOX_CPU_MILLIS,
     maxCpuMillis: config.SANDBOX_MAX_CPU_MILLIS,
     maxProcesses: config.SANDBOX_MAX_PROCESSES,
+    maxOpenFiles: config.SANDBOX_MAX_OPEN_FILES,
     homeSizeBytes: config.SANDBOX_HOME_SIZE_MB * MIB,
     tmpSizeBytes: config.SANDBOX_TMP_SIZE_MB * MIB,
     shmSizeBytes: config.SANDBOX_SHM_SIZE_MB * MIB,
@@ -50,6 +51,7 @@ function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
   const runInstaller = driver.installerRunner({
     memoryBytes: config.LAYER_INSTALL_MEMORY_MB * MIB,
     tmpSizeBytes: config.LAYER_INSTALL_TMP_MB * MIB,
+    maxLayerBytes: config.LAYER_INSTALL_MAX_MB * MIB,
     maxProcesses: 256,
     cpuMillis: config.SANDBOX_MAX_CPU_MILLIS,
   });

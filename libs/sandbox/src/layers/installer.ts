@@ -61,10 +61,25 @@ export function installerEnv(hostEnv: NodeJS.ProcessEnv, home: string): Record<s
   const env: Record<string, string> = { HOME: home, LANG: 'C.UTF-8', PIP_NO_INPUT: '1' };
   for (const [name, value] of Object.entries(hostEnv)) {
     if (value === undefined) continue;
-    if (PASSED_THROUGH.has(name) || /^(PIP_|npm_config_|NPM_CONFIG_)/.test(name)) env[name] = value;
+    if (!(PASSED_THROUGH.has(name) || /^(PIP_|npm_config_|NPM_CONFIG_)/.test(name))) continue;
+    // A package's build script runs in the installer's environment and can print it: no credentials.
+    if (isCredential(name, value)) continue;
+    env[name] = value;
   }
   return env;
 }
+
+/**
+ * Whether a setting carries a credential: a secret-looking name (`npm_config__authToken`,
+ * `PIP_PASSWORD`...) or a URL with a password (`https://user:token@mirror/simple`). Private
+ * indexes that need one are not reachable from confined installs; see libs/sandbox/README.md.
+ */
+export function isCredential(name: string, value: string): boolean {
+  return /auth|token|passw|secret|credential|_key$/i.test(name) || URL_PASSWORD.test(value);
+}
+
+/** `scheme://user:password@`: the password part of a URL's userinfo. */
+const URL_PASSWORD = /:\/\/[^/\s:@]*:[^/\s@]+@/;
 
 const PASSED_THROUGH = new Set([
   'PATH',
@@ -114,8 +129,12 @@ export const INSTALL_TAIL_BYTES = 4096;
  * what went wrong (no matching distribution, ERESOLVE, a compiler error).
  */
 export function installerOutputTail(output: string, maxBytes = INSTALL_TAIL_BYTES): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = output.replace(/\u001b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '\n');
+  const clean = output
+    // eslint-disable-next-line no-control-regex
+    .replace(/\u001b\[[0-9;]*[A-Za-z]/g, '')
+    .replace(/\r/g, '\n')
+    // Never echo a URL's password (an index or proxy URL in pip's messages).
+    .replace(/(:\/\/[^/\s:@]*):[^/\s@]+@/g, '$1:***@');
   const lines = clean.split('\n').map((line) => line.trimEnd()).filter((line) => line.length > 0 && !/^\s*(━|\|)/.test(line));
   const kept: string[] = [];
   let size = 0;

@@ -60,9 +60,21 @@ describe('installerEnv', () => {
     expect(env).not.toHaveProperty('AWS_SECRET_ACCESS_KEY');
     expect(env).not.toHaveProperty('REDIS_URL');
   });
+
+  it('drops settings that carry credentials: build scripts run in this environment', () => {
+    const env = installerEnv(
+      { PIP_INDEX_URL: 'https://ci-bot:S3CRET@pypi.example/simple', HTTPS_PROXY: 'http://user:pw@proxy:3128', npm_config__authToken: 'npm_abc', PIP_PASSWORD: 'x', PIP_TRUSTED_HOST: 'pypi.example' },
+      '/tmp',
+    );
+    expect(Object.keys(env).sort()).toEqual(['HOME', 'LANG', 'PIP_NO_INPUT', 'PIP_TRUSTED_HOST']);
+  });
 });
 
 describe('installerOutputTail', () => {
+  it('never shows a URL password', () => {
+    expect(installerOutputTail('ERROR: 401 from https://ci-bot:S3CRET@pypi.example/simple/nope/')).toBe('ERROR: 401 from https://ci-bot:***@pypi.example/simple/nope/');
+  });
+
   it('keeps the last lines within the byte budget, without colour codes or blank lines', () => {
     const output = ['Collecting nope', '', '\u001b[31mERROR: Could not find a version that satisfies the requirement nope-pkg\u001b[0m', 'ERROR: No matching distribution found for nope-pkg', ''].join('\n');
     expect(installerOutputTail(output)).toBe(['Collecting nope', 'ERROR: Could not find a version that satisfies the requirement nope-pkg', 'ERROR: No matching distribution found for nope-pkg'].join('\n'));

@@ -106,8 +106,12 @@ export class LocalLayerBackend implements LayerBackend {
     const staging = await mkdtemp(join(building, `${spec.key}-`));
     try {
       await this.install(spec, staging, timeoutMs);
+      // The build ran package code that could write anything into staging: keep only the import
+      // directory, a real one (lstat: not a link out), and create the manifest ourselves (below,
+      // O_EXCL: never through a link or FIFO the build left).
+      await keepOnly(staging, layerImportDir(spec.ecosystem));
       const importDir = join(staging, layerImportDir(spec.ecosystem));
-      if (!(await stat(importDir).catch(() => undefined))?.isDirectory()) {
+      if (!(await lstat(importDir).catch(() => undefined))?.isDirectory()) {
         throw new PodflowError('DEPENDENCY_INSTALL_FAILED', installFailureMessage(spec.ecosystem, spec.specs, 'the installer succeeded but created no ' + layerImportDir(spec.ecosystem) + ' directory', ''));
       }
       // Sandboxes run under other uids: everything readable, nothing writable but by the owner.
@@ -121,7 +125,7 @@ export class LocalLayerBackend implements LayerBackend {
         createdAt: new Date().toISOString(),
         builtBy: this.options.builtBy,
       };
-      await writeFile(join(staging, LAYER_MANIFEST_FILE), JSON.stringify(manifest, null, 2), { mode: 0o644 });
+      await writeFile(join(staging, LAYER_MANIFEST_FILE), JSON.stringify(manifest, null, 2), { mode: 0o644, flag: 'wx' });
       await chmod(staging, 0o755);
       try {
         await rename(staging, this.hostPathOf(spec.key));
@@ -230,6 +234,13 @@ function killGroup(pid: number | undefined): void {
     process.kill(-pid, 'SIGKILL');
   } catch {
     // already gone
+  }
+}
+
+/** Removes every top-level entry of `dir` but `name` (links and special files included, never followed). */
+async function keepOnly(dir: string, name: string): Promise<void> {
+  for (const entry of await readdir(dir)) {
+    if (entry !== name) await rm(join(dir, entry), { recursive: true, force: true });
   }
 }
 

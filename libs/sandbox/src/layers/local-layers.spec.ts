@@ -73,7 +73,7 @@ function worker(prefix: string, overrides: Partial<ConstructorParameters<typeof 
     minIdleMs: overrides.minIdleMs ?? 600_000,
     hostEnv: process.env,
     // The worker's wiring: installs confined like user code.
-    runInstaller: driver.installerRunner({ memoryBytes: 1024 ** 3, tmpSizeBytes: 1024 ** 3, maxProcesses: 256, cpuMillis: 2000 }),
+    runInstaller: driver.installerRunner({ memoryBytes: 2 * 1024 ** 3, tmpSizeBytes: 1024 ** 3, maxLayerBytes: 1024 ** 3, maxProcesses: 256, cpuMillis: 2000 }),
     builtBy: `spec-${prefix}`,
     logger,
   });

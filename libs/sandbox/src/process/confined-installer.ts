@@ -1,5 +1,6 @@
-import { chown } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { chown, cp, lstat, mkdtemp, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { SandboxLogger } from '../driver';
 import type { InstallerEnding, InstallerRun } from '../layers/installer';
 import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH } from './bubblewrap';
@@ -25,11 +26,21 @@ export interface ConfinedInstallerOptions {
   cpuMillis: number;
   /** Size of the install's RAM-backed /tmp (build trees, wheels, HOME). */
   tmpSizeBytes: number;
+  /**
+   * The most a layer may hold: the build writes into a tmpfs of this size (charged to its
+   * cgroup, RAM-backed) and only what it made is copied to the layer cache on disk, so no build
+   * can fill the host's disk. Also its RLIMIT_FSIZE.
+   */
+  maxLayerBytes: number;
+  /** Where the scratch tmpfs is mounted (the driver's work root). */
+  scratchRoot: string;
   /** The interpreter that runs npm (its directory goes first on PATH for `#!/usr/bin/env node`). */
   nodeBin: string;
   logger?: SandboxLogger;
 }
 
+/** RLIMIT_NOFILE of an install (npm opens many files at once). */
+const INSTALLER_MAX_OPEN_FILES = 4096;
 /** Output kept in memory (the error shows its tail). */
 const OUTPUT_CAP_BYTES = 4 * 1024 * 1024;
 const STDERR_TAIL_BYTES = 256 * 1024;
@@ -47,15 +58,18 @@ export async function runConfinedInstaller(plan: Extract<IsolationPlan, { kind: 
   const uid = plan.uids?.acquire();
   let cgroup: ExecutionCgroup | undefined;
   let egress: EgressNamespace | undefined;
+  let scratch: Scratch | undefined;
   try {
-    if (uid !== undefined) await chown(run.staging, uid, uid);
+    scratch = await openScratch(plan, options);
+    const target = scratch?.dir ?? run.staging;
+    if (uid !== undefined) await chown(target, uid, uid);
     cgroup = await plan.cgroups?.create({ memoryBytes: options.memoryBytes, maxProcesses: options.maxProcesses, cpuMillis: options.cpuMillis });
     egress = await plan.egress.open();
     const env = { ...run.env, HOME: '/tmp', TMPDIR: '/tmp', PATH: `${dirname(options.nodeBin)}:${SANDBOX_PATH}`, npm_config_cache: '/tmp/.npm' };
     const bwrap = [
       plan.bwrapBin,
       ...buildBubblewrapArgs({
-        homeDir: run.staging,
+        homeDir: target,
         rootEntries: plan.rootEntries,
         syntheticEtc: plan.syntheticEtc,
         extraReadOnly: plan.extraReadOnly,
@@ -67,14 +81,16 @@ export async function runConfinedInstaller(plan: Extract<IsolationPlan, { kind: 
         command: run.argv(SANDBOX_HOME),
       }),
     ];
-    const command = plan.prlimitBin ? [plan.prlimitBin, '--core=0', ...(uid !== undefined ? [`--nproc=${options.maxProcesses}`] : []), '--', ...bwrap] : bwrap;
+    // No RLIMIT_AS (compilers map a lot; the cgroup holds memory); files capped in size and number.
+    const limits = ['--core=0', `--nofile=${INSTALLER_MAX_OPEN_FILES}`, `--fsize=${options.maxLayerBytes}`, ...(uid !== undefined ? [`--nproc=${options.maxProcesses}`] : [])];
+    const command = plan.prlimitBin ? [plan.prlimitBin, ...limits, '--', ...bwrap] : bwrap;
     const launch = plan.root
       ? buildLaunch({ command, cgroupProcsFiles: cgroup?.procsFiles, netnsPath: egress.path, uid, binaries: plan.root.launch })
       : { argv: command };
     const ended = await runSandboxProcess({
       command: launch.argv[0],
       args: launch.argv.slice(1),
-      cwd: run.staging,
+      cwd: target,
       env,
       stdin: '',
       stdoutCapBytes: OUTPUT_CAP_BYTES,
@@ -91,12 +107,52 @@ export async function runConfinedInstaller(plan: Extract<IsolationPlan, { kind: 
       return { kind: 'exit', code: 137, output: `${output}\nthe installer ran out of memory (limit ${Math.round(options.memoryBytes / 1024 / 1024)} MiB, LAYER_INSTALL_MEMORY_MB)` };
     }
     if (ended.signal) return { kind: 'signal', signal: ended.signal, pid: 0, output };
+    // The build is dead (its pid namespace is gone): what it left can be copied without a race.
+    if (scratch && ended.exitCode === 0) await copyLayer(scratch.dir, run.staging);
     return { kind: 'exit', code: ended.exitCode ?? 1, output };
   } catch (error) {
     return { kind: 'spawn-error', message: (error as Error).message, output: '' };
   } finally {
+    await scratch?.close();
     await egress?.close();
     await cgroup?.remove().catch((error: Error) => options.logger?.warn({ error: error.message }, 'could not remove an installer cgroup'));
     if (uid !== undefined) plan.uids?.release(uid);
   }
+}
+
+interface Scratch {
+  dir: string;
+  close(): Promise<void>;
+}
+
+/** A tmpfs of `maxLayerBytes` under the work root (root only; `undefined` elsewhere: the build writes straight into staging). */
+async function openScratch(plan: Extract<IsolationPlan, { kind: 'bubblewrap' }>, options: ConfinedInstallerOptions): Promise<Scratch | undefined> {
+  if (!plan.root) return undefined;
+  const { mount, umount } = plan.root;
+  // The pid in the name lets the next driver sweep it at once if this worker dies mid-build.
+  const dir = await mkdtemp(join(options.scratchRoot, `install-${process.pid}-`));
+  const mounted = spawnSync(mount, ['-t', 'tmpfs', '-o', `size=${options.maxLayerBytes},mode=0700,nosuid,nodev`, 'podflow-install', dir], { encoding: 'utf8' });
+  if (mounted.status !== 0) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`could not mount the install's scratch tmpfs at ${dir}: ${mounted.stderr.trim()}`);
+  }
+  return {
+    dir,
+    close: async () => {
+      spawnSync(umount, ['--lazy', dir]);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Copies directories, regular files and symbolic links (never followed); FIFOs, sockets and devices stay behind. */
+async function copyLayer(from: string, to: string): Promise<void> {
+  await cp(from, to, {
+    recursive: true,
+    verbatimSymlinks: true,
+    filter: async (source) => {
+      const info = await lstat(source);
+      return info.isDirectory() || info.isFile() || info.isSymbolicLink();
+    },
+  });
 }

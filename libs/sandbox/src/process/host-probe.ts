@@ -101,8 +101,8 @@ async function writeAtomically(path: string, content: string): Promise<void> {
 }
 
 /**
- * Removes `exec-*` directories under `workRoot` that are leftovers of a worker that died before
- * disposing its outcomes: at once when the name says which process made it
+ * Removes `exec-*` directories (and `install-*` build scratch) under `workRoot` that are leftovers
+ * of a worker that died before disposing of them: at once when the name says which process made it
  * (`exec-<pid>-XXXXXX`) and that process is gone, else once untouched for `olderThanMs`. A root
  * driver's home is a tmpfs holding RAM, so it must not wait a day. Their home tmpfs is unmounted
  * first, given `umountBin`. Best effort; returns how many were removed.
@@ -111,15 +111,17 @@ export async function sweepStaleExecutions(workRoot: string, olderThanMs: number
   const names = await readdir(workRoot).catch(() => [] as string[]);
   let removed = 0;
   for (const name of names) {
-    if (!name.startsWith('exec-')) continue;
+    // exec-*: an execution (its home/ is a tmpfs as root); install-*: a confined build's scratch tmpfs.
+    const kind = /^(exec|install)-/.exec(name)?.[1];
+    if (!kind) continue;
     const path = join(workRoot, name);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isDirectory()) continue;
-    const owner = /^exec-(\d+)-/.exec(name)?.[1];
+    const owner = /^(?:exec|install)-(\d+)-/.exec(name)?.[1];
     const ownerGone = owner !== undefined && Number(owner) !== process.pid && !(await pathExists(`/proc/${owner}`));
     if (!ownerGone && now - info.mtimeMs < olderThanMs) continue;
-    // A root driver's home is a tmpfs mount: detach it, or rm stops at the mount point.
-    if (umountBin) await runProbe(umountBin, ['--lazy', join(path, 'home')]);
+    // Detach the tmpfs first, or rm stops at the mount point.
+    if (umountBin) await runProbe(umountBin, ['--lazy', kind === 'exec' ? join(path, 'home') : path]);
     await rm(path, { recursive: true, force: true }).then(
       () => (removed += 1),
       () => undefined,

@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SandboxOutcome, SandboxRequest } from '../driver';
+import { LocalLayerBackend } from '../layers/local-layer-backend';
 import { ProcessDriver } from './process-driver';
 
 // Real processes in a real bubblewrap sandbox: nothing here is mocked.
@@ -363,13 +364,24 @@ describe('ProcessDriver with bubblewrap', () => {
           'import ctypes, os',
           'def main(args):',
           '    libc = ctypes.CDLL(None, use_errno=True)',
-          '    calls = {"unshare": lambda: libc.unshare(0x40000000), "mount": lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None), "ptrace": lambda: libc.ptrace(16, 1, 0, 0), "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0)}',
+          '    calls = {"unshare": lambda: libc.unshare(0x40000000), "mount": lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None), "ptrace": lambda: libc.ptrace(16, 1, 0, 0), "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0), "vsock": lambda: libc.socket(40, 1, 0)}',
           '    out = {name: (call(), ctypes.get_errno()) for name, call in calls.items()}',
           '    out["mode"] = [l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp:")][0]',
           '    return out',
         ].join('\n'),
       });
-      expect(outcome.output).toEqual({ unshare: [-1, 1], mount: [-1, 1], ptrace: [-1, 1], keyctl: [-1, 1], mode: '2' });
+      expect(outcome.output).toEqual({ unshare: [-1, 1], mount: [-1, 1], ptrace: [-1, 1], keyctl: [-1, 1], vsock: [-1, 1], mode: '2' });
+    });
+
+    it('caps open files per process (the host file table is shared)', async () => {
+      const outcome = await run({ code: 'def main(args):\n    held = []\n    try:\n        for _ in range(5000):\n            held.append(open("/dev/null"))\n    except OSError as exc:\n        return {"opened": len(held), "error": exc.strerror}\n    return {"opened": len(held)}\n' });
+      expect(outcome.output).toMatchObject({ error: 'Too many open files' });
+      expect(outcome.output!.opened as number).toBeLessThan(1024);
+    });
+
+    it('does not let the code pass itself off as a sandbox set-up failure (retried as SANDBOX_LOST)', async () => {
+      const outcome = await run({ code: 'import os\ndef main(args):\n    os.write(2, b"bwrap: Can\'t mount proc on /newroot/proc: Operation not permitted\\n")\n    os._exit(1)\n' });
+      expect(outcome.error).toMatchObject({ code: 'CODE_EXECUTION_FAILED', message: 'the runner exited with code 1 before returning a result' });
     });
 
     it('keeps /dev read-only and /dev/shm within its size', async () => {
@@ -412,6 +424,51 @@ describe('ProcessDriver with bubblewrap', () => {
   describe('dependency installs', () => {
     const asRoot = process.getuid?.() === 0 ? it : it.skip;
 
+    /** A layer backend whose "installer" is `evil` (Python), run through the confined runner. */
+    function evilBackend(root: string, evil: string, maxLayerBytes = 32 * MIB): LocalLayerBackend {
+      const confined = driver.installerRunner({ memoryBytes: 512 * MIB, tmpSizeBytes: 64 * MIB, maxLayerBytes, maxProcesses: 64, cpuMillis: 1000 });
+      return new LocalLayerBackend({
+        root,
+        interpreters: driver.interpreters,
+        commands: { python: driver.interpreters.python, npm: ['npm'] },
+        installer: { npmIgnoreScripts: true },
+        maxBytes: 1024 * MIB,
+        minIdleMs: 0,
+        hostEnv: {},
+        runInstaller: (run) => confined({ ...run, argv: () => ['/usr/bin/python3', '-c', evil] }),
+        builtBy: 'spec',
+      });
+    }
+    const spec = { key: 'a'.repeat(64), runtimeId: 'spec', ecosystem: 'pypi' as const, specs: ['evil==1'] };
+
+    asRoot('a build cannot make the worker write through a link or block on a FIFO it left in the layer', async () => {
+      const root = await mkdtemp(join(workRoot, 'layers-'));
+      const victim = join(workRoot, 'victim.txt');
+      await writeFile(victim, 'precious');
+      const evil = [
+        'import os',
+        'os.makedirs("python/pkg")',
+        'open("python/pkg/__init__.py", "w").write("x = 1")',
+        `os.symlink("${victim}", ".podflow-layer.json")`,
+        'os.mkfifo("trap.fifo")',
+        'os.mkfifo("python/pkg/trap.fifo")',
+      ].join('\n');
+      const manifest = await evilBackend(root, evil).build(spec, 20_000);
+      expect(manifest.specs).toEqual(['evil==1']);
+      expect(await readFile(victim, 'utf8')).toBe('precious');
+      const published = join(root, spec.key);
+      expect((await readdir(published)).sort()).toEqual(['.podflow-layer.json', 'python']);
+      expect((await lstat(join(published, '.podflow-layer.json'))).isFile()).toBe(true);
+      expect(await readdir(join(published, 'python/pkg'))).toEqual(['__init__.py']);
+    });
+
+    asRoot('a build cannot fill the host disk: it stops at the layer size and publishes nothing', async () => {
+      const root = await mkdtemp(join(workRoot, 'layers-'));
+      const evil = 'import os\nos.makedirs("python")\nwith open("python/big.bin", "wb") as f:\n    for _ in range(64):\n        f.write(b"x" * (1024 * 1024))\n';
+      await expect(evilBackend(root, evil, 16 * MIB).build(spec, 20_000)).rejects.toMatchObject({ code: 'DEPENDENCY_INSTALL_FAILED', message: expect.stringMatching(/File too large|No space left/) });
+      expect(await readdir(root).then((names) => names.filter((n) => !n.startsWith('.')))).toEqual([]);
+    });
+
     asRoot('run confined: only the staging directory is writable, no host file, secret or service is reachable', async () => {
       const staging = await mkdtemp(join(workRoot, 'staging-'));
       process.env.PODFLOW_SPEC_SECRET = 'podflow-install-secret-91c2';
@@ -428,7 +485,7 @@ describe('ProcessDriver with bubblewrap', () => {
           'json.dump(out, open("report.json", "w"))',
           'print("probe done")',
         ].join('\n');
-        const ended = await driver.installerRunner({ memoryBytes: 256 * MIB, tmpSizeBytes: 64 * MIB, maxProcesses: 64, cpuMillis: 1000 })({
+        const ended = await driver.installerRunner({ memoryBytes: 256 * MIB, tmpSizeBytes: 64 * MIB, maxLayerBytes: 32 * MIB, maxProcesses: 64, cpuMillis: 1000 })({
           argv: (target) => ['/usr/bin/python3', '-c', probe, target],
           staging,
           env: { LANG: 'C.UTF-8' },

@@ -1,4 +1,4 @@
-import type { CapturedLogs, NodeError, RunnerLimits, RunnerRequest } from '@podflow/protocol';
+import { requestReceivedMarker, type CapturedLogs, type NodeError, type RunnerLimits, type RunnerRequest } from '@podflow/protocol';
 import { parseRunnerOutput, runnerArgv, runnerAssets, type RunnerAssets } from '@podflow/runner';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -54,6 +54,8 @@ export interface ProcessDriverOptions {
   maxProcesses?: number;
   /** RLIMIT_FSIZE: largest single file (default 100 MiB). */
   maxFileSizeBytes?: number;
+  /** RLIMIT_NOFILE per process (default 1024): the host's open-file table is shared. */
+  maxOpenFiles?: number;
   /** Size of the sandbox's RAM-backed `/tmp` (default 64 MiB). */
   tmpSizeBytes?: number;
   /** Host uids for sandboxes when the driver runs as root (default 1.9e9 + 65536); `false` keeps bwrap as root. */
@@ -89,6 +91,7 @@ export class ProcessDriver implements SandboxDriver {
       maxProcesses: options.maxProcesses ?? DEFAULT_PROCESS_LIMITS.maxProcesses,
       maxFileSizeBytes: options.maxFileSizeBytes ?? DEFAULT_PROCESS_LIMITS.maxFileSizeBytes,
       tmpSizeBytes: options.tmpSizeBytes ?? DEFAULT_PROCESS_LIMITS.tmpSizeBytes,
+      maxOpenFiles: options.maxOpenFiles ?? DEFAULT_PROCESS_LIMITS.maxOpenFiles,
     };
     this.resourcePolicy = {
       defaultMemoryBytes: this.limits.memoryLimitBytes,
@@ -152,9 +155,11 @@ export class ProcessDriver implements SandboxDriver {
         workdir: plan.kind === 'bubblewrap' ? SANDBOX_HOME : sandbox.homeDir,
         limits,
         nonce,
+        // The runner says on stderr when it has the request: past that line, nothing is the wrappers' fault.
+        announce: true,
       };
       const spec = this.processSpec(plan, sandbox, request, memoryLimitBytes, limits, local.signal);
-      const run = await runSandboxProcess({ ...spec, stdin: JSON.stringify(runnerRequest) });
+      const run = await runSandboxProcess({ ...spec, stdin: JSON.stringify(runnerRequest), startMarker: requestReceivedMarker(nonce) });
       const oomKilled = sandbox.cgroup ? await sandbox.cgroup.oomKilled() : undefined;
       // The sandbox is dead here (runSandboxProcess waits for its pid namespace): free its uid, cgroups and network.
       await sandbox.release();
@@ -186,12 +191,12 @@ export class ProcessDriver implements SandboxDriver {
    * bubblewrap (`confined-installer.ts`); a plain child process only with `none` isolation, where
    * user code is not confined either.
    */
-  installerRunner(options: Omit<ConfinedInstallerOptions, 'nodeBin' | 'logger'>): InstallerRunner {
+  installerRunner(options: Omit<ConfinedInstallerOptions, 'nodeBin' | 'logger' | 'scratchRoot'>): InstallerRunner {
     return async (run) => {
       const plan = await this.plan();
       if (plan.kind === 'unavailable') return { kind: 'spawn-error', message: plan.message, output: '' };
       if (plan.kind === 'none') return runHostInstaller(run);
-      return runConfinedInstaller(plan, { ...options, nodeBin: this.interpreters.node, logger: this.options.logger }, run);
+      return runConfinedInstaller(plan, { ...options, nodeBin: this.interpreters.node, scratchRoot: this.workRoot, logger: this.options.logger }, run);
     };
   }
 

@@ -13,7 +13,7 @@ const ctx: OutcomeContext = {
 };
 
 function run(overrides: Partial<SandboxProcessResult> = {}): SandboxProcessResult {
-  return { termination: 'exited', exitCode: 0, signal: null, stdout: '', stderrTail: '', stderrTruncated: false, durationMs: 5, ...overrides };
+  return { termination: 'exited', exitCode: 0, signal: null, stdout: '', stderrTail: '', stderrTruncated: false, runnerStarted: false, durationMs: 5, ...overrides };
 }
 
 const logs = { stdout: 'printed', stderr: '', truncated: false };
@@ -72,6 +72,13 @@ describe('classifyOutcome', () => {
     expect(bwrap.error).toMatchObject({ code: 'SANDBOX_LOST', message: 'bubblewrap could not set up the sandbox: execvp /opt/py/bin/python3: No such file or directory' });
     const prlimit = classifyOutcome(run({ exitCode: 127, stderrTail: 'prlimit: failed to execute /x/python3: No such file or directory\n' }), undefined, { ...ctx, bubblewrap: false });
     expect(prlimit.error).toMatchObject({ code: 'SANDBOX_LOST', message: 'could not start the sandbox: prlimit failed to execute /x/python3: No such file or directory' });
+  });
+
+  it('never blames the wrappers once the runner had its request: the code printing a bwrap error is the code failing', () => {
+    const forged = classifyOutcome(run({ exitCode: 1, stderrTail: "bwrap: Can't mount proc on /newroot/proc\n", runnerStarted: true }), undefined, ctx);
+    expect(forged.error).toMatchObject({ code: 'CODE_EXECUTION_FAILED', message: 'the runner exited with code 1 before returning a result' });
+    const launch = classifyOutcome(run({ exitCode: 125, stderrTail: 'podflow-launch: cannot join cgroup x\n', runnerStarted: true }), undefined, ctx);
+    expect(launch.error?.code).toBe('CODE_EXECUTION_FAILED');
   });
 
   it('reports a V8 heap death (bwrap exit 128 + SIGABRT) as MEMORY_LIMIT_EXCEEDED', () => {

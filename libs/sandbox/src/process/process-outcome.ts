@@ -77,9 +77,12 @@ function silentExit(run: SandboxProcessResult, ctx: OutcomeContext): SandboxEndi
 /**
  * A failure of the wrappers before the runner started (a missing interpreter, a bind source that
  * is gone, a cgroup or namespace that could not be joined): an infrastructure problem, reported
- * with the wrapper's own words.
+ * with the wrapper's own words. Never once the runner said it had its request: from then on the
+ * code may have run and printed anything, including a wrapper's words to be retried as
+ * SANDBOX_LOST.
  */
 function wrapperFailure(run: SandboxProcessResult, ctx: OutcomeContext): string | undefined {
+  if (run.runnerStarted) return undefined;
   const prlimit = /^prlimit: (failed to execute .*)$/m.exec(run.stderrTail);
   if (prlimit && (run.exitCode === 126 || run.exitCode === 127)) return `could not start the sandbox: prlimit ${prlimit[1]}`;
   const launch = run.exitCode === CGROUP_JOIN_FAILED_EXIT ? /^podflow-launch: (.*)$/m.exec(run.stderrTail) : null;

@@ -18,6 +18,7 @@ describe('rlimitsFor', () => {
     expect(rlimitsFor('python', limits, true)).toEqual({
       addressSpaceBytes: 512 * MIB + PYTHON_ADDRESS_SPACE_HEADROOM_BYTES,
       maxFileSizeBytes: 100 * MIB,
+      maxOpenFiles: 1024,
       maxProcesses: 64,
     });
   });
@@ -27,6 +28,7 @@ describe('rlimitsFor', () => {
       expect(rlimitsFor(language, limits, true)).toEqual({
         addressSpaceBytes: 512 * MIB + NODE_ADDRESS_SPACE_HEADROOM_BYTES,
         maxFileSizeBytes: 100 * MIB,
+        maxOpenFiles: 1024,
         maxProcesses: 64,
         v8HeapMiB: 384,
       });
@@ -40,15 +42,16 @@ describe('rlimitsFor', () => {
 });
 
 describe('prlimitArgs', () => {
-  it('sets address space, file size, no core dumps, and processes when given', () => {
-    expect(prlimitArgs({ addressSpaceBytes: 1000, maxFileSizeBytes: 2000, maxProcesses: 64 })).toEqual([
+  it('sets address space, file size, open files, no core dumps, and processes when given', () => {
+    expect(prlimitArgs({ addressSpaceBytes: 1000, maxFileSizeBytes: 2000, maxOpenFiles: 64, maxProcesses: 64 })).toEqual([
       '--as=1000',
       '--fsize=2000',
+      '--nofile=64',
       '--core=0',
       '--nproc=64',
       '--',
     ]);
-    expect(prlimitArgs({ addressSpaceBytes: 1000, maxFileSizeBytes: 2000 })).toEqual(['--as=1000', '--fsize=2000', '--core=0', '--']);
+    expect(prlimitArgs({ addressSpaceBytes: 1000, maxFileSizeBytes: 2000, maxOpenFiles: 8 })).toEqual(['--as=1000', '--fsize=2000', '--nofile=8', '--core=0', '--']);
   });
 });
 

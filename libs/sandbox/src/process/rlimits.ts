@@ -13,6 +13,8 @@ export interface ProcessLimits {
   maxFileSizeBytes: number;
   /** Size of the private `/tmp` tmpfs under bubblewrap, in bytes (it is RAM-backed). */
   tmpSizeBytes: number;
+  /** RLIMIT_NOFILE per process: the host's open-file table is shared by everyone. */
+  maxOpenFiles: number;
 }
 
 export const DEFAULT_PROCESS_LIMITS: ProcessLimits = {
@@ -20,6 +22,7 @@ export const DEFAULT_PROCESS_LIMITS: ProcessLimits = {
   maxProcesses: 64,
   maxFileSizeBytes: 100 * MIB,
   tmpSizeBytes: 64 * MIB,
+  maxOpenFiles: 1024,
 };
 
 /**
@@ -49,6 +52,8 @@ export interface ExecutionRlimits {
   maxProcesses?: number;
   /** RLIMIT_FSIZE, in bytes. */
   maxFileSizeBytes: number;
+  /** RLIMIT_NOFILE. */
+  maxOpenFiles: number;
   /** V8 `--max-old-space-size` in MiB (JavaScript and TypeScript only). */
   v8HeapMiB?: number;
 }
@@ -57,6 +62,7 @@ export interface ExecutionRlimits {
 export function rlimitsFor(language: Language, limits: ProcessLimits, enforceProcesses: boolean): ExecutionRlimits {
   const base = {
     maxFileSizeBytes: limits.maxFileSizeBytes,
+    maxOpenFiles: limits.maxOpenFiles,
     ...(enforceProcesses ? { maxProcesses: limits.maxProcesses } : {}),
   };
   if (language === 'python') {
@@ -71,7 +77,7 @@ export function rlimitsFor(language: Language, limits: ProcessLimits, enforcePro
 
 /** `prlimit` arguments (util-linux) that apply `rlimits` and then exec the rest of the argv. */
 export function prlimitArgs(rlimits: ExecutionRlimits): string[] {
-  const args = [`--as=${rlimits.addressSpaceBytes}`, `--fsize=${rlimits.maxFileSizeBytes}`, '--core=0'];
+  const args = [`--as=${rlimits.addressSpaceBytes}`, `--fsize=${rlimits.maxFileSizeBytes}`, `--nofile=${rlimits.maxOpenFiles}`, '--core=0'];
   if (rlimits.maxProcesses !== undefined) args.push(`--nproc=${rlimits.maxProcesses}`);
   args.push('--');
   return args;

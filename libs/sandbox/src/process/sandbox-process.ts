@@ -23,6 +23,11 @@ export interface SandboxProcessSpec {
   infoFd: boolean;
   /** Written to fd 4 (for `bwrap --seccomp 4`), then closed. Needs `infoFd`. */
   seccompProgram?: Buffer;
+  /**
+   * A line the runner writes on stderr before any user code runs (`requestReceivedMarker`). Seen
+   * → `runnerStarted`, and the line is left out of `stderrTail`.
+   */
+  startMarker?: string;
 }
 
 export interface SandboxProcessResult {
@@ -34,6 +39,8 @@ export interface SandboxProcessResult {
   stderrTruncated: boolean;
   /** errno code (`ENOENT`...) when the process could not be started. */
   spawnError?: string;
+  /** The runner wrote `startMarker`: the sandbox was set up and the code may have run. */
+  runnerStarted: boolean;
   durationMs: number;
 }
 
@@ -54,6 +61,10 @@ export function runSandboxProcess(spec: SandboxProcessSpec): Promise<SandboxProc
     let stdoutBytes = 0;
     let stderrTail: Buffer = Buffer.alloc(0);
     let stderrTruncated = false;
+    // The marker is searched in the stream (a chunk boundary may cut it), not in the kept tail,
+    // which the code could push it out of.
+    let runnerStarted = false;
+    let markerWindow = '';
     let termination: Termination | undefined;
     let namespacePid: Promise<NamespaceInit | undefined> = Promise.resolve(undefined);
     let finished = false;
@@ -69,8 +80,9 @@ export function runSandboxProcess(spec: SandboxProcessSpec): Promise<SandboxProc
         exitCode,
         signal,
         stdout: Buffer.concat(stdoutChunks).toString('utf8'),
-        stderrTail: stderrTail.toString('utf8'),
+        stderrTail: spec.startMarker ? stderrTail.toString('utf8').split(`${spec.startMarker}\n`).join('') : stderrTail.toString('utf8'),
         stderrTruncated,
+        runnerStarted,
         ...(spawnError ? { spawnError } : {}),
         durationMs: 0,
       };
@@ -118,6 +130,11 @@ export function runSandboxProcess(spec: SandboxProcessSpec): Promise<SandboxProc
       stdoutChunks.push(chunk);
     });
     child.stderr?.on('data', (chunk: Buffer) => {
+      if (spec.startMarker && !runnerStarted) {
+        markerWindow = (markerWindow + chunk.toString('latin1')).slice(-(spec.startMarker.length + chunk.length));
+        runnerStarted = markerWindow.includes(spec.startMarker);
+        markerWindow = markerWindow.slice(-spec.startMarker.length);
+      }
       const joined = Buffer.concat([stderrTail, chunk]);
       if (joined.length > spec.stderrTailBytes) stderrTruncated = true;
       stderrTail = joined.length > spec.stderrTailBytes ? joined.subarray(joined.length - spec.stderrTailBytes) : joined;

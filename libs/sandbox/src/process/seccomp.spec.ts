@@ -57,6 +57,13 @@ describe('buildSeccompFilter (x86_64)', () => {
     expect(evaluate(program, { arch: X86_64, nr: nr.personality!, args: [0xffffffff] })).toBe(ALLOW);
   });
 
+  it('opens only unix, inet, inet6 and netlink sockets (no vsock, alg or packet)', () => {
+    for (const family of [1, 2, 10, 16]) expect(evaluate(program, { arch: X86_64, nr: nr.socket!, args: [family] })).toBe(ALLOW);
+    for (const family of [40, 38, 17]) expect(evaluate(program, { arch: X86_64, nr: nr.socket!, args: [family] })).toBe(EPERM);
+    expect(evaluate(program, { arch: X86_64, nr: nr.socketpair!, args: [40] })).toBe(EPERM);
+    expect(evaluate(program, { arch: X86_64, nr: nr.socketpair!, args: [1] })).toBe(ALLOW);
+  });
+
   it('kills other ABIs and denies x32 numbers', () => {
     expect(evaluate(program, { arch: 0x40000003, nr: 0 })).toBe(0x80000000);
     expect(evaluate(program, { arch: X86_64, nr: 0x40000000 + 39 })).toBe(EPERM);

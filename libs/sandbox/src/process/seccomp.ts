@@ -4,7 +4,8 @@ import { SYSCALL_NUMBERS } from './seccomp-syscalls';
  * Pure builder of the process sandbox's seccomp filter: a classic BPF program that bubblewrap
  * loads with `--seccomp FD` before it execs the runner. It blocks what runc's default profile
  * blocks for a container without capabilities (kernel modules, mounts, namespaces, ptrace, keyring,
- * bpf, perf, io_uring, clock changes, ...), so a kernel bug behind one of those calls is out of
+ * bpf, perf, io_uring, clock changes, socket families other than unix, inet, inet6 and netlink,
+ * ...), so a kernel bug behind one of those calls is out of
  * reach of tenant code. Everything else is allowed: the filter narrows the kernel's attack
  * surface; the namespaces, uids and limits are what contain the code.
  *
@@ -30,6 +31,12 @@ export const BLOCKED_SYSCALLS = [
 export const NAMESPACE_CLONE_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000;
 /** ioctls that push input into a terminal or the console (TIOCSTI, TIOCLINUX). */
 export const BLOCKED_IOCTLS = [0x5412, 0x541c] as const;
+/**
+ * Socket families a sandbox may open (`socket`, `socketpair`): AF_UNIX, AF_INET, AF_INET6 and
+ * AF_NETLINK, as runc, containerd and moby allow. Others are refused: AF_VSOCK reaches the
+ * hypervisor whatever the network namespace, AF_ALG is kernel crypto, AF_PACKET raw frames.
+ */
+export const ALLOWED_SOCKET_FAMILIES = [1, 2, 10, 16] as const;
 /** personality(2) values runc allows (Linux, Linux32 and their UNAME26 forms, and the query). */
 export const ALLOWED_PERSONALITIES = [0x0, 0x8, 0x20000, 0x20008, 0xffffffff] as const;
 
@@ -55,7 +62,7 @@ const JGE_K = 0x35;
 const JSET_K = 0x45;
 const RET_K = 0x06;
 
-type Label = 'allow' | 'eperm' | 'enosys' | 'kill' | 'clone' | 'ioctl' | 'personality';
+type Label = 'allow' | 'eperm' | 'enosys' | 'kill' | 'clone' | 'ioctl' | 'personality' | 'socket';
 type Insn =
   | { op: 'ld'; offset: number }
   | { op: 'jeq' | 'jge' | 'jset'; k: number; jt: Label | 'next'; jf: Label | 'next' }
@@ -93,6 +100,8 @@ function filterProgram(arch: SeccompArch): Insn[] {
     { op: 'jeq', k: numbers.clone!, jt: 'clone', jf: 'next' },
     { op: 'jeq', k: numbers.ioctl!, jt: 'ioctl', jf: 'next' },
     { op: 'jeq', k: numbers.personality!, jt: 'personality', jf: 'next' },
+    { op: 'jeq', k: numbers.socket!, jt: 'socket', jf: 'next' },
+    { op: 'jeq', k: numbers.socketpair!, jt: 'socket', jf: 'next' },
     { op: 'ret', k: RET_ALLOW },
     { op: 'label', name: 'clone' },
     // The kernel reads clone's flags and ioctl's request as 32-bit values: the low words are the whole truth.
@@ -102,6 +111,10 @@ function filterProgram(arch: SeccompArch): Insn[] {
     { op: 'ld', offset: argLow(1) },
     ...BLOCKED_IOCTLS.map((k): Insn => ({ op: 'jeq', k, jt: 'eperm', jf: 'next' })),
     { op: 'ret', k: RET_ALLOW },
+    { op: 'label', name: 'socket' },
+    { op: 'ld', offset: argLow(0) },
+    ...ALLOWED_SOCKET_FAMILIES.map((k): Insn => ({ op: 'jeq', k, jt: 'allow', jf: 'next' })),
+    { op: 'ret', k: RET_ERRNO | EPERM },
     { op: 'label', name: 'personality' },
     { op: 'ld', offset: argLow(0) },
     ...ALLOWED_PERSONALITIES.map((k): Insn => ({ op: 'jeq', k, jt: 'allow', jf: 'next' })),
