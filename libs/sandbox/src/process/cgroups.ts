@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { SandboxLogger } from '../driver';
 
 /**
@@ -9,7 +9,8 @@ import type { SandboxLogger } from '../driver';
  * and tmpfs page it writes, not each process on its own as rlimits do.
  *
  * Only root can create them (as the kubelet does). Groups live under the worker's own cgroup in
- * each hierarchy (`<own>/podflow/exec-*`), so a worker in a container stays inside its limits.
+ * each hierarchy (`<own>/podflow/worker-<pid>/exec-*`), so a worker in a container stays inside
+ * its limits, and workers sharing a host never touch each other's groups.
  * cgroup v2 is not handled yet: such hosts keep the rlimits (README "Process sandbox limits").
  */
 
@@ -71,7 +72,8 @@ export class CgroupManager {
         logger?.warn({ controller, mount }, 'no cgroup v1 hierarchy for this controller: per-execution cgroups are off; limits are per process (rlimits)');
         return undefined;
       }
-      parents[controller] = join(mount, own.get(controller) ?? '/', GROUP_PARENT);
+      // One parent per worker process: sweeping another worker's groups could race its launches.
+      parents[controller] = join(mount, own.get(controller) ?? '/', GROUP_PARENT, `worker-${process.pid}`);
     }
     try {
       for (const parent of Object.values(parents)) await mkdir(parent, { recursive: true });
@@ -104,15 +106,25 @@ export class CgroupManager {
     return group;
   }
 
-  /** Removes empty `exec-*` groups a dead worker left behind. Best effort; returns how many. */
+  /**
+   * Removes what dead workers left: their `worker-<pid>` parents (the groups in them are empty:
+   * sandboxes die with their worker) and this worker's own empty `exec-*` groups whose removal
+   * was deferred. Best effort; returns how many groups were removed.
+   */
   async sweep(): Promise<number> {
     let removed = 0;
-    for (const parent of Object.values(this.parents)) {
-      const names = await readdir(parent).catch(() => [] as string[]);
-      for (const name of names.filter((n) => n.startsWith('exec-'))) {
-        const procs = await readFile(join(parent, name, 'cgroup.procs'), 'utf8').catch(() => 'x');
-        if (procs.trim() !== '') continue;
-        await rmdir(join(parent, name)).then(() => (removed += 1), () => undefined);
+    const rmdirCounted = (path: string): Promise<void> => rmdir(path).then(() => void (removed += 1), () => undefined);
+    for (const mine of Object.values(this.parents)) {
+      const shared = dirname(mine);
+      for (const name of await readdir(shared).catch(() => [] as string[])) {
+        const owner = /^worker-(\d+)$/.exec(name)?.[1];
+        const isMine = join(shared, name) === mine;
+        if (!isMine && (owner === undefined || (await exists(`/proc/${owner}`)))) continue;
+        for (const group of (await readdir(join(shared, name)).catch(() => [] as string[])).filter((n) => n.startsWith('exec-'))) {
+          const procs = await readFile(join(shared, name, group, 'cgroup.procs'), 'utf8').catch(() => 'x');
+          if (procs.trim() === '') await rmdirCounted(join(shared, name, group));
+        }
+        if (!isMine) await rmdirCounted(join(shared, name));
       }
     }
     return removed;
