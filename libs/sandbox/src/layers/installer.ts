@@ -111,6 +111,8 @@ export interface InstallerRun {
   /** Environment from `installerEnv` (HOME and PATH are the runner's to set). */
   env: Record<string, string>;
   timeoutMs: number;
+  /** Names the build in host paths and process lists (the layer key). */
+  label?: string;
 }
 
 /**

@@ -171,7 +171,7 @@ export class LocalLayerBackend implements LayerBackend {
     const argvFor = (target: string): string[] => installerArgv(spec.ecosystem, target, spec.specs, this.options.commands, this.options.installer);
     const argv = argvFor(staging);
     const run = this.options.runInstaller ?? runHostInstaller;
-    const ended = await run({ argv: argvFor, staging, env: installerEnv(this.options.hostEnv, home), timeoutMs });
+    const ended = await run({ argv: argvFor, staging, env: installerEnv(this.options.hostEnv, home), timeoutMs, label: spec.key });
     const tail = installerOutputTail(ended.output);
     if (ended.kind === 'timeout') {
       throw new PodflowError('DEPENDENCY_INSTALL_FAILED', installFailureMessage(spec.ecosystem, spec.specs, `timed out after ${describeDuration(timeoutMs)}, see LAYER_INSTALL_TIMEOUT_MS`, tail));

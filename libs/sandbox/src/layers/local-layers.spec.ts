@@ -181,8 +181,9 @@ describe('dependency layers on the process driver', () => {
     const specs = ['tabulate==0.8.9'];
     const key = layerKey(await backend.runtimeId('python'), 'pypi', specs);
     const pending = execute(layered, { code: 'import tabulate\ndef main(args):\n    return {"v": tabulate.__version__}\n', dependencies: specs });
-    // The installer is a real pip process writing into .building/<key>-XXXX: kill it as soon as it runs.
-    const pid = await waitForProcess(`.building/${key}-`);
+    // The installer is a real pip process in a confined build named after the layer key
+    // (install-<pid>-<key…>): kill it as soon as it runs.
+    const pid = await waitForProcess([key.slice(0, 16), '--unshare-all']);
     process.kill(pid, 'SIGKILL');
     const killed = await pending;
     expect(killed.status).toBe('failed');
@@ -294,15 +295,16 @@ describe('dependency layers on the process driver', () => {
 });
 
 /** Pid of the first process whose command line contains `marker` (polls /proc). */
-async function waitForProcess(marker: string, timeoutMs = 60_000): Promise<number> {
+/** The first process whose command line holds every one of `markers`. */
+async function waitForProcess(markers: string[], timeoutMs = 60_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     for (const entry of await readdir('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-      if (cmdline.includes(marker)) return Number(entry);
+      if (markers.every((marker) => cmdline.includes(marker))) return Number(entry);
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  throw new Error(`no process with ${marker} in its command line appeared`);
+  throw new Error(`no process with ${markers.join(' and ')} in its command line appeared`);
 }

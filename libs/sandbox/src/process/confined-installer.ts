@@ -60,7 +60,7 @@ export async function runConfinedInstaller(plan: Extract<IsolationPlan, { kind: 
   let egress: EgressNamespace | undefined;
   let scratch: Scratch | undefined;
   try {
-    scratch = await openScratch(plan, options);
+    scratch = await openScratch(plan, options, run.label);
     const target = scratch?.dir ?? run.staging;
     if (uid !== undefined) await chown(target, uid, uid);
     cgroup = await plan.cgroups?.create({ memoryBytes: options.memoryBytes, maxProcesses: options.maxProcesses, cpuMillis: options.cpuMillis });
@@ -126,11 +126,12 @@ interface Scratch {
 }
 
 /** A tmpfs of `maxLayerBytes` under the work root (root only; `undefined` elsewhere: the build writes straight into staging). */
-async function openScratch(plan: Extract<IsolationPlan, { kind: 'bubblewrap' }>, options: ConfinedInstallerOptions): Promise<Scratch | undefined> {
+async function openScratch(plan: Extract<IsolationPlan, { kind: 'bubblewrap' }>, options: ConfinedInstallerOptions, label = 'build'): Promise<Scratch | undefined> {
   if (!plan.root) return undefined;
   const { mount, umount } = plan.root;
-  // The pid in the name lets the next driver sweep it at once if this worker dies mid-build.
-  const dir = await mkdtemp(join(options.scratchRoot, `install-${process.pid}-`));
+  // The pid in the name lets the next driver sweep it at once if this worker dies mid-build; the
+  // label (a layer key) tells an operator which build it is.
+  const dir = await mkdtemp(join(options.scratchRoot, `install-${process.pid}-${label.replace(/[^A-Za-z0-9]/g, '').slice(0, 16)}-`));
   const mounted = spawnSync(mount, ['-t', 'tmpfs', '-o', `size=${options.maxLayerBytes},mode=0700,nosuid,nodev`, 'podflow-install', dir], { encoding: 'utf8' });
   if (mounted.status !== 0) {
     await rm(dir, { recursive: true, force: true });
