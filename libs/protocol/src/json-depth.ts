@@ -27,16 +27,23 @@ export function findTooDeep(value: unknown, maxDepth: number, root = '(root)'): 
     }
     return root + parts.reverse().join('');
   };
-  const stack: Frame[] = [{ value, depth: 0 }];
+  const isContainer = (item: unknown): item is object => typeof item === 'object' && item !== null;
+  if (!isContainer(value)) return undefined;
+  // Only containers get a frame: a flat array of millions of numbers costs no memory here.
+  const stack: Frame[] = [{ value, depth: 1 }];
   while (stack.length > 0) {
     const frame = stack.pop()!;
-    if (typeof frame.value !== 'object' || frame.value === null) continue;
+    if (frame.depth > maxDepth) return pathOf(frame);
     const depth = frame.depth + 1;
-    if (depth > maxDepth) return pathOf(frame);
     if (Array.isArray(frame.value)) {
-      frame.value.forEach((item, index) => stack.push({ value: item, depth, parent: frame, key: index }));
+      frame.value.forEach((item, index) => {
+        if (isContainer(item)) stack.push({ value: item, depth, parent: frame, key: index });
+      });
     } else {
-      for (const [key, item] of Object.entries(frame.value)) stack.push({ value: item, depth, parent: frame, key });
+      for (const key of Object.keys(frame.value as object)) {
+        const item: unknown = (frame.value as Record<string, unknown>)[key];
+        if (isContainer(item)) stack.push({ value: item, depth, parent: frame, key });
+      }
     }
   }
   return undefined;

@@ -41,6 +41,8 @@ export type {
 } from './types';
 export { InvalidWorkflowError, formatIssue } from './errors';
 export { parseWorkflow, validateWorkflow, dependencyPolicyIssues, formatPath } from './validate';
+export { MAX_DEFINITION_TOKENS, loadDefinitionText } from './definition-source';
+export type { LoadedSource } from './definition-source';
 export type { ValidateOptions, ValidationResult } from './validate';
 export {
   InvalidDependencyError,

@@ -210,7 +210,7 @@ describe('validateWorkflow issues', () => {
 
   it('reports YAML syntax errors with line and column', () => {
     expect(issuesOf('id: wf\nnodes:\n  - id: a\n    code: "abc\n')).toEqual(['workflow line 5, column 1: YAML syntax error: Missing closing "quote']);
-    expect(issuesOf('id: wf\nid: again\nnodes: []\n')).toEqual(['workflow line 2, column 1: YAML syntax error: Map keys must be unique']);
+    expect(issuesOf('id: wf\nid: again\nnodes: []\n')).toEqual(['workflow line 2, column 1: YAML syntax error: Map keys must be unique; "id" is repeated']);
   });
 
   it('reports bad node and workflow ids', () => {

@@ -1,7 +1,7 @@
 import { LANGUAGES, ownValue, type Language } from '@podflow/protocol';
-import { LineCounter, parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { parseDependencies, parseDependency } from './dependencies';
+import { loadDefinitionText, type LoadedSource } from './definition-source';
 import { checkDependencyPolicy, type DependencyPolicy } from './dependency-policy';
 import { InvalidWorkflowError } from './errors';
 import { findCycles, type EdgeLike } from './graph';
@@ -64,33 +64,8 @@ export function parseWorkflow(source: string | object, limits: WorkflowLimits = 
   return result.workflow;
 }
 
-function loadSource(source: string | object): { value?: unknown; issues: ValidationIssue[] } {
-  if (typeof source !== 'string') return { value: source, issues: [] };
-  if (source.trim() === '') {
-    return { issues: [{ where: 'workflow', path: '(source)', message: 'is empty: write a YAML or JSON definition with `id` and `nodes`' }] };
-  }
-  const lineCounter = new LineCounter();
-  let doc: ReturnType<typeof parseDocument>;
-  try {
-    doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  } catch (error) {
-    // The YAML parser recurses: a document nested thousands of levels deep overflows the stack.
-    return { issues: [{ where: 'workflow', path: '(source)', message: `cannot be parsed: ${(error as Error).message}; is it nested that deeply on purpose?` }] };
-  }
-  if (doc.errors.length > 0) {
-    return {
-      issues: doc.errors.map((error) => {
-        const { line, col } = lineCounter.linePos(error.pos[0]);
-        return { where: 'workflow', path: `line ${line}, column ${col}`, message: `YAML syntax error: ${error.message}` };
-      }),
-    };
-  }
-  try {
-    // The alias cap stops "billion laughs" documents from expanding into gigabytes.
-    return { value: doc.toJS({ maxAliasCount: 100 }), issues: [] };
-  } catch (error) {
-    return { issues: [{ where: 'workflow', path: '(source)', message: `cannot be loaded: ${(error as Error).message}` }] };
-  }
+function loadSource(source: string | object): LoadedSource {
+  return typeof source === 'string' ? loadDefinitionText(source) : { value: source, issues: [] };
 }
 
 /** `nodes[2].inputs.rows`; keys that are not identifiers are quoted: `inputs["a b"]`. */

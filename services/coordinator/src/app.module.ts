@@ -1,8 +1,9 @@
-import { Module, type DynamicModule } from '@nestjs/common';
+import { Inject, Module, RequestMethod, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ApiKeyGuard } from './api/auth.guard';
 import { ErrorFilter } from './api/error.filter';
 import { HealthController } from './api/health.controller';
+import { yamlBody } from './api/request-body';
 import type { ObjectStore } from '@podflow/storage';
 import type { CoordinatorConfig } from './config';
 import { FilesController } from './files/files.controller';
@@ -25,7 +26,14 @@ import { CONFIG, OBJECT_STORE } from './tokens';
 import { WorkflowsController } from './workflows/workflows.controller';
 
 @Module({})
-export class AppModule {
+export class AppModule implements NestModule {
+  constructor(@Inject(CONFIG) private readonly config: CoordinatorConfig) {}
+
+  /** YAML is parsed only where a definition may be posted as written, with its own size limit. */
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(yamlBody(this.config)).forRoutes({ path: 'v1/workflows', method: RequestMethod.POST });
+  }
+
   static forRoot(config: CoordinatorConfig): DynamicModule {
     return {
       module: AppModule,

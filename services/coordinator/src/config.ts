@@ -34,6 +34,8 @@ export const coordinatorConfigSchema = z.object({
   // STORAGE (local | s3), STORAGE_DIR, PUBLIC_URL, FILE_URL_SECRET, FILE_URL_TTL_SECONDS, S3_*.
   ...storageConfigShape,
   MAX_REQUEST_BYTES: int(1024).default(16 * 1024 * 1024),
+  /** Largest YAML definition (`POST /v1/workflows` with Content-Type application/yaml); YAML costs far more to parse than JSON. */
+  MAX_YAML_BYTES: int(1024).default(1024 * 1024),
   /** Node outputs, job args and run outputs whose JSON is larger live in the object store; Redis keeps a reference. */
   OUTPUT_INLINE_MAX_BYTES: int(0).default(DEFAULT_OUTPUT_INLINE_MAX_BYTES),
   /** Parsed payloads kept in memory (LRU) so transitions and API reads of big runs skip the object store. */

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { API_KEY, execute, type Stack } from '../../support/stack';
 
 /** The other tenant of every test stack (`other-key=globex` in startStack). */
@@ -68,6 +69,59 @@ export function coordinatorPid(stack: Stack): number {
 export function peakRssBytes(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
   return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) * 1024;
+}
+
+/**
+ * Resets the process's peak resident size to its current size (`clear_refs` 5), so a later
+ * peakRssBytes shows what happened since, not what an earlier test left as the high-water mark.
+ */
+export function resetPeakRss(pid: number): void {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
+
+/**
+ * When a client sends `body` (written in 1 MiB chunks on a raw socket) to `path` and stops writing
+ * as soon as an answer comes: its status, lower-cased headers and body. Unlike fetch, an answer
+ * that arrives before the upload is complete (a 401 or 413 that does not read the body, then
+ * closes the connection) is kept, whatever happens to the rest of the upload.
+ */
+export async function sendRaw(stack: Stack, method: string, path: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; headers: Record<string, string>; text: string }> {
+  const url = new URL(path, stack.url);
+  const head = [`${method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`, `Content-Length: ${body.length}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname);
+    const received: Buffer[] = [];
+    let answered = false;
+    socket.on('data', (chunk: Buffer) => {
+      answered = true;
+      received.push(chunk);
+    });
+    // Writing may fail once the server closed the connection (that is the point): only the answer counts.
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      const raw = Buffer.concat(received).toString();
+      const [top = '', ...rest] = raw.split('\r\n\r\n');
+      const [statusLine = '', ...headerLines] = top.split('\r\n');
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? 0);
+      if (!status) return reject(new Error(`no HTTP answer to ${method} ${path}: ${JSON.stringify(raw.slice(0, 200))}`));
+      const parsed = Object.fromEntries(headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+      const payload = rest.join('\r\n\r\n');
+      // Chunked answers (none of the errors is) would need decoding; a Content-Length one is the text itself.
+      resolve({ status, headers: parsed, text: parsed['content-length'] ? payload.slice(0, Number(parsed['content-length'])) : payload });
+    });
+    socket.once('connect', () => {
+      socket.write(`${head.join('\r\n')}\r\n\r\n`);
+      const write = (offset: number): void => {
+        if (answered || socket.destroyed || offset >= body.length) return;
+        const chunk = body.subarray(offset, offset + 1024 * 1024);
+        if (socket.write(chunk)) setImmediate(() => write(offset + chunk.length));
+        else socket.once('drain', () => write(offset + chunk.length));
+      };
+      write(0);
+    });
+    // A server that reads the whole body answers and keeps the connection: close it once answered.
+    socket.on('data', () => setImmediate(() => socket.end()));
+  });
 }
 
 /** Waits (polling, not asserting on time) until `check` holds; fails with `what` after `timeoutMs`. */

@@ -30,7 +30,27 @@ export const ApiKeyId = createParamDecorator((_: unknown, context: ExecutionCont
   return apiKeyId;
 });
 
-/** `Authorization: Bearer <key>` → tenant id, from PODFLOW_API_KEYS (keys compared as sha256). */
+/**
+ * Resolves `Authorization: Bearer <key>` to its tenant (keys compared as sha256) and records
+ * both on the request. Also called before any body is read (api/request-body.ts), so a request
+ * without a valid key never costs more than its headers.
+ * @throws PodflowError UNAUTHENTICATED naming what is missing.
+ */
+export function authenticate(request: AuthenticatedRequest, config: Pick<CoordinatorConfig, 'PODFLOW_API_KEYS'>): void {
+  if (request.tenantId && request.apiKeyId) return;
+  const header = request.headers.authorization ?? '';
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  if (!match) {
+    throw new PodflowError('UNAUTHENTICATED', 'missing API key: send "Authorization: Bearer <key>" (keys are configured in PODFLOW_API_KEYS)');
+  }
+  const apiKeyId = hashApiKey(match[1]!);
+  const tenantId = config.PODFLOW_API_KEYS.get(apiKeyId);
+  if (!tenantId) throw new PodflowError('UNAUTHENTICATED', 'unknown API key: check the key, or add it to PODFLOW_API_KEYS as key=tenant');
+  request.tenantId = tenantId;
+  request.apiKeyId = apiKeyId;
+}
+
+/** Every route but the `@Public()` ones needs an API key (PODFLOW_API_KEYS). */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
   constructor(
@@ -40,17 +60,7 @@ export class ApiKeyGuard implements CanActivate {
 
   canActivate(context: ExecutionContext): boolean {
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC, [context.getHandler(), context.getClass()])) return true;
-    const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
-    const header = request.headers.authorization ?? '';
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match) {
-      throw new PodflowError('UNAUTHENTICATED', 'missing API key: send "Authorization: Bearer <key>" (keys are configured in PODFLOW_API_KEYS)');
-    }
-    const apiKeyId = hashApiKey(match[1]!);
-    const tenantId = this.config.PODFLOW_API_KEYS.get(apiKeyId);
-    if (!tenantId) throw new PodflowError('UNAUTHENTICATED', 'unknown API key: check the key, or add it to PODFLOW_API_KEYS as key=tenant');
-    request.tenantId = tenantId;
-    request.apiKeyId = apiKeyId;
+    authenticate(context.switchToHttp().getRequest<AuthenticatedRequest>(), this.config);
     return true;
   }
 }

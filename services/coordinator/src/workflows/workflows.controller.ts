@@ -1,6 +1,7 @@
 import { Body, Controller, Get, Param, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { PodflowError } from '@podflow/protocol';
+import { InvalidWorkflowError, loadDefinitionText } from '@podflow/workflow';
 import { TenantId } from '../api/auth.guard';
 import { WorkflowRegistry } from './workflow-registry';
 
@@ -17,7 +18,11 @@ export class WorkflowsController {
     if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) {
       throw new PodflowError('BAD_REQUEST', 'empty body: send a workflow definition as JSON, or as YAML with Content-Type: application/yaml');
     }
-    return this.registry.register(tenantId, body);
+    // YAML arrives as text (api/request-body.ts) and is parsed within bounds, with line and column in errors.
+    if (typeof body !== 'string') return this.registry.register(tenantId, body);
+    const loaded = loadDefinitionText(body);
+    if (loaded.issues.length > 0) throw new InvalidWorkflowError(loaded.issues);
+    return this.registry.register(tenantId, loaded.value);
   }
 
   @Get(':id')

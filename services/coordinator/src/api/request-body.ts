@@ -1,0 +1,61 @@
+import { PodflowError } from '@podflow/protocol';
+import { text } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CoordinatorConfig } from '../config';
+import { authenticate, type AuthenticatedRequest } from './auth.guard';
+
+type Next = (error?: unknown) => void;
+
+/** Content types of YAML definitions; only `POST /v1/workflows` reads them (yamlBody). */
+export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
+
+/** Whether the request carries a body (the test body-parser itself uses: a length or chunked encoding). */
+export function hasBody(request: IncomingMessage): boolean {
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * Runs before every body parser: a request that carries a body must hold a valid API key, else
+ * it is a 401 and its body is never read (the connection is closed instead of drained). Parsing
+ * is the expensive part of a request, so it is only ever done for a known tenant. No public
+ * route (health checks, file downloads, docs) takes a body.
+ */
+export function authenticateBeforeBody(config: Pick<CoordinatorConfig, 'PODFLOW_API_KEYS'>) {
+  return (request: AuthenticatedRequest, response: ServerResponse, next: Next): void => {
+    if (!hasBody(request)) return next();
+    try {
+      authenticate(request, config);
+      next();
+    } catch (error) {
+      response.setHeader('Connection', 'close');
+      next(error);
+    }
+  };
+}
+
+/**
+ * Route middleware of `POST /v1/workflows`: reads a YAML body as text, at most MAX_YAML_BYTES
+ * (YAML costs far more to parse than JSON of the same size; the definition is parsed within
+ * bounds by the controller). Over the limit it is a 413 naming MAX_YAML_BYTES.
+ */
+export function yamlBody(config: Pick<CoordinatorConfig, 'MAX_YAML_BYTES'>) {
+  const read = text({ type: YAML_TYPES, limit: config.MAX_YAML_BYTES });
+  return (request: IncomingMessage, response: ServerResponse, next: Next): void => {
+    read(request as never, response as never, (error?: unknown) => {
+      if (!isTooLarge(error)) return next(error);
+      response.setHeader('Connection', 'close');
+      next(
+        new PodflowError(
+          'PAYLOAD_TOO_LARGE',
+          `YAML definition too large: the limit is ${config.MAX_YAML_BYTES} bytes (MAX_YAML_BYTES); send the definition as JSON (Content-Type: application/json, up to MAX_REQUEST_BYTES), or keep large data out of it (run inputs, files)`,
+          { limit: config.MAX_YAML_BYTES },
+        ),
+      );
+    });
+  };
+}
+
+function isTooLarge(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && ((error as { type?: unknown }).type === 'entity.too.large' || (error as { status?: unknown }).status === 413);
+}
