@@ -1,9 +1,11 @@
+import { connect } from 'node:net';
 import { API_KEY, startStack, type Stack } from '../support/stack';
 import { OTHER_KEY, call, eventually, expectHealthy } from './support/api';
 
 // Issue 10, item 7: event streams and waits share one Redis reader per coordinator, are capped per
 // API key and in total (429 + Retry-After), and end when their client goes away; item 9's
-// Last-Event-ID checks live here too.
+// Last-Event-ID checks live here too, and the review's findings 2 and 3 (a client's id never
+// becomes the shared reader's cursor; a client that leaves early gives its slot back).
 
 const PER_KEY = 4;
 const TOTAL = 6;
@@ -90,6 +92,48 @@ describe('event streams and waits (issue 10, items 7 and 9)', () => {
       const bad = await call(stack, 'GET', `/v1/runs/${runId}/events`, { headers: { 'last-event-id': lastEventId } });
       expect({ lastEventId, status: bad.status, code: bad.json?.error?.code }).toEqual({ lastEventId, status: 400, code: 'BAD_REQUEST' });
     }
+  });
+
+  it('refuses a Last-Event-ID beyond 64 bits or after the run\'s last event with 400, and the shared reader keeps serving the run', async () => {
+    const runId = await startRun(stack, API_KEY, 2);
+    // Parts above 2^64 - 1 made Redis refuse the whole shared XREAD (every stream of every tenant
+    // stalled); a valid id in the future moved the shared cursor past every real event.
+    for (const lastEventId of ['99999999999999999999-0', '18446744073709551616-0', '0-18446744073709551616', '18446744073709551615-0', `${Date.now() + 3_600_000}-0`]) {
+      const bad = await call(stack, 'GET', `/v1/runs/${runId}/events`, { headers: { 'last-event-id': lastEventId } });
+      expect({ lastEventId, status: bad.status, code: bad.json?.error?.code }).toEqual({ lastEventId, status: 400, code: 'BAD_REQUEST' });
+    }
+    const frames = await (await openStream(stack, runId)).frames;
+    expect(frames.at(-1)!.data).toMatchObject({ type: 'run', status: 'succeeded' });
+  });
+
+  it('frees the slots of clients that leave before their stream or wait has started', async () => {
+    const runId = await startRun(stack);
+    const { hostname, port } = new URL(stack.url);
+    const waitBody = JSON.stringify({ language: 'python', code: 'def main(args):\n    return {}\n' });
+    const requests = [
+      `GET /v1/runs/${runId}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\n\r\n`,
+      `POST /v1/executions?wait=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(waitBody)}\r\n\r\n${waitBody}`,
+    ];
+    // Each client sends its request and is gone at once, while the handler is still awaiting Redis.
+    for (let i = 0; i < PER_KEY * 3; i++) {
+      await new Promise<void>((resolve) => {
+        const socket = connect(Number(port), hostname, () => {
+          socket.end(requests[i % 2]);
+          socket.destroy();
+          resolve();
+        });
+      });
+    }
+    const streams = await eventually(async () => {
+      const opened = await Promise.all(Array.from({ length: PER_KEY }, () => openStream(stack, runId)));
+      if (opened.every((stream) => stream.status === 200)) return opened;
+      for (const stream of opened) stream.close();
+      return undefined;
+    }, `all ${PER_KEY} slots of the key to be free again`);
+    for (const stream of streams) stream.close();
+    await call(stack, 'POST', `/v1/runs/${runId}/cancel`);
+    const executions = (await call(stack, 'GET', '/v1/runs?workflowId=execution&limit=200')).json.runs as Array<{ id: string }>;
+    for (const execution of executions) await call(stack, 'POST', `/v1/runs/${execution.id}/cancel`);
   });
 
   it('caps streams and waits per API key and in total with 429 and Retry-After, and frees a slot when a client leaves', async () => {

@@ -14,6 +14,10 @@ export class RunKeys {
   outbox(runId: string): string {
     return `${this.prefix}:run:${runId}:outbox`;
   }
+  /** The wake stream of one coordinator's run event reader (streams/run-event-hub.ts); expires with it. */
+  eventsWake(readerId: string): string {
+    return `${this.prefix}:events-wake:${readerId}`;
+  }
   /** Runs with commands not yet carried out, scored by when they were written. */
   pendingOutboxes(): string {
     return `${this.prefix}:outbox-pending`;

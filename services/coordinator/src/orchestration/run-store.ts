@@ -7,6 +7,9 @@ import { CONFIG, REDIS } from '../tokens';
 import { RunKeys } from './run-keys';
 import { ACK_OUTBOX, CREATE_RUN, SAVE_RUN } from './run-scripts';
 
+/** Entries of a run's event stream read per XRANGE. */
+const EVENT_PAGE = 200;
+
 /** Commands that wait in the outbox; `emit` never does: events are written by the same script. */
 export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' }>;
 
@@ -103,17 +106,29 @@ export class RunStore {
     return this.redis.zrangebyscore(this.keys.pendingOutboxes(), '-inf', before, 'LIMIT', 0, limit);
   }
 
-  /** The run's events after `afterId` (exclusive; `-` from the start) up to `untilId` (inclusive). */
-  async events(runId: string, afterId = '-', untilId = '+'): Promise<StoredEvent[]> {
-    const start = afterId === '-' ? '-' : `(${afterId}`;
-    const entries = await this.redis.xrange(this.keys.events(runId), start, untilId);
-    return entries.map(([id, fields]) => ({ id, event: JSON.parse(fields[1] ?? '{}') as RunEventMessage }));
+  /**
+   * The run's events after `afterId` (exclusive; `-` from the start) up to `untilId` (inclusive),
+   * read EVENT_PAGE at a time (a long run's history is never one reply). Entries that hold no
+   * event are skipped.
+   */
+  async *events(runId: string, afterId = '-', untilId = '+'): AsyncGenerator<StoredEvent> {
+    let start = afterId === '-' ? '-' : `(${afterId}`;
+    for (;;) {
+      const entries = await this.redis.xrange(this.keys.events(runId), start, untilId, 'COUNT', EVENT_PAGE);
+      for (const [id, fields] of entries) {
+        const event = parseStoredEvent(fields);
+        if (event) yield { id, event };
+      }
+      if (entries.length < EVENT_PAGE) return;
+      start = `(${entries.at(-1)![0]}`;
+    }
   }
 
   /** The run's latest event, or undefined when its stream is empty or gone. */
   async lastEvent(runId: string): Promise<StoredEvent | undefined> {
     const [entry] = await this.redis.xrevrange(this.keys.events(runId), '+', '-', 'COUNT', 1);
-    return entry ? { id: entry[0], event: JSON.parse(entry[1][1] ?? '{}') as RunEventMessage } : undefined;
+    if (!entry) return undefined;
+    return { id: entry[0], event: parseStoredEvent(entry[1]) ?? ({} as RunEventMessage) };
   }
 
   /** Newest-first page of a tenant's run ids created at or before `atOrBefore` (epoch ms). */
@@ -127,6 +142,16 @@ export class RunStore {
 
   async forgetRun(tenantId: string, runId: string): Promise<void> {
     await this.redis.zrem(this.keys.tenantRuns(tenantId), runId);
+  }
+}
+
+/** The event of a stream entry (`e <json>`), or undefined when it holds none. */
+export function parseStoredEvent(fields: string[]): RunEventMessage | undefined {
+  try {
+    const event: unknown = JSON.parse(fields[1] ?? '');
+    return typeof event === 'object' && event !== null && typeof (event as { type?: unknown }).type === 'string' ? (event as RunEventMessage) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

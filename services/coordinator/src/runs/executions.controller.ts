@@ -5,6 +5,7 @@ import { ApiKeyId, TenantId } from '../api/auth.guard';
 import { createExecutionBody, parseRequest } from '../api/request-schemas';
 import { RunEventsService } from '../streams/run-events.service';
 import { StreamLimiter } from '../streams/stream-limiter';
+import { clientGone } from './client-connection';
 import { runView } from './run-view';
 import { RunsService } from './runs.service';
 
@@ -46,6 +47,8 @@ export class ExecutionsController {
     @Query('wait') wait: string | undefined,
     @Res() response: Response,
   ): Promise<void> {
+    // Before the first await: a client that leaves during it must not keep its wait slot.
+    const gone = clientGone(response);
     const request = parseRequest(createExecutionBody, body, 'execution request');
     const waiting = wait === 'true' || wait === '1';
     // Taken before the run exists: a refused wait must not leave a run nobody asked for.
@@ -75,12 +78,11 @@ export class ExecutionsController {
         return;
       }
       // A client that goes away ends the wait (the execution itself goes on; cancel it to stop it).
-      const gone = new AbortController();
-      response.on('close', () => gone.abort());
+      if (gone.aborted) return;
       const state = await this.runs.get(tenantId, id);
       const node = state.workflow.nodes[0]!;
-      await this.events.waitUntilFinished(id, node.timeoutMs * (node.retries.max + 1) + WAIT_MARGIN_MS, gone.signal);
-      if (gone.signal.aborted) return;
+      await this.events.waitUntilFinished(id, node.timeoutMs * (node.retries.max + 1) + WAIT_MARGIN_MS, gone);
+      if (gone.aborted) return;
       const view = runView(await this.runs.getWithOutputs(tenantId, id));
       response.status(200).json({ id, ...(view.nodes[NODE_ID] as Record<string, unknown>) });
     } finally {

@@ -6,6 +6,7 @@ import { createRunBody, listRunsQuery, parseRequest, signFilesBody } from '../ap
 import { RunEventsService } from '../streams/run-events.service';
 import { parseLastEventId } from '../streams/stream-ids';
 import { StreamLimiter } from '../streams/stream-limiter';
+import { clientGone, writeFrame } from './client-connection';
 import { runView } from './run-view';
 import { RunsService } from './runs.service';
 
@@ -72,17 +73,18 @@ export class RunsController {
     summary: 'Server-sent events: node and run transitions, live; resumable with Last-Event-ID (an event id, or $ for new events only); ends after the terminal run event',
   })
   async stream(@TenantId() tenantId: string, @ApiKeyId() apiKeyId: string, @Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
+    // Before the first await: a client that leaves during it must not keep a stream slot.
+    const gone = clientGone(response);
     const after = parseLastEventId(request.header('last-event-id'));
     await this.runs.get(tenantId, id); // 404 before the stream starts
+    const from = await this.events.startAfter(id, after); // 400 for an id after the run's last event
+    if (gone.aborted) return;
     const release = this.limiter.acquire(apiKeyId, 'event stream');
-    const controller = new AbortController();
-    // The response closes when the client goes away (or once it is ended): stop following then.
-    response.on('close', () => controller.abort());
     try {
       response.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
       response.flushHeaders();
-      for await (const { id: eventId, event } of this.events.follow(id, controller.signal, after)) {
-        response.write(`id: ${eventId}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+      for await (const { id: eventId, event } of this.events.follow(id, gone, from)) {
+        if (!(await writeFrame(response, `id: ${eventId}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`))) return;
       }
       response.end();
     } finally {

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { PodflowError } from '@podflow/protocol';
 import { RunStore, type StoredEvent } from '../orchestration/run-store';
 import { RunEventHub, isTerminalEvent, type EventSubscriber } from './run-event-hub';
 import { compareStreamIds, type StreamPosition } from './stream-ids';
@@ -6,6 +7,7 @@ import { compareStreamIds, type StreamPosition } from './stream-ids';
 /** Events handed over by the hub, waiting for their follower to take them. */
 class EventQueue implements EventSubscriber {
   private readonly queued: StoredEvent[] = [];
+  private ended = false;
   private wakeUp?: () => void;
   private readonly onAbort = () => this.wakeUp?.();
 
@@ -19,9 +21,14 @@ class EventQueue implements EventSubscriber {
     this.wakeUp?.();
   }
 
-  /** The next event, or `undefined` once the signal aborts. */
+  end(): void {
+    this.ended = true;
+    this.wakeUp?.();
+  }
+
+  /** The next event, or `undefined` once the signal aborts or the hub dropped the stream. */
   async next(): Promise<StoredEvent | undefined> {
-    while (this.queued.length === 0 && !this.signal.aborted) {
+    while (this.queued.length === 0 && !this.signal.aborted && !this.ended) {
       await new Promise<void>((resolve) => (this.wakeUp = resolve));
       this.wakeUp = undefined;
     }
@@ -42,24 +49,43 @@ export class RunEventsService {
   ) {}
 
   /**
-   * Yields the run's events after `after` (all of them by default; `$`: only new ones) as they are
-   * written, and ends after the run's terminal event or when `signal` aborts. A finished run's
-   * remaining events are read at once and the stream ends, so `$` on a finished run returns
-   * immediately instead of waiting for events that will never come.
+   * Where a follower of `runId` starts, from its Last-Event-ID: `$` is the run's last event now;
+   * an id must be no later than that (a client can only hold ids this API sent), else it could
+   * only wait for events that never come.
+   * @throws PodflowError BAD_REQUEST for an id after the run's last event.
    */
-  async *follow(runId: string, signal: AbortSignal, after: StreamPosition = '0-0'): AsyncGenerator<StoredEvent> {
+  async startAfter(runId: string, after: StreamPosition): Promise<string> {
+    const last = (await this.store.lastEvent(runId))?.id ?? '0-0';
+    if (after === '$') return last;
+    if (compareStreamIds(after, last) > 0) {
+      throw new PodflowError(
+        'BAD_REQUEST',
+        `Last-Event-ID "${after}" is after the last event of run ${runId} (${last}): send back the "id:" of an event this stream sent, "$" for new events only, or no header to start from the beginning`,
+      );
+    }
+    return after;
+  }
+
+  /**
+   * Yields the run's events after `afterId` (an id from startAfter; all of them by default) as
+   * they are written, and ends after the run's terminal event, when `signal` aborts, or when the
+   * stream can no longer be read. A finished run's remaining events are read at once and the
+   * stream ends. The hub follows the stream from its own position; this follower's position only
+   * filters what it hands on.
+   */
+  async *follow(runId: string, signal: AbortSignal, afterId = '0-0'): AsyncGenerator<StoredEvent> {
     const last = await this.store.lastEvent(runId);
-    let lastId = after === '$' ? (last?.id ?? '0-0') : after;
+    let lastId = afterId;
     if (!last || isTerminalEvent(last.event)) {
       // The terminal event is written with the final state: nothing can follow it.
-      if (last && compareStreamIds(lastId, last.id) < 0) yield* await this.store.events(runId, lastId);
+      if (last && compareStreamIds(lastId, last.id) < 0) yield* this.store.events(runId, lastId);
       return;
     }
     const queue = new EventQueue(signal);
-    const cursor = this.hub.subscribe(runId, lastId, queue);
+    const cursor = this.hub.subscribe(runId, last.id, queue);
     try {
       if (compareStreamIds(lastId, cursor) < 0) {
-        for (const stored of await this.store.events(runId, lastId, cursor)) {
+        for await (const stored of this.store.events(runId, lastId, cursor)) {
           yield stored;
           lastId = stored.id;
           if (isTerminalEvent(stored.event)) return;

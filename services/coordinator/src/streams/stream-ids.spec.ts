@@ -7,9 +7,10 @@ describe('parseLastEventId', () => {
     expect(parseLastEventId('0')).toBe('0-0');
     expect(parseLastEventId('$')).toBe('$');
     expect(parseLastEventId('1700000000000-3')).toBe('1700000000000-3');
+    expect(parseLastEventId('18446744073709551615-18446744073709551615')).toBe('18446744073709551615-18446744073709551615');
   });
 
-  it.each(['abc', '12', '-1-0', '1-2-3', '1700000000000-x', `${'9'.repeat(21)}-0`, '$$'])('refuses %p with BAD_REQUEST', (header) => {
+  it.each(['abc', '12', '-1-0', '1-2-3', '1700000000000-x', `${'9'.repeat(21)}-0`, '$$', '18446744073709551616-0', '0-18446744073709551616', '99999999999999999999-0', '1-99999999999999999999'])('refuses %p with BAD_REQUEST', (header) => {
     expect(() => parseLastEventId(header)).toThrow(expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringContaining('is not an event id') }));
   });
 });
