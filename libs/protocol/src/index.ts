@@ -23,4 +23,5 @@ export type { RunEventMessage } from './events';
 export { DEFAULT_OUTPUT_INLINE_MAX_BYTES, PAYLOAD_CONTENT_TYPE } from './payloads';
 export type { PayloadRef } from './payloads';
 export { emptyRecord, ownValue, recordOf, setOwn } from './records';
-export { MAX_JSON_DEPTH, findTooDeep } from './json-depth';
+export { MAX_JSON_DEPTH, MAX_OUTPUT_DEPTH, findTooDeep } from './json-depth';
+export { MAX_ERROR_TEXT_CHARS, boundNodeError, truncateText } from './error-bounds';

@@ -7,6 +7,13 @@
 export const MAX_JSON_DEPTH = 64;
 
 /**
+ * Deepest node output the runners return (their own check, in the sandbox). The coordinator
+ * refuses a result nested deeper before it touches it: the runner runs next to user code, so
+ * what arrives is checked again where the recursion would happen.
+ */
+export const MAX_OUTPUT_DEPTH = 512;
+
+/**
  * Where `value` nests deeper than `maxDepth` (a scalar is depth 0, `{}` and `[]` depth 1), as a
  * path like `inputs.a[0].b`, or `undefined` when it does not. Iterative, so it is safe on input
  * nested far deeper than the call stack allows.

@@ -1,4 +1,4 @@
-import { isErrorCode, ownValue, retryPolicyOf } from '@podflow/protocol';
+import { boundNodeError, isErrorCode, ownValue, retryPolicyOf } from '@podflow/protocol';
 import type { ErrorCode, ExecResult, NodeError } from '@podflow/protocol';
 import { emitNode, isActive, nodeDefinition, type Step } from './engine-context';
 import { advance, dispatchNode } from './engine-dispatch';
@@ -68,7 +68,8 @@ export async function onNodeFinished(step: Step, result: ExecResult): Promise<vo
 
 /** Retries when the policy allows, otherwise settles the failure and routes it. */
 async function onNodeFailed(step: Step, definition: CodeNode, node: NodeState, error: NodeError): Promise<void> {
-  const failed: NodeError = { ...error, nodeId: definition.id };
+  // User code chooses the message and stack: bounded before they reach state, events and args.error.
+  const failed: NodeError = boundNodeError({ ...error, nodeId: definition.id });
   const retriesUsed = node.attempts - 1;
   if (retriesUsed < retriesAllowed(definition, failed.code)) {
     // The node keeps the failed attempt's error while it waits, so the API shows why it is retrying.

@@ -1,4 +1,4 @@
-import { PodflowError, type NodeError } from '@podflow/protocol';
+import { PodflowError, boundNodeError, type NodeError } from '@podflow/protocol';
 import { emitNode, nodeState, type Step } from './engine-context';
 import { failRunWithNodeError, terminateRun } from './engine-terminate';
 import { buildExpressionContext, evaluateExpression, isTruthy } from './expressions';
@@ -41,7 +41,7 @@ export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succ
 export async function settleFailure(step: Step, nodeId: string, error: NodeError): Promise<void> {
   const node = nodeState(step, nodeId);
   node.status = 'failed';
-  node.error = { ...error, nodeId };
+  node.error = boundNodeError({ ...error, nodeId });
   node.timings.finishedAt = step.at;
   emitNode(step, nodeId, node.error);
   const fired = await resolveOutgoing(step, nodeId, 'failed');

@@ -1,4 +1,4 @@
-import type { NodeError } from '@podflow/protocol';
+import { boundNodeError, type NodeError } from '@podflow/protocol';
 import { emitNode, emitRun, isActive, nodeState, type Step } from './engine-context';
 import { formatDuration } from './durations';
 
@@ -7,8 +7,11 @@ import { formatDuration } from './durations';
  * sandbox is killed), every pending node is canceled, then the run takes `status` and `error`.
  * Nodes already finished keep their result.
  */
-export function terminateRun(step: Step, status: 'failed' | 'canceled', error: NodeError, nodeError: NodeError): void {
+export function terminateRun(step: Step, status: 'failed' | 'canceled', runError: NodeError, canceledNodeError: NodeError): void {
   const { state } = step;
+  // Messages can quote user text (an expression, a cancel reason): bounded like node errors.
+  const error = boundNodeError(runError);
+  const nodeError = boundNodeError(canceledNodeError);
   for (const { id } of state.workflow.nodes) {
     const node = nodeState(step, id);
     if (isActive(node.status) && node.executionId) {
@@ -59,4 +62,11 @@ export function timeoutRun(step: Step): void {
     { code: 'RUN_TIMEOUT', message: `run exceeded its timeout of ${seconds}s; pending nodes were canceled` },
     { code: 'RUN_TIMEOUT', message: `canceled because the run exceeded its timeout of ${formatDuration(state.workflow.timeoutMs)}` },
   );
+}
+
+/** `fail` event: the service could not apply an event to a live run; it fails now rather than at its timeout. */
+export function failUnapplicable(step: Step, error: NodeError): void {
+  const { state } = step;
+  if (state.status !== 'running' && state.status !== 'queued') return;
+  terminateRun(step, 'failed', error, { code: 'CANCELED', message: `canceled because the run failed with ${error.code}` });
 }

@@ -242,3 +242,31 @@ describe('retry policy', () => {
     expect(retryDelayMs({ ...exponential, backoff: 'fixed' }, 7)).toBe(1_000);
   });
 });
+
+describe('errors are bounded (issue 10 review, finding 6)', () => {
+  it('keeps a 3 MB exception message out of the run state, its events and a failure branch\'s args', async () => {
+    const huge = `boom ${'x'.repeat(3 * 1024 * 1024)}`;
+    const error: NodeError = { code: 'CODE_EXECUTION_FAILED', message: huge, type: 'ValueError', stack: huge };
+    const alone = await started({ id: 'wf', nodes: [{ id: 'a', language: 'python', code }] });
+    const failed = await transition(alone, { type: 'node_finished', result: result(alone, 'a', { error }), at: 20 });
+    expect(failed.state.status).toBe('failed');
+    const bytes = JSON.stringify(failed.state).length + JSON.stringify(failed.commands).length;
+    expect(bytes).toBeLessThan(300 * 1024);
+    expect({ length: failed.state.error!.message.length, end: failed.state.error!.message.slice(-50) }).toEqual({ length: 16384 + 40, end: expect.stringMatching(/x… \[truncated: 3145733 characters in all\]$/) });
+    const branch = await started({ id: 'wf', nodes: [{ id: 'a', language: 'python', code }, { id: 'b', language: 'python', code }], edges: [{ from: 'a', to: 'b', on: 'failure' }] });
+    const routed = await transition(branch, { type: 'node_finished', result: result(branch, 'a', { error }), at: 20 });
+    const enqueued = routed.commands.find((command) => command.type === 'enqueue');
+    expect(JSON.stringify(enqueued).length).toBeLessThan(100 * 1024);
+  });
+});
+
+describe('fail', () => {
+  it('fails a live run with the given error and cancels its active nodes; a finished run stays as it is', async () => {
+    const state = await started(chain);
+    const error: NodeError = { code: 'INTERNAL', message: 'the result of execution x could not be applied' };
+    const { state: failed, commands } = await transition(state, { type: 'fail', at: 30, error });
+    expect({ status: failed.status, error: failed.error, a: failed.nodes.a.status, b: failed.nodes.b.status }).toEqual({ status: 'failed', error, a: 'canceled', b: 'canceled' });
+    expect(kinds(commands)).toEqual(['cancel:a', 'a:canceled', 'b:canceled', 'run:failed']);
+    expect((await transition(failed, { type: 'fail', at: 40, error })).commands).toEqual([]);
+  });
+});

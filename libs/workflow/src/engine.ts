@@ -3,7 +3,7 @@ import { emitNode, emitRun, newStep, type Step } from './engine-context';
 import type { ExpressionLimits } from './expression-budget';
 import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
-import { cancelRun, timeoutRun } from './engine-terminate';
+import { cancelRun, failUnapplicable, timeoutRun } from './engine-terminate';
 import type { EngineEvent, NodeState, RunState, TransitionResult, Workflow } from './types';
 
 /** Everything needed to create a run; `now` becomes `createdAt` (the engine has no clock of its own). */
@@ -70,6 +70,9 @@ export async function transition(state: RunState, event: EngineEvent, options: T
       break;
     case 'run_timeout':
       timeoutRun(step);
+      break;
+    case 'fail':
+      failUnapplicable(step, owned.error);
       break;
     default: {
       const unknown: never = owned;

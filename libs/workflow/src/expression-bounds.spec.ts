@@ -112,3 +112,23 @@ describe('expression bounds: bounded built-ins keep JSONata semantics', () => {
     expect(await evaluateExpression('inputs.constructor', data)).toBeUndefined();
   });
 });
+
+describe('expression bounds: depth (issue 10 review, finding 5)', () => {
+  const wrapped = (times: number) => `$reduce([1..${times}], function($a, $i) { { "a": $a } }, {})`;
+
+  it('refuses a result nested deeper than MAX_JSON_DEPTH, naming the limit, and returns one exactly that deep', async () => {
+    // {} is one level; 63 wrappings make 64.
+    const deepest = await evaluateExpression(wrapped(63), context, origin);
+    let levels = 0;
+    for (let at: unknown = deepest; typeof at === 'object' && at !== null; at = (at as { a?: unknown }).a) levels++;
+    expect(levels).toBe(64);
+    for (const times of [64, 3000]) {
+      await expect(evaluateExpression(wrapped(times), context, origin)).rejects.toMatchObject({
+        code: 'INPUT_BINDING_FAILED',
+        message: expect.stringMatching(/^input binding "x" of node "big": .*nested deeper than 64 levels of objects and arrays \(at a\.a\.a.*MAX_JSON_DEPTH/),
+        details: expect.objectContaining({ limit: true }),
+      });
+    }
+    await expect(evaluateExpression(`[${wrapped(100)}]`, context, 'workflow output')).rejects.toMatchObject({ code: 'INPUT_BINDING_FAILED', message: expect.stringContaining('(at [0].a.a') });
+  });
+});

@@ -54,9 +54,22 @@ export class ExpressionBudget {
   private readonly sizes = new WeakMap<object, number>();
   private built = 0;
   readonly maxItems: number;
+  /** When the evaluation's EXPRESSION_TIMEOUT_MS runs out (JSONata's own check runs between steps only). */
+  private readonly deadline: number;
 
   constructor(readonly limits: ExpressionLimits) {
     this.maxItems = maxItemsOf(limits);
+    this.deadline = Date.now() + limits.timeoutMs;
+  }
+
+  /**
+   * Ends a loop inside one evaluation step (a regex match by match, a built-in's pass) once the
+   * evaluation is past its time limit: JSONata checks its timeout between steps only.
+   */
+  checkTime(what: string): void {
+    if (Date.now() > this.deadline) {
+      throw new ExpressionLimitError(`${what} was still running when the expression's time ran out; the limit is EXPRESSION_TIMEOUT_MS=${this.limits.timeoutMs}`);
+    }
   }
 
   /** JSON size of `value`; anything above `maxBytes` reads as `Infinity` and is not remembered. */

@@ -1,6 +1,7 @@
 import jsonata from 'jsonata';
 import { codePointLength, sliceCodePoints, substringCodePoints } from './code-points';
 import { ExpressionLimitError, type ExpressionBudget } from './expression-budget';
+import { matchAll, replaceMatches, splitByMatches, type Callable } from './expression-regex-builtins';
 
 /** A JSONata native function as the library represents it (what `$pad` evaluates to). */
 interface NativeFunction {
@@ -16,12 +17,6 @@ interface Focus {
   createSequence: (...items: unknown[]) => unknown[];
 }
 
-type Matcher = (text: string) => unknown;
-interface Match {
-  match: string;
-  next: () => unknown;
-}
-
 /** Name the `&` operator is rewritten to call (expressions.ts), so its operands are measured first. */
 export const CONCAT_FUNCTION = '__podflow_concat';
 
@@ -30,9 +25,6 @@ export const MAX_PICTURE_LENGTH = 1_000;
 
 /** `$distinct` on structured values that cannot be keyed compares every pair: keep n² small. */
 const MAX_PAIRWISE_DISTINCT = 2_000;
-
-/** Serialised size of one `$match` result object besides the matched text. */
-const MATCH_OBJECT_BYTES = 40;
 
 /** Built-ins that call a function argument: lambdas run there end in tail calls JSONata resolves outside any step hook. */
 const HIGHER_ORDER = ['map', 'filter', 'single', 'reduce', 'sift', 'each', 'sort'] as const;
@@ -58,27 +50,12 @@ function checkPicture(name: string, picture: unknown): void {
   }
 }
 
-/** Matches of a string or regex pattern, counted without keeping them, stopping past `cap`. */
-async function countMatches(text: string, pattern: unknown, limit: number | undefined, cap: number): Promise<{ count: number; matched: number } | undefined> {
+/** Occurrences of a plain string in `text` (no regex), counted without keeping them, stopping past `cap`. */
+function countOccurrences(text: string, pattern: string, limit: number | undefined, cap: number): { count: number; matched: number } {
   const stop = Math.min(limit ?? Infinity, cap + 1);
   let count = 0;
-  let matched = 0;
-  if (typeof pattern === 'string') {
-    if (pattern === '') return undefined; // JSONata reports this itself
-    for (let at = text.indexOf(pattern); at !== -1 && count < stop; at = text.indexOf(pattern, at + pattern.length)) {
-      count++;
-      matched += pattern.length;
-    }
-    return { count, matched };
-  }
-  if (typeof pattern !== 'function') return undefined;
-  let match = (await (pattern as Matcher)(text)) as Match | undefined;
-  while (match !== undefined && count < stop) {
-    count++;
-    matched += match.match.length;
-    match = (await match.next()) as Match | undefined;
-  }
-  return { count, matched };
+  for (let at = text.indexOf(pattern); at !== -1 && count < stop; at = text.indexOf(pattern, at + pattern.length)) count++;
+  return { count, matched: count * pattern.length };
 }
 
 /** `JSON.stringify(value, null, 2)` size: the compact size plus newlines and indentation. */
@@ -201,27 +178,26 @@ export async function installBoundedBuiltins(expression: jsonata.Expression, bud
   define(
     'replace',
     async function (this: Focus, text: string | undefined, pattern: unknown, replacement: unknown, limit?: number) {
-      if (text !== undefined && (limit === undefined || limit > 0)) {
-        const found = await countMatches(text, pattern, limit, budget.maxItems);
-        if (found) {
-          budget.requireItems(found.count, '$replace');
-          if (typeof replacement === 'string') budget.require(text.length + 2 + found.count * replacement.length - found.matched, '$replace');
-        }
+      const bounded = checked(replacement, 'the $replace function') as string | Callable;
+      if (text !== undefined && typeof pattern === 'function' && !(limit! < 0)) return replaceMatches(budget, this, text, pattern as Callable, bounded, limit);
+      if (text !== undefined && typeof pattern === 'string' && pattern !== '' && (limit === undefined || limit > 0)) {
+        const found = countOccurrences(text, pattern, limit, budget.maxItems);
+        budget.requireItems(found.count, '$replace');
+        if (typeof replacement === 'string') budget.require(text.length + 2 + found.count * replacement.length - found.matched, '$replace');
       }
-      return call('replace', this, [text, pattern, checked(replacement, 'the $replace function'), limit]);
+      return call('replace', this, [text, pattern, bounded, limit]);
     },
     original.replace,
   );
   define(
     'split',
     async function (this: Focus, text: string | undefined, separator: unknown, limit?: number) {
-      if (text !== undefined) {
-        const found = separator === '' ? { count: text.length - 1, matched: 0 } : await countMatches(text, separator, undefined, budget.maxItems);
-        if (found) {
-          const pieces = Math.min(found.count + 1, limit ?? Infinity);
-          budget.requireItems(pieces, '$split');
-          budget.require(text.length + 3 * pieces, '$split');
-        }
+      if (text !== undefined && typeof separator === 'function' && !(limit! < 0)) return splitByMatches(budget, this, text, separator as Callable, limit);
+      if (text !== undefined && typeof separator === 'string') {
+        const found = separator === '' ? { count: text.length - 1, matched: 0 } : countOccurrences(text, separator, undefined, budget.maxItems);
+        const pieces = Math.min(found.count + 1, limit ?? Infinity);
+        budget.requireItems(pieces, '$split');
+        budget.require(text.length + 3 * pieces, '$split');
       }
       return call('split', this, [text, separator, limit]);
     },
@@ -230,13 +206,7 @@ export async function installBoundedBuiltins(expression: jsonata.Expression, bud
   define(
     'match',
     async function (this: Focus, text: string | undefined, pattern: unknown, limit?: number) {
-      if (text !== undefined) {
-        const found = await countMatches(text, pattern, limit, budget.maxItems);
-        if (found) {
-          budget.requireItems(found.count, '$match');
-          budget.require(found.count * MATCH_OBJECT_BYTES + found.matched, '$match');
-        }
-      }
+      if (text !== undefined && typeof pattern === 'function' && !(limit! < 0)) return matchAll(budget, this, this.createSequence(), text, pattern as Callable, limit);
       return call('match', this, [text, pattern, limit]);
     },
     original.match,

@@ -1,8 +1,9 @@
 import jsonata from 'jsonata';
-import { PodflowError, emptyRecord, ownValue } from '@podflow/protocol';
+import { MAX_JSON_DEPTH, PodflowError, emptyRecord, ownValue } from '@podflow/protocol';
 import type { JsonObject, JsonValue, NodeError, NodeFiles, NodePhase } from '@podflow/protocol';
 import { CONCAT_FUNCTION, installBoundedBuiltins } from './expression-builtins';
 import { DEFAULT_EXPRESSION_LIMITS, ExpressionBudget, ExpressionLimitError, maxItemsOf, type ExpressionLimits } from './expression-budget';
+import { WORK_PER_MS, regexEngine, unsupportedRegex } from './regex-engine';
 import type { RunState } from './types';
 
 /** What one node looks like to expressions: `nodes.<id>.output`, `.files`, `.status`, `.error`. */
@@ -37,8 +38,10 @@ export interface ExpressionContext {
  *   amplify (`$pad`, `$join`, `$string`, `$replace`, `$split`, `$match`, pictures, ...) are
  *   replaced by bounded versions (expression-builtins.ts), and `&`, which stringifies objects,
  *   is rewritten into a call that measures its operands first.
- * Remaining limit: one regular expression with catastrophic backtracking runs inside a single
- * step and is not interrupted by the timeout; memory stays bounded.
+ * - Regular expressions run on RE2 (regex-engine.ts), in time linear in the text: each match
+ *   attempt is bounded in work (program size × characters) and checks the time limit, so no
+ *   pattern backtracks for minutes inside one step. RE2 has no backreferences or lookaround;
+ *   such patterns are refused when the definition is validated.
  * Expressions are compiled per evaluation (microseconds) so these hooks hold that evaluation's
  * budget; `compileExpression` keeps a cache for syntax checks only.
  */
@@ -82,13 +85,26 @@ export function compileExpression(expression: string): jsonata.Expression {
 export function expressionSyntaxError(expression: string): string | undefined {
   if (expression.trim() === '') return 'is empty: write a JSONata expression such as nodes.load.output.rows';
   try {
-    compileExpression(expression);
-    return undefined;
+    const regexProblem = unsupportedRegexIn(compileExpression(expression).ast());
+    return regexProblem ? `${regexProblem} (in ${JSON.stringify(expression.slice(0, 200))})` : undefined;
   } catch (error) {
     if (!isJsonataError(error)) return `does not parse: ${String(error)}`;
     const at = typeof error.position === 'number' ? ` at position ${error.position}` : '';
     return `JSONata syntax error${at}: ${error.message} (in ${JSON.stringify(expression)})`;
   }
+}
+
+/** Why RE2 cannot run a regular expression literal of a parsed expression, or undefined when it can run all. */
+function unsupportedRegexIn(ast: unknown, seen = new Set<object>()): string | undefined {
+  if (typeof ast !== 'object' || ast === null || seen.has(ast)) return undefined;
+  seen.add(ast);
+  const node = ast as { type?: unknown; value?: unknown };
+  if (node.type === 'regex' && node.value instanceof RegExp) return unsupportedRegex(node.value);
+  for (const child of Object.values(ast)) {
+    const problem = unsupportedRegexIn(child, seen);
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 /** The expression context of a run as it stands. Only present fields are set, so absent reads as undefined. */
@@ -120,7 +136,12 @@ export async function evaluateExpression(
   const budget = new ExpressionBudget(limits);
   let value: unknown;
   try {
-    const compiled = jsonata(expression, { timeout: limits.timeoutMs, stack: limits.maxDepth, sequence: maxItemsOf(limits) });
+    const RegexEngine = regexEngine({
+      maxWork: limits.timeoutMs * WORK_PER_MS,
+      checkTime: (what) => budget.checkTime(what),
+      tooMuchWork: (message) => new ExpressionLimitError(message),
+    });
+    const compiled = jsonata(expression, { timeout: limits.timeoutMs, stack: limits.maxDepth, sequence: maxItemsOf(limits), RegexEngine });
     rewriteConcatenation(compiled.ast());
     await installBoundedBuiltins(compiled, budget);
     compiled.assign(EXIT_HOOK as unknown as string, (node: { type: string; value?: unknown; position?: number; group?: unknown }, _input: unknown, _environment: unknown, result: unknown) => {
@@ -218,9 +239,20 @@ function isLambda(value: object): boolean {
   return marked._jsonata_lambda === true || marked._jsonata_function === true;
 }
 
-/** Deep-copies a JSONata result into JSON, dropping absent values; rejects what JSON cannot hold. */
-function toJson(value: unknown, path: string): JsonValue | undefined {
+/**
+ * Deep-copies a JSONata result into JSON, dropping absent values; rejects what JSON cannot hold,
+ * and values nested deeper than MAX_JSON_DEPTH: an expression can build any depth in a loop
+ * (`$reduce` wrapping an object 3000 times), and deeper data broke JSON.stringify in the
+ * coordinator and the runners' parsers downstream.
+ */
+function toJson(value: unknown, path: string, depth = 0): JsonValue | undefined {
   if (value === undefined) return undefined;
+  if (typeof value === 'object' && value !== null && !isLambda(value) && depth >= MAX_JSON_DEPTH) {
+    const at = path.length > 80 ? `${path.slice(0, 80)}…` : path;
+    throw new ExpressionLimitError(
+      `yields a value nested deeper than ${MAX_JSON_DEPTH} levels of objects and arrays (at ${at || 'the top'}), the most a value may nest (MAX_JSON_DEPTH); flatten it, or pass it as a string`,
+    );
+  }
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new Error(`yields a non-finite number${where(path)}, which is not JSON`);
@@ -229,7 +261,7 @@ function toJson(value: unknown, path: string): JsonValue | undefined {
   if (Array.isArray(value)) {
     const items: JsonValue[] = [];
     value.forEach((item, index) => {
-      const converted = toJson(item, `${path}[${index}]`);
+      const converted = toJson(item, `${path}[${index}]`, depth + 1);
       if (converted !== undefined) items.push(converted);
     });
     return items;
@@ -238,7 +270,7 @@ function toJson(value: unknown, path: string): JsonValue | undefined {
     // Prototype-free, so a `__proto__` key in the data stays a key.
     const out = emptyRecord<JsonValue>();
     for (const [key, item] of Object.entries(value)) {
-      const converted = toJson(item, path ? `${path}.${key}` : key);
+      const converted = toJson(item, path ? `${path}.${key}` : key, depth + 1);
       if (converted !== undefined) out[key] = converted;
     }
     return out;

@@ -140,7 +140,9 @@ export type EngineEvent =
   | { type: 'node_started'; nodeId: string; executionId: string; at: number }
   | { type: 'node_finished'; result: ExecResult; at: number }
   | { type: 'cancel'; at: number; reason?: string }
-  | { type: 'run_timeout'; at: number };
+  | { type: 'run_timeout'; at: number }
+  /** The service cannot apply an event to this run (a result it cannot process): the run fails with `error` instead of waiting for its timeout. */
+  | { type: 'fail'; at: number; error: NodeError };
 
 /** What the service must carry out after a transition (the engine itself does no I/O). */
 export type EngineCommand =

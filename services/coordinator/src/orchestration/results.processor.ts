@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { QUEUE_NAMES, type ResultMessage } from '@podflow/protocol';
 import type { EngineEvent } from '@podflow/workflow';
-import { Worker } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
@@ -17,6 +17,22 @@ export function eventOf(message: ResultMessage): { runId: string; event: EngineE
       return { runId: message.result.runId, event: { type: 'node_finished', result: message.result, at: message.result.timings.finishedAt } };
     case 'run_timeout':
       return { runId: message.runId, event: { type: 'run_timeout', at: message.at } };
+  }
+}
+
+/** Errors that come back on every delivery of the same message: bad data, not a failing service. */
+function isUnapplicable(error: unknown): boolean {
+  return error instanceof TypeError || error instanceof RangeError || error instanceof SyntaxError;
+}
+
+function subjectOf(message: ResultMessage): string {
+  switch (message.kind) {
+    case 'started':
+      return `the start of execution ${message.executionId}`;
+    case 'finished':
+      return `the result of execution ${message.result.executionId}`;
+    case 'run_timeout':
+      return 'its timeout';
   }
 }
 
@@ -39,15 +55,42 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
   async onApplicationBootstrap(): Promise<void> {
     this.worker = new Worker<ResultMessage>(
       QUEUE_NAMES.results,
-      async (job) => {
-        const { runId, event } = eventOf(job.data);
-        await this.orchestrator.apply(runId, event);
-      },
+      (job) => this.process(job),
       { connection: this.redis, prefix: this.config.QUEUE_PREFIX, concurrency: this.config.RESULTS_CONCURRENCY },
     );
     this.worker.on('failed', (job, error) => this.logger.error({ err: error, jobId: job?.id }, 'result not applied; it will be retried'));
     this.worker.on('error', (error) => this.logger.error({ err: error }, 'results worker error'));
     await this.worker.waitUntilReady();
+  }
+
+  /**
+   * Applies one result. One that cannot be applied (the same error would come back on every
+   * delivery: a TypeError, RangeError or SyntaxError from malformed data), or that failed on its
+   * last delivery, fails its run with INTERNAL at once: retried, it would only leave the run
+   * waiting for RUN_TIMEOUT. Other errors (Redis, the object store) are retried by BullMQ.
+   */
+  private async process(job: Job<ResultMessage>): Promise<void> {
+    let runId: string;
+    let event: EngineEvent;
+    try {
+      ({ runId, event } = eventOf(job.data));
+    } catch (error) {
+      this.logger.error({ err: error, jobId: job.id }, 'result message cannot be read; dropped');
+      return;
+    }
+    try {
+      await this.orchestrator.apply(runId, event);
+    } catch (error) {
+      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (!isUnapplicable(error) && !lastAttempt) throw error;
+      this.logger.error({ err: error, runId, jobId: job.id, event: event.type }, 'result cannot be applied; failing its run');
+      const why = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      await this.orchestrator.apply(runId, {
+        type: 'fail',
+        at: Date.now(),
+        error: { code: 'INTERNAL', message: `podflow could not apply ${subjectOf(job.data)} to run ${runId} (${why.slice(0, 500)}); the run was failed instead of waiting for its timeout` },
+      });
+    }
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,4 +1,4 @@
-import { PodflowError, ownValue, recordOf, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
+import { MAX_OUTPUT_DEPTH, PodflowError, findTooDeep, ownValue, recordOf, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
 import { PayloadStore, PayloadUnavailableError, nodePayloadKey, runOutputsKey, type ObjectStore } from '@podflow/storage';
 import type { EngineCommand, EngineEvent, NodeState, RunState } from '@podflow/workflow';
 
@@ -54,18 +54,22 @@ export class RunPayloads {
   }
 
   /**
-   * The event as the engine must see it: a `node_finished` whose output travelled by reference
-   * gets the output back (the engine validates it against the declared outputs). Only for the
+   * The event as the engine must see it: a result nested deeper than MAX_OUTPUT_DEPTH becomes an
+   * OUTPUT_INVALID failure; a `node_finished` whose output travelled by reference gets the output
+   * back (the engine validates it against the declared outputs). Only for the
    * execution the node waits for: a stale result is ignored by the engine anyway. An output that
    * was stored but is now missing or corrupt turns the result into SANDBOX_LOST, which the engine
    * retries, instead of a result that can never be applied.
    */
   async prepareEvent(state: RunState, event: EngineEvent): Promise<EngineEvent> {
     if (event.type !== 'node_finished') return event;
+    const refused = tooDeep(event.result);
+    if (refused) return { ...event, result: refused };
     const { result } = event;
     if (!result.outputRef || result.output !== undefined || !isAwaited(state, result)) return event;
     try {
-      return { ...event, result: { ...result, output: await this.payloads.load(result.outputRef) } };
+      const loaded: ExecResult = { ...result, output: await this.payloads.load(result.outputRef) };
+      return { ...event, result: tooDeep(loaded) ?? loaded };
     } catch (error) {
       if (!(error instanceof PayloadUnavailableError)) throw error;
       const { output: _output, outputRef: _ref, ...rest } = result;
@@ -163,6 +167,29 @@ export class RunPayloads {
     const { args: _args, ...rest } = job;
     return { ...rest, argsRef };
   }
+}
+
+/**
+ * The result as an OUTPUT_INVALID failure when it nests deeper than the runners allow
+ * (MAX_OUTPUT_DEPTH, checked again here: the runner shares its sandbox with user code). Deeper
+ * data overflows the recursive copies of a transition, and a result that throws on every
+ * delivery would leave its run waiting for RUN_TIMEOUT.
+ */
+function tooDeep(result: ExecResult): ExecResult | undefined {
+  // The output sits two levels below the result (result → output → its fields).
+  const at = findTooDeep(result, MAX_OUTPUT_DEPTH + 1, 'result');
+  if (at === undefined) return undefined;
+  const { output: _output, outputRef: _ref, ...rest } = result;
+  const what = at.startsWith('result.output') ? 'the output' : 'the result';
+  return {
+    ...rest,
+    status: 'failed',
+    error: {
+      code: 'OUTPUT_INVALID',
+      message: `${what} of execution ${result.executionId} nests deeper than ${MAX_OUTPUT_DEPTH} levels of objects and arrays (at ${at.slice(0, 80)}…); return flatter data`,
+      nodeId: result.nodeId,
+    },
+  };
 }
 
 function isAwaited(state: RunState, result: ExecResult): boolean {
