@@ -1,4 +1,4 @@
-import { PodflowError, type ExecJob, type JsonObject } from '@podflow/protocol';
+import { MAX_ERROR_TEXT_CHARS, PodflowError, type ExecJob, type JsonObject } from '@podflow/protocol';
 import type { CollectedFile, SandboxDriver, SandboxOutcome, SandboxRequest } from '@podflow/sandbox';
 import { LocalDiskStore, type ObjectStore, type PutObjectInput, type SignedUrl } from '@podflow/storage';
 import { createHash } from 'node:crypto';
@@ -170,6 +170,26 @@ describe('runExecution once the code has run', () => {
     const result = await runExecution(job, deps(driver, store, { outputInlineMaxBytes: 100 }));
     expect(result).toMatchObject({ status: 'failed', error: { code: 'SANDBOX_LOST', details: { stage: 'store', tries: 3 } } });
     expect(store.puts).toBe(3);
+  });
+
+  it('bounds a huge error at the source and passes the driver warnings on', async () => {
+    const driver: SandboxDriver = {
+      name: 'failing',
+      close: async () => undefined,
+      execute: async () => ({
+        status: 'failed',
+        error: { code: 'CODE_EXECUTION_FAILED', message: 'x'.repeat(3 * 1024 * 1024), type: 'ValueError' },
+        logs: { stdout: '', stderr: '', truncated: false },
+        files: [],
+        durationMs: 1,
+        warnings: ['resources.memory 1Ti is above the operator maximum 4096Mi; using the maximum'],
+        dispose: async () => undefined,
+      }),
+    };
+    const result = await runExecution(job, deps(driver, new FlakyStore(disk, 0)));
+    expect(result.error).toMatchObject({ code: 'CODE_EXECUTION_FAILED', type: 'ValueError', nodeId: 'a' });
+    expect(result.error!.message).toBe(`${'x'.repeat(MAX_ERROR_TEXT_CHARS)}… [truncated: ${3 * 1024 * 1024} characters in all]`);
+    expect(result.warnings).toEqual(['resources.memory 1Ti is above the operator maximum 4096Mi; using the maximum']);
   });
 
   it('still returns the result when freeing the sandbox fails', async () => {

@@ -1,5 +1,6 @@
 import {
   DEFAULT_OUTPUT_INLINE_MAX_BYTES,
+  boundNodeError,
   PodflowError,
   unstorableFilesError,
   unstorablePathReason,
@@ -76,7 +77,8 @@ export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<E
       status: outcome.status,
       ...stored.output,
       ...(stored.files.length > 0 ? { files: { elements: stored.files } } : {}),
-      ...(outcome.error ? { error: { ...outcome.error, nodeId: job.nodeId } } : {}),
+      // Bounded at the source: a 3 MB exception message must not travel through the results queue.
+      ...(outcome.error ? { error: boundNodeError({ ...outcome.error, nodeId: job.nodeId }) } : {}),
       // What the driver changed about the request (resources clamped to the operator's maximum).
       warnings: outcome.warnings ?? [],
     };
@@ -161,7 +163,7 @@ export function givenUpResult(job: ExecJob, givenUp: GivenUp, workerId: string, 
 }
 
 function failedResult(job: ExecJob, workerId: string, error: NodeError, logs: CapturedLogs, times: Times): ExecResult {
-  return { ...baseResult(job, workerId, logs, times), status: 'failed', error };
+  return { ...baseResult(job, workerId, logs, times), status: 'failed', error: boundNodeError(error) };
 }
 
 interface Times {
