@@ -13,7 +13,7 @@ export type { NodePhase, RunPhase } from './phases';
 export type { JsonObject, JsonPrimitive, JsonValue } from './json';
 export { LANGUAGES, executionIdOf } from './exec';
 export type { CapturedLogs, ExecJob, ExecResult, ExecTimings, FileElement, Language, NodeFiles, Resources } from './exec';
-export { DEFAULT_KEY_PREFIX, QUEUE_NAMES, cancelChannel, canceledSetKey, resultJobId } from './queues';
+export { DEFAULT_KEY_PREFIX, QUEUE_NAMES, cancelChannel, canceledSetKey, keyPrefixProblem, queuePrefix, resultJobId, runEventsChannel } from './queues';
 export type { ResultMessage, SubmissionMessage } from './queues';
 export { DEFAULT_RUNNER_LIMITS, fileFrameMarker, filesEndMarker, requestReceivedMarker, responseEndMarker, responseStartMarker } from './runner';
 export type { RunnerFile, RunnerLimits, RunnerRequest, RunnerResponse } from './runner';

@@ -11,17 +11,55 @@ export const QUEUE_NAMES = {
   submissions: 'submissions',
 } as const;
 
-/** Default key prefix. The braces are a Redis Cluster hash tag: every podflow key shares a slot. */
-export const DEFAULT_KEY_PREFIX = '{podflow}';
+/**
+ * Default key prefix. It carries no hash tag: podflow places the tags inside its keys itself, so
+ * that in a Redis Cluster each run, each tenant and each queue has a slot of its own and the
+ * work spreads over the masters (README "Redis Cluster").
+ */
+export const DEFAULT_KEY_PREFIX = 'podflow';
 
-/** Pub/sub channel on which the coordinator announces executions to kill. */
+/**
+ * Why `prefix` cannot be a key prefix, or undefined when it can. Braces are refused: a hash tag in
+ * the prefix would put every podflow key into one slot (one master does all the work), and would
+ * turn the tags podflow places in its keys into plain text.
+ */
+export function keyPrefixProblem(prefix: string): string | undefined {
+  if (prefix.length === 0) return 'QUEUE_PREFIX must not be empty';
+  if (/[{}]/.test(prefix)) {
+    return `QUEUE_PREFIX "${prefix.slice(0, 64)}" contains "{" or "}": podflow places Redis Cluster hash tags inside its keys itself ({q:<queue>}, {r:<run>}, {t:<tenant>}), so the prefix must have none; use e.g. "${prefix.replace(/[{}]/g, '') || DEFAULT_KEY_PREFIX}"`;
+  }
+  if (/\s/.test(prefix)) return `QUEUE_PREFIX "${prefix.slice(0, 64)}" contains white space`;
+  return undefined;
+}
+
+/**
+ * The BullMQ `prefix` option of queue `queueName`: the key prefix plus a hash tag of the queue's
+ * own, so every key of one queue shares a slot (BullMQ's scripts touch several at once) while
+ * different queues land on different slots: `podflow:{q:exec}:exec:wait`. Every BullMQ Queue,
+ * Worker and QueueEvents of podflow takes its prefix from here.
+ */
+export function queuePrefix(prefix: string, queueName: string): string {
+  return `${prefix}:{q:${queueName}}`;
+}
+
+/** Pub/sub channel on which the coordinator announces executions to kill. Channels have no slot. */
 export function cancelChannel(prefix: string): string {
   return `${prefix}:cancel`;
 }
 
-/** Set of canceled execution ids, checked by a worker before it starts a job. */
+/** Set of canceled execution ids, checked by a worker before it starts a job; a slot of its own. */
 export function canceledSetKey(prefix: string): string {
-  return `${prefix}:canceled-executions`;
+  return `${prefix}:{canceled}:executions`;
+}
+
+/**
+ * Pub/sub channel on which the run store announces new entries of run `runId`'s event stream:
+ * each message is the id of the last entry just written (the scripts PUBLISH it right after
+ * their XADDs). The coordinators' event hubs subscribe to the runs they have followers for and
+ * read the stream itself with XRANGE; the message only says when, never what.
+ */
+export function runEventsChannel(prefix: string, runId: string): string {
+  return `${prefix}:run-events:${runId}`;
 }
 
 /** Messages on the `results` queue. */
