@@ -1,66 +1,146 @@
-import { ownValue, type NodeError } from '@podflow/protocol';
+import type { JsonObject, NodeError, NodePhase } from '@podflow/protocol';
 import { DEFAULT_EXPRESSION_LIMITS, type ExpressionLimits } from './expression-budget';
-import { indexEdges, type EdgeIndex } from './graph';
-import type { CodeNode, EngineCommand, NodeState, RunState } from './types';
+import type { CompiledWorkflow } from './compiled-workflow';
+import type { CodeNode, EdgeResolution, EngineCommand, NodeRecord, RunRecord, RunSource } from './types';
+import { ReadyQueue } from './ready-queue';
 
 /**
- * One transition in progress: the (cloned, owned) state being changed, the commands produced so
- * far, and the event time, which is the only clock the engine knows.
+ * One transition in progress over a working set: the run record and the node and edge records
+ * loaded so far (owned copies), which of them changed, the commands produced, and the event
+ * time, the only clock the engine knows. Records are loaded through the source on first use
+ * (`load`), so a transition costs what its event touches, not the size of the run.
  */
 export interface Step {
-  state: RunState;
+  compiled: CompiledWorkflow;
+  source: RunSource;
+  run: RunRecord;
+  runChanged: boolean;
+  nodes: Map<string, NodeRecord>;
+  dirtyNodes: Set<string>;
+  edges: Map<number, EdgeResolution>;
+  dirtyEdges: Set<number>;
+  inputs?: JsonObject;
   commands: EngineCommand[];
   at: number;
-  edges: EdgeIndex;
-  nodesById: Map<string, CodeNode>;
   expressionLimits: ExpressionLimits;
+  ready: ReadyQueue;
 }
 
-/** Starts a step on a state the caller already owns (a clone of the stored one). */
-export function newStep(state: RunState, at: number, expressionLimits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS): Step {
+export function newStep(compiled: CompiledWorkflow, run: RunRecord, source: RunSource, expressionLimits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS): Step {
   return {
-    state,
+    compiled,
+    source,
+    run: structuredClone(run),
+    runChanged: false,
+    nodes: new Map(),
+    dirtyNodes: new Set(),
+    edges: new Map(),
+    dirtyEdges: new Set(),
     commands: [],
-    at,
-    edges: indexEdges(state.workflow.edges),
-    nodesById: new Map(state.workflow.nodes.map((node) => [node.id, node])),
+    at: 0,
     expressionLimits,
+    ready: new ReadyQueue((id) => compiled.position.get(id) ?? 0),
   };
 }
 
-/** The node's run state; a missing node is a bug (states are created from their workflow), so it throws. */
-export function nodeState(step: Step, nodeId: string): NodeState {
-  const node = ownValue(step.state.nodes, nodeId);
-  if (!node) throw new Error(`run ${step.state.id} has no node "${nodeId}"`);
+/** Loads the node records not in the working set yet (one source call for all of them). */
+export async function loadNodes(step: Step, ids: Iterable<string>): Promise<void> {
+  const missing = [...new Set(ids)].filter((id) => !step.nodes.has(id));
+  if (missing.length === 0) return;
+  const loaded = await step.source.nodes(missing);
+  for (const id of missing) {
+    const record = loaded.get(id);
+    if (!record) throw new Error(`run ${step.run.id} has no node "${id}"`);
+    step.nodes.set(id, structuredClone(record));
+  }
+}
+
+export async function loadEdges(step: Step, indexes: Iterable<number>): Promise<void> {
+  const missing = [...new Set(indexes)].filter((index) => !step.edges.has(index));
+  if (missing.length === 0) return;
+  const loaded = await step.source.edges(missing);
+  for (const index of missing) step.edges.set(index, loaded.get(index) ?? 'pending');
+}
+
+export async function runInputs(step: Step): Promise<JsonObject> {
+  step.inputs ??= await step.source.inputs();
+  return step.inputs;
+}
+
+/** A loaded node, marked changed: callers take it to modify it. Not loaded is a bug, so it throws. */
+export function nodeState(step: Step, nodeId: string): NodeRecord {
+  const node = step.nodes.get(nodeId);
+  if (!node) throw new Error(`node "${nodeId}" of run ${step.run.id} was used before it was loaded`);
+  step.dirtyNodes.add(nodeId);
   return node;
 }
 
-/** The node's definition; throws for an unknown id, which only a bug could produce. */
+/** A loaded node, read only. */
+export function peekNode(step: Step, nodeId: string): NodeRecord {
+  const node = step.nodes.get(nodeId);
+  if (!node) throw new Error(`node "${nodeId}" of run ${step.run.id} was used before it was loaded`);
+  return node;
+}
+
+export function edgeState(step: Step, index: number): EdgeResolution {
+  const edge = step.edges.get(index);
+  if (edge === undefined) throw new Error(`edge ${index} of run ${step.run.id} was used before it was loaded`);
+  return edge;
+}
+
 export function nodeDefinition(step: Step, nodeId: string): CodeNode {
-  const node = step.nodesById.get(nodeId);
-  if (!node) throw new Error(`workflow ${step.state.workflow.id} has no node "${nodeId}"`);
+  return step.compiled.node(nodeId);
+}
+
+export function runRecord(step: Step): RunRecord {
+  step.runChanged = true;
+  return step.run;
+}
+
+/**
+ * Resolves one edge and counts it at its target; a pending target whose last edge this was
+ * becomes ready (ready-queue.ts keeps the definition-order passes). The target must be loaded.
+ */
+export function resolveEdge(step: Step, index: number, fired: boolean): void {
+  step.edges.set(index, fired ? 'fired' : 'not_fired');
+  step.dirtyEdges.add(index);
+  const targetId = step.compiled.workflow.edges[index].to;
+  const target = nodeState(step, targetId);
+  target.waiting -= 1;
+  if (fired) target.fired += 1;
+  if (target.waiting === 0 && target.status === 'pending') step.ready.add(targetId);
+}
+
+/** Sets a node's status, keeping the run's count of open (pending/queued/running) nodes. */
+export function setNodeStatus(step: Step, nodeId: string, status: NodePhase): NodeRecord {
+  const node = nodeState(step, nodeId);
+  const wasOpen = node.status === 'pending' || isActive(node.status);
+  const isOpen = status === 'pending' || isActive(status);
+  if (wasOpen && !isOpen) runRecord(step).open -= 1;
+  if (!wasOpen && isOpen) runRecord(step).open += 1;
+  node.status = status;
   return node;
 }
 
 /** Appends a node transition to the run's event stream (after the status is set). */
 export function emitNode(step: Step, nodeId: string, error?: NodeError): void {
-  const node = nodeState(step, nodeId);
+  const node = peekNode(step, nodeId);
   step.commands.push({
     type: 'emit',
-    event: { type: 'node', runId: step.state.id, nodeId, status: node.status, attempt: node.attempts, ...(error ? { error } : {}), at: step.at },
+    event: { type: 'node', runId: step.run.id, nodeId, status: node.status, attempt: node.attempts, ...(error ? { error } : {}), at: step.at },
   });
 }
 
 /** Appends a run transition to the run's event stream (after the status is set). */
 export function emitRun(step: Step): void {
-  const { state } = step;
+  const { run } = step;
   step.commands.push({
     type: 'emit',
-    event: { type: 'run', runId: state.id, status: state.status, ...(state.error ? { error: state.error } : {}), at: step.at },
+    event: { type: 'run', runId: run.id, status: run.status, ...(run.error ? { error: run.error } : {}), at: step.at },
   });
 }
 
 /** Queued or running: the node has an execution that may still report, and that cancel must kill. */
-export function isActive(status: NodeState['status']): boolean {
+export function isActive(status: NodePhase): boolean {
   return status === 'queued' || status === 'running';
 }

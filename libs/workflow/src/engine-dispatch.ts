@@ -1,40 +1,44 @@
 import { PodflowError, emptyRecord, executionIdOf } from '@podflow/protocol';
 import type { ExecJob, JsonObject, JsonValue, NodeError } from '@podflow/protocol';
-import { emitNode, emitRun, isActive, nodeDefinition, nodeState, type Step } from './engine-context';
+import { edgeState, emitNode, emitRun, loadEdges, loadNodes, nodeDefinition, peekNode, resolveEdge, runInputs, runRecord, setNodeStatus, type Step } from './engine-context';
+import { contextFor } from './engine-expressions';
 import { failRun, settleFailure } from './engine-routing';
-import { buildExpressionContext, evaluateExpression } from './expressions';
-import { ancestorsOf } from './graph';
+import { evaluateExpression } from './expressions';
 import type { CodeNode } from './types';
 
 /**
- * Moves the run forward until nothing more can happen without an outside event: every pending
- * node whose incoming edges are all resolved is dispatched (a root, or one fired edge) or skipped
- * (none fired; the skip propagates). Then the run completes if no node is left to run.
+ * Moves the run forward until nothing more can happen without an outside event: every node that
+ * became ready (all incoming edges resolved) is dispatched (a root, or one fired edge) or skipped
+ * (none fired; the skip propagates), in definition-order passes (ready-queue.ts). Then the run
+ * completes if no node is left open. Cost: the nodes that became ready and what their `args` read.
  */
 export async function advance(step: Step): Promise<void> {
-  const { state } = step;
-  let changed = true;
-  while (changed && state.status === 'running') {
-    changed = false;
-    for (const { id } of state.workflow.nodes) {
-      if (state.status !== 'running') return;
-      if (nodeState(step, id).status !== 'pending') continue;
-      const incoming = step.edges.incoming.get(id) ?? [];
-      if (incoming.some((index) => state.edges[index] === 'pending')) continue;
-      changed = true;
-      if (incoming.length === 0 || incoming.some((index) => state.edges[index] === 'fired')) await dispatchNode(step, id, 0);
-      else skipNode(step, id);
+  while (step.run.status === 'running' && step.ready.size > 0) {
+    const pass = step.ready.startPass();
+    // The pass's nodes and their successors (a skip resolves their edges) in one load.
+    await loadNodes(step, [...pass, ...pass.flatMap((id) => successorsOf(step, id))]);
+    for (let id = step.ready.take(); id !== undefined; id = step.ready.take()) {
+      if (step.run.status !== 'running') return;
+      const node = peekNode(step, id);
+      if (node.status !== 'pending' || node.waiting > 0) continue;
+      if (step.compiled.incoming(id).length === 0 || node.fired > 0) await dispatchNode(step, id, 0);
+      else await skipNode(step, id);
     }
   }
-  if (state.status === 'running') await completeIfDone(step);
+  if (step.run.status === 'running') await completeIfDone(step);
 }
 
-function skipNode(step: Step, nodeId: string): void {
-  const node = nodeState(step, nodeId);
-  node.status = 'skipped';
+async function skipNode(step: Step, nodeId: string): Promise<void> {
+  await loadNodes(step, successorsOf(step, nodeId));
+  const node = setNodeStatus(step, nodeId, 'skipped');
   node.timings.finishedAt = step.at;
   emitNode(step, nodeId);
-  for (const index of step.edges.outgoing.get(nodeId) ?? []) step.state.edges[index] = 'not_fired';
+  for (const index of step.compiled.outgoing(nodeId)) resolveEdge(step, index, false);
+}
+
+/** The targets of a node's outgoing edges: what resolving them touches. */
+export function successorsOf(step: Step, nodeId: string): string[] {
+  return step.compiled.outgoing(nodeId).map((index) => step.compiled.workflow.edges[index].to);
 }
 
 /**
@@ -45,7 +49,6 @@ function skipNode(step: Step, nodeId: string): void {
  */
 export async function dispatchNode(step: Step, nodeId: string, delayMs: number, retryOf?: NodeError): Promise<void> {
   const definition = nodeDefinition(step, nodeId);
-  const node = nodeState(step, nodeId);
   let args: JsonObject;
   try {
     args = await buildArgs(step, definition);
@@ -54,14 +57,14 @@ export async function dispatchNode(step: Step, nodeId: string, delayMs: number, 
     await settleFailure(step, nodeId, error.toNodeError(nodeId));
     return;
   }
+  const node = setNodeStatus(step, nodeId, 'queued');
   node.attempts += 1;
-  node.executionId = executionIdOf(step.state.id, nodeId, node.attempts);
-  node.status = 'queued';
+  node.executionId = executionIdOf(step.run.id, nodeId, node.attempts);
   node.timings = { queuedAt: step.at };
   const job: ExecJob = {
     executionId: node.executionId,
-    tenantId: step.state.tenantId,
-    runId: step.state.id,
+    tenantId: step.run.tenantId,
+    runId: step.run.id,
     nodeId,
     attempt: node.attempts,
     language: definition.language,
@@ -83,34 +86,38 @@ export async function dispatchNode(step: Step, nodeId: string, delayMs: number, 
  * error branch the failure that routed here.
  */
 async function buildArgs(step: Step, definition: CodeNode): Promise<JsonObject> {
-  const { state } = step;
   if (definition.inputs) {
-    const context = buildExpressionContext(state);
+    const bindings = Object.entries(definition.inputs);
+    const context = await contextFor(step, bindings.map(([, expression]) => expression));
     // Binding names are user keys: `__proto__` must become a key of args, not its prototype.
     const args = emptyRecord<JsonValue>();
-    for (const [name, expression] of Object.entries(definition.inputs)) {
+    for (const [name, expression] of bindings) {
       const value = await evaluateExpression(expression, context, `input binding "${name}" of node "${definition.id}"`, step.expressionLimits);
       if (value !== undefined) args[name] = value;
     }
     return args;
   }
-  const ancestors = ancestorsOf(definition.id, state.workflow.edges, step.edges);
+  const ancestors = step.compiled.ancestorsOf(definition.id);
+  const incoming = step.compiled.incoming(definition.id);
+  await loadNodes(step, ancestors);
+  await loadEdges(step, incoming);
   const nodes = emptyRecord<JsonValue>();
-  for (const { id } of state.workflow.nodes) {
-    const upstream = nodeState(step, id);
-    if (!ancestors.has(id) || upstream.status !== 'succeeded') continue;
+  for (const id of ancestors) {
+    const upstream = peekNode(step, id);
+    if (upstream.status !== 'succeeded') continue;
     nodes[id] = {
       output: structuredClone(upstream.output ?? {}),
       ...(upstream.files ? { files: structuredClone(upstream.files) as unknown as JsonObject } : {}),
     };
   }
-  const args: JsonObject = { inputs: structuredClone(state.inputs), nodes };
+  const args: JsonObject = { inputs: structuredClone(await runInputs(step)), nodes };
   // The first failed node (by edge order) whose failure/always edge brought us here.
-  const routedFrom = (step.edges.incoming.get(definition.id) ?? [])
-    .filter((index) => state.edges[index] === 'fired' && state.workflow.edges[index].on !== 'success')
-    .map((index) => state.workflow.edges[index].from)
-    .find((from) => nodeState(step, from).status === 'failed' && nodeState(step, from).error);
-  const failure = routedFrom !== undefined ? nodeState(step, routedFrom).error : undefined;
+  const { edges } = step.compiled.workflow;
+  const routedFrom = incoming
+    .filter((index) => edgeState(step, index) === 'fired' && edges[index].on !== 'success')
+    .map((index) => edges[index].from)
+    .find((from) => peekNode(step, from).status === 'failed' && peekNode(step, from).error);
+  const failure = routedFrom !== undefined ? peekNode(step, routedFrom).error : undefined;
   if (routedFrom !== undefined && failure) {
     const error: { [key: string]: JsonValue } = { nodeId: routedFrom, code: failure.code, message: failure.message };
     if (failure.stack !== undefined) error.stack = failure.stack;
@@ -120,38 +127,39 @@ async function buildArgs(step: Step, definition: CodeNode): Promise<JsonObject> 
 }
 
 async function completeIfDone(step: Step): Promise<void> {
-  const { state } = step;
-  if (Object.values(state.nodes).some((node) => node.status === 'pending' || isActive(node.status))) return;
+  if (step.run.open > 0) return;
+  const { workflow } = step.compiled;
   let outputs: JsonObject;
-  if (state.workflow.output !== undefined) {
+  if (workflow.output !== undefined) {
     let value: JsonValue | undefined;
     try {
-      value = await evaluateExpression(state.workflow.output, buildExpressionContext(state), 'workflow output', step.expressionLimits);
+      value = await evaluateExpression(workflow.output, await contextFor(step, [workflow.output]), 'workflow output', step.expressionLimits);
     } catch (error) {
       if (!(error instanceof PodflowError)) throw error;
-      failRun(step, error.toNodeError());
+      await failRun(step, error.toNodeError());
       return;
     }
     if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
       const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
-      failRun(step, {
+      await failRun(step, {
         code: 'INPUT_BINDING_FAILED',
-        message: `workflow output: expression ${JSON.stringify(state.workflow.output)} must evaluate to an object, got ${got}; wrap it, e.g. { "result": ... }`,
+        message: `workflow output: expression ${JSON.stringify(workflow.output)} must evaluate to an object, got ${got}; wrap it, e.g. { "result": ... }`,
       });
       return;
     }
     outputs = value ?? {};
   } else {
+    await loadNodes(step, step.compiled.leaves);
     outputs = emptyRecord<JsonValue>();
-    for (const { id } of state.workflow.nodes) {
-      const isLeaf = (step.edges.outgoing.get(id) ?? []).length === 0;
-      const node = nodeState(step, id);
-      if (isLeaf && node.status === 'succeeded') outputs[id] = structuredClone(node.output ?? {});
+    for (const id of step.compiled.leaves) {
+      const node = peekNode(step, id);
+      if (node.status === 'succeeded') outputs[id] = structuredClone(node.output ?? {});
     }
   }
-  state.outputs = outputs;
-  delete state.outputsRef;
-  state.status = 'succeeded';
-  state.finishedAt = step.at;
+  const run = runRecord(step);
+  run.outputs = outputs;
+  delete run.outputsRef;
+  run.status = 'succeeded';
+  run.finishedAt = step.at;
   emitRun(step);
 }

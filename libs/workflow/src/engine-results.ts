@@ -1,6 +1,6 @@
-import { boundNodeError, isErrorCode, ownValue, retryPolicyOf } from '@podflow/protocol';
+import { boundNodeError, isErrorCode, retryPolicyOf } from '@podflow/protocol';
 import type { ErrorCode, ExecResult, NodeError } from '@podflow/protocol';
-import { emitNode, isActive, nodeDefinition, type Step } from './engine-context';
+import { emitNode, isActive, loadNodes, nodeDefinition, nodeState, setNodeStatus, type Step } from './engine-context';
 import { advance, dispatchNode } from './engine-dispatch';
 import { resolveOutgoing, settleFailure } from './engine-routing';
 import { checkOutput } from './outputs';
@@ -36,10 +36,11 @@ export function retriesAllowed(node: CodeNode, code: ErrorCode): number {
  * from the results queue harmless.
  */
 export async function onNodeFinished(step: Step, result: ExecResult): Promise<void> {
-  const { state } = step;
-  if (state.status !== 'running' || result.runId !== state.id) return;
-  const node = ownValue(state.nodes, result.nodeId);
-  if (!node || !isActive(node.status) || node.executionId !== result.executionId) return;
+  if (step.run.status !== 'running' || result.runId !== step.run.id || !step.compiled.nodesById.has(result.nodeId)) return;
+  await loadNodes(step, [result.nodeId]);
+  const current = step.nodes.get(result.nodeId)!;
+  if (!isActive(current.status) || current.executionId !== result.executionId) return;
+  const node = nodeState(step, result.nodeId);
   const definition = nodeDefinition(step, result.nodeId);
   storeArtifacts(node, result);
   node.timings.finishedAt = step.at;
@@ -52,7 +53,7 @@ export async function onNodeFinished(step: Step, result: ExecResult): Promise<vo
       node.output = result.output;
       if (result.outputRef) node.outputRef = result.outputRef;
       else delete node.outputRef;
-      node.status = 'succeeded';
+      setNodeStatus(step, definition.id, 'succeeded');
       delete node.error;
       emitNode(step, definition.id);
       if ((await resolveOutgoing(step, definition.id, 'succeeded')) === undefined) return;

@@ -1,7 +1,8 @@
 import { PodflowError, boundNodeError, type NodeError } from '@podflow/protocol';
-import { emitNode, nodeState, type Step } from './engine-context';
+import { emitNode, loadNodes, resolveEdge, setNodeStatus, type Step } from './engine-context';
+import { contextFor } from './engine-expressions';
 import { failRunWithNodeError, terminateRun } from './engine-terminate';
-import { buildExpressionContext, evaluateExpression, isTruthy } from './expressions';
+import { evaluateExpression, isTruthy } from './expressions';
 
 /**
  * Resolves every outgoing edge of a node that just reached `succeeded` or `failed`.
@@ -12,23 +13,27 @@ import { buildExpressionContext, evaluateExpression, isTruthy } from './expressi
  * silently pick a branch).
  */
 export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succeeded' | 'failed'): Promise<number[] | undefined> {
-  const { state } = step;
-  const context = buildExpressionContext(state);
+  const { edges } = step.compiled.workflow;
+  const outgoing = step.compiled.outgoing(nodeId);
+  await loadNodes(step, outgoing.map((index) => edges[index].to));
+  const matching = new Set(outgoing.filter((index) => (outcome === 'succeeded' ? edges[index].on !== 'failure' : edges[index].on !== 'success')));
+  const conditions = [...matching].flatMap((index) => (edges[index].when !== undefined ? [edges[index].when!] : []));
+  const context = conditions.length > 0 ? await contextFor(step, conditions) : undefined;
   const fired: number[] = [];
-  for (const index of step.edges.outgoing.get(nodeId) ?? []) {
-    const edge = state.workflow.edges[index];
-    const matches = outcome === 'succeeded' ? edge.on !== 'failure' : edge.on !== 'success';
+  for (const index of outgoing) {
+    const edge = edges[index];
+    const matches = matching.has(index);
     let fires = matches;
     if (matches && edge.when !== undefined) {
       try {
-        fires = isTruthy(await evaluateExpression(edge.when, context, `"when" of edge ${edge.from}→${edge.to} (edges[${index}])`, step.expressionLimits));
+        fires = isTruthy(await evaluateExpression(edge.when, context!, `"when" of edge ${edge.from}→${edge.to} (edges[${index}])`, step.expressionLimits));
       } catch (error) {
         if (!(error instanceof PodflowError)) throw error;
-        failRunWithNodeError(step, error.toNodeError(edge.to));
+        await failRunWithNodeError(step, error.toNodeError(edge.to));
         return undefined;
       }
     }
-    state.edges[index] = fires ? 'fired' : 'not_fired';
+    resolveEdge(step, index, fires);
     if (fires) fired.push(index);
   }
   return fired;
@@ -39,16 +44,15 @@ export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succ
  * failure/always edges, and fail the whole run when no such edge fired (DESIGN.md "Errors").
  */
 export async function settleFailure(step: Step, nodeId: string, error: NodeError): Promise<void> {
-  const node = nodeState(step, nodeId);
-  node.status = 'failed';
+  const node = setNodeStatus(step, nodeId, 'failed');
   node.error = boundNodeError({ ...error, nodeId });
   node.timings.finishedAt = step.at;
   emitNode(step, nodeId, node.error);
   const fired = await resolveOutgoing(step, nodeId, 'failed');
-  if (fired !== undefined && fired.length === 0) failRunWithNodeError(step, node.error);
+  if (fired !== undefined && fired.length === 0) await failRunWithNodeError(step, node.error);
 }
 
 /** Marks the run failed for a run-level problem (e.g. the workflow `output` expression). */
-export function failRun(step: Step, error: NodeError): void {
-  terminateRun(step, 'failed', error, { code: 'CANCELED', message: `canceled because the run failed with ${error.code}` });
+export async function failRun(step: Step, error: NodeError): Promise<void> {
+  await terminateRun(step, 'failed', error, { code: 'CANCELED', message: `canceled because the run failed with ${error.code}` });
 }

@@ -1,10 +1,12 @@
-import { emptyRecord, ownValue, type JsonObject } from '@podflow/protocol';
-import { emitNode, emitRun, newStep, type Step } from './engine-context';
+import { emptyRecord, type JsonObject } from '@podflow/protocol';
+import { CompiledWorkflow } from './compiled-workflow';
+import { emitNode, emitRun, loadNodes, newStep, peekNode, runRecord, type Step } from './engine-context';
 import type { ExpressionLimits } from './expression-budget';
 import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
 import { cancelRun, failUnapplicable, timeoutRun } from './engine-terminate';
-import type { EngineEvent, NodeState, RunState, TransitionResult, Workflow } from './types';
+import { memorySource, mergeChanges, nodeRecordsOf, runRecordOf } from './run-records';
+import type { EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord, RunSource, RunState, TransitionResult, Workflow } from './types';
 
 /** Everything needed to create a run; `now` becomes `createdAt` (the engine has no clock of its own). */
 export interface CreateRunParams {
@@ -21,6 +23,119 @@ export interface TransitionOptions {
   /** Bounds of every expression the transition evaluates (input bindings, `when`, workflow `output`). */
   expressionLimits?: ExpressionLimits;
 }
+
+/** A new run as records: `queued`, every node `pending` waiting for all of its incoming edges. */
+export function createRunRecords(compiled: CompiledWorkflow, params: Omit<CreateRunParams, 'workflow' | 'inputs'>): { run: RunRecord; nodes: Map<string, NodeRecord> } {
+  const nodes = new Map<string, NodeRecord>();
+  for (const { id } of compiled.workflow.nodes) nodes.set(id, { status: 'pending', attempts: 0, timings: {}, waiting: compiled.incoming(id).length, fired: 0 });
+  const run: RunRecord = {
+    id: params.id,
+    tenantId: params.tenantId,
+    workflowId: compiled.workflow.id,
+    workflowHash: compiled.hash,
+    ...(params.workflowVersion !== undefined ? { workflowVersion: params.workflowVersion } : {}),
+    status: 'queued',
+    createdAt: params.now,
+    open: nodes.size,
+  };
+  return { run, nodes };
+}
+
+/**
+ * Applies events to a run, in order, and returns what changed plus the commands the caller must
+ * carry out. Pure apart from reading records through `source`: no clock (time comes from each
+ * `event.at`), inputs never mutated. Cost: the records the events touch (the node, its
+ * successors, what `args` and expressions read), never the size of the run, except at the end of
+ * a run (cancel, failure, timeout read every node once).
+ *
+ * Idempotent by construction: an event that no longer applies (a duplicate or stale result, a
+ * second `start`, a late timer) changes nothing and emits nothing. Applying a batch gives the
+ * same records and commands as applying its events one at a time, each to the records the
+ * previous one left. So at-least-once delivery is safe as long as the caller writes the changes
+ * atomically with recording the batch as applied and carries out the commands at least once.
+ */
+export async function applyEvents(compiled: CompiledWorkflow, run: RunRecord, source: RunSource, events: readonly EngineEvent[], options: TransitionOptions = {}): Promise<RunChanges> {
+  const step = newStep(compiled, run, source, options.expressionLimits);
+  for (const event of events) {
+    step.at = event.at;
+    // Cloned, so the changes never alias the caller's event payload.
+    await applyOne(step, structuredClone(event));
+  }
+  const nodes = new Map<string, NodeRecord>();
+  for (const id of step.dirtyNodes) nodes.set(id, step.nodes.get(id)!);
+  const edges = new Map<number, RunChanges['edges'] extends Map<number, infer R> ? R : never>();
+  for (const index of step.dirtyEdges) edges.set(index, step.edges.get(index)!);
+  return { run: step.run, runChanged: step.runChanged, nodes, edges, commands: step.commands };
+}
+
+async function applyOne(step: Step, event: EngineEvent): Promise<void> {
+  switch (event.type) {
+    case 'start':
+      await start(step);
+      return;
+    case 'node_started':
+      await nodeStarted(step, event.nodeId, event.executionId);
+      return;
+    case 'node_finished':
+      await onNodeFinished(step, event.result);
+      return;
+    case 'cancel':
+      await cancelRun(step, event.reason);
+      return;
+    case 'run_timeout':
+      await timeoutRun(step);
+      return;
+    case 'fail':
+      await failUnapplicable(step, event.error);
+      return;
+    default: {
+      const unknown: never = event;
+      throw new Error(`unknown engine event ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+/**
+ * The node ids a batch of events will certainly read, for a store to fetch in one round trip
+ * before `applyEvents` (which loads anything else it needs on demand).
+ */
+export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly EngineEvent[]): string[] {
+  const ids = new Set<string>();
+  for (const event of events) {
+    if (event.type === 'node_started') ids.add(event.nodeId);
+    else if (event.type === 'node_finished' && compiled.nodesById.has(event.result.nodeId)) {
+      ids.add(event.result.nodeId);
+      for (const index of compiled.outgoing(event.result.nodeId)) ids.add(compiled.workflow.edges[index].to);
+    } else if (event.type === 'start') for (const id of compiled.roots) ids.add(id);
+  }
+  return [...ids];
+}
+
+async function start(step: Step): Promise<void> {
+  if (step.run.status !== 'queued') return;
+  const run = runRecord(step);
+  run.status = 'running';
+  run.startedAt = step.at;
+  run.deadlineAt = step.at + step.compiled.workflow.timeoutMs;
+  step.commands.push({ type: 'schedule_run_timeout', at: run.deadlineAt });
+  emitRun(step);
+  for (const id of step.compiled.roots) step.ready.add(id);
+  await advance(step);
+}
+
+/** `started` costs one node record: a guarded move from queued to running, and its event. */
+async function nodeStarted(step: Step, nodeId: string, executionId: string): Promise<void> {
+  if (step.run.status !== 'running' || !step.compiled.nodesById.has(nodeId)) return;
+  await loadNodes(step, [nodeId]);
+  const current = peekNode(step, nodeId);
+  if (current.status !== 'queued' || current.executionId !== executionId) return;
+  step.dirtyNodes.add(nodeId);
+  current.status = 'running';
+  current.timings.startedAt = step.at;
+  emitNode(step, nodeId);
+}
+
+// ---- The whole-state API, kept for fixtures, tests and embedded use -------------------------
 
 /**
  * A new run: `queued`, every node `pending` with no attempts, every edge unresolved. `nodes` has
@@ -44,60 +159,12 @@ export function createRunState(params: CreateRunParams): RunState {
 }
 
 /**
- * Applies one event to a run and returns the new state plus the commands the caller must carry
- * out, in order. Pure: no I/O, no clock (time comes from `event.at`), and the input state is
- * never mutated. Idempotent by construction: an event that no longer applies (a duplicate or
- * stale result, a second `start`, a late timer) returns the same state and no commands, so
- * at-least-once delivery is safe as long as the caller stores the state atomically with
- * applying the commands.
+ * Applies one event to a whole run state (the records API behind an adapter): returns the new
+ * state plus the commands, in order. The input state is never mutated.
  */
 export async function transition(state: RunState, event: EngineEvent, options: TransitionOptions = {}): Promise<TransitionResult> {
-  const step = newStep(structuredClone(state), event.at, options.expressionLimits);
-  // Cloned too, so the returned state never aliases the caller's event payload.
-  const owned = structuredClone(event);
-  switch (owned.type) {
-    case 'start':
-      await start(step);
-      break;
-    case 'node_started':
-      nodeStarted(step, owned.nodeId, owned.executionId);
-      break;
-    case 'node_finished':
-      await onNodeFinished(step, owned.result);
-      break;
-    case 'cancel':
-      cancelRun(step, owned.reason);
-      break;
-    case 'run_timeout':
-      timeoutRun(step);
-      break;
-    case 'fail':
-      failUnapplicable(step, owned.error);
-      break;
-    default: {
-      const unknown: never = owned;
-      throw new Error(`unknown engine event ${JSON.stringify(unknown)}`);
-    }
-  }
-  return { state: step.state, commands: step.commands };
+  const compiled = new CompiledWorkflow(state.workflow);
+  const changes = await applyEvents(compiled, runRecordOf(state), memorySource(state, nodeRecordsOf(state, compiled)), [event], options);
+  return { state: mergeChanges(state, changes), commands: changes.commands };
 }
 
-async function start(step: Step): Promise<void> {
-  const { state } = step;
-  if (state.status !== 'queued') return;
-  state.status = 'running';
-  state.startedAt = step.at;
-  state.deadlineAt = step.at + state.workflow.timeoutMs;
-  step.commands.push({ type: 'schedule_run_timeout', at: state.deadlineAt });
-  emitRun(step);
-  await advance(step);
-}
-
-function nodeStarted(step: Step, nodeId: string, executionId: string): void {
-  if (step.state.status !== 'running') return;
-  const node = ownValue(step.state.nodes, nodeId);
-  if (!node || node.status !== 'queued' || node.executionId !== executionId) return;
-  node.status = 'running';
-  node.timings.startedAt = step.at;
-  emitNode(step, nodeId);
-}

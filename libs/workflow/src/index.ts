@@ -1,8 +1,10 @@
 /**
  * @podflow/workflow: the pure core of podflow. Definition schema and validation, JSONata
  * expressions, and the run state machine (state + event → new state + commands). No I/O here:
- * the coordinator loads the state, calls `transition`, stores the result atomically and carries
- * out the commands.
+ * the coordinator compiles a definition once (`CompiledWorkflow`), applies batches of events to a
+ * run's records with `applyEvents` (reading only what they touch through a `RunSource`), writes
+ * the changed records atomically and carries out the commands. `transition` is the same engine
+ * over one whole `RunState`, for tests and embedded use.
  *
  * ```ts
  * import { parseWorkflow, createRunState, transition } from '@podflow/workflow';
@@ -29,10 +31,14 @@ export type {
   EdgeResolution,
   EngineCommand,
   EngineEvent,
+  NodeRecord,
   NodeState,
   NodeTimings,
   OutputType,
   RetryPolicySpec,
+  RunChanges,
+  RunRecord,
+  RunSource,
   RunState,
   TransitionResult,
   ValidationIssue,
@@ -66,7 +72,11 @@ export { NODE_ID_PATTERN, OUTPUT_TYPES, WORKFLOW_ID_PATTERN } from './schema';
 export { DURATION_HINT, formatDuration, parseDuration } from './durations';
 export { DEFAULT_EXPRESSION_LIMITS, buildExpressionContext, evaluateExpression, expressionSyntaxError, isTruthy } from './expressions';
 export type { ExpressionContext, ExpressionLimits, NodeView } from './expressions';
-export { createRunState, transition } from './engine';
+export { applyEvents, createRunRecords, createRunState, nodesTouchedBy, transition } from './engine';
+export { CompiledWorkflow } from './compiled-workflow';
+export { nodeReadsOf } from './expression-reads';
+export type { NodeReads } from './expression-reads';
+export { memorySource, mergeChanges, nodeRecordsOf, nodeStateOf, runRecordOf } from './run-records';
 export type { CreateRunParams, TransitionOptions } from './engine';
 export { MAX_RETRY_DELAY_MS, retriesAllowed, retryDelayMs } from './engine-results';
 export { checkOutput } from './outputs';

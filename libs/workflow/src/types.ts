@@ -159,3 +159,55 @@ export interface TransitionResult {
   state: RunState;
   commands: EngineCommand[];
 }
+
+/**
+ * The run-level part of a run's state, stored apart from its nodes: what every transition reads.
+ * The definition is referenced by `workflowHash`, never copied; inputs are stored beside it and
+ * read only by transitions that evaluate something.
+ */
+export interface RunRecord {
+  id: string;
+  tenantId: string;
+  workflowId: string;
+  /** Content hash of the definition (empty for runs held whole in memory, as the fixtures do). */
+  workflowHash: string;
+  workflowVersion?: number;
+  status: RunPhase;
+  outputs?: JsonObject;
+  outputsRef?: PayloadRef;
+  error?: NodeError;
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  deadlineAt?: number;
+  /** Nodes still pending, queued or running: the run completes when this reaches 0. */
+  open: number;
+}
+
+/** One node's state plus the counters that make readiness O(1): no scan of incoming edges. */
+export interface NodeRecord extends NodeState {
+  /** Incoming edges not resolved yet; the node is ready at 0. */
+  waiting: number;
+  /** Incoming edges that fired; a ready node with none is skipped (roots excepted). */
+  fired: number;
+}
+
+/**
+ * Where a transition reads the records it needs beyond the run record. The engine asks only for
+ * what an event touches (the node, its successors, what an expression or `args` reads), so a
+ * store can answer from Redis with one round trip per call. Records handed out are not mutated.
+ */
+export interface RunSource {
+  nodes(ids: readonly string[]): Promise<ReadonlyMap<string, NodeRecord>>;
+  edges(indexes: readonly number[]): Promise<ReadonlyMap<number, EdgeResolution>>;
+  inputs(): Promise<JsonObject>;
+}
+
+/** What a batch of events changed: only these records must be written back, with the commands, in one atomic step. */
+export interface RunChanges {
+  run: RunRecord;
+  runChanged: boolean;
+  nodes: Map<string, NodeRecord>;
+  edges: Map<number, EdgeResolution>;
+  commands: EngineCommand[];
+}

@@ -1,0 +1,129 @@
+import { join } from 'node:path';
+import type { ExecResult } from '@podflow/protocol';
+import { CompiledWorkflow } from './compiled-workflow';
+import { applyEvents, createRunRecords } from './engine';
+import { nodeReadsOf } from './expression-reads';
+import { loadFixtures, runFixture } from './testing/fixture-runner';
+import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, RunRecord, RunSource } from './types';
+import { parseWorkflow } from './validate';
+
+/** Records of one run held in memory, changed only by writing a batch's changes back, as the coordinator's store does. */
+class Records {
+  readonly nodes = new Map<string, NodeRecord>();
+  readonly edges = new Map<number, EdgeResolution>();
+  reads = 0;
+
+  constructor(
+    public run: RunRecord,
+    nodes: Map<string, NodeRecord>,
+    private readonly inputs: Record<string, never> | object = {},
+  ) {
+    for (const [id, node] of nodes) this.nodes.set(id, structuredClone(node));
+  }
+
+  source(): RunSource {
+    return {
+      nodes: async (ids) => {
+        this.reads += ids.length;
+        return new Map(ids.filter((id) => this.nodes.has(id)).map((id) => [id, this.nodes.get(id)!]));
+      },
+      edges: async (indexes) => new Map(indexes.map((index) => [index, this.edges.get(index) ?? 'pending'])),
+      inputs: async () => this.inputs as never,
+    };
+  }
+
+  async apply(compiled: CompiledWorkflow, events: EngineEvent[]): Promise<EngineCommand[]> {
+    const changes = await applyEvents(compiled, this.run, this.source(), events);
+    this.run = changes.run;
+    for (const [id, node] of changes.nodes) this.nodes.set(id, node);
+    for (const [index, edge] of changes.edges) this.edges.set(index, edge);
+    return changes.commands;
+  }
+
+  snapshot() {
+    return { run: this.run, nodes: [...this.nodes.entries()].sort(), edges: [...this.edges.entries()].sort((a, b) => a[0] - b[0]) };
+  }
+}
+
+const fixtures = loadFixtures(join(__dirname, '..', 'fixtures'));
+
+describe('applyEvents in batches', () => {
+  it.each(fixtures.map((fixture) => [fixture.file, fixture] as const))('%s: every split of the events into batches gives the same records and commands', async (_file, fixture) => {
+    // The fixture's events, as the whole-state engine saw them.
+    const events = (await runFixture(fixture)).map((entry) => entry.event);
+    const workflow = parseWorkflow(fixture.workflow);
+    const compiled = new CompiledWorkflow(workflow);
+    const fresh = () => {
+      const { run, nodes } = createRunRecords(compiled, { id: 'run-1', tenantId: 'tenant-1', now: 0 });
+      return new Records(run, nodes, fixture.inputs ?? {});
+    };
+    const oneByOne = fresh();
+    const sequential: EngineCommand[] = [];
+    for (const event of events) sequential.push(...(await oneByOne.apply(compiled, [event])));
+
+    // All at once, and in batches of 2 and 3.
+    for (const size of [events.length, 2, 3]) {
+      const batched = fresh();
+      const commands: EngineCommand[] = [];
+      for (let i = 0; i < events.length; i += size) commands.push(...(await batched.apply(compiled, events.slice(i, i + size))));
+      expect({ size, ...batched.snapshot() }).toEqual({ size, ...oneByOne.snapshot() });
+      expect({ size, commands }).toEqual({ size, commands: sequential });
+    }
+  });
+});
+
+describe('cost of a transition', () => {
+  const result = (runId: string, nodeId: string): ExecResult => ({
+    executionId: `${runId}.${nodeId}.1`,
+    tenantId: 't',
+    runId,
+    nodeId,
+    attempt: 1,
+    status: 'succeeded',
+    output: { ok: true },
+    logs: { stdout: '', stderr: '', truncated: false },
+    warnings: [],
+    timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 },
+    workerId: 'w',
+  });
+
+  it('a result in a fan-out of 2,000 reads a constant number of node records, whatever the run size', async () => {
+    const leaves = 2_000;
+    const nodes = [{ id: 'root', language: 'python', code: 'def main(a): return {}' }, ...Array.from({ length: leaves }, (_, i) => ({ id: `leaf${i}`, language: 'python', code: 'def main(a): return {}' }))];
+    const edges = Array.from({ length: leaves }, (_, i) => ({ from: 'root', to: `leaf${i}` }));
+    const compiled = new CompiledWorkflow(parseWorkflow({ id: 'fan', nodes, edges }, { ...(await import('./types')).DEFAULT_WORKFLOW_LIMITS, maxNodes: 10_000 }));
+    const { run, nodes: records } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
+    const store = new Records(run, records);
+    await store.apply(compiled, [{ type: 'start', at: 1 }]);
+    await store.apply(compiled, [{ type: 'node_finished', result: result('r', 'root'), at: 2 }]);
+    const readsPerResult: number[] = [];
+    for (let i = 0; i < leaves - 1; i++) {
+      store.reads = 0;
+      await store.apply(compiled, [{ type: 'node_finished', result: result('r', `leaf${i}`), at: 3 + i }]);
+      readsPerResult.push(store.reads);
+    }
+    expect(Math.max(...readsPerResult)).toBe(1);
+    // The last leaf completes the run: its own record, then the other leaves once, for `outputs`.
+    store.reads = 0;
+    const commands = await store.apply(compiled, [{ type: 'node_finished', result: result('r', `leaf${leaves - 1}`), at: 10_000 }]);
+    expect(store.run.status).toBe('succeeded');
+    expect(store.run.open).toBe(0);
+    expect(commands.filter((c) => c.type === 'emit' && c.event.type === 'run')).toHaveLength(1);
+    expect(store.reads).toBe(leaves);
+  });
+});
+
+describe('nodeReadsOf', () => {
+  it.each([
+    ['nodes.load.output.rows', ['load']],
+    ['$count(nodes.`my-node`.output.rows) > 0', ['my-node']],
+    ['{"x": nodes.a.output, "y": inputs.z[v = nodes.b.status]}', ['a', 'b']],
+    ['inputs.limit', []],
+  ])('%s reads %j', (expression, ids) => {
+    expect(nodeReadsOf(expression)).toEqual(new Set(ids));
+  });
+
+  it.each(['nodes', 'nodes.*.output', '$$.nodes.a', '$.nodes.a', '$lookup(nodes, "a")', '($n := nodes; $n.a)', 'nodes[0]', '$eval("nodes.a")', 'nodes.(a)'])('%s reads every node', (expression) => {
+    expect(nodeReadsOf(expression)).toBe('all');
+  });
+});
