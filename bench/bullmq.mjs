@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { log } from './lib.mjs';
 
 export async function runRawBullmq({ redisUrl, jobs, concurrency = 8 }) {
-  const prefix = `{bench-raw-${randomUUID().slice(0, 8)}}`;
+  const prefix = `bench-raw-${randomUUID().slice(0, 8)}`;
   const queueConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const workerConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('raw', { connection: queueConnection, prefix });

@@ -7,12 +7,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PodflowClient } from '@podflow/client';
+import * as protocol from '@podflow/protocol';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ROOT, freePort, stopChild } from '../scripts/lib/services.mjs';
 
 export const API_KEY = 'bench-key';
 export const TENANT = 'bench';
+
+/**
+ * The BullMQ prefix of queue `name` under key prefix `prefix`: `queuePrefix()` where
+ * @podflow/protocol has it (each queue in a hash-tagged slot of its own), else the key prefix
+ * itself, as in the code before it. A namespace import, so that either build loads.
+ */
+export function bullPrefix(prefix, name) {
+  return typeof protocol.queuePrefix === 'function' ? protocol.queuePrefix(prefix, name) : prefix;
+}
 
 async function waitFor(check, what, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
@@ -24,11 +34,14 @@ async function waitFor(check, what, timeoutMs = 60_000) {
 }
 
 /**
- * Starts a coordinator and one worker (WORKER_CONCURRENCY = `concurrency`, SANDBOX_DRIVER =
- * `driver`) under a fresh QUEUE_PREFIX. `stop()` kills both and deletes every key under the prefix.
+ * Starts a coordinator and `workers` workers (default one; WORKER_CONCURRENCY = `concurrency`,
+ * SANDBOX_DRIVER = `driver`) under a fresh QUEUE_PREFIX. `coordinatorEnv` adds variables to the
+ * coordinator's environment only. `stop()` kills them all and deletes every key under the prefix.
+ * The prefix has no braces: QUEUE_PREFIX is a plain namespace (Redis Cluster hash tags are the
+ * coordinator's business, not the prefix's).
  */
-export async function startStack({ redisUrl, concurrency, driver = 'process' }) {
-  const prefix = `{bench-${randomUUID().slice(0, 8)}}`;
+export async function startStack({ redisUrl, concurrency, driver = 'process', workers = 1, coordinatorEnv = {} }) {
+  const prefix = `bench-${randomUUID().slice(0, 8)}`;
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const storageDir = mkdtempSync(join(tmpdir(), 'podflow-bench-files-'));
@@ -41,11 +54,13 @@ export async function startStack({ redisUrl, concurrency, driver = 'process' }) 
     PORT: String(port),
     HOST: '127.0.0.1',
     PUBLIC_URL: url,
-    PODFLOW_API_KEYS: `${API_KEY}=${TENANT}`,
     FILE_URL_SECRET: randomBytes(24).toString('hex'),
     STORAGE_DIR: storageDir,
     LOG_LEVEL: 'warn',
   };
+  // API keys are the coordinator's alone: a worker that finds them drops them and warns.
+  delete env.PODFLOW_API_KEYS;
+  delete env.PODFLOW_ADMIN_KEY;
   const launch = (script, extra = {}) => {
     const child = spawn(process.execPath, [join(ROOT, script)], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.on('data', (d) => output.push(d.toString()));
@@ -54,11 +69,14 @@ export async function startStack({ redisUrl, concurrency, driver = 'process' }) 
     return child;
   };
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const execQueue = new Queue('exec', { connection: redis, prefix });
+  const execQueue = new Queue('exec', { connection: redis, prefix: bullPrefix(prefix, 'exec') });
   const stack = {
     url,
     prefix,
     redis,
+    execQueue,
+    /** Process id of the coordinator (for /proc/<pid>/status), once it is started. */
+    coordinatorPid: undefined,
     client: new PodflowClient({ url, apiKey: API_KEY }),
     logs: () => output.join(''),
     /** Messages the services logged at warn level or above (pino JSON lines). */
@@ -88,10 +106,12 @@ export async function startStack({ redisUrl, concurrency, driver = 'process' }) 
     },
   };
   try {
-    launch('services/coordinator/dist/main.js');
+    stack.coordinatorPid = launch('services/coordinator/dist/main.js', { PODFLOW_API_KEYS: `${API_KEY}=${TENANT}`, ...coordinatorEnv }).pid;
     await waitFor(async () => (await fetch(`${url}/readyz`)).ok, `the coordinator on ${url}:\n${stack.logs()}`);
-    launch('services/worker/dist/main.js', { WORKER_ID: 'bench-w0', WORKER_CONCURRENCY: String(concurrency), SANDBOX_DRIVER: driver });
-    await waitFor(async () => (await execQueue.getWorkersCount()) >= 1, `the worker:\n${stack.logs()}`);
+    for (let i = 0; i < workers; i++) {
+      launch('services/worker/dist/main.js', { WORKER_ID: `bench-w${i}`, WORKER_CONCURRENCY: String(concurrency), SANDBOX_DRIVER: driver });
+    }
+    if (workers > 0) await waitFor(async () => (await execQueue.getWorkersCount()) >= workers, `the worker:\n${stack.logs()}`);
   } catch (error) {
     await stack.stop();
     throw error;

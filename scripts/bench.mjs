@@ -1,32 +1,70 @@
 #!/usr/bin/env node
 // `npm run bench`: builds what is missing, starts a private redis-server on a free port, runs the
 // benchmarks of bench/*.mjs against it (each with its own coordinator, worker and key prefix),
-// prints one markdown table (also written to bench/results/latest.md) and stops everything.
-// BENCH_SAMPLES (default 30): samples per latency figure. BENCH_FANOUT (default 1000): fan-out size.
+// prints markdown tables and stops everything. Two sections:
+//   core           latency, fan-outs on the process driver, noop fan-out vs raw BullMQ
+//                  → bench/results/latest.md (and latest.json)
+//   orchestration  issue 11: noop-driver fan-outs of 100 / 1,000 / 10,000 nodes and chains of 40 /
+//                  1,000 nodes vs raw BullMQ, coordinator RSS with 100,000 queued nodes
+//                  → bench/results/orchestration.md (and orchestration.json)
+//
+// Environment:
+//   BENCH_ONLY              core | orchestration: run one section only (default: both)
+//   BENCH_SAMPLES           core: samples per latency figure (default 30)
+//   BENCH_FANOUT            core: fan-out size (default 1000)
+//   BENCH_ORCH_FANOUTS      orchestration: fan-out sizes in nodes, comma-separated, or none (default 100,1000,10000)
+//   BENCH_ORCH_CHAINS       orchestration: chain lengths, comma-separated, or none (default 40,1000)
+//   BENCH_ORCH_REPS         orchestration: runs per size up to 1,000 nodes, median reported (default 3)
+//   BENCH_ORCH_CONCURRENCY  orchestration: WORKER_CONCURRENCY of the noop worker and of raw BullMQ (default 8)
+//   BENCH_ORCH_RAW_JOBS     orchestration: raw BullMQ jobs per run (default 10000)
+//   BENCH_ORCH_QUEUED       orchestration: queued nodes for the RSS case, 0 skips it (default 100000)
+//   BENCH_ORCH_TIMEOUT_S    orchestration: time limit of each case in seconds (default 600)
+//   MAX_NODES_PER_RUN       orchestration: handed to the coordinator (default 10000); a coordinator
+//                           that does not know it keeps its own limit and refuses larger workflows
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, ensureBubblewrap, ensureInstalledAndBuilt, gitDescribe, say, startRedis } from './lib/services.mjs';
 
-function positiveInt(name, fallback) {
+const SECTIONS = ['core', 'orchestration'];
+
+function positiveInt(name, fallback, min = 1) {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive whole number, got "${raw}"`);
+  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be a whole number of at least ${min}, got "${raw}"`);
   return value;
+}
+
+function sizeList(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw.trim() === 'none') return [];
+  const sizes = raw.split(',').map((v) => Number(v.trim()));
+  if (sizes.some((v) => !Number.isInteger(v) || v < 2)) throw new Error(`${name} must be comma-separated whole numbers of at least 2 (or none), got "${raw}"`);
+  return sizes;
+}
+
+function machineLine() {
+  return `Machine: ${cpus().length} cores (${cpus()[0]?.model?.trim() ?? 'unknown CPU'}), Node ${process.version}, ${process.platform}; podflow ${gitDescribe()}; ${new Date().toISOString()}`;
+}
+
+function writeResults(name, table, json) {
+  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench', 'results', `${name}.md`), table);
+  writeFileSync(join(ROOT, 'bench', 'results', `${name}.json`), `${JSON.stringify(json, null, 2)}\n`);
 }
 
 const ms = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
 const rate = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
 const times = (v) => (v >= 10 ? `${v.toFixed(0)}×` : v >= 0.1 ? `${v.toFixed(2)}×` : `${v.toFixed(3)}×`);
 
-async function main() {
+/** The original benchmarks: latency, process-driver fan-outs, noop fan-out vs raw BullMQ. */
+async function coreSection(redis) {
   const started = Date.now();
   const samples = positiveInt('BENCH_SAMPLES', 30);
   const fanout = positiveInt('BENCH_FANOUT', 1000);
-  ensureInstalledAndBuilt();
   ensureBubblewrap();
-  // Imported after the build: they load the built packages (@podflow/client, bullmq, ioredis).
   const { runLatency } = await import('../bench/latency.mjs');
   const { runFanout, MAX_NODES } = await import('../bench/fanout.mjs');
   const { runRawBullmq } = await import('../bench/bullmq.mjs');
@@ -36,28 +74,18 @@ async function main() {
   const leaves = Math.min(fanout, MAX_NODES - 1);
   const nodes = leaves + 1;
 
-  const dataDir = mkdtempSync(join(tmpdir(), 'podflow-bench-redis-'));
-  const redis = await startRedis(dataDir);
-  say(`bench redis at ${redis.url}`);
-  let results;
-  try {
-    log(`1/5 latency: ${samples} samples per figure`);
-    const latency = await runLatency({ redisUrl: redis.url, samples });
-    log(`2/5 fan-out: ${nodes} Python nodes, process driver, worker concurrency 2`);
-    const c2 = await runFanout({ redisUrl: redis.url, concurrency: 2, driver: 'process', leaves });
-    log(`3/5 fan-out: ${nodes} Python nodes, process driver, worker concurrency 8`);
-    const c8 = await runFanout({ redisUrl: redis.url, concurrency: 8, driver: 'process', leaves });
-    log(`4/5 fan-out: ${nodes} nodes, noop driver, worker concurrency 8`);
-    const noop = await runFanout({ redisUrl: redis.url, concurrency: 8, driver: 'noop', leaves });
-    log(`5/5 raw BullMQ: ${nodes} no-op jobs, concurrency 8`);
-    const raw = await runRawBullmq({ redisUrl: redis.url, jobs: nodes, concurrency: 8 });
-    results = { latency, c2, c8, noop, raw };
-  } finally {
-    await redis.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  log(`1/5 latency: ${samples} samples per figure`);
+  const latency = await runLatency({ redisUrl: redis.url, samples });
+  log(`2/5 fan-out: ${nodes} Python nodes, process driver, worker concurrency 2`);
+  const c2 = await runFanout({ redisUrl: redis.url, concurrency: 2, driver: 'process', leaves });
+  log(`3/5 fan-out: ${nodes} Python nodes, process driver, worker concurrency 8`);
+  const c8 = await runFanout({ redisUrl: redis.url, concurrency: 8, driver: 'process', leaves });
+  log(`4/5 fan-out: ${nodes} nodes, noop driver, worker concurrency 8`);
+  const noop = await runFanout({ redisUrl: redis.url, concurrency: 8, driver: 'noop', leaves });
+  log(`5/5 raw BullMQ: ${nodes} no-op jobs, concurrency 8`);
+  const raw = await runRawBullmq({ redisUrl: redis.url, jobs: nodes, concurrency: 8 });
+  const results = { latency, c2, c8, noop, raw };
 
-  const { latency, c2, c8, noop, raw } = results;
   const wallSeconds = (Date.now() - started) / 1000;
   const { python: pyNode, typescript: tsNode } = latency.nodes;
   const { python: pyBare, node: nodeBare } = latency.bare;
@@ -78,7 +106,7 @@ async function main() {
       : `BENCH_FANOUT=${fanout}`,
     `one worker process and a fresh coordinator + QUEUE_PREFIX per fan-out configuration; raw BullMQ: one Queue + one Worker (concurrency 8, fresh prefix), ${raw.jobs} jobs with addBulk, first add → last completion`,
     latency.warnings.length > 0 ? `worker warnings: ${latency.warnings.join('; ')}` : 'process sandbox: no isolation or limit warnings from the worker (bubblewrap in use)',
-    `total wall time ${wallSeconds.toFixed(0)} s (build included)`,
+    `section wall time ${wallSeconds.toFixed(0)} s`,
   ];
   const rows = [
     [`no-op Python node, process driver, POST /v1/executions?wait=true (median / p95 ms)`, `${ms(pyNode.median)} / ${ms(pyNode.p95)}${inWorker(pyNode)}`, `${latency.pythonBin} -c pass: ${ms(pyBare.median)} / ${ms(pyBare.p95)}`, times(pyNode.median / pyBare.median)],
@@ -90,7 +118,7 @@ async function main() {
     ['notes', notes.join('. '), '', ''],
   ];
   const cell = (text) => String(text).replace(/\|/g, '\\|').replace(/\n/g, ' ');
-  const machine = `Machine: ${cpus().length} cores (${cpus()[0]?.model?.trim() ?? 'unknown CPU'}), Node ${process.version}, ${process.platform}; podflow ${gitDescribe()}; ${new Date().toISOString()}`;
+  const machine = machineLine();
   const table = [
     machine,
     '',
@@ -100,10 +128,48 @@ async function main() {
     '',
   ].join('\n');
   process.stdout.write(`\n${table}`);
-  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench', 'results', 'latest.md'), table);
-  writeFileSync(join(ROOT, 'bench', 'results', 'latest.json'), `${JSON.stringify({ machine, samples, fanout, wallSeconds, ...results }, null, 2)}\n`);
-  say(`results written to bench/results/latest.md (and latest.json) in ${wallSeconds.toFixed(0)} s`);
+  writeResults('latest', table, { machine, samples, fanout, wallSeconds, ...results });
+  say('results written to bench/results/latest.md (and latest.json)');
+}
+
+/** Issue 11: orchestration alone (noop driver) at several sizes, raw BullMQ, coordinator RSS. */
+async function orchestrationSection(redis) {
+  const { ORCHESTRATION_DEFAULTS: defaults, orchestrationTable, runOrchestration } = await import('../bench/orchestration.mjs');
+  const settings = {
+    fanouts: sizeList('BENCH_ORCH_FANOUTS', defaults.fanouts),
+    chains: sizeList('BENCH_ORCH_CHAINS', defaults.chains),
+    reps: positiveInt('BENCH_ORCH_REPS', defaults.reps),
+    concurrency: positiveInt('BENCH_ORCH_CONCURRENCY', defaults.concurrency),
+    rawJobs: positiveInt('BENCH_ORCH_RAW_JOBS', defaults.rawJobs),
+    queuedNodes: positiveInt('BENCH_ORCH_QUEUED', defaults.queuedNodes, 0),
+    timeoutMs: positiveInt('BENCH_ORCH_TIMEOUT_S', defaults.timeoutMs / 1000) * 1000,
+    maxNodesPerRun: positiveInt('MAX_NODES_PER_RUN', defaults.maxNodesPerRun),
+  };
+  const results = await runOrchestration({ redisUrl: redis.url, settings });
+  const machine = machineLine();
+  const table = orchestrationTable(results, machine);
+  process.stdout.write(`\n${table}`);
+  writeResults('orchestration', table, { machine, ...results });
+  say('results written to bench/results/orchestration.md (and orchestration.json)');
+}
+
+async function main() {
+  const started = Date.now();
+  const only = process.env.BENCH_ONLY || undefined;
+  if (only !== undefined && !SECTIONS.includes(only)) throw new Error(`BENCH_ONLY must be one of ${SECTIONS.join(', ')}, got "${only}"`);
+  ensureInstalledAndBuilt();
+  const dataDir = mkdtempSync(join(tmpdir(), 'podflow-bench-redis-'));
+  const redis = await startRedis(dataDir);
+  say(`bench redis at ${redis.url.replace(/:[^:@]*@/, ':***@')}`);
+  try {
+    // Imported after the build: the sections load the built packages (@podflow/client, bullmq, ioredis).
+    if (only === undefined || only === 'core') await coreSection(redis);
+    if (only === undefined || only === 'orchestration') await orchestrationSection(redis);
+  } finally {
+    await redis.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  say(`done in ${((Date.now() - started) / 1000).toFixed(0)} s (build included)`);
 }
 
 main().then(
