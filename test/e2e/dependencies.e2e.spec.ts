@@ -1,7 +1,7 @@
 import { QueueSubmitter } from '@podflow/client';
-import { QUEUE_NAMES } from '@podflow/protocol';
+import { QUEUE_NAMES, type ExecJob } from '@podflow/protocol';
 import { Queue } from 'bullmq';
-import { redisUrl, startStack, type Stack } from '../support/stack';
+import { startStack, type Stack } from '../support/stack';
 
 /**
  * Declared dependencies are checked at submit, before anything runs: bad specs and packages the
@@ -114,14 +114,23 @@ describe('dependencies', () => {
   it('accepts allowed packages and stores their canonical specs', async () => {
     const { status, body } = await run('python', [' Tabulate == 0.9.0 ']);
     expect(status).toBe(202);
-    // What the worker's installer will be given (the run state's normalised workflow).
-    const state = JSON.parse((await stack.redis.hget(`${stack.prefix}:run:${body.id}`, 'state'))!) as { workflow: { nodes: Array<{ dependencies: string[] }> } };
-    expect(state.workflow.nodes[0]!.dependencies).toEqual(['tabulate==0.9.0']);
+    // What the worker's installer will be given: the exec job's dependencies (no worker takes it here).
+    const exec = new Queue<ExecJob>(QUEUE_NAMES.exec, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.exec) });
+    try {
+      let job = await exec.getJob(`${body.id}.step.1`);
+      for (let i = 0; i < 100 && !job; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        job = await exec.getJob(`${body.id}.step.1`);
+      }
+      expect(job?.data.dependencies).toEqual(['tabulate==0.9.0']);
+    } finally {
+      await exec.close();
+    }
   });
 
   it('fails a queue submission with a refused package without retrying it', async () => {
-    const submitter = new QueueSubmitter(redisUrl(), stack.prefix);
-    const submissions = new Queue(QUEUE_NAMES.submissions, { connection: stack.redis, prefix: stack.prefix });
+    const submitter = new QueueSubmitter(stack.redis, stack.prefix);
+    const submissions = new Queue(QUEUE_NAMES.submissions, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.submissions) });
     try {
       // submit() asks for 5 attempts; an invalid definition must fail on the first.
       const jobId = await submitter.submit({ tenantId: 'acme', workflow: { id: 'deps', nodes: [node('python', ['requests'])] }, inputs: {} });

@@ -36,8 +36,8 @@ describe('worker and coordinator failures', () => {
 
     // Deliver every finished result of that run a second time, under new job ids.
     const { Queue } = await import('bullmq');
-    const results = new Queue('results', { connection: stack.redis, prefix: stack.prefix });
-    const exec = new Queue('exec', { connection: stack.redis, prefix: stack.prefix });
+    const results = new Queue('results', { connection: stack.redis, prefix: stack.bullPrefix('results') });
+    const exec = new Queue('exec', { connection: stack.redis, prefix: stack.bullPrefix('exec') });
     const before = (await exec.getJobs(['completed', 'waiting', 'active', 'delayed'])).filter((j) => j.data.runId === run.id).length;
     expect(before).toBe(13);
     const state = await stack.client.getRun(run.id);

@@ -47,14 +47,14 @@ describe('egress grants (issue 10, item 2)', () => {
   it('checks a registered workflow again when a run starts', async () => {
     // A version registered while the tenant was granted (copied here, as a revoked grant would leave it).
     expect((await call(stack, 'POST', '/v1/workflows', { key: OTHER_KEY, body: asking })).status).toBe(201);
-    const granted = await stack.redis.hgetall(`${stack.prefix}:tenant:globex:workflow:fetcher`);
-    await stack.redis.hset(`${stack.prefix}:tenant:${TENANT}:workflow:fetcher`, granted);
+    const granted = await stack.redis.hgetall(stack.keys.workflow('globex', 'fetcher'));
+    await stack.redis.hset(stack.keys.workflow(TENANT, 'fetcher'), granted);
     expect((await call(stack, 'GET', '/v1/workflows/fetcher')).status).toBe(200);
     expectRefused(await call(stack, 'POST', '/v1/runs', { body: { workflowId: 'fetcher' } }));
   });
 
   it('fails a queue submission without the grant with the reason, instead of dropping it', async () => {
-    const queue = new Queue<SubmissionMessage>(QUEUE_NAMES.submissions, { connection: stack.redis, prefix: stack.prefix });
+    const queue = new Queue<SubmissionMessage>(QUEUE_NAMES.submissions, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.submissions) });
     try {
       const job = await queue.add('submit', { tenantId: TENANT, workflow: asking as unknown as SubmissionMessage['workflow'] });
       const failed = await eventually(async () => {

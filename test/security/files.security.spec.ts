@@ -40,7 +40,7 @@ function writer(language: Language, names: string[], rawNames: number[][] = []):
 
 /** The exec jobs BullMQ kept for an ad-hoc execution (node `main`), attempt by attempt. */
 async function execJobs(stack: Stack, runId: string): Promise<Array<{ attempt: number; state: string; attemptsStarted: number; attemptsMade: number }>> {
-  const queue = new Queue<ExecJob>(QUEUE_NAMES.exec, { connection: stack.redis, prefix: stack.prefix });
+  const queue = new Queue<ExecJob>(QUEUE_NAMES.exec, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.exec) });
   try {
     const jobs = [];
     for (let attempt = 1; attempt <= 5; attempt++) {

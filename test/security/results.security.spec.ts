@@ -48,7 +48,7 @@ describe('results (issue 10 review, findings 5 and 6)', () => {
   let results: Queue<ResultMessage>;
   beforeAll(async () => {
     stack = await startStack();
-    results = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: stack.redis, prefix: stack.prefix });
+    results = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.results) });
   });
   afterAll(async () => {
     await results?.close();
@@ -63,7 +63,7 @@ describe('results (issue 10 review, findings 5 and 6)', () => {
     expect(run.error).toMatchObject({ code: 'CODE_EXECUTION_FAILED', message: expect.stringMatching(/^ValueError: boom x+… \[truncated: \d+ characters in all\]$|boom x+… \[truncated: \d+ characters in all\]$/) });
     expect(run.error.message.length).toBeLessThan(17 * 1024);
     // 12.5 MB went into this run's event stream; now every entry is small.
-    const entries = await stack.redis.xrange(`${stack.prefix}:run:${run.id}:events`, '-', '+');
+    const entries = await stack.redis.xrange(stack.keys.events(run.id), '-', '+');
     const bytes = entries.reduce((sum, [, fields]) => sum + fields.join('').length, 0);
     expect(bytes).toBeLessThan(128 * 1024);
     const stream = await fetch(`${stack.url}/v1/runs/${run.id}/events`, { headers: { authorization: 'Bearer test-key' } });

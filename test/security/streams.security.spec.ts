@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { redisNodes } from '@podflow/redis';
 import { API_KEY, startStack, type Stack } from '../support/stack';
 import { OTHER_KEY, call, eventually, expectHealthy } from './support/api';
 
@@ -42,8 +43,9 @@ async function startRun(stack: Stack, key = API_KEY, seconds = 60): Promise<stri
 
 /** Redis connections the stack's coordinator holds for run events (the hub names its one). */
 async function eventReaders(stack: Stack): Promise<number> {
-  const clients = (await stack.redis.client('LIST')) as string;
-  return clients.split('\n').filter((line) => line.includes(` name=podflow-run-events:${stack.prefix} `)).length;
+  // On every node of a cluster: the subscriber is on one of them (its name then has ioredis's prefix).
+  const clients = await Promise.all(redisNodes(stack.redis).map(async (node) => String(await node.client('LIST'))));
+  return clients.join('\n').split('\n').filter((line) => new RegExp(` name=(ioredis-cluster\\(subscriber\\):)?podflow-run-events:${stack.prefix} `).test(line)).length;
 }
 
 describe('event streams and waits (issue 10, items 7 and 9)', () => {

@@ -6,9 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { QUEUE_NAMES } from '@podflow/protocol';
+import { QUEUE_NAMES, queuePrefix } from '@podflow/protocol';
+import { checkRedisConfig, connectRedis, isCluster, redisConfigShape, redisNodes, type RedisClient } from '@podflow/redis';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { z } from 'zod';
+import { RunKeys } from '../../services/coordinator/src/orchestration/run-keys';
 
 export const ROOT = resolve(__dirname, '../..');
 export const API_KEY = 'test-key';
@@ -16,9 +18,15 @@ export const TENANT = 'acme';
 
 export interface Stack {
   url: string;
+  /** QUEUE_PREFIX of this stack's services: every key they write starts with `<prefix>:`. */
   prefix: string;
   client: PodflowClient;
-  redis: Redis;
+  /** The test Redis: one redis-server, or the Redis Cluster with PODFLOW_TEST_REDIS=cluster. */
+  redis: RedisClient;
+  /** The coordinator's key layout under this stack's prefix (run, event and tenant keys). */
+  keys: RunKeys;
+  /** The BullMQ `prefix` option of queue `name` (its hash tag included). */
+  bullPrefix(name: string): string;
   storageDir: string;
   /** With `storage: 's3'`: the key prefix this stack's objects live under in the test bucket. */
   s3Prefix?: string;
@@ -68,6 +76,48 @@ export function redisUrl(): string {
   return url;
 }
 
+/** Whether the suites run against the Redis Cluster `npm test` starts (PODFLOW_TEST_REDIS=cluster). */
+export function onRedisCluster(): boolean {
+  return process.env.PODFLOW_TEST_REDIS === 'cluster';
+}
+
+/**
+ * Where the test Redis is, as the services' variables: REDIS_URL, or REDIS_CLUSTER_NODES and
+ * REDIS_PASSWORD with PODFLOW_TEST_REDIS=cluster (scripts/test.mjs sets them).
+ */
+export function redisEnv(): Record<string, string> {
+  if (!onRedisCluster()) return { REDIS_URL: redisUrl() };
+  const { REDIS_CLUSTER_NODES: nodes, REDIS_PASSWORD: password } = process.env;
+  if (!nodes || !password) throw new Error('PODFLOW_TEST_REDIS=cluster needs REDIS_CLUSTER_NODES and REDIS_PASSWORD: run the suites with `npm test`, which starts a private Redis Cluster');
+  return { REDIS_CLUSTER_NODES: nodes, REDIS_PASSWORD: password };
+}
+
+/** A connection to the test Redis, built as the services build theirs. */
+export function connectTestRedis(): RedisClient {
+  return connectRedis(z.object(redisConfigShape).superRefine(checkRedisConfig).parse(redisEnv()));
+}
+
+/** Every key matching `pattern` (SCAN MATCH), on every master of a cluster. */
+export async function scanKeys(redis: RedisClient, pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const node of redisNodes(redis)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+  }
+  return found;
+}
+
+/** Deletes `keys`; in a cluster one by one, since one DEL may only name keys of one slot. */
+export async function deleteKeys(redis: RedisClient, keys: string[]): Promise<void> {
+  if (keys.length === 0) return;
+  if (isCluster(redis)) await Promise.all(keys.map((key) => redis.unlink(key)));
+  else for (let i = 0; i < keys.length; i += 1000) await redis.unlink(...keys.slice(i, i + 1000));
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
@@ -107,7 +157,7 @@ export interface StackOptions {
  */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const id = randomUUID().slice(0, 8);
-  const prefix = `{test-${id}}`;
+  const prefix = `test-${id}`;
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const storageDir = mkdtempSync(join(tmpdir(), 'podflow-e2e-files-'));
@@ -116,9 +166,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const output: string[] = [];
   const children: ChildProcess[] = [];
   const workers: ChildProcess[] = [];
-  const env = {
+  const env: Record<string, string | undefined> = {
     ...process.env,
-    REDIS_URL: redisUrl(),
+    // Exactly one of REDIS_URL and REDIS_CLUSTER_NODES reaches the services.
+    REDIS_URL: undefined,
+    REDIS_CLUSTER_NODES: undefined,
+    ...redisEnv(),
     QUEUE_PREFIX: prefix,
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -143,13 +196,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     children.push(child);
     return child;
   };
-  const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
-  const execQueue = new Queue(QUEUE_NAMES.exec, { connection: redis, prefix });
+  const redis = connectTestRedis();
+  const bullPrefix = (name: string) => queuePrefix(prefix, name);
+  const execQueue = new Queue(QUEUE_NAMES.exec, { connection: redis, prefix: bullPrefix(QUEUE_NAMES.exec) });
   const stack: Stack = {
     url,
     prefix,
     client: new PodflowClient({ url, apiKey: API_KEY }),
     redis,
+    keys: new RunKeys(prefix),
+    bullPrefix,
     storageDir,
     ...(s3Prefix ? { s3Prefix } : {}),
     workers,
@@ -170,12 +226,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     async stop() {
       await Promise.all(children.map((c) => stopProcess(c)));
       await execQueue.close();
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
+      await deleteKeys(redis, await scanKeys(redis, `${prefix}:*`));
       redis.disconnect();
       rmSync(storageDir, { recursive: true, force: true });
       if (s3 && s3Prefix) await deleteS3Prefix(s3, `${s3Prefix}/`);

@@ -1,4 +1,5 @@
-import { DEFAULT_KEY_PREFIX, DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
+import { DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
+import { checkRedisConfig, redisConfigShape } from '@podflow/redis';
 import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -28,8 +29,8 @@ const apiKeys = z
 export const coordinatorConfigSchema = z.object({
   PORT: int(0).default(8080),
   HOST: z.string().default('0.0.0.0'),
-  REDIS_URL: z.string().url({ message: 'REDIS_URL must be a redis:// URL, e.g. redis://127.0.0.1:6379' }),
-  QUEUE_PREFIX: z.string().min(1).default(DEFAULT_KEY_PREFIX),
+  // REDIS_URL | REDIS_CLUSTER_NODES | REDIS_SENTINELS (+ REDIS_SENTINEL_NAME), REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS, QUEUE_PREFIX.
+  ...redisConfigShape,
   PODFLOW_API_KEYS: apiKeys,
   // STORAGE (local | s3), STORAGE_DIR, PUBLIC_URL, FILE_URL_SECRET, FILE_URL_TTL_SECONDS, S3_*.
   ...storageConfigShape,
@@ -57,7 +58,9 @@ export const coordinatorConfigSchema = z.object({
   /** Concurrent event streams and `?wait=true` executions of the whole coordinator process. */
   MAX_STREAMS: int(1).default(2000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-}).superRefine(checkStorageConfig);
+})
+  .superRefine(checkStorageConfig)
+  .superRefine(checkRedisConfig);
 
 export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
 

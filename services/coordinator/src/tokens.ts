@@ -1,5 +1,6 @@
 /** Nest injection tokens for values that are not classes. */
 export const CONFIG = Symbol('CONFIG');
+/** The shared command connection: a `RedisClient` (@podflow/redis), i.e. `Redis | Cluster`. */
 export const REDIS = Symbol('REDIS');
 export const LOGGER = Symbol('LOGGER');
 export const EXEC_QUEUE = Symbol('EXEC_QUEUE');

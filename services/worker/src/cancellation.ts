@@ -1,5 +1,5 @@
 import { cancelChannel, canceledSetKey } from '@podflow/protocol';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@podflow/redis';
 
 /**
  * Knows which executions run in this worker and aborts them when the coordinator announces a
@@ -9,8 +9,8 @@ export class CancellationRegistry {
   private readonly running = new Map<string, AbortController>();
 
   constructor(
-    private readonly subscriber: Redis,
-    private readonly commands: Redis,
+    private readonly subscriber: RedisClient,
+    private readonly commands: RedisClient,
     private readonly prefix: string,
   ) {}
 

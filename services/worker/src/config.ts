@@ -1,4 +1,5 @@
-import { DEFAULT_KEY_PREFIX, DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
+import { DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
+import { checkRedisConfig, redisConfigShape } from '@podflow/redis';
 import { normaliseCidr } from '@podflow/sandbox';
 import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { hostname } from 'node:os';
@@ -22,8 +23,8 @@ function jsonOf<T extends z.ZodTypeAny>(schema: T, message: string) {
 
 /** The worker's whole configuration, validated at boot (README "Configuration"). */
 export const workerConfigSchema = z.object({
-  REDIS_URL: z.string().url({ message: 'REDIS_URL must be a redis:// URL, e.g. redis://127.0.0.1:6379' }),
-  QUEUE_PREFIX: z.string().min(1).default(DEFAULT_KEY_PREFIX),
+  // REDIS_URL | REDIS_CLUSTER_NODES | REDIS_SENTINELS (+ REDIS_SENTINEL_NAME), REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS, QUEUE_PREFIX.
+  ...redisConfigShape,
   WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
   WORKER_CONCURRENCY: int(1).default(4),
   SANDBOX_DRIVER: z.enum(['process', 'kubernetes', 'noop']).default('process'),
@@ -100,7 +101,9 @@ export const workerConfigSchema = z.object({
   K8S_LAYER_BUILDER_MEMORY_MB: int(64).default(1024),
   K8S_LAYER_BUILDER_TMP_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_LAYER_BUILDER_TMP_SIZE must be a quantity like 2Gi').default('2Gi'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-}).superRefine(checkStorageConfig);
+})
+  .superRefine(checkStorageConfig)
+  .superRefine(checkRedisConfig);
 
 export type WorkerConfig = z.infer<typeof workerConfigSchema>;
 

@@ -1,8 +1,8 @@
 import { KubeConfig, type V1Toleration } from '@kubernetes/client-node';
-import { QUEUE_NAMES } from '@podflow/protocol';
+import { QUEUE_NAMES, queuePrefix } from '@podflow/protocol';
+import type { RedisClient } from '@podflow/redis';
 import { KubernetesDriver, PodReaper } from '@podflow/sandbox';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { WorkerConfig } from './config';
 import { podLayerBackend } from './layers';
@@ -11,7 +11,7 @@ import { podLayerBackend } from './layers';
 const LIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
 
 /** The kubernetes driver, its layer backend and its pod reaper, from the worker's configuration. */
-export function createKubernetesSandbox(config: WorkerConfig, connection: Redis, logger: Logger) {
+export function createKubernetesSandbox(config: WorkerConfig, connection: RedisClient, logger: Logger) {
   const kubeConfig = new KubeConfig();
   // KUBECONFIG, ~/.kube/config, or the pod's ServiceAccount when the worker runs in the cluster.
   kubeConfig.loadFromDefault();
@@ -41,7 +41,7 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: Redis,
     logger,
   });
   const layerBackend = podLayerBackend(config, kubeConfig, connection, logger);
-  const execQueue = new Queue(QUEUE_NAMES.exec, { connection, prefix: config.QUEUE_PREFIX });
+  const execQueue = new Queue(QUEUE_NAMES.exec, { connection, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.exec) });
   const reaper = new PodReaper({
     core: driver.core,
     namespace: config.K8S_NAMESPACE,

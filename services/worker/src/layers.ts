@@ -1,7 +1,7 @@
 import type { KubeConfig, V1Toleration } from '@kubernetes/client-node';
 import { LayerResolver, LocalLayerBackend, PodLayerBackend, type InstallerRunner, type LayerBackend } from '@podflow/sandbox';
 import { normaliseDependencies } from '@podflow/workflow';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@podflow/redis';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -36,7 +36,7 @@ export function localLayerBackend(config: WorkerConfig, interpreters: { python: 
 }
 
 /** Layers of the kubernetes driver: a shared volume filled by builder pods. */
-export function podLayerBackend(config: WorkerConfig, kubeConfig: KubeConfig, redis: Redis, logger: Logger): PodLayerBackend {
+export function podLayerBackend(config: WorkerConfig, kubeConfig: KubeConfig, redis: RedisClient, logger: Logger): PodLayerBackend {
   return new PodLayerBackend({
     kubeConfig,
     redis,
@@ -64,7 +64,7 @@ export function podLayerBackend(config: WorkerConfig, kubeConfig: KubeConfig, re
 }
 
 /** The single-flight resolver in front of either backend (lock, failures and counters in Redis). */
-export function layerResolver(config: WorkerConfig, backend: LayerBackend, redis: Redis, logger: Logger): LayerResolver {
+export function layerResolver(config: WorkerConfig, backend: LayerBackend, redis: RedisClient, logger: Logger): LayerResolver {
   return new LayerResolver({
     backend,
     redis,

@@ -1,6 +1,6 @@
 import { LayerResolvingDriver, ProcessDriver, type SandboxDriver } from '@podflow/sandbox';
 import { createObjectStore } from '@podflow/storage';
-import { Redis } from 'ioredis';
+import { connectRedis, redisConnectionPlan } from '@podflow/redis';
 import pino from 'pino';
 import { loadWorkerConfig, type WorkerConfig } from './config';
 import { createKubernetesSandbox } from './kubernetes';
@@ -23,7 +23,7 @@ function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
     return { driver: new NoopDriver() };
   }
   // Layer build leases, the reaper's job lookups.
-  const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+  const connection = connectRedis(config);
   const disconnect = async () => {
     connection.disconnect();
   };
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const sandbox = createSandbox(config, logger);
   const { driver } = sandbox;
   const worker = new PodflowWorker({
-    redisUrl: config.REDIS_URL,
+    redis: redisConnectionPlan(config),
     prefix: config.QUEUE_PREFIX,
     workerId: config.WORKER_ID,
     concurrency: config.WORKER_CONCURRENCY,

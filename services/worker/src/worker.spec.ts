@@ -1,4 +1,5 @@
-import { PodflowError, QUEUE_NAMES, type ExecJob, type ExecResult, type ResultMessage } from '@podflow/protocol';
+import { PodflowError, QUEUE_NAMES, queuePrefix, type ExecJob, type ExecResult, type ResultMessage } from '@podflow/protocol';
+import type { RedisConnectionPlan } from '@podflow/redis';
 import type { SandboxDriver, SandboxOutcome } from '@podflow/sandbox';
 import { LocalDiskStore, type ObjectStore, type PutObjectInput } from '@podflow/storage';
 import { Queue, type Job } from 'bullmq';
@@ -15,6 +16,7 @@ import { PodflowWorker, isFinalFailure } from './worker';
 // exactly one `finished` result on the results queue, also when BullMQ gives up on its job.
 const redisUrl = process.env.REDIS_URL;
 if (!redisUrl) throw new Error('REDIS_URL is not set: run this suite through `npm test`, which starts a private redis-server');
+const redisPlan: RedisConnectionPlan = { mode: 'standalone', url: redisUrl, options: { maxRetriesPerRequest: null } };
 
 /** Counts the times the code "ran"; leaves one file behind when asked. */
 class CountingDriver implements SandboxDriver {
@@ -67,7 +69,7 @@ const execJob = (extra: Partial<ExecJob> = {}): ExecJob => {
 
 async function startWorker(driver: SandboxDriver, store: ObjectStore): Promise<PodflowWorker> {
   const worker = new PodflowWorker({
-    redisUrl: redisUrl!,
+    redis: redisPlan,
     prefix,
     workerId: `w${workers.length}`,
     concurrency: 1,
@@ -110,9 +112,9 @@ async function settledState(job: Job<ExecJob>): Promise<string> {
 beforeEach(async () => {
   redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   root = await mkdtemp(join(tmpdir(), 'podflow-worker-spec-'));
-  prefix = `{test-${randomUUID().slice(0, 8)}}`;
-  execQueue = new Queue<ExecJob>(QUEUE_NAMES.exec, { connection: redis, prefix });
-  results = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: redis, prefix });
+  prefix = `test-${randomUUID().slice(0, 8)}`;
+  execQueue = new Queue<ExecJob>(QUEUE_NAMES.exec, { connection: redis, prefix: queuePrefix(prefix, QUEUE_NAMES.exec) });
+  results = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: redis, prefix: queuePrefix(prefix, QUEUE_NAMES.results) });
 });
 
 afterEach(async () => {
@@ -161,7 +163,7 @@ describe('PodflowWorker: one result per execution', () => {
     await execQueue.add('exec', exec, { jobId: exec.executionId, attempts: 3 });
     // What BullMQ's stalled-job check (moveStalledJobsToWait) records once a job's stall count
     // passes maxStalledCount: the next worker to take it fails it instead of running it.
-    await redis.hset(`${prefix}:${QUEUE_NAMES.exec}:${exec.executionId}`, 'defa', 'job stalled more than allowable limit');
+    await redis.hset(`${queuePrefix(prefix, QUEUE_NAMES.exec)}:${QUEUE_NAMES.exec}:${exec.executionId}`, 'defa', 'job stalled more than allowable limit');
     const driver = new CountingDriver();
     await startWorker(driver, new BrokenStore(root, {}));
     const result = await finishedResult(exec.executionId);

@@ -1,15 +1,17 @@
-import { QUEUE_NAMES, resultJobId, type ExecJob, type ResultMessage } from '@podflow/protocol';
+import { QUEUE_NAMES, queuePrefix, resultJobId, type ExecJob, type ResultMessage } from '@podflow/protocol';
+import { connectRedis, type RedisClient, type RedisConnectionPlan } from '@podflow/redis';
 import type { SandboxDriver } from '@podflow/sandbox';
 import type { ObjectStore } from '@podflow/storage';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { CancellationRegistry } from './cancellation';
 import { givenUpResult, runExecution, type GivenUp } from './execution';
 import type { StoreRetryPolicy } from './store-retry';
 
 export interface PodflowWorkerOptions {
-  redisUrl: string;
+  /** Where Redis is: one Redis, Sentinel or a Cluster (`redisConnectionPlan(config)`). */
+  redis: RedisConnectionPlan;
+  /** QUEUE_PREFIX: the key prefix (queues get their hash tags from `queuePrefix`). */
   prefix: string;
   workerId: string;
   concurrency: number;
@@ -46,9 +48,9 @@ const RESULT_JOB_OPTIONS = {
  * the worker's `failed` event) is reported by `reportGivenUp`, so no run waits for RUN_TIMEOUT.
  */
 export class PodflowWorker {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   /** Cancellation pub/sub: a subscribed connection can do nothing else. */
-  private readonly subscriber: Redis;
+  private readonly subscriber: RedisClient;
   private readonly results: Queue<ResultMessage>;
   private readonly cancellations: CancellationRegistry;
   private worker?: Worker<ExecJob>;
@@ -56,9 +58,9 @@ export class PodflowWorker {
   private readonly pendingReports = new Set<Promise<void>>();
 
   constructor(private readonly options: PodflowWorkerOptions) {
-    this.connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
-    this.results = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: this.connection, prefix: options.prefix });
-    this.subscriber = new Redis(options.redisUrl);
+    this.connection = connectRedis(options.redis);
+    this.results = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: this.connection, prefix: queuePrefix(options.prefix, QUEUE_NAMES.results) });
+    this.subscriber = connectRedis(options.redis);
     this.cancellations = new CancellationRegistry(this.subscriber, this.connection, options.prefix);
   }
 
@@ -66,7 +68,7 @@ export class PodflowWorker {
     await this.cancellations.start();
     this.worker = new Worker<ExecJob>(QUEUE_NAMES.exec, (job, token) => this.process(job, token), {
       connection: this.connection,
-      prefix: this.options.prefix,
+      prefix: queuePrefix(this.options.prefix, QUEUE_NAMES.exec),
       concurrency: this.options.concurrency,
       lockDuration: this.options.lockDurationMs,
       stalledInterval: Math.max(1000, Math.floor(this.options.lockDurationMs / 2)),

@@ -1,6 +1,6 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { PodflowError, type Language } from '@podflow/protocol';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@podflow/redis';
 import { randomBytes } from 'node:crypto';
 import type { SandboxLogger } from '../driver';
 import { chooseEvictions } from '../layers/eviction';
@@ -25,7 +25,7 @@ export const IMAGE_NPM_COMMAND = ['node', '/opt/podflow/npm/bin/npm-cli.js'];
 export interface PodLayerBackendOptions {
   kubeConfig: KubeConfig;
   placement: LayerBuilderPlacement;
-  redis: Redis;
+  redis: RedisClient;
   /** Prefix of the registry keys (the queue prefix plus `:`). */
   keyPrefix: string;
   installer: InstallerOptions;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@podflow/redis';
 
 // Compare-and-act on the lock's owner token, so a builder whose lease expired (and was taken over)
 // can neither extend nor delete its successor's lease.
@@ -19,7 +19,7 @@ export interface LayerLease {
  */
 export class LayerLock {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keyPrefix: string,
     private readonly ttlMs: number,
   ) {}

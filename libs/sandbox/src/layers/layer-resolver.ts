@@ -1,6 +1,6 @@
 import { PodflowError, type Language } from '@podflow/protocol';
 import { ecosystemOf } from '@podflow/workflow';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@podflow/redis';
 import { randomBytes } from 'node:crypto';
 import type { SandboxLogger } from '../driver';
 import { layerKey, type LayerManifest, type LayerSpec, type ResolvedLayer } from './layer';
@@ -31,7 +31,7 @@ export interface LayerBackend {
 
 export interface LayerResolverOptions {
   backend: LayerBackend;
-  redis: Redis;
+  redis: RedisClient;
   /** Key prefix for the lock, failure and counter keys (the queue prefix plus `:`). */
   keyPrefix: string;
   /** Turns raw dependency strings into canonical sorted specs; throws INVALID_DEPENDENCY. */

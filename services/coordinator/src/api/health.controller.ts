@@ -2,7 +2,7 @@ import { Controller, Get, HttpCode, Inject, Res } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { Queue } from 'bullmq';
 import type { Response } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@podflow/redis';
 import { EXEC_QUEUE, REDIS } from '../tokens';
 import { Public } from './auth.guard';
 
@@ -10,7 +10,7 @@ import { Public } from './auth.guard';
 @Controller()
 export class HealthController {
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(EXEC_QUEUE) private readonly execQueue: Queue,
   ) {}
 

@@ -1,8 +1,8 @@
 import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
-import { QUEUE_NAMES } from '@podflow/protocol';
+import { QUEUE_NAMES, queuePrefix } from '@podflow/protocol';
+import { connectRedis, type RedisClient } from '@podflow/redis';
 import { createObjectStore } from '@podflow/storage';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import pino from 'pino';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, EXEC_QUEUE, LOGGER, OBJECT_STORE, REDIS, RESULTS_QUEUE } from '../tokens';
@@ -18,17 +18,17 @@ export class InfraModule implements OnApplicationShutdown {
       providers: [
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
-        // maxRetriesPerRequest: null is what BullMQ requires of connections it blocks on.
-        { provide: REDIS, useFactory: () => new Redis(config.REDIS_URL, { maxRetriesPerRequest: null }) },
+        // One Redis, Sentinel or Cluster as configured; maxRetriesPerRequest: null, as BullMQ requires.
+        { provide: REDIS, useFactory: (): RedisClient => connectRedis(config) },
         {
           provide: EXEC_QUEUE,
           inject: [REDIS],
-          useFactory: (redis: Redis) => new Queue(QUEUE_NAMES.exec, { connection: redis, prefix: config.QUEUE_PREFIX }),
+          useFactory: (redis: RedisClient) => new Queue(QUEUE_NAMES.exec, { connection: redis, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.exec) }),
         },
         {
           provide: RESULTS_QUEUE,
           inject: [REDIS],
-          useFactory: (redis: Redis) => new Queue(QUEUE_NAMES.results, { connection: redis, prefix: config.QUEUE_PREFIX }),
+          useFactory: (redis: RedisClient) => new Queue(QUEUE_NAMES.results, { connection: redis, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.results) }),
         },
         {
           provide: OBJECT_STORE,
@@ -41,7 +41,7 @@ export class InfraModule implements OnApplicationShutdown {
   }
 
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(EXEC_QUEUE) private readonly execQueue: Queue,
     @Inject(RESULTS_QUEUE) private readonly resultsQueue: Queue,
   ) {}

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { MAX_JSON_DEPTH, PodflowError, QUEUE_NAMES, findTooDeep, type SubmissionMessage } from '@podflow/protocol';
+import { MAX_JSON_DEPTH, PodflowError, QUEUE_NAMES, findTooDeep, queuePrefix, type SubmissionMessage } from '@podflow/protocol';
+import type { RedisClient } from '@podflow/redis';
 import { UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
 import { RunsService } from '../runs/runs.service';
@@ -19,7 +19,7 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
 
   constructor(
     private readonly runs: RunsService,
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -52,7 +52,7 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
           throw error;
         }
       },
-      { connection: this.redis, prefix: this.config.QUEUE_PREFIX, concurrency: 8 },
+      { connection: this.redis, prefix: queuePrefix(this.config.QUEUE_PREFIX, QUEUE_NAMES.submissions), concurrency: 8 },
     );
     this.worker.on('failed', (job, error) => this.logger.warn({ err: error, jobId: job?.id }, 'submission rejected'));
     this.worker.on('error', (error) => this.logger.error({ err: error }, 'submissions worker error'));

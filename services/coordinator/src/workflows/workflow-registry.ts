@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PodflowError } from '@podflow/protocol';
 import { DEFAULT_WORKFLOW_LIMITS, parseWorkflow, type Workflow } from '@podflow/workflow';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@podflow/redis';
 import { RunStore } from '../orchestration/run-store';
 import type { CoordinatorConfig } from '../config';
 import { dependencyPoliciesFor } from '../tenancy/dependency-policy';
@@ -20,7 +20,7 @@ export interface RegisteredWorkflow {
 @Injectable()
 export class WorkflowRegistry {
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     private readonly store: RunStore,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
