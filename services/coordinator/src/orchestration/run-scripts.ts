@@ -19,8 +19,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'v', 1)
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 local eventCount = tonumber(ARGV[7])
+local lastEvent = false
 for i = 8, 7 + eventCount do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'e', ARGV[i])
+  lastEvent = redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'e', ARGV[i])
+end
+-- Announce the new entries on the run's channel (runEventsChannel: <prefix>:run-events:<runId>),
+-- the prefix being what precedes ':run:<runId>:events' in KEYS[2].
+if lastEvent then
+  local suffix = ':run:' .. ARGV[1] .. ':events'
+  redis.call('PUBLISH', string.sub(KEYS[2], 1, #KEYS[2] - #suffix) .. ':run-events:' .. ARGV[1], lastEvent)
 end
 local commands = 0
 for i = 8 + eventCount, #ARGV do
@@ -41,8 +48,15 @@ export const SAVE_RUN = `
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'v', tonumber(ARGV[2]) + 1)
 local eventCount = tonumber(ARGV[7])
+local lastEvent = false
 for i = 8, 7 + eventCount do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'e', ARGV[i])
+  lastEvent = redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'e', ARGV[i])
+end
+-- Announce the new entries on the run's channel (runEventsChannel: <prefix>:run-events:<runId>),
+-- the prefix being what precedes ':run:<runId>:events' in KEYS[2].
+if lastEvent then
+  local suffix = ':run:' .. ARGV[1] .. ':events'
+  redis.call('PUBLISH', string.sub(KEYS[2], 1, #KEYS[2] - #suffix) .. ':run-events:' .. ARGV[1], lastEvent)
 end
 local commands = 0
 for i = 8 + eventCount, #ARGV do

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { runEventsChannel } from '@podflow/protocol';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
@@ -6,13 +7,18 @@ import { RunStore, type StoredEvent } from '../orchestration/run-store';
 import { RunEventHub, runEventsConnectionName, type EventSubscriber } from './run-event-hub';
 import { RunEventsService } from './run-events.service';
 
-// A real Redis (REDIS_URL, started by `npm test`): the hub's shared XREAD is what a bad stream,
-// a bad entry or a re-established connection must not break (issue 10 review, findings 2, 7, 8).
+// A real Redis (REDIS_URL, started by `npm test`). The hub reads each followed stream on its own
+// when the run store announces new entries on the run's channel; a bad stream, a bad entry, a
+// lost message or a re-established subscriber connection must not break it (issue 10 review,
+// findings 2, 7, 8; issue 11: no multi-stream read, so it works on a Redis Cluster).
 const redisUrl = process.env.REDIS_URL;
 if (!redisUrl) throw new Error('REDIS_URL is not set: run this suite through `npm test`, which starts a private redis-server');
 
 const logger = { debug() {}, warn() {}, error() {}, info() {} } as unknown as Logger;
 const runEvent = (runId: string, status: string) => JSON.stringify({ type: 'run', runId, status, at: Date.now() });
+async function eventually(check: () => Promise<boolean>): Promise<void> {
+  while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 20));
+}
 
 /** Collects what a follower got; `next(n)` resolves once it holds n events. */
 function collect(service: RunEventsService, runId: string, after = '0-0') {
@@ -41,21 +47,31 @@ describe('RunEventHub (real Redis)', () => {
   let store: RunStore;
   let prefix: string;
   const hubs: RunEventHub[] = [];
-  const hub = (blockMs?: number) => {
-    const created = new RunEventHub(redis, store, logger, blockMs ? { blockMs } : undefined);
+  const hub = (sweepMs?: number) => {
+    const created = new RunEventHub(redis, store, logger, sweepMs ? { sweepMs } : undefined);
     hubs.push(created);
     return created;
   };
-  const append = (runId: string, status: string) => redis.xadd(store.keys.events(runId), '*', 'e', runEvent(runId, status));
+  /** What the run store's scripts do: XADD the entry, then PUBLISH its id on the run's channel. */
+  const write = async (runId: string, fields: string[], announce = true) => {
+    const id = (await redis.xadd(store.keys.events(runId), '*', ...fields))!;
+    if (announce) await redis.publish(runEventsChannel(prefix, runId), id);
+    return id;
+  };
+  const append = (runId: string, status: string, announce = true) => write(runId, ['e', runEvent(runId, status)], announce);
+  const subscriberConnections = async () =>
+    String(await redis.client('LIST'))
+      .split('\n')
+      .filter((line) => line.includes(` name=${runEventsConnectionName(prefix)} `));
 
   beforeEach(() => {
-    prefix = `{test-hub-${randomUUID().slice(0, 8)}}`;
+    prefix = `test-hub-${randomUUID().slice(0, 8)}`;
     redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
     store = new RunStore(redis, { QUEUE_PREFIX: prefix } as CoordinatorConfig);
   });
   afterEach(async () => {
     await Promise.all(hubs.splice(0).map((h) => h.onApplicationShutdown()));
-    const keys = await redis.keys(`${prefix}*`);
+    const keys = await redis.keys(`${prefix}:*`);
     if (keys.length > 0) await redis.del(...keys);
     redis.disconnect();
   });
@@ -73,6 +89,46 @@ describe('RunEventHub (real Redis)', () => {
     await Promise.all([first.done, second.done]);
   });
 
+  it('serves every followed run through one subscriber connection, and takes a message as a hint only', async () => {
+    const h = hub(10 * 60_000);
+    const events = new RunEventsService(store, h);
+    const runs = ['a', 'b', 'c'];
+    for (const run of runs) await append(run, 'running');
+    const followers = runs.map((run) => collect(events, run));
+    await Promise.all(followers.map((f) => f.next(1)));
+    expect(h.streamCount).toBe(3);
+    // The hub connects its subscriber with its first stream (the history came from XRANGE meanwhile).
+    await eventually(async () => (await subscriberConnections()).length === 1);
+    expect(await subscriberConnections()).toHaveLength(1);
+    // A message naming an id far ahead moves nothing: the hub reads the stream from its own cursor.
+    await redis.publish(runEventsChannel(prefix, 'a'), '99999999999999-0');
+    await redis.publish(runEventsChannel(prefix, 'b'), 'not an id');
+    for (const run of runs) await append(run, 'succeeded');
+    for (const follower of followers) expect(await follower.next(2)).toEqual(['running', 'succeeded']);
+    await Promise.all(followers.map((f) => f.done));
+    expect(h.streamCount).toBe(0);
+  });
+
+  it('reads a stream right after subscribing, so an entry written before the subscription took effect is delivered', async () => {
+    const h = hub(10 * 60_000);
+    const first = await append('r', 'running');
+    // Written and announced while nobody listened: the message is gone, the entry is not.
+    await append('r', 'succeeded');
+    const got: string[] = [];
+    const delivered = new Promise<void>((resolve) => h.subscribe('r', first, { deliver: ({ event }) => (got.push((event as { status: string }).status), resolve()), end() {} }));
+    await delivered;
+    expect(got).toEqual(['succeeded']);
+  });
+
+  it('catches up with an entry whose message was lost within one sweep', async () => {
+    const events = new RunEventsService(store, hub(200));
+    await append('r', 'running');
+    const follower = collect(events, 'r');
+    await follower.next(1);
+    await append('r', 'succeeded', false);
+    expect(await follower.next(2)).toEqual(['running', 'succeeded']);
+  });
+
   it('drops a stream Redis refuses to read, ending only its own followers', async () => {
     const events = new RunEventsService(store, hub());
     await append('good', 'running');
@@ -80,9 +136,10 @@ describe('RunEventHub (real Redis)', () => {
     const good = collect(events, 'good');
     const bad = collect(events, 'bad');
     await Promise.all([good.next(1), bad.next(1)]);
-    // The bad run's stream becomes a string: every XREAD that names it fails with WRONGTYPE.
+    // The bad run's stream becomes a string: every XRANGE of it fails with WRONGTYPE.
     await redis.del(store.keys.events('bad'));
     await redis.set(store.keys.events('bad'), 'not a stream');
+    await redis.publish(runEventsChannel(prefix, 'bad'), `${Date.now() + 1000}-0`);
     await append('good', 'succeeded');
     expect(await good.next(2)).toEqual(['running', 'succeeded']);
     await bad.done; // ended, not left waiting
@@ -94,22 +151,18 @@ describe('RunEventHub (real Redis)', () => {
     await append('r', 'running');
     const follower = collect(events, 'r');
     await follower.next(1);
-    await redis.xadd(store.keys.events('r'), '*', 'e', '{not json');
-    await redis.xadd(store.keys.events('r'), '*', 'x', 'y');
+    await write('r', ['e', '{not json']);
+    await write('r', ['x', 'y']);
     await append('r', 'succeeded');
     expect(await follower.next(2)).toEqual(['running', 'succeeded']);
   });
 
-  it('wakes its blocked read for a new stream after the reader connection was re-established', async () => {
-    // Blocks far longer than the test may take: only a wake-up can deliver the new stream's events.
+  it('delivers what was written while its subscriber connection was down, once it is back', async () => {
+    // Sweeps far apart: only the reconnection can deliver what was announced while it was down.
     const events = new RunEventsService(store, hub(10 * 60_000));
-    const readers = async () =>
-      String(await redis.client('LIST'))
-        .split('\n')
-        .filter((line) => line.includes(` name=${runEventsConnectionName(prefix)} `));
-    const blockedReader = async (): Promise<string> => {
+    const subscriberId = async (): Promise<string> => {
       for (;;) {
-        const line = (await readers()).find((l) => / cmd=xread /.test(l) && / flags=b /.test(l));
+        const line = (await subscriberConnections()).find((l) => / sub=[1-9]/.test(l));
         if (line) return /\bid=(\d+)/.exec(line)![1]!;
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
@@ -117,10 +170,16 @@ describe('RunEventHub (real Redis)', () => {
     await append('a', 'running');
     const first = collect(events, 'a');
     await first.next(1);
-    const before = await blockedReader();
-    // What a Redis restart does to the reader: its connection, and its client id, are gone.
+    const before = await subscriberId();
+    // What a Redis restart does to the subscriber: its connection, and its subscriptions, are gone.
     await redis.client('KILL', 'ID', before);
-    for (let id = await blockedReader(); id === before; id = await blockedReader()) await new Promise((resolve) => setTimeout(resolve, 20));
+    await append('a', 'node-done');
+    expect(await first.next(2)).toEqual(['running', 'node-done']);
+    // Delivered through a new connection (the hub subscribed again), not the killed one.
+    expect(await subscriberId()).not.toBe(before);
+    await append('a', 'succeeded');
+    expect(await first.next(3)).toEqual(['running', 'node-done', 'succeeded']);
+    // And a stream followed after the reconnection is served as usual.
     await append('b', 'running');
     const second = collect(events, 'b');
     await append('b', 'succeeded');

@@ -1,31 +1,36 @@
 import { Inject, Injectable, Optional, type OnApplicationShutdown } from '@nestjs/common';
-import { isTerminalRunPhase, type RunEventMessage } from '@podflow/protocol';
-import { randomUUID } from 'node:crypto';
-import { ReplyError, type Redis } from 'ioredis';
+import { isTerminalRunPhase, runEventsChannel, type RunEventMessage } from '@podflow/protocol';
+import { duplicateRedis, type RedisClient } from '@podflow/redis';
+import { ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
 import { RunStore, parseStoredEvent, type StoredEvent } from '../orchestration/run-store';
 import { LOGGER, REDIS } from '../tokens';
-import { isStreamId } from './stream-ids';
+import { compareStreamIds, isStreamId } from './stream-ids';
 
-/** Entries read per stream and round. */
+/** Entries read per XRANGE. */
 const BATCH = 500;
-/** Pause after a failed read (Redis restarting) before the next one. */
-const RETRY_MS = 1_000;
-/** Entries kept in the wake stream; only the newest matters. */
-const WAKE_MAXLEN = 16;
-/** The wake stream outlives its coordinator by this much at most. */
-const WAKE_TTL_MS = 3_600_000;
+/** How long shutdown waits for reads under way (they end by themselves; Redis may be gone). */
+const SHUTDOWN_WAIT_MS = 5_000;
+/**
+ * Replies that say Redis (or the cluster) is busy or not ready, not that the stream is bad: the
+ * read is tried again with the next message or sweep instead of ending the stream's followers.
+ */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|NOAUTH|NOPERM|READONLY|MOVED|ASK)\b/;
 
 /** Tuning of the hub; the defaults suit production. */
 export interface RunEventHubOptions {
-  /** How long one blocking read waits; a new stream wakes it at once, so this only bounds an idle loop. */
-  blockMs: number;
+  /**
+   * How often every followed stream is read even without a message. Pub/sub delivers at most
+   * once: a message published while the subscriber reconnects (a cluster moves it to another
+   * node) is lost, so this bounds how late an event can be then. Normally a message reads it at once.
+   */
+  sweepMs: number;
 }
 
 export const RUN_EVENT_HUB_OPTIONS = Symbol('RUN_EVENT_HUB_OPTIONS');
-const DEFAULT_OPTIONS: RunEventHubOptions = { blockMs: 5_000 };
+const DEFAULT_OPTIONS: RunEventHubOptions = { sweepMs: 5_000 };
 
-/** Receives a run's events, in stream order, from the hub's reader. */
+/** Receives a run's events, in stream order, from the hub. */
 export interface EventSubscriber {
   deliver(event: StoredEvent): void;
   /** The stream was dropped because Redis refuses to read it; no event will follow. */
@@ -33,15 +38,19 @@ export interface EventSubscriber {
 }
 
 interface TrackedStream {
+  runId: string;
   key: string;
+  channel: string;
   /** The last entry the hub has read (and handed to every subscriber present then); always an id Redis gave. */
   cursor: string;
   subscribers: Set<EventSubscriber>;
+  /** The read of this stream under way; at most one at a time, so entries go out in order. */
+  reading?: Promise<void>;
+  /** A read was asked for while one was under way: read once more after it. */
+  again: boolean;
 }
 
-type XreadReply = Array<[string, Array<[string, string[]]>]> | null;
-
-/** CLIENT SETNAME of the hub's connection: `podflow-run-events:<prefix>`, braces and all (no spaces allowed). */
+/** CLIENT SETNAME of the hub's subscriber connection: `podflow-run-events:<prefix>` (no spaces allowed). */
 export function runEventsConnectionName(prefix: string): string {
   return `podflow-run-events:${prefix.replace(/\s+/g, '_')}`;
 }
@@ -51,44 +60,47 @@ export function isTerminalEvent(event: RunEventMessage): boolean {
 }
 
 /**
- * The one Redis reader of this coordinator process for run event streams. Each SSE client and
- * `?wait=true` request used to block a Redis connection of its own, so ten thousand clients
- * exhausted Redis; now a single connection runs `XREAD BLOCK` over every stream someone follows,
- * each from the hub's own cursor, and hands each entry to that stream's subscribers.
+ * Follows run event streams for this coordinator process: SSE clients and `?wait=true` requests
+ * subscribe here, and however many there are, the hub holds one Redis connection of its own (a
+ * pub/sub subscriber) and reads each followed stream once for all of them.
+ *
+ * The run store's scripts PUBLISH the id of the last entry they wrote on the run's channel
+ * (`runEventsChannel`) right after their XADDs. The hub subscribes to the channels of the runs it
+ * has subscribers for, and on each message reads that stream with XRANGE from its own cursor; it
+ * reads it once right after subscribing too, so an entry written before the subscription took
+ * effect is not missed. Each stream is read on its own, so this works the same on one Redis and on
+ * a Redis Cluster, where the streams of different runs live in different slots (the single
+ * multi-stream XREAD this replaces failed there with CROSSSLOT). The message is only a hint: the
+ * entries, and every cursor, come from XRANGE. Pub/sub loses messages while the subscriber
+ * reconnects, so the hub re-reads every stream when its connection is ready again and every
+ * `sweepMs` (a cluster's subscriber can move to another node without telling).
  *
  * Guarantees, per run: entries reach a subscriber in stream order, each once, none missed.
  * `subscribe` returns the stream's cursor at that moment; the hub delivers exactly the entries
  * after it, and entries up to it are the caller's to read with XRANGE (RunEventsService does).
  * Cursors are only ever ids Redis returned (the stream's last entry when tracking starts, then
- * each entry read), never a client's Last-Event-ID: the read is shared, and one bad or future
- * cursor would stall or skip every stream in it. Should Redis still refuse the shared read, the
- * streams it refuses are found one by one and dropped (their subscribers end), so one bad stream
- * never stops the others; an entry that is not an event is skipped.
- *
- * A newly followed stream wakes the blocked read through this process's wake stream, which every
- * read includes: unlike CLIENT UNBLOCK, that needs no client id (which changes when the
- * connection is re-established) and cannot arrive before the read it is meant to end.
+ * each entry read), never a client's Last-Event-ID nor a message's. A stream Redis refuses to
+ * read (wrong type) is dropped and its subscribers end, alone; an entry that is not an event is
+ * skipped.
  */
 @Injectable()
 export class RunEventHub implements OnApplicationShutdown {
   private readonly streams = new Map<string, TrackedStream>();
+  private readonly byChannel = new Map<string, TrackedStream>();
   private readonly options: RunEventHubOptions;
-  private readonly wakeKey: string;
-  private wakeCursor = '0-0';
-  private reader?: Redis;
-  /** The read loop while it runs; shutdown waits for it. */
-  private loop?: Promise<void>;
-  private reading = false;
+  private subscriber?: RedisClient;
+  private sweepTimer?: NodeJS.Timeout;
+  /** Reads and subscriptions under way; shutdown waits for them. */
+  private readonly pending = new Set<Promise<unknown>>();
   private closed = false;
 
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     private readonly store: RunStore,
     @Inject(LOGGER) private readonly logger: Logger,
     @Optional() @Inject(RUN_EVENT_HUB_OPTIONS) options?: Partial<RunEventHubOptions>,
   ) {
     this.options = { ...DEFAULT_OPTIONS, ...options };
-    this.wakeKey = store.keys.eventsWake(randomUUID());
   }
 
   /**
@@ -100,12 +112,19 @@ export class RunEventHub implements OnApplicationShutdown {
     let tracked = this.streams.get(runId);
     if (!tracked) {
       if (!isStreamId(lastReadId)) throw new Error(`run ${runId}: the hub tracks streams from an entry id read from Redis, not "${lastReadId.slice(0, 64)}"`);
-      tracked = { key: this.store.keys.events(runId), cursor: lastReadId, subscribers: new Set() };
+      tracked = {
+        runId,
+        key: this.store.keys.events(runId),
+        channel: runEventsChannel(this.store.keys.prefix, runId),
+        cursor: lastReadId,
+        subscribers: new Set(),
+        again: false,
+      };
       this.streams.set(runId, tracked);
-      this.wake();
+      this.byChannel.set(tracked.channel, tracked);
+      this.listen(tracked);
     }
     tracked.subscribers.add(subscriber);
-    this.startReading();
     return tracked.cursor;
   }
 
@@ -113,123 +132,181 @@ export class RunEventHub implements OnApplicationShutdown {
     const tracked = this.streams.get(runId);
     if (!tracked) return;
     tracked.subscribers.delete(subscriber);
-    if (tracked.subscribers.size === 0) this.streams.delete(runId);
+    if (tracked.subscribers.size === 0) this.forget(tracked);
   }
 
-  /** Streams currently read (for tests and metrics). */
+  /** Streams currently followed (for tests and metrics). */
   get streamCount(): number {
     return this.streams.size;
   }
 
-  /** Stops reading: the blocked read is cut off and the loop has ended when this resolves. */
+  /** Stops following: no read starts after this, and the ones under way have ended when it resolves. */
   async onApplicationShutdown(): Promise<void> {
     this.closed = true;
-    this.reader?.disconnect();
-    await this.loop;
+    this.stopSweeping();
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_WAIT_MS)));
+    await Promise.race([Promise.allSettled([...this.pending]), waited]);
+    clearTimeout(timer);
+    this.subscriber?.disconnect();
   }
 
-  private startReading(): void {
-    if (this.reading || this.closed) return;
-    this.reading = true;
-    this.loop = this.read()
+  /** Subscribes to the stream's channel, then reads what was written before the subscription took effect. */
+  private listen(tracked: TrackedStream): void {
+    if (this.closed) return;
+    this.startSweeping();
+    const subscribed = this.connectSubscriber()
+      .subscribe(tracked.channel)
       .catch((error: unknown) => {
-        if (!this.closed) this.logger.error({ err: error }, 'run event reader stopped; it restarts with the next subscriber');
+        // The sweep and the next reconnect subscribe and read it again.
+        if (!this.closed) this.logger.warn({ err: error, runId: tracked.runId }, 'subscribing to run events failed; the stream is read every sweep until it works');
       })
-      .finally(() => {
-        this.reading = false;
-        // A subscriber that arrived while the loop was finishing must not wait for nobody.
-        if (this.streams.size > 0 && !this.closed) this.startReading();
-      });
+      .then(() => this.read(tracked));
+    this.track(subscribed);
   }
 
-  private async read(): Promise<void> {
-    const reader = this.connectReader();
-    while (!this.closed && this.streams.size > 0) {
-      const round = [...this.streams.entries()];
-      const keys = [this.wakeKey, ...round.map(([, t]) => t.key)];
-      const cursors = [this.wakeCursor, ...round.map(([, t]) => t.cursor)];
-      let reply: XreadReply;
+  /** A message announced new entries up to `lastId` (a hint: the entries come from XRANGE). */
+  private announced(channel: string, lastId: string): void {
+    const tracked = this.byChannel.get(channel);
+    if (!tracked || this.closed) return;
+    if (isStreamId(lastId) && compareStreamIds(lastId, tracked.cursor) <= 0) return;
+    this.track(this.read(tracked));
+  }
+
+  /**
+   * Reads `tracked` from its cursor to the end. One read per stream at a time, so entries go out
+   * in order; a read asked for meanwhile makes the one under way run once more.
+   */
+  private read(tracked: TrackedStream): Promise<void> {
+    if (tracked.reading) {
+      tracked.again = true;
+      return tracked.reading;
+    }
+    tracked.again = false;
+    const reading = this.readToEnd(tracked)
+      .catch((error: unknown) => {
+        if (!this.closed) this.logger.warn({ err: error, runId: tracked.runId }, 'reading a run event stream failed; retried with the next event or sweep');
+      })
+      .then(() => {
+        // One step, so no request can slip between the end of this read and the check.
+        tracked.reading = undefined;
+        if (tracked.again && this.isLive(tracked)) return this.read(tracked);
+      });
+    tracked.reading = reading;
+    return reading;
+  }
+
+  private async readToEnd(tracked: TrackedStream): Promise<void> {
+    while (this.isLive(tracked)) {
+      let entries: Array<[string, string[]]>;
       try {
-        reply = await xread(reader, ['COUNT', BATCH, 'BLOCK', this.options.blockMs, 'STREAMS', ...keys, ...cursors]);
+        entries = await this.redis.xrange(tracked.key, `(${tracked.cursor}`, '+', 'COUNT', BATCH);
       } catch (error) {
-        if (this.closed) return;
-        // Redis answered, and refused the read: find the streams it refuses and drop them alone.
-        if (error instanceof ReplyError && (await this.dropUnreadable(round)) > 0) continue;
-        this.logger.warn({ err: error }, 'reading run event streams failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-        continue;
+        // Redis answered, and refused this stream (WRONGTYPE): it alone is dropped.
+        if (error instanceof ReplyError && !TRANSIENT_REPLY.test((error as Error).message)) return this.drop(tracked, error as Error);
+        throw error;
       }
-      const byKey = new Map(round.map(([runId, tracked]) => [tracked.key, { runId, tracked }]));
-      for (const [key, entries] of reply ?? []) {
-        if (key === this.wakeKey) {
-          this.wakeCursor = entries.at(-1)?.[0] ?? this.wakeCursor;
-          continue;
-        }
-        const issued = byKey.get(key);
-        if (!issued || this.streams.get(issued.runId) !== issued.tracked) continue;
-        this.dispatch(issued.runId, issued.tracked, entries);
-      }
+      this.dispatch(tracked, entries);
+      if (entries.length < BATCH) return;
     }
   }
 
-  private dispatch(runId: string, tracked: TrackedStream, entries: Array<[string, string[]]>): void {
+  private dispatch(tracked: TrackedStream, entries: Array<[string, string[]]>): void {
     for (const [id, fields] of entries) {
+      if (!this.isLive(tracked)) return;
       tracked.cursor = id;
       const event = parseStoredEvent(fields);
       if (!event) {
-        this.logger.warn({ runId, entryId: id }, 'run event stream entry is not an event; skipped');
+        this.logger.warn({ runId: tracked.runId, entryId: id }, 'run event stream entry is not an event; skipped');
         continue;
       }
       for (const subscriber of [...tracked.subscribers]) {
         try {
           subscriber.deliver({ id, event });
         } catch (error) {
-          this.logger.error({ err: error, runId }, 'run event subscriber failed');
+          this.logger.error({ err: error, runId: tracked.runId }, 'run event subscriber failed');
         }
       }
       // Nothing follows a terminal event; subscribers end on it and leave.
-      if (isTerminalEvent(event) && this.streams.get(runId) === tracked) this.streams.delete(runId);
+      if (isTerminalEvent(event)) this.forget(tracked);
     }
   }
 
-  /** Reads each stream of a refused round on its own (without blocking); drops those Redis refuses. */
-  private async dropUnreadable(round: Array<[string, TrackedStream]>): Promise<number> {
-    let dropped = 0;
-    for (const [runId, tracked] of round) {
-      try {
-        await xread(this.redis, ['COUNT', 1, 'STREAMS', tracked.key, tracked.cursor]);
-      } catch (error) {
-        if (!(error instanceof ReplyError)) throw error;
-        dropped++;
-        if (this.streams.get(runId) === tracked) this.streams.delete(runId);
-        this.logger.error({ err: error, runId, key: tracked.key, cursor: tracked.cursor }, 'run event stream cannot be read; its followers are ended');
-        for (const subscriber of tracked.subscribers) subscriber.end(`the event stream of run ${runId} cannot be read (${(error as Error).message}); poll GET /v1/runs/${runId}`);
-      }
+  /** Redis refuses to read the stream: it is no longer followed, and its subscribers end. */
+  private drop(tracked: TrackedStream, error: Error): void {
+    this.forget(tracked);
+    this.logger.error({ err: error, runId: tracked.runId, key: tracked.key, cursor: tracked.cursor }, 'run event stream cannot be read; its followers are ended');
+    for (const subscriber of tracked.subscribers) {
+      subscriber.end(`the event stream of run ${tracked.runId} cannot be read (${error.message}); poll GET /v1/runs/${tracked.runId}`);
     }
-    return dropped;
   }
 
-  private connectReader(): Redis {
-    if (this.reader) return this.reader;
+  private isLive(tracked: TrackedStream): boolean {
+    return !this.closed && this.streams.get(tracked.runId) === tracked;
+  }
+
+  private forget(tracked: TrackedStream): void {
+    if (this.streams.get(tracked.runId) !== tracked) return;
+    this.streams.delete(tracked.runId);
+    this.byChannel.delete(tracked.channel);
+    if (this.streams.size === 0) this.stopSweeping();
+    // A later subscribe of the same run sends SUBSCRIBE after this on the same connection.
+    this.subscriber?.unsubscribe(tracked.channel).catch((error: unknown) => this.logger.debug({ err: error }, 'unsubscribing from run events failed'));
+  }
+
+  private connectSubscriber(): RedisClient {
+    if (this.subscriber) return this.subscriber;
     // Named, so an operator (and the security suite) can see there is one per coordinator.
-    const reader = this.redis.duplicate({ connectionName: runEventsConnectionName(this.store.keys.prefix) });
-    reader.on('error', (error: Error) => this.logger.debug({ err: error }, 'run event reader connection error'));
-    this.reader = reader;
-    return reader;
+    const subscriber = duplicateRedis(this.redis, { connectionName: runEventsConnectionName(this.store.keys.prefix) });
+    subscriber.on('error', (error: Error) => this.logger.debug({ err: error }, 'run event subscriber connection error'));
+    subscriber.on('message', (channel: string, message: string) => this.announced(channel, message));
+    // Back after a disconnect: messages sent meanwhile are lost. Subscribe again (ioredis does
+    // too; SUBSCRIBE is idempotent) and, once that took effect, read every stream.
+    let connectedBefore = false;
+    subscriber.on('ready', () => {
+      if (!connectedBefore) {
+        connectedBefore = true;
+        return;
+      }
+      this.track(this.resubscribe());
+    });
+    this.subscriber = subscriber;
+    return subscriber;
   }
 
-  /** Ends the current blocking read early so the next one includes a newly followed stream. */
-  private wake(): void {
-    if (!this.reading) return;
-    this.redis
-      .multi()
-      .xadd(this.wakeKey, 'MAXLEN', '~', WAKE_MAXLEN, '*', 'wake', '1')
-      .pexpire(this.wakeKey, WAKE_TTL_MS)
-      .exec()
-      .catch((error: unknown) => this.logger.debug({ err: error }, 'waking the run event reader failed; the new stream is read within one block'));
+  private async resubscribe(): Promise<void> {
+    const channels = [...this.byChannel.keys()];
+    if (this.closed || channels.length === 0 || !this.subscriber) return;
+    try {
+      await this.subscriber.subscribe(...channels);
+    } catch (error) {
+      this.logger.warn({ err: error }, 're-subscribing to run events failed; streams are read every sweep');
+    }
+    this.sweep();
   }
-}
 
-function xread(connection: Redis, args: Array<string | number>): Promise<XreadReply> {
-  return (connection.xread as (...a: Array<string | number>) => Promise<XreadReply>)(...args);
+  /** Reads every followed stream (those read already are caught up at once). */
+  private sweep(): void {
+    if (this.closed) return;
+    for (const tracked of [...this.streams.values()]) this.track(this.read(tracked));
+  }
+
+  private startSweeping(): void {
+    if (this.sweepTimer || this.closed) return;
+    this.sweepTimer = setInterval(() => this.sweep(), this.options.sweepMs);
+    this.sweepTimer.unref();
+  }
+
+  private stopSweeping(): void {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.pending.add(work);
+    work.then(
+      () => this.pending.delete(work),
+      () => this.pending.delete(work),
+    );
+  }
 }
