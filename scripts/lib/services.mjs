@@ -113,6 +113,69 @@ export async function startRedis(dir) {
   throw new Error(`redis-server did not start on port ${port}`);
 }
 
+/** One command to a local Redis node through redis-cli; the password goes in its environment, never its arguments. */
+function redisCli(binary, password, args) {
+  return spawnSync(binary, args, { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: password } });
+}
+
+/**
+ * Starts a private 3-master Redis Cluster on free loopback ports, data under `dir`: three
+ * redis-server processes with cluster-enabled yes (cluster bus on free ports too) and one
+ * generated password (requirepass and masterauth, in 0600 config files), joined with
+ * `redis-cli --cluster create ... --cluster-replicas 0`. Resolves once every node reports
+ * cluster_state:ok. `nodes` is REDIS_CLUSTER_NODES (`127.0.0.1:A,127.0.0.1:B,127.0.0.1:C`);
+ * `stop()` stops all three.
+ */
+export async function startRedisCluster(dir) {
+  const server = ensureSystemPackage('redis-server', 'redis-server', 'podflow keeps run state and queues in Redis');
+  const cli = ensureSystemPackage('redis-cli', 'redis-tools', 'the test harness joins its Redis Cluster with redis-cli --cluster create');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const password = randomBytes(24).toString('hex');
+  const ports = [];
+  while (ports.length < 6) {
+    const port = await freePort();
+    if (!ports.includes(port)) ports.push(port);
+  }
+  const nodes = [0, 1, 2].map((i) => ({ port: ports[i], busPort: ports[i + 3], dir: join(dir, `node-${i}`) }));
+  const children = [];
+  const stop = () => Promise.all(children.map((child) => stopChild(child)));
+  try {
+    for (const node of nodes) {
+      mkdirSync(node.dir, { recursive: true, mode: 0o700 });
+      const configFile = join(node.dir, 'redis.conf');
+      const lines = [
+        `port ${node.port}`, 'bind 127.0.0.1', 'protected-mode yes', `dir ${node.dir}`, "save ''", 'appendonly no',
+        'cluster-enabled yes', 'cluster-config-file nodes.conf', 'cluster-node-timeout 5000', `cluster-port ${node.busPort}`,
+        `requirepass ${password}`, `masterauth ${password}`, '',
+      ];
+      writeFileSync(configFile, lines.join('\n'), { mode: 0o600 });
+      chmodSync(configFile, 0o600);
+      children.push(spawn(server, [configFile], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    }
+    for (const [i, node] of nodes.entries()) {
+      let up = false;
+      for (let attempt = 0; attempt < 100 && !up; attempt++) {
+        up = await redisAnswers(node.port, password);
+        if (!up && children[i].exitCode !== null) break;
+        if (!up) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (!up) throw new Error(`redis-server (cluster node ${i}) did not start on port ${node.port}`);
+    }
+    const addresses = nodes.map((node) => `127.0.0.1:${node.port}`);
+    const created = redisCli(cli, password, ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes']);
+    if (created.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${created.stdout}${created.stderr}`);
+    const states = () => nodes.map((node) => /cluster_state:(\w+)/.exec(redisCli(cli, password, ['-p', String(node.port), 'cluster', 'info']).stdout)?.[1]);
+    for (let attempt = 0; attempt < 200; attempt++) {
+      if (states().every((state) => state === 'ok')) return { nodes: addresses.join(','), password, ports: nodes.map((n) => n.port), stop };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`the Redis Cluster on ports ${nodes.map((n) => n.port).join(', ')} did not reach cluster_state:ok (${states().join(', ')})`);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
 export function stopChild(child, signal = 'SIGTERM') {
   return new Promise((resolveStop) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolveStop();
@@ -177,16 +240,18 @@ export const TEST_BUCKET = 'podflow-test';
  * Runs Jest with `config` and `args` against a private redis-server (REDIS_URL) and a private
  * MinIO with a `podflow-test` bucket (PODFLOW_TEST_S3_ENDPOINT, PODFLOW_TEST_S3_BUCKET and AWS_*
  * credentials), both on free ports, stopping them afterwards. Resolves Jest's exit status.
+ *
+ * `redis: 'cluster'` runs it against a private 3-master Redis Cluster instead
+ * (startRedisCluster; REDIS_CLUSTER_NODES, REDIS_PASSWORD and PODFLOW_TEST_REDIS=cluster, no
+ * REDIS_URL). `clusterArgs`: after the first run, Jest runs again with these arguments against
+ * such a cluster (the same MinIO); the status is the first failure's.
  */
-export async function runJestWithServices(config, args, env = process.env) {
+export async function runJestWithServices(config, args, env = process.env, { redis: redisKind = 'server', clusterArgs } = {}) {
   // Imported here: minio.mjs imports this module, and a load-time cycle would see it half-evaluated.
   const { createBucket, startMinio } = await import('./minio.mjs');
   const dataDir = mkdtempSync(join(tmpdir(), 'podflow-test-services-'));
   const stops = [];
   try {
-    const redis = await startRedis(join(dataDir, 'redis'));
-    stops.push(redis.stop);
-    say(`test redis at 127.0.0.1:${redis.port} (password-protected)`);
     const minio = await startMinio(join(dataDir, 'minio'));
     stops.push(minio.stop);
     await createBucket(minio, TEST_BUCKET);
@@ -196,20 +261,31 @@ export async function runJestWithServices(config, args, env = process.env) {
     const baseEnv = { ...env };
     delete baseEnv.AWS_PROFILE;
     delete baseEnv.AWS_SESSION_TOKEN;
-    const jest = spawnSync(process.execPath, [join(ROOT, 'node_modules/jest/bin/jest.js'), '--config', config, ...args], {
-      stdio: 'inherit',
-      cwd: ROOT,
-      env: {
-        ...baseEnv,
-        REDIS_URL: redis.url,
-        PODFLOW_TEST_S3_ENDPOINT: minio.endpoint,
-        PODFLOW_TEST_S3_BUCKET: TEST_BUCKET,
-        AWS_ACCESS_KEY_ID: minio.accessKey,
-        AWS_SECRET_ACCESS_KEY: minio.secretKey,
-        AWS_REGION: 'us-east-1',
-      },
+    for (const name of ['REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS', 'REDIS_PASSWORD', 'PODFLOW_TEST_REDIS']) delete baseEnv[name];
+    Object.assign(baseEnv, {
+      PODFLOW_TEST_S3_ENDPOINT: minio.endpoint,
+      PODFLOW_TEST_S3_BUCKET: TEST_BUCKET,
+      AWS_ACCESS_KEY_ID: minio.accessKey,
+      AWS_SECRET_ACCESS_KEY: minio.secretKey,
+      AWS_REGION: 'us-east-1',
     });
-    return jest.status ?? 1;
+    const jest = (jestArgs, redisEnv) =>
+      spawnSync(process.execPath, [join(ROOT, 'node_modules/jest/bin/jest.js'), '--config', config, ...jestArgs], { stdio: 'inherit', cwd: ROOT, env: { ...baseEnv, ...redisEnv } }).status ?? 1;
+    const onCluster = async (jestArgs) => {
+      const cluster = await startRedisCluster(join(dataDir, 'redis-cluster'));
+      stops.push(cluster.stop);
+      say(`test Redis Cluster at ${cluster.nodes} (3 masters, password-protected)`);
+      return jest(jestArgs, { REDIS_CLUSTER_NODES: cluster.nodes, REDIS_PASSWORD: cluster.password, PODFLOW_TEST_REDIS: 'cluster' });
+    };
+    if (redisKind === 'cluster') return await onCluster(args);
+    const redis = await startRedis(join(dataDir, 'redis'));
+    stops.push(redis.stop);
+    say(`test redis at 127.0.0.1:${redis.port} (password-protected)`);
+    const status = jest(args, { REDIS_URL: redis.url });
+    if (!clusterArgs) return status;
+    say(`again against a Redis Cluster: jest ${clusterArgs.join(' ')}`);
+    const clusterStatus = await onCluster(clusterArgs);
+    return status !== 0 ? status : clusterStatus;
   } finally {
     for (const stop of stops.reverse()) await stop();
     rmSync(dataDir, { recursive: true, force: true });
