@@ -92,18 +92,24 @@ export async function sendRaw(stack: Stack, method: string, path: string, header
     const socket = connect(Number(url.port), url.hostname);
     const received: Buffer[] = [];
     let answered = false;
+    let sent = 0;
+    let failure: string | undefined;
     socket.on('data', (chunk: Buffer) => {
       answered = true;
       received.push(chunk);
     });
-    // Writing may fail once the server closed the connection (that is the point): only the answer counts.
-    socket.on('error', () => undefined);
+    // After an early answer the coordinator reads on for a bounded while (api/lingering-close.ts),
+    // so no write fails before the answer is read; one may fail after (a server that resets a
+    // connection still sending past its bound): only the answer counts, and the error says why.
+    socket.on('error', (error: NodeJS.ErrnoException) => (failure ??= error.code ?? error.message));
     socket.on('close', () => {
       const raw = Buffer.concat(received).toString();
       const [top = '', ...rest] = raw.split('\r\n\r\n');
       const [statusLine = '', ...headerLines] = top.split('\r\n');
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? 0);
-      if (!status) return reject(new Error(`no HTTP answer to ${method} ${path}: ${JSON.stringify(raw.slice(0, 200))}`));
+      if (!status) {
+        return reject(new Error(`no HTTP answer to ${method} ${path} after ${sent} of ${body.length} body bytes (socket error: ${failure ?? 'none'}): ${JSON.stringify(raw.slice(0, 200))}`));
+      }
       const parsed = Object.fromEntries(headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
       const payload = rest.join('\r\n\r\n');
       // Chunked answers (none of the errors is) would need decoding; a Content-Length one is the text itself.
@@ -114,6 +120,7 @@ export async function sendRaw(stack: Stack, method: string, path: string, header
       const write = (offset: number): void => {
         if (answered || socket.destroyed || offset >= body.length) return;
         const chunk = body.subarray(offset, offset + 1024 * 1024);
+        sent += chunk.length;
         if (socket.write(chunk)) setImmediate(() => write(offset + chunk.length));
         else socket.once('drain', () => write(offset + chunk.length));
       };

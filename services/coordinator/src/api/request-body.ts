@@ -3,6 +3,7 @@ import { text } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CoordinatorConfig } from '../config';
 import { authenticate, type AuthenticatedRequest } from './auth.guard';
+import { closeLingering } from './lingering-close';
 
 type Next = (error?: unknown) => void;
 
@@ -17,9 +18,11 @@ export function hasBody(request: IncomingMessage): boolean {
 
 /**
  * Runs before every body parser: a request that carries a body must hold a valid API key, else
- * it is a 401 and its body is never read (the connection is closed instead of drained). Parsing
- * is the expensive part of a request, so it is only ever done for a known tenant. No public
- * route (health checks, file downloads, docs) takes a body.
+ * it is a 401 and its body is never parsed nor buffered: the connection is closed instead of
+ * drained, in stages (closeLingering: FIN after the 401, then what the client still sends is
+ * discarded, 8 MiB or 2 s at most), so a client still uploading reads the 401 rather
+ * than a reset. Parsing is the expensive part of a request, so it is only ever done for a known
+ * tenant. No public route (health checks, file downloads, docs) takes a body.
  */
 export function authenticateBeforeBody(config: Pick<CoordinatorConfig, 'PODFLOW_API_KEYS'>) {
   return (request: AuthenticatedRequest, response: ServerResponse, next: Next): void => {
@@ -29,6 +32,7 @@ export function authenticateBeforeBody(config: Pick<CoordinatorConfig, 'PODFLOW_
       next();
     } catch (error) {
       response.setHeader('Connection', 'close');
+      closeLingering(request);
       next(error);
     }
   };
