@@ -63,7 +63,7 @@ export interface WorkflowLimits {
 }
 
 export const DEFAULT_WORKFLOW_LIMITS: WorkflowLimits = {
-  maxNodes: 1000,
+  maxNodes: 10_000,
   maxCodeBytes: 256 * 1024,
   defaultNodeTimeoutMs: 60_000,
   maxNodeTimeoutMs: 3_600_000,

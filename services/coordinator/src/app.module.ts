@@ -9,6 +9,8 @@ import type { CoordinatorConfig } from './config';
 import { FilesController } from './files/files.controller';
 import { InfraModule } from './infra/infra.module';
 import { SubmissionsProcessor } from './ingress/submissions.processor';
+import { Admission } from './orchestration/admission';
+import { Definitions } from './orchestration/definitions';
 import { Orchestrator } from './orchestration/orchestrator.service';
 import { OutboxExecutor } from './orchestration/outbox-executor';
 import { OutboxSweeper } from './orchestration/outbox-sweeper';
@@ -49,6 +51,8 @@ export class AppModule implements NestModule {
           useFactory: (store: ObjectStore, c: CoordinatorConfig) =>
             new RunPayloads(store, { inlineMaxBytes: c.OUTPUT_INLINE_MAX_BYTES, cacheMaxBytes: c.PAYLOAD_CACHE_MAX_BYTES }),
         },
+        Definitions,
+        Admission,
         OutboxExecutor,
         Orchestrator,
         ResultsProcessor,

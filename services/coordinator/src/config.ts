@@ -41,7 +41,16 @@ export const coordinatorConfigSchema = z.object({
   OUTPUT_INLINE_MAX_BYTES: int(0).default(DEFAULT_OUTPUT_INLINE_MAX_BYTES),
   /** Parsed payloads kept in memory (LRU) so transitions and API reads of big runs skip the object store. */
   PAYLOAD_CACHE_MAX_BYTES: int(0).default(64 * 1024 * 1024),
-  RESULTS_CONCURRENCY: int(1).default(16),
+  /** Results handed to their runs' inboxes at once (each is one short Redis call; runs apply their inboxes in batches). */
+  RESULTS_CONCURRENCY: int(1).default(64),
+  /** Most events of one run applied in one batch (one read of what they touch, one atomic write). */
+  RESULTS_BATCH_MAX: int(1).default(500),
+  /** How long a coordinator holds a run's lease without writing; after it another coordinator may take the run over. */
+  RUN_LEASE_MS: int(1000).default(10_000),
+  /** Most nodes one workflow may hold. */
+  MAX_NODES_PER_RUN: int(1).default(10_000),
+  /** Admission (orchestration/admission.ts): most executions waiting, delayed or running in `exec`; ready nodes past it wait, first come first served. */
+  ADMISSION_MAX_IN_FLIGHT: int(1).default(1_000_000),
   RUN_RETENTION_SECONDS: int(60).default(7 * 24 * 3600),
   IDEMPOTENCY_TTL_SECONDS: int(60).default(24 * 3600),
   OUTBOX_SWEEP_MS: int(100).default(2000),

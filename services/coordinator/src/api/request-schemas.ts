@@ -50,3 +50,19 @@ export function parseRequest<T extends z.ZodTypeAny>(schema: T, value: unknown, 
   const lines = issues.map((i) => `${i.path}: ${i.message}`).join('; ');
   throw new PodflowError('BAD_REQUEST', `invalid ${what}: ${lines}`, { issues });
 }
+
+/** `GET /v1/runs/:id`: which nodes to show. Large runs page through their nodes in definition order. */
+export const getRunQuery = z
+  .object({
+    /** Comma-separated node ids: only these (at most 1,000). */
+    nodes: z
+      .string()
+      .max(200_000)
+      .transform((v) => v.split(',').filter((id) => id.length > 0))
+      .refine((ids) => ids.length <= 1000, { message: 'at most 1000 node ids per request; page with nodeLimit and nodeCursor instead' })
+      .optional(),
+    nodeLimit: z.coerce.number().int().min(0).max(1000).default(1000),
+    /** `nextNodeCursor` of the previous page. */
+    nodeCursor: z.string().regex(/^\d{1,9}$/, { message: 'nodeCursor must be the nextNodeCursor of a previous page' }).optional(),
+  })
+  .strict();

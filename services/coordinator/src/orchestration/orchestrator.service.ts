@@ -1,102 +1,283 @@
-import { Inject, Injectable } from '@nestjs/common';
-import { PodflowError } from '@podflow/protocol';
-import { DEFAULT_EXPRESSION_LIMITS, createRunState, transition, type EngineEvent, type RunState, type TransitionOptions, type Workflow } from '@podflow/workflow';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import type { JsonObject } from '@podflow/protocol';
+import {
+  DEFAULT_EXPRESSION_LIMITS,
+  applyEvents,
+  createRunRecords,
+  memorySource,
+  nodesTouchedBy,
+  type CompiledWorkflow,
+  type EdgeResolution,
+  type EngineEvent,
+  type NodeRecord,
+  type RunChanges,
+  type RunRecord,
+  type RunSource,
+  type TransitionOptions,
+  type Workflow,
+} from '@podflow/workflow';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, LOGGER } from '../tokens';
-import { KeyedMutex } from './keyed-mutex';
+import { Admission } from './admission';
+import { Definitions } from './definitions';
 import { OutboxExecutor } from './outbox-executor';
 import { RunPayloads } from './run-payloads';
-import { RunStore } from './run-store';
-
-/** Compare-and-set retries before a transition gives up (only under extreme contention). */
-const MAX_CAS_ATTEMPTS = 50;
+import { RunStore, type InboxEntry } from './run-store';
 
 export interface NewRun {
   id: string;
   tenantId: string;
   workflow: Workflow;
   workflowVersion?: number;
-  inputs: RunState['inputs'];
+  inputs: JsonObject;
   idempotencyKey?: string;
 }
 
+/** Errors that come back on every attempt with the same events: bad data, not a failing service. */
+export function isUnapplicable(error: unknown): boolean {
+  return error instanceof TypeError || error instanceof RangeError || error instanceof SyntaxError;
+}
+
 /**
- * Loads run state, applies one event through the pure engine, stores the result atomically and
- * carries out the commands. Safe to call twice with the same event and from several coordinators
- * at once: the engine ignores duplicates and the store only accepts a state computed from the
- * version it replaces. Large payloads stay out of Redis around the engine (`RunPayloads`):
- * referenced outputs are loaded before `transition`, large values stored and referenced before
- * the write; a payload stored for a write that then loses the compare-and-set is harmless (keys
- * are content-addressed, so the retry writes the same key or another one nothing points at).
+ * Applies events to runs. Events go into the run's inbox (run-store `submit`); the coordinator
+ * that holds the run's lease drains it in batches: it reads the run record and the records the
+ * batch touches, applies the whole batch through the pure engine, writes the changes together
+ * with the batch's acknowledgement (run-scripts COMMIT_BATCH), then carries out the outbox and
+ * acknowledges each command by id. One drain loop ("session") per run at a time in the whole
+ * deployment; different runs drain in parallel, so a hot run never holds up another.
+ *
+ * Crash at any point: before the commit nothing is written and the inbox still holds the batch;
+ * after it, the outbox holds the commands. The lease expires, the sweeper (outbox-sweeper.ts)
+ * finds the run in the active list and a live coordinator carries on from what is stored.
  */
 @Injectable()
-export class Orchestrator {
-  private readonly mutex = new KeyedMutex();
+export class Orchestrator implements OnApplicationShutdown {
+  /** This process's lease token: one session per run per process, so one token is enough. */
+  readonly token = `${hostname()}:${process.pid}:${randomUUID()}`;
   private readonly options: TransitionOptions;
+  private readonly sessions = new Map<string, Promise<void>>();
+  private readonly rewoken = new Set<string>();
+  private closing = false;
 
   constructor(
     private readonly store: RunStore,
+    private readonly definitions: Definitions,
     private readonly executor: OutboxExecutor,
+    private readonly admission: Admission,
     private readonly payloads: RunPayloads,
     @Inject(LOGGER) private readonly logger: Logger,
-    @Inject(CONFIG) config: CoordinatorConfig,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {
     this.options = {
       expressionLimits: { maxBytes: config.EXPRESSION_MAX_BYTES, timeoutMs: config.EXPRESSION_TIMEOUT_MS, maxDepth: DEFAULT_EXPRESSION_LIMITS.maxDepth },
     };
   }
 
-  /** Creates and starts a run. Returns the run's id, or the existing run's for a known idempotency key. */
+  /**
+   * Creates and starts a run; its first executions are enqueued (or held by admission) before
+   * this returns. Returns the run's id, or the existing run's for a known idempotency key.
+   */
   async createRun(params: NewRun, now = Date.now()): Promise<{ id: string; created: boolean }> {
-    const initial = createRunState({ id: params.id, tenantId: params.tenantId, workflow: params.workflow, workflowVersion: params.workflowVersion, inputs: params.inputs, now });
-    const started = await transition(initial, { type: 'start', at: now }, this.options);
-    const { state, commands } = await this.payloads.dehydrate(started.state, started.commands);
-    const id = await this.store.create(state, commands, params.idempotencyKey);
-    if (id === params.id) await this.flushOutbox(id);
+    const id = params.idempotencyKey ? await this.store.claimIdempotencyKey(params.tenantId, params.idempotencyKey, params.id) : params.id;
+    // A key claimed by a request that died before creating its run is honoured by creating it now.
+    if (id !== params.id && (await this.store.record(id))) return { id, created: false };
+    const compiled = await this.definitions.put(params.workflow);
+    await this.store.listRun(params.tenantId, id, now);
+    const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now });
+    const changes = await applyEvents(compiled, run, memorySource({ inputs: params.inputs, edges: [] }, nodes), [{ type: 'start', at: now }], this.options);
+    await this.payloads.dehydrate(changes);
+    for (const [nodeId, node] of changes.nodes) nodes.set(nodeId, node);
+    const mark = await this.store.markActive(id, now);
+    if (!(await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token))) {
+      await this.store.markIdle(id, mark);
+      return { id, created: false };
+    }
+    await this.runSession(id, mark);
     return { id, created: id === params.id };
   }
 
-  /** Applies `event` to the run; a run that no longer exists is reported and ignored. */
-  async apply(runId: string, event: EngineEvent): Promise<RunState | undefined> {
-    return this.mutex.run(runId, async () => {
-      let state: RunState | undefined;
-      for (let attempt = 1; ; attempt++) {
-        const stored = await this.store.load(runId);
-        if (!stored) {
-          this.logger.warn({ runId, event: event.type }, 'event for an unknown or expired run ignored');
-          return undefined;
+  /**
+   * Hands an event to its run: durable once this returns. 'gone' when the run does not exist
+   * (expired after RUN_RETENTION_SECONDS, or never created): the event is dropped and logged.
+   */
+  async submit(runId: string, event: EngineEvent): Promise<'accepted' | 'gone'> {
+    const outcome = await this.store.submit(runId, event, this.token);
+    if (outcome === 'gone') {
+      this.logger.warn({ runId, event: event.type }, 'event for an unknown or expired run ignored');
+      return 'gone';
+    }
+    if (outcome === 'owner') void this.runSession(runId);
+    return 'accepted';
+  }
+
+  /** Submits an event and waits (up to `timeoutMs`) until this run has no event waiting; returns the run record then. */
+  async submitAndWait(runId: string, event: EngineEvent, timeoutMs = 5_000): Promise<RunRecord | undefined> {
+    if ((await this.submit(runId, event)) === 'gone') return undefined;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.sessions.get(runId);
+      const pending = await this.store.inbox(runId, 1);
+      if (pending.length === 0 || Date.now() > deadline) return this.store.record(runId);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Takes over a run nobody holds (sweeper, admission): carries out its outbox and drains its inbox. */
+  async takeOver(runId: string, releasing = false): Promise<boolean> {
+    if (this.sessions.has(runId) || this.closing) return false;
+    if (!(await this.store.acquire(runId, this.token))) return false;
+    await this.runSession(runId, undefined, releasing);
+    return true;
+  }
+
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.closing = true;
+    await Promise.allSettled([...this.sessions.values()]);
+  }
+
+  /**
+   * The drain loop of a run whose lease this process holds; one per run. A submit that takes the
+   * lease while the loop is finishing (after its release, before it is gone from `sessions`)
+   * cannot start a second loop, so it marks the run `rewoken` and the loop goes on: it checks the
+   * mark after its last await and leaves `sessions` in the same synchronous step.
+   */
+  private runSession(runId: string, mark?: number, releasing = false): Promise<void> {
+    const running = this.sessions.get(runId);
+    if (running) {
+      this.rewoken.add(runId);
+      return running;
+    }
+    const session = this.drain(runId, mark, releasing);
+    this.sessions.set(runId, session);
+    return session;
+  }
+
+  private async drain(runId: string, mark: number | undefined, releasing: boolean): Promise<void> {
+    let since = mark;
+    try {
+      for (;;) {
+        since ??= await this.store.markActive(runId, Date.now());
+        if (await this.flushOutbox(runId, releasing)) this.logger.debug({ runId }, 'executions held by admission');
+        const entries = await this.store.inbox(runId, this.config.RESULTS_BATCH_MAX);
+        if (entries.length > 0) {
+          if (!(await this.applyBatch(runId, entries))) {
+            this.logger.warn({ runId }, 'lease lost to another coordinator; it carries on with this run');
+            return;
+          }
+          continue;
         }
-        const prepared = await this.payloads.prepareEvent(stored.state, event);
-        const next = await transition(await this.payloads.hydrate(stored.state, prepared), prepared, this.options);
-        if (next.commands.length === 0) {
-          state = stored.state;
-          break;
-        }
-        const dehydrated = await this.payloads.dehydrate(next.state, next.commands);
-        if (await this.store.save(stored.version, dehydrated.state, dehydrated.commands, Date.now())) {
-          state = dehydrated.state;
-          break;
-        }
-        if (attempt >= MAX_CAS_ATTEMPTS) {
-          throw new PodflowError('INTERNAL', `run ${runId}: state kept changing under ${MAX_CAS_ATTEMPTS} attempts to apply ${event.type}; the event will be redelivered`);
-        }
+        const released = await this.store.release(runId, this.token);
+        if (released === 'busy') continue;
+        if (released === 'released') await this.store.markIdle(runId, since);
+        // No await from here to the end of the loop body: a submit that took the lease meanwhile has set the mark.
+        if (!this.rewoken.delete(runId)) return;
+        since = undefined;
       }
-      await this.flushOutboxUnlocked(runId);
-      return state;
-    });
+    } catch (error) {
+      // The lease runs out and the sweeper hands the run to a live session, which starts over from what is stored.
+      this.logger.error({ err: error, runId }, 'applying events failed; the run is retried after its lease expires');
+    } finally {
+      this.rewoken.delete(runId);
+      this.sessions.delete(runId);
+    }
   }
 
-  /** Carries out whatever commands the run's outbox still holds (after a crash, say). */
-  flushOutbox(runId: string): Promise<void> {
-    return this.mutex.run(runId, () => this.flushOutboxUnlocked(runId));
+  /** Carries out the outbox, acknowledging each command by id. Returns true when admission held some back. */
+  private async flushOutbox(runId: string, releasing: boolean): Promise<boolean> {
+    for (;;) {
+      const entries = await this.store.outbox(runId, 1000);
+      if (entries.length === 0) return false;
+      const { done, held } = await this.executor.execute(runId, entries, Date.now(), releasing);
+      await this.store.ackOutbox(runId, done);
+      if (held > 0) {
+        await this.store.hold(runId, Date.now());
+        return true;
+      }
+      if (entries.length < 1000) {
+        // Out of the held list once everything went (a ZREM only while some run is held).
+        if (releasing || this.admission.othersWaiting) await this.store.unhold(runId);
+        return false;
+      }
+    }
   }
 
-  private async flushOutboxUnlocked(runId: string): Promise<void> {
-    const commands = await this.store.outbox(runId);
-    if (commands.length === 0) return;
-    const now = Date.now();
-    for (const command of commands) await this.executor.execute(runId, command, now);
-    await this.store.ackOutbox(runId, commands.length);
+  /** Applies one batch of inbox entries; false when the lease was lost (nothing written). */
+  private async applyBatch(runId: string, entries: InboxEntry[]): Promise<boolean> {
+    const applied = entries.map((entry) => entry.id);
+    const record = await this.store.record(runId);
+    if (!record) {
+      this.logger.warn({ runId }, 'events for a run that expired meanwhile dropped');
+      return true;
+    }
+    const compiled = await this.definitions.get(record.workflowHash);
+    const events = entries.flatMap((entry) => (entry.event ? [entry.event] : []));
+    if (events.length < entries.length) this.logger.error({ runId, dropped: entries.length - events.length }, 'inbox entries that hold no event dropped');
+    let changes: RunChanges;
+    try {
+      changes = await this.applyEvents(compiled, record, events);
+    } catch (error) {
+      if (!isUnapplicable(error)) throw error;
+      this.logger.error({ err: error, runId }, 'events cannot be applied; failing the run');
+      const why = `${(error as Error).name}: ${(error as Error).message}`;
+      changes = await this.applyEvents(compiled, record, [
+        { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message: `podflow could not apply ${events.length} event(s) to run ${runId} (${why.slice(0, 500)}); the run was failed instead of waiting for its timeout` } },
+      ]);
+    }
+    await this.payloads.dehydrate(changes);
+    return this.store.commit(runId, this.token, { changes, applied });
+  }
+
+  private async applyEvents(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[]): Promise<RunChanges> {
+    const source = new StoredRunSource(this.store, this.payloads, record);
+    // What the batch surely reads, in one round trip; the engine loads anything else on demand.
+    await source.nodes(nodesTouchedBy(compiled, events));
+    const prepared: EngineEvent[] = [];
+    for (const event of events) {
+      const node = event.type === 'node_finished' ? source.cached(event.result.nodeId) : undefined;
+      prepared.push(await this.payloads.prepareEvent(record.status, node, event));
+    }
+    return applyEvents(compiled, record, source, prepared, this.options);
   }
 }
+
+/** Reads a run's records from Redis for one batch, outputs kept by reference loaded, each record once. */
+class StoredRunSource implements RunSource {
+  private readonly loaded = new Map<string, NodeRecord>();
+  private inputsRead?: Promise<JsonObject>;
+
+  constructor(
+    private readonly store: RunStore,
+    private readonly payloads: RunPayloads,
+    private readonly run: RunRecord,
+  ) {}
+
+  cached(nodeId: string): NodeRecord | undefined {
+    return this.loaded.get(nodeId);
+  }
+
+  async nodes(ids: readonly string[]): Promise<ReadonlyMap<string, NodeRecord>> {
+    const missing = ids.filter((id) => !this.loaded.has(id));
+    if (missing.length > 0) {
+      const stored = await this.store.nodes(this.run.id, missing);
+      await Promise.all([...stored].map(async ([id, node]) => this.loaded.set(id, await this.payloads.hydrateNode(this.run, id, node as NodeRecord))));
+    }
+    return new Map(ids.flatMap((id) => (this.loaded.has(id) ? [[id, this.loaded.get(id)!] as const] : [])));
+  }
+
+  edges(indexes: readonly number[]): Promise<ReadonlyMap<number, EdgeResolution>> {
+    return this.store.edges(this.run.id, indexes);
+  }
+
+  inputs(): Promise<JsonObject> {
+    this.inputsRead ??= this.store.inputs(this.run.id);
+    return this.inputsRead;
+  }
+}
+

@@ -1,60 +1,76 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { canceledSetKey, cancelChannel, resultJobId, type ExecJob, type ResultMessage } from '@podflow/protocol';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@podflow/redis';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, EXEC_QUEUE, REDIS, RESULTS_QUEUE } from '../tokens';
-import type { OutboxCommand } from './run-store';
+import { Admission, type AdmissionRequest } from './admission';
+import type { OutboxEntry } from './run-store';
 
 /** How long an execution id stays in the canceled set (a worker checks it before starting). */
 const CANCELED_TTL_SECONDS = 24 * 3600;
 
+/** Options of every exec job. Completed jobs are kept for an hour so a replayed enqueue finds the job and does not run it twice. */
+const EXEC_JOB_OPTIONS = {
+  removeOnComplete: { age: 3600, count: 100_000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 1000 },
+} as const;
+
 /**
- * Carries out engine commands. Every command is idempotent (job ids are deterministic), because
- * an outbox may be carried out twice: by a coordinator that died before acknowledging it, and by
- * the sweeper or the next transition that finds it again.
+ * Carries out outbox commands. Every command is idempotent (job ids are deterministic), because
+ * an outbox entry may be carried out twice: by a coordinator that died before acknowledging it,
+ * and by the next owner of the run that finds it again. Ready executions pass admission first
+ * and go onto `exec` in one `addBulk`; the ones admission holds stay in the outbox.
  */
 @Injectable()
 export class OutboxExecutor {
   constructor(
     @Inject(EXEC_QUEUE) private readonly execQueue: Queue<ExecJob>,
     @Inject(RESULTS_QUEUE) private readonly resultsQueue: Queue<ResultMessage>,
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    private readonly admission: Admission,
   ) {}
 
-  async execute(runId: string, command: OutboxCommand, now: number): Promise<void> {
-    switch (command.type) {
-      case 'enqueue':
-        await this.execQueue.add('exec', command.job, {
-          jobId: command.job.executionId,
-          delay: command.delayMs,
-          // Kept for an hour so that a replayed enqueue finds the job and does not run it twice.
-          removeOnComplete: { age: 3600, count: 100_000 },
-          removeOnFail: { age: 7 * 24 * 3600 },
-          attempts: 3,
-          backoff: { type: 'exponential', delay: 1000 },
-        });
-        return;
-      case 'cancel_execution':
-        await this.cancelExecution(command.executionId);
-        return;
-      case 'schedule_run_timeout': {
-        const message: ResultMessage = { kind: 'run_timeout', runId, at: command.at };
-        await this.resultsQueue.add('run_timeout', message, {
-          jobId: resultJobId(message),
-          delay: Math.max(0, command.at - now),
-          removeOnComplete: true,
-          removeOnFail: { age: 24 * 3600 },
-        });
-        return;
+  /** Carries out `entries` (in order, enqueues as far as admission allows); returns the ids carried out. */
+  async execute(runId: string, entries: readonly OutboxEntry[], now: number, releasing = false): Promise<{ done: string[]; held: number }> {
+    const done: string[] = [];
+    const enqueues: Array<{ id: string; request: AdmissionRequest }> = [];
+    for (const { id, command } of entries) {
+      switch (command.type) {
+        case 'enqueue':
+          enqueues.push({ id, request: { job: command.job, delayMs: command.delayMs } });
+          continue;
+        case 'cancel_execution':
+          await this.cancelExecution(command.executionId);
+          break;
+        case 'schedule_run_timeout': {
+          const message: ResultMessage = { kind: 'run_timeout', runId, at: command.at };
+          await this.resultsQueue.add('run_timeout', message, { jobId: resultJobId(message), delay: Math.max(0, command.at - now), removeOnComplete: true, removeOnFail: { age: 24 * 3600 } });
+          break;
+        }
+        default:
+          // Not a command this version knows (a corrupt entry): acknowledged so it cannot block the outbox.
+          break;
       }
+      done.push(id);
     }
+    const admitted = await this.admission.admit(enqueues.map((e) => e.request), releasing);
+    if (admitted > 0) {
+      await this.execQueue.addBulk(
+        enqueues.slice(0, admitted).map(({ request }) => ({ name: 'exec', data: request.job, opts: { ...EXEC_JOB_OPTIONS, jobId: request.job.executionId, delay: request.delayMs } })),
+      );
+      done.push(...enqueues.slice(0, admitted).map((e) => e.id));
+    }
+    return { done, held: enqueues.length - admitted };
   }
 
   private async cancelExecution(executionId: string): Promise<void> {
     const setKey = canceledSetKey(this.config.QUEUE_PREFIX);
-    await this.redis.multi().sadd(setKey, executionId).expire(setKey, CANCELED_TTL_SECONDS).publish(cancelChannel(this.config.QUEUE_PREFIX), executionId).exec();
+    await this.redis.multi().sadd(setKey, executionId).expire(setKey, CANCELED_TTL_SECONDS).exec();
+    await this.redis.publish(cancelChannel(this.config.QUEUE_PREFIX), executionId);
     // A job that has not started yet is simply removed; a running one is killed by its worker.
     const job = await this.execQueue.getJob(executionId);
     if (job && ((await job.isWaiting()) || (await job.isDelayed()))) {

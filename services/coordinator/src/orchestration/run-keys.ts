@@ -1,34 +1,70 @@
 /**
- * Redis keys of the coordinator. Every key starts with the configured prefix, whose default
- * `{podflow}` is a Redis Cluster hash tag: multi-key scripts stay in one slot.
+ * Redis keys of the coordinator. Each carries a Redis Cluster hash tag of its own subject, so
+ * the keys of one run share a slot (its Lua scripts touch several at once) while different runs,
+ * tenants and definitions spread over the cluster: `podflow:{r:<run>}:nodes`,
+ * `podflow:{t:<tenant>}:runs`, `podflow:{d:<hash>}:definition`. The prefix has no braces
+ * (keyPrefixProblem in @podflow/protocol).
  */
 export class RunKeys {
   constructor(readonly prefix: string) {}
 
+  private runKey(runId: string, part: string): string {
+    return `${this.prefix}:{r:${runId}}:${part}`;
+  }
+  /** Hash: `rec` (the RunRecord JSON) and `inputs`. */
   run(runId: string): string {
-    return `${this.prefix}:run:${runId}`;
+    return this.runKey(runId, 'run');
+  }
+  /** Hash: node id → NodeRecord JSON (without logs, without an output kept by reference). */
+  nodes(runId: string): string {
+    return this.runKey(runId, 'nodes');
+  }
+  /** Hash: node id → the last attempt's captured logs (never read by a transition). */
+  logs(runId: string): string {
+    return this.runKey(runId, 'logs');
+  }
+  /** Hash: edge index → `f` (fired) or `n` (not fired); absent means pending. */
+  edges(runId: string): string {
+    return this.runKey(runId, 'edges');
   }
   events(runId: string): string {
-    return `${this.prefix}:run:${runId}:events`;
+    return this.runKey(runId, 'events');
   }
+  /** Stream of commands to carry out; each entry is acknowledged (deleted) by its own id. */
   outbox(runId: string): string {
-    return `${this.prefix}:run:${runId}:outbox`;
+    return this.runKey(runId, 'outbox');
+  }
+  /** Stream of events waiting to be applied, in arrival order. */
+  inbox(runId: string): string {
+    return this.runKey(runId, 'inbox');
+  }
+  /** The token of the coordinator applying this run's events (the only writer of its records). */
+  lease(runId: string): string {
+    return this.runKey(runId, 'lease');
+  }
+  /** An immutable definition by content hash. */
+  definition(hash: string): string {
+    return `${this.prefix}:{d:${hash}}:definition`;
+  }
+  /** Runs an owner is working on, scored by when it started: what the sweeper looks at after a crash. */
+  activeRuns(): string {
+    return `${this.prefix}:{o}:active-runs`;
+  }
+  /** Runs whose ready executions wait for admission, scored by when they first waited (FIFO). */
+  heldRuns(): string {
+    return `${this.prefix}:{o}:held-runs`;
   }
   /** The wake stream of one coordinator's run event reader (streams/run-event-hub.ts); expires with it. */
   eventsWake(readerId: string): string {
-    return `${this.prefix}:events-wake:${readerId}`;
-  }
-  /** Runs with commands not yet carried out, scored by when they were written. */
-  pendingOutboxes(): string {
-    return `${this.prefix}:outbox-pending`;
+    return `${this.prefix}:{w:${readerId}}:events-wake`;
   }
   tenantRuns(tenantId: string): string {
-    return `${this.prefix}:tenant:${tenantId}:runs`;
+    return `${this.prefix}:{t:${tenantId}}:runs`;
   }
   idempotency(tenantId: string, key: string): string {
-    return `${this.prefix}:tenant:${tenantId}:idem:${key}`;
+    return `${this.prefix}:{t:${tenantId}}:idem:${key}`;
   }
   workflow(tenantId: string, workflowId: string): string {
-    return `${this.prefix}:tenant:${tenantId}:workflow:${workflowId}`;
+    return `${this.prefix}:{t:${tenantId}}:workflow:${workflowId}`;
   }
 }

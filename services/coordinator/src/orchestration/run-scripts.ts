@@ -1,82 +1,112 @@
 /**
- * Lua scripts that make every run transition atomic: the new state, its events and its outbox of
- * commands are written together or not at all, and only over the version they were computed from.
+ * Lua scripts over the keys of one run (one hash slot). The invariant that makes every step
+ * atomic and idempotent with any number of coordinators:
+ * - events are appended to the run's inbox, and only the holder of the run's lease applies them;
+ * - a batch's changes, its events, its commands (into the outbox) and the deletion of the inbox
+ *   entries it applied are written by one script, and only while the lease token is still the
+ *   writer's (a coordinator that stalled past its lease writes nothing; the next owner applies
+ *   the same entries to the records as they are);
+ * - outbox entries are deleted by id once carried out, never by count, so a command written by
+ *   anyone in between is never dropped; commands are idempotent (deterministic job ids), so one
+ *   carried out twice after a crash is harmless.
  */
 
+/** Sets fields of a hash from ARGV pairs starting at `i` (count at ARGV[i]); returns the next index. */
+const HSET_PAIRS = `
+local function hset_pairs(key, i)
+  local n = tonumber(ARGV[i])
+  for j = i + 1, i + 2 * n, 2 do redis.call('HSET', key, ARGV[j], ARGV[j + 1]) end
+  return i + 1 + 2 * n
+end
+local function xadd_all(key, field, i, n)
+  local last = false
+  for j = i, i + n - 1 do last = redis.call('XADD', key, 'MAXLEN', '~', 100000, '*', field, ARGV[j]) end
+  return last
+end
+`;
+
 /**
- * Create a run. KEYS: run, events, outbox, pendingOutboxes, tenantRuns, idempotency.
- * ARGV: runId, stateJson, createdAt, hasIdempotencyKey ('1'|'0'), idempotencyTtl, retention,
- * eventCount, events..., commands...
- * Returns the id of the run: the existing one when the idempotency key was seen before.
+ * Create a run with its first transition applied, holding its lease. KEYS: run, nodes, events,
+ * outbox, lease. ARGV: rec, inputs, leaseToken, leaseMs, channel, nodeCount, (id, json)...,
+ * eventCount, events..., commandCount, commands...
+ * Returns 1 when created, 0 when the run already exists.
  */
-export const CREATE_RUN = `
+export const CREATE_RUN = `${HSET_PAIRS}
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'inputs', ARGV[2])
+local i = hset_pairs(KEYS[2], 6)
+local events = tonumber(ARGV[i])
+local last = xadd_all(KEYS[3], 'e', i + 1, events)
+i = i + 1 + events
+xadd_all(KEYS[4], 'c', i + 1, tonumber(ARGV[i]))
+redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
+if last then redis.call('PUBLISH', ARGV[5], last) end
+return 1
+`;
+
+/**
+ * Append an event to a run's inbox and try to take its lease. KEYS: run, inbox, lease.
+ * ARGV: event, leaseToken, leaseMs. Returns -1 when the run does not exist (expired or never
+ * created), 1 when the caller now holds the lease (it must apply the inbox), 0 when another
+ * coordinator holds it (it will apply this event before it lets the lease go: RELEASE_LEASE).
+ */
+export const SUBMIT_EVENT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
+`;
+
+/**
+ * Write a batch. KEYS: run, nodes, logs, edges, events, outbox, inbox, lease.
+ * ARGV: leaseToken, leaseMs, channel, terminal ('1'|'0'), retentionSeconds, rec ('' = unchanged),
+ * nodeCount, (id, json)..., logCount, (id, json)..., edgeCount, (index, 'f'|'n')...,
+ * appliedCount, inbox ids..., eventCount, events..., commandCount, commands...
+ * Returns 1 when written, 0 when the lease is no longer the caller's (nothing written).
+ */
+export const COMMIT_BATCH = `${HSET_PAIRS}
+if redis.call('GET', KEYS[8]) ~= ARGV[1] then return 0 end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'rec', ARGV[6]) end
+local i = hset_pairs(KEYS[2], 7)
+i = hset_pairs(KEYS[3], i)
+i = hset_pairs(KEYS[4], i)
+local applied = tonumber(ARGV[i])
+for j = i + 1, i + applied do redis.call('XDEL', KEYS[7], ARGV[j]) end
+i = i + 1 + applied
+local events = tonumber(ARGV[i])
+local last = xadd_all(KEYS[5], 'e', i + 1, events)
+i = i + 1 + events
+xadd_all(KEYS[6], 'c', i + 1, tonumber(ARGV[i]))
+redis.call('PEXPIRE', KEYS[8], ARGV[2])
 if ARGV[4] == '1' then
-  local existing = redis.call('GET', KEYS[6])
-  if existing then return existing end
-  redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[5])
+  for k = 1, 7 do redis.call('EXPIRE', KEYS[k], ARGV[5]) end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'v', 1)
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-local eventCount = tonumber(ARGV[7])
-local lastEvent = false
-for i = 8, 7 + eventCount do
-  lastEvent = redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'e', ARGV[i])
-end
--- Announce the new entries on the run's channel (runEventsChannel: <prefix>:run-events:<runId>),
--- the prefix being what precedes ':run:<runId>:events' in KEYS[2].
-if lastEvent then
-  local suffix = ':run:' .. ARGV[1] .. ':events'
-  redis.call('PUBLISH', string.sub(KEYS[2], 1, #KEYS[2] - #suffix) .. ':run-events:' .. ARGV[1], lastEvent)
-end
-local commands = 0
-for i = 8 + eventCount, #ARGV do
-  redis.call('RPUSH', KEYS[3], ARGV[i])
-  commands = commands + 1
-end
-if commands > 0 then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1]) end
-return ARGV[1]
-`;
-
-/**
- * Compare-and-set a run's state. KEYS: run, events, outbox, pendingOutboxes.
- * ARGV: runId, expectedVersion, stateJson, now, terminal ('1'|'0'), retention, eventCount,
- * events..., commands...
- * Returns 1 when written, 0 when the version moved (the caller reloads and recomputes).
- */
-export const SAVE_RUN = `
-if redis.call('HGET', KEYS[1], 'v') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'v', tonumber(ARGV[2]) + 1)
-local eventCount = tonumber(ARGV[7])
-local lastEvent = false
-for i = 8, 7 + eventCount do
-  lastEvent = redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'e', ARGV[i])
-end
--- Announce the new entries on the run's channel (runEventsChannel: <prefix>:run-events:<runId>),
--- the prefix being what precedes ':run:<runId>:events' in KEYS[2].
-if lastEvent then
-  local suffix = ':run:' .. ARGV[1] .. ':events'
-  redis.call('PUBLISH', string.sub(KEYS[2], 1, #KEYS[2] - #suffix) .. ':run-events:' .. ARGV[1], lastEvent)
-end
-local commands = 0
-for i = 8 + eventCount, #ARGV do
-  redis.call('RPUSH', KEYS[3], ARGV[i])
-  commands = commands + 1
-end
-if commands > 0 then redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[1]) end
-if ARGV[5] == '1' then
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
-end
+if last then redis.call('PUBLISH', ARGV[3], last) end
 return 1
 `;
 
 /**
- * Drop the first N outbox commands once carried out. KEYS: outbox, pendingOutboxes.
- * ARGV: runId, count. Clears the pending mark when nothing is left.
+ * Let a run's lease go unless events wait in its inbox. KEYS: inbox, lease. ARGV: leaseToken.
+ * Returns 1 when released, 0 when events wait (the caller keeps applying), -1 when the lease is
+ * not the caller's any more. Checked in one script so an event appended by a coordinator that
+ * could not take the lease is never left without an owner.
  */
-export const ACK_OUTBOX = `
-redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
-if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+export const RELEASE_LEASE = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('XLEN', KEYS[1]) > 0 then return 0 end
+redis.call('DEL', KEYS[2])
 return 1
+`;
+
+/** Remove a member of a sorted set only if its score is still `score`. KEYS: zset. ARGV: member, score. */
+export const ZREM_IF_SCORE = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`;
+
+/** Store a definition once (it is immutable) and keep it as long as its newest run. KEYS: definition. ARGV: json, ttlSeconds. */
+export const PUT_DEFINITION = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 0
 `;

@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { isTerminalRunPhase, type RunEventMessage } from '@podflow/protocol';
-import type { EngineCommand, RunState } from '@podflow/workflow';
-import type { Redis } from 'ioredis';
+import { runEventsChannel, type JsonObject, type RunEventMessage } from '@podflow/protocol';
+import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord } from '@podflow/workflow';
+import type { RedisClient } from '@podflow/redis';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, REDIS } from '../tokens';
 import { RunKeys } from './run-keys';
-import { ACK_OUTBOX, CREATE_RUN, SAVE_RUN } from './run-scripts';
+import { COMMIT_BATCH, CREATE_RUN, PUT_DEFINITION, RELEASE_LEASE, SUBMIT_EVENT, ZREM_IF_SCORE } from './run-scripts';
 
 /** Entries of a run's event stream read per XRANGE. */
 const EVENT_PAGE = 200;
@@ -13,9 +13,15 @@ const EVENT_PAGE = 200;
 /** Commands that wait in the outbox; `emit` never does: events are written by the same script. */
 export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' }>;
 
-export interface StoredRun {
-  state: RunState;
-  version: number;
+export interface OutboxEntry {
+  id: string;
+  command: OutboxCommand;
+}
+
+export interface InboxEntry {
+  id: string;
+  /** Undefined when the entry holds no readable event (it is acknowledged and skipped). */
+  event: EngineEvent | undefined;
 }
 
 export interface StoredEvent {
@@ -24,86 +30,190 @@ export interface StoredEvent {
   event: RunEventMessage;
 }
 
-/** Run state in Redis: one hash per run, an event stream, and an outbox list of commands. */
+/** A node record as stored: the engine's record without its logs (kept apart, never read by a transition). */
+export type StoredNode = Omit<NodeRecord, 'logs'>;
+
+/** Everything a batch writes, already made small enough for Redis (run-payloads.ts). */
+export interface BatchWrite {
+  changes: RunChanges;
+  /** Inbox entries the batch applied (deleted by the same script). */
+  applied: string[];
+}
+
+/**
+ * Run state in Redis, one set of keys per run (run-keys.ts): the run record, node records, edge
+ * resolutions, logs, the event stream, an inbox of events to apply and an outbox of commands to
+ * carry out, plus the lease that names the one coordinator applying the inbox (run-scripts.ts).
+ */
 @Injectable()
 export class RunStore {
   readonly keys: RunKeys;
 
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {
     this.keys = new RunKeys(config.QUEUE_PREFIX);
   }
 
-  /** Creates a run with its first transition applied; returns the run id that holds the key. */
-  async create(state: RunState, commands: EngineCommand[], idempotencyKey?: string): Promise<string> {
-    const { events, outbox } = splitCommands(commands);
-    const k = this.keys;
-    const result = await this.redis.eval(
-      CREATE_RUN,
-      6,
-      k.run(state.id),
-      k.events(state.id),
-      k.outbox(state.id),
-      k.pendingOutboxes(),
-      k.tenantRuns(state.tenantId),
-      k.idempotency(state.tenantId, idempotencyKey ?? '-'),
-      state.id,
-      JSON.stringify(state),
-      state.createdAt,
-      idempotencyKey ? '1' : '0',
-      this.config.IDEMPOTENCY_TTL_SECONDS,
-      this.config.RUN_RETENTION_SECONDS,
-      events.length,
-      ...events.map((e) => JSON.stringify(e)),
-      ...outbox.map((c) => JSON.stringify(c)),
-    );
-    return String(result);
+  get leaseMs(): number {
+    return this.config.RUN_LEASE_MS;
   }
 
-  async load(runId: string): Promise<StoredRun | undefined> {
-    const [state, version] = await this.redis.hmget(this.keys.run(runId), 'state', 'v');
-    if (!state || !version) return undefined;
-    return { state: JSON.parse(state) as RunState, version: Number(version) };
+  /** Stores a definition by hash (once; later calls only extend its life). */
+  async putDefinition(hash: string, json: string): Promise<void> {
+    // A definition lives as long as the runs that reference it may: their longest life plus retention.
+    const ttl = this.config.RUN_RETENTION_SECONDS + 2 * 24 * 3600;
+    await this.redis.eval(PUT_DEFINITION, 1, this.keys.definition(hash), json, ttl);
   }
 
-  /** Writes `state` if the run is still at `expectedVersion`. False means: reload and retry. */
-  async save(expectedVersion: number, state: RunState, commands: EngineCommand[], now: number): Promise<boolean> {
+  async getDefinition(hash: string): Promise<string | undefined> {
+    return (await this.redis.get(this.keys.definition(hash))) ?? undefined;
+  }
+
+  /** Creates a run with its first transition applied and its lease held by `token`; false when it exists. */
+  async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string): Promise<boolean> {
     const { events, outbox } = splitCommands(commands);
     const k = this.keys;
-    const written = await this.redis.eval(
-      SAVE_RUN,
-      4,
-      k.run(state.id),
-      k.events(state.id),
-      k.outbox(state.id),
-      k.pendingOutboxes(),
-      state.id,
-      expectedVersion,
-      JSON.stringify(state),
-      now,
-      isTerminalRunPhase(state.status) ? '1' : '0',
-      this.config.RUN_RETENTION_SECONDS,
-      events.length,
-      ...events.map((e) => JSON.stringify(e)),
-      ...outbox.map((c) => JSON.stringify(c)),
-    );
+    const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
+    for (const [id, node] of nodes) args.push(id, JSON.stringify(storedNode(node)));
+    args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
+    const created = await this.redis.eval(CREATE_RUN, 5, k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id), ...args);
+    return created === 1;
+  }
+
+  /** Appends an event to the run's inbox: 'owner' when this caller took the lease, 'queued' when another holds it, 'gone' for no such run. */
+  async submit(runId: string, event: EngineEvent, token: string): Promise<'owner' | 'queued' | 'gone'> {
+    const k = this.keys;
+    const result = await this.redis.eval(SUBMIT_EVENT, 3, k.run(runId), k.inbox(runId), k.lease(runId), JSON.stringify(event), token, this.leaseMs);
+    return result === 1 ? 'owner' : result === 0 ? 'queued' : 'gone';
+  }
+
+  /** Takes a free lease (the sweeper and admission use it for runs nobody is working on). */
+  async acquire(runId: string, token: string): Promise<boolean> {
+    return (await this.redis.set(this.keys.lease(runId), token, 'PX', this.leaseMs, 'NX')) === 'OK';
+  }
+
+  async release(runId: string, token: string): Promise<'released' | 'busy' | 'lost'> {
+    const result = await this.redis.eval(RELEASE_LEASE, 2, this.keys.inbox(runId), this.keys.lease(runId), token);
+    return result === 1 ? 'released' : result === 0 ? 'busy' : 'lost';
+  }
+
+  async record(runId: string): Promise<RunRecord | undefined> {
+    const raw = await this.redis.hget(this.keys.run(runId), 'rec');
+    return raw ? (JSON.parse(raw) as RunRecord) : undefined;
+  }
+
+  async inputs(runId: string): Promise<JsonObject> {
+    const raw = await this.redis.hget(this.keys.run(runId), 'inputs');
+    return raw ? (JSON.parse(raw) as JsonObject) : {};
+  }
+
+  async nodes(runId: string, ids: readonly string[]): Promise<Map<string, StoredNode>> {
+    const found = new Map<string, StoredNode>();
+    if (ids.length === 0) return found;
+    const raw = await this.redis.hmget(this.keys.nodes(runId), ...ids);
+    ids.forEach((id, index) => {
+      const json = raw[index];
+      if (json) found.set(id, JSON.parse(json) as StoredNode);
+    });
+    return found;
+  }
+
+  async logs(runId: string, ids: readonly string[]): Promise<Map<string, NodeState['logs']>> {
+    const found = new Map<string, NodeState['logs']>();
+    if (ids.length === 0) return found;
+    const raw = await this.redis.hmget(this.keys.logs(runId), ...ids);
+    ids.forEach((id, index) => {
+      if (raw[index]) found.set(id, JSON.parse(raw[index]!) as NodeState['logs']);
+    });
+    return found;
+  }
+
+  async edges(runId: string, indexes: readonly number[]): Promise<Map<number, EdgeResolution>> {
+    const found = new Map<number, EdgeResolution>();
+    if (indexes.length === 0) return found;
+    const raw = await this.redis.hmget(this.keys.edges(runId), ...indexes.map(String));
+    indexes.forEach((index, i) => found.set(index, raw[i] === 'f' ? 'fired' : raw[i] === 'n' ? 'not_fired' : 'pending'));
+    return found;
+  }
+
+  /** Up to `count` events waiting in the inbox, oldest first. */
+  async inbox(runId: string, count: number): Promise<InboxEntry[]> {
+    const entries = await this.redis.xrange(this.keys.inbox(runId), '-', '+', 'COUNT', count);
+    return entries.map(([id, fields]) => ({ id, event: parseJsonField<EngineEvent>(fields, (v) => typeof v === 'object' && v !== null && typeof (v as { type?: unknown }).type === 'string') }));
+  }
+
+  /** Writes a batch if `token` still holds the lease; false means another coordinator took over. */
+  async commit(runId: string, token: string, write: BatchWrite): Promise<boolean> {
+    const { changes, applied } = write;
+    const { events, outbox } = splitCommands(changes.commands);
+    const k = this.keys;
+    const terminal = ['succeeded', 'failed', 'canceled'].includes(changes.run.status);
+    const args: Array<string | number> = [token, this.leaseMs, runEventsChannel(k.prefix, runId), terminal ? '1' : '0', this.config.RUN_RETENTION_SECONDS, changes.runChanged ? JSON.stringify(changes.run) : ''];
+    args.push(changes.nodes.size);
+    const logs: Array<[string, string]> = [];
+    for (const [id, node] of changes.nodes) {
+      args.push(id, JSON.stringify(storedNode(node)));
+      if (node.logs) logs.push([id, JSON.stringify(node.logs)]);
+    }
+    args.push(logs.length, ...logs.flat());
+    args.push(changes.edges.size);
+    for (const [index, resolution] of changes.edges) args.push(String(index), resolution === 'fired' ? 'f' : 'n');
+    args.push(applied.length, ...applied);
+    args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
+    const written = await this.redis.eval(COMMIT_BATCH, 8, k.run(runId), k.nodes(runId), k.logs(runId), k.edges(runId), k.events(runId), k.outbox(runId), k.inbox(runId), k.lease(runId), ...args);
     return written === 1;
   }
 
-  async outbox(runId: string): Promise<OutboxCommand[]> {
-    const raw = await this.redis.lrange(this.keys.outbox(runId), 0, -1);
-    return raw.map((c) => JSON.parse(c) as OutboxCommand);
+  async outbox(runId: string, count = 1000): Promise<OutboxEntry[]> {
+    const entries = await this.redis.xrange(this.keys.outbox(runId), '-', '+', 'COUNT', count);
+    const parsed: OutboxEntry[] = [];
+    for (const [id, fields] of entries) {
+      const command = parseJsonField<OutboxCommand>(fields, (v) => typeof v === 'object' && v !== null);
+      // An entry that is not a command can never be carried out: acknowledged with the rest.
+      parsed.push({ id, command: command ?? ({ type: 'invalid' } as unknown as OutboxCommand) });
+    }
+    return parsed;
   }
 
-  async ackOutbox(runId: string, count: number): Promise<void> {
-    await this.redis.eval(ACK_OUTBOX, 2, this.keys.outbox(runId), this.keys.pendingOutboxes(), runId, count);
+  /** Acknowledges carried-out commands by id: entries written meanwhile stay. */
+  async ackOutbox(runId: string, ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await this.redis.xdel(this.keys.outbox(runId), ...ids);
   }
 
-  /** Runs whose outbox was written before `before` and is still not empty (a coordinator died). */
-  async staleOutboxes(before: number, limit = 100): Promise<string[]> {
-    return this.redis.zrangebyscore(this.keys.pendingOutboxes(), '-inf', before, 'LIMIT', 0, limit);
+  /** Marks a run as being worked on (score = now, returned for `markIdle`). */
+  async markActive(runId: string, now: number): Promise<number> {
+    await this.redis.zadd(this.keys.activeRuns(), now, runId);
+    return now;
+  }
+
+  /** Clears the mark unless a newer owner set its own since. */
+  async markIdle(runId: string, score: number): Promise<void> {
+    await this.redis.eval(ZREM_IF_SCORE, 1, this.keys.activeRuns(), runId, String(score));
+  }
+
+  /** Runs marked active since before `before`: their owner may have died. */
+  async staleRuns(before: number, limit = 100): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.activeRuns(), '-inf', before, 'LIMIT', 0, limit);
+  }
+
+  /** Puts a run in the held list (FIFO by when it first waited) until admission lets its executions go. */
+  async hold(runId: string, now: number): Promise<void> {
+    await this.redis.zadd(this.keys.heldRuns(), 'NX', now, runId);
+  }
+
+  async unhold(runId: string): Promise<void> {
+    await this.redis.zrem(this.keys.heldRuns(), runId);
+  }
+
+  /** The runs waiting longest for admission. */
+  async heldRuns(limit: number): Promise<string[]> {
+    return this.redis.zrange(this.keys.heldRuns(), 0, limit - 1);
+  }
+
+  async forgetActive(runId: string): Promise<void> {
+    await this.redis.zrem(this.keys.activeRuns(), runId);
   }
 
   /**
@@ -131,6 +241,11 @@ export class RunStore {
     return { id: entry[0], event: parseStoredEvent(entry[1]) ?? ({} as RunEventMessage) };
   }
 
+  /** Records a run in its tenant's listing (before the run exists: a listing skips runs not created yet). */
+  async listRun(tenantId: string, runId: string, createdAt: number): Promise<void> {
+    await this.redis.zadd(this.keys.tenantRuns(tenantId), createdAt, runId);
+  }
+
   /** Newest-first page of a tenant's run ids created at or before `atOrBefore` (epoch ms). */
   async listRunIds(tenantId: string, atOrBefore: number | undefined, count: number): Promise<Array<{ id: string; createdAt: number }>> {
     const max = atOrBefore === undefined ? '+inf' : String(atOrBefore);
@@ -143,13 +258,33 @@ export class RunStore {
   async forgetRun(tenantId: string, runId: string): Promise<void> {
     await this.redis.zrem(this.keys.tenantRuns(tenantId), runId);
   }
+
+  /** Claims an idempotency key for `runId`; returns the run id that holds it (the earlier one when taken). */
+  async claimIdempotencyKey(tenantId: string, key: string, runId: string): Promise<string> {
+    const k = this.keys.idempotency(tenantId, key);
+    const set = await this.redis.set(k, runId, 'EX', this.config.IDEMPOTENCY_TTL_SECONDS, 'NX');
+    if (set === 'OK') return runId;
+    return (await this.redis.get(k)) ?? runId;
+  }
+}
+
+/** The node record as stored: logs live in their own hash, written only when a result brings them; an output with a reference is left out. */
+export function storedNode(node: NodeRecord): StoredNode {
+  const { logs: _logs, ...stored } = node;
+  // An output kept by reference is loaded when needed (run-payloads.ts), never stored twice.
+  if (stored.outputRef) delete stored.output;
+  return stored;
 }
 
 /** The event of a stream entry (`e <json>`), or undefined when it holds none. */
 export function parseStoredEvent(fields: string[]): RunEventMessage | undefined {
+  return parseJsonField<RunEventMessage>(fields, (v) => typeof v === 'object' && v !== null && typeof (v as { type?: unknown }).type === 'string');
+}
+
+function parseJsonField<T>(fields: string[], accept: (value: unknown) => boolean): T | undefined {
   try {
-    const event: unknown = JSON.parse(fields[1] ?? '');
-    return typeof event === 'object' && event !== null && typeof (event as { type?: unknown }).type === 'string' ? (event as RunEventMessage) : undefined;
+    const value: unknown = JSON.parse(fields[1] ?? '');
+    return accept(value) ? (value as T) : undefined;
   } catch {
     return undefined;
   }
@@ -164,3 +299,4 @@ function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; 
   }
   return { events, outbox };
 }
+

@@ -79,11 +79,10 @@ export class ExecutionsController {
       }
       // A client that goes away ends the wait (the execution itself goes on; cancel it to stop it).
       if (gone.aborted) return;
-      const state = await this.runs.get(tenantId, id);
-      const node = state.workflow.nodes[0]!;
+      const node = (await this.runs.definitionOf(await this.runs.get(tenantId, id))).workflow.nodes[0]!;
       await this.events.waitUntilFinished(id, node.timeoutMs * (node.retries.max + 1) + WAIT_MARGIN_MS, gone);
       if (gone.aborted) return;
-      const view = runView(await this.runs.getWithOutputs(tenantId, id));
+      const view = runView(await this.runs.snapshot(tenantId, id, { nodes: [NODE_ID] }));
       response.status(200).json({ id, ...(view.nodes[NODE_ID] as Record<string, unknown>) });
     } finally {
       release();

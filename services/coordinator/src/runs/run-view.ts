@@ -1,52 +1,69 @@
-import { emptyRecord } from '@podflow/protocol';
-import type { RunState } from '@podflow/workflow';
+import { emptyRecord, type JsonObject } from '@podflow/protocol';
+import type { NodeState, RunRecord } from '@podflow/workflow';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
-/** The API shape of a run (DESIGN.md `GET /v1/runs/:id`). */
-export function runView(state: RunState) {
+/** What the API shows of a run: its record, inputs, outputs and a page of its nodes. */
+export interface RunSnapshot {
+  run: RunRecord;
+  inputs: JsonObject;
+  outputs?: JsonObject;
+  /** In definition order. */
+  nodes: Array<[string, NodeState]>;
+  nodesTotal: number;
+  nextNodeCursor?: string;
+}
+
+/** One node as the API shows it. */
+export function nodeView(node: NodeState) {
+  return {
+    status: node.status,
+    attempts: node.attempts,
+    ...(node.output !== undefined ? { output: node.output } : {}),
+    ...(node.files ? { files: node.files } : {}),
+    ...(node.error ? { error: node.error } : {}),
+    ...(node.logs ? { logs: node.logs } : {}),
+    ...(node.warnings && node.warnings.length > 0 ? { warnings: node.warnings } : {}),
+    timings: {
+      queuedAt: iso(node.timings.queuedAt),
+      startedAt: iso(node.timings.startedAt),
+      finishedAt: iso(node.timings.finishedAt),
+      durationMs: node.timings.startedAt && node.timings.finishedAt ? node.timings.finishedAt - node.timings.startedAt : undefined,
+    },
+  };
+}
+
+/** The API shape of a run (DESIGN.md `GET /v1/runs/:id`), with `nodesTotal` and, for a partial page, `nextNodeCursor`. */
+export function runView(snapshot: RunSnapshot) {
+  const { run } = snapshot;
   // Node ids are user keys: without a prototype, "__proto__" is a node like any other.
   const nodes = emptyRecord<unknown>();
-  for (const [id, node] of Object.entries(state.nodes)) {
-    nodes[id] = {
-      status: node.status,
-      attempts: node.attempts,
-      ...(node.output !== undefined ? { output: node.output } : {}),
-      ...(node.files ? { files: node.files } : {}),
-      ...(node.error ? { error: node.error } : {}),
-      ...(node.logs ? { logs: node.logs } : {}),
-      ...(node.warnings && node.warnings.length > 0 ? { warnings: node.warnings } : {}),
-      timings: {
-        queuedAt: iso(node.timings.queuedAt),
-        startedAt: iso(node.timings.startedAt),
-        finishedAt: iso(node.timings.finishedAt),
-        durationMs: node.timings.startedAt && node.timings.finishedAt ? node.timings.finishedAt - node.timings.startedAt : undefined,
-      },
-    };
-  }
+  for (const [id, node] of snapshot.nodes) nodes[id] = nodeView(node);
   return {
-    id: state.id,
-    status: state.status,
-    workflowId: state.workflow.id,
-    ...(state.workflowVersion ? { workflowVersion: state.workflowVersion } : {}),
-    inputs: state.inputs,
-    outputs: state.outputs ?? null,
-    ...(state.error ? { error: state.error } : {}),
+    id: run.id,
+    status: run.status,
+    workflowId: run.workflowId,
+    ...(run.workflowVersion ? { workflowVersion: run.workflowVersion } : {}),
+    inputs: snapshot.inputs,
+    outputs: snapshot.outputs ?? null,
+    ...(run.error ? { error: run.error } : {}),
     nodes,
-    createdAt: iso(state.createdAt),
-    startedAt: iso(state.startedAt),
-    finishedAt: iso(state.finishedAt),
+    nodesTotal: snapshot.nodesTotal,
+    ...(snapshot.nextNodeCursor !== undefined ? { nextNodeCursor: snapshot.nextNodeCursor } : {}),
+    createdAt: iso(run.createdAt),
+    startedAt: iso(run.startedAt),
+    finishedAt: iso(run.finishedAt),
   };
 }
 
 /** Short form for listings. */
-export function runSummary(state: RunState) {
+export function runSummary(run: RunRecord) {
   return {
-    id: state.id,
-    status: state.status,
-    workflowId: state.workflow.id,
-    createdAt: iso(state.createdAt),
-    finishedAt: iso(state.finishedAt),
-    ...(state.error ? { error: state.error } : {}),
+    id: run.id,
+    status: run.status,
+    workflowId: run.workflowId,
+    createdAt: iso(run.createdAt),
+    finishedAt: iso(run.finishedAt),
+    ...(run.error ? { error: run.error } : {}),
   };
 }

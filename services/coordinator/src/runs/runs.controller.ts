@@ -2,7 +2,7 @@ import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { ApiKeyId, TenantId } from '../api/auth.guard';
-import { createRunBody, listRunsQuery, parseRequest, signFilesBody } from '../api/request-schemas';
+import { createRunBody, listRunsQuery, getRunQuery, parseRequest, signFilesBody } from '../api/request-schemas';
 import { RunEventsService } from '../streams/run-events.service';
 import { parseLastEventId } from '../streams/stream-ids';
 import { StreamLimiter } from '../streams/stream-limiter';
@@ -47,9 +47,9 @@ export class RunsController {
   }
 
   @Get(':id')
-  @ApiOperation({ summary: 'A run with its nodes, outputs and errors' })
-  async get(@TenantId() tenantId: string, @Param('id') id: string) {
-    return runView(await this.runs.getWithOutputs(tenantId, id));
+  @ApiOperation({ summary: 'A run with its nodes, outputs and errors; nodes page in definition order (nodeLimit, default and most 1000; nodeCursor = nextNodeCursor), or nodes=a,b for exactly those' })
+  async get(@TenantId() tenantId: string, @Param('id') id: string, @Query() query: unknown) {
+    return runView(await this.runs.snapshot(tenantId, id, parseRequest(getRunQuery, query, 'query')));
   }
 
   @Post(':id/cancel')

@@ -1,8 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { PodflowError, ownValue, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
+import { PodflowError, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
 import type { ObjectStore } from '@podflow/storage';
-import { DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, parseWorkflow, type DependencyPolicy, type RunState, type Workflow } from '@podflow/workflow';
+import { DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, parseWorkflow, type CompiledWorkflow, type DependencyPolicy, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
 import { randomUUID } from 'node:crypto';
+import { Definitions } from '../orchestration/definitions';
 import { Orchestrator } from '../orchestration/orchestrator.service';
 import { RunPayloads } from '../orchestration/run-payloads';
 import { RunStore } from '../orchestration/run-store';
@@ -11,7 +12,7 @@ import { dependencyPoliciesFor } from '../tenancy/dependency-policy';
 import { assertEgressAllowed } from '../tenancy/egress-policy';
 import { CONFIG, OBJECT_STORE } from '../tokens';
 import { WorkflowRegistry } from '../workflows/workflow-registry';
-import { runSummary } from './run-view';
+import { runSummary, type RunSnapshot } from './run-view';
 
 export interface SubmitRun {
   workflow?: unknown;
@@ -29,6 +30,7 @@ export class RunsService {
     private readonly store: RunStore,
     private readonly registry: WorkflowRegistry,
     private readonly payloads: RunPayloads,
+    private readonly definitions: Definitions,
     @Inject(OBJECT_STORE) private readonly objects: ObjectStore,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
@@ -36,7 +38,7 @@ export class RunsService {
   async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase }> {
     const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
     const resolved = submission.workflow !== undefined
-      ? { workflow: parseWorkflow(submission.workflow as string | object, DEFAULT_WORKFLOW_LIMITS, { dependencyPolicies: policies }), version: undefined }
+      ? { workflow: parseWorkflow(submission.workflow as string | object, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: this.config.MAX_NODES_PER_RUN }, { dependencyPolicies: policies }), version: undefined }
       : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: withCurrentPolicies(r.workflow, policies), version: r.version }));
     // Inline definitions, and registered ones again: a grant revoked since registration applies.
     assertEgressAllowed(resolved.workflow, this.config.EGRESS_TENANTS, tenantId);
@@ -48,27 +50,60 @@ export class RunsService {
       inputs: submission.inputs,
       idempotencyKey: submission.idempotencyKey,
     });
-    const state = await this.get(tenantId, id);
-    return { id, status: state.status };
+    const run = await this.get(tenantId, id);
+    return { id, status: run.status };
   }
 
-  /** A tenant's run; another tenant's run is reported as not found, never as forbidden. */
-  async get(tenantId: string, runId: string): Promise<RunState> {
-    const stored = await this.store.load(runId);
-    if (!stored || stored.state.tenantId !== tenantId) throw new PodflowError('NOT_FOUND', `no run "${runId}" for this API key`);
-    return stored.state;
+  /** A tenant's run record; another tenant's run is reported as not found, never as forbidden. */
+  async get(tenantId: string, runId: string): Promise<RunRecord> {
+    const run = await this.store.record(runId);
+    if (!run || run.tenantId !== tenantId) throw new PodflowError('NOT_FOUND', `no run "${runId}" for this API key`);
+    return run;
   }
 
-  /** A tenant's run with its node and run outputs loaded, also those kept in the object store (for the API's views). */
-  async getWithOutputs(tenantId: string, runId: string): Promise<RunState> {
-    return this.payloads.hydrateForView(await this.get(tenantId, runId));
+  /** The definition a run executes. */
+  async definitionOf(run: RunRecord): Promise<CompiledWorkflow> {
+    return this.definitions.get(run.workflowHash);
   }
 
-  async cancel(tenantId: string, runId: string): Promise<RunState> {
+  /**
+   * A tenant's run for the API: outputs loaded (also those kept in the object store), nodes in
+   * definition order, `nodeLimit` of them from `nodeCursor`, or exactly the ids in `nodes`.
+   */
+  async snapshot(tenantId: string, runId: string, page: { nodes?: string[]; nodeLimit?: number; nodeCursor?: string } = {}): Promise<RunSnapshot> {
+    const run = await this.get(tenantId, runId);
+    const compiled = await this.definitionOf(run);
+    const all = compiled.nodeIds;
+    let ids: string[];
+    let nextNodeCursor: string | undefined;
+    if (page.nodes) {
+      const unknown = page.nodes.filter((id) => !compiled.nodesById.has(id));
+      if (unknown.length > 0) throw new PodflowError('BAD_REQUEST', `run "${runId}" has no node(s) ${unknown.slice(0, 5).map((id) => JSON.stringify(id)).join(', ')}; nodes= takes ids of its workflow's nodes`);
+      ids = [...new Set(page.nodes)];
+    } else {
+      const from = Number(page.nodeCursor ?? 0);
+      const limit = page.nodeLimit ?? 1000;
+      ids = all.slice(from, from + limit);
+      if (from + limit < all.length) nextNodeCursor = String(from + limit);
+    }
+    const [stored, logs, inputs, outputs] = await Promise.all([this.store.nodes(runId, ids), this.store.logs(runId, ids), this.store.inputs(runId), this.payloads.runOutputs(run)]);
+    const nodes: Array<[string, NodeState]> = [];
+    for (const id of ids) {
+      const record = stored.get(id);
+      if (!record) continue;
+      const { waiting: _waiting, fired: _fired, ...node } = await this.payloads.hydrateNode(run, id, record);
+      const nodeLogs = logs.get(id);
+      nodes.push([id, nodeLogs ? { ...node, logs: nodeLogs } : node]);
+    }
+    return { run, inputs, ...(outputs !== undefined ? { outputs } : {}), nodes, nodesTotal: all.length, ...(nextNodeCursor !== undefined ? { nextNodeCursor } : {}) };
+  }
+
+  /** Cancels a run; returns its record once the cancel is applied (or after a few seconds, still pending). */
+  async cancel(tenantId: string, runId: string): Promise<RunRecord> {
     await this.get(tenantId, runId);
-    const state = await this.orchestrator.apply(runId, { type: 'cancel', at: Date.now(), reason: 'canceled through the API' });
-    if (!state) throw new PodflowError('NOT_FOUND', `no run "${runId}" for this API key`);
-    return state;
+    const run = await this.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'canceled through the API' });
+    if (!run) throw new PodflowError('NOT_FOUND', `no run "${runId}" for this API key`);
+    return run;
   }
 
   /** Newest first. The cursor is `<createdAt>:<runId>` of the last run of the previous page. */
@@ -82,14 +117,15 @@ export class RunsService {
       if (fresh.length === 0) break;
       for (const entry of fresh) {
         cursor = entry;
-        const stored = await this.store.load(entry.id);
-        if (!stored) {
-          await this.store.forgetRun(tenantId, entry.id); // expired after RUN_RETENTION_SECONDS
+        const run = await this.store.record(entry.id);
+        if (!run) {
+          // Expired after RUN_RETENTION_SECONDS; one listed a moment ago may still be being created.
+          if (entry.createdAt < Date.now() - 60_000) await this.store.forgetRun(tenantId, entry.id);
           continue;
         }
-        if (filter.status && stored.state.status !== filter.status) continue;
-        if (filter.workflowId && stored.state.workflow.id !== filter.workflowId) continue;
-        runs.push(runSummary(stored.state));
+        if (filter.status && run.status !== filter.status) continue;
+        if (filter.workflowId && run.workflowId !== filter.workflowId) continue;
+        runs.push(runSummary(run));
         if (runs.length === filter.limit) {
           nextCursor = `${entry.createdAt}:${entry.id}`;
           break;
@@ -109,9 +145,8 @@ export class RunsService {
     if (ttlSeconds !== undefined && ttlSeconds > maxTtl) {
       throw new PodflowError('BAD_REQUEST', `ttlSeconds ${ttlSeconds} is longer than this deployment allows: at most ${maxTtl} (FILE_URL_TTL_SECONDS); ask for less, or leave it out for ${maxTtl}`);
     }
-    const state = await this.get(tenantId, runId);
-    // Own keys only: a node id such as "constructor" must not find Object.prototype's.
-    const node = ownValue(state.nodes, nodeId);
+    const run = await this.get(tenantId, runId);
+    const node = (await this.definitionOf(run)).nodesById.has(nodeId) ? (await this.store.nodes(runId, [nodeId])).get(nodeId) : undefined;
     if (!node) throw new PodflowError('NOT_FOUND', `run "${runId}" has no node "${nodeId}"`);
     if (node.status !== 'succeeded') throw new PodflowError('CONFLICT', `node "${nodeId}" is ${node.status}; files can be signed once it has succeeded`);
     const elements: FileElement[] = [];

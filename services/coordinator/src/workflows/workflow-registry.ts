@@ -27,7 +27,7 @@ export class WorkflowRegistry {
 
   async register(tenantId: string, definition: unknown): Promise<{ id: string; version: number }> {
     const dependencyPolicies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
-    const workflow = parseWorkflow(definition as string | object, DEFAULT_WORKFLOW_LIMITS, { dependencyPolicies });
+    const workflow = parseWorkflow(definition as string | object, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: this.config.MAX_NODES_PER_RUN }, { dependencyPolicies });
     // Refused at registration too, like the dependency lists: a version no run could start is useless.
     assertEgressAllowed(workflow, this.config.EGRESS_TENANTS, tenantId);
     const key = this.store.keys.workflow(tenantId, workflow.id);

@@ -1,0 +1,223 @@
+import { QUEUE_NAMES, executionIdOf, queuePrefix, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
+import { createRunState, parseWorkflow, transition, type EngineEvent, type RunState, type Workflow } from '@podflow/workflow';
+import { Worker } from 'bullmq';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loggedErrors, startCoordinator, testConfig, type TestCoordinator } from './testing/coordinators';
+
+// A real Redis (REDIS_URL, started by `npm test`). Issue 11: commands are never lost, and any
+// number of coordinators, duplicates, reordering and delays give exactly the sequential outcome.
+const redisUrl = process.env.REDIS_URL;
+if (!redisUrl) throw new Error('REDIS_URL is not set: run this suite through `npm test`, which starts a private redis-server');
+
+const code = 'def main(args): return {}';
+
+/** Workflows that exercise fan-out/fan-in, retries, error branches, conditions and skips, with outcomes fixed per (node, attempt). */
+const WORKFLOWS: Workflow[] = [
+  parseWorkflow({
+    id: 'fan',
+    nodes: [{ id: 'root', language: 'python', code }, ...Array.from({ length: 8 }, (_, i) => ({ id: `leaf${i}`, language: 'python', code })), { id: 'join', language: 'python', code }],
+    edges: [...Array.from({ length: 8 }, (_, i) => ({ from: 'root', to: `leaf${i}` })), ...Array.from({ length: 8 }, (_, i) => ({ from: `leaf${i}`, to: 'join' }))],
+  }),
+  parseWorkflow({
+    id: 'retry-chain',
+    nodes: [
+      { id: 'a', language: 'python', code },
+      { id: 'flaky', language: 'python', code, retries: { max: 2, backoff: 'fixed', delay: '0s' } },
+      { id: 'c', language: 'python', code, inputs: { seen: 'nodes.flaky.output.n' } },
+    ],
+    edges: [{ from: 'a', to: 'flaky' }, { from: 'flaky', to: 'c' }],
+  }),
+  parseWorkflow({
+    id: 'branches',
+    output: '{ "handled": nodes.handler.output.n, "big": nodes.big.status, "small": nodes.small.status }',
+    nodes: [
+      { id: 'bad', language: 'python', code },
+      { id: 'handler', language: 'python', code },
+      { id: 'never', language: 'python', code },
+      { id: 'x', language: 'python', code },
+      { id: 'big', language: 'python', code },
+      { id: 'small', language: 'python', code },
+      { id: 'after', language: 'python', code },
+    ],
+    edges: [
+      { from: 'bad', to: 'handler', on: 'failure' },
+      { from: 'bad', to: 'never' },
+      { from: 'x', to: 'big', when: 'nodes.x.output.n > 4' },
+      { from: 'x', to: 'small', when: 'nodes.x.output.n <= 4' },
+      { from: 'big', to: 'after' },
+      { from: 'small', to: 'after' },
+    ],
+  }),
+];
+
+function outcomeOf(job: Pick<ExecJob, 'runId' | 'nodeId' | 'attempt' | 'executionId' | 'tenantId'>): ExecResult {
+  const failed = job.nodeId === 'bad' || (job.nodeId === 'flaky' && job.attempt === 1);
+  const n = [...job.nodeId].reduce((sum, c) => sum + c.charCodeAt(0), 0) % 10;
+  return {
+    executionId: job.executionId,
+    tenantId: job.tenantId,
+    runId: job.runId,
+    nodeId: job.nodeId,
+    attempt: job.attempt,
+    status: failed ? 'failed' : 'succeeded',
+    ...(failed ? { error: { code: 'CODE_EXECUTION_FAILED', message: `${job.nodeId} failed` } } : { output: { n, node: job.nodeId } }),
+    logs: { stdout: '', stderr: '', truncated: false },
+    warnings: [],
+    timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 },
+    workerId: 'test',
+  };
+}
+
+/** The outcome one coordinator applying every result at once, in order, gives (the pure engine). */
+async function sequentialOutcome(workflow: Workflow, runId: string): Promise<RunState> {
+  let state = createRunState({ id: runId, tenantId: 't', workflow, inputs: { k: 1 }, now: 0 });
+  const queue: ExecJob[] = [];
+  const step = async (event: EngineEvent) => {
+    const next = await transition(state, event);
+    state = next.state;
+    for (const command of next.commands) if (command.type === 'enqueue') queue.push(command.job);
+  };
+  await step({ type: 'start', at: 0 });
+  for (let job = queue.shift(); job; job = queue.shift()) await step({ type: 'node_finished', result: outcomeOf(job), at: 1 });
+  return state;
+}
+
+/** What must be equal whatever the order: statuses, attempts, outputs, errors' codes. */
+function projection(run: { status: string; outputs?: JsonObject | null; error?: { code: string } }, nodes: Array<[string, { status: string; attempts: number; output?: JsonObject; error?: { code: string } }]>) {
+  return {
+    status: run.status,
+    outputs: run.outputs ?? null,
+    error: run.error?.code,
+    nodes: Object.fromEntries(nodes.map(([id, n]) => [id, { status: n.status, attempts: n.attempts, output: n.output, error: n.error?.code }])),
+  };
+}
+
+describe('orchestration on a real Redis (issue 11)', () => {
+  let storageDir: string;
+  let prefix: string;
+  const coordinators: TestCoordinator[] = [];
+  const start = (overrides: Record<string, string> = {}) => {
+    const coordinator = startCoordinator(testConfig(redisUrl, prefix, storageDir, overrides), storageDir);
+    coordinators.push(coordinator);
+    return coordinator;
+  };
+
+  beforeEach(() => {
+    storageDir = mkdtempSync(join(tmpdir(), 'podflow-orch-'));
+    prefix = `t-${randomUUID().slice(0, 8)}`;
+  });
+  afterEach(async () => {
+    await Promise.all(coordinators.splice(0).map((c) => c.close()));
+    rmSync(storageDir, { recursive: true, force: true });
+  });
+
+  it('acknowledges outbox commands by id: a command written after another coordinator acknowledged is carried out, not trimmed', async () => {
+    // The interleaving that lost a command when the outbox was a list acknowledged by count
+    // (LRANGE, then LTRIM n): A and B both read [c1]; B carries it out and trims 1; c2 is
+    // appended; A carries out c1 again (harmless) and trims 1, dropping c2, never carried out.
+    const a = start();
+    const b = start();
+    const runId = 'r-ack';
+    const outbox = a.store.keys.outbox(runId);
+    const command = (at: number) => JSON.stringify({ type: 'schedule_run_timeout', at });
+    await a.redis.xadd(outbox, '*', 'c', command(1));
+    const readByA = await a.store.outbox(runId);
+    const readByB = await b.store.outbox(runId);
+    expect(readByA.map((e) => e.command)).toEqual([{ type: 'schedule_run_timeout', at: 1 }]);
+    await b.store.ackOutbox(runId, readByB.map((e) => e.id));
+    await b.redis.xadd(outbox, '*', 'c', command(2));
+    await a.store.ackOutbox(runId, readByA.map((e) => e.id));
+    expect((await a.store.outbox(runId)).map((e) => e.command)).toEqual([{ type: 'schedule_run_timeout', at: 2 }]);
+  });
+
+  it('three coordinators, shuffled, duplicated and delayed results of 150 runs: every run ends exactly as one sequential application, no execution enqueued twice or missing', async () => {
+    const trio = [start({ RESULTS_BATCH_MAX: '7' }), start({ RESULTS_BATCH_MAX: '50' }), start()];
+    const runs: Array<{ id: string; workflow: Workflow }> = [];
+    const enqueued = new Map<string, number>();
+    const pending = new Set<Promise<void>>();
+    const random = (n: number) => Math.floor(Math.random() * n);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+    // The "workers": take each exec job once, and report it (started + finished) to random
+    // coordinators, each message 1-3 times, after random delays, so results of one run arrive
+    // out of order, twice, and at several coordinators at once.
+    const worker = new Worker<ExecJob>(
+      QUEUE_NAMES.exec,
+      async (job) => {
+        enqueued.set(job.data.executionId, (enqueued.get(job.data.executionId) ?? 0) + 1);
+        const result = outcomeOf(job.data);
+        const messages: Array<[string, EngineEvent]> = [
+          [job.data.runId, { type: 'node_started', nodeId: job.data.nodeId, executionId: job.data.executionId, at: Date.now() }],
+          [job.data.runId, { type: 'node_finished', result, at: Date.now() }],
+        ];
+        for (const [runId, event] of messages) {
+          for (let copy = 0; copy < 1 + random(3); copy++) {
+            const delivery = (async () => {
+              await sleep(random(30));
+              await trio[random(trio.length)]!.orchestrator.submit(runId, event);
+            })();
+            pending.add(delivery);
+            void delivery.finally(() => pending.delete(delivery));
+          }
+        }
+      },
+      { connection: trio[0]!.redis.duplicate(), prefix: queuePrefix(prefix, QUEUE_NAMES.exec), concurrency: 50 },
+    );
+    try {
+      for (let i = 0; i < 150; i++) {
+        const workflow = WORKFLOWS[i % WORKFLOWS.length]!;
+        const { id } = await trio[i % 3]!.orchestrator.createRun({ id: `run-${i}`, tenantId: 't', workflow, inputs: { k: 1 } });
+        runs.push({ id, workflow });
+      }
+      // Every run reaches its end (sweepers stand in for nobody here: no coordinator dies).
+      const deadline = Date.now() + 90_000;
+      for (;;) {
+        const records = await Promise.all(runs.map((r) => trio[0]!.store.record(r.id)));
+        if (records.every((r) => r && ['succeeded', 'failed', 'canceled'].includes(r.status))) break;
+        if (Date.now() > deadline) {
+          const stuck = runs.filter((_, i) => !records[i] || !['succeeded', 'failed', 'canceled'].includes(records[i]!.status));
+          const details = await Promise.all(
+            stuck.slice(0, 3).map(async ({ id, workflow }) => ({
+              id,
+              workflow: workflow.id,
+              nodes: Object.fromEntries([...(await trio[0]!.store.nodes(id, workflow.nodes.map((n) => n.id)))].map(([n, r]) => [n, `${r.status}/${r.attempts}/w${r.waiting}f${r.fired}`])),
+              inbox: await trio[0]!.redis.xlen(trio[0]!.store.keys.inbox(id)),
+              outbox: await trio[0]!.redis.xlen(trio[0]!.store.keys.outbox(id)),
+              lease: await trio[0]!.redis.get(trio[0]!.store.keys.lease(id)),
+            })),
+          );
+          throw new Error(`${stuck.length} runs not finished: ${JSON.stringify(details, null, 1)}\nerrors logged: ${loggedErrors.slice(0, 5).join('\n')}`);
+        }
+        await sleep(100);
+      }
+      await Promise.all([...pending]);
+
+      let executions = 0;
+      for (const { id, workflow } of runs) {
+        const expected = await sequentialOutcome(workflow, id);
+        const record = (await trio[1]!.store.record(id))!;
+        const nodes = await trio[2]!.store.nodes(id, workflow.nodes.map((n) => n.id));
+        const actual = projection(record, [...nodes]);
+        expect({ id, ...actual }).toEqual({ id, ...projection(expected, Object.entries(expected.nodes)) });
+        for (const node of workflow.nodes) {
+          for (let attempt = 1; attempt <= expected.nodes[node.id]!.attempts; attempt++) {
+            executions += 1;
+            expect({ execution: executionIdOf(id, node.id, attempt), times: enqueued.get(executionIdOf(id, node.id, attempt)) }).toEqual({ execution: executionIdOf(id, node.id, attempt), times: 1 });
+          }
+        }
+      }
+      expect(loggedErrors).toEqual([]);
+      // Nothing beyond what the sequential outcome enqueued ran.
+      expect(enqueued.size).toBe(executions);
+      // Nothing left behind: inboxes empty, outboxes empty, leases released.
+      for (const { id } of runs) {
+        expect({ id, inbox: await trio[0]!.redis.xlen(trio[0]!.store.keys.inbox(id)), outbox: await trio[0]!.redis.xlen(trio[0]!.store.keys.outbox(id)) }).toEqual({ id, inbox: 0, outbox: 0 });
+      }
+    } finally {
+      await worker.close();
+    }
+  }, 120_000);
+});

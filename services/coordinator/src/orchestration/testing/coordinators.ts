@@ -1,0 +1,84 @@
+/**
+ * Test support: coordinators' orchestration parts wired by hand on a real Redis (no HTTP, no
+ * Nest), several per test, each with its own connections, as separate processes would be.
+ */
+import { QUEUE_NAMES, queuePrefix, type ExecJob, type ResultMessage } from '@podflow/protocol';
+import { LocalDiskStore } from '@podflow/storage';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { loadCoordinatorConfig, type CoordinatorConfig } from '../../config';
+import { Admission } from '../admission';
+import { Definitions } from '../definitions';
+import { Orchestrator } from '../orchestrator.service';
+import { OutboxExecutor } from '../outbox-executor';
+import { OutboxSweeper } from '../outbox-sweeper';
+import { RunPayloads } from '../run-payloads';
+import { RunStore } from '../run-store';
+
+/** Errors the coordinators logged, for a test to show when it fails (and to assert there are none). */
+export const loggedErrors: string[] = [];
+
+export const silentLogger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error(fields: { err?: Error } | string, message?: string) {
+    loggedErrors.push(typeof fields === 'string' ? fields : `${message}: ${fields.err?.stack ?? ''}`);
+  },
+  fatal() {},
+  trace() {},
+  child() {
+    return silentLogger;
+  },
+} as unknown as Logger;
+
+export interface TestCoordinator {
+  config: CoordinatorConfig;
+  redis: Redis;
+  store: RunStore;
+  orchestrator: Orchestrator;
+  sweeper: OutboxSweeper;
+  execQueue: Queue<ExecJob>;
+  close(): Promise<void>;
+}
+
+export function testConfig(redisUrl: string, prefix: string, storageDir: string, overrides: Record<string, string> = {}): CoordinatorConfig {
+  return loadCoordinatorConfig({
+    REDIS_URL: redisUrl,
+    QUEUE_PREFIX: prefix,
+    PODFLOW_API_KEYS: 'k=t',
+    FILE_URL_SECRET: 'x'.repeat(32),
+    STORAGE_DIR: storageDir,
+    ...overrides,
+  });
+}
+
+export function startCoordinator(config: CoordinatorConfig, storageDir: string): TestCoordinator {
+  const redis = new Redis(config.REDIS_URL!, { maxRetriesPerRequest: null });
+  const execQueue = new Queue<ExecJob>(QUEUE_NAMES.exec, { connection: redis, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.exec) });
+  const resultsQueue = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: redis, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.results) });
+  const store = new RunStore(redis, config);
+  const definitions = new Definitions(store);
+  const admission = new Admission(execQueue, config);
+  const executor = new OutboxExecutor(execQueue, resultsQueue, redis, config, admission);
+  const payloads = new RunPayloads(new LocalDiskStore({ root: storageDir, publicBaseUrl: 'http://localhost', secret: 'x'.repeat(32), defaultTtlSeconds: 60 }), {
+    inlineMaxBytes: config.OUTPUT_INLINE_MAX_BYTES,
+    cacheMaxBytes: 1 << 20,
+  });
+  const orchestrator = new Orchestrator(store, definitions, executor, admission, payloads, silentLogger, config);
+  const sweeper = new OutboxSweeper(store, orchestrator, admission, config, silentLogger);
+  return {
+    config,
+    redis,
+    store,
+    orchestrator,
+    sweeper,
+    execQueue,
+    async close() {
+      await orchestrator.onApplicationShutdown();
+      await Promise.allSettled([execQueue.close(), resultsQueue.close()]);
+      redis.disconnect();
+    },
+  };
+}
