@@ -32,7 +32,8 @@ export interface Stack {
   s3Prefix?: string;
   workers: ChildProcess[];
   startWorker(env?: Record<string, string>): Promise<ChildProcess>;
-  startCoordinator(): Promise<ChildProcess>;
+  /** Another coordinator; `extra` is added to its environment (give it its own PORT). */
+  startCoordinator(extra?: Record<string, string>): Promise<ChildProcess>;
   /** Everything the services printed, for failure messages. */
   logs(): string;
   stop(): Promise<void>;
@@ -209,9 +210,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     storageDir,
     ...(s3Prefix ? { s3Prefix } : {}),
     workers,
-    async startCoordinator() {
-      const child = launch('services/coordinator/dist/main.js');
-      await waitFor(async () => (await fetch(`${url}/readyz`)).ok, `the coordinator on ${url}:\n${output.join('')}`);
+    async startCoordinator(extra: Record<string, string> = {}) {
+      const port = extra.PORT;
+      const child = launch('services/coordinator/dist/main.js', extra);
+      const at = port ? `http://127.0.0.1:${port}` : url;
+      await waitFor(async () => (await fetch(`${at}/readyz`)).ok, `the coordinator on ${at}:\n${output.join('')}`);
       return child;
     },
     async startWorker(extra = {}) {

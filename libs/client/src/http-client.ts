@@ -14,8 +14,14 @@ export class PodflowClient {
     return this.request<{ id: string; status: string }>('POST', '/v1/runs', body);
   }
 
-  getRun(id: string) {
-    return this.request<RunView>('GET', `/v1/runs/${encodeURIComponent(id)}`);
+  /** A run; its nodes a page at a time (`nodeLimit` ≤ 1000, `nodeCursor` = the previous page's `nextNodeCursor`) or exactly `nodes`. */
+  getRun(id: string, page: { nodeLimit?: number; nodeCursor?: string; nodes?: string[] } = {}) {
+    const query = new URLSearchParams();
+    if (page.nodeLimit !== undefined) query.set('nodeLimit', String(page.nodeLimit));
+    if (page.nodeCursor !== undefined) query.set('nodeCursor', page.nodeCursor);
+    if (page.nodes !== undefined) query.set('nodes', page.nodes.join(','));
+    const suffix = query.size > 0 ? `?${query}` : '';
+    return this.request<RunView>('GET', `/v1/runs/${encodeURIComponent(id)}${suffix}`);
   }
 
   cancelRun(id: string) {
@@ -96,6 +102,10 @@ export interface RunView {
   outputs: JsonObject | null;
   error?: { code: string; message: string; nodeId?: string; type?: string; stack?: string };
   nodes: Record<string, NodeView>;
+  /** Nodes in the workflow; `nodes` holds one page of them. */
+  nodesTotal: number;
+  /** Set when more nodes follow: pass it as `nodeCursor`. */
+  nextNodeCursor?: string;
 }
 
 async function toError(response: Response): Promise<PodflowError> {

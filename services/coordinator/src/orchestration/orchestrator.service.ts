@@ -36,6 +36,13 @@ export interface NewRun {
   idempotencyKey?: string;
 }
 
+/**
+ * Fault injection for the crash tests (test/e2e/coordinator-crash): the process kills itself
+ * with SIGKILL right after its Nth batch is committed, before it carries out the commands, the
+ * worst moment to die. Never set in production.
+ */
+const KILL_AFTER_COMMITS = Number(process.env.PODFLOW_FAULT_KILL_AFTER_COMMITS ?? 0);
+
 /** Errors that come back on every attempt with the same events: bad data, not a failing service. */
 export function isUnapplicable(error: unknown): boolean {
   return error instanceof TypeError || error instanceof RangeError || error instanceof SyntaxError;
@@ -60,6 +67,7 @@ export class Orchestrator implements OnApplicationShutdown {
   private readonly options: TransitionOptions;
   private readonly sessions = new Map<string, Promise<void>>();
   private readonly rewoken = new Set<string>();
+  private commits = 0;
   private closing = false;
 
   constructor(
@@ -224,14 +232,37 @@ export class Orchestrator implements OnApplicationShutdown {
       changes = await this.applyEvents(compiled, record, events);
     } catch (error) {
       if (!isUnapplicable(error)) throw error;
-      this.logger.error({ err: error, runId }, 'events cannot be applied; failing the run');
-      const why = `${(error as Error).name}: ${(error as Error).message}`;
-      changes = await this.applyEvents(compiled, record, [
-        { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message: `podflow could not apply ${events.length} event(s) to run ${runId} (${why.slice(0, 500)}); the run was failed instead of waiting for its timeout` } },
-      ]);
+      changes = await this.failOnUnapplicable(compiled, record, events, error as Error);
     }
     await this.payloads.dehydrate(changes);
-    return this.store.commit(runId, this.token, { changes, applied });
+    const committed = await this.store.commit(runId, this.token, { changes, applied });
+    if (committed && KILL_AFTER_COMMITS > 0 && ++this.commits >= KILL_AFTER_COMMITS) process.kill(process.pid, 'SIGKILL');
+    return committed;
+  }
+
+  /**
+   * An event that throws the same way on every attempt (malformed data) must not hold up its
+   * run until RUN_TIMEOUT: the batch is applied up to that event (found by bisection; a prefix
+   * that applies is all that goes in), and the run fails with INTERNAL naming the event.
+   */
+  private async failOnUnapplicable(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[], error: Error): Promise<RunChanges> {
+    let applies = 0;
+    let fails = events.length;
+    while (fails - applies > 1) {
+      const middle = (applies + fails) >> 1;
+      try {
+        await this.applyEvents(compiled, record, events.slice(0, middle));
+        applies = middle;
+      } catch (again) {
+        if (!isUnapplicable(again)) throw again;
+        fails = middle;
+      }
+    }
+    const bad = events[applies]!;
+    this.logger.error({ err: error, runId: record.id, event: bad.type }, 'event cannot be applied; failing its run');
+    const why = `${error.name}: ${error.message}`;
+    const message = `podflow could not apply ${subjectOf(bad)} to run ${record.id} (${why.slice(0, 500)}); the run was failed instead of waiting for its timeout`;
+    return this.applyEvents(compiled, record, [...events.slice(0, applies), { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message } }]);
   }
 
   private async applyEvents(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[]): Promise<RunChanges> {
@@ -244,6 +275,24 @@ export class Orchestrator implements OnApplicationShutdown {
       prepared.push(await this.payloads.prepareEvent(record.status, node, event));
     }
     return applyEvents(compiled, record, source, prepared, this.options);
+  }
+}
+
+/** What an event is about, for messages. */
+function subjectOf(event: EngineEvent): string {
+  switch (event.type) {
+    case 'node_finished':
+      return `the result of execution ${event.result?.executionId}`;
+    case 'node_started':
+      return `the start of execution ${event.executionId}`;
+    case 'run_timeout':
+      return 'its timeout';
+    case 'cancel':
+      return 'a cancel';
+    case 'start':
+      return 'its start';
+    case 'fail':
+      return 'a failure';
   }
 }
 
