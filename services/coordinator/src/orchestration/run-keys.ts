@@ -54,10 +54,6 @@ export class RunKeys {
   heldRuns(): string {
     return `${this.prefix}:{o}:held-runs`;
   }
-  /** The wake stream of one coordinator's run event reader (streams/run-event-hub.ts); expires with it. */
-  eventsWake(readerId: string): string {
-    return `${this.prefix}:{w:${readerId}}:events-wake`;
-  }
   tenantRuns(tenantId: string): string {
     return `${this.prefix}:{t:${tenantId}}:runs`;
   }
