@@ -32,8 +32,10 @@ export interface Stack {
   s3Prefix?: string;
   workers: ChildProcess[];
   startWorker(env?: Record<string, string>): Promise<ChildProcess>;
-  /** Another coordinator; `extra` is added to its environment (give it its own PORT). */
+  /** Another coordinator, once ready; `extra` is added to its environment (give it its own PORT). */
   startCoordinator(extra?: Record<string, string>): Promise<ChildProcess>;
+  /** Another coordinator, without waiting for it to be ready (it may be meant to die first). */
+  spawnCoordinator(extra?: Record<string, string>): ChildProcess;
   /** Everything the services printed, for failure messages. */
   logs(): string;
   stop(): Promise<void>;
@@ -210,6 +212,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     storageDir,
     ...(s3Prefix ? { s3Prefix } : {}),
     workers,
+    spawnCoordinator(extra: Record<string, string> = {}) {
+      return launch('services/coordinator/dist/main.js', extra);
+    },
     async startCoordinator(extra: Record<string, string> = {}) {
       const port = extra.PORT;
       const child = launch('services/coordinator/dist/main.js', extra);
