@@ -1,10 +1,15 @@
 // Benchmarks 2 and 3: one workflow, a root node and N leaf nodes that all depend on it (fan-out).
-// Throughput = nodes / (run finishedAt - run startedAt), both from GET /v1/runs/:id.
+// Throughput = nodes / (run finishedAt - run startedAt), both from GET /v1/runs/:id; next to it the
+// time the coordinator stored the run as running and as finished (run event stream ids, runs.mjs).
 import { PYTHON_NOOP } from './latency.mjs';
 import { log, withStack } from './lib.mjs';
+import { TimedOut, checkAllSucceeded, followRun, readRun, streamMs } from './runs.mjs';
 
-/** podflow's DEFAULT_WORKFLOW_LIMITS.maxNodes: a definition may hold at most this many nodes. */
-export const MAX_NODES = 1000;
+/**
+ * The coordinator's default MAX_NODES_PER_RUN (and DEFAULT_WORKFLOW_LIMITS.maxNodes): a definition
+ * may hold at most this many nodes. The bench stack does not set MAX_NODES_PER_RUN, so this applies.
+ */
+export const MAX_NODES = 10_000;
 
 export function fanoutWorkflow(leaves) {
   const nodes = [{ id: 'root', language: 'python', code: PYTHON_NOOP }];
@@ -22,47 +27,27 @@ export async function runFanout({ redisUrl, concurrency, driver, leaves, timeout
     const workflow = fanoutWorkflow(leaves);
     const wallStart = Date.now();
     const { id } = await stack.client.submitRun({ workflow, inputs: {} });
-    // Follow the run's own event stream (SSE) to its terminal event: no polling load on the coordinator.
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    // Follow the run's own event stream (SSE) to its terminal event: no polling load on the
+    // coordinator, and the stream ids of its running and terminal events.
+    let ids;
     try {
-      for await (const event of stack.client.events(id, controller.signal)) {
-        if (event.type === 'run' && ['succeeded', 'failed', 'canceled'].includes(event.status)) break;
-      }
+      ids = await followRun(stack, id, wallStart + timeoutMs);
     } catch (error) {
-      if (controller.signal.aborted) throw new Error(`fan-out run ${id} did not finish within ${timeoutMs} ms`);
+      if (error instanceof TimedOut) throw new Error(`fan-out run ${id} did not finish within ${timeoutMs} ms (${error.message})`);
       throw error;
-    } finally {
-      clearTimeout(timer);
-      controller.abort();
     }
     const wallMs = Date.now() - wallStart;
-    const run = await stack.client.getRun(id);
-    if (run.status !== 'succeeded') throw new Error(`fan-out run ${id} ended ${run.status}: ${JSON.stringify(run.error)}`);
-    const nodes = Object.keys(run.nodes).length;
-    const notDone = Object.entries(run.nodes).filter(([, n]) => n.status !== 'succeeded');
-    if (nodes !== workflow.nodes.length || notDone.length > 0) {
-      throw new Error(`fan-out run ${id}: ${nodes} nodes in the view, ${notDone.length} not succeeded (expected ${workflow.nodes.length})`);
-    }
+    const view = await readRun(stack, id);
+    checkAllSucceeded(id, view, workflow.nodes.length);
+    const { run } = view;
+    const nodes = view.nodes.length;
     const seconds = (Date.parse(run.finishedAt) - Date.parse(run.startedAt)) / 1000;
     if (!(seconds > 0)) throw new Error(`fan-out run ${id}: unusable timestamps startedAt=${run.startedAt} finishedAt=${run.finishedAt}`);
     // When the coordinator actually stored the run as running and as finished: the Redis stream ids
-    // (server clock, ms) of the first and of the terminal run event in the run's event stream.
-    const committedSeconds = await committedRunSeconds(stack, id);
+    // (server clock, ms) of its running and terminal run events. 1 ms floor: ids have ms resolution.
+    const committedSeconds = Math.max(streamMs(ids.terminal) - streamMs(ids.running), 1) / 1000;
     const result = { driver, concurrency, leaves, nodes, seconds, wallMs, perSecond: nodes / seconds, committedSeconds, committedPerSecond: nodes / committedSeconds };
     log(`fan-out ${driver} c=${concurrency}: ${nodes} nodes in ${seconds.toFixed(2)} s = ${result.perSecond.toFixed(1)} nodes/s (as stored by the coordinator: ${committedSeconds.toFixed(2)} s = ${result.committedPerSecond.toFixed(1)} nodes/s; submit→end ${wallMs} ms)`);
     return result;
   });
-}
-
-async function committedRunSeconds(stack, runId) {
-  const key = `${stack.prefix}:run:${runId}:events`;
-  const entries = await stack.redis.xrange(key, '-', '+');
-  const runEvents = entries
-    .map(([streamId, fields]) => ({ ms: Number(streamId.split('-')[0]), event: JSON.parse(fields[1] ?? '{}') }))
-    .filter((e) => e.event.type === 'run');
-  const started = runEvents.find((e) => e.event.status === 'running');
-  const ended = runEvents.find((e) => ['succeeded', 'failed', 'canceled'].includes(e.event.status));
-  if (!started || !ended) throw new Error(`run ${runId}: no running/terminal run event in ${key}`);
-  return (ended.ms - started.ms) / 1000;
 }

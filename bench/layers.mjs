@@ -33,7 +33,8 @@ export async function runLayerLatency({ samples, coldSamples, redisUrl, workerKu
   const sandbox = await import('@podflow/sandbox');
   const { normaliseDependencies } = await import('@podflow/workflow');
   const redis = new Redis(redisUrl);
-  const prefix = `{bench-layers-${randomBytes(4).toString('hex')}}:`;
+  // Like the worker's `${QUEUE_PREFIX}:`: a plain namespace, no Redis Cluster hash tag in the prefix.
+  const prefix = `bench-layers-${randomBytes(4).toString('hex')}:`;
   const workRoot = mkdtempSync(join(tmpdir(), 'podflow-bench-layers-work-'));
   const cacheRoot = mkdtempSync(join(tmpdir(), 'podflow-bench-layers-cache-'));
   chmodSync(workRoot, 0o711);

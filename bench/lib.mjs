@@ -77,6 +77,8 @@ export async function startStack({ redisUrl, concurrency, driver = 'process', wo
     execQueue,
     /** Process id of the coordinator (for /proc/<pid>/status), once it is started. */
     coordinatorPid: undefined,
+    /** Process ids of the workers, in start order. */
+    workerPids: [],
     client: new PodflowClient({ url, apiKey: API_KEY }),
     logs: () => output.join(''),
     /** Messages the services logged at warn level or above (pino JSON lines). */
@@ -109,7 +111,7 @@ export async function startStack({ redisUrl, concurrency, driver = 'process', wo
     stack.coordinatorPid = launch('services/coordinator/dist/main.js', { PODFLOW_API_KEYS: `${API_KEY}=${TENANT}`, ...coordinatorEnv }).pid;
     await waitFor(async () => (await fetch(`${url}/readyz`)).ok, `the coordinator on ${url}:\n${stack.logs()}`);
     for (let i = 0; i < workers; i++) {
-      launch('services/worker/dist/main.js', { WORKER_ID: `bench-w${i}`, WORKER_CONCURRENCY: String(concurrency), SANDBOX_DRIVER: driver });
+      stack.workerPids.push(launch('services/worker/dist/main.js', { WORKER_ID: `bench-w${i}`, WORKER_CONCURRENCY: String(concurrency), SANDBOX_DRIVER: driver }).pid);
     }
     if (workers > 0) await waitFor(async () => (await execQueue.getWorkersCount()) >= workers, `the worker:\n${stack.logs()}`);
   } catch (error) {

@@ -13,11 +13,24 @@
 // (N steps). The coordinator gets MAX_NODES_PER_RUN; a coordinator that refuses a workflow (HTTP
 // 4xx) gets a "refused: <its message>" cell instead of a figure, one that does not finish in time a
 // "timed out" cell. Every size gets a fresh stack and a warm-up run first.
-import { readFileSync } from 'node:fs';
+//
+// Where the time goes, next to each figure: CPU ms per node of the coordinator, the worker and
+// redis-server (usage.mjs), Redis commands per node, for chains the split of a step into queue
+// hops and coordinator work (step-breakdown.mjs), and with `cpuProfDir` a CPU profile of the
+// coordinator over the measured runs (cpu-profile-hook.mjs, summarised by cpu-profile.mjs).
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runRawBullmq } from './bullmq.mjs';
+import { formatSummary, summariseProfile } from './cpu-profile.mjs';
 import { PYTHON_NOOP } from './latency.mjs';
-import { API_KEY, log, median, startStack } from './lib.mjs';
+import { log, median, startStack } from './lib.mjs';
+import { Refused, TimedOut, checkAllSucceeded, followRun, readRun, streamMs, submit } from './runs.mjs';
+import { chainStepBreakdown, formatBreakdown } from './step-breakdown.mjs';
+import { commandStats, commandsPerNode, cpuOf, memoryOf, redisPid } from './usage.mjs';
+
+const PROFILE_HOOK = fileURLToPath(new URL('./cpu-profile-hook.mjs', import.meta.url));
 
 /** Issue 11's targets, printed in the table. */
 export const ORCHESTRATION_TARGETS = { nodesPerSecond: 2000, shareOfRaw: 0.25, perNodeSpread: 0.2, chainStepMs: 5 };
@@ -37,9 +50,10 @@ export const ORCHESTRATION_DEFAULTS = {
   queuedRunNodes: 1000,
   timeoutMs: 600_000,
   maxNodesPerRun: 10_000,
+  /** A directory: profile the coordinator's CPU over the measured runs of every shape (cpu-profile-hook.mjs). */
+  cpuProfDir: undefined,
 };
 
-const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 const WARMUP_NODES = 20;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const node = (id) => ({ id, language: 'python', code: PYTHON_NOOP });
@@ -61,110 +75,25 @@ export function flatWorkflow(nodes) {
   return { id: `bench-flat-${nodes}`, nodes: Array.from({ length: nodes }, (_, i) => node(`n_${i}`)), edges: [] };
 }
 
-class Refused extends Error {}
-class TimedOut extends Error {}
-
-async function api(stack, method, path, body, signal) {
-  return fetch(`${stack.url}${path}`, {
-    method,
-    signal,
-    headers: { authorization: `Bearer ${API_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-}
-
-/** POST /v1/runs; a 4xx answer is a Refused carrying the coordinator's own message. */
-async function submit(stack, workflow) {
-  const response = await api(stack, 'POST', '/v1/runs', { workflow, inputs: {} });
-  const text = await response.text();
-  if (response.ok) return JSON.parse(text).id;
-  let message = `HTTP ${response.status}: ${text.slice(0, 300)}`;
-  try {
-    const { error } = JSON.parse(text);
-    message = `${error.code}: ${error.message}`;
-  } catch {
-    // Not podflow's JSON error: keep the status and the start of the body.
-  }
-  if (response.status >= 400 && response.status < 500) throw new Refused(message);
-  throw new Error(`POST /v1/runs: ${message}`);
-}
-
-const streamMs = (id) => Number(String(id).split('-')[0]);
-
 /**
- * Follows the run's event stream to its terminal run event; returns the stream ids of the `running`
- * and terminal run events. Past `deadline` (epoch ms) a TimedOut saying how many nodes finished.
+ * Submits `workflow`, follows it to its end and checks that every node succeeded. With
+ * `keepNodeEvents` the sample carries the run's node events (for the chain step breakdown).
  */
-async function followRun(stack, runId, deadline) {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), Math.max(0, deadline - Date.now()));
-  let running;
-  let finishedNodes = 0;
-  try {
-    const response = await api(stack, 'GET', `/v1/runs/${runId}/events`, undefined, controller.signal);
-    if (!response.ok) throw new Error(`GET /v1/runs/${runId}/events: HTTP ${response.status} ${await response.text()}`);
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const chunk of response.body) {
-      buffer += decoder.decode(chunk, { stream: true });
-      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-        const frame = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const fields = Object.fromEntries(frame.split('\n').map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 2)]));
-        if (!fields.data) continue;
-        if (fields.event !== 'run') {
-          if (fields.data.includes('"status":"succeeded"') || fields.data.includes('"status":"failed"')) finishedNodes += 1;
-          continue;
-        }
-        const event = JSON.parse(fields.data);
-        if (event.status === 'running' && !running) running = fields.id;
-        if (TERMINAL.has(event.status)) {
-          if (!running) throw new Error(`run ${runId}: terminal event ${fields.id} without a running event before it`);
-          return { running, terminal: fields.id, status: event.status, finishedNodes };
-        }
-      }
-    }
-    throw new Error(`run ${runId}: event stream ended before the terminal run event`);
-  } catch (error) {
-    if (controller.signal.aborted) throw new TimedOut(`${finishedNodes} node(s) finished`);
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    controller.abort();
-  }
-}
-
-/** GET /v1/runs/:id and every further page of its nodes (`nextNodeCursor`, where the API pages them). */
-async function readRun(stack, runId) {
-  const nodes = [];
-  let run;
-  let cursor;
-  do {
-    const response = await api(stack, 'GET', `/v1/runs/${runId}${cursor === undefined ? '' : `?nodeCursor=${encodeURIComponent(cursor)}`}`);
-    if (!response.ok) throw new Error(`GET /v1/runs/${runId}: HTTP ${response.status} ${(await response.text()).slice(0, 300)}`);
-    run = await response.json();
-    nodes.push(...Object.values(run.nodes ?? {}));
-    cursor = run.nextNodeCursor;
-  } while (cursor !== undefined);
-  return { run, nodes };
-}
-
-/** Submits `workflow`, follows it to its end and checks that every node succeeded. */
-async function runOnce(stack, workflow, timeoutMs) {
+async function runOnce(stack, workflow, timeoutMs, { keepNodeEvents = false } = {}) {
   const started = Date.now();
   const wallStart = performance.now();
   const runId = await submit(stack, workflow);
-  const ids = await followRun(stack, runId, started + timeoutMs);
+  const ids = await followRun(stack, runId, started + timeoutMs, { keepNodeEvents });
   const wallMs = performance.now() - wallStart;
-  const { run, nodes } = await readRun(stack, runId);
-  const notDone = nodes.filter((n) => n.status !== 'succeeded').length;
-  if (run.status !== 'succeeded' || nodes.length !== workflow.nodes.length || notDone > 0) {
-    throw new Error(`run ${runId} ended ${run.status} with ${nodes.length}/${workflow.nodes.length} nodes in its view, ${notDone} not succeeded: ${JSON.stringify(run.error ?? null).slice(0, 500)}`);
-  }
+  const view = await readRun(stack, runId);
+  checkAllSucceeded(runId, view, workflow.nodes.length);
+  const { run, nodes } = view;
   const seconds = (streamMs(ids.terminal) - streamMs(ids.running)) / 1000;
   const recordSeconds = (Date.parse(run.finishedAt) - Date.parse(run.startedAt)) / 1000;
   // Stream ids have ms resolution: a tiny run can record 0 ms. 1 ms is the honest floor.
-  return { runId, nodes: nodes.length, seconds: Math.max(seconds, 0.001), recordSeconds, wallMs };
+  const sample = { runId, nodes: nodes.length, seconds: Math.max(seconds, 0.001), recordSeconds, wallMs };
+  if (keepNodeEvents) Object.defineProperty(sample, 'nodeEvents', { value: ids.nodeEvents, enumerable: false });
+  return sample;
 }
 
 function summarize(result) {
@@ -180,20 +109,65 @@ function firstLine(error) {
   return String(error?.message ?? error).split('\n')[0];
 }
 
-/** One size of one shape on a fresh stack: a warm-up run, then `reps` measured runs. */
+/** The coordinator's environment: MAX_NODES_PER_RUN, and the CPU profile hook when `profileFile` is set. */
+function coordinatorEnv(settings, profileFile) {
+  const env = { MAX_NODES_PER_RUN: String(settings.maxNodesPerRun) };
+  if (profileFile) {
+    env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${pathToFileURL(PROFILE_HOOK).href}`.trim();
+    env.BENCH_CPU_PROF_FILE = profileFile;
+  }
+  return env;
+}
+
+/** Reads and summarises the profile the coordinator wrote on its way out; logs the top of it. */
+function readProfile(file, label) {
+  if (!existsSync(file)) {
+    log(`${label}: no CPU profile at ${file}`);
+    return undefined;
+  }
+  const summary = summariseProfile(JSON.parse(readFileSync(file, 'utf8')));
+  const text = formatSummary(summary, 30);
+  writeFileSync(file.replace(/\.cpuprofile$/, '.txt'), text);
+  log(`${label}: coordinator CPU profile ${file}\n${formatSummary(summary, 12)}`);
+  const top = (list) => list.slice(0, 15).map(([name, ms]) => ({ name, ms: Math.round(ms) }));
+  return { file, busyMs: Math.round(summary.busyMs), idleMs: Math.round(summary.idleMs), packages: top(summary.packages), self: top(summary.self), inclusive: top(summary.inclusive) };
+}
+
+/**
+ * One size of one shape on a fresh stack: a warm-up run, then `reps` measured runs. Over the
+ * measured runs: CPU seconds of the coordinator, the worker and redis-server, Redis commands per
+ * node, and for chains the per-step breakdown of the last run (step-breakdown.mjs).
+ */
 async function measureShape({ redisUrl, kind, nodes, settings }) {
   const build = kind === 'fanout' ? fanoutWorkflow : chainWorkflow;
   const reps = nodes <= settings.repeatUpTo ? settings.reps : 1;
   const result = { kind, nodes, reps, samples: [] };
   const label = `${kind} ${nodes}`;
+  const profileFile = settings.cpuProfDir ? join(settings.cpuProfDir, `coordinator-${kind}-${nodes}.cpuprofile`) : undefined;
   let stack;
   try {
-    stack = await startStack({ redisUrl, concurrency: settings.concurrency, driver: 'noop', coordinatorEnv: { MAX_NODES_PER_RUN: String(settings.maxNodesPerRun) } });
+    stack = await startStack({ redisUrl, concurrency: settings.concurrency, driver: 'noop', coordinatorEnv: coordinatorEnv(settings, profileFile) });
     await runOnce(stack, build(Math.min(nodes, WARMUP_NODES)), settings.timeoutMs);
+    // The bench process too: it reads every event of the run over SSE, on the same cores.
+    const pids = { coordinator: stack.coordinatorPid, worker: stack.workerPids[0], redis: await redisPid(stack.redis), bench: process.pid };
+    const cpuBefore = cpuOf(pids);
+    const commandsBefore = await commandStats(stack.redis);
+    if (profileFile) process.kill(stack.coordinatorPid, 'SIGWINCH');
+    let last;
     for (let i = 0; i < reps; i++) {
-      const sample = await runOnce(stack, build(nodes), settings.timeoutMs);
-      result.samples.push(sample);
-      log(`${label} #${i + 1}: ${sample.nodes} nodes in ${sample.seconds.toFixed(3)} s as stored = ${(sample.nodes / sample.seconds).toFixed(0)} nodes/s, ${((sample.seconds * 1000) / sample.nodes).toFixed(2)} ms/node (record ${sample.recordSeconds.toFixed(3)} s; submit → end ${sample.wallMs.toFixed(0)} ms)`);
+      const workflow = build(nodes);
+      last = await runOnce(stack, workflow, settings.timeoutMs, { keepNodeEvents: kind === 'chain' && i === reps - 1 });
+      result.samples.push(last);
+      log(`${label} #${i + 1}: ${last.nodes} nodes in ${last.seconds.toFixed(3)} s as stored = ${(last.nodes / last.seconds).toFixed(0)} nodes/s, ${((last.seconds * 1000) / last.nodes).toFixed(2)} ms/node (record ${last.recordSeconds.toFixed(3)} s; submit → end ${last.wallMs.toFixed(0)} ms)`);
+    }
+    const cpuAfter = cpuOf(pids);
+    const measuredNodes = nodes * reps;
+    result.cpuMsPerNode = Object.fromEntries(Object.keys(pids).map((name) => [name, ((cpuAfter[name] - cpuBefore[name]) * 1000) / measuredNodes]));
+    result.redis = commandsPerNode(commandsBefore, await commandStats(stack.redis), measuredNodes);
+    log(`${label}: ${formatUsage(result)}`);
+    if (kind === 'chain') {
+      result.breakdown = await chainStepBreakdown(stack, last.runId, build(nodes).nodes.map((n) => n.id), last.nodeEvents);
+      log(`${label}: ${formatBreakdown(result.breakdown)}`);
     }
   } catch (error) {
     if (error instanceof Refused) result.refused = error.message;
@@ -203,16 +177,22 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
     log(`${label}: ${why}`);
     if (result.error && stack) log(`service output (last 2000 chars):\n${stack.logs().slice(-2000)}`);
   } finally {
+    if (stack) result.warnings = stack.warnings();
     await stack?.stop();
   }
+  if (profileFile) result.profile = readProfile(profileFile, label);
   return summarize(result);
 }
 
-/** VmRSS and VmHWM of `pid` in MiB. */
-function memoryOf(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024 };
+/** CPU ms per node of each process and Redis commands per node, as one line. */
+function formatUsage(r) {
+  if (!r.cpuMsPerNode) return '';
+  const cpu = Object.entries(r.cpuMsPerNode).map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', ');
+  const top = r.redis.top
+    .slice(0, 6)
+    .map((c) => `${c.name} ${c.calls.toFixed(1)}`)
+    .join(', ');
+  return `CPU ms per node: ${cpu}; Redis ${r.redis.callsPerNode.toFixed(1)} commands (${r.redis.usecPerNode.toFixed(0)} µs) per node (${top})`;
 }
 
 async function waitingExecJobs(stack) {
@@ -260,6 +240,7 @@ async function measureQueuedRss({ redisUrl, settings }) {
     if (stack?.coordinatorPid) result.atEnd = memoryOf(stack.coordinatorPid);
     log(`RSS case: ${result.refused ?? result.timedOut ?? result.error}`);
   } finally {
+    if (stack) result.warnings = stack.warnings();
     await stack?.stop();
   }
   return result;
@@ -306,12 +287,18 @@ function shapeRow(r, raw, base, targets) {
     met = [yesNo(r.perSecond >= targets.nodesPerSecond), yesNo(share >= targets.shareOfRaw)];
     if (r !== base) {
       const spread = base?.msPerNode ? r.msPerNode / base.msPerNode - 1 : NaN;
-      met.push(Number.isFinite(spread) ? `${yesNo(Math.abs(spread) <= targets.perNodeSpread)} (${spread >= 0 ? '+' : ''}${(spread * 100).toFixed(0)} %)` : 'no baseline');
+      met.push(Number.isFinite(spread) ? `${yesNo(Math.abs(spread) <= targets.perNodeSpread)} (${spread >= 0 ? '+' : ''}${(spread * 100).toFixed(0)} %, ${spread >= 0 ? 'slower' : 'faster'})` : 'no baseline');
     }
   } else {
     met = [yesNo(r.msPerNode <= targets.chainStepMs)];
   }
-  const detail = `${r.samples.map((s) => `${s.seconds.toFixed(2)} s`).join(', ')}; run record startedAt→finishedAt: ${int(r.recordPerSecond)} nodes/s`;
+  const detail = [
+    `${r.samples.map((s) => `${s.seconds.toFixed(2)} s`).join(', ')}; run record startedAt→finishedAt: ${int(r.recordPerSecond)} nodes/s`,
+    formatUsage(r),
+    ...(r.breakdown ? [formatBreakdown(r.breakdown)] : []),
+  ]
+    .filter(Boolean)
+    .join('; ');
   return [name, String(r.samples.length), int(r.perSecond), fixed(r.msPerNode, 2), pct(share), target.join('; '), met.join('; '), detail];
 }
 
@@ -329,6 +316,19 @@ function rssRow(rss) {
   return [name, '1', value, '–', '–', 'bounded', '–', detail];
 }
 
+/** The noop worker's start-up warning: expected in every case, so not reported. */
+const EXPECTED_WARNING = /SANDBOX_DRIVER=noop: code is NOT executed/;
+
+/** Warnings the services logged, per case, other than the noop driver's (none is the expected state). */
+function warningNotes({ fanouts, chains, rss }) {
+  const unexpected = (r) => (r.warnings ?? []).filter((w) => !EXPECTED_WARNING.test(w));
+  const cases = [...fanouts, ...chains].map((r) => [`${r.kind} ${int(r.nodes)}`, unexpected(r)]);
+  if (rss) cases.push(['RSS case', unexpected(rss)]);
+  const noisy = cases.filter(([, w]) => w.length > 0);
+  if (noisy.length === 0) return ['no warnings or errors in the services\' logs (LOG_LEVEL=warn) other than the noop driver\'s start-up warning'];
+  return noisy.map(([name, w]) => `${name}: the services logged ${w.length} distinct warning(s)/error(s): ${w.slice(0, 3).join(' / ').slice(0, 600)}`);
+}
+
 /** The markdown table of a runOrchestration() result, with `machine` (a line) above it. */
 export function orchestrationTable(results, machine) {
   const { raw, fanouts, chains, rss, settings } = results;
@@ -343,8 +343,11 @@ export function orchestrationTable(results, machine) {
     `SANDBOX_DRIVER=noop, one worker with WORKER_CONCURRENCY=${settings.concurrency}; raw BullMQ: one Queue + one Worker, concurrency ${settings.concurrency}, same Redis, same run`,
     `nodes/s = nodes / time between the run's \`running\` and terminal events as stored by the coordinator (Redis stream ids, server clock); ms/node = its inverse (ms per step for chains); medians of the runs counted in "runs" (sizes over ${int(settings.repeatUpTo)} nodes run once)`,
     `a fresh coordinator + worker + QUEUE_PREFIX per size, warmed up with a ${WARMUP_NODES}-node run of the same shape; the coordinator started with MAX_NODES_PER_RUN=${settings.maxNodesPerRun}; per-case timeout ${(settings.timeoutMs / 1000).toFixed(0)} s`,
-    `RSS = VmRSS (peak = VmHWM) of the coordinator process from /proc/<pid>/status`,
-    `total ${results.seconds.toFixed(0)} s`,
+    `RSS = VmRSS (peak = VmHWM) of the coordinator process from /proc/<pid>/status; CPU ms per node = utime + stime (/proc/<pid>/stat) of each process over the measured runs ÷ their nodes (bench = this process, which follows every run's events over SSE); Redis commands per node from INFO commandstats (commands Lua scripts call included; the worker's and the bench's own commands too)`,
+    `chain step breakdown (last run of each chain): step-breakdown.mjs; the hops are measured between the commit that queued a node, its exec job's added/taken times, its \`finished\` result job's added/taken times and the commit that recorded it succeeded`,
+    ...(settings.cpuProfDir ? [`the coordinator ran under the CPU profiler (BENCH_ORCH_CPU_PROF=${settings.cpuProfDir}, sampling every 250 µs) during the measured runs: its figures are slower than without it`] : []),
+    ...warningNotes(results),
+    `total ${results.seconds.toFixed(0)} s${results.loadAverage ? `; 1-minute load average ${results.loadAverage.before.toFixed(2)} before, ${results.loadAverage.after.toFixed(2)} after (anything else running on the machine skews these figures)` : ''}`,
   ];
   return [
     machine,

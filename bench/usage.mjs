@@ -1,0 +1,51 @@
+// What the processes of a bench stack use: CPU time and memory from /proc, and Redis's own count of
+// the commands it ran (INFO commandstats, which counts the commands Lua scripts call too).
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+/** utime + stime of `pid` in seconds (/proc/<pid>/stat: fields 14 and 15, counted after the command's closing parenthesis). */
+export function cpuSecondsOf(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** CPU seconds of each named pid. */
+export function cpuOf(pids) {
+  return Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSecondsOf(pid)]));
+}
+
+/** VmRSS and VmHWM of `pid` in MiB. */
+export function memoryOf(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024 };
+}
+
+/** The redis-server's process id (INFO server). */
+export async function redisPid(redis) {
+  return Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]);
+}
+
+/** Calls and microseconds per command so far (INFO commandstats). */
+export async function commandStats(redis) {
+  const stats = new Map();
+  for (const match of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    stats.set(match[1], { calls: Number(match[2]), usec: Number(match[3]) });
+  }
+  return stats;
+}
+
+/** Redis commands run between two commandStats() readings, per node: calls, µs and the `top` busiest commands. */
+export function commandsPerNode(before, after, nodes, top = 20) {
+  const diff = [];
+  for (const [name, { calls, usec }] of after) {
+    const was = before.get(name) ?? { calls: 0, usec: 0 };
+    if (calls > was.calls) diff.push({ name, calls: (calls - was.calls) / nodes, usec: (usec - was.usec) / nodes });
+  }
+  diff.sort((a, b) => b.calls - a.calls);
+  const sum = (key) => diff.reduce((a, d) => a + d[key], 0);
+  return { callsPerNode: sum('calls'), usecPerNode: sum('usec'), top: diff.slice(0, top) };
+}
