@@ -6,7 +6,7 @@ import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
 import { cancelRun, failUnapplicable, timeoutRun } from './engine-terminate';
 import { memorySource, mergeChanges, nodeRecordsOf, runRecordOf } from './run-records';
-import type { EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord, RunSource, RunState, TransitionResult, Workflow } from './types';
+import type { EdgeResolution, EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord, RunSource, RunState, TransitionResult, Workflow } from './types';
 
 /** Everything needed to create a run; `now` becomes `createdAt` (the engine has no clock of its own). */
 export interface CreateRunParams {
@@ -63,7 +63,7 @@ export async function applyEvents(compiled: CompiledWorkflow, run: RunRecord, so
   }
   const nodes = new Map<string, NodeRecord>();
   for (const id of step.dirtyNodes) nodes.set(id, step.nodes.get(id)!);
-  const edges = new Map<number, RunChanges['edges'] extends Map<number, infer R> ? R : never>();
+  const edges = new Map<number, EdgeResolution>();
   for (const index of step.dirtyEdges) edges.set(index, step.edges.get(index)!);
   return { run: step.run, runChanged: step.runChanged, nodes, edges, commands: step.commands };
 }

@@ -165,21 +165,10 @@ export interface TransitionResult {
  * The definition is referenced by `workflowHash`, never copied; inputs are stored beside it and
  * read only by transitions that evaluate something.
  */
-export interface RunRecord {
-  id: string;
-  tenantId: string;
+export interface RunRecord extends Omit<RunState, 'workflow' | 'inputs' | 'nodes' | 'edges'> {
   workflowId: string;
   /** Content hash of the definition (empty for runs held whole in memory, as the fixtures do). */
   workflowHash: string;
-  workflowVersion?: number;
-  status: RunPhase;
-  outputs?: JsonObject;
-  outputsRef?: PayloadRef;
-  error?: NodeError;
-  createdAt: number;
-  startedAt?: number;
-  finishedAt?: number;
-  deadlineAt?: number;
   /** Nodes still pending, queued or running: the run completes when this reaches 0. */
   open: number;
 }
