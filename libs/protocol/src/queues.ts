@@ -62,10 +62,15 @@ export function runEventsChannel(prefix: string, runId: string): string {
   return `${prefix}:run-events:${runId}`;
 }
 
-/** Messages on the `results` queue. */
+/**
+ * Messages on the `results` queue. A worker reports `started` only for an execution still running
+ * STARTED_REPORT_DELAY_MS after it began; a quicker one sends `finished` alone with
+ * `startReported: false`, and the coordinator records the start and the result together (one
+ * queue message per node instead of two for the short nodes most workflows are made of).
+ */
 export type ResultMessage =
   | { kind: 'started'; runId: string; nodeId: string; attempt: number; executionId: string; workerId: string; at: number }
-  | { kind: 'finished'; result: ExecResult }
+  | { kind: 'finished'; result: ExecResult; startReported?: boolean }
   | { kind: 'run_timeout'; runId: string; at: number };
 
 /** Job ids on the `results` queue: idempotent, so a message sent twice is stored once. */

@@ -16,3 +16,4 @@ export { checkRedisConfig, redisConfigShape, redisConnectionPlan } from './redis
 export type { RedisAddress, RedisConfig, RedisConnectionPlan } from './redis-config';
 export { connectRedis, duplicateRedis, isCluster, redisNodes } from './redis-client';
 export type { ConnectOptions, RedisClient } from './redis-client';
+export { LuaScript } from './lua-script';

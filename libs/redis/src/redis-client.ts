@@ -12,19 +12,26 @@ export type RedisClient = Redis | Cluster;
 export interface ConnectOptions {
   /** CLIENT SETNAME of the connection(s), so an operator can tell them apart; no spaces. */
   connectionName?: string;
+  /**
+   * ioredis auto-pipelining: commands issued in one event-loop turn leave in one socket write.
+   * For connections with many concurrent callers (the coordinator's run store); never for a
+   * connection handed to BullMQ, which was not written for it.
+   */
+  autoPipelining?: boolean;
 }
 
 /** A client for `config` (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS) or a plan built from it. */
 export function connectRedis(config: RedisConfig | RedisConnectionPlan, options: ConnectOptions = {}): RedisClient {
   const plan = 'mode' in config ? config : redisConnectionPlan(config);
   const name = options.connectionName ? { connectionName: options.connectionName } : {};
+  const pipelining = options.autoPipelining ? { enableAutoPipelining: true } : {};
   switch (plan.mode) {
     case 'standalone':
-      return new Redis(plan.url, { ...plan.options, ...name });
+      return new Redis(plan.url, { ...plan.options, ...name, ...pipelining });
     case 'sentinel':
-      return new Redis({ ...plan.options, ...name });
+      return new Redis({ ...plan.options, ...name, ...pipelining });
     case 'cluster':
-      return new Cluster(plan.nodes, { ...plan.options, redisOptions: { ...plan.options.redisOptions, ...name } });
+      return new Cluster(plan.nodes, { ...plan.options, ...pipelining, redisOptions: { ...plan.options.redisOptions, ...name } });
   }
 }
 

@@ -4,6 +4,7 @@ import { normaliseCidr } from '@podflow/sandbox';
 import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { DEFAULT_STARTED_REPORT_DELAY_MS } from './start-report';
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
@@ -51,6 +52,8 @@ export const workerConfigSchema = z.object({
   ...storageConfigShape,
   /** Outputs whose JSON is larger are stored in the object store and sent by reference. */
   OUTPUT_INLINE_MAX_BYTES: int(0).default(DEFAULT_OUTPUT_INLINE_MAX_BYTES),
+  /** `started` is reported only for executions still running after this long; quicker ones send it with their result. 0 = always, before running. */
+  STARTED_REPORT_DELAY_MS: int(0).default(DEFAULT_STARTED_REPORT_DELAY_MS),
   /** How long a job lock lives without renewal; a dead worker's jobs come back after about this. */
   WORKER_LOCK_DURATION_MS: int(1000).default(30_000),
   /** How long SIGTERM waits for running executions before handing them back to the queue. */

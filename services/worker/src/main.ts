@@ -83,6 +83,7 @@ async function main(): Promise<void> {
     driver,
     store: createObjectStore(config),
     outputInlineMaxBytes: config.OUTPUT_INLINE_MAX_BYTES,
+    startedReportDelayMs: config.STARTED_REPORT_DELAY_MS,
     logger,
   });
   let stopping = false;

@@ -23,10 +23,14 @@ class CountingDriver implements SandboxDriver {
   readonly name = 'counting';
   runs = 0;
 
-  constructor(private readonly withFile = false) {}
+  constructor(
+    private readonly withFile = false,
+    private readonly runForMs = 0,
+  ) {}
 
   async execute(): Promise<SandboxOutcome> {
     this.runs++;
+    if (this.runForMs > 0) await new Promise((resolve) => setTimeout(resolve, this.runForMs));
     const files = this.withFile
       ? [{ path: 'out.txt', size: 2, sha256: createHash('sha256').update('ok').digest('hex'), open: () => Readable.from([Buffer.from('ok')]) }]
       : [];
@@ -67,7 +71,7 @@ const execJob = (extra: Partial<ExecJob> = {}): ExecJob => {
   return { executionId, tenantId: 't1', runId: executionId.split('.')[0], nodeId: 'a', attempt: 1, language: 'python', code: 'def main(args): return {}', args: {}, timeoutMs: 1000, dependencies: [], network: false, enqueuedAt: Date.now(), ...extra };
 };
 
-async function startWorker(driver: SandboxDriver, store: ObjectStore): Promise<PodflowWorker> {
+async function startWorker(driver: SandboxDriver, store: ObjectStore, startedReportDelayMs?: number): Promise<PodflowWorker> {
   const worker = new PodflowWorker({
     redis: redisPlan,
     prefix,
@@ -78,6 +82,7 @@ async function startWorker(driver: SandboxDriver, store: ObjectStore): Promise<P
     driver,
     store,
     storeRetry: { attempts: 2, delayMs: 0 },
+    ...(startedReportDelayMs !== undefined ? { startedReportDelayMs } : {}),
     logger: pino({ level: 'silent' }),
   });
   workers.push(worker);
@@ -180,6 +185,43 @@ describe('PodflowWorker: one result per execution', () => {
     expect(await settledState(job)).toBe('completed');
     expect(result).toMatchObject({ status: 'succeeded', output: { ran: 1 }, files: { elements: [{ path: 'out.txt' }] } });
     expect(await finishedCount(exec.executionId)).toBe(1);
+  });
+});
+
+describe('PodflowWorker: the `started` report', () => {
+  /** The messages of one execution on the results queue, `started` first when there is one. */
+  async function messagesOf(executionId: string): Promise<ResultMessage[]> {
+    const all = await results.getJobs(['waiting', 'completed', 'failed', 'delayed', 'active']);
+    const mine = all.map((job) => job.data).filter((m) => (m.kind === 'finished' ? m.result.executionId : m.kind === 'started' ? m.executionId : '') === executionId);
+    return mine.sort((a, b) => Number(a.kind === 'finished') - Number(b.kind === 'finished'));
+  }
+
+  it('sends a quick execution\'s start with its result: one message, startReported false', async () => {
+    await startWorker(new CountingDriver(), new BrokenStore(root, {}), 1000);
+    const exec = execJob();
+    await execQueue.add('exec', exec, { jobId: exec.executionId });
+    await finishedResult(exec.executionId);
+    const messages = await messagesOf(exec.executionId);
+    expect(messages).toEqual([expect.objectContaining({ kind: 'finished', startReported: false })]);
+  });
+
+  it('reports `started` before the result of an execution still running after the delay', async () => {
+    await startWorker(new CountingDriver(false, 400), new BrokenStore(root, {}), 50);
+    const exec = execJob();
+    await execQueue.add('exec', exec, { jobId: exec.executionId });
+    await finishedResult(exec.executionId);
+    const messages = await messagesOf(exec.executionId);
+    expect(messages.map((m) => m.kind)).toEqual(['started', 'finished']);
+    expect(messages[1]).not.toHaveProperty('startReported');
+    expect(messages[0]).toMatchObject({ runId: exec.runId, nodeId: 'a', attempt: 1, workerId: 'w0' });
+  });
+
+  it('with a delay of 0 reports `started` before the code runs', async () => {
+    await startWorker(new CountingDriver(), new BrokenStore(root, {}), 0);
+    const exec = execJob();
+    await execQueue.add('exec', exec, { jobId: exec.executionId });
+    await finishedResult(exec.executionId);
+    expect((await messagesOf(exec.executionId)).map((m) => m.kind)).toEqual(['started', 'finished']);
   });
 });
 

@@ -6,6 +6,7 @@ import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { CancellationRegistry } from './cancellation';
 import { givenUpResult, runExecution, type GivenUp } from './execution';
+import { DEFAULT_STARTED_REPORT_DELAY_MS, StartReport } from './start-report';
 import type { StoreRetryPolicy } from './store-retry';
 
 export interface PodflowWorkerOptions {
@@ -21,6 +22,8 @@ export interface PodflowWorkerOptions {
   store: ObjectStore;
   /** Outputs whose JSON is larger are stored and referenced (`OUTPUT_INLINE_MAX_BYTES`; default 256 KiB). */
   outputInlineMaxBytes?: number;
+  /** `started` is reported only for executions still running after this long (STARTED_REPORT_DELAY_MS; default 100; 0 = always, first). */
+  startedReportDelayMs?: number;
   /** How storing a finished execution's files and output is retried (default `DEFAULT_STORE_RETRY`). */
   storeRetry?: StoreRetryPolicy;
   logger: Logger;
@@ -29,11 +32,15 @@ export interface PodflowWorkerOptions {
 /** Stalls (lock lost: worker died or blocked) a job survives before BullMQ fails it. */
 const MAX_STALLED_COUNT = 3;
 
-/** Result messages are durable: retried if Redis hiccups, kept for an hour for idempotency. */
+/**
+ * Result messages are durable: retried if Redis hiccups. A completed one is removed at once: a
+ * message delivered twice is harmless (the coordinator ignores a result for an execution that is
+ * no longer active), so keeping them for deduplication would only cost Redis work per message.
+ */
 const RESULT_JOB_OPTIONS = {
   attempts: 10,
   backoff: { type: 'exponential', delay: 200 },
-  removeOnComplete: { age: 3600, count: 100_000 },
+  removeOnComplete: true,
   removeOnFail: { age: 7 * 24 * 3600 },
 } as const;
 
@@ -114,7 +121,11 @@ export class PodflowWorker {
       log.info('execution was canceled before it started; skipping');
       return;
     }
-    await this.report({ kind: 'started', runId: exec.runId, nodeId: exec.nodeId, attempt: exec.attempt, executionId: exec.executionId, workerId: this.options.workerId, at: Date.now() });
+    const started = new StartReport(
+      () => this.report({ kind: 'started', runId: exec.runId, nodeId: exec.nodeId, attempt: exec.attempt, executionId: exec.executionId, workerId: this.options.workerId, at: Date.now() }),
+      this.options.startedReportDelayMs ?? DEFAULT_STARTED_REPORT_DELAY_MS,
+      (error) => log.warn({ err: error }, '`started` report failed; the result will carry the start'),
+    );
     const controller = this.cancellations.register(exec.executionId);
     try {
       const result = await runExecution(exec, {
@@ -126,15 +137,17 @@ export class PodflowWorker {
         ...(this.options.storeRetry ? { storeRetry: this.options.storeRetry } : {}),
         logger: log,
       });
+      const startReported = await started.settle();
       if (controller.signal.reason === 'shutdown') {
         // Hand the job back instead of reporting a cancel the user never asked for.
         log.info('worker shutting down: execution handed back to the queue');
         await job.moveToDelayed(Date.now(), token);
         throw new DelayedError();
       }
-      await this.report({ kind: 'finished', result });
+      await this.report(startReported ? { kind: 'finished', result } : { kind: 'finished', result, startReported: false });
       log.info({ status: result.status, code: result.error?.code, ms: result.timings.executionMs }, 'execution finished');
     } finally {
+      await started.settle();
       this.cancellations.unregister(exec.executionId);
     }
   }

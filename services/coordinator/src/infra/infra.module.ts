@@ -5,7 +5,7 @@ import { createObjectStore } from '@podflow/storage';
 import { Queue } from 'bullmq';
 import pino from 'pino';
 import type { CoordinatorConfig } from '../config';
-import { CONFIG, EXEC_QUEUE, LOGGER, OBJECT_STORE, REDIS, RESULTS_QUEUE } from '../tokens';
+import { CONFIG, EXEC_QUEUE, LOGGER, OBJECT_STORE, REDIS, RESULTS_QUEUE, STATE_REDIS } from '../tokens';
 
 /** Connections and clients shared by every module: config, logger, Redis, queues, object store. */
 @Global()
@@ -20,6 +20,7 @@ export class InfraModule implements OnApplicationShutdown {
         { provide: LOGGER, useValue: logger },
         // One Redis, Sentinel or Cluster as configured; maxRetriesPerRequest: null, as BullMQ requires.
         { provide: REDIS, useFactory: (): RedisClient => connectRedis(config) },
+        { provide: STATE_REDIS, useFactory: (): RedisClient => connectRedis(config, { autoPipelining: true }) },
         {
           provide: EXEC_QUEUE,
           inject: [REDIS],
@@ -36,12 +37,13 @@ export class InfraModule implements OnApplicationShutdown {
           useFactory: () => createObjectStore(config),
         },
       ],
-      exports: [CONFIG, LOGGER, REDIS, EXEC_QUEUE, RESULTS_QUEUE, OBJECT_STORE],
+      exports: [CONFIG, LOGGER, REDIS, STATE_REDIS, EXEC_QUEUE, RESULTS_QUEUE, OBJECT_STORE],
     };
   }
 
   constructor(
     @Inject(REDIS) private readonly redis: RedisClient,
+    @Inject(STATE_REDIS) private readonly stateRedis: RedisClient,
     @Inject(EXEC_QUEUE) private readonly execQueue: Queue,
     @Inject(RESULTS_QUEUE) private readonly resultsQueue: Queue,
   ) {}
@@ -49,5 +51,6 @@ export class InfraModule implements OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     await Promise.allSettled([this.execQueue.close(), this.resultsQueue.close()]);
     this.redis.disconnect();
+    this.stateRedis.disconnect();
   }
 }

@@ -25,7 +25,7 @@ import { Admission } from './admission';
 import { Definitions } from './definitions';
 import { OutboxExecutor } from './outbox-executor';
 import { RunPayloads } from './run-payloads';
-import { RunStore, type InboxEntry } from './run-store';
+import { RunStore, type InboxEntry, type OutboxEntry } from './run-store';
 
 export interface NewRun {
   id: string;
@@ -111,10 +111,11 @@ export class Orchestrator implements OnApplicationShutdown {
    * Hands an event to its run: durable once this returns. 'gone' when the run does not exist
    * (expired after RUN_RETENTION_SECONDS, or never created): the event is dropped and logged.
    */
-  async submit(runId: string, event: EngineEvent): Promise<'accepted' | 'gone'> {
-    const outcome = await this.store.submit(runId, event, this.token);
+  async submit(runId: string, events: EngineEvent | readonly EngineEvent[]): Promise<'accepted' | 'gone'> {
+    const list = Array.isArray(events) ? events : [events as EngineEvent];
+    const outcome = await this.store.submit(runId, list, this.token);
     if (outcome === 'gone') {
-      this.logger.warn({ runId, event: event.type }, 'event for an unknown or expired run ignored');
+      this.logger.warn({ runId, events: list.map((e) => e.type) }, 'event for an unknown or expired run ignored');
       return 'gone';
     }
     if (outcome === 'owner') void this.runSession(runId);
@@ -167,23 +168,46 @@ export class Orchestrator implements OnApplicationShutdown {
     return session;
   }
 
+  /**
+   * One session: mark the run active and carry out what its outbox holds (a dead owner's commands,
+   * or ones admission held), then batch after batch: NEXT_BATCH (acknowledges what was carried
+   * out, reads the next events or lets the lease go), apply, commit, carry out the commands the
+   * commit wrote. Commands go out in outbox order: once admission holds one, later ones wait
+   * behind it in the outbox (`flushOutbox`) instead of being carried out straight from the commit.
+   */
   private async drain(runId: string, mark: number | undefined, releasing: boolean): Promise<void> {
     let since = mark;
     try {
       for (;;) {
-        since ??= await this.store.markActive(runId, Date.now());
-        if (await this.flushOutbox(runId, releasing)) this.logger.debug({ runId }, 'executions held by admission');
-        const entries = await this.store.inbox(runId, this.config.RESULTS_BATCH_MAX);
-        if (entries.length > 0) {
-          if (!(await this.applyBatch(runId, entries))) {
-            this.logger.warn({ runId }, 'lease lost to another coordinator; it carries on with this run');
+        const [marked, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing)]);
+        since = marked;
+        if (held) this.logger.debug({ runId }, 'executions held by admission');
+        let outboxClear = !held;
+        let carriedOut: string[] = [];
+        for (;;) {
+          const step = await this.store.next(runId, this.token, this.config.RESULTS_BATCH_MAX, carriedOut);
+          carriedOut = [];
+          if (step.kind === 'released') break;
+          if (step.kind === 'lost') return this.leaseLost(runId);
+          if (!step.record) {
+            // Its keys expired meanwhile; the sweeper forgets the run once its lease runs out.
+            this.logger.warn({ runId, events: step.entries.length }, 'events for a run that expired meanwhile dropped');
             return;
           }
-          continue;
+          const written = await this.applyBatch(step.record, step.entries);
+          if (!written) return this.leaseLost(runId);
+          if (!outboxClear) {
+            await this.flushOutbox(runId, releasing);
+            continue;
+          }
+          const { done, held: heldNow } = await this.executor.execute(runId, written, Date.now(), releasing);
+          carriedOut = done;
+          if (heldNow > 0) {
+            await this.store.hold(runId, Date.now());
+            outboxClear = false;
+          }
         }
-        const released = await this.store.release(runId, this.token);
-        if (released === 'busy') continue;
-        if (released === 'released') await this.store.markIdle(runId, since);
+        await this.store.markIdle(runId, since);
         // No await from here to the end of the loop body: a submit that took the lease meanwhile has set the mark.
         if (!this.rewoken.delete(runId)) return;
         since = undefined;
@@ -195,6 +219,10 @@ export class Orchestrator implements OnApplicationShutdown {
       this.rewoken.delete(runId);
       this.sessions.delete(runId);
     }
+  }
+
+  private leaseLost(runId: string): void {
+    this.logger.warn({ runId }, 'lease lost to another coordinator; it carries on with this run');
   }
 
   /** Carries out the outbox, acknowledging each command by id. Returns true when admission held some back. */
@@ -216,17 +244,12 @@ export class Orchestrator implements OnApplicationShutdown {
     }
   }
 
-  /** Applies one batch of inbox entries; false when the lease was lost (nothing written). */
-  private async applyBatch(runId: string, entries: InboxEntry[]): Promise<boolean> {
+  /** Applies one batch of inbox entries: the outbox entries the commit wrote, or undefined when the lease was lost (nothing written). */
+  private async applyBatch(record: RunRecord, entries: InboxEntry[]): Promise<OutboxEntry[] | undefined> {
     const applied = entries.map((entry) => entry.id);
-    const record = await this.store.record(runId);
-    if (!record) {
-      this.logger.warn({ runId }, 'events for a run that expired meanwhile dropped');
-      return true;
-    }
     const compiled = await this.definitions.get(record.workflowHash);
     const events = entries.flatMap((entry) => (entry.event ? [entry.event] : []));
-    if (events.length < entries.length) this.logger.error({ runId, dropped: entries.length - events.length }, 'inbox entries that hold no event dropped');
+    if (events.length < entries.length) this.logger.error({ runId: record.id, dropped: entries.length - events.length }, 'inbox entries that hold no event dropped');
     let changes: RunChanges;
     try {
       changes = await this.applyEvents(compiled, record, events);
@@ -235,9 +258,9 @@ export class Orchestrator implements OnApplicationShutdown {
       changes = await this.failOnUnapplicable(compiled, record, events, error as Error);
     }
     await this.payloads.dehydrate(changes);
-    const committed = await this.store.commit(runId, this.token, { changes, applied });
-    if (committed && KILL_AFTER_COMMITS > 0 && ++this.commits >= KILL_AFTER_COMMITS) process.kill(process.pid, 'SIGKILL');
-    return committed;
+    const written = await this.store.commit(record.id, this.token, { changes, applied });
+    if (written && KILL_AFTER_COMMITS > 0 && ++this.commits >= KILL_AFTER_COMMITS) process.kill(process.pid, 'SIGKILL');
+    return written;
   }
 
   /**

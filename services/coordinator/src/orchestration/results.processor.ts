@@ -9,18 +9,24 @@ import { CONFIG, LOGGER, REDIS } from '../tokens';
 import { Orchestrator } from './orchestrator.service';
 
 /**
- * The engine event a message from the `results` queue stands for. Run and node transitions are
+ * The engine events a message from the `results` queue stands for. Run and node transitions are
  * stamped with `receivedAt`, the coordinator's clock: worker clocks may drift, so they only
- * time the execution itself (the result's `timings`). A run timeout keeps its deadline.
+ * time the execution itself (the result's `timings`). A run timeout keeps its deadline. A result
+ * whose start was never reported (a short execution: worker STARTED_REPORT_DELAY_MS) records the
+ * start first, so the run's events still show the node running before it finished.
  */
-export function eventOf(message: ResultMessage, receivedAt: number): { runId: string; event: EngineEvent } {
+export function eventsOf(message: ResultMessage, receivedAt: number): { runId: string; events: EngineEvent[] } {
   switch (message.kind) {
     case 'started':
-      return { runId: message.runId, event: { type: 'node_started', nodeId: message.nodeId, executionId: message.executionId, at: receivedAt } };
-    case 'finished':
-      return { runId: message.result.runId, event: { type: 'node_finished', result: message.result, at: receivedAt } };
+      return { runId: message.runId, events: [{ type: 'node_started', nodeId: message.nodeId, executionId: message.executionId, at: receivedAt }] };
+    case 'finished': {
+      const { result } = message;
+      const finished: EngineEvent = { type: 'node_finished', result, at: receivedAt };
+      if (message.startReported !== false) return { runId: result.runId, events: [finished] };
+      return { runId: result.runId, events: [{ type: 'node_started', nodeId: result.nodeId, executionId: result.executionId, at: receivedAt }, finished] };
+    }
     case 'run_timeout':
-      return { runId: message.runId, event: { type: 'run_timeout', at: message.at } };
+      return { runId: message.runId, events: [{ type: 'run_timeout', at: message.at }] };
   }
 }
 
@@ -53,15 +59,15 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
 
   private async process(job: Job<ResultMessage>): Promise<void> {
     let runId: string;
-    let event: EngineEvent;
+    let events: EngineEvent[];
     try {
-      ({ runId, event } = eventOf(job.data, Date.now()));
+      ({ runId, events } = eventsOf(job.data, Date.now()));
       if (typeof runId !== 'string' || runId.length === 0) throw new TypeError('the message names no run');
     } catch (error) {
       this.logger.error({ err: error, jobId: job.id }, 'result message cannot be read; dropped');
       return;
     }
-    await this.orchestrator.submit(runId, event);
+    await this.orchestrator.submit(runId, events);
   }
 
   async onApplicationShutdown(): Promise<void> {

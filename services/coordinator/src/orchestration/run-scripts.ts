@@ -1,3 +1,5 @@
+import { LuaScript } from '@podflow/redis';
+
 /**
  * Lua scripts over the keys of one run (one hash slot). The invariant that makes every step
  * atomic and idempotent with any number of coordinators:
@@ -9,6 +11,7 @@
  * - outbox entries are deleted by id once carried out, never by count, so a command written by
  *   anyone in between is never dropped; commands are idempotent (deterministic job ids), so one
  *   carried out twice after a crash is harmless.
+ * Scripts go by SHA1 (LuaScript: EVALSHA, EVAL once per server).
  */
 
 /** Sets fields of a hash from ARGV pairs starting at `i` (count at ARGV[i]); returns the next index. */
@@ -18,9 +21,12 @@ local function hset_pairs(key, i)
   for j = i + 1, i + 2 * n, 2 do redis.call('HSET', key, ARGV[j], ARGV[j + 1]) end
   return i + 1 + 2 * n
 end
-local function xadd_all(key, field, i, n)
+local function xadd_all(key, field, i, n, ids)
   local last = false
-  for j = i, i + n - 1 do last = redis.call('XADD', key, 'MAXLEN', '~', 100000, '*', field, ARGV[j]) end
+  for j = i, i + n - 1 do
+    last = redis.call('XADD', key, 'MAXLEN', '~', 100000, '*', field, ARGV[j])
+    if ids then ids[#ids + 1] = last end
+  end
   return last
 end
 `;
@@ -31,7 +37,7 @@ end
  * eventCount, events..., commandCount, commands...
  * Returns 1 when created, 0 when the run already exists.
  */
-export const CREATE_RUN = `${HSET_PAIRS}
+export const CREATE_RUN = new LuaScript(`${HSET_PAIRS}
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'inputs', ARGV[2])
 local i = hset_pairs(KEYS[2], 6)
@@ -42,29 +48,30 @@ xadd_all(KEYS[4], 'c', i + 1, tonumber(ARGV[i]))
 redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
 if last then redis.call('PUBLISH', ARGV[5], last) end
 return 1
-`;
+`);
 
 /**
- * Append an event to a run's inbox and try to take its lease. KEYS: run, inbox, lease.
- * ARGV: event, leaseToken, leaseMs. Returns -1 when the run does not exist (expired or never
+ * Append events to a run's inbox (in order) and try to take its lease. KEYS: run, inbox, lease.
+ * ARGV: leaseToken, leaseMs, events... Returns -1 when the run does not exist (expired or never
  * created), 1 when the caller now holds the lease (it must apply the inbox), 0 when another
- * coordinator holds it (it will apply this event before it lets the lease go: RELEASE_LEASE).
+ * coordinator holds it (it will apply these events before it lets the lease go: NEXT_BATCH).
  */
-export const SUBMIT_EVENT = `
+export const SUBMIT_EVENTS = new LuaScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
-if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+for j = 3, #ARGV do redis.call('XADD', KEYS[2], '*', 'e', ARGV[j]) end
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
-`;
+`);
 
 /**
  * Write a batch. KEYS: run, nodes, logs, edges, events, outbox, inbox, lease.
  * ARGV: leaseToken, leaseMs, channel, terminal ('1'|'0'), retentionSeconds, rec ('' = unchanged),
  * nodeCount, (id, json)..., logCount, (id, json)..., edgeCount, (index, 'f'|'n')...,
  * appliedCount, inbox ids..., eventCount, events..., commandCount, commands...
- * Returns 1 when written, 0 when the lease is no longer the caller's (nothing written).
+ * Returns {1, outbox ids of the commands in order} when written (the writer carries them out
+ * without reading them back), 0 when the lease is no longer the caller's (nothing written).
  */
-export const COMMIT_BATCH = `${HSET_PAIRS}
+export const COMMIT_BATCH = new LuaScript(`${HSET_PAIRS}
 if redis.call('GET', KEYS[8]) ~= ARGV[1] then return 0 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'rec', ARGV[6]) end
 local i = hset_pairs(KEYS[2], 7)
@@ -76,37 +83,46 @@ i = i + 1 + applied
 local events = tonumber(ARGV[i])
 local last = xadd_all(KEYS[5], 'e', i + 1, events)
 i = i + 1 + events
-xadd_all(KEYS[6], 'c', i + 1, tonumber(ARGV[i]))
+local written = {1}
+xadd_all(KEYS[6], 'c', i + 1, tonumber(ARGV[i]), written)
 redis.call('PEXPIRE', KEYS[8], ARGV[2])
 if ARGV[4] == '1' then
   for k = 1, 7 do redis.call('EXPIRE', KEYS[k], ARGV[5]) end
 end
 if last then redis.call('PUBLISH', ARGV[3], last) end
-return 1
-`;
+return written
+`);
 
 /**
- * Let a run's lease go unless events wait in its inbox. KEYS: inbox, lease. ARGV: leaseToken.
- * Returns 1 when released, 0 when events wait (the caller keeps applying), -1 when the lease is
- * not the caller's any more. Checked in one script so an event appended by a coordinator that
- * could not take the lease is never left without an owner.
+ * The lease holder's next step, in one round trip: acknowledge the outbox entries it carried out,
+ * then either read the next batch or, when no event waits, let the lease go. KEYS: run, inbox,
+ * outbox, lease. ARGV: leaseToken, leaseMs, batchMax, outbox ids to acknowledge...
+ * Returns -1 when the lease is not the caller's any more (nothing done), 0 when released, else
+ * {rec ('' when the run is gone), XRANGE reply of up to batchMax inbox entries} with the lease
+ * renewed. Checked in one script so an event appended by a coordinator that could not take the
+ * lease is never left without an owner.
  */
-export const RELEASE_LEASE = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-if redis.call('XLEN', KEYS[1]) > 0 then return 0 end
-redis.call('DEL', KEYS[2])
-return 1
-`;
+export const NEXT_BATCH = new LuaScript(`
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
+for j = 4, #ARGV do redis.call('XDEL', KEYS[3], ARGV[j]) end
+if redis.call('XLEN', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[4])
+  return 0
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[2])
+local rec = redis.call('HGET', KEYS[1], 'rec') or ''
+return {rec, redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3])}
+`);
 
 /** Remove a member of a sorted set only if its score is still `score`. KEYS: zset. ARGV: member, score. */
-export const ZREM_IF_SCORE = `
+export const ZREM_IF_SCORE = new LuaScript(`
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 0
-`;
+`);
 
 /** Store a definition once (it is immutable) and keep it as long as its newest run. KEYS: definition. ARGV: json, ttlSeconds. */
-export const PUT_DEFINITION = `
+export const PUT_DEFINITION = new LuaScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 0
-`;
+`);

@@ -3,9 +3,9 @@ import { runEventsChannel, type JsonObject, type RunEventMessage } from '@podflo
 import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord } from '@podflow/workflow';
 import type { RedisClient } from '@podflow/redis';
 import type { CoordinatorConfig } from '../config';
-import { CONFIG, REDIS } from '../tokens';
+import { CONFIG, STATE_REDIS } from '../tokens';
 import { RunKeys } from './run-keys';
-import { COMMIT_BATCH, CREATE_RUN, PUT_DEFINITION, RELEASE_LEASE, SUBMIT_EVENT, ZREM_IF_SCORE } from './run-scripts';
+import { COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_SCORE } from './run-scripts';
 
 /** Entries of a run's event stream read per XRANGE. */
 const EVENT_PAGE = 200;
@@ -33,6 +33,9 @@ export interface StoredEvent {
 /** A node record as stored: the engine's record without its logs (kept apart, never read by a transition). */
 export type StoredNode = Omit<NodeRecord, 'logs'>;
 
+/** What NEXT_BATCH found: the lease lost, the lease let go (no event waits), or the next batch. */
+export type NextStep = { kind: 'lost' } | { kind: 'released' } | { kind: 'batch'; record: RunRecord | undefined; entries: InboxEntry[] };
+
 /** Everything a batch writes, already made small enough for Redis (run-payloads.ts). */
 export interface BatchWrite {
   changes: RunChanges;
@@ -50,7 +53,7 @@ export class RunStore {
   readonly keys: RunKeys;
 
   constructor(
-    @Inject(REDIS) private readonly redis: RedisClient,
+    @Inject(STATE_REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {
     this.keys = new RunKeys(config.QUEUE_PREFIX);
@@ -64,7 +67,7 @@ export class RunStore {
   async putDefinition(hash: string, json: string): Promise<void> {
     // A definition lives as long as the runs that reference it may: their longest life plus retention.
     const ttl = this.config.RUN_RETENTION_SECONDS + 2 * 24 * 3600;
-    await this.redis.eval(PUT_DEFINITION, 1, this.keys.definition(hash), json, ttl);
+    await PUT_DEFINITION.run(this.redis, [this.keys.definition(hash)], [json, ttl]);
   }
 
   async getDefinition(hash: string): Promise<string | undefined> {
@@ -78,14 +81,14 @@ export class RunStore {
     const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
     for (const [id, node] of nodes) args.push(id, JSON.stringify(storedNode(node)));
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
-    const created = await this.redis.eval(CREATE_RUN, 5, k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id), ...args);
+    const created = await CREATE_RUN.run(this.redis, [k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id)], args);
     return created === 1;
   }
 
-  /** Appends an event to the run's inbox: 'owner' when this caller took the lease, 'queued' when another holds it, 'gone' for no such run. */
-  async submit(runId: string, event: EngineEvent, token: string): Promise<'owner' | 'queued' | 'gone'> {
+  /** Appends events to the run's inbox, in order: 'owner' when this caller took the lease, 'queued' when another holds it, 'gone' for no such run. */
+  async submit(runId: string, events: readonly EngineEvent[], token: string): Promise<'owner' | 'queued' | 'gone'> {
     const k = this.keys;
-    const result = await this.redis.eval(SUBMIT_EVENT, 3, k.run(runId), k.inbox(runId), k.lease(runId), JSON.stringify(event), token, this.leaseMs);
+    const result = await SUBMIT_EVENTS.run(this.redis, [k.run(runId), k.inbox(runId), k.lease(runId)], [token, this.leaseMs, ...events.map((e) => JSON.stringify(e))]);
     return result === 1 ? 'owner' : result === 0 ? 'queued' : 'gone';
   }
 
@@ -94,9 +97,17 @@ export class RunStore {
     return (await this.redis.set(this.keys.lease(runId), token, 'PX', this.leaseMs, 'NX')) === 'OK';
   }
 
-  async release(runId: string, token: string): Promise<'released' | 'busy' | 'lost'> {
-    const result = await this.redis.eval(RELEASE_LEASE, 2, this.keys.inbox(runId), this.keys.lease(runId), token);
-    return result === 1 ? 'released' : result === 0 ? 'busy' : 'lost';
+  /**
+   * The lease holder's next step (NEXT_BATCH): acknowledges `carriedOut` outbox entries, then reads
+   * up to `count` inbox entries with the run record, or lets the lease go when none wait.
+   */
+  async next(runId: string, token: string, count: number, carriedOut: readonly string[] = []): Promise<NextStep> {
+    const k = this.keys;
+    const reply = await NEXT_BATCH.run(this.redis, [k.run(runId), k.inbox(runId), k.outbox(runId), k.lease(runId)], [token, this.leaseMs, count, ...carriedOut]);
+    if (reply === -1) return { kind: 'lost' };
+    if (reply === 0) return { kind: 'released' };
+    const [rec, entries] = reply as [string, Array<[string, string[]]>];
+    return { kind: 'batch', record: rec ? (JSON.parse(rec) as RunRecord) : undefined, entries: entries.map(inboxEntry) };
   }
 
   async record(runId: string): Promise<RunRecord | undefined> {
@@ -141,11 +152,14 @@ export class RunStore {
   /** Up to `count` events waiting in the inbox, oldest first. */
   async inbox(runId: string, count: number): Promise<InboxEntry[]> {
     const entries = await this.redis.xrange(this.keys.inbox(runId), '-', '+', 'COUNT', count);
-    return entries.map(([id, fields]) => ({ id, event: parseJsonField<EngineEvent>(fields, (v) => typeof v === 'object' && v !== null && typeof (v as { type?: unknown }).type === 'string') }));
+    return entries.map(inboxEntry);
   }
 
-  /** Writes a batch if `token` still holds the lease; false means another coordinator took over. */
-  async commit(runId: string, token: string, write: BatchWrite): Promise<boolean> {
+  /**
+   * Writes a batch if `token` still holds the lease: the outbox entries it wrote (to carry out
+   * now), or undefined when another coordinator took over (nothing written).
+   */
+  async commit(runId: string, token: string, write: BatchWrite): Promise<OutboxEntry[] | undefined> {
     const { changes, applied } = write;
     const { events, outbox } = splitCommands(changes.commands);
     const k = this.keys;
@@ -162,8 +176,10 @@ export class RunStore {
     for (const [index, resolution] of changes.edges) args.push(String(index), resolution === 'fired' ? 'f' : 'n');
     args.push(applied.length, ...applied);
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
-    const written = await this.redis.eval(COMMIT_BATCH, 8, k.run(runId), k.nodes(runId), k.logs(runId), k.edges(runId), k.events(runId), k.outbox(runId), k.inbox(runId), k.lease(runId), ...args);
-    return written === 1;
+    const written = await COMMIT_BATCH.run(this.redis, [k.run(runId), k.nodes(runId), k.logs(runId), k.edges(runId), k.events(runId), k.outbox(runId), k.inbox(runId), k.lease(runId)], args);
+    if (!Array.isArray(written)) return undefined;
+    const ids = written.slice(1) as string[];
+    return outbox.map((command, index) => ({ id: ids[index]!, command }));
   }
 
   async outbox(runId: string, count = 1000): Promise<OutboxEntry[]> {
@@ -190,7 +206,7 @@ export class RunStore {
 
   /** Clears the mark unless a newer owner set its own since. */
   async markIdle(runId: string, score: number): Promise<void> {
-    await this.redis.eval(ZREM_IF_SCORE, 1, this.keys.activeRuns(), runId, String(score));
+    await ZREM_IF_SCORE.run(this.redis, [this.keys.activeRuns()], [runId, String(score)]);
   }
 
   /** Runs marked active since before `before`: their owner may have died. */
@@ -274,6 +290,10 @@ export function storedNode(node: NodeRecord): StoredNode {
   // An output kept by reference is loaded when needed (run-payloads.ts), never stored twice.
   if (stored.outputRef) delete stored.output;
   return stored;
+}
+
+function inboxEntry([id, fields]: [string, string[]]): InboxEntry {
+  return { id, event: parseJsonField<EngineEvent>(fields, (v) => typeof v === 'object' && v !== null && typeof (v as { type?: unknown }).type === 'string') };
 }
 
 /** The event of a stream entry (`e <json>`), or undefined when it holds none. */
