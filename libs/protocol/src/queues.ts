@@ -62,24 +62,39 @@ export function runEventsChannel(prefix: string, runId: string): string {
   return `${prefix}:run-events:${runId}`;
 }
 
+/** One execution's result as a worker reports it; `startReported: false` when no `started` was sent for it. */
+export interface FinishedReport {
+  result: ExecResult;
+  startReported?: boolean;
+}
+
 /**
- * Messages on the `results` queue. A worker reports `started` only for an execution still running
- * STARTED_REPORT_DELAY_MS after it began; a quicker one sends `finished` alone with
- * `startReported: false`, and the coordinator records the start and the result together (one
- * queue message per node instead of two for the short nodes most workflows are made of).
+ * Messages on the `results` queue.
+ * - A worker reports `started` only for an execution still running STARTED_REPORT_DELAY_MS after
+ *   it began; a quicker one sends its result with `startReported: false`, and the coordinator
+ *   records the start and the result together.
+ * - Results that are ready while the worker's previous message is still being written go
+ *   together as one `finished_batch` (at most MAX_RESULTS_PER_MESSAGE), so a busy worker costs
+ *   one queue message per batch, not per node; an idle one sends each result at once as `finished`.
  */
 export type ResultMessage =
   | { kind: 'started'; runId: string; nodeId: string; attempt: number; executionId: string; workerId: string; at: number }
-  | { kind: 'finished'; result: ExecResult; startReported?: boolean }
+  | ({ kind: 'finished' } & FinishedReport)
+  | { kind: 'finished_batch'; results: FinishedReport[] }
   | { kind: 'run_timeout'; runId: string; at: number };
 
-/** Job ids on the `results` queue: idempotent, so a message sent twice is stored once. */
+/** Results one `finished_batch` carries at most (each result's output is at most OUTPUT_INLINE_MAX_BYTES inline). */
+export const MAX_RESULTS_PER_MESSAGE = 16;
+
+/** Job ids on the `results` queue: deterministic, so a message sent twice is stored once while it is queued. */
 export function resultJobId(message: ResultMessage): string {
   switch (message.kind) {
     case 'started':
       return `started.${message.executionId}`;
     case 'finished':
       return `finished.${message.result.executionId}`;
+    case 'finished_batch':
+      return `finished.${message.results[0]?.result.executionId}+${message.results.length - 1}`;
     case 'run_timeout':
       return `timeout.${message.runId}`;
   }

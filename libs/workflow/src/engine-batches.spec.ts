@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { ExecResult } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
-import { applyEvents, createRunRecords } from './engine';
+import { applyEvents, createRunRecords, nodesTouchedBy } from './engine';
 import { nodeReadsOf } from './expression-reads';
 import { loadFixtures, runFixture } from './testing/fixture-runner';
 import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, RunRecord, RunSource } from './types';
@@ -110,6 +110,31 @@ describe('cost of a transition', () => {
     expect(store.run.open).toBe(0);
     expect(commands.filter((c) => c.type === 'emit' && c.event.type === 'run')).toHaveLength(1);
     expect(store.reads).toBe(leaves);
+  });
+});
+
+describe('nodesTouchedBy', () => {
+  const compiled = (edges: Array<[string, string]>, ids: string[]) => {
+    const workflow = parseWorkflow({ id: 'w', nodes: ids.map((id) => ({ id, language: 'python', code: 'def main(args): return {}' })), edges: edges.map(([from, to]) => ({ from, to })) });
+    return new CompiledWorkflow(workflow, 'h');
+  };
+  const finished = (nodeId: string): EngineEvent => ({ type: 'node_finished', result: { runId: 'r', nodeId, executionId: `r.${nodeId}.1` } as ExecResult, at: 1 });
+
+  it('a result touches its node, its successors and theirs (what dispatching or skipping a successor reads)', () => {
+    const chain = compiled([['a', 'b'], ['b', 'c'], ['c', 'd']], ['a', 'b', 'c', 'd']);
+    expect(nodesTouchedBy(chain, [finished('a')]).sort()).toEqual(['a', 'b', 'c']);
+  });
+
+  it('each node once, however many results of a batch lead to it', () => {
+    const fanIn = compiled([['a', 'j'], ['b', 'j'], ['j', 'k']], ['a', 'b', 'j', 'k']);
+    expect(nodesTouchedBy(fanIn, [finished('a'), finished('b')]).sort()).toEqual(['a', 'b', 'j', 'k']);
+  });
+
+  it('a start touches the roots; a started node itself; an unknown node nothing', () => {
+    const chain = compiled([['a', 'b']], ['a', 'b']);
+    expect(nodesTouchedBy(chain, [{ type: 'start', at: 1 }])).toEqual(['a']);
+    expect(nodesTouchedBy(chain, [{ type: 'node_started', nodeId: 'b', executionId: 'r.b.1', at: 1 }])).toEqual(['b']);
+    expect(nodesTouchedBy(chain, [finished('ghost')])).toEqual([]);
   });
 });
 

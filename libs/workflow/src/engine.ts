@@ -96,16 +96,25 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
 }
 
 /**
- * The node ids a batch of events will certainly read, for a store to fetch in one round trip
- * before `applyEvents` (which loads anything else it needs on demand).
+ * The node ids a batch of events will most likely read, for a store to fetch in one round trip
+ * before `applyEvents` (which loads anything else it needs on demand): a result's node, its
+ * successors (their edges resolve) and theirs (a successor that becomes ready is dispatched or
+ * skipped, which reads its own successors). Bounded by the run's nodes.
  */
 export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly EngineEvent[]): string[] {
   const ids = new Set<string>();
+  const expanded = new Set<string>();
+  const successors = (id: string) => compiled.outgoing(id).map((index) => compiled.workflow.edges[index].to);
   for (const event of events) {
     if (event.type === 'node_started') ids.add(event.nodeId);
     else if (event.type === 'node_finished' && compiled.nodesById.has(event.result.nodeId)) {
       ids.add(event.result.nodeId);
-      for (const index of compiled.outgoing(event.result.nodeId)) ids.add(compiled.workflow.edges[index].to);
+      for (const next of successors(event.result.nodeId)) {
+        ids.add(next);
+        if (expanded.has(next)) continue;
+        expanded.add(next);
+        for (const after of successors(next)) ids.add(after);
+      }
     } else if (event.type === 'start') for (const id of compiled.roots) ids.add(id);
   }
   return [...ids];

@@ -41,6 +41,8 @@ export const coordinatorConfigSchema = z.object({
   OUTPUT_INLINE_MAX_BYTES: int(0).default(DEFAULT_OUTPUT_INLINE_MAX_BYTES),
   /** Parsed payloads kept in memory (LRU) so transitions and API reads of big runs skip the object store. */
   PAYLOAD_CACHE_MAX_BYTES: int(0).default(64 * 1024 * 1024),
+  /** Run inputs and succeeded node records kept in memory (LRU, RunCache): immutable, so never stale. */
+  RUN_CACHE_MAX_BYTES: int(0).default(64 * 1024 * 1024),
   /** Results handed to their runs' inboxes at once (each is one short Redis call; runs apply their inboxes in batches). */
   RESULTS_CONCURRENCY: int(1).default(64),
   /** Most events of one run applied in one batch (one read of what they touch, one atomic write). */

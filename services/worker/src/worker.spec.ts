@@ -71,12 +71,12 @@ const execJob = (extra: Partial<ExecJob> = {}): ExecJob => {
   return { executionId, tenantId: 't1', runId: executionId.split('.')[0], nodeId: 'a', attempt: 1, language: 'python', code: 'def main(args): return {}', args: {}, timeoutMs: 1000, dependencies: [], network: false, enqueuedAt: Date.now(), ...extra };
 };
 
-async function startWorker(driver: SandboxDriver, store: ObjectStore, startedReportDelayMs?: number): Promise<PodflowWorker> {
+async function startWorker(driver: SandboxDriver, store: ObjectStore, startedReportDelayMs?: number, concurrency = 1): Promise<PodflowWorker> {
   const worker = new PodflowWorker({
     redis: redisPlan,
     prefix,
     workerId: `w${workers.length}`,
-    concurrency: 1,
+    concurrency,
     lockDurationMs: 5000,
     shutdownGraceMs: 1000,
     driver,
@@ -222,6 +222,23 @@ describe('PodflowWorker: the `started` report', () => {
     await execQueue.add('exec', exec, { jobId: exec.executionId });
     await finishedResult(exec.executionId);
     expect((await messagesOf(exec.executionId)).map((m) => m.kind)).toEqual(['started', 'finished']);
+  });
+});
+
+describe('PodflowWorker: results that are ready together', () => {
+  it('reports every execution exactly once when results travel in batches', async () => {
+    const driver = new CountingDriver(false, 5);
+    await startWorker(driver, new BrokenStore(root, {}), 1000, 8);
+    const jobs = Array.from({ length: 40 }, () => execJob());
+    await execQueue.addBulk(jobs.map((exec) => ({ name: 'exec', data: exec, opts: { jobId: exec.executionId } })));
+    for (const exec of jobs) await settledState((await execQueue.getJob(exec.executionId))!);
+    const messages = (await results.getJobs(['waiting'])).map((job) => job.data);
+    const reported = messages.flatMap((m) => (m.kind === 'finished' ? [m.result.executionId] : m.kind === 'finished_batch' ? m.results.map((r) => r.result.executionId) : []));
+    expect(reported.sort()).toEqual(jobs.map((j) => j.executionId).sort());
+    // Eight executions at a time finish together: some results shared a message.
+    expect(messages.some((m) => m.kind === 'finished_batch')).toBe(true);
+    expect(messages.length).toBeLessThan(jobs.length);
+    expect(driver.runs).toBe(40);
   });
 });
 

@@ -1,4 +1,4 @@
-import { QUEUE_NAMES, queuePrefix, resultJobId, type ExecJob, type ResultMessage } from '@podflow/protocol';
+import { MAX_RESULTS_PER_MESSAGE, QUEUE_NAMES, queuePrefix, resultJobId, type ExecJob, type FinishedReport, type ResultMessage } from '@podflow/protocol';
 import { connectRedis, type RedisClient, type RedisConnectionPlan } from '@podflow/redis';
 import type { SandboxDriver } from '@podflow/sandbox';
 import type { ObjectStore } from '@podflow/storage';
@@ -6,6 +6,7 @@ import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { CancellationRegistry } from './cancellation';
 import { givenUpResult, runExecution, type GivenUp } from './execution';
+import { ResultBatcher } from './result-batcher';
 import { DEFAULT_STARTED_REPORT_DELAY_MS, StartReport } from './start-report';
 import type { StoreRetryPolicy } from './store-retry';
 
@@ -49,8 +50,8 @@ const RESULT_JOB_OPTIONS = {
  * the grace period for running executions, then hands the rest back to the queue (moved to
  * delayed with no delay) so another worker runs them, and closes its connections.
  *
- * Every execution ends with exactly one `finished` result (its job id makes a second one a
- * no-op): `process` reports it, and never throws once the code has run (see `runExecution`); a job
+ * Every execution ends with exactly one result (in a `finished` message, or with others that were
+ * ready at the same time in a `finished_batch`: ResultBatcher): `process` reports it, and never throws once the code has run (see `runExecution`); a job
  * BullMQ gives up on (attempts exhausted, stalled more than MAX_STALLED_COUNT times: both end in
  * the worker's `failed` event) is reported by `reportGivenUp`, so no run waits for RUN_TIMEOUT.
  */
@@ -60,6 +61,7 @@ export class PodflowWorker {
   private readonly subscriber: RedisClient;
   private readonly results: Queue<ResultMessage>;
   private readonly cancellations: CancellationRegistry;
+  private readonly finished = new ResultBatcher((reports) => this.reportFinished(reports), MAX_RESULTS_PER_MESSAGE);
   private worker?: Worker<ExecJob>;
   /** Reports of given-up jobs still being written; `close()` waits for them. */
   private readonly pendingReports = new Set<Promise<void>>();
@@ -144,7 +146,7 @@ export class PodflowWorker {
         await job.moveToDelayed(Date.now(), token);
         throw new DelayedError();
       }
-      await this.report(startReported ? { kind: 'finished', result } : { kind: 'finished', result, startReported: false });
+      await this.finished.report(startReported ? { result } : { result, startReported: false });
       log.info({ status: result.status, code: result.error?.code, ms: result.timings.executionMs }, 'execution finished');
     } finally {
       await started.settle();
@@ -165,6 +167,11 @@ export class PodflowWorker {
     } catch (reportError) {
       log.error({ err: reportError, reason: error.message }, 'could not report an execution the queue gave up on; its run waits for RUN_TIMEOUT');
     }
+  }
+
+  /** One result alone as `finished`, several together as one `finished_batch`. */
+  private reportFinished(reports: FinishedReport[]): Promise<void> {
+    return this.report(reports.length === 1 ? { kind: 'finished', ...reports[0]! } : { kind: 'finished_batch', results: reports });
   }
 
   private async report(message: ResultMessage): Promise<void> {

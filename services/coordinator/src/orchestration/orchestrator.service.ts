@@ -24,6 +24,7 @@ import { CONFIG, LOGGER } from '../tokens';
 import { Admission } from './admission';
 import { Definitions } from './definitions';
 import { OutboxExecutor } from './outbox-executor';
+import { RunCache } from './run-cache';
 import { RunPayloads } from './run-payloads';
 import { RunStore, type InboxEntry, type OutboxEntry } from './run-store';
 
@@ -67,6 +68,7 @@ export class Orchestrator implements OnApplicationShutdown {
   private readonly options: TransitionOptions;
   private readonly sessions = new Map<string, Promise<void>>();
   private readonly rewoken = new Set<string>();
+  private readonly cache: RunCache;
   private commits = 0;
   private closing = false;
 
@@ -79,6 +81,7 @@ export class Orchestrator implements OnApplicationShutdown {
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {
+    this.cache = new RunCache(config.RUN_CACHE_MAX_BYTES);
     this.options = {
       expressionLimits: { maxBytes: config.EXPRESSION_MAX_BYTES, timeoutMs: config.EXPRESSION_TIMEOUT_MS, maxDepth: DEFAULT_EXPRESSION_LIMITS.maxDepth },
     };
@@ -197,7 +200,7 @@ export class Orchestrator implements OnApplicationShutdown {
           const written = await this.applyBatch(step.record, step.entries);
           if (!written) return this.leaseLost(runId);
           if (!outboxClear) {
-            await this.flushOutbox(runId, releasing);
+            outboxClear = !(await this.flushOutbox(runId, releasing));
             continue;
           }
           const { done, held: heldNow } = await this.executor.execute(runId, written, Date.now(), releasing);
@@ -259,6 +262,7 @@ export class Orchestrator implements OnApplicationShutdown {
     }
     await this.payloads.dehydrate(changes);
     const written = await this.store.commit(record.id, this.token, { changes, applied });
+    if (written) for (const [nodeId, node] of changes.nodes) this.cache.rememberNode(record.id, nodeId, node);
     if (written && KILL_AFTER_COMMITS > 0 && ++this.commits >= KILL_AFTER_COMMITS) process.kill(process.pid, 'SIGKILL');
     return written;
   }
@@ -289,7 +293,7 @@ export class Orchestrator implements OnApplicationShutdown {
   }
 
   private async applyEvents(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[]): Promise<RunChanges> {
-    const source = new StoredRunSource(this.store, this.payloads, record);
+    const source = new StoredRunSource(this.store, this.payloads, this.cache, record);
     // What the batch surely reads, in one round trip; the engine loads anything else on demand.
     await source.nodes(nodesTouchedBy(compiled, events));
     const prepared: EngineEvent[] = [];
@@ -319,7 +323,10 @@ function subjectOf(event: EngineEvent): string {
   }
 }
 
-/** Reads a run's records from Redis for one batch, outputs kept by reference loaded, each record once. */
+/**
+ * Reads a run's records for one batch, each record once: what the coordinator's RunCache holds
+ * (inputs, succeeded nodes) from memory, the rest from Redis with outputs kept by reference loaded.
+ */
 class StoredRunSource implements RunSource {
   private readonly loaded = new Map<string, NodeRecord>();
   private inputsRead?: Promise<JsonObject>;
@@ -327,6 +334,7 @@ class StoredRunSource implements RunSource {
   constructor(
     private readonly store: RunStore,
     private readonly payloads: RunPayloads,
+    private readonly cache: RunCache,
     private readonly run: RunRecord,
   ) {}
 
@@ -335,10 +343,22 @@ class StoredRunSource implements RunSource {
   }
 
   async nodes(ids: readonly string[]): Promise<ReadonlyMap<string, NodeRecord>> {
-    const missing = ids.filter((id) => !this.loaded.has(id));
+    const missing: string[] = [];
+    for (const id of ids) {
+      if (this.loaded.has(id)) continue;
+      const final = this.cache.node(this.run.id, id);
+      if (final) this.loaded.set(id, final);
+      else missing.push(id);
+    }
     if (missing.length > 0) {
       const stored = await this.store.nodes(this.run.id, missing);
-      await Promise.all([...stored].map(async ([id, node]) => this.loaded.set(id, await this.payloads.hydrateNode(this.run, id, node as NodeRecord))));
+      await Promise.all(
+        [...stored].map(async ([id, node]) => {
+          const record = await this.payloads.hydrateNode(this.run, id, node as NodeRecord);
+          this.loaded.set(id, record);
+          this.cache.rememberNode(this.run.id, id, record);
+        }),
+      );
     }
     return new Map(ids.flatMap((id) => (this.loaded.has(id) ? [[id, this.loaded.get(id)!] as const] : [])));
   }
@@ -348,8 +368,15 @@ class StoredRunSource implements RunSource {
   }
 
   inputs(): Promise<JsonObject> {
-    this.inputsRead ??= this.store.inputs(this.run.id);
+    this.inputsRead ??= this.readInputs();
     return this.inputsRead;
   }
-}
 
+  private async readInputs(): Promise<JsonObject> {
+    const cached = this.cache.inputs(this.run.id);
+    if (cached) return cached;
+    const { inputs, bytes } = await this.store.inputsWithSize(this.run.id);
+    this.cache.rememberInputs(this.run.id, inputs, bytes);
+    return inputs;
+  }
+}

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { QUEUE_NAMES, queuePrefix, type ResultMessage } from '@podflow/protocol';
+import { QUEUE_NAMES, queuePrefix, type FinishedReport, type ResultMessage } from '@podflow/protocol';
 import type { EngineEvent } from '@podflow/workflow';
 import { Worker, type Job } from 'bullmq';
 import type { RedisClient } from '@podflow/redis';
@@ -9,25 +9,42 @@ import { CONFIG, LOGGER, REDIS } from '../tokens';
 import { Orchestrator } from './orchestrator.service';
 
 /**
- * The engine events a message from the `results` queue stands for. Run and node transitions are
- * stamped with `receivedAt`, the coordinator's clock: worker clocks may drift, so they only
- * time the execution itself (the result's `timings`). A run timeout keeps its deadline. A result
- * whose start was never reported (a short execution: worker STARTED_REPORT_DELAY_MS) records the
- * start first, so the run's events still show the node running before it finished.
+ * The engine events a message from the `results` queue stands for, grouped by run (in message
+ * order). Run and node transitions are stamped with `receivedAt`, the coordinator's clock: worker
+ * clocks may drift, so they only time the execution itself (the result's `timings`). A run
+ * timeout keeps its deadline. A result whose start was never reported (a short execution: worker
+ * STARTED_REPORT_DELAY_MS) records the start first, so the run's events still show the node
+ * running before it finished.
+ * @throws TypeError for a message that is not one of the known kinds.
  */
-export function eventsOf(message: ResultMessage, receivedAt: number): { runId: string; events: EngineEvent[] } {
+export function eventsOf(message: ResultMessage, receivedAt: number): Map<string, EngineEvent[]> {
+  const byRun = new Map<string, EngineEvent[]>();
+  const add = (runId: string, ...events: EngineEvent[]) => {
+    if (typeof runId !== 'string' || runId.length === 0) throw new TypeError('the message names no run');
+    byRun.set(runId, [...(byRun.get(runId) ?? []), ...events]);
+  };
+  const addFinished = ({ result, startReported }: FinishedReport) => {
+    const finished: EngineEvent = { type: 'node_finished', result, at: receivedAt };
+    if (startReported !== false) add(result.runId, finished);
+    else add(result.runId, { type: 'node_started', nodeId: result.nodeId, executionId: result.executionId, at: receivedAt }, finished);
+  };
   switch (message.kind) {
     case 'started':
-      return { runId: message.runId, events: [{ type: 'node_started', nodeId: message.nodeId, executionId: message.executionId, at: receivedAt }] };
-    case 'finished': {
-      const { result } = message;
-      const finished: EngineEvent = { type: 'node_finished', result, at: receivedAt };
-      if (message.startReported !== false) return { runId: result.runId, events: [finished] };
-      return { runId: result.runId, events: [{ type: 'node_started', nodeId: result.nodeId, executionId: result.executionId, at: receivedAt }, finished] };
-    }
+      add(message.runId, { type: 'node_started', nodeId: message.nodeId, executionId: message.executionId, at: receivedAt });
+      break;
+    case 'finished':
+      addFinished(message);
+      break;
+    case 'finished_batch':
+      message.results.forEach(addFinished);
+      break;
     case 'run_timeout':
-      return { runId: message.runId, events: [{ type: 'run_timeout', at: message.at }] };
+      add(message.runId, { type: 'run_timeout', at: message.at });
+      break;
+    default:
+      throw new TypeError(`unknown results message kind ${JSON.stringify((message as { kind?: unknown }).kind)}`);
   }
+  return byRun;
 }
 
 /**
@@ -58,16 +75,16 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
   }
 
   private async process(job: Job<ResultMessage>): Promise<void> {
-    let runId: string;
-    let events: EngineEvent[];
+    let byRun: Map<string, EngineEvent[]>;
     try {
-      ({ runId, events } = eventsOf(job.data, Date.now()));
-      if (typeof runId !== 'string' || runId.length === 0) throw new TypeError('the message names no run');
+      byRun = eventsOf(job.data, Date.now());
     } catch (error) {
       this.logger.error({ err: error, jobId: job.id }, 'result message cannot be read; dropped');
       return;
     }
-    await this.orchestrator.submit(runId, events);
+    // Runs in parallel; if one submit fails the job is retried, and the runs that had their
+    // events already ignore them the second time (the engine drops stale results).
+    await Promise.all([...byRun].map(([runId, events]) => this.orchestrator.submit(runId, events)));
   }
 
   async onApplicationShutdown(): Promise<void> {

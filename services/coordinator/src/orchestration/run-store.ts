@@ -116,8 +116,13 @@ export class RunStore {
   }
 
   async inputs(runId: string): Promise<JsonObject> {
+    return (await this.inputsWithSize(runId)).inputs;
+  }
+
+  /** The run's inputs and the size of their JSON. */
+  async inputsWithSize(runId: string): Promise<{ inputs: JsonObject; bytes: number }> {
     const raw = await this.redis.hget(this.keys.run(runId), 'inputs');
-    return raw ? (JSON.parse(raw) as JsonObject) : {};
+    return raw ? { inputs: JSON.parse(raw) as JsonObject, bytes: raw.length } : { inputs: {}, bytes: 2 };
   }
 
   async nodes(runId: string, ids: readonly string[]): Promise<Map<string, StoredNode>> {
