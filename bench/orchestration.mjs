@@ -54,7 +54,13 @@ export const ORCHESTRATION_DEFAULTS = {
   cpuProfDir: undefined,
 };
 
-const WARMUP_NODES = 20;
+/**
+ * Warm-up before the measured runs: WARMUP_RUNS runs of the same shape, up to WARMUP_MAX_NODES
+ * nodes. A coordinator is a long-running process; one 20-node warm-up left V8's JIT cold enough
+ * that a chain's first measured runs took twice as long per step as its last.
+ */
+const WARMUP_RUNS = 3;
+const WARMUP_MAX_NODES = 1000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const node = (id) => ({ id, language: 'python', code: PYTHON_NOOP });
 
@@ -147,7 +153,7 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
   let stack;
   try {
     stack = await startStack({ redisUrl, concurrency: settings.concurrency, driver: 'noop', coordinatorEnv: coordinatorEnv(settings, profileFile) });
-    await runOnce(stack, build(Math.min(nodes, WARMUP_NODES)), settings.timeoutMs);
+    for (let i = 0; i < WARMUP_RUNS; i++) await runOnce(stack, build(Math.min(nodes, WARMUP_MAX_NODES)), settings.timeoutMs);
     // The bench process too: it reads every event of the run over SSE, on the same cores.
     const pids = { coordinator: stack.coordinatorPid, worker: stack.workerPids[0], redis: await redisPid(stack.redis), bench: process.pid };
     const cpuBefore = cpuOf(pids);
@@ -342,7 +348,7 @@ export function orchestrationTable(results, machine) {
   const notes = [
     `SANDBOX_DRIVER=noop, one worker with WORKER_CONCURRENCY=${settings.concurrency}; raw BullMQ: one Queue + one Worker, concurrency ${settings.concurrency}, same Redis, same run`,
     `nodes/s = nodes / time between the run's \`running\` and terminal events as stored by the coordinator (Redis stream ids, server clock); ms/node = its inverse (ms per step for chains); medians of the runs counted in "runs" (sizes over ${int(settings.repeatUpTo)} nodes run once)`,
-    `a fresh coordinator + worker + QUEUE_PREFIX per size, warmed up with a ${WARMUP_NODES}-node run of the same shape; the coordinator started with MAX_NODES_PER_RUN=${settings.maxNodesPerRun}; per-case timeout ${(settings.timeoutMs / 1000).toFixed(0)} s`,
+    `a fresh coordinator + worker + QUEUE_PREFIX per size, warmed up with ${WARMUP_RUNS} runs of the same shape (at most ${WARMUP_MAX_NODES.toLocaleString('en-US')} nodes each); the coordinator started with MAX_NODES_PER_RUN=${settings.maxNodesPerRun}; per-case timeout ${(settings.timeoutMs / 1000).toFixed(0)} s`,
     `RSS = VmRSS (peak = VmHWM) of the coordinator process from /proc/<pid>/status; CPU ms per node = utime + stime (/proc/<pid>/stat) of each process over the measured runs ÷ their nodes (bench = this process, which follows every run's events over SSE); Redis commands per node from INFO commandstats (commands Lua scripts call included; the worker's and the bench's own commands too)`,
     `chain step breakdown (last run of each chain): step-breakdown.mjs; the hops are measured between the commit that queued a node, its exec job's added, taken and finished times and the commit that recorded it succeeded`,
     ...(settings.cpuProfDir ? [`the coordinator ran under the CPU profiler (BENCH_ORCH_CPU_PROF=${settings.cpuProfDir}, sampling every 250 µs) during the measured runs: its figures are slower than without it`] : []),
