@@ -1,4 +1,4 @@
-import { DEFAULT_KEY_PREFIX, QUEUE_NAMES, canceledSetKey, keyPrefixProblem, queuePrefix, runEventsChannel } from './index';
+import { DEFAULT_KEY_PREFIX, QUEUE_NAMES, canceledSetKey, keyPrefixProblem, queuePrefix, resultJobId, runEventsChannel } from './index';
 
 /** The part of a key Redis Cluster hashes: the first `{...}` with something inside, else the whole key. */
 function hashTagOf(key: string): string {
@@ -29,5 +29,14 @@ describe('key layout for Redis Cluster', () => {
     expect(keyPrefixProblem('a}b')).toMatch(/use e\.g\. "ab"/);
     expect(keyPrefixProblem('pod flow')).toMatch(/white space/);
     expect(keyPrefixProblem('')).toMatch(/must not be empty/);
+  });
+});
+
+describe('resultJobId of a finished_batch', () => {
+  const batch = (...ids: string[]) => ({ kind: 'finished_batch' as const, results: ids.map((executionId) => ({ result: { executionId } as never })) });
+
+  it('names every result, so two batches that share their first result never share an id', () => {
+    expect(resultJobId(batch('r.a.1', 'r.b.1'))).toBe('finished.r.a.1+r.b.1');
+    expect(resultJobId(batch('r.a.1', 'r.b.1'))).not.toBe(resultJobId(batch('r.a.1', 'r.c.1')));
   });
 });

@@ -94,7 +94,8 @@ export function resultJobId(message: ResultMessage): string {
     case 'finished':
       return `finished.${message.result.executionId}`;
     case 'finished_batch':
-      return `finished.${message.results[0]?.result.executionId}+${message.results.length - 1}`;
+      // Every id, not the first and a count: a batch re-sent after a failed add may hold other results.
+      return `finished.${message.results.map((r) => r.result.executionId).join('+')}`;
     case 'run_timeout':
       return `timeout.${message.runId}`;
   }
