@@ -1,4 +1,4 @@
-import { PodflowError, QUEUE_NAMES, queuePrefix, type ExecJob, type ExecResult, type ResultMessage } from '@podflow/protocol';
+import { PodflowError, QUEUE_NAMES, cancelChannel, canceledSetKey, queuePrefix, type ExecJob, type ExecResult, type ResultMessage } from '@podflow/protocol';
 import type { RedisConnectionPlan } from '@podflow/redis';
 import type { SandboxDriver, SandboxOutcome } from '@podflow/sandbox';
 import { LocalDiskStore, type ObjectStore, type PutObjectInput } from '@podflow/storage';
@@ -35,6 +35,35 @@ class CountingDriver implements SandboxDriver {
       ? [{ path: 'out.txt', size: 2, sha256: createHash('sha256').update('ok').digest('hex'), open: () => Readable.from([Buffer.from('ok')]) }]
       : [];
     return { status: 'succeeded', output: { ran: this.runs }, logs: { stdout: '', stderr: '', truncated: false }, files, durationMs: 1, dispose: async () => undefined };
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Runs until its signal aborts (then CANCELED, as the real drivers end), or `runForMs` at most. */
+class AbortableDriver implements SandboxDriver {
+  readonly name = 'abortable';
+  calls = 0;
+  abortedAfterMs: number | undefined;
+
+  constructor(private readonly runForMs: number) {}
+
+  async execute(_request: unknown, signal: AbortSignal): Promise<SandboxOutcome> {
+    this.calls++;
+    const started = Date.now();
+    const aborted = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), this.runForMs);
+      const onAbort = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    if (aborted) this.abortedAfterMs = Date.now() - started;
+    return aborted
+      ? { status: 'failed', error: { code: 'CANCELED', message: 'execution canceled' }, logs: { stdout: '', stderr: '', truncated: false }, files: [], durationMs: 0, dispose: async () => undefined }
+      : { status: 'succeeded', output: {}, logs: { stdout: '', stderr: '', truncated: false }, files: [], durationMs: this.runForMs, dispose: async () => undefined };
   }
 
   async close(): Promise<void> {}
@@ -239,6 +268,48 @@ describe('PodflowWorker: results that are ready together', () => {
     expect(messages.some((m) => m.kind === 'finished_batch')).toBe(true);
     expect(messages.length).toBeLessThan(jobs.length);
     expect(driver.runs).toBe(40);
+  });
+});
+
+describe('PodflowWorker: canceled executions', () => {
+  it('aborts an execution that was in the canceled set before its job was taken', async () => {
+    const driver = new AbortableDriver(10_000);
+    await startWorker(driver, new BrokenStore(root, {}));
+    const exec = execJob();
+    await redis.sadd(canceledSetKey(prefix), exec.executionId);
+    const job = await execQueue.add('exec', exec, { jobId: exec.executionId });
+    expect(await settledState(job)).toBe('completed');
+    // The set is read while the sandbox starts: the sandbox is aborted at once, long before it
+    // would have finished on its own (10 s).
+    expect(driver.abortedAfterMs).toBeDefined();
+    expect(driver.abortedAfterMs!).toBeLessThan(5_000);
+    const reported = await finishedResult(exec.executionId);
+    expect(reported).toMatchObject({ status: 'failed', error: { code: 'CANCELED' } });
+  });
+
+  it('never starts an execution whose cancel it heard before taking the job', async () => {
+    const driver = new AbortableDriver(10_000);
+    await startWorker(driver, new BrokenStore(root, {}));
+    const exec = execJob();
+    // Only the announcement, not the set: what the worker heard is what stops it.
+    for (let i = 0; i < 100 && (await redis.publish(cancelChannel(prefix), exec.executionId)) === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const job = await execQueue.add('exec', exec, { jobId: exec.executionId });
+    expect(await settledState(job)).toBe('completed');
+    expect(driver.calls).toBe(0);
+    expect(await finishedCount(exec.executionId)).toBe(0);
+  });
+
+  it('aborts a running execution when its cancel is announced', async () => {
+    const driver = new AbortableDriver(10_000);
+    await startWorker(driver, new BrokenStore(root, {}));
+    const exec = execJob();
+    const job = await execQueue.add('exec', exec, { jobId: exec.executionId });
+    for (let i = 0; i < 300 && driver.calls === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(driver.calls).toBe(1);
+    await redis.publish(cancelChannel(prefix), exec.executionId);
+    expect(await settledState(job)).toBe('completed');
+    expect(await finishedResult(exec.executionId)).toMatchObject({ status: 'failed', error: { code: 'CANCELED' } });
   });
 });
 

@@ -119,16 +119,22 @@ export class PodflowWorker {
   private async process(job: Job<ExecJob>, token: string | undefined): Promise<void> {
     const exec = job.data;
     const log = this.options.logger.child({ tenantId: exec.tenantId, runId: exec.runId, nodeId: exec.nodeId, executionId: exec.executionId });
-    if (await this.cancellations.isCanceled(exec.executionId)) {
+    const controller = this.cancellations.register(exec.executionId);
+    if (controller.signal.aborted) {
+      this.cancellations.unregister(exec.executionId);
       log.info('execution was canceled before it started; skipping');
       return;
     }
+    // Answered while the execution starts: a cancel found there aborts it before user code runs.
+    const canceledCheck = this.cancellations.checkCanceled(exec.executionId, controller).catch((error: unknown) => {
+      log.warn({ err: error }, 'could not look the execution up in the canceled set; a cancel announced from now on still stops it');
+      return false;
+    });
     const started = new StartReport(
       () => this.report({ kind: 'started', runId: exec.runId, nodeId: exec.nodeId, attempt: exec.attempt, executionId: exec.executionId, workerId: this.options.workerId, at: Date.now() }),
       this.options.startedReportDelayMs ?? DEFAULT_STARTED_REPORT_DELAY_MS,
       (error) => log.warn({ err: error }, '`started` report failed; the result will carry the start'),
     );
-    const controller = this.cancellations.register(exec.executionId);
     try {
       const result = await runExecution(exec, {
         driver: this.options.driver,
@@ -149,7 +155,7 @@ export class PodflowWorker {
       await this.finished.report(startReported ? { result } : { result, startReported: false });
       log.info({ status: result.status, code: result.error?.code, ms: result.timings.executionMs }, 'execution finished');
     } finally {
-      await started.settle();
+      await Promise.all([started.settle(), canceledCheck]);
       this.cancellations.unregister(exec.executionId);
     }
   }
