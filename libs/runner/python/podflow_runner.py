@@ -8,9 +8,7 @@ whenever a response was written, 2 when the request could not even be read far e
 nonce.
 """
 
-import asyncio
 import hashlib
-import inspect
 import io
 import json
 import linecache
@@ -465,37 +463,78 @@ def exception_error(exc):
     return UserError("CODE_EXECUTION_FAILED", _safe_str(exc), type(exc).__name__, user_stack(exc))
 
 
+POSITIONAL_ONLY, POSITIONAL_OR_KEYWORD, VAR_POSITIONAL, KEYWORD_ONLY, VAR_KEYWORD = range(5)
+_NO_DEFAULT = object()
+CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08
+
+
+def parameters(main):
+    """[(name, kind, default or _NO_DEFAULT)] of main, in declaration order, or None when it has no
+    introspectable signature. A plain function is read from its code object; anything else
+    (decorated with functools.wraps, a class, a partial, a callable object) goes through
+    inspect.signature, imported only then: it costs ~18 ms of start-up that most nodes never need."""
+    if isinstance(main, types.FunctionType) and not hasattr(main, "__wrapped__") and not hasattr(main, "__signature__"):
+        code, defaults, kwdefaults = main.__code__, main.__defaults__ or (), main.__kwdefaults__ or {}
+        names, count, posonly, kwonly = code.co_varnames, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount
+        first_default = count - len(defaults)
+        found = [(names[i], POSITIONAL_ONLY if i < posonly else POSITIONAL_OR_KEYWORD,
+                  defaults[i - first_default] if i >= first_default else _NO_DEFAULT) for i in range(count)]
+        extra = count + kwonly
+        if code.co_flags & CO_VARARGS:
+            found.append((names[extra], VAR_POSITIONAL, _NO_DEFAULT))
+            extra += 1
+        found.extend((name, KEYWORD_ONLY, kwdefaults.get(name, _NO_DEFAULT)) for name in names[count:count + kwonly])
+        if code.co_flags & CO_VARKEYWORDS:
+            found.append((names[extra], VAR_KEYWORD, _NO_DEFAULT))
+        return found
+    import inspect
+    try:
+        signature = inspect.signature(main)
+    except (TypeError, ValueError):
+        return None
+    kinds = {inspect.Parameter.POSITIONAL_ONLY: POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD: POSITIONAL_OR_KEYWORD,
+             inspect.Parameter.VAR_POSITIONAL: VAR_POSITIONAL, inspect.Parameter.KEYWORD_ONLY: KEYWORD_ONLY,
+             inspect.Parameter.VAR_KEYWORD: VAR_KEYWORD}
+    return [(p.name, kinds[p.kind], _NO_DEFAULT if p.default is p.empty else p.default) for p in signature.parameters.values()]
+
+
 def bind_arguments(main, args):
     """(positional, keyword) for calling main: main(args), or each parameter filled by name."""
-    try:
-        params = list(inspect.signature(main).parameters.values())
-    except (TypeError, ValueError):
+    params = parameters(main)
+    if params is None:
         return [args], {}  # no introspectable signature: the documented default
-    kinds = inspect.Parameter
-    if len(params) == 1 and params[0].name == "args" and params[0].kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD):
-        return ([args], {}) if params[0].kind != kinds.KEYWORD_ONLY else ([], {"args": args})
+    if len(params) == 1 and params[0][0] == "args" and params[0][1] not in (VAR_POSITIONAL, VAR_KEYWORD):
+        return ([args], {}) if params[0][1] != KEYWORD_ONLY else ([], {"args": args})
     positional, keyword, used = [], {}, set()
-    for p in params:
-        if p.kind in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD):
+    for name, kind, default in params:
+        if kind in (VAR_POSITIONAL, VAR_KEYWORD):
             continue
-        if p.name in args:
-            used.add(p.name)
-            if p.kind == kinds.POSITIONAL_ONLY:
-                positional.append(args[p.name])
+        if name in args:
+            used.add(name)
+            if kind == POSITIONAL_ONLY:
+                positional.append(args[name])
             else:
-                keyword[p.name] = args[p.name]
-        elif p.default is not p.empty:
-            if p.kind == kinds.POSITIONAL_ONLY:
-                positional.append(p.default)
+                keyword[name] = args[name]
+        elif default is not _NO_DEFAULT:
+            if kind == POSITIONAL_ONLY:
+                positional.append(default)
         else:
             available = ", ".join(json.dumps(k) for k in args) or "none"
             raise UserError("INPUT_BINDING_FAILED",
-                            f'main() parameter "{p.name}" is required but args has no key "{p.name}" '
+                            f'main() parameter "{name}" is required but args has no key "{name}" '
                             f"(available keys: {available}); give it a default, bind it in the node's "
                             "inputs, or declare def main(args) to receive the whole object")
-    if any(p.kind == kinds.VAR_KEYWORD for p in params):
+    if any(kind == VAR_KEYWORD for _, kind, _ in params):
         keyword.update({k: v for k, v in args.items() if k not in used})
     return positional, keyword
+
+
+def is_awaitable(value):
+    """inspect.isawaitable without importing inspect: a coroutine, an object with __await__, or a
+    generator-based coroutine (types.coroutine)."""
+    if isinstance(value, types.CoroutineType) or hasattr(type(value), "__await__"):
+        return True
+    return isinstance(value, types.GeneratorType) and bool(value.gi_code.co_flags & 0x100)  # CO_ITERABLE_COROUTINE
 
 
 async def _await(awaitable):
@@ -524,7 +563,9 @@ def run_user_code(code, args):
                             "define `def main(args):` returning a dict")
         positional, keyword = bind_arguments(main, args)
         result = main(*positional, **keyword)
-        if inspect.isawaitable(result):
+        if is_awaitable(result):
+            # Imported here: asyncio takes ~50 ms to import, most nodes are plain functions.
+            import asyncio
             result = asyncio.run(_await(result))
         return result
     except UserError:

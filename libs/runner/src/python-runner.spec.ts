@@ -20,6 +20,14 @@ describe('python runner: calling main', () => {
     ['a JSON string that decodes to an object is accepted', 'import json\ndef main(args):\n    return json.dumps({"from": "string"})', { from: 'string' }],
     ['the module is named main, not __main__', 'def main(args):\n    return {"name": __name__}', { name: 'main' }],
     ['tuples become lists', 'def main(args):\n    return {"pair": (1, "a")}', { pair: [1, 'a'] }],
+    // Parameters of plain functions are read from the code object (no inspect import); these pin that reading.
+    ['positional-only parameters are filled by name, defaults kept', 'def main(name, count=2, /, *, sep="-"):\n    return {"s": sep.join([name] * count)}', { s: 'ab-ab' }],
+    ['*args is left empty, keyword-only defaults apply', 'def main(name, *more, flag=True, **rest):\n    return {"more": list(more), "flag": flag, "rest": rest}', { more: [], flag: true, rest: { other: 1 } }],
+    ['a keyword-only args receives the whole object', 'def main(*, args):\n    return {"keys": sorted(args)}', { keys: ['name', 'other'] }],
+    ['a functools.wraps decorator binds by the wrapped signature', 'import functools\ndef deco(f):\n    @functools.wraps(f)\n    def inner(*a, **k):\n        return f(*a, **k)\n    return inner\n@deco\ndef main(name):\n    return {"s": name}', { s: 'ab' }],
+    ['a callable object is called with args', 'class Main:\n    def __call__(self, args):\n        return {"n": len(args)}\nmain = Main()', { n: 2 }],
+    ['an async main is awaited', 'import asyncio\nasync def main(name):\n    await asyncio.sleep(0)\n    return {"s": name}', { s: 'ab' }],
+    ['an awaitable returned by a plain main is awaited', 'async def work(name):\n    return {"s": name}\ndef main(name):\n    return work(name)', { s: 'ab' }],
   ])('%s', async (_name, code, output) => {
     expect(await run(code, { args: { name: 'ab', other: 1 } })).toMatchObject({ ok: true, output });
   });
