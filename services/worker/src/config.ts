@@ -38,6 +38,8 @@ export const workerConfigSchema = z.object({
   SANDBOX_MAX_PROCESSES: int(8).default(64),
   SANDBOX_HOME_SIZE_MB: int(1).default(256),
   SANDBOX_TMP_SIZE_MB: int(1).default(64),
+  // Warm sandboxes per runtime (Python, Node) the process driver keeps started; 0 turns the pool off.
+  SANDBOX_WARM_POOL_SIZE: int(0).max(64).default(2),
   SANDBOX_SHM_SIZE_MB: int(1).default(16),
   /** Private IPv4 ranges that executions granted egress may reach (an internal mirror); none by default. */
   SANDBOX_EGRESS_ALLOW_CIDRS: z

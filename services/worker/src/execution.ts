@@ -28,6 +28,12 @@ export interface ExecutionDeps {
   outputInlineMaxBytes?: number;
   /** How storing files and output is retried once the code has run (default `DEFAULT_STORE_RETRY`). */
   storeRetry?: StoreRetryPolicy;
+  /**
+   * Takes the sandbox's clean-up (unmount, delete its directory) off the result's path: it runs
+   * after the result is returned, and the caller waits for it before it shuts down. Without it the
+   * clean-up is awaited first.
+   */
+  deferCleanup?: (cleanup: Promise<void>) => void;
   /** Told about leftovers that could not be freed; they never fail the execution. */
   logger?: { warn(obj: Record<string, unknown>, msg: string): void };
 }
@@ -83,9 +89,11 @@ export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<E
       warnings: outcome.warnings ?? [],
     };
   } finally {
-    await outcome.dispose().catch((error: unknown) => {
+    const cleanup = outcome.dispose().catch((error: unknown) => {
       deps.logger?.warn({ executionId: job.executionId, err: error }, 'could not free the sandbox leftovers of a finished execution');
     });
+    if (deps.deferCleanup) deps.deferCleanup(cleanup);
+    else await cleanup;
   }
 }
 

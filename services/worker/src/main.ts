@@ -45,6 +45,7 @@ function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
     tmpSizeBytes: config.SANDBOX_TMP_SIZE_MB * MIB,
     shmSizeBytes: config.SANDBOX_SHM_SIZE_MB * MIB,
     egressAllowCidrs: config.SANDBOX_EGRESS_ALLOW_CIDRS,
+    warmPoolSize: config.SANDBOX_WARM_POOL_SIZE,
     ...(config.PYTHON_BIN ? { pythonBin: config.PYTHON_BIN } : {}),
     logger,
   });

@@ -65,6 +65,8 @@ export class PodflowWorker {
   private worker?: Worker<ExecJob>;
   /** Reports of given-up jobs still being written; `close()` waits for them. */
   private readonly pendingReports = new Set<Promise<void>>();
+  /** Sandbox clean-ups that run after their result was reported; `close()` waits for them. */
+  private readonly pendingCleanups = new Set<Promise<void>>();
 
   constructor(private readonly options: PodflowWorkerOptions) {
     this.connection = connectRedis(options.redis);
@@ -109,6 +111,7 @@ export class PodflowWorker {
       clearTimeout(grace);
     }
     await Promise.all(this.pendingReports);
+    await Promise.all(this.pendingCleanups);
     await this.cancellations.stop();
     await this.options.driver.close();
     await this.results.close();
@@ -142,6 +145,10 @@ export class PodflowWorker {
         workerId: this.options.workerId,
         signal: controller.signal,
         outputInlineMaxBytes: this.options.outputInlineMaxBytes,
+        deferCleanup: (cleanup) => {
+          const tracked = cleanup.finally(() => this.pendingCleanups.delete(tracked));
+          this.pendingCleanups.add(tracked);
+        },
         ...(this.options.storeRetry ? { storeRetry: this.options.storeRetry } : {}),
         logger: log,
       });

@@ -12,7 +12,7 @@ import { runHostInstaller } from '../layers/local-layer-backend';
 import { mergeRunnerLimits } from '../limits';
 import type { ClassifiedOutcome } from '../outcome';
 import { classifyOutcome } from './process-outcome';
-import { resolveResources, type ResourcePolicy } from '../resources';
+import { resolveResources, type ExecutionResources, type ResourcePolicy } from '../resources';
 import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH, SANDBOX_RUNNER_PATHS } from './bubblewrap';
 import { EgressUnavailableError, prepareExecutionSandbox, type ExecutionSandbox } from './execution-sandbox';
 import { runConfinedInstaller, type ConfinedInstallerOptions } from './confined-installer';
@@ -20,7 +20,8 @@ import { collectFiles } from './file-collect';
 import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
 import { buildLaunch } from './launch';
 import { DEFAULT_PROCESS_LIMITS, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './rlimits';
-import { runSandboxProcess, type SandboxProcessSpec } from './sandbox-process';
+import { startSandboxProcess, type SandboxLaunchSpec, type StartedSandboxProcess } from './sandbox-process';
+import { WarmPool, poolRuntimeOf, type PoolRuntime, type WarmPoolStats, type WarmSandbox } from './warm-pool';
 import { DEFAULT_SANDBOX_UIDS, type UidRange } from './uid-pool';
 
 /** Options of the process driver. Everything is injected: the library reads no environment. */
@@ -64,6 +65,12 @@ export interface ProcessDriverOptions {
   bwrapBin?: string;
   /** Default `prlimit` (util-linux, found on PATH). */
   prlimitBin?: string;
+  /**
+   * Warm sandboxes kept started per runtime (Python; Node for JavaScript and TypeScript), each
+   * serving one execution (default 0: every execution starts cold). Only executions with the
+   * default resources, no dependency layer and no egress take one; the others start cold.
+   */
+  warmPoolSize?: number;
   /** Runner programs; default `runnerAssets()` of `@podflow/runner`. */
   runnerAssets?: RunnerAssets;
   logger?: SandboxLogger;
@@ -83,6 +90,9 @@ export class ProcessDriver implements SandboxDriver {
   private readonly assets: RunnerAssets;
   private ready?: Promise<IsolationPlan>;
   private readonly running = new Set<AbortController>();
+  private readonly defaultResources: ExecutionResources;
+  private pool?: WarmPool;
+  private closed = false;
 
   constructor(private readonly options: ProcessDriverOptions = {}) {
     this.workRoot = options.workRoot ?? join(tmpdir(), 'podflow-sandbox');
@@ -104,13 +114,20 @@ export class ProcessDriver implements SandboxDriver {
       node: options.nodeBin ?? process.execPath,
     };
     this.assets = options.runnerAssets ?? runnerAssets();
+    this.defaultResources = resolveResources(undefined, this.resourcePolicy);
   }
 
   /** Probes the host once (bwrap, prlimit, uids) and says how executions will be isolated. */
   async init(): Promise<IsolationReport> {
     const plan = await this.plan();
     if (plan.kind === 'unavailable') throw new Error(plan.message);
+    this.startPool(plan);
     return plan.report;
+  }
+
+  /** How the warm pool is doing (undefined without one). */
+  poolStats(): WarmPoolStats | undefined {
+    return this.pool?.stats();
   }
 
   async execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome> {
@@ -122,17 +139,12 @@ export class ProcessDriver implements SandboxDriver {
     if (missing) return failedOutcome({ code: 'SANDBOX_LOST', message: missing }, 0);
 
     const resources = resolveResources(request.resources, this.resourcePolicy);
+    const network = request.network && plan.kind === 'bubblewrap';
+    this.startPool(plan);
+    const warm = this.warmFor(request, resources, network);
     let sandbox: ExecutionSandbox;
     try {
-      sandbox = await prepareExecutionSandbox(
-        { workRoot: this.workRoot, ...(plan.kind === 'bubblewrap' ? { uids: plan.uids, cgroups: plan.cgroups, egress: plan.egress, mountBin: plan.root?.mount, umountBin: plan.root?.umount } : {}) },
-        {
-          cgroupLimits: { memoryBytes: resources.memoryBytes, maxProcesses: this.limits.maxProcesses, cpuMillis: resources.cpuMillis },
-          homeSizeBytes: this.options.homeSizeBytes ?? DEFAULT_HOME_SIZE_BYTES,
-          // Egress exists only inside bubblewrap's own namespaces; `none` isolation never gets it.
-          network: request.network && plan.kind === 'bubblewrap',
-        },
-      );
+      sandbox = warm?.sandbox ?? (await this.prepare(plan, resources, network));
     } catch (error) {
       if (error instanceof EgressUnavailableError) return failedOutcome({ code: 'SANDBOX_LOST', message: error.message }, 0);
       const message = `could not prepare the sandbox under ${this.workRoot}: ${(error as Error).message}`;
@@ -158,19 +170,30 @@ export class ProcessDriver implements SandboxDriver {
         // The runner says on stderr when it has the request: past that line, nothing is the wrappers' fault.
         announce: true,
       };
-      const spec = this.processSpec(plan, sandbox, request, memoryLimitBytes, limits, local.signal);
-      const run = await runSandboxProcess({ ...spec, stdin: JSON.stringify(runnerRequest), startMarker: requestReceivedMarker(nonce) });
+      let started: { process: StartedSandboxProcess; command: string };
+      if (warm) started = warm;
+      else {
+        const launch = this.launchSpec(plan, sandbox, request.language, memoryLimitBytes, request.layer?.hostPath ? request.layer : undefined);
+        started = { process: startSandboxProcess(launch), command: launch.command };
+      }
+      const run = await started.process.run({
+        stdin: JSON.stringify(runnerRequest),
+        stdoutCapBytes: stdoutCapBytes(limits),
+        timeoutMs: Math.min(Math.max(request.timeoutMs, 1), 2 ** 31 - 1),
+        signal: local.signal,
+        startMarker: requestReceivedMarker(nonce),
+      });
       const oomKilled = sandbox.cgroup ? await sandbox.cgroup.oomKilled() : undefined;
       // The sandbox is dead here (runSandboxProcess waits for its pid namespace): free its uid, cgroups and network.
       await sandbox.release();
       const response = run.stdout ? parseRunnerOutput(run.stdout, nonce) : undefined;
       const classified = classifyOutcome(run, response, {
         timeoutMs: request.timeoutMs,
-        command: spec.command,
+        command: started.command,
         bubblewrap: plan.kind === 'bubblewrap',
         memoryLimitBytes,
         maxFileSizeBytes: this.limits.maxFileSizeBytes,
-        stdoutCapBytes: spec.stdoutCapBytes,
+        stdoutCapBytes: stdoutCapBytes(limits),
         maxLogBytes: limits.maxLogBytes,
         ...(oomKilled !== undefined ? { oomKilled } : {}),
       });
@@ -200,9 +223,58 @@ export class ProcessDriver implements SandboxDriver {
     };
   }
 
-  /** Kills the executions still running (they end as CANCELED). */
+  /** Kills the executions still running (they end as CANCELED) and the warm sandboxes waiting. */
   async close(): Promise<void> {
+    this.closed = true;
     for (const controller of this.running) controller.abort();
+    await this.pool?.close();
+  }
+
+  /** Starts the warm pool once the host is known to run sandboxes (idempotent). */
+  private startPool(plan: IsolationPlan): void {
+    if (this.pool || this.closed || plan.kind === 'unavailable' || !this.options.warmPoolSize) return;
+    this.pool = new WarmPool({
+      size: this.options.warmPoolSize,
+      runtimes: ['python', 'node'],
+      start: (runtime) => this.startWarm(plan, runtime),
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
+    });
+    this.pool.fill();
+  }
+
+  /**
+   * A warm sandbox for this request when it needs nothing a tenant-neutral one lacks: the default
+   * CPU and memory (cgroups and rlimits are set at start), no dependency layer (a mount), no egress
+   * (a network namespace). Anything else starts cold.
+   */
+  private warmFor(request: SandboxRequest, resources: ExecutionResources, network: boolean): WarmSandbox | undefined {
+    if (!this.pool || network || request.layer?.hostPath) return undefined;
+    if (resources.memoryBytes !== this.defaultResources.memoryBytes || resources.cpuMillis !== this.defaultResources.cpuMillis) return undefined;
+    return this.pool.take(poolRuntimeOf(request.language));
+  }
+
+  /** The cold path without a request: a sandbox with the default resources, its runner waiting on stdin. */
+  private async startWarm(plan: Exclude<IsolationPlan, { kind: 'unavailable' }>, runtime: PoolRuntime): Promise<WarmSandbox> {
+    const sandbox = await this.prepare(plan, this.defaultResources, false);
+    try {
+      const launch = this.launchSpec(plan, sandbox, runtime === 'python' ? 'python' : 'javascript', this.defaultResources.memoryBytes, undefined);
+      return { runtime, sandbox, process: startSandboxProcess(launch), command: launch.command };
+    } catch (error) {
+      await sandbox.dispose();
+      throw error;
+    }
+  }
+
+  private prepare(plan: Exclude<IsolationPlan, { kind: 'unavailable' }>, resources: ExecutionResources, network: boolean): Promise<ExecutionSandbox> {
+    return prepareExecutionSandbox(
+      { workRoot: this.workRoot, ...(plan.kind === 'bubblewrap' ? { uids: plan.uids, cgroups: plan.cgroups, egress: plan.egress, mountBin: plan.root?.mount, umountBin: plan.root?.umount } : {}) },
+      {
+        cgroupLimits: { memoryBytes: resources.memoryBytes, maxProcesses: this.limits.maxProcesses, cpuMillis: resources.cpuMillis },
+        homeSizeBytes: this.options.homeSizeBytes ?? DEFAULT_HOME_SIZE_BYTES,
+        // Egress exists only inside bubblewrap's own namespaces; `none` isolation never gets it.
+        network,
+      },
+    );
   }
 
   private plan(): Promise<IsolationPlan> {
@@ -236,19 +308,18 @@ export class ProcessDriver implements SandboxDriver {
     return present ? undefined : `the ${request.language} runner program is missing at ${path}; build libs/runner (node scripts/bundle.mjs)`;
   }
 
-  private processSpec(
+  private launchSpec(
     plan: Exclude<IsolationPlan, { kind: 'unavailable' }>,
     sandbox: ExecutionSandbox,
-    request: SandboxRequest,
+    language: SandboxRequest['language'],
     memoryLimitBytes: number,
-    limits: RunnerLimits,
-    signal: AbortSignal,
-  ): Omit<SandboxProcessSpec, 'stdin'> & { command: string } {
+    layer: SandboxRequest['layer'],
+  ): SandboxLaunchSpec {
     const bubblewrap = plan.kind === 'bubblewrap';
     // With a pids cgroup the process budget is per execution; RLIMIT_NPROC (per uid) stays as a second fence.
-    const rlimits = rlimitsFor(request.language, { ...this.limits, memoryLimitBytes }, bubblewrap && sandbox.uid !== undefined);
+    const rlimits = rlimitsFor(language, { ...this.limits, memoryLimitBytes }, bubblewrap && sandbox.uid !== undefined);
     const assets = bubblewrap ? SANDBOX_RUNNER_PATHS : this.assets;
-    const runner = runnerArgv(request.language, assets, this.interpreters);
+    const runner = runnerArgv(language, assets, this.interpreters);
     // V8 must hit its own heap limit (a clear "heap out of memory") before RLIMIT_AS bites.
     if (rlimits.v8HeapMiB !== undefined) runner.splice(1, 0, `--max-old-space-size=${rlimits.v8HeapMiB}`);
     const env = {
@@ -259,7 +330,7 @@ export class ProcessDriver implements SandboxDriver {
       TMPDIR: bubblewrap ? '/tmp' : join(sandbox.execDir, 'tmp'),
       // glibc reserves 64 MiB of address space per thread arena; under RLIMIT_AS that starves threads.
       MALLOC_ARENA_MAX: '2',
-      ...(request.layer?.hostPath ? layerEnv(request.layer.ecosystem, bubblewrap ? LAYER_MOUNT_PATH : request.layer.hostPath) : {}),
+      ...(layer?.hostPath ? layerEnv(layer.ecosystem, bubblewrap ? LAYER_MOUNT_PATH : layer.hostPath) : {}),
     };
     const sandboxed = bubblewrap
       ? [
@@ -270,7 +341,7 @@ export class ProcessDriver implements SandboxDriver {
             syntheticEtc: plan.syntheticEtc,
             runner: { python: this.assets.python, node: this.assets.node },
             extraReadOnly: plan.extraReadOnly,
-            ...(request.layer?.hostPath ? { layerDir: request.layer.hostPath } : {}),
+            ...(layer?.hostPath ? { layerDir: layer.hostPath } : {}),
             network: sandbox.egress !== undefined,
             tmpSizeBytes: this.limits.tmpSizeBytes,
             ...(this.options.shmSizeBytes !== undefined ? { shmSizeBytes: this.options.shmSizeBytes } : {}),
@@ -295,10 +366,7 @@ export class ProcessDriver implements SandboxDriver {
       // is spawned with, readable in /proc/1/environ, whatever --clearenv does for the code.
       env,
       ...(launch.spawnIds ? { ids: launch.spawnIds } : {}),
-      stdoutCapBytes: stdoutCapBytes(limits),
       stderrTailBytes: 64 * 1024,
-      timeoutMs: Math.min(Math.max(request.timeoutMs, 1), 2 ** 31 - 1),
-      signal,
       infoFd: bubblewrap,
       ...(bubblewrap && plan.seccomp ? { seccompProgram: plan.seccomp } : {}),
     };

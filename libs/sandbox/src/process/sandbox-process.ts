@@ -5,7 +5,8 @@ import type { Readable, Writable } from 'node:stream';
 /** Why the sandbox process ended. The first cause recorded wins (a timeout stays a timeout). */
 export type Termination = 'exited' | 'timeout' | 'canceled' | 'output-too-large' | 'spawn-failed';
 
-export interface SandboxProcessSpec {
+/** What the process is started with: fixed before any request exists (a warm sandbox is started ahead of its execution). */
+export interface SandboxLaunchSpec {
   command: string;
   args: string[];
   cwd: string;
@@ -13,22 +14,29 @@ export interface SandboxProcessSpec {
   env?: Record<string, string>;
   /** Host identity to run as (a dedicated sandbox uid). */
   ids?: { uid: number; gid: number };
-  /** Written to stdin, then stdin is closed. */
-  stdin: string;
-  stdoutCapBytes: number;
   stderrTailBytes: number;
-  timeoutMs: number;
-  signal: AbortSignal;
   /** Open fd 3 for `bwrap --info-fd 3` and wait, after the end, until the pid namespace is gone. */
   infoFd: boolean;
   /** Written to fd 4 (for `bwrap --seccomp 4`), then closed. Needs `infoFd`. */
   seccompProgram?: Buffer;
+}
+
+/** What one execution hands the started process: its request and the limits that count from then on. */
+export interface SandboxRunSpec {
+  /** Written to stdin, then stdin is closed. */
+  stdin: string;
+  stdoutCapBytes: number;
+  /** Counted from the hand-over, not from the spawn. */
+  timeoutMs: number;
+  signal: AbortSignal;
   /**
    * A line the runner writes on stderr before any user code runs (`requestReceivedMarker`). Seen
    * → `runnerStarted`, and the line is left out of `stderrTail`.
    */
   startMarker?: string;
 }
+
+export type SandboxProcessSpec = SandboxLaunchSpec & SandboxRunSpec;
 
 export interface SandboxProcessResult {
   termination: Termination;
@@ -41,6 +49,7 @@ export interface SandboxProcessResult {
   spawnError?: string;
   /** The runner wrote `startMarker`: the sandbox was set up and the code may have run. */
   runnerStarted: boolean;
+  /** From the hand-over (`run`) to the end. */
   durationMs: number;
 }
 
@@ -55,44 +64,40 @@ const NAMESPACE_GONE_TIMEOUT_MS = 5_000;
  * exit) SIGKILLs the whole process group, so nothing the code started outlives the execution.
  */
 export function runSandboxProcess(spec: SandboxProcessSpec): Promise<SandboxProcessResult> {
-  return new Promise((resolveResult) => {
-    const startedAt = Date.now();
-    const stdoutChunks: Buffer[] = [];
-    let stdoutBytes = 0;
-    let stderrTail: Buffer = Buffer.alloc(0);
-    let stderrTruncated = false;
-    // The marker is searched in the stream (a chunk boundary may cut it), not in the kept tail,
-    // which the code could push it out of.
-    let runnerStarted = false;
-    let markerWindow = '';
-    let termination: Termination | undefined;
-    let namespacePid: Promise<NamespaceInit | undefined> = Promise.resolve(undefined);
-    let finished = false;
+  return startSandboxProcess(spec).run(spec);
+}
+
+/**
+ * Starts a sandbox process that waits for its request on stdin: the interpreter and the runner
+ * load now, the execution hands its request over later (`run`), once. A warm pool keeps these.
+ */
+export function startSandboxProcess(spec: SandboxLaunchSpec): StartedSandboxProcess {
+  return new StartedSandboxProcess(spec);
+}
+
+/** A started sandbox process; see `startSandboxProcess`. */
+export class StartedSandboxProcess {
+  private child?: ChildProcess;
+  private readonly stdoutChunks: Buffer[] = [];
+  private stdoutBytes = 0;
+  private stderrTail: Buffer = Buffer.alloc(0);
+  private stderrTruncated = false;
+  // The marker is searched in the stream (a chunk boundary may cut it), not in the kept tail,
+  // which the code could push it out of.
+  private runnerStarted = false;
+  private markerWindow = '';
+  private termination?: Termination;
+  private namespacePid: Promise<NamespaceInit | undefined> = Promise.resolve(undefined);
+  private ended?: Omit<SandboxProcessResult, 'durationMs'>;
+  private readonly endedPromise: Promise<Omit<SandboxProcessResult, 'durationMs'>>;
+  private resolveEnded!: (result: Omit<SandboxProcessResult, 'durationMs'>) => void;
+  private runSpec?: SandboxRunSpec;
+  private readonly cleanup: Array<() => void> = [];
+  private readonly exitListeners: Array<() => void> = [];
+
+  constructor(private readonly spec: SandboxLaunchSpec) {
+    this.endedPromise = new Promise((resolve) => (this.resolveEnded = resolve));
     let child: ChildProcess;
-
-    const cleanup: Array<() => void> = [];
-    const finish = (exitCode: number | null, signal: NodeJS.Signals | null, spawnError?: string): void => {
-      if (finished) return;
-      finished = true;
-      for (const undo of cleanup) undo();
-      const result: SandboxProcessResult = {
-        termination: termination ?? 'exited',
-        exitCode,
-        signal,
-        stdout: Buffer.concat(stdoutChunks).toString('utf8'),
-        stderrTail: spec.startMarker ? stderrTail.toString('utf8').split(`${spec.startMarker}\n`).join('') : stderrTail.toString('utf8'),
-        stderrTruncated,
-        runnerStarted,
-        ...(spawnError ? { spawnError } : {}),
-        durationMs: 0,
-      };
-      void settleNamespace(namespacePid).finally(() => resolveResult({ ...result, durationMs: Date.now() - startedAt }));
-    };
-    const stop = (reason: Termination): void => {
-      termination ??= reason;
-      killGroup(child);
-    };
-
     try {
       child = spawn(spec.command, spec.args, {
         cwd: spec.cwd,
@@ -102,68 +107,129 @@ export function runSandboxProcess(spec: SandboxProcessSpec): Promise<SandboxProc
         ...(spec.ids ?? {}),
       });
     } catch (error) {
-      termination = 'spawn-failed';
-      finish(null, null, (error as NodeJS.ErrnoException).code ?? String(error));
+      this.termination = 'spawn-failed';
+      this.finish(null, null, (error as NodeJS.ErrnoException).code ?? String(error));
       return;
     }
-
+    this.child = child;
     child.on('error', (error: NodeJS.ErrnoException) => {
       if (child.pid === undefined) {
-        termination = 'spawn-failed';
-        finish(null, null, error.code ?? error.message);
+        this.termination = 'spawn-failed';
+        this.finish(null, null, error.code ?? error.message);
       }
     });
-    if (spec.infoFd) namespacePid = readNamespaceInit(child.stdio[3] as Readable | null);
+    if (spec.infoFd) this.namespacePid = readNamespaceInit(child.stdio[3] as Readable | null);
     if (spec.seccompProgram) {
       // A few hundred bytes: they fit the pipe buffer, so bwrap reads them whenever it gets there.
       const seccomp = child.stdio[4] as Writable | null;
       seccomp?.on('error', () => undefined);
       seccomp?.end(spec.seccompProgram);
     }
-
     child.stdout?.on('data', (chunk: Buffer) => {
-      stdoutBytes += chunk.length;
-      if (stdoutBytes > spec.stdoutCapBytes) {
-        stop('output-too-large');
+      this.stdoutBytes += chunk.length;
+      if (this.runSpec && this.stdoutBytes > this.runSpec.stdoutCapBytes) {
+        this.stop('output-too-large');
         return;
       }
-      stdoutChunks.push(chunk);
+      this.stdoutChunks.push(chunk);
     });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      if (spec.startMarker && !runnerStarted) {
-        markerWindow = (markerWindow + chunk.toString('latin1')).slice(-(spec.startMarker.length + chunk.length));
-        runnerStarted = markerWindow.includes(spec.startMarker);
-        markerWindow = markerWindow.slice(-spec.startMarker.length);
-      }
-      const joined = Buffer.concat([stderrTail, chunk]);
-      if (joined.length > spec.stderrTailBytes) stderrTruncated = true;
-      stderrTail = joined.length > spec.stderrTailBytes ? joined.subarray(joined.length - spec.stderrTailBytes) : joined;
-    });
+    child.stderr?.on('data', (chunk: Buffer) => this.onStderr(chunk));
     // The process may die before reading its request; that failure shows as its exit, not here.
     child.stdin?.on('error', () => undefined);
-    child.stdin?.end(spec.stdin);
-
-    const timer = setTimeout(() => stop('timeout'), spec.timeoutMs);
-    cleanup.push(() => clearTimeout(timer));
-    const onAbort = (): void => stop('canceled');
-    if (spec.signal.aborted) onAbort();
-    else {
-      spec.signal.addEventListener('abort', onAbort, { once: true });
-      cleanup.push(() => spec.signal.removeEventListener('abort', onAbort));
-    }
-
     child.on('exit', (exitCode, signal) => {
       // Leftovers of the code in the group (`none` isolation) die with the runner.
       killGroup(child);
       const grace = setTimeout(() => {
         child.stdout?.destroy();
         child.stderr?.destroy();
-        finish(exitCode, signal);
+        this.finish(exitCode, signal);
       }, CLOSE_GRACE_MS);
-      cleanup.push(() => clearTimeout(grace));
+      this.cleanup.push(() => clearTimeout(grace));
     });
-    child.on('close', (exitCode, signal) => finish(exitCode, signal));
-  });
+    child.on('close', (exitCode, signal) => this.finish(exitCode, signal));
+  }
+
+  /** Whether the process is still there to take a request (not ended, not handed one already). */
+  get waiting(): boolean {
+    return this.ended === undefined && this.runSpec === undefined;
+  }
+
+  /** Called once when the process has ended (and its pid namespace is gone), run or not. */
+  onEnded(listener: () => void): void {
+    if (this.ended) queueMicrotask(listener);
+    else this.exitListeners.push(listener);
+  }
+
+  /**
+   * Hands the request over and resolves with how the process ended. The timeout and the stdout
+   * cap count from here. Once per process: a second call throws.
+   */
+  run(run: SandboxRunSpec): Promise<SandboxProcessResult> {
+    if (this.runSpec) throw new Error('this sandbox process was already handed a request');
+    this.runSpec = run;
+    const startedAt = Date.now();
+    if (this.stdoutBytes > run.stdoutCapBytes) this.stop('output-too-large');
+    this.child?.stdin?.end(run.stdin);
+    const timer = setTimeout(() => this.stop('timeout'), run.timeoutMs);
+    this.cleanup.push(() => clearTimeout(timer));
+    const onAbort = (): void => this.stop('canceled');
+    if (run.signal.aborted) onAbort();
+    else {
+      run.signal.addEventListener('abort', onAbort, { once: true });
+      this.cleanup.push(() => run.signal.removeEventListener('abort', onAbort));
+    }
+    if (this.ended) for (const undo of this.cleanup.splice(0)) undo();
+    return this.endedPromise.then((result) => ({
+      ...result,
+      stdout: Buffer.concat(this.stdoutChunks).toString('utf8'),
+      stderrTail: run.startMarker ? result.stderrTail.split(`${run.startMarker}\n`).join('') : result.stderrTail,
+      runnerStarted: this.runnerStarted,
+      durationMs: Date.now() - startedAt,
+    }));
+  }
+
+  /** Kills a process that will not be handed a request; resolves once it and its namespace are gone. */
+  async discard(): Promise<void> {
+    this.stop('canceled');
+    await this.endedPromise;
+  }
+
+  private onStderr(chunk: Buffer): void {
+    const marker = this.runSpec?.startMarker;
+    if (marker && !this.runnerStarted) {
+      this.markerWindow = (this.markerWindow + chunk.toString('latin1')).slice(-(marker.length + chunk.length));
+      this.runnerStarted = this.markerWindow.includes(marker);
+      this.markerWindow = this.markerWindow.slice(-marker.length);
+    }
+    const joined = Buffer.concat([this.stderrTail, chunk]);
+    if (joined.length > this.spec.stderrTailBytes) this.stderrTruncated = true;
+    this.stderrTail = joined.length > this.spec.stderrTailBytes ? joined.subarray(joined.length - this.spec.stderrTailBytes) : joined;
+  }
+
+  private stop(reason: Termination): void {
+    this.termination ??= reason;
+    killGroup(this.child);
+  }
+
+  private finish(exitCode: number | null, signal: NodeJS.Signals | null, spawnError?: string): void {
+    if (this.ended) return;
+    for (const undo of this.cleanup.splice(0)) undo();
+    this.ended = {
+      termination: this.termination ?? 'exited',
+      exitCode,
+      signal,
+      stdout: '',
+      stderrTail: this.stderrTail.toString('utf8'),
+      stderrTruncated: this.stderrTruncated,
+      runnerStarted: this.runnerStarted,
+      ...(spawnError ? { spawnError } : {}),
+    };
+    const ended = this.ended;
+    void settleNamespace(this.namespacePid).finally(() => {
+      this.resolveEnded(ended);
+      for (const listener of this.exitListeners.splice(0)) listener();
+    });
+  }
 }
 
 /** SIGKILLs the child's process group (it leads one: `detached: true`). */

@@ -1,0 +1,172 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { SandboxOutcome, SandboxRequest } from '../driver';
+import { ProcessDriver } from './process-driver';
+
+// The process driver's warm pool with real bubblewrap sandboxes: nothing here is mocked.
+jest.setTimeout(60_000);
+
+const MIB = 1024 * 1024;
+let workRoot: string;
+let driver: ProcessDriver;
+const outcomes: SandboxOutcome[] = [];
+
+beforeAll(async () => {
+  workRoot = await mkdtemp(join(tmpdir(), 'podflow-warm-spec-'));
+  await chmod(workRoot, 0o711);
+  driver = new ProcessDriver({ isolation: 'bubblewrap', workRoot, memoryLimitBytes: 256 * MIB, warmPoolSize: 1, logger: { warn: () => undefined, info: () => undefined } });
+  await driver.init();
+});
+
+afterAll(async () => {
+  await Promise.all(outcomes.map((outcome) => outcome.dispose()));
+  await driver.close();
+  await rm(workRoot, { recursive: true, force: true });
+});
+
+function request(overrides: Partial<SandboxRequest> & Pick<SandboxRequest, 'code'>): SandboxRequest {
+  return { executionId: `run-w.n.${randomBytes(4).toString('hex')}`, tenantId: 'tenant-a', runId: 'run-w', nodeId: 'n', attempt: 1, language: 'python', args: {}, timeoutMs: 20_000, dependencies: [], network: false, ...overrides };
+}
+
+async function run(overrides: Partial<SandboxRequest> & Pick<SandboxRequest, 'code'>): Promise<SandboxOutcome> {
+  const outcome = await driver.execute(request(overrides), new AbortController().signal);
+  outcomes.push(outcome);
+  return outcome;
+}
+
+async function poolFull(): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const stats = driver.poolStats()!;
+    if (stats.waiting.python === 1 && stats.waiting.node === 1) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`the warm pool never refilled: ${JSON.stringify(driver.poolStats())}`);
+}
+
+/** Pids of this process's children that are sandboxes (bubblewrap), waiting or running. */
+async function sandboxChildren(): Promise<number[]> {
+  const found: number[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid !== process.pid) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes('bwrap')) found.push(Number(pid));
+  }
+  return found;
+}
+
+const LEAVE_MARKERS = `
+import builtins, os, subprocess, sys
+def main(args):
+    marker = args["marker"]
+    for path in ("/home/user/marker", "/tmp/marker", "/dev/shm/marker"):
+        with open(path, "w") as f:
+            f.write(marker)
+    builtins.podflow_marker = marker
+    os.environ["PODFLOW_MARKER"] = marker
+    sys.modules["podflow_marker"] = marker
+    subprocess.Popen(["sleep", "30", marker], start_new_session=True)
+    return {"pid": os.getpid(), "uid": os.getuid()}
+`;
+
+const LOOK_FOR_MARKERS = `
+import builtins, os, sys
+def main(args):
+    marker = args["marker"]
+    found = []
+    for path in ("/home/user/marker", "/tmp/marker", "/dev/shm/marker"):
+        if os.path.exists(path):
+            found.append(path)
+    if getattr(builtins, "podflow_marker", None) == marker: found.append("builtins")
+    if os.environ.get("PODFLOW_MARKER") == marker: found.append("environ")
+    if "podflow_marker" in sys.modules: found.append("sys.modules")
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if marker.encode() in f.read(): found.append(f"process {pid}")
+            except OSError:
+                pass
+    return {"found": found, "pid": os.getpid()}
+`;
+
+describe('process driver: warm pool', () => {
+  it('serves executions from started sandboxes, each exactly once: the next one finds nothing the last one left', async () => {
+    await poolFull();
+    const marker = `warm-${randomBytes(6).toString('hex')}`;
+    const before = driver.poolStats()!.taken;
+    const first = await run({ code: LEAVE_MARKERS, args: { marker } });
+    expect(first.status).toBe('succeeded');
+    await poolFull();
+    const second = await run({ code: LOOK_FOR_MARKERS, args: { marker } });
+    expect(second).toMatchObject({ status: 'succeeded', output: { found: [] } });
+    expect(driver.poolStats()!.taken).toBe(before + 2);
+    // The first one's sleeper died with its sandbox, on the host too.
+    const hostSleepers = [];
+    for (const pid of await readdir('/proc')) {
+      if (/^\d+$/.test(pid) && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(marker)) hostSleepers.push(pid);
+    }
+    expect(hostSleepers).toEqual([]);
+  });
+
+  it('serves JavaScript and TypeScript from the Node runtime', async () => {
+    await poolFull();
+    const before = driver.poolStats()!.taken;
+    const js = await run({ language: 'javascript', code: 'export function main(args) { return { n: args.n + 1 }; }', args: { n: 1 } });
+    await poolFull();
+    const ts = await run({ language: 'typescript', code: 'export function main(args: { n: number }): { n: number } { return { n: args.n * 2 }; }', args: { n: 4 } });
+    expect(js).toMatchObject({ status: 'succeeded', output: { n: 2 } });
+    expect(ts).toMatchObject({ status: 'succeeded', output: { n: 8 } });
+    expect(driver.poolStats()!.taken).toBe(before + 2);
+  });
+
+  it('counts the timeout from the hand-over, not from when the sandbox was started', async () => {
+    await poolFull();
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const taken = driver.poolStats()!.taken;
+    // Waited 1.2 s in the pool, then 1 s to run a no-op: plenty.
+    const outcome = await run({ code: 'def main(args):\n    return {}', timeoutMs: 1_000 });
+    expect(outcome.status).toBe('succeeded');
+    expect(driver.poolStats()!.taken).toBe(taken + 1);
+    await poolFull();
+    const slow = await run({ code: 'import time\ndef main(args):\n    time.sleep(5)\n    return {}', timeoutMs: 500 });
+    expect(slow).toMatchObject({ status: 'failed', error: { code: 'EXECUTION_TIMEOUT' } });
+  });
+
+  it('starts cold what a tenant-neutral sandbox cannot serve: other resources', async () => {
+    await poolFull();
+    const before = driver.poolStats()!;
+    const outcome = await run({ code: 'def main(args):\n    return {"ok": True}', resources: { memory: '300Mi' } });
+    expect(outcome).toMatchObject({ status: 'succeeded', output: { ok: true } });
+    expect(driver.poolStats()!.taken).toBe(before.taken);
+    expect(driver.poolStats()!.waiting.python).toBe(1);
+  });
+
+  it('replaces a waiting sandbox that was killed', async () => {
+    await poolFull();
+    const lost = driver.poolStats()!.lost;
+    const waiting = await sandboxChildren();
+    expect(waiting.length).toBe(2);
+    for (const pid of waiting) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 300 && driver.poolStats()!.lost < lost + 2; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(driver.poolStats()!.lost).toBe(lost + 2);
+    await poolFull();
+    const outcome = await run({ code: 'def main(args):\n    return {"after": "kill"}' });
+    expect(outcome).toMatchObject({ status: 'succeeded', output: { after: 'kill' } });
+  });
+
+  it('close() leaves no waiting sandbox and no directory behind', async () => {
+    const own = new ProcessDriver({ isolation: 'bubblewrap', workRoot: await mkdtemp(join(tmpdir(), 'podflow-warm-close-')), warmPoolSize: 2, logger: { warn: () => undefined, info: () => undefined } });
+    await own.init();
+    for (let i = 0; i < 300 && own.poolStats()!.waiting.python + own.poolStats()!.waiting.node < 4; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    const root = (own as unknown as { workRoot: string }).workRoot;
+    expect((await readdir(root)).filter((name) => name.startsWith('exec-')).length).toBe(4);
+    await own.close();
+    expect((await readdir(root)).filter((name) => name.startsWith('exec-'))).toEqual([]);
+    await rm(root, { recursive: true, force: true });
+  });
+});
