@@ -40,7 +40,7 @@ async function waitFor(check, what, timeoutMs = 60_000) {
  * The prefix has no braces: QUEUE_PREFIX is a plain namespace (Redis Cluster hash tags are the
  * coordinator's business, not the prefix's).
  */
-export async function startStack({ redisUrl, concurrency, driver = 'process', workers = 1, coordinatorEnv = {} }) {
+export async function startStack({ redisUrl, concurrency, driver = 'process', workers = 1, coordinatorEnv = {}, workerEnv = {} }) {
   const prefix = `bench-${randomUUID().slice(0, 8)}`;
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -111,7 +111,7 @@ export async function startStack({ redisUrl, concurrency, driver = 'process', wo
     stack.coordinatorPid = launch('services/coordinator/dist/main.js', { PODFLOW_API_KEYS: `${API_KEY}=${TENANT}`, ...coordinatorEnv }).pid;
     await waitFor(async () => (await fetch(`${url}/readyz`)).ok, `the coordinator on ${url}:\n${stack.logs()}`);
     for (let i = 0; i < workers; i++) {
-      stack.workerPids.push(launch('services/worker/dist/main.js', { WORKER_ID: `bench-w${i}`, WORKER_CONCURRENCY: String(concurrency), SANDBOX_DRIVER: driver }).pid);
+      stack.workerPids.push(launch('services/worker/dist/main.js', { WORKER_ID: `bench-w${i}`, WORKER_CONCURRENCY: String(concurrency), SANDBOX_DRIVER: driver, ...workerEnv }).pid);
     }
     if (workers > 0) await waitFor(async () => (await execQueue.getWorkersCount()) >= workers, `the worker:\n${stack.logs()}`);
   } catch (error) {

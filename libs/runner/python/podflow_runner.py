@@ -8,7 +8,6 @@ whenever a response was written, 2 when the request could not even be read far e
 nonce.
 """
 
-import hashlib
 import io
 import json
 import linecache
@@ -18,7 +17,6 @@ import re
 import stat
 import sys
 import time
-import traceback
 import types
 
 USER_FILENAME = "main.py"
@@ -218,6 +216,7 @@ def hash_file(root, rel):
     fd = _open_captured(root, rel)
     if fd is None:
         return None
+    import hashlib  # here: only executions that leave files pay for it
     try:
         digest = hashlib.sha256()
         size = 0
@@ -434,6 +433,7 @@ def normalize_result(result, max_bytes):
 
 def user_stack(exc):
     """The traceback of ``exc`` reduced to frames of the user's file (runner frames dropped)."""
+    import traceback  # here: only failures pay for it
     te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
     seen = set()
     todo = [te]
@@ -637,14 +637,17 @@ def parse_request(raw):
 
 
 def main(argv):
-    started = time.monotonic()
     # The response gets a private copy of fd 1; fd 1 itself now points at stderr so writes to it
     # (os.write(1, ...), subprocesses, C extensions) can never land inside the framed response.
     response_fd = os.dup(1)
     os.dup2(2, 1)
     try:
-        request, problem = parse_request(read_request(argv))
+        raw = read_request(argv)
+        # Timed from the request: a warm sandbox may have waited a long time for it.
+        started = time.monotonic()
+        request, problem = parse_request(raw)
     except (OSError, ValueError) as exc:
+        started = time.monotonic()
         request, problem = None, f"cannot read the request: {exc}"
     if request is None:
         sys.stderr.write(f"podflow runner: {problem}\n")
@@ -661,6 +664,7 @@ def main(argv):
         try:
             outcome, root = execute(request, limits, out, err)
         except BaseException as exc:  # a runner bug: still answer, so the driver sees why
+            import traceback
             message = f"runner failure: {''.join(traceback.format_exception_only(type(exc), exc)).strip()}"
             outcome = {"ok": False, "error": {"code": "INTERNAL", "message": message}, "files": []}
     outcome["logs"] = {"stdout": out.text(), "stderr": err.text(), "truncated": out.truncated or err.truncated}
@@ -711,6 +715,7 @@ if __name__ == "__main__":
     try:
         code = main(sys.argv[1:])
     except BaseException:  # a runner bug: say so loudly on stderr, the driver sees no response
+        import traceback
         traceback.print_exc()
         code = 3
     sys.stderr.flush()

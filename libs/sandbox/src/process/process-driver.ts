@@ -1,4 +1,4 @@
-import { requestReceivedMarker, type CapturedLogs, type NodeError, type RunnerLimits, type RunnerRequest } from '@podflow/protocol';
+import { requestReceivedMarker, responseEndMarker, type CapturedLogs, type NodeError, type RunnerLimits, type RunnerRequest } from '@podflow/protocol';
 import { parseRunnerOutput, runnerArgv, runnerAssets, type RunnerAssets } from '@podflow/runner';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -157,6 +157,8 @@ export class ProcessDriver implements SandboxDriver {
     // An abort while the plan or the directory was being prepared fired before the listener.
     if (signal.aborted) local.abort();
     this.running.add(local);
+    // Resolves once nothing the code started is left; the uid, cgroups and network are freed after it.
+    let teardown: Promise<void> = Promise.resolve();
     try {
       const memoryLimitBytes = resources.memoryBytes;
       const nonce = randomBytes(16).toString('hex');
@@ -182,11 +184,17 @@ export class ProcessDriver implements SandboxDriver {
         timeoutMs: Math.min(Math.max(request.timeoutMs, 1), 2 ** 31 - 1),
         signal: local.signal,
         startMarker: requestReceivedMarker(nonce),
+        endMarker: `${responseEndMarker(nonce)}\n`,
+        awaitTeardown: false,
       });
-      const oomKilled = sandbox.cgroup ? await sandbox.cgroup.oomKilled() : undefined;
-      // The sandbox is dead here (runSandboxProcess waits for its pid namespace): free its uid, cgroups and network.
-      await sandbox.release();
+      teardown = run.teardown;
       const response = run.stdout ? parseRunnerOutput(run.stdout, nonce) : undefined;
+      // An answer without files is final as it is: the kernel finishes the sandbox off in the
+      // background. Files are read only from a dead sandbox (nothing may still write them), and an
+      // ending without an answer is judged once the memory cgroup has seen all of it.
+      if (!response || response.files.length > 0) await teardown;
+      // Only an ending without an answer is explained by the memory cgroup (an answer is the result).
+      const oomKilled = sandbox.cgroup && !response ? await sandbox.cgroup.oomKilled() : undefined;
       const classified = classifyOutcome(run, response, {
         timeoutMs: request.timeoutMs,
         command: started.command,
@@ -198,12 +206,15 @@ export class ProcessDriver implements SandboxDriver {
         ...(oomKilled !== undefined ? { oomKilled } : {}),
       });
       const files = await this.files(classified, response?.ok ? response.files : [], sandbox.homeDir, limits, request);
-      return { ...classified, ...files, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), durationMs: run.durationMs, dispose: sandbox.dispose };
+      const dispose = (): Promise<void> => teardown.then(() => sandbox.dispose());
+      return { ...classified, ...files, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), durationMs: run.durationMs, dispose };
     } catch (error) {
+      await teardown;
       await sandbox.dispose();
       throw error;
     } finally {
-      await sandbox.release();
+      // Freed as soon as the sandbox is gone, whether or not the caller disposes of it soon.
+      void teardown.then(() => sandbox.release());
       signal.removeEventListener('abort', onAbort);
       this.running.delete(local);
     }
@@ -257,7 +268,7 @@ export class ProcessDriver implements SandboxDriver {
   private async startWarm(plan: Exclude<IsolationPlan, { kind: 'unavailable' }>, runtime: PoolRuntime): Promise<WarmSandbox> {
     const sandbox = await this.prepare(plan, this.defaultResources, false);
     try {
-      const launch = this.launchSpec(plan, sandbox, runtime === 'python' ? 'python' : 'javascript', this.defaultResources.memoryBytes, undefined);
+      const launch = this.launchSpec(plan, sandbox, runtime === 'python' ? 'python' : 'javascript', this.defaultResources.memoryBytes, undefined, true);
       return { runtime, sandbox, process: startSandboxProcess(launch), command: launch.command };
     } catch (error) {
       await sandbox.dispose();
@@ -314,12 +325,15 @@ export class ProcessDriver implements SandboxDriver {
     language: SandboxRequest['language'],
     memoryLimitBytes: number,
     layer: SandboxRequest['layer'],
+    warm = false,
   ): SandboxLaunchSpec {
     const bubblewrap = plan.kind === 'bubblewrap';
     // With a pids cgroup the process budget is per execution; RLIMIT_NPROC (per uid) stays as a second fence.
     const rlimits = rlimitsFor(language, { ...this.limits, memoryLimitBytes }, bubblewrap && sandbox.uid !== undefined);
     const assets = bubblewrap ? SANDBOX_RUNNER_PATHS : this.assets;
     const runner = runnerArgv(language, assets, this.interpreters);
+    // A warm Node runner compiles its transforms while it waits (node-runner.ts `--prewarm`).
+    if (warm && language !== 'python') runner.push('--prewarm');
     // V8 must hit its own heap limit (a clear "heap out of memory") before RLIMIT_AS bites.
     if (rlimits.v8HeapMiB !== undefined) runner.splice(1, 0, `--max-old-space-size=${rlimits.v8HeapMiB}`);
     const env = {

@@ -34,6 +34,17 @@ export interface SandboxRunSpec {
    * → `runnerStarted`, and the line is left out of `stderrTail`.
    */
   startMarker?: string;
+  /**
+   * The last line of the runner's answer on stdout. Seen → the answer is complete and the host
+   * ends the sandbox at once instead of waiting for the interpreter to shut down (1-4 ms); the
+   * result is still the runner's answer, whatever signal that leaves as the exit status.
+   */
+  endMarker?: string;
+  /**
+   * `false`: resolve as soon as the process has ended, before its pid namespace is gone (the
+   * result's `teardown` says when). Default true: nothing the code started is left on return.
+   */
+  awaitTeardown?: boolean;
 }
 
 export type SandboxProcessSpec = SandboxLaunchSpec & SandboxRunSpec;
@@ -51,6 +62,8 @@ export interface SandboxProcessResult {
   runnerStarted: boolean;
   /** From the hand-over (`run`) to the end. */
   durationMs: number;
+  /** Resolves once the sandbox's pid namespace is gone: nothing the code started survives. */
+  teardown: Promise<void>;
 }
 
 /** How long to wait for the stdio pipes to close after the process exited (a stray holder). */
@@ -86,6 +99,8 @@ export class StartedSandboxProcess {
   // which the code could push it out of.
   private runnerStarted = false;
   private markerWindow = '';
+  private endWindow = '';
+  private answered = false;
   private termination?: Termination;
   private namespacePid: Promise<NamespaceInit | undefined> = Promise.resolve(undefined);
   private ended?: Omit<SandboxProcessResult, 'durationMs'>;
@@ -132,6 +147,7 @@ export class StartedSandboxProcess {
         return;
       }
       this.stdoutChunks.push(chunk);
+      this.watchForAnswer(chunk);
     });
     child.stderr?.on('data', (chunk: Buffer) => this.onStderr(chunk));
     // The process may die before reading its request; that failure shows as its exit, not here.
@@ -139,6 +155,11 @@ export class StartedSandboxProcess {
     child.on('exit', (exitCode, signal) => {
       // Leftovers of the code in the group (`none` isolation) die with the runner.
       killGroup(child);
+      // The answer is complete (endMarker): no need to wait for the pipes to close.
+      if (this.answered) {
+        this.finish(exitCode, signal);
+        return;
+      }
       const grace = setTimeout(() => {
         child.stdout?.destroy();
         child.stderr?.destroy();
@@ -154,9 +175,9 @@ export class StartedSandboxProcess {
     return this.ended === undefined && this.runSpec === undefined;
   }
 
-  /** Called once when the process has ended (and its pid namespace is gone), run or not. */
+  /** Called once when the process has ended and its pid namespace is gone, run or not. */
   onEnded(listener: () => void): void {
-    if (this.ended) queueMicrotask(listener);
+    if (this.ended) void this.ended.teardown.then(listener);
     else this.exitListeners.push(listener);
   }
 
@@ -169,6 +190,7 @@ export class StartedSandboxProcess {
     this.runSpec = run;
     const startedAt = Date.now();
     if (this.stdoutBytes > run.stdoutCapBytes) this.stop('output-too-large');
+    for (const chunk of this.stdoutChunks) this.watchForAnswer(chunk);
     this.child?.stdin?.end(run.stdin);
     const timer = setTimeout(() => this.stop('timeout'), run.timeoutMs);
     this.cleanup.push(() => clearTimeout(timer));
@@ -179,19 +201,36 @@ export class StartedSandboxProcess {
       this.cleanup.push(() => run.signal.removeEventListener('abort', onAbort));
     }
     if (this.ended) for (const undo of this.cleanup.splice(0)) undo();
-    return this.endedPromise.then((result) => ({
-      ...result,
-      stdout: Buffer.concat(this.stdoutChunks).toString('utf8'),
-      stderrTail: run.startMarker ? result.stderrTail.split(`${run.startMarker}\n`).join('') : result.stderrTail,
-      runnerStarted: this.runnerStarted,
-      durationMs: Date.now() - startedAt,
-    }));
+    return this.endedPromise.then(async (result) => {
+      const durationMs = Date.now() - startedAt;
+      if (run.awaitTeardown !== false) await result.teardown;
+      return {
+        ...result,
+        stdout: Buffer.concat(this.stdoutChunks).toString('utf8'),
+        stderrTail: run.startMarker ? result.stderrTail.split(`${run.startMarker}\n`).join('') : result.stderrTail,
+        runnerStarted: this.runnerStarted,
+        durationMs,
+      };
+    });
   }
 
   /** Kills a process that will not be handed a request; resolves once it and its namespace are gone. */
   async discard(): Promise<void> {
     this.stop('canceled');
-    await this.endedPromise;
+    await (await this.endedPromise).teardown;
+  }
+
+  private watchForAnswer(chunk: Buffer): void {
+    const marker = this.runSpec?.endMarker;
+    if (!marker || this.answered) return;
+    this.endWindow = (this.endWindow + chunk.toString('latin1')).slice(-(marker.length + chunk.length));
+    if (!this.endWindow.includes(marker)) {
+      this.endWindow = this.endWindow.slice(-marker.length);
+      return;
+    }
+    this.answered = true;
+    // No termination reason: the process ended because it had answered.
+    killGroup(this.child);
   }
 
   private onStderr(chunk: Buffer): void {
@@ -223,12 +262,11 @@ export class StartedSandboxProcess {
       stderrTruncated: this.stderrTruncated,
       runnerStarted: this.runnerStarted,
       ...(spawnError ? { spawnError } : {}),
+      teardown: settleNamespace(this.namespacePid).finally(() => {
+        for (const listener of this.exitListeners.splice(0)) listener();
+      }),
     };
-    const ended = this.ended;
-    void settleNamespace(this.namespacePid).finally(() => {
-      this.resolveEnded(ended);
-      for (const listener of this.exitListeners.splice(0)) listener();
-    });
+    this.resolveEnded(this.ended);
   }
 }
 
@@ -282,10 +320,11 @@ async function settleNamespace(init: Promise<NamespaceInit | undefined>): Promis
  */
 async function waitUntilGone(init: NamespaceInit): Promise<void> {
   const deadline = Date.now() + NAMESPACE_GONE_TIMEOUT_MS;
-  while (Date.now() < deadline) {
+  // The kernel usually needs a millisecond or two: poll soon, then back off to 10 ms.
+  for (let pause = 1; Date.now() < deadline; pause = Math.min(pause * 2, 10)) {
     const stat = await readStat(init.pid);
     if (!stat || stat.startTime !== init.startTime || stat.state === 'Z' || stat.state === 'X') return;
-    await new Promise((wake) => setTimeout(wake, 10));
+    await new Promise((wake) => setTimeout(wake, pause));
   }
 }
 

@@ -56,7 +56,7 @@ export class ExecutionsController {
     try {
       // One node whose args are exactly `args`: each key is bound to the same run input.
       const bindings = Object.fromEntries(Object.keys(request.args).map((key) => [key, `$lookup(inputs, ${JSON.stringify(key)})`]));
-      const { id } = await this.runs.submit(tenantId, {
+      const { id, workflow } = await this.runs.submit(tenantId, {
         workflow: {
           id: 'execution',
           nodes: [
@@ -79,7 +79,7 @@ export class ExecutionsController {
       }
       // A client that goes away ends the wait (the execution itself goes on; cancel it to stop it).
       if (gone.aborted) return;
-      const node = (await this.runs.definitionOf(await this.runs.get(tenantId, id))).workflow.nodes[0]!;
+      const node = workflow.nodes[0]!;
       await this.events.waitUntilFinished(id, node.timeoutMs * (node.retries.max + 1) + WAIT_MARGIN_MS, gone);
       if (gone.aborted) return;
       const view = runView(await this.runs.snapshot(tenantId, id, { nodes: [NODE_ID] }));

@@ -37,7 +37,8 @@ export class RunsController {
   })
   async create(@TenantId() tenantId: string, @Body() body: unknown) {
     const request = parseRequest(createRunBody, body, 'run request');
-    return this.runs.submit(tenantId, request);
+    const { id, status } = await this.runs.submit(tenantId, request);
+    return { id, status };
   }
 
   @Get()

@@ -35,7 +35,8 @@ export class RunsService {
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
-  async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase }> {
+  /** Creates a run; returns its id, status and the definition it runs (normalized: defaults filled in). */
+  async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase; workflow: Workflow }> {
     const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
     const resolved = submission.workflow !== undefined
       ? { workflow: parseWorkflow(submission.workflow as string | object, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: this.config.MAX_NODES_PER_RUN }, { dependencyPolicies: policies }), version: undefined }
@@ -51,7 +52,7 @@ export class RunsService {
       idempotencyKey: submission.idempotencyKey,
     });
     const run = await this.get(tenantId, id);
-    return { id, status: run.status };
+    return { id, status: run.status, workflow: resolved.workflow };
   }
 
   /** A tenant's run record; another tenant's run is reported as not found, never as forbidden. */
