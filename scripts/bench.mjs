@@ -1,17 +1,23 @@
 #!/usr/bin/env node
 // `npm run bench`: builds what is missing, starts a private redis-server on a free port, runs the
 // benchmarks of bench/*.mjs against it (each with its own coordinator, worker and key prefix),
-// prints markdown tables and stops everything. Two sections:
+// prints markdown tables and stops everything. Three sections:
 //   core           latency, fan-outs on the process driver, noop fan-out vs raw BullMQ
 //                  → bench/results/latest.md (and latest.json)
 //   orchestration  issue 11: noop-driver fan-outs of 100 / 1,000 / 10,000 nodes and chains of 40 /
 //                  1,000 nodes vs raw BullMQ, coordinator RSS with 100,000 queued nodes
 //                  → bench/results/orchestration.md (and orchestration.json)
+//   warm           issue 12: the process driver's warm pool on vs off (alternating rounds): no-op
+//                  Python / JavaScript / TypeScript nodes end to end, a 40-node Python chain, and
+//                  the idle cost of a full pool → bench/results/warm.md (and warm.json)
 //
 // Environment:
-//   BENCH_ONLY              core | orchestration: run one section only (default: both)
+//   BENCH_ONLY              core | orchestration | warm: run one section only (default: all)
 //   BENCH_SAMPLES           core: samples per latency figure (default 30)
 //   BENCH_FANOUT            core: fan-out size (default 1000)
+//   BENCH_WARM_SAMPLES      warm: sequential executions per language and configuration (default 20)
+//   BENCH_WARM_ROUNDS       warm: rounds of pool off + pool on (default 2)
+//   BENCH_WARM_POOL_SIZE    warm: SANDBOX_WARM_POOL_SIZE of the "on" configuration (default 2, the worker's default)
 //   BENCH_ORCH_FANOUTS      orchestration: fan-out sizes in nodes, comma-separated, or none (default 100,1000,10000)
 //   BENCH_ORCH_CHAINS       orchestration: chain lengths, comma-separated, or none (default 40,1000)
 //   BENCH_ORCH_REPS         orchestration: runs per size up to 1,000 nodes, median reported (default 3)
@@ -30,7 +36,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ROOT, ensureBubblewrap, ensureInstalledAndBuilt, gitDescribe, say, startRedis } from './lib/services.mjs';
 
-const SECTIONS = ['core', 'orchestration'];
+const SECTIONS = ['core', 'orchestration', 'warm'];
 
 function positiveInt(name, fallback, min = 1) {
   const raw = process.env[name];
@@ -162,6 +168,41 @@ async function orchestrationSection(redis) {
   say('results written to bench/results/orchestration.md (and orchestration.json)');
 }
 
+/** Issue 12: the process driver's warm pool, on vs off in alternating rounds. */
+async function warmSection(redis) {
+  ensureBubblewrap();
+  const { runWarmPool } = await import('../bench/warm.mjs');
+  const started = Date.now();
+  const results = await runWarmPool({
+    redisUrl: redis.url,
+    samples: positiveInt('BENCH_WARM_SAMPLES', 20),
+    rounds: positiveInt('BENCH_WARM_ROUNDS', 2),
+    poolSize: positiveInt('BENCH_WARM_POOL_SIZE', 2),
+  });
+  const { off, on } = results;
+  const lines = [
+    machineLine(),
+    '',
+    `| figure | pool off (SANDBOX_WARM_POOL_SIZE=0) | pool on (SANDBOX_WARM_POOL_SIZE=${results.poolSize}) | on ÷ off |`,
+    '|---|---|---|---|',
+    ...['python', 'javascript', 'typescript'].map((language) =>
+      `| no-op ${language} node, POST /v1/executions?wait=true, median / p95 ms | ${ms(off.latency[language].median)} / ${ms(off.latency[language].p95)} | ${ms(on.latency[language].median)} / ${ms(on.latency[language].p95)} | ${times(on.latency[language].median / off.latency[language].median)} |`,
+    ),
+    `| chain of 40 no-op Python nodes, submit → run finished, median s | ${off.chain.median.toFixed(2)} (${off.chain.samples.map((v) => v.toFixed(2)).join(', ')}) | ${on.chain.median.toFixed(2)} (${on.chain.samples.map((v) => v.toFixed(2)).join(', ')}) | ${times(on.chain.median / off.chain.median)} |`,
+    `| idle worker: RSS of the worker and its sandboxes, MiB (processes) | ${off.idle.rssMiB.toFixed(0)} (${off.idle.processes}) | ${on.idle.rssMiB.toFixed(0)} (${on.idle.processes}) | ${times(on.idle.rssMiB / off.idle.rssMiB)} |`,
+    `| idle worker: CPU of the worker and its sandboxes over 5 s, % of one core | ${off.idle.cpuPercent.toFixed(1)} | ${on.idle.cpuPercent.toFixed(1)} | – |`,
+    '',
+    `- ${results.rounds} rounds, each: a fresh stack with pool off, then one with pool on; one worker (WORKER_CONCURRENCY=2), process driver, bubblewrap; ${results.samples} sequential executions per language after ${3} warm-ups (back to back, as one client would send them), then ${results.chains} chains per round`,
+    '- medians over the rounds; the pool serves executions with the default resources, no dependencies and no egress (libs/sandbox/README.md "Warm pool"); it holds Python and Node sandboxes',
+    `- section wall time ${((Date.now() - started) / 1000).toFixed(0)} s; 1-minute load average at the end ${loadavg()[0].toFixed(2)}`,
+    '',
+  ];
+  const table = lines.join('\n');
+  process.stdout.write(`\n${table}`);
+  writeResults('warm', table, { machine: machineLine(), ...results });
+  say('results written to bench/results/warm.md (and warm.json)');
+}
+
 async function main() {
   const started = Date.now();
   const only = process.env.BENCH_ONLY || undefined;
@@ -174,6 +215,7 @@ async function main() {
     // Imported after the build: the sections load the built packages (@podflow/client, bullmq, ioredis).
     if (only === undefined || only === 'core') await coreSection(redis);
     if (only === undefined || only === 'orchestration') await orchestrationSection(redis);
+    if (only === undefined || only === 'warm') await warmSection(redis);
   } finally {
     await redis.stop();
     rmSync(dataDir, { recursive: true, force: true });

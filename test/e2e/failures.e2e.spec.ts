@@ -122,9 +122,15 @@ describe('failures', () => {
     const { id } = await stack.client.submitRun({
       workflow: { id: 'long', nodes: [{ id: 'wait', language: 'python', timeout: '60s', code: `import subprocess\n\ndef main(args):\n    subprocess.run(["sleep", "${marker}"])\n    return {}\n` }] },
     });
-    // The node reports running just before its sandbox spawns: wait for the process itself.
+    // Wait for the process itself. A warm sandbox can run the code before the node's `started`
+    // report lands (the worker sends it after STARTED_REPORT_DELAY_MS), so wait for that too.
     for (let i = 0; i < 200 && processesWith(marker).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
-    expect((await stack.client.getRun(id)).nodes.wait!.status).toBe('running');
+    let status = (await stack.client.getRun(id)).nodes.wait!.status;
+    for (let i = 0; i < 100 && status === 'queued'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      status = (await stack.client.getRun(id)).nodes.wait!.status;
+    }
+    expect(status).toBe('running');
     expect(processesWith(marker).length).toBeGreaterThan(0);
     await stack.client.cancelRun(id);
     const run = await stack.client.waitForRun(id);
