@@ -17,6 +17,8 @@ const NOOPS = {
   typescript: TYPESCRIPT_NOOP,
 };
 const WARMUP = 3;
+/** Between spaced requests: long enough for the pool to refill (a sandbox starts in ~60-150 ms here). */
+export const SPACED_PAUSE_MS = 250;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** `pid` and every process below it (sandboxes are the worker's children, their runners further down). */
@@ -75,17 +77,13 @@ async function measure(stack, { samples, chains, idleSeconds }) {
   await sleep(idleSeconds * 1000);
   const idle = { rssMiB: rssMiB(idleTree), cpuPercent: ((cpuSeconds(idleTree) - cpuBefore) / idleSeconds) * 100, processes: idleTree.length };
 
+  // Two ways a client sends: one request at a time with a pause (the pool has refilled: what one
+  // node costs), and back to back (the pool refills while the next requests come: sustained use).
   const latency = {};
+  const backToBack = {};
   for (const [language, code] of Object.entries(NOOPS)) {
-    const times = [];
-    for (let i = 0; i < WARMUP + samples; i++) {
-      const start = performance.now();
-      const result = await stack.client.execute({ language, code });
-      const ms = performance.now() - start;
-      if (result.status !== 'succeeded') throw new Error(`${language} no-op node ended ${result.status}: ${JSON.stringify(result.error ?? result)}`);
-      if (i >= WARMUP) times.push(ms);
-    }
-    latency[language] = { median: median(times), p95: percentile(times, 95) };
+    latency[language] = await sequence(stack, language, code, samples, SPACED_PAUSE_MS);
+    backToBack[language] = await sequence(stack, language, code, samples, 0);
   }
 
   const chainSeconds = [];
@@ -98,7 +96,21 @@ async function measure(stack, { samples, chains, idleSeconds }) {
     chainSeconds.push((performance.now() - started) / 1000);
     checkAllSucceeded(runId, await readRun(stack, runId), 40);
   }
-  return { idle, latency, chain: { median: median(chainSeconds), samples: chainSeconds } };
+  return { idle, latency, backToBack, chain: { median: median(chainSeconds), samples: chainSeconds } };
+}
+
+/** `samples` sequential no-op executions after WARMUP, `pauseMs` apart; median and p95 ms. */
+async function sequence(stack, language, code, samples, pauseMs) {
+  const times = [];
+  for (let i = 0; i < WARMUP + samples; i++) {
+    if (pauseMs > 0) await sleep(pauseMs);
+    const start = performance.now();
+    const result = await stack.client.execute({ language, code });
+    const ms = performance.now() - start;
+    if (result.status !== 'succeeded') throw new Error(`${language} no-op node ended ${result.status}: ${JSON.stringify(result.error ?? result)}`);
+    if (i >= WARMUP) times.push(ms);
+  }
+  return { median: median(times), p95: percentile(times, 95) };
 }
 
 /**
@@ -121,6 +133,9 @@ export async function runWarmPool({ redisUrl, samples = 20, chains = 3, rounds =
     idle: { rssMiB: median(list.map((f) => f.idle.rssMiB)), cpuPercent: median(list.map((f) => f.idle.cpuPercent)), processes: median(list.map((f) => f.idle.processes)) },
     latency: Object.fromEntries(
       Object.keys(NOOPS).map((language) => [language, { median: median(list.map((f) => f.latency[language].median)), p95: median(list.map((f) => f.latency[language].p95)) }]),
+    ),
+    backToBack: Object.fromEntries(
+      Object.keys(NOOPS).map((language) => [language, { median: median(list.map((f) => f.backToBack[language].median)), p95: median(list.map((f) => f.backToBack[language].p95)) }]),
     ),
     chain: { median: median(list.flatMap((f) => f.chain.samples)), samples: list.flatMap((f) => f.chain.samples) },
   });

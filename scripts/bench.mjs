@@ -171,7 +171,7 @@ async function orchestrationSection(redis) {
 /** Issue 12: the process driver's warm pool, on vs off in alternating rounds. */
 async function warmSection(redis) {
   ensureBubblewrap();
-  const { runWarmPool } = await import('../bench/warm.mjs');
+  const { SPACED_PAUSE_MS, runWarmPool } = await import('../bench/warm.mjs');
   const started = Date.now();
   const results = await runWarmPool({
     redisUrl: redis.url,
@@ -186,13 +186,16 @@ async function warmSection(redis) {
     `| figure | pool off (SANDBOX_WARM_POOL_SIZE=0) | pool on (SANDBOX_WARM_POOL_SIZE=${results.poolSize}) | on ÷ off |`,
     '|---|---|---|---|',
     ...['python', 'javascript', 'typescript'].map((language) =>
-      `| no-op ${language} node, POST /v1/executions?wait=true, median / p95 ms | ${ms(off.latency[language].median)} / ${ms(off.latency[language].p95)} | ${ms(on.latency[language].median)} / ${ms(on.latency[language].p95)} | ${times(on.latency[language].median / off.latency[language].median)} |`,
+      `| no-op ${language} node, POST /v1/executions?wait=true, one at a time ${SPACED_PAUSE_MS} ms apart, median / p95 ms | ${ms(off.latency[language].median)} / ${ms(off.latency[language].p95)} | ${ms(on.latency[language].median)} / ${ms(on.latency[language].p95)} | ${times(on.latency[language].median / off.latency[language].median)} |`,
+    ),
+    ...['python', 'javascript', 'typescript'].map((language) =>
+      `| no-op ${language} node, same, back to back (the pool refills meanwhile), median / p95 ms | ${ms(off.backToBack[language].median)} / ${ms(off.backToBack[language].p95)} | ${ms(on.backToBack[language].median)} / ${ms(on.backToBack[language].p95)} | ${times(on.backToBack[language].median / off.backToBack[language].median)} |`,
     ),
     `| chain of 40 no-op Python nodes, submit → run finished, median s | ${off.chain.median.toFixed(2)} (${off.chain.samples.map((v) => v.toFixed(2)).join(', ')}) | ${on.chain.median.toFixed(2)} (${on.chain.samples.map((v) => v.toFixed(2)).join(', ')}) | ${times(on.chain.median / off.chain.median)} |`,
     `| idle worker: RSS of the worker and its sandboxes, MiB (processes) | ${off.idle.rssMiB.toFixed(0)} (${off.idle.processes}) | ${on.idle.rssMiB.toFixed(0)} (${on.idle.processes}) | ${times(on.idle.rssMiB / off.idle.rssMiB)} |`,
     `| idle worker: CPU of the worker and its sandboxes over 5 s, % of one core | ${off.idle.cpuPercent.toFixed(1)} | ${on.idle.cpuPercent.toFixed(1)} | – |`,
     '',
-    `- ${results.rounds} rounds, each: a fresh stack with pool off, then one with pool on; one worker (WORKER_CONCURRENCY=2), process driver, bubblewrap; ${results.samples} sequential executions per language after ${3} warm-ups (back to back, as one client would send them), then ${results.chains} chains per round`,
+    `- ${results.rounds} rounds, each: a fresh stack with pool off, then one with pool on; one worker (WORKER_CONCURRENCY=2), process driver, bubblewrap; ${results.samples} sequential executions per language after 3 warm-ups, once ${SPACED_PAUSE_MS} ms apart and once back to back, then ${results.chains} chains per round (1 s apart)`,
     '- medians over the rounds; the pool serves executions with the default resources, no dependencies and no egress (libs/sandbox/README.md "Warm pool"); it holds Python and Node sandboxes',
     `- section wall time ${((Date.now() - started) / 1000).toFixed(0)} s; 1-minute load average at the end ${loadavg()[0].toFixed(2)}`,
     '',
