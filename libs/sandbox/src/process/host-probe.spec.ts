@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isReachableBy, resolveExecutable, runProbe, sweepStaleExecutions, writeSyntheticEtc } from './host-probe';
+import { isReachableBy, killProcessesNaming, resolveExecutable, runProbe, sweepStaleExecutions, writeSyntheticEtc } from './host-probe';
 
 let root: string;
 
@@ -71,5 +71,26 @@ describe('host probes', () => {
     for (const dir of [orphan, mine, parent]) await mkdir(dir);
     expect(await sweepStaleExecutions(root, 24 * 60 * 60 * 1000)).toBe(1);
     expect([existsSync(orphan), existsSync(mine), existsSync(parent)]).toEqual([false, true, true]);
+  });
+});
+
+describe('killProcessesNaming', () => {
+  it('kills the processes whose arguments name a path inside the directory, and only those', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'podflow-kill-naming-'));
+    const keep = `${dir}-other`;
+    const inside = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', join(dir, 'home')], { stdio: 'ignore' });
+    const beside = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', join(keep, 'home')], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => inside.once('exit', (_code, signal) => resolve(signal)));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await killProcessesNaming(dir)).toBe(1);
+      expect(await exited).toBe('SIGKILL');
+      expect(beside.exitCode).toBeNull();
+      expect(beside.signalCode).toBeNull();
+    } finally {
+      inside.kill('SIGKILL');
+      beside.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

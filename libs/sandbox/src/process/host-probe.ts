@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, chmod, lstat, mkdir, readdir, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, chmod, lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { SANDBOX_GID, SANDBOX_HOME, SANDBOX_UID, type RootEntry, type SyntheticEtc } from './bubblewrap';
 import { SLIRP } from './egress-routes';
@@ -120,6 +120,10 @@ export async function sweepStaleExecutions(workRoot: string, olderThanMs: number
     const owner = /^(?:exec|install)-(\d+)-/.exec(name)?.[1];
     const ownerGone = owner !== undefined && Number(owner) !== process.pid && !(await pathExists(`/proc/${owner}`));
     if (!ownerGone && now - info.mtimeMs < olderThanMs) continue;
+    // A sandbox whose worker died while bubblewrap was still setting it up can miss its
+    // parent-death signal and linger (it would hold its uid and home): its command line names
+    // this directory, so it is found and killed before the directory goes.
+    await killProcessesNaming(path);
     // Detach the tmpfs first, or rm stops at the mount point.
     if (umountBin) await runProbe(umountBin, ['--lazy', kind === 'exec' ? join(path, 'home') : path]);
     await rm(path, { recursive: true, force: true }).then(
@@ -128,6 +132,30 @@ export async function sweepStaleExecutions(workRoot: string, olderThanMs: number
     );
   }
   return removed;
+}
+
+/** SIGKILLs every process whose command line contains `path/` and waits (bounded) until they are gone. */
+export async function killProcessesNaming(path: string): Promise<number> {
+  const needle = `${path}/`;
+  const found: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').some((arg) => arg.startsWith(needle))) found.push(Number(entry));
+  }
+  for (const pid of found) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile, or not ours to kill
+    }
+  }
+  for (let i = 0; i < 50 && found.length > 0; i++) {
+    const alive = await Promise.all(found.map((pid) => readFile(`/proc/${pid}/stat`, 'utf8').then((stat) => !/^\S+ \(.*\) [ZX]/s.test(stat), () => false)));
+    if (!alive.some(Boolean)) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return found.length;
 }
 
 async function pathExists(path: string): Promise<boolean> {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -167,6 +168,52 @@ describe('process driver: warm pool', () => {
     expect((await readdir(root)).filter((name) => name.startsWith('exec-')).length).toBe(4);
     await own.close();
     expect((await readdir(root)).filter((name) => name.startsWith('exec-'))).toEqual([]);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('a worker killed with a full pool leaves nothing running or stored once the next driver has started on its work root', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'podflow-warm-crash-'));
+    await chmod(root, 0o711);
+    // A separate process holding a full pool, as a worker would; the built package, as the worker runs it.
+    const script = `
+      const { ProcessDriver } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'index.js'))});
+      const driver = new ProcessDriver({ isolation: 'bubblewrap', workRoot: ${JSON.stringify(root)}, warmPoolSize: 2 });
+      driver.init().then(async () => {
+        for (;;) {
+          const s = driver.poolStats();
+          if (s.waiting.python + s.waiting.node === 4) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        process.stdout.write('full');
+      });`;
+    const worker = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    worker.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    await new Promise<void>((resolve, reject) => {
+      worker.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('full') && resolve());
+      worker.once('exit', (code) => reject(new Error(`the pool process exited early (${code}): ${stderr}`)));
+    });
+    const sandboxesOf = async () => {
+      const found: string[] = [];
+      for (const pid of await readdir('/proc')) {
+        const cmdline = /^\d+$/.test(pid) ? await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '') : '';
+        const state = cmdline.includes(root) ? /^State:\s+(.*)$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''))?.[1] : undefined;
+        if (state && !state.startsWith('Z')) found.push(`${pid} (${state}): ${cmdline.replace(/\0/g, ' ').slice(0, 120)}`);
+      }
+      return found;
+    };
+    expect((await sandboxesOf()).length).toBeGreaterThanOrEqual(4);
+    expect((await readdir(root)).filter((name) => name.startsWith(`exec-${worker.pid}-`)).length).toBe(4);
+    worker.kill('SIGKILL');
+    await new Promise((resolve) => worker.once('exit', resolve));
+    // --die-with-parent ends the waiting sandboxes with their worker; one that was still being set
+    // up can miss that signal. Their directories stay until a driver starts on the same work root,
+    // which kills what is left of them and removes the directories.
+    const next = new ProcessDriver({ isolation: 'bubblewrap', workRoot: root, logger: { warn: () => undefined, info: () => undefined } });
+    await next.init();
+    expect(await sandboxesOf()).toEqual([]);
+    expect((await readdir(root)).filter((name) => name.startsWith(`exec-${worker.pid}-`))).toEqual([]);
+    await next.close();
     await rm(root, { recursive: true, force: true });
   });
 });
