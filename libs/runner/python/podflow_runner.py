@@ -532,7 +532,7 @@ def bind_arguments(main, args):
 def is_awaitable(value):
     """inspect.isawaitable without importing inspect: a coroutine, an object with __await__, or a
     generator-based coroutine (types.coroutine)."""
-    if isinstance(value, types.CoroutineType) or hasattr(type(value), "__await__"):
+    if isinstance(value, types.CoroutineType) or getattr(type(value), "__await__", None) is not None:
         return True
     return isinstance(value, types.GeneratorType) and bool(value.gi_code.co_flags & 0x100)  # CO_ITERABLE_COROUTINE
 
@@ -687,6 +687,10 @@ def execute(request, limits, out, err):
     # bytecode writing is turned off here: __pycache__ must not land in read-only layers or among
     # the captured files.
     extra = [p for p in os.environ.get("PODFLOW_PYTHONPATH", "").split(os.pathsep) if p]
+    if extra:
+        # What the runner imports only when needed comes from the standard library, never from a
+        # layer that happens to hold a package of the same name (PyPI has an "asyncio").
+        import asyncio, hashlib, inspect, traceback  # noqa: E401,F401
     sys.path[:0] = extra
     sys.dont_write_bytecode = True
     before = snapshot(root)

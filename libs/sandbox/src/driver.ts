@@ -61,7 +61,13 @@ export interface SandboxOutcome {
  */
 export interface SandboxDriver {
   readonly name: string;
-  execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome>;
+  /**
+   * Runs one execution. With `handOver`, the code is not handed to the sandbox before it resolves:
+   * the driver prepares (starts or takes a sandbox) meanwhile, then looks at `signal` again, so a
+   * check the caller runs alongside (is this execution canceled?) costs no time and still comes
+   * before any user code. It must not reject.
+   */
+  execute(request: SandboxRequest, signal: AbortSignal, handOver?: Promise<void>): Promise<SandboxOutcome>;
   /** Releases driver-wide resources (watchers, pools). */
   close(): Promise<void>;
 }

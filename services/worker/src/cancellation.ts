@@ -39,9 +39,8 @@ export class CancellationRegistry {
 
   /**
    * Looks the execution up in the canceled set and aborts it if it is there. Run alongside the
-   * start of the execution rather than before it, so the lookup costs no round trip on the way
-   * to the sandbox: a sandbox aborted this early ends CANCELED before any user code runs (the
-   * drivers check the signal first), exactly like one canceled a moment after it was taken.
+   * start of the sandbox rather than before it (the driver hands the code over only after it
+   * answered: `handOver`), so the lookup costs no round trip on the way to the sandbox.
    * Resolves to whether it was canceled; rejects if Redis cannot answer.
    */
   async checkCanceled(executionId: string, controller: AbortController): Promise<boolean> {

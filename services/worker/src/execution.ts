@@ -23,15 +23,17 @@ export interface ExecutionDeps {
   store: ObjectStore;
   workerId: string;
   signal: AbortSignal;
+  /** Passed to the driver: the code is handed to the sandbox only once this resolves (SandboxDriver.execute). */
+  handOver?: Promise<void>;
   now?: () => number;
   /** Outputs whose JSON is larger are stored and sent as `outputRef` (`OUTPUT_INLINE_MAX_BYTES`). */
   outputInlineMaxBytes?: number;
   /** How storing files and output is retried once the code has run (default `DEFAULT_STORE_RETRY`). */
   storeRetry?: StoreRetryPolicy;
   /**
-   * Takes the sandbox's clean-up (unmount, delete its directory) off the result's path: it runs
-   * after the result is returned, and the caller waits for it before it shuts down. Without it the
-   * clean-up is awaited first.
+   * Takes the sandbox's clean-up (unmount, delete its directory, delete its pod) off the result's
+   * path: it is started when the result is ready and runs while the result is reported; the caller
+   * waits for it before it shuts down. Without it the clean-up is awaited before returning.
    */
   deferCleanup?: (cleanup: Promise<void>) => void;
   /** Told about leftovers that could not be freed; they never fail the execution. */
@@ -73,6 +75,7 @@ export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<E
       resources: job.resources,
     },
     deps.signal,
+    deps.handOver,
   );
   try {
     const stored = await storeArtifacts(job, outcome, payloads, deps);

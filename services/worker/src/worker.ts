@@ -128,11 +128,16 @@ export class PodflowWorker {
       log.info('execution was canceled before it started; skipping');
       return;
     }
-    // Answered while the execution starts: a cancel found there aborts it before user code runs.
-    const canceledCheck = this.cancellations.checkCanceled(exec.executionId, controller).catch((error: unknown) => {
-      log.warn({ err: error }, 'could not look the execution up in the canceled set; a cancel announced from now on still stops it');
-      return false;
-    });
+    // Answered while the sandbox starts; the driver hands the code over only after it (handOver),
+    // so a cancel found there stops the execution before any user code runs. A lookup that fails
+    // hands the job back to the queue, as a failed job would be retried.
+    const canceledCheck = this.cancellations.checkCanceled(exec.executionId, controller).then(
+      () => undefined,
+      (error: unknown) => {
+        log.warn({ err: error }, 'could not look the execution up in the canceled set; handing the job back');
+        controller.abort('shutdown');
+      },
+    );
     const started = new StartReport(
       () => this.report({ kind: 'started', runId: exec.runId, nodeId: exec.nodeId, attempt: exec.attempt, executionId: exec.executionId, workerId: this.options.workerId, at: Date.now() }),
       this.options.startedReportDelayMs ?? DEFAULT_STARTED_REPORT_DELAY_MS,
@@ -144,6 +149,7 @@ export class PodflowWorker {
         store: this.options.store,
         workerId: this.options.workerId,
         signal: controller.signal,
+        handOver: canceledCheck,
         outputInlineMaxBytes: this.options.outputInlineMaxBytes,
         deferCleanup: (cleanup) => {
           const tracked = cleanup.finally(() => this.pendingCleanups.delete(tracked));

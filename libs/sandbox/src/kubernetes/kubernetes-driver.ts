@@ -54,7 +54,7 @@ export class KubernetesDriver implements SandboxDriver {
     return this.options.placement.namespace;
   }
 
-  async execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome> {
+  async execute(request: SandboxRequest, signal: AbortSignal, handOver?: Promise<void>): Promise<SandboxOutcome> {
     if (signal.aborted) return ended({ kind: 'canceled' }, 0);
     const local = new AbortController();
     const onAbort = (): void => local.abort();
@@ -64,7 +64,7 @@ export class KubernetesDriver implements SandboxDriver {
     const dispose = once(() => this.deletePod(name));
     try {
       const resources = resolvePodResources(request.resources, this.policy);
-      const outcome = await this.run(request, name, resources, local.signal);
+      const outcome = await this.run(request, name, resources, local.signal, handOver);
       return { ...outcome, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), dispose };
     } catch (error) {
       await dispose();
@@ -79,7 +79,7 @@ export class KubernetesDriver implements SandboxDriver {
     for (const controller of this.running) controller.abort();
   }
 
-  private async run(request: SandboxRequest, name: string, resources: PodResources, signal: AbortSignal): Promise<Omit<SandboxOutcome, 'dispose'>> {
+  private async run(request: SandboxRequest, name: string, resources: PodResources, signal: AbortSignal, handOver?: Promise<void>): Promise<Omit<SandboxOutcome, 'dispose'>> {
     const limits = mergeRunnerLimits(this.options.limits, request.limits);
     const started = Date.now();
     const deadlineAt = started + this.startTimeoutMs + request.timeoutMs + 60_000;
@@ -119,6 +119,12 @@ export class KubernetesDriver implements SandboxDriver {
       if (startProblem) return ended(startProblem, Date.now() - started, NO_LOGS, resources.memoryBytes);
 
       // 2. The request in, the answer out: attach (unless an adopted runner already has its request).
+      // Not before the caller's own check (handOver) has answered; a cancel it found ends here.
+      await handOver;
+      if (signal.aborted) {
+        await this.deletePod(name);
+        return ended({ kind: 'canceled', detail: 'before the request was sent; the pod was deleted' }, Date.now() - started, NO_LOGS, resources.memoryBytes);
+      }
       const needsRequest = await this.needsRequest(watch, name, runnerNonce);
       const stdout = new ByteCollector(stdoutCapBytes(limits));
       const stderr = new ByteCollector(256 * 1024);

@@ -17,8 +17,8 @@ export class LayerResolvingDriver implements SandboxDriver {
     this.name = inner.name;
   }
 
-  async execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome> {
-    if (request.dependencies.length === 0) return this.inner.execute(request, signal);
+  async execute(request: SandboxRequest, signal: AbortSignal, handOver?: Promise<void>): Promise<SandboxOutcome> {
+    if (request.dependencies.length === 0) return this.inner.execute(request, signal, handOver);
     const started = Date.now();
     let layer;
     try {
@@ -34,7 +34,7 @@ export class LayerResolvingDriver implements SandboxDriver {
         dispose: async () => undefined,
       };
     }
-    const outcome = await this.inner.execute({ ...request, layer }, signal);
+    const outcome = await this.inner.execute({ ...request, layer }, signal, handOver);
     return layer ? { ...outcome, layer: { key: layer.key, source: layer.source, resolveMs: layer.resolveMs } } : outcome;
   }
 

@@ -138,6 +138,33 @@ describe('process driver: warm pool', () => {
     expect(slow).toMatchObject({ status: 'failed', error: { code: 'EXECUTION_TIMEOUT' } });
   });
 
+  it('hands the code over only after the caller\'s check: a cancel it finds stops the execution before the request is written', async () => {
+    await poolFull();
+    const controller = new AbortController();
+    // The caller's check (is this execution canceled?) answers after 300 ms, and says yes.
+    const handOver = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        controller.abort('canceled');
+        resolve();
+      }, 300),
+    );
+    const outcome = await driver.execute(request({ code: 'def main(args):\n    return {"ran": True}' }), controller.signal, handOver);
+    outcomes.push(outcome);
+    // A no-op that had been handed over would have succeeded long before the check answered.
+    expect(outcome).toMatchObject({ status: 'failed', error: { code: 'CANCELED' } });
+    // The same on the cold path (other resources): the sandbox starts, the request waits for the check.
+    const coldController = new AbortController();
+    const coldHandOver = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        coldController.abort('canceled');
+        resolve();
+      }, 1_000),
+    );
+    const cold = await driver.execute(request({ code: 'def main(args):\n    return {"ran": True}', resources: { memory: '300Mi' } }), coldController.signal, coldHandOver);
+    outcomes.push(cold);
+    expect(cold).toMatchObject({ status: 'failed', error: { code: 'CANCELED' } });
+  });
+
   it('starts cold what a tenant-neutral sandbox cannot serve: other resources', async () => {
     await poolFull();
     const before = driver.poolStats()!;

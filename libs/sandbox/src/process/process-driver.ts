@@ -130,7 +130,7 @@ export class ProcessDriver implements SandboxDriver {
     return this.pool?.stats();
   }
 
-  async execute(request: SandboxRequest, signal: AbortSignal): Promise<SandboxOutcome> {
+  async execute(request: SandboxRequest, signal: AbortSignal, handOver?: Promise<void>): Promise<SandboxOutcome> {
     const limits = mergeRunnerLimits(this.options.limits, request.limits);
     if (signal.aborted) return failedOutcome({ code: 'CANCELED', message: 'execution canceled' }, 0);
     const plan = await this.plan();
@@ -159,6 +159,8 @@ export class ProcessDriver implements SandboxDriver {
     this.running.add(local);
     // Resolves once nothing the code started is left; the uid, cgroups and network are freed after it.
     let teardown: Promise<void> = Promise.resolve();
+    let started: { process: StartedSandboxProcess; command: string } | undefined;
+    let handedOver = false;
     try {
       const memoryLimitBytes = resources.memoryBytes;
       const nonce = randomBytes(16).toString('hex');
@@ -172,12 +174,14 @@ export class ProcessDriver implements SandboxDriver {
         // The runner says on stderr when it has the request: past that line, nothing is the wrappers' fault.
         announce: true,
       };
-      let started: { process: StartedSandboxProcess; command: string };
       if (warm) started = warm;
       else {
         const launch = this.launchSpec(plan, sandbox, request.language, memoryLimitBytes, request.layer?.hostPath ? request.layer : undefined);
         started = { process: startSandboxProcess(launch), command: launch.command };
       }
+      // The sandbox starts (or waits, warm) meanwhile; run() sees an abort this brought.
+      await handOver;
+      handedOver = true;
       const run = await started.process.run({
         stdin: JSON.stringify(runnerRequest),
         stdoutCapBytes: stdoutCapBytes(limits),
@@ -189,6 +193,11 @@ export class ProcessDriver implements SandboxDriver {
       });
       teardown = run.teardown;
       const response = run.stdout ? parseRunnerOutput(run.stdout, nonce) : undefined;
+      if (warm && !response && !run.runnerStarted && run.termination === 'exited') {
+        // It ended while waiting, just before it was taken: nothing of this execution ran.
+        await teardown;
+        return failedOutcome({ code: 'SANDBOX_LOST', message: 'the warm sandbox taken for this execution had ended before it received the request' }, run.durationMs, () => teardown.then(() => sandbox.dispose()));
+      }
       // An answer without files is final as it is: the kernel finishes the sandbox off in the
       // background. Files are read only from a dead sandbox (nothing may still write them), and an
       // ending without an answer is judged once the memory cgroup has seen all of it.
@@ -209,6 +218,8 @@ export class ProcessDriver implements SandboxDriver {
       const dispose = (): Promise<void> => teardown.then(() => sandbox.dispose());
       return { ...classified, ...files, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), durationMs: run.durationMs, dispose };
     } catch (error) {
+      // A sandbox started (or taken) but never handed its request is still waiting: end it first.
+      if (started && !handedOver) await started.process.discard();
       await teardown;
       await sandbox.dispose();
       throw error;
@@ -243,7 +254,9 @@ export class ProcessDriver implements SandboxDriver {
 
   /** Starts the warm pool once the host is known to run sandboxes (idempotent). */
   private startPool(plan: IsolationPlan): void {
-    if (this.pool || this.closed || plan.kind === 'unavailable' || !this.options.warmPoolSize) return;
+    // Bubblewrap only: without it a waiting runner's stdin and home are reachable by any code
+    // running under the worker's uid, which could then read the next tenant's request.
+    if (this.pool || this.closed || plan.kind !== 'bubblewrap' || !this.options.warmPoolSize) return;
     this.pool = new WarmPool({
       size: this.options.warmPoolSize,
       runtimes: ['python', 'node'],
@@ -269,7 +282,7 @@ export class ProcessDriver implements SandboxDriver {
     const sandbox = await this.prepare(plan, this.defaultResources, false);
     try {
       const launch = this.launchSpec(plan, sandbox, runtime === 'python' ? 'python' : 'javascript', this.defaultResources.memoryBytes, undefined, true);
-      return { runtime, sandbox, process: startSandboxProcess(launch), command: launch.command };
+      return { runtime, sandbox, process: startSandboxProcess(launch), command: launch.command, startedAt: Date.now() };
     } catch (error) {
       await sandbox.dispose();
       throw error;
@@ -409,7 +422,7 @@ export class ProcessDriver implements SandboxDriver {
 /** Default size of the `/home/user` tmpfs (the Kubernetes driver's `K8S_HOME_SIZE` default too). */
 const DEFAULT_HOME_SIZE_BYTES = 256 * 1024 * 1024;
 
-function failedOutcome(error: NodeError, durationMs: number): SandboxOutcome {
+function failedOutcome(error: NodeError, durationMs: number, dispose: () => Promise<void> = async () => undefined): SandboxOutcome {
   const logs: CapturedLogs = { stdout: '', stderr: '', truncated: false };
-  return { status: 'failed', error, logs, files: [], durationMs, dispose: async () => undefined };
+  return { status: 'failed', error, logs, files: [], durationMs, dispose };
 }

@@ -101,6 +101,8 @@ export class StartedSandboxProcess {
   private markerWindow = '';
   private endWindow = '';
   private answered = false;
+  /** The process has exited (its pipes may still be open): it can no longer take a request. */
+  private exited = false;
   private termination?: Termination;
   private namespacePid: Promise<NamespaceInit | undefined> = Promise.resolve(undefined);
   private ended?: Omit<SandboxProcessResult, 'durationMs'>;
@@ -153,6 +155,7 @@ export class StartedSandboxProcess {
     // The process may die before reading its request; that failure shows as its exit, not here.
     child.stdin?.on('error', () => undefined);
     child.on('exit', (exitCode, signal) => {
+      this.exited = true;
       // Leftovers of the code in the group (`none` isolation) die with the runner.
       killGroup(child);
       // The answer is complete (endMarker): no need to wait for the pipes to close.
@@ -172,7 +175,7 @@ export class StartedSandboxProcess {
 
   /** Whether the process is still there to take a request (not ended, not handed one already). */
   get waiting(): boolean {
-    return this.ended === undefined && this.runSpec === undefined;
+    return !this.exited && this.ended === undefined && this.runSpec === undefined;
   }
 
   /** Called once when the process has ended and its pid namespace is gone, run or not. */
@@ -189,9 +192,13 @@ export class StartedSandboxProcess {
     if (this.runSpec) throw new Error('this sandbox process was already handed a request');
     this.runSpec = run;
     const startedAt = Date.now();
-    if (this.stdoutBytes > run.stdoutCapBytes) this.stop('output-too-large');
-    for (const chunk of this.stdoutChunks) this.watchForAnswer(chunk);
-    this.child?.stdin?.end(run.stdin);
+    // Checked before the request is written: a canceled or overflowing sandbox never gets it.
+    if (run.signal.aborted) this.stop('canceled');
+    else if (this.stdoutBytes > run.stdoutCapBytes) this.stop('output-too-large');
+    else {
+      for (const chunk of this.stdoutChunks) this.watchForAnswer(chunk);
+      this.child?.stdin?.end(run.stdin);
+    }
     const timer = setTimeout(() => this.stop('timeout'), run.timeoutMs);
     this.cleanup.push(() => clearTimeout(timer));
     const onAbort = (): void => this.stop('canceled');
@@ -230,7 +237,7 @@ export class StartedSandboxProcess {
     }
     this.answered = true;
     // No termination reason: the process ended because it had answered.
-    killGroup(this.child);
+    if (!this.ended) killGroup(this.child);
   }
 
   private onStderr(chunk: Buffer): void {
@@ -247,7 +254,8 @@ export class StartedSandboxProcess {
 
   private stop(reason: Termination): void {
     this.termination ??= reason;
-    killGroup(this.child);
+    // Once reaped, the process group id could belong to someone else.
+    if (!this.ended) killGroup(this.child);
   }
 
   private finish(exitCode: number | null, signal: NodeJS.Signals | null, spawnError?: string): void {

@@ -19,10 +19,18 @@ class FakeProcess {
     this.listeners.push(listener);
   }
 
-  /** As if killed from outside while waiting. */
-  die(): void {
+  /** As if killed from outside while waiting: it stops waiting at once, its teardown ends later (`tornDown`). */
+  exit(): void {
     this.ended = true;
+  }
+
+  tornDown(): void {
     for (const listener of this.listeners.splice(0)) listener();
+  }
+
+  die(): void {
+    this.exit();
+    this.tornDown();
   }
 
   async discard(): Promise<void> {
@@ -45,7 +53,7 @@ function fakeStarter(options: { fail?: () => boolean } = {}) {
     const process = new FakeProcess();
     let disposed = false;
     const sandbox = { dispose: async () => void (disposed = true) } as unknown as ExecutionSandbox;
-    const member: WarmSandbox = { runtime, sandbox, process: process as unknown as StartedSandboxProcess, command: 'bwrap' };
+    const member: WarmSandbox = { runtime, sandbox, process: process as unknown as StartedSandboxProcess, command: 'bwrap', startedAt: Date.now() };
     started.push({ member, process, disposed: () => disposed });
     return member;
   });
@@ -149,5 +157,33 @@ describe('WarmPool', () => {
     // The taken one belongs to its execution: the pool leaves it alone.
     expect(started.find((s) => s.member === taken)!.process.discarded).toBe(false);
     expect(warm.take('python')).toBeUndefined();
+  });
+
+  it('never hands out one that exited before its teardown ended, and still disposes of it', async () => {
+    const { start, started } = fakeStarter();
+    const warm = pool({ size: 2, start, runtimes: ['python'] });
+    warm.fill();
+    await until(() => warm.stats().waiting.python === 2, 'filled');
+    const [first, second] = started;
+    first!.process.exit();
+    // The oldest has exited but is not torn down yet: the next one is handed out instead.
+    expect(warm.take('python')).toBe(second!.member);
+    expect(first!.disposed()).toBe(false);
+    first!.process.tornDown();
+    expect(first!.disposed()).toBe(true);
+    expect(warm.stats().lost).toBe(1);
+  });
+
+  it('replaces sandboxes that waited longer than maxIdleMs', async () => {
+    const { start, started } = fakeStarter();
+    const warm = pool({ size: 1, start, runtimes: ['node'], maxIdleMs: 300 });
+    warm.fill();
+    await until(() => warm.stats().waiting.node === 1, 'filled');
+    const first = started[0]!;
+    // The recycler looks at least every second.
+    await until(() => first.process.discarded && first.disposed(), 'the stale one discarded');
+    await until(() => warm.stats().waiting.node === 1 && started.length >= 2, 'replaced');
+    expect(warm.take('node')).not.toBe(first.member);
+    expect(warm.stats().lost).toBe(0);
   });
 });

@@ -17,6 +17,8 @@ export function poolRuntimeOf(language: Language): PoolRuntime {
  */
 export interface WarmSandbox {
   runtime: PoolRuntime;
+  /** When it was started (Date.now()). */
+  startedAt: number;
   sandbox: ExecutionSandbox;
   process: StartedSandboxProcess;
   /** The command line's first word, for error messages (as a cold start reports it). */
@@ -36,11 +38,17 @@ export interface WarmPoolOptions {
    * refills a drained pool faster; the cap keeps a large pool from starting everything at once.
    */
   maxStarting?: number;
+  /**
+   * A sandbox waiting longer is replaced (default 30 min): its host directory must not look
+   * abandoned to a sweep (host-probe.ts), and a long-lived process is a longer-lived target.
+   */
+  maxIdleMs?: number;
 }
 
 /** After a failed start, the next waits this long, doubling up to RETRY_MAX_MS (a host that cannot start sandboxes is not hammered). */
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
+const DEFAULT_MAX_IDLE_MS = 30 * 60_000;
 
 export interface WarmPoolStats {
   waiting: Record<PoolRuntime, number>;
@@ -66,7 +74,11 @@ export class WarmPool {
   private readonly retryDelay = new Map<PoolRuntime, number>();
   private readonly retryTimer = new Map<PoolRuntime, NodeJS.Timeout>();
   private readonly pending = new Set<Promise<unknown>>();
+  /** Handed to an execution: it owns them now, whatever happens to them. */
+  private readonly handedOut = new WeakSet<WarmSandbox>();
   private readonly maxStarting: number;
+  private readonly maxIdleMs: number;
+  private readonly recycler: NodeJS.Timeout;
   private closed = false;
   private taken = 0;
   private missed = 0;
@@ -74,6 +86,9 @@ export class WarmPool {
 
   constructor(private readonly options: WarmPoolOptions) {
     this.maxStarting = Math.max(1, options.maxStarting ?? Math.min(options.size, 4));
+    this.maxIdleMs = options.maxIdleMs ?? DEFAULT_MAX_IDLE_MS;
+    this.recycler = setInterval(() => this.recycleStale(), Math.max(1_000, Math.min(60_000, this.maxIdleMs / 2)));
+    this.recycler.unref();
     for (const runtime of options.runtimes) {
       this.waiting.set(runtime, []);
       this.starting.set(runtime, 0);
@@ -89,11 +104,12 @@ export class WarmPool {
   take(runtime: PoolRuntime): WarmSandbox | undefined {
     const queue = this.waiting.get(runtime);
     if (!queue) return undefined;
-    let member: WarmSandbox | undefined;
-    while ((member = queue.shift()) && !member.process.waiting) {
-      // Ended a moment ago; its onEnded handler disposes of it.
-    }
+    // The oldest that still waits; one that ended a moment ago stays behind for its onEnded
+    // handler, which disposes of it and refills.
+    const index = queue.findIndex((candidate) => candidate.process.waiting);
+    const member = index >= 0 ? queue.splice(index, 1)[0] : undefined;
     if (member) {
+      this.handedOut.add(member);
       this.taken++;
       // A sandbox that lived to be used: the host can start them, later failures back off from the start.
       this.retryDelay.delete(runtime);
@@ -111,6 +127,7 @@ export class WarmPool {
   /** Kills the waiting sandboxes and frees their host resources; nothing is started after this. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.recycler);
     for (const timer of this.retryTimer.values()) clearTimeout(timer);
     this.retryTimer.clear();
     const members = [...this.waiting.values()].flatMap((queue) => queue.splice(0));
@@ -146,15 +163,32 @@ export class WarmPool {
     const queue = this.waiting.get(runtime)!;
     queue.push(member);
     member.process.onEnded(() => {
+      if (this.handedOut.has(member)) return; // its execution owns it
       const index = queue.indexOf(member);
-      if (index < 0) return; // taken: the execution owns it now
-      queue.splice(index, 1);
+      if (index >= 0) queue.splice(index, 1);
+      if (this.closed) return; // close() disposes of it
       this.lost++;
       void member.sandbox.dispose().catch(() => undefined);
       // Replaced after the retry delay: a sandbox that cannot stay up (a broken host) must not
       // turn the refill into a busy loop.
       this.scheduleRetry(runtime, new Error('a waiting warm sandbox ended before it was used'));
     });
+  }
+
+  /** Discards sandboxes that waited longer than maxIdleMs; refill replaces them. */
+  private recycleStale(): void {
+    const now = Date.now();
+    for (const [runtime, queue] of this.waiting) {
+      const stale = queue.filter((member) => now - member.startedAt > this.maxIdleMs);
+      if (stale.length === 0) continue;
+      for (const member of stale) {
+        queue.splice(queue.indexOf(member), 1);
+        this.handedOut.add(member); // its onEnded must not count it lost
+        const discarded = discard(member).finally(() => this.pending.delete(discarded));
+        this.pending.add(discarded);
+      }
+      this.refill(runtime);
+    }
   }
 
   private scheduleRetry(runtime: PoolRuntime, error: unknown): void {
