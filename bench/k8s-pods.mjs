@@ -122,7 +122,16 @@ export async function runDriverLatency({ samples, workerKubeconfig }) {
     workerId: 'bench',
     placement: { namespace: NAMESPACE, images: { python: IMAGE, node: 'podflow/runtime-node:local' }, imagePullPolicy: 'IfNotPresent', homeSizeLimit: '64Mi', tmpSizeLimit: '64Mi' },
   });
-  const processDriver = new ProcessDriver({ isolation: 'auto' });
+  // The same driver with warm pods (one per runtime, refilled and ready before each sample).
+  const warm = new KubernetesDriver({
+    kubeConfig: workerConfig,
+    workerId: 'bench',
+    placement: { namespace: NAMESPACE, images: { python: IMAGE, node: 'podflow/runtime-node:local' }, imagePullPolicy: 'IfNotPresent', homeSizeLimit: '64Mi', tmpSizeLimit: '64Mi' },
+    warmPoolSize: 1,
+  });
+  const adminCore = admin.makeApiClient(k8s.CoreV1Api);
+  const { warmSelector } = await import('@podflow/sandbox');
+  const processDriver = new ProcessDriver({ isolation: 'auto', warmPoolSize: 1 });
   await processDriver.init();
   const code = 'def main(args):\n    return {}\n';
   const request = () => {
@@ -156,6 +165,28 @@ export async function runDriverLatency({ samples, workerKubeconfig }) {
     return marks;
   }
 
+  async function warmReady() {
+    await warm.warmPool.refill();
+    for (let i = 0; i < 600; i++) {
+      const { items } = await adminCore.listNamespacedPod({ namespace: NAMESPACE, labelSelector: warmSelector('python') });
+      if (items.some((pod) => started(pod))) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error('no warm pod became ready within 60 s');
+  }
+
+  async function oneWarm() {
+    await warmReady();
+    const claimedBefore = warm.warmPool.stats().claimed;
+    const t0 = performance.now();
+    const outcome = await warm.execute(request(), new AbortController().signal);
+    const answered = performance.now() - t0;
+    if (outcome.status !== 'succeeded') throw new Error(`bench execution failed: ${JSON.stringify(outcome.error)}`);
+    if (warm.warmPool.stats().claimed !== claimedBefore + 1) throw new Error('the warm sample did not claim a warm pod');
+    await outcome.dispose();
+    return answered;
+  }
+
   async function oneProcess() {
     const t0 = performance.now();
     const outcome = await processDriver.execute(request(), new AbortController().signal);
@@ -164,16 +195,24 @@ export async function runDriverLatency({ samples, workerKubeconfig }) {
     return performance.now() - t0;
   }
 
-  for (let i = 0; i < 2; i += 1) { await onePod(); await oneProcess(); }
+  for (let i = 0; i < 2; i += 1) { await onePod(); await oneWarm(); await oneProcess(); }
   const pods = [];
+  const warms = [];
   const processes = [];
-  // Interleaved, so both drivers see the same machine load.
+  // Interleaved, so the drivers see the same machine load.
   for (let i = 0; i < samples; i += 1) {
     pods.push(await onePod());
+    warms.push(await oneWarm());
+    await new Promise((resolve) => setTimeout(resolve, 250)); // the process driver's pool refills
     processes.push(await oneProcess());
   }
   await kubernetes.close();
+  await warm.close();
   await processDriver.close();
+  // Warm pods left waiting are the pool's; the bench's own are removed.
+  const { items: leftover } = await adminCore.listNamespacedPod({ namespace: NAMESPACE, labelSelector: warmSelector('python') });
+  const { items: leftoverNode } = await adminCore.listNamespacedPod({ namespace: NAMESPACE, labelSelector: warmSelector('node') });
+  await Promise.all([...leftover, ...leftoverNode].map((pod) => adminCore.deleteNamespacedPod({ name: pod.metadata.name, namespace: NAMESPACE, gracePeriodSeconds: 0 }).catch(() => undefined)));
   const phase = (from, to) => summary(pods.map((m) => m[to] - (from ? m[from] : 0)));
   return {
     samples,
@@ -185,6 +224,7 @@ export async function runDriverLatency({ samples, workerKubeconfig }) {
     deletion: phase('disposeCalled', 'deleted'),
     answered: phase(undefined, 'answered'),
     total: phase(undefined, 'deleted'),
+    warmPod: summary(warms),
     processDriver: summary(processes),
   };
 }

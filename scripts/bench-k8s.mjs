@@ -27,7 +27,7 @@ async function main() {
   log(`pod lifecycle: ${samples} trivial pods, one at a time${local ? ', then as many `ctr run --rm` baselines' : ''}`);
   const pods = await runPodLifecycle({ samples, ctrArgs: local ? ['--address', CONTAINERD_SOCKET, '--namespace', 'k8s.io'] : undefined });
 
-  log(`sandbox drivers: ${samples} no-op Python executions each, kubernetes (cold pod) and process, interleaved`);
+  log(`sandbox drivers: ${samples} no-op Python executions each, kubernetes (cold pod, warm pod) and process, interleaved`);
   const drivers = await runDriverLatency({ samples, workerKubeconfig: local ? WORKER_KUBECONFIG : undefined });
 
   const cell = (s) => `${ms(s.median)} / ${ms(s.p95)}`;
@@ -48,6 +48,7 @@ async function main() {
     ['dispose → pod gone (DELETED event)', cell(drivers.deletion)],
     ['**per node: execute() → answer**', `${cell(drivers.answered)}`, `process driver (bubblewrap), same code: ${cell(drivers.processDriver)}`, times(drivers.answered.median / drivers.processDriver.median)],
     ['per node including deletion', cell(drivers.total), `process driver: ${cell(drivers.processDriver)}`, times(drivers.total.median / drivers.processDriver.median)],
+    ['**per node, warm pod (K8S_WARM_POOL_SIZE): execute() → answer**', cell(drivers.warmPod), `process driver (warm): ${cell(drivers.processDriver)}; over it: ${ms(drivers.warmPod.median - drivers.processDriver.median)} ms; cold pod: ${cell(drivers.answered)}`, times(drivers.warmPod.median / drivers.processDriver.median)],
   ];
   const machine = `Machine: ${cpus().length} cores, Node ${process.version}; cluster: ${local ? `local, Kubernetes ${KUBERNETES_VERSION}` : process.env.KUBECONFIG}; podflow ${gitDescribe()}; ${new Date().toISOString()}`;
   const table = [

@@ -65,6 +65,9 @@ export const workerConfigSchema = z.object({
   K8S_IMAGE_PYTHON: z.string().min(1).default('podflow/runtime-python:local'),
   K8S_IMAGE_NODE: z.string().min(1).default('podflow/runtime-node:local'),
   K8S_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+  // Warm pods per runtime kept in K8S_NAMESPACE, shared by its workers; 0 turns the pool off.
+  K8S_WARM_POOL_SIZE: int(0).max(100).default(2),
+  K8S_WARM_POOL_INTERVAL_MS: int(200).default(2000),
   K8S_START_TIMEOUT_MS: int(1000).default(60_000),
   K8S_RUNTIME_CLASS: z.string().min(1).optional(),
   K8S_NODE_SELECTOR: jsonOf(z.record(z.string()), 'K8S_NODE_SELECTOR must be a JSON object of strings, e.g. {"pool":"sandbox"}').optional(),

@@ -31,6 +31,7 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: RedisC
       tmpSizeLimit: config.K8S_TMP_SIZE,
       layerVolumeClaim: config.K8S_LAYER_VOLUME_CLAIM,
     },
+    warmPoolSize: config.K8S_WARM_POOL_SIZE,
     resourcePolicy: {
       defaultCpuMillis: config.K8S_DEFAULT_CPU_MILLIS,
       defaultMemoryBytes: config.SANDBOX_MEMORY_MB * 1024 * 1024,
@@ -53,8 +54,12 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: RedisC
   return {
     driver,
     layerBackend,
-    start: () => reaper.start(config.K8S_REAPER_INTERVAL_MS),
+    start: () => {
+      reaper.start(config.K8S_REAPER_INTERVAL_MS);
+      driver.warmPool?.start(config.K8S_WARM_POOL_INTERVAL_MS);
+    },
     stop: async () => {
+      await driver.warmPool?.stop();
       await reaper.stop();
       await execQueue.close();
     },

@@ -6,12 +6,13 @@ import { Readable } from 'node:stream';
 import type { CollectedFile, SandboxDriver, SandboxLogger, SandboxOutcome, SandboxRequest } from '../driver';
 import { mergeRunnerLimits } from '../limits';
 import { classifyEnding, type SandboxEnding } from '../outcome';
-import { ANNOTATIONS, podNameFor } from './pod-identity';
+import { ANNOTATIONS, LABELS, SANDBOX_SELECTOR, executionLabel, podNameFor } from './pod-identity';
 import { CONTAINER_NAME, SANDBOX_HOME, buildSandboxPod, type PodPlacement } from './pod-spec';
 import { isOomKilled, podStage, startFailureReason } from './pod-state';
 import { PodWatch } from './pod-watch';
 import { DEFAULT_POD_RESOURCE_POLICY, resolvePodResources, type PodResourcePolicy, type PodResources } from './resources';
 import { ByteCollector, readPodLogBytes } from './streams';
+import { WarmPodPool } from './warm-pods';
 
 export interface KubernetesDriverOptions {
   kubeConfig: KubeConfig;
@@ -22,8 +23,17 @@ export interface KubernetesDriverOptions {
   startTimeoutMs?: number;
   /** Driver-wide overrides of the protocol's runner limits (a request's own `limits` win). */
   limits?: Partial<RunnerLimits>;
+  /**
+   * Warm pods per runtime kept in the namespace (shared by all workers there; default 0: every
+   * execution creates its pod). Executions with the default resources, no layer and no egress
+   * claim one; `warmPool` must then be started (`start(intervalMs)`) to keep it filled.
+   */
+  warmPoolSize?: number;
   logger?: SandboxLogger;
 }
+
+/** Where an execution runs: a pod created for it, a warm pod it claimed, or its own pod found again (re-delivery). */
+type PodChoice = { kind: 'create'; name: string } | { kind: 'claimed'; name: string } | { kind: 'found'; pod: V1Pod; name: string };
 
 const NO_LOGS: CapturedLogs = { stdout: '', stderr: '', truncated: false };
 /** After the runner's stream ends without a full answer, how long to wait for the pod's final status. */
@@ -43,11 +53,26 @@ export class KubernetesDriver implements SandboxDriver {
   private readonly policy: PodResourcePolicy;
   private readonly startTimeoutMs: number;
   private readonly running = new Set<AbortController>();
+  /** The shared warm pods (undefined without `warmPoolSize`). */
+  readonly warmPool?: WarmPodPool;
+  private readonly defaultResources: PodResources;
 
   constructor(private readonly options: KubernetesDriverOptions) {
     this.core = options.kubeConfig.makeApiClient(CoreV1Api);
     this.policy = options.resourcePolicy ?? DEFAULT_POD_RESOURCE_POLICY;
     this.startTimeoutMs = options.startTimeoutMs ?? 60_000;
+    this.defaultResources = resolvePodResources(undefined, this.policy);
+    if (options.warmPoolSize) {
+      this.warmPool = new WarmPodPool({
+        core: this.core,
+        placement: options.placement,
+        resources: this.defaultResources,
+        requestRatio: this.policy.requestRatio,
+        workerId: options.workerId,
+        size: options.warmPoolSize,
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
+    }
   }
 
   get namespace(): string {
@@ -60,11 +85,14 @@ export class KubernetesDriver implements SandboxDriver {
     const onAbort = (): void => local.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     this.running.add(local);
-    const name = podNameFor(request.executionId);
+    let name = podNameFor(request.executionId);
     const dispose = once(() => this.deletePod(name));
     try {
       const resources = resolvePodResources(request.resources, this.policy);
-      const outcome = await this.run(request, name, resources, local.signal, handOver);
+      const nonce = randomBytes(16).toString('hex');
+      const choice = await this.choosePod(request, resources, nonce);
+      name = choice.name;
+      const outcome = await this.run(request, choice, resources, nonce, local.signal, handOver);
       return { ...outcome, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), dispose };
     } catch (error) {
       await dispose();
@@ -79,7 +107,43 @@ export class KubernetesDriver implements SandboxDriver {
     for (const controller of this.running) controller.abort();
   }
 
-  private async run(request: SandboxRequest, name: string, resources: PodResources, signal: AbortSignal, handOver?: Promise<void>): Promise<Omit<SandboxOutcome, 'dispose'>> {
+  /**
+   * With warm pods: the execution's own pod if an earlier delivery of it claimed one (adopted like
+   * a created one), else a warm pod claimed now; otherwise, and when it needs anything a warm pod
+   * lacks (resources, a layer, egress), a pod created for it.
+   */
+  private async choosePod(request: SandboxRequest, resources: PodResources, nonce: string): Promise<PodChoice> {
+    const name = podNameFor(request.executionId);
+    const fits = !request.layer && !request.network && resources.cpuMillis === this.defaultResources.cpuMillis && resources.memoryBytes === this.defaultResources.memoryBytes;
+    if (!this.warmPool || !fits) return { kind: 'create', name };
+    const items = await this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${SANDBOX_SELECTOR},${LABELS.execution}=${executionLabel(request.executionId)}` }).then(
+      (list) => list.items,
+      (error: unknown) => {
+        this.options.logger?.warn({ executionId: request.executionId, error: (error as Error).message }, 'could not look for the execution\'s pod; creating one');
+        return undefined;
+      },
+    );
+    if (!items) return { kind: 'create', name };
+    const own = items.find((pod) => pod.metadata?.annotations?.[ANNOTATIONS.executionId] === request.executionId && !pod.metadata?.deletionTimestamp);
+    if (own) return { kind: 'found', pod: own, name: own.metadata!.name! };
+    const started = Date.now();
+    const deadlineAt = started + request.timeoutMs + 60_000;
+    const claimed = await this.warmPool.claim(request.language === 'python' ? 'python' : 'node', {
+      executionId: request.executionId,
+      tenantId: request.tenantId,
+      runId: request.runId,
+      nodeId: request.nodeId,
+      attempt: request.attempt,
+      workerId: this.options.workerId,
+      nonce,
+      activeDeadlineSeconds: Math.ceil((deadlineAt - started) / 1000),
+      deadlineAt,
+    });
+    return claimed ? { kind: 'claimed', name: claimed } : { kind: 'create', name };
+  }
+
+  private async run(request: SandboxRequest, choice: PodChoice, resources: PodResources, nonce: string, signal: AbortSignal, handOver?: Promise<void>): Promise<Omit<SandboxOutcome, 'dispose'>> {
+    const name = choice.name;
     const limits = mergeRunnerLimits(this.options.limits, request.limits);
     const started = Date.now();
     const deadlineAt = started + this.startTimeoutMs + request.timeoutMs + 60_000;
@@ -95,13 +159,12 @@ export class KubernetesDriver implements SandboxDriver {
       },
       this.options.placement,
     );
-    const nonce = randomBytes(16).toString('hex');
     pod.metadata!.annotations![ANNOTATIONS.nonce] = nonce;
 
     const watch = new PodWatch(this.options.kubeConfig, this.core, this.namespace, name);
     await watch.start();
     try {
-      const adopted = await this.createOrAdopt(pod, request.executionId);
+      const adopted = choice.kind === 'create' ? await this.createOrAdopt(pod, request.executionId) : choice.kind === 'found' ? choice.pod : undefined;
       const runnerNonce = adopted?.metadata?.annotations?.[ANNOTATIONS.nonce] ?? nonce;
       const runnerRequest: RunnerRequest = {
         language: request.language,
@@ -125,7 +188,8 @@ export class KubernetesDriver implements SandboxDriver {
         await this.deletePod(name);
         return ended({ kind: 'canceled', detail: 'before the request was sent; the pod was deleted' }, Date.now() - started, NO_LOGS, resources.memoryBytes);
       }
-      const needsRequest = await this.needsRequest(watch, name, runnerNonce);
+      // A pod claimed just now is waiting for its first request: no need to read its log.
+      const needsRequest = choice.kind === 'claimed' || (await this.needsRequest(watch, name, runnerNonce));
       const stdout = new ByteCollector(stdoutCapBytes(limits));
       const stderr = new ByteCollector(256 * 1024);
       const execStarted = Date.now();

@@ -12,6 +12,8 @@ export const LABELS = {
   worker: 'podflow.dev/worker',
   /** `granted` only on pods of executions whose tenant may reach the internet (a NetworkPolicy selects it). */
   egress: 'podflow.dev/egress',
+  /** `python` or `node`: the runner a warm pod waits with. */
+  runtime: 'podflow.dev/runtime',
 } as const;
 
 /** Value of `LABELS.egress` that k8s/manifests/sandbox/25-egress-granted-network-policy.yaml selects. */
@@ -30,6 +32,15 @@ export const MANAGED_BY = 'podflow';
 export const SANDBOX_ROLE = 'sandbox';
 /** Selects every sandbox pod this software manages (the reaper's view). */
 export const SANDBOX_SELECTOR = `${LABELS.managedBy}=${MANAGED_BY},${LABELS.role}=${SANDBOX_ROLE}`;
+/**
+ * The role of a warm pod: started, tenant-neutral, waiting to be claimed (warm-pods.ts). A claim
+ * turns it into a `sandbox` pod of one execution; it never turns back.
+ */
+export const WARM_ROLE = 'warm';
+/** Selects the waiting warm pods of one runtime. */
+export function warmSelector(runtime: 'python' | 'node'): string {
+  return `${LABELS.managedBy}=${MANAGED_BY},${LABELS.role}=${WARM_ROLE},${LABELS.runtime}=${runtime}`;
+}
 
 const hash = (text: string) => createHash('sha256').update(text).digest('hex');
 

@@ -1,4 +1,4 @@
-import { buildSandboxPod, runnerCommand, type PodPlacement, type SandboxPodInput } from './pod-spec';
+import { buildSandboxPod, buildWarmPod, claimPatch, runnerCommand, type PodPlacement, type SandboxPodInput } from './pod-spec';
 import { ANNOTATIONS, LABELS, executionLabel, labelValue, podNameFor } from './pod-identity';
 import { DEFAULT_POD_RESOURCE_POLICY, parseCpuQuantity, resolvePodResources } from './resources';
 
@@ -150,5 +150,38 @@ describe('resources', () => {
     const resolved = resolvePodResources({ cpu: '8', memory: '8Gi' }, policy);
     expect(resolved).toMatchObject({ cpuMillis: 2000, memoryBytes: 1024 * MIB });
     expect(resolved.notes).toEqual([expect.stringContaining('resources.cpu 8 is above the operator maximum 2000m'), expect.stringContaining('resources.memory 8Gi')]);
+  });
+});
+
+describe('warm pods', () => {
+  const warm = buildWarmPod('node', input.resources, 0.5, placement, 'podflow-warm-node-abc', 'worker-a');
+
+  it('carries nothing of a tenant: only its runtime, no deadline, and the hardening of every sandbox pod', () => {
+    expect(warm.metadata).toEqual({
+      name: 'podflow-warm-node-abc',
+      namespace: 'podflow-sandbox',
+      labels: { [LABELS.managedBy]: 'podflow', [LABELS.role]: 'warm', [LABELS.runtime]: 'node', [LABELS.worker]: 'worker-a' },
+      annotations: {},
+    });
+    expect(warm.spec?.activeDeadlineSeconds).toBeUndefined();
+    const sandbox = buildSandboxPod({ ...input, language: 'javascript' }, placement);
+    expect(warm.spec?.securityContext).toEqual(sandbox.spec?.securityContext);
+    expect(warm.spec?.containers[0]?.securityContext).toEqual(sandbox.spec?.containers[0]?.securityContext);
+    expect(warm.spec?.containers[0]?.resources).toEqual(sandbox.spec?.containers[0]?.resources);
+    expect(warm.spec?.automountServiceAccountToken).toBe(false);
+    expect(warm.spec?.containers[0]?.command).toEqual([...runnerCommand('javascript', 256 * MIB), '--prewarm']);
+    expect(JSON.stringify(warm)).not.toMatch(/acme|run-1|clean up/);
+  });
+
+  it('is claimed by one JSON patch that first tests it is still warm, then labels it as the execution\'s pod', () => {
+    const patch = claimPatch({ ...input, nonce: 'n1', activeDeadlineSeconds: 300 }) as Array<{ op: string; path: string; value: unknown }>;
+    expect(patch[0]).toEqual({ op: 'test', path: '/metadata/labels/podflow.dev~1role', value: 'warm' });
+    expect(patch[1]).toEqual({ op: 'replace', path: '/metadata/labels/podflow.dev~1role', value: 'sandbox' });
+    // The same labels and annotations as a pod created for the execution.
+    const created = buildSandboxPod(input, placement);
+    const labels = Object.fromEntries(patch.filter((op) => op.path.startsWith('/metadata/labels/') && op.op === 'add').map((op) => [op.path.slice('/metadata/labels/'.length).replace('~1', '/'), op.value]));
+    expect({ ...labels, [LABELS.role]: 'sandbox', [LABELS.managedBy]: 'podflow' }).toEqual(created.metadata?.labels);
+    expect(patch.find((op) => op.path === '/metadata/annotations')?.value).toEqual({ ...created.metadata?.annotations, [ANNOTATIONS.nonce]: 'n1' });
+    expect(patch.at(-1)).toEqual({ op: 'add', path: '/spec/activeDeadlineSeconds', value: 300 });
   });
 });

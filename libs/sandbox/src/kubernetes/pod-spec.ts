@@ -1,7 +1,7 @@
 import type { V1Pod, V1PodSecurityContext, V1PodSpec, V1SecurityContext, V1Toleration } from '@kubernetes/client-node';
 import type { Language } from '@podflow/protocol';
 import { LAYER_MOUNT_PATH, layerEnv, type Ecosystem } from '../layers/layer';
-import { ANNOTATIONS, EGRESS_GRANTED, LABELS, MANAGED_BY, SANDBOX_ROLE, executionLabel, labelValue, podNameFor } from './pod-identity';
+import { ANNOTATIONS, EGRESS_GRANTED, LABELS, MANAGED_BY, SANDBOX_ROLE, WARM_ROLE, executionLabel, labelValue, podNameFor } from './pod-identity';
 import type { PodResources } from './resources';
 
 /** Where the runtime images (k8s/images) keep the runners, and the sandbox user they run as. */
@@ -171,4 +171,84 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
       ],
     },
   };
+}
+
+/**
+ * A warm pod: an execution's pod with the default resources, no layer and no egress, started
+ * before any execution exists. Nothing in it belongs to a tenant: its labels say only its runtime,
+ * and it has no deadline until a claim sets the execution's (`claimPatch`).
+ */
+export function buildWarmPod(runtime: 'python' | 'node', resources: PodResources, requestRatio: number, placement: PodPlacement, name: string, workerId: string): V1Pod {
+  const pod = buildSandboxPod(
+    {
+      executionId: name,
+      tenantId: 'none',
+      runId: 'none',
+      nodeId: 'none',
+      attempt: 0,
+      workerId,
+      language: runtime === 'python' ? 'python' : 'javascript',
+      resources,
+      requestRatio,
+      activeDeadlineSeconds: 1,
+      deadlineAt: 0,
+    },
+    placement,
+  );
+  pod.metadata = {
+    name,
+    namespace: placement.namespace,
+    labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.role]: WARM_ROLE, [LABELS.runtime]: runtime, [LABELS.worker]: labelValue(workerId) },
+    annotations: {},
+  };
+  delete pod.spec!.activeDeadlineSeconds;
+  // A waiting Node runner compiles its transforms on sample code meanwhile (node-runner.ts).
+  if (runtime === 'node') pod.spec!.containers[0]!.command!.push('--prewarm');
+  return pod;
+}
+
+/** What a claim writes on a warm pod: it becomes the pod of this one execution. */
+export interface WarmPodClaim {
+  executionId: string;
+  tenantId: string;
+  runId: string;
+  nodeId: string;
+  attempt: number;
+  workerId: string;
+  nonce: string;
+  /** The pod's backstop, counted like the field itself from the pod's start (WarmPodPool adds its age). */
+  activeDeadlineSeconds: number;
+  deadlineAt: number;
+}
+
+/**
+ * The JSON patch of a claim. Its first operation tests that the pod is still waiting (`role` is
+ * `warm`): the API server applies a JSON patch atomically, so of several workers claiming one pod
+ * exactly one succeeds, and the others get an error and try another pod or start cold.
+ */
+export function claimPatch(claim: WarmPodClaim): object[] {
+  const label = (key: string) => `/metadata/labels/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+  return [
+    { op: 'test', path: label(LABELS.role), value: WARM_ROLE },
+    { op: 'replace', path: label(LABELS.role), value: SANDBOX_ROLE },
+    { op: 'add', path: label(LABELS.tenant), value: labelValue(claim.tenantId) },
+    { op: 'add', path: label(LABELS.run), value: labelValue(claim.runId) },
+    { op: 'add', path: label(LABELS.node), value: labelValue(claim.nodeId) },
+    { op: 'add', path: label(LABELS.execution), value: executionLabel(claim.executionId) },
+    { op: 'add', path: label(LABELS.attempt), value: String(claim.attempt) },
+    { op: 'add', path: label(LABELS.worker), value: labelValue(claim.workerId) },
+    // A warm pod has no annotations (the API server drops an empty map, so there is no parent to
+    // add keys to): the whole map is set.
+    {
+      op: 'add',
+      path: '/metadata/annotations',
+      value: {
+        [ANNOTATIONS.executionId]: claim.executionId,
+        [ANNOTATIONS.tenantId]: claim.tenantId,
+        [ANNOTATIONS.deadline]: new Date(claim.deadlineAt).toISOString(),
+        [ANNOTATIONS.nonce]: claim.nonce,
+      },
+    },
+    { op: 'add', path: '/spec/activeDeadlineSeconds', value: claim.activeDeadlineSeconds },
+  ];
 }

@@ -1,0 +1,166 @@
+import { PatchStrategy, setHeaderOptions, type CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { randomBytes } from 'node:crypto';
+import type { SandboxLogger } from '../driver';
+import { warmSelector } from './pod-identity';
+import { buildWarmPod, claimPatch, type PodPlacement, type WarmPodClaim } from './pod-spec';
+import { podStage } from './pod-state';
+import type { PodResources } from './resources';
+
+export type PodRuntime = 'python' | 'node';
+
+export interface WarmPodPoolOptions {
+  core: CoreV1Api;
+  placement: PodPlacement;
+  /** The resources every warm pod has: the defaults (an execution asking for others starts cold). */
+  resources: PodResources;
+  requestRatio: number;
+  workerId: string;
+  /** Warm pods per runtime the pool keeps in the namespace (shared by every worker there). */
+  size: number;
+  /** Pods above `size` are deleted, so workers refilling at once overshoot by at most this much. */
+  maxExtra?: number;
+  /** A warm pod older than this is replaced (default 30 min). */
+  maxIdleMs?: number;
+  logger?: SandboxLogger;
+  now?: () => number;
+}
+
+const RUNTIMES: readonly PodRuntime[] = ['python', 'node'];
+const DEFAULT_MAX_IDLE_MS = 30 * 60_000;
+
+/**
+ * Warm pods shared by every worker of a namespace: pods started with the default resources and no
+ * tenant in them, their runner waiting for a request on stdin. An execution claims one with an
+ * atomic JSON patch (`claimPatch`: exactly one claimer wins a pod), which labels it as that
+ * execution's pod; from then on it is an ordinary sandbox pod (attach, answer, delete; the reaper
+ * knows it). `refill()` keeps `size` waiting pods per runtime: it creates the missing ones,
+ * deletes the extra ones beyond `size + maxExtra`, the ones that waited past `maxIdleMs`, and the
+ * ones that ended (evicted, crashed). Any worker may refill; a claimed pod is never reused.
+ */
+export class WarmPodPool {
+  private timer?: NodeJS.Timeout;
+  private refilling?: Promise<void>;
+  private readonly maxIdleMs: number;
+  private claimed = 0;
+  private missed = 0;
+
+  constructor(private readonly options: WarmPodPoolOptions) {
+    this.maxIdleMs = options.maxIdleMs ?? DEFAULT_MAX_IDLE_MS;
+  }
+
+  get namespace(): string {
+    return this.options.placement.namespace;
+  }
+
+  /** Refills now and every `intervalMs`. */
+  start(intervalMs: number): void {
+    this.refillSoon();
+    this.timer = setInterval(() => this.refillSoon(), intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.refilling;
+  }
+
+  stats(): { claimed: number; missed: number } {
+    return { claimed: this.claimed, missed: this.missed };
+  }
+
+  /**
+   * Claims a waiting, running pod of `runtime` for one execution: its name, or undefined when
+   * none could be had (the caller starts a pod cold). Tries a few candidates when other workers
+   * win the race for the first ones.
+   */
+  async claim(runtime: PodRuntime, claim: WarmPodClaim): Promise<string | undefined> {
+    try {
+      return await this.tryClaim(runtime, claim);
+    } catch (error) {
+      // The pool is an optimisation: whatever goes wrong with it, the execution starts cold.
+      this.options.logger?.warn({ runtime, error: (error as Error).message }, 'could not claim a warm pod; creating one');
+      this.missed++;
+      return undefined;
+    }
+  }
+
+  private async tryClaim(runtime: PodRuntime, claim: WarmPodClaim): Promise<string | undefined> {
+    const { items } = await this.options.core.listNamespacedPod({ namespace: this.namespace, labelSelector: warmSelector(runtime) });
+    const ready = items.filter((pod) => !pod.metadata?.deletionTimestamp && isWaiting(pod));
+    // Oldest first (most likely ready), but not all workers on the same one: a random one of the oldest few.
+    ready.sort((a, b) => created(a) - created(b));
+    const candidates = ready.slice(0, 4).sort(() => Math.random() - 0.5).concat(ready.slice(4, 8));
+    const now = (this.options.now ?? Date.now)();
+    for (const pod of candidates) {
+      const name = pod.metadata!.name!;
+      // activeDeadlineSeconds counts from the pod's start, and this one has been waiting: its age is added.
+      const startedAt = pod.status?.startTime ? new Date(pod.status.startTime).getTime() : created(pod);
+      const activeDeadlineSeconds = Math.ceil(Math.max(0, now - startedAt) / 1000) + claim.activeDeadlineSeconds;
+      try {
+        await this.options.core.patchNamespacedPod(
+          { name, namespace: this.namespace, body: claimPatch({ ...claim, activeDeadlineSeconds }) },
+          setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+        );
+        this.claimed++;
+        this.refillSoon();
+        return name;
+      } catch (error) {
+        const code = (error as { code?: number }).code;
+        // 422 (the test operation failed: someone else claimed it), 409, 404 (deleted meanwhile).
+        if (code !== 422 && code !== 409 && code !== 404) throw error;
+      }
+    }
+    this.missed++;
+    this.refillSoon();
+    return undefined;
+  }
+
+  /** One refill pass over both runtimes (see the class comment). */
+  async refill(): Promise<void> {
+    for (const runtime of RUNTIMES) await this.refillRuntime(runtime);
+  }
+
+  private refillSoon(): void {
+    if (this.refilling) return;
+    this.refilling = this.refill()
+      .catch((error: unknown) => this.options.logger?.warn({ error: (error as Error).message }, 'warm pod refill failed; executions start cold meanwhile'))
+      .finally(() => (this.refilling = undefined));
+  }
+
+  private async refillRuntime(runtime: PodRuntime): Promise<void> {
+    const now = (this.options.now ?? Date.now)();
+    const { items } = await this.options.core.listNamespacedPod({ namespace: this.namespace, labelSelector: warmSelector(runtime) });
+    const live = items.filter((pod) => !pod.metadata?.deletionTimestamp);
+    const doomed = live.filter((pod) => hasEnded(pod) || now - created(pod) > this.maxIdleMs);
+    const keep = live.filter((pod) => !doomed.includes(pod)).sort((a, b) => created(a) - created(b));
+    const extra = keep.length - (this.options.size + (this.options.maxExtra ?? 1));
+    // The youngest extras go: the oldest are the readiest.
+    if (extra > 0) doomed.push(...keep.splice(keep.length - extra, extra));
+    await Promise.all(doomed.map((pod) => this.delete(pod.metadata!.name!)));
+    const missing = this.options.size - keep.length;
+    for (let i = 0; i < missing; i++) {
+      const name = `podflow-warm-${runtime}-${randomBytes(6).toString('hex')}`;
+      const pod = buildWarmPod(runtime, this.options.resources, this.options.requestRatio, this.options.placement, name, this.options.workerId);
+      await this.options.core.createNamespacedPod({ namespace: this.namespace, body: pod });
+    }
+  }
+
+  private async delete(name: string): Promise<void> {
+    await this.options.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: 0 }).catch((error: { code?: number }) => {
+      if (error.code !== 404) throw error;
+    });
+  }
+}
+
+const created = (pod: V1Pod): number => (pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : 0);
+
+/** Its runner is up and still waiting: the container runs and has not ended. */
+function isWaiting(pod: V1Pod): boolean {
+  return podStage(pod).kind === 'running';
+}
+
+/** The pod will never serve: its container ended, or it failed (evicted, deadline). */
+function hasEnded(pod: V1Pod): boolean {
+  const kind = podStage(pod).kind;
+  return kind === 'terminated' || kind === 'failed';
+}
