@@ -44,7 +44,7 @@ async function main() {
     ['ADDED → scheduled', cell(drivers.createdToScheduled)],
     ['scheduled → container running (sandbox, CNI, container start, as the watch sees it)', cell(drivers.scheduledToRunning)],
     ['running → answer collected (attach, request, runner, stdout)', cell(drivers.runningToAnswered)],
-    ['runner process lifetime (its durationMs: from container start, so it includes waiting for the request while the kubelet reports Running)', cell(drivers.execution)],
+    ['the runner\'s own time (its durationMs: from reading the request to its answer)', cell(drivers.execution)],
     ['dispose → pod gone (DELETED event)', cell(drivers.deletion)],
     ['**per node: execute() → answer**', `${cell(drivers.answered)}`, `process driver (bubblewrap), same code: ${cell(drivers.processDriver)}`, times(drivers.answered.median / drivers.processDriver.median)],
     ['per node including deletion', cell(drivers.total), `process driver: ${cell(drivers.processDriver)}`, times(drivers.total.median / drivers.processDriver.median)],
