@@ -38,6 +38,9 @@ export class OutboxExecutor {
   async execute(runId: string, entries: readonly OutboxEntry[], now: number, releasing = false): Promise<{ done: string[]; held: number }> {
     const done: string[] = [];
     const enqueues: Array<{ id: string; request: AdmissionRequest }> = [];
+    // Run timeouts are delayed jobs of their own: scheduled alongside the enqueues, not before
+    // them, so a new run's first executions do not wait for a round trip they do not need.
+    const timeouts: Promise<unknown>[] = [];
     for (const { id, command } of entries) {
       switch (command.type) {
         case 'enqueue':
@@ -48,7 +51,7 @@ export class OutboxExecutor {
           break;
         case 'schedule_run_timeout': {
           const message: ResultMessage = { kind: 'run_timeout', runId, at: command.at };
-          await this.resultsQueue.add('run_timeout', message, { jobId: resultJobId(message), delay: Math.max(0, command.at - now), removeOnComplete: true, removeOnFail: { age: 24 * 3600 } });
+          timeouts.push(this.resultsQueue.add('run_timeout', message, { jobId: resultJobId(message), delay: Math.max(0, command.at - now), removeOnComplete: true, removeOnFail: { age: 24 * 3600 } }));
           break;
         }
         default:
@@ -57,13 +60,18 @@ export class OutboxExecutor {
       }
       done.push(id);
     }
-    const admitted = await this.admission.admit(enqueues.map((e) => e.request), releasing);
-    if (admitted > 0) {
-      await this.execQueue.addBulk(
-        enqueues.slice(0, admitted).map(({ request }) => ({ name: 'exec', data: request.job, opts: { ...EXEC_JOB_OPTIONS, jobId: request.job.executionId, delay: request.delayMs } })),
-      );
-      done.push(...enqueues.slice(0, admitted).map((e) => e.id));
-    }
+    const enqueued = (async () => {
+      const admitted = await this.admission.admit(enqueues.map((e) => e.request), releasing);
+      if (admitted > 0) {
+        await this.execQueue.addBulk(
+          enqueues.slice(0, admitted).map(({ request }) => ({ name: 'exec', data: request.job, opts: { ...EXEC_JOB_OPTIONS, jobId: request.job.executionId, delay: request.delayMs } })),
+        );
+      }
+      return admitted;
+    })();
+    // Both settle before anything is acknowledged: a failure leaves every entry in the outbox.
+    const [admitted] = await Promise.all([enqueued, ...timeouts]);
+    done.push(...enqueues.slice(0, admitted).map((e) => e.id));
     return { done, held: enqueues.length - admitted };
   }
 
