@@ -4,7 +4,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { ANNOTATIONS, KubernetesDriver, LABELS, WarmPodPool, executionLabel, resolvePodResources, warmSelector, type SandboxOutcome, type SandboxRequest } from '@podflow/sandbox';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, workerConfig } from './support/kube';
+import { RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, eventually, workerConfig } from './support/kube';
 
 const admin = adminConfig();
 const adminCore = admin.makeApiClient(k8s.CoreV1Api);
@@ -21,15 +21,6 @@ async function warmPods(runtime: 'python' | 'node'): Promise<k8s.V1Pod[]> {
 }
 
 const running = (pod: k8s.V1Pod) => pod.status?.containerStatuses?.some((c) => c.state?.running) === true;
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function clearWarmPods(): Promise<void> {
   for (const runtime of ['python', 'node'] as const) {
@@ -53,7 +44,7 @@ describe('WarmPodPool', () => {
     const a = pool(1);
     const b = pool(1);
     await a.refill();
-    await eventually(async () => (await warmPods('python')).some(running), 'a running warm pod');
+    await eventually(async () => (await warmPods('python')).some(running), 'a running warm pod', 90_000);
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const [first, second] = await Promise.all([a.claim('python', claimFor(`${randomUUID()}.main.1`)), b.claim('python', claimFor(`${randomUUID()}.main.1`))]);
     const winners = [first, second].filter(Boolean);
@@ -113,7 +104,7 @@ describe('KubernetesDriver with warm pods', () => {
 
   async function warmReady(): Promise<void> {
     await driver.warmPool!.refill();
-    await eventually(async () => (await warmPods('python')).some(running), 'a running warm python pod');
+    await eventually(async () => (await warmPods('python')).some(running), 'a running warm python pod', 90_000);
   }
 
   it('serves an execution from a warm pod, exactly once: the next one finds nothing the last one left', async () => {

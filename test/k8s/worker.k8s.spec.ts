@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { EXAMPLE_CASES } from '../support/example-cases';
 import { ROOT, TENANT, runToEnd, startStack, type Stack } from '../support/stack';
-import { LAYER_CA_CONFIGMAP, LAYER_VOLUME_CLAIM, RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, workerConfig } from './support/kube';
+import { LAYER_CA_CONFIGMAP, LAYER_VOLUME_CLAIM, RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, eventually, workerConfig } from './support/kube';
 
 const admin = adminConfig();
 const core = admin.makeApiClient(k8s.CoreV1Api);
@@ -21,15 +21,6 @@ let workerEnv: Record<string, string>;
 /** Pods of this tenant in the sandbox namespace, as the API sees them now. */
 async function sandboxPods(selector = tenantSelector): Promise<k8s.V1Pod[]> {
   return (await core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: selector })).items;
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** Counts pods of `selector` that exist at the same time, and every distinct pod seen. */

@@ -44,14 +44,18 @@ export class CancellationRegistry {
    * Resolves to whether it was canceled; rejects if Redis cannot answer.
    */
   async checkCanceled(executionId: string, controller: AbortController): Promise<boolean> {
-    const canceled = (await this.commands.sismember(canceledSetKey(this.prefix), executionId)) === 1;
+    const canceled = await this.inCanceledSet(executionId);
     if (canceled && !controller.signal.aborted) controller.abort('canceled');
     return canceled;
   }
 
   /** Whether the execution was canceled (heard here, or in the canceled set). */
   async isCanceled(executionId: string): Promise<boolean> {
-    return this.heard.has(executionId) || (await this.commands.sismember(canceledSetKey(this.prefix), executionId)) === 1;
+    return this.heard.has(executionId) || (await this.inCanceledSet(executionId));
+  }
+
+  private async inCanceledSet(executionId: string): Promise<boolean> {
+    return (await this.commands.sismember(canceledSetKey(this.prefix), executionId)) === 1;
   }
 
   unregister(executionId: string): void {

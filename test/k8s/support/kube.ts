@@ -135,3 +135,13 @@ export async function waitForPodGone(config: k8s.KubeConfig, namespace: string, 
   }
   await watching;
 }
+
+/** Polls `check` every 250 ms until it is true; throws naming `what` after `timeoutMs`. */
+export async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

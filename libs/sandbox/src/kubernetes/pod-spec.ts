@@ -207,19 +207,12 @@ export function buildWarmPod(runtime: 'python' | 'node', resources: PodResources
   return pod;
 }
 
-/** What a claim writes on a warm pod: it becomes the pod of this one execution. */
-export interface WarmPodClaim {
-  executionId: string;
-  tenantId: string;
-  runId: string;
-  nodeId: string;
-  attempt: number;
-  workerId: string;
-  nonce: string;
-  /** The pod's backstop, counted like the field itself from the pod's start (WarmPodPool adds its age). */
-  activeDeadlineSeconds: number;
-  deadlineAt: number;
-}
+/**
+ * What a claim writes on a warm pod: it becomes the pod of this one execution, with the identity a
+ * created pod would have had, the runner's nonce, and its deadline (`activeDeadlineSeconds` counts
+ * from the pod's start, so WarmPodPool adds the time the pod waited).
+ */
+export type WarmPodClaim = Pick<SandboxPodInput, 'executionId' | 'tenantId' | 'runId' | 'nodeId' | 'attempt' | 'workerId' | 'activeDeadlineSeconds' | 'deadlineAt'> & { nonce: string };
 
 /**
  * The JSON patch of a claim. Its first operation tests that the pod is still waiting (`role` is

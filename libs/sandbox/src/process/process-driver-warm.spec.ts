@@ -37,6 +37,18 @@ async function run(overrides: Partial<SandboxRequest> & Pick<SandboxRequest, 'co
   return outcome;
 }
 
+/** A caller's cancel check that answers after `ms`, having found the execution canceled. */
+function checkFindingCancel(ms: number): { signal: AbortSignal; handOver: Promise<void> } {
+  const controller = new AbortController();
+  const handOver = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      controller.abort('canceled');
+      resolve();
+    }, ms),
+  );
+  return { signal: controller.signal, handOver };
+}
+
 async function poolFull(): Promise<void> {
   for (let i = 0; i < 300; i++) {
     const stats = driver.poolStats()!;
@@ -140,27 +152,15 @@ describe('process driver: warm pool', () => {
 
   it('hands the code over only after the caller\'s check: a cancel it finds stops the execution before the request is written', async () => {
     await poolFull();
-    const controller = new AbortController();
     // The caller's check (is this execution canceled?) answers after 300 ms, and says yes.
-    const handOver = new Promise<void>((resolve) =>
-      setTimeout(() => {
-        controller.abort('canceled');
-        resolve();
-      }, 300),
-    );
-    const outcome = await driver.execute(request({ code: 'def main(args):\n    return {"ran": True}' }), controller.signal, handOver);
+    const warmCheck = checkFindingCancel(300);
+    const outcome = await driver.execute(request({ code: 'def main(args):\n    return {"ran": True}' }), warmCheck.signal, warmCheck.handOver);
     outcomes.push(outcome);
     // A no-op that had been handed over would have succeeded long before the check answered.
     expect(outcome).toMatchObject({ status: 'failed', error: { code: 'CANCELED' } });
     // The same on the cold path (other resources): the sandbox starts, the request waits for the check.
-    const coldController = new AbortController();
-    const coldHandOver = new Promise<void>((resolve) =>
-      setTimeout(() => {
-        coldController.abort('canceled');
-        resolve();
-      }, 1_000),
-    );
-    const cold = await driver.execute(request({ code: 'def main(args):\n    return {"ran": True}', resources: { memory: '300Mi' } }), coldController.signal, coldHandOver);
+    const coldCheck = checkFindingCancel(1_000);
+    const cold = await driver.execute(request({ code: 'def main(args):\n    return {"ran": True}', resources: { memory: '300Mi' } }), coldCheck.signal, coldCheck.handOver);
     outcomes.push(cold);
     expect(cold).toMatchObject({ status: 'failed', error: { code: 'CANCELED' } });
   });

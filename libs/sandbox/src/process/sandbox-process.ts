@@ -95,11 +95,9 @@ export class StartedSandboxProcess {
   private stdoutBytes = 0;
   private stderrTail: Buffer = Buffer.alloc(0);
   private stderrTruncated = false;
-  // The marker is searched in the stream (a chunk boundary may cut it), not in the kept tail,
-  // which the code could push it out of.
   private runnerStarted = false;
-  private markerWindow = '';
-  private endWindow = '';
+  private startWatch?: MarkerWatch;
+  private endWatch?: MarkerWatch;
   private answered = false;
   /** The process has exited (its pipes may still be open): it can no longer take a request. */
   private exited = false;
@@ -191,6 +189,8 @@ export class StartedSandboxProcess {
   run(run: SandboxRunSpec): Promise<SandboxProcessResult> {
     if (this.runSpec) throw new Error('this sandbox process was already handed a request');
     this.runSpec = run;
+    if (run.startMarker) this.startWatch = new MarkerWatch(run.startMarker);
+    if (run.endMarker) this.endWatch = new MarkerWatch(run.endMarker);
     const startedAt = Date.now();
     // Checked before the request is written: a canceled or overflowing sandbox never gets it.
     if (run.signal.aborted) this.stop('canceled');
@@ -228,25 +228,14 @@ export class StartedSandboxProcess {
   }
 
   private watchForAnswer(chunk: Buffer): void {
-    const marker = this.runSpec?.endMarker;
-    if (!marker || this.answered) return;
-    this.endWindow = (this.endWindow + chunk.toString('latin1')).slice(-(marker.length + chunk.length));
-    if (!this.endWindow.includes(marker)) {
-      this.endWindow = this.endWindow.slice(-marker.length);
-      return;
-    }
+    if (this.answered || !this.endWatch?.seenIn(chunk)) return;
     this.answered = true;
     // No termination reason: the process ended because it had answered.
     if (!this.ended) killGroup(this.child);
   }
 
   private onStderr(chunk: Buffer): void {
-    const marker = this.runSpec?.startMarker;
-    if (marker && !this.runnerStarted) {
-      this.markerWindow = (this.markerWindow + chunk.toString('latin1')).slice(-(marker.length + chunk.length));
-      this.runnerStarted = this.markerWindow.includes(marker);
-      this.markerWindow = this.markerWindow.slice(-marker.length);
-    }
+    if (!this.runnerStarted && this.startWatch?.seenIn(chunk)) this.runnerStarted = true;
     const joined = Buffer.concat([this.stderrTail, chunk]);
     if (joined.length > this.spec.stderrTailBytes) this.stderrTruncated = true;
     this.stderrTail = joined.length > this.spec.stderrTailBytes ? joined.subarray(joined.length - this.spec.stderrTailBytes) : joined;
@@ -275,6 +264,23 @@ export class StartedSandboxProcess {
       }),
     };
     this.resolveEnded(this.ended);
+  }
+}
+
+/**
+ * Finds a marker in a stream fed chunk by chunk: searched across chunk boundaries (one may cut
+ * it), never in a kept tail, which what follows could push it out of.
+ */
+class MarkerWatch {
+  private window = '';
+
+  constructor(private readonly marker: string) {}
+
+  seenIn(chunk: Buffer): boolean {
+    const text = this.window + chunk.toString('latin1');
+    if (text.includes(this.marker)) return true;
+    this.window = text.slice(-this.marker.length);
+    return false;
   }
 }
 

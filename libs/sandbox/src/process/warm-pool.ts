@@ -74,8 +74,8 @@ export class WarmPool {
   private readonly retryDelay = new Map<PoolRuntime, number>();
   private readonly retryTimer = new Map<PoolRuntime, NodeJS.Timeout>();
   private readonly pending = new Set<Promise<unknown>>();
-  /** Handed to an execution: it owns them now, whatever happens to them. */
-  private readonly handedOut = new WeakSet<WarmSandbox>();
+  /** No longer the pool's: taken by an execution (which owns it now) or discarded as stale. */
+  private readonly letGo = new WeakSet<WarmSandbox>();
   private readonly maxStarting: number;
   private readonly maxIdleMs: number;
   private readonly recycler: NodeJS.Timeout;
@@ -109,7 +109,7 @@ export class WarmPool {
     const index = queue.findIndex((candidate) => candidate.process.waiting);
     const member = index >= 0 ? queue.splice(index, 1)[0] : undefined;
     if (member) {
-      this.handedOut.add(member);
+      this.letGo.add(member);
       this.taken++;
       // A sandbox that lived to be used: the host can start them, later failures back off from the start.
       this.retryDelay.delete(runtime);
@@ -163,7 +163,7 @@ export class WarmPool {
     const queue = this.waiting.get(runtime)!;
     queue.push(member);
     member.process.onEnded(() => {
-      if (this.handedOut.has(member)) return; // its execution owns it
+      if (this.letGo.has(member)) return;
       const index = queue.indexOf(member);
       if (index >= 0) queue.splice(index, 1);
       if (this.closed) return; // close() disposes of it
@@ -183,7 +183,7 @@ export class WarmPool {
       if (stale.length === 0) continue;
       for (const member of stale) {
         queue.splice(queue.indexOf(member), 1);
-        this.handedOut.add(member); // its onEnded must not count it lost
+        this.letGo.add(member); // its onEnded must not count it lost
         const discarded = discard(member).finally(() => this.pending.delete(discarded));
         this.pending.add(discarded);
       }
