@@ -40,12 +40,16 @@ describe('startSandboxProcess', () => {
     expect(await readFile(join(dir, 'received'), 'utf8').catch(() => '')).toBe('');
   });
 
-  it('ends the process at the last line of its answer instead of waiting for it to exit', async () => {
-    const started = startSandboxProcess(launch('cat > /dev/null; echo "<<<END>>>"; sleep 30'));
+  it('ends the process at the last line of its answer instead of waiting for it to exit; teardown waits for it', async () => {
+    const started = startSandboxProcess(launch('echo $$ > pid; cat > /dev/null; echo "<<<END>>>"; sleep 30'));
     const begin = Date.now();
-    const result = await started.run({ ...runSpec(), endMarker: '<<<END>>>\n' });
+    const result = await started.run({ ...runSpec(), endMarker: '<<<END>>>\n', awaitTeardown: false });
     expect(Date.now() - begin).toBeLessThan(10_000);
-    expect(result).toMatchObject({ termination: 'exited', stdout: '<<<END>>>\n' });
+    // Resolved at the answer, before the kill is reaped: no exit status to report.
+    expect(result).toMatchObject({ termination: 'exited', exitCode: null, signal: null, stdout: '<<<END>>>\n' });
+    await result.teardown;
+    const pid = Number(await readFile(join(dir, 'pid'), 'utf8'));
+    expect(() => process.kill(pid, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
   });
 
   it('reports a process that died while waiting as no longer waiting, and says when it ended', async () => {
