@@ -161,7 +161,7 @@ async function rootTools(logger?: SandboxLogger): Promise<RootTools | undefined>
     }
     found[key] = path;
   }
-  return { launch: { sh: found.sh, nsenter: found.nsenter, setpriv: found.setpriv }, mount: found.mount, umount: found.umount };
+  return { launch: { sh: found.sh, nsenter: found.nsenter, setpriv: found.setpriv, mount: found.mount }, mount: found.mount, umount: found.umount };
 }
 
 /** Egress namespaces when slirp4netns and iproute2 are here and one namespace can be built. */

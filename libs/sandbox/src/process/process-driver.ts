@@ -14,7 +14,7 @@ import type { ClassifiedOutcome } from '../outcome';
 import { classifyOutcome } from './process-outcome';
 import { resolveResources, type ExecutionResources, type ResourcePolicy } from '../resources';
 import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH, SANDBOX_RUNNER_PATHS } from './bubblewrap';
-import { EgressUnavailableError, prepareExecutionSandbox, type ExecutionSandbox } from './execution-sandbox';
+import { EgressUnavailableError, HomeUnmounter, prepareExecutionSandbox, type ExecutionHost, type ExecutionSandbox } from './execution-sandbox';
 import { runConfinedInstaller, type ConfinedInstallerOptions } from './confined-installer';
 import { collectFiles } from './file-collect';
 import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
@@ -92,6 +92,8 @@ export class ProcessDriver implements SandboxDriver {
   private readonly running = new Set<AbortController>();
   private readonly defaultResources: ExecutionResources;
   private pool?: WarmPool;
+  /** Batches the unmounting of home tmpfs mounts (root only). */
+  private unmounter?: HomeUnmounter;
   private closed = false;
 
   constructor(private readonly options: ProcessDriverOptions = {}) {
@@ -291,7 +293,7 @@ export class ProcessDriver implements SandboxDriver {
 
   private prepare(plan: Exclude<IsolationPlan, { kind: 'unavailable' }>, resources: ExecutionResources, network: boolean): Promise<ExecutionSandbox> {
     return prepareExecutionSandbox(
-      { workRoot: this.workRoot, ...(plan.kind === 'bubblewrap' ? { uids: plan.uids, cgroups: plan.cgroups, egress: plan.egress, mountBin: plan.root?.mount, umountBin: plan.root?.umount } : {}) },
+      { workRoot: this.workRoot, ...(plan.kind === 'bubblewrap' ? { uids: plan.uids, cgroups: plan.cgroups, egress: plan.egress, ...this.homeMounts(plan) } : {}) },
       {
         cgroupLimits: { memoryBytes: resources.memoryBytes, maxProcesses: this.limits.maxProcesses, cpuMillis: resources.cpuMillis },
         homeSizeBytes: this.options.homeSizeBytes ?? DEFAULT_HOME_SIZE_BYTES,
@@ -299,6 +301,13 @@ export class ProcessDriver implements SandboxDriver {
         network,
       },
     );
+  }
+
+  /** Sized tmpfs homes, as root: mounted by each launch chain, unmounted in batches (one unmounter per driver). */
+  private homeMounts(plan: Extract<IsolationPlan, { kind: 'bubblewrap' }>): Pick<ExecutionHost, 'mountBin' | 'unmounter'> {
+    if (!plan.root) return {};
+    this.unmounter ??= new HomeUnmounter(plan.root.umount);
+    return { mountBin: plan.root.mount, unmounter: this.unmounter };
   }
 
   private plan(): Promise<IsolationPlan> {
@@ -382,7 +391,7 @@ export class ProcessDriver implements SandboxDriver {
     const limited = plan.prlimitBin ? [plan.prlimitBin, ...prlimitArgs(rlimits), ...sandboxed] : sandboxed;
     const launch =
       bubblewrap && plan.root
-        ? buildLaunch({ command: limited, cgroupProcsFiles: sandbox.cgroup?.procsFiles, netnsPath: sandbox.egress?.path, uid: sandbox.uid, binaries: plan.root.launch })
+        ? buildLaunch({ command: limited, cgroupProcsFiles: sandbox.cgroup?.procsFiles, netnsPath: sandbox.egress?.path, uid: sandbox.uid, homeTmpfs: sandbox.homeTmpfs, binaries: plan.root.launch })
         : { argv: limited, ...(sandbox.uid !== undefined ? { spawnIds: { uid: sandbox.uid, gid: sandbox.uid } } : {}) };
     const argv = launch.argv;
     return {

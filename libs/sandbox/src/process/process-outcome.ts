@@ -1,7 +1,7 @@
 import type { CapturedLogs, RunnerResponse } from '@podflow/protocol';
 import { constants } from 'node:os';
 import { classifyEnding, type ClassifiedOutcome, type SandboxEnding } from '../outcome';
-import { CGROUP_JOIN_FAILED_EXIT } from './launch';
+import { LAUNCH_SETUP_FAILED_EXIT } from './launch';
 import type { SandboxProcessResult } from './sandbox-process';
 
 /** What the process driver knows about an execution when it says how it ended. */
@@ -85,7 +85,7 @@ function wrapperFailure(run: SandboxProcessResult, ctx: OutcomeContext): string 
   if (run.runnerStarted) return undefined;
   const prlimit = /^prlimit: (failed to execute .*)$/m.exec(run.stderrTail);
   if (prlimit && (run.exitCode === 126 || run.exitCode === 127)) return `could not start the sandbox: prlimit ${prlimit[1]}`;
-  const launch = run.exitCode === CGROUP_JOIN_FAILED_EXIT ? /^podflow-launch: (.*)$/m.exec(run.stderrTail) : null;
+  const launch = run.exitCode === LAUNCH_SETUP_FAILED_EXIT ? /^podflow-launch: (.*)$/m.exec(run.stderrTail) : null;
   if (launch) return `could not start the sandbox: ${launch[1]}`;
   const wrapper = run.exitCode === 1 ? /^(nsenter|setpriv): (.*)$/m.exec(run.stderrTail) : null;
   if (wrapper) return `could not start the sandbox: ${wrapper[1]} failed: ${wrapper[2]}`;

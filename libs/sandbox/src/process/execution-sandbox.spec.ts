@@ -1,0 +1,41 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HomeUnmounter } from './execution-sandbox';
+
+// The batching of home unmounts, with a stand-in `umount` that records how it was called.
+
+let dir: string;
+let fakeUmount: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'podflow-unmounter-'));
+  fakeUmount = join(dir, 'umount');
+  await writeFile(fakeUmount, `#!/bin/sh\necho "$*" >> ${join(dir, 'calls')}\n`);
+  await chmod(fakeUmount, 0o755);
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const calls = async () => (await readFile(join(dir, 'calls'), 'utf8')).trim().split('\n');
+
+describe('HomeUnmounter', () => {
+  it('detaches the homes that gathered within its window with one umount', async () => {
+    const unmounter = new HomeUnmounter(fakeUmount, 50);
+    await Promise.all([unmounter.unmount('/w/exec-1/home'), unmounter.unmount('/w/exec-2/home'), unmounter.unmount('/w/exec-3/home')]);
+    expect(await calls()).toEqual(['--lazy /w/exec-1/home /w/exec-2/home /w/exec-3/home']);
+    await unmounter.unmount('/w/exec-4/home');
+    expect(await calls()).toEqual(['--lazy /w/exec-1/home /w/exec-2/home /w/exec-3/home', '--lazy /w/exec-4/home']);
+  });
+
+  it('does not wait for the window once a batch is full', async () => {
+    const unmounter = new HomeUnmounter(fakeUmount, 60_000, 2);
+    await Promise.all([unmounter.unmount('/a'), unmounter.unmount('/b')]);
+    expect(await calls()).toEqual(['--lazy /a /b']);
+  });
+
+  it('resolves even when umount fails (clean-up is best effort; the next sweep retries)', async () => {
+    const unmounter = new HomeUnmounter(join(dir, 'missing-umount'), 10);
+    await expect(unmounter.unmount('/a')).resolves.toBeUndefined();
+  });
+});
