@@ -95,14 +95,22 @@ export class Orchestrator implements OnApplicationShutdown {
     const id = params.idempotencyKey ? await this.store.claimIdempotencyKey(params.tenantId, params.idempotencyKey, params.id) : params.id;
     // A key claimed by a request that died before creating its run is honoured by creating it now.
     if (id !== params.id && (await this.store.record(id))) return { id, created: false };
-    const compiled = await this.definitions.put(params.workflow);
-    await this.store.listRun(params.tenantId, id, now);
-    const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now });
-    const changes = await applyEvents(compiled, run, memorySource({ inputs: params.inputs, edges: [] }, nodes), [{ type: 'start', at: now }], this.options);
-    await this.payloads.dehydrate(changes);
-    for (const [nodeId, node] of changes.nodes) nodes.set(nodeId, node);
-    const mark = await this.store.markActive(id, now);
-    if (!(await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token))) {
+    // Independent writes, sent together (one round trip on a new run's path): the definition the
+    // run references, the tenant's run list, and the active mark, which is set before `create` so
+    // that a sweeper finds the run if this process dies before carrying out its first commands.
+    const [compiled, , mark] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now), this.store.markActive(id, now)]);
+    let created: boolean;
+    try {
+      const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now });
+      const changes = await applyEvents(compiled, run, memorySource({ inputs: params.inputs, edges: [] }, nodes), [{ type: 'start', at: now }], this.options);
+      await this.payloads.dehydrate(changes);
+      for (const [nodeId, node] of changes.nodes) nodes.set(nodeId, node);
+      created = await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token);
+    } catch (error) {
+      await this.store.markIdle(id, mark).catch(() => undefined);
+      throw error;
+    }
+    if (!created) {
       await this.store.markIdle(id, mark);
       return { id, created: false };
     }
