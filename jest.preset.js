@@ -14,7 +14,11 @@ module.exports = (projectDir) => ({
     [`/node_modules/(${ESM_ONLY_PACKAGES.join('|')})/.+\\.m?js$`]: path.join(__dirname, 'jest.esm-transform.js'),
   },
   transformIgnorePatterns: [`/node_modules/(?!(${ESM_ONLY_PACKAGES.join('|')})/)`],
-  moduleNameMapper: { '^@podflow/([a-z-]+)$': path.join(__dirname, 'libs/$1/src/index.ts') },
+  moduleNameMapper: {
+    '^@podflow/([a-z-]+)$': path.join(__dirname, 'libs/$1/src/index.ts'),
+    // A second entry point (`@podflow/sandbox/kubernetes`): the folder's index.
+    '^@podflow/([a-z-]+)/([a-z-]+)$': path.join(__dirname, 'libs/$1/src/$2/index.ts'),
+  },
   testMatch: ['<rootDir>/**/*.spec.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
 });

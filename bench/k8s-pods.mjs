@@ -111,7 +111,8 @@ export async function runPodLifecycle({ samples, ctrArgs }) {
  * driver on this machine as the reference.
  */
 export async function runDriverLatency({ samples, workerKubeconfig }) {
-  const { KubernetesDriver, ProcessDriver, podNameFor } = await import('@podflow/sandbox');
+  const { ProcessDriver, podNameFor } = await import('@podflow/sandbox');
+  const { KubernetesDriver } = await import('@podflow/sandbox/kubernetes');
   const admin = new k8s.KubeConfig();
   admin.loadFromDefault();
   const workerConfig = new k8s.KubeConfig();

@@ -2,7 +2,8 @@
 // per execution, every failure mode with its error code, large inputs and files through the API,
 // adoption of an existing pod, and no pod left behind.
 import * as k8s from '@kubernetes/client-node';
-import { KubernetesDriver, LABELS, executionLabel, podNameFor, type SandboxOutcome, type SandboxRequest } from '@podflow/sandbox';
+import { LABELS, executionLabel, podNameFor, type SandboxOutcome, type SandboxRequest } from '@podflow/sandbox';
+import { KubernetesDriver } from '@podflow/sandbox/kubernetes';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, waitForPod, waitForPodGone, workerConfig } from './support/kube';

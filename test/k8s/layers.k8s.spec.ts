@@ -3,17 +3,8 @@
 // builds are single-flight across workers (Redis lease), and a builder killed mid-install never
 // leaves a layer that later runs would trust.
 import * as k8s from '@kubernetes/client-node';
-import {
-  KubernetesDriver,
-  LAYER_BUILDER_SELECTOR,
-  LayerResolver,
-  LayerResolvingDriver,
-  PodLayerBackend,
-  layerBuilderPodName,
-  layerKey,
-  type SandboxOutcome,
-  type SandboxRequest,
-} from '@podflow/sandbox';
+import { LAYER_BUILDER_SELECTOR, LayerResolver, LayerResolvingDriver, layerBuilderPodName, layerKey, type SandboxOutcome, type SandboxRequest } from '@podflow/sandbox';
+import { KubernetesDriver, PodLayerBackend } from '@podflow/sandbox/kubernetes';
 import { normaliseDependencies } from '@podflow/workflow';
 import { Redis } from 'ioredis';
 import { randomBytes, randomUUID } from 'node:crypto';

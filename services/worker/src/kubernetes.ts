@@ -1,11 +1,11 @@
 import { KubeConfig, type V1Toleration } from '@kubernetes/client-node';
 import { QUEUE_NAMES, queuePrefix } from '@podflow/protocol';
 import type { RedisClient } from '@podflow/redis';
-import { KubernetesDriver, PodReaper } from '@podflow/sandbox';
+import { PodReaper } from '@podflow/sandbox';
+import { KubernetesDriver, PodLayerBackend } from '@podflow/sandbox/kubernetes';
 import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { WorkerConfig } from './config';
-import { podLayerBackend } from './layers';
 
 /** Job states in which an execution may still want its pod (running, or queued for a re-delivery). */
 const LIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
@@ -64,4 +64,32 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: RedisC
       await execQueue.close();
     },
   };
+}
+
+/** Layers of the kubernetes driver: a shared volume filled by builder pods. */
+export function podLayerBackend(config: WorkerConfig, kubeConfig: KubeConfig, redis: RedisClient, logger: Logger): PodLayerBackend {
+  return new PodLayerBackend({
+    kubeConfig,
+    redis,
+    keyPrefix: `${config.QUEUE_PREFIX}:`,
+    placement: {
+      namespace: config.K8S_NAMESPACE,
+      images: { python: config.K8S_IMAGE_PYTHON, node: config.K8S_IMAGE_NODE },
+      imagePullPolicy: config.K8S_IMAGE_PULL_POLICY,
+      nodeSelector: config.K8S_NODE_SELECTOR,
+      tolerations: config.K8S_TOLERATIONS as V1Toleration[] | undefined,
+      imagePullSecrets: config.K8S_IMAGE_PULL_SECRETS,
+      volumeClaim: config.K8S_LAYER_VOLUME_CLAIM,
+      caConfigMap: config.K8S_LAYER_CA_CONFIGMAP,
+      env: config.K8S_LAYER_BUILDER_ENV ?? {},
+      cpuMillis: config.K8S_LAYER_BUILDER_CPU_MILLIS,
+      memoryBytes: config.K8S_LAYER_BUILDER_MEMORY_MB * 1024 * 1024,
+      tmpSizeLimit: config.K8S_LAYER_BUILDER_TMP_SIZE,
+    },
+    installer: { npmIgnoreScripts: config.LAYER_NPM_IGNORE_SCRIPTS },
+    maxBytes: config.LAYER_CACHE_MAX_MB * 1024 * 1024,
+    minIdleMs: config.LAYER_EVICT_MIN_IDLE_MS,
+    workerId: config.WORKER_ID,
+    logger,
+  });
 }

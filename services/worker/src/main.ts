@@ -3,7 +3,6 @@ import { createObjectStore } from '@podflow/storage';
 import { connectRedis, redisConnectionPlan } from '@podflow/redis';
 import pino from 'pino';
 import { loadWorkerConfig, type WorkerConfig } from './config';
-import { createKubernetesSandbox } from './kubernetes';
 import { layerResolver, localLayerBackend } from './layers';
 import { NoopDriver } from './noop-driver';
 import { PodflowWorker } from './worker';
@@ -17,7 +16,7 @@ interface Sandbox {
   stop?: () => Promise<void>;
 }
 
-function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
+async function createSandbox(config: WorkerConfig, logger: pino.Logger): Promise<Sandbox> {
   if (config.SANDBOX_DRIVER === 'noop') {
     logger.warn('SANDBOX_DRIVER=noop: code is NOT executed; this driver exists for orchestration benchmarks only');
     return { driver: new NoopDriver() };
@@ -28,6 +27,8 @@ function createSandbox(config: WorkerConfig, logger: pino.Logger): Sandbox {
     connection.disconnect();
   };
   if (config.SANDBOX_DRIVER === 'kubernetes') {
+    // Loaded only for this driver: @kubernetes/client-node is ~50 MiB a process-driver worker does without.
+    const { createKubernetesSandbox } = await import('./kubernetes');
     const sandbox = createKubernetesSandbox(config, connection, logger);
     const layers = layerResolver(config, sandbox.layerBackend, connection, logger);
     return { ...sandbox, driver: new LayerResolvingDriver(sandbox.driver, layers), stop: async () => { await sandbox.stop(); await disconnect(); } };
@@ -72,7 +73,7 @@ async function main(): Promise<void> {
   const dropped = COORDINATOR_ONLY_VARIABLES.filter((name) => name in process.env);
   for (const name of dropped) delete process.env[name];
   if (dropped.length > 0) logger.warn({ dropped }, 'the worker does not use these variables and dropped them; remove them from its environment');
-  const sandbox = createSandbox(config, logger);
+  const sandbox = await createSandbox(config, logger);
   const { driver } = sandbox;
   const worker = new PodflowWorker({
     redis: redisConnectionPlan(config),
