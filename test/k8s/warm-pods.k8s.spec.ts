@@ -2,7 +2,8 @@
 // worker, a warm pod serves exactly one execution, the pool refills, replaces pods that die or
 // wait too long, and never leaves more than its size plus one behind.
 import * as k8s from '@kubernetes/client-node';
-import { ANNOTATIONS, KubernetesDriver, LABELS, WarmPodPool, executionLabel, resolvePodResources, warmSelector, type SandboxOutcome, type SandboxRequest } from '@podflow/sandbox';
+import { ANNOTATIONS, LABELS, executionLabel, resolvePodResources, warmSelector, type SandboxOutcome, type SandboxRequest } from '@podflow/sandbox';
+import { KubernetesDriver, WarmPodPool } from '@podflow/sandbox/kubernetes';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, eventually, workerConfig } from './support/kube';
 
@@ -31,7 +32,7 @@ async function clearWarmPods(): Promise<void> {
 
 function pool(size: number, extra: Partial<ConstructorParameters<typeof WarmPodPool>[0]> = {}): WarmPodPool {
   const core = workerKube.makeApiClient(k8s.CoreV1Api);
-  return new WarmPodPool({ core, placement, resources: resolvePodResources(undefined, { defaultCpuMillis: 1000, defaultMemoryBytes: 512 * 1024 * 1024, maxCpuMillis: 4000, maxMemoryBytes: 4096 * 1024 * 1024, requestRatio: 0.25 }), requestRatio: 0.25, workerId: 'warm-test', size, ...extra });
+  return new WarmPodPool({ core, placement, resources: resolvePodResources(undefined, { defaultCpuMillis: 1000, defaultMemoryBytes: 512 * 1024 * 1024, maxCpuMillis: 4000, maxMemoryBytes: 4096 * 1024 * 1024 }), requestRatio: 0.25, workerId: 'warm-test', size, ...extra });
 }
 
 const claimFor = (executionId: string) => ({ executionId, tenantId: 'acme', runId: executionId.split('.')[0]!, nodeId: 'main', attempt: 1, workerId: 'warm-test', nonce: randomBytes(16).toString('hex'), activeDeadlineSeconds: 120, deadlineAt: Date.now() + 120_000 });

@@ -34,7 +34,9 @@ function finished(state: RunState, nodeId: string, output: JsonObject): ExecResu
     status: 'succeeded',
     output,
     logs: { stdout: '', stderr: '', truncated: false },
-    timings: { startedAt: 1, finishedAt: 2 },
+    workerId: 'test-worker',
+    warnings: [],
+    timings: { enqueuedAt: 0, startedAt: 1, finishedAt: 2, queueWaitMs: 1, executionMs: 1 },
   };
 }
 
@@ -69,7 +71,8 @@ describe('node ids and keys named like Object.prototype members', () => {
     expect({ status: final.status, error: final.error }).toEqual({ status: 'succeeded', error: undefined });
     expect(Object.keys(final.nodes)).toEqual(['__proto__', 'constructor', 'toString']);
     expect(Object.values(final.nodes).map((node) => node.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
-    expect(final.nodes.constructor!.warnings).toBeUndefined();
+    // Through a Map: `nodes.constructor` is typed as Object's own member.
+    expect(new Map(Object.entries(final.nodes)).get('constructor')!.warnings).toBeUndefined();
     expect(JSON.stringify(final.outputs)).toBe('{"toString":{"__proto__":"leaf"}}');
     expect(JSON.stringify(final.inputs)).toBe('{"__proto__":{"in":true}}');
 

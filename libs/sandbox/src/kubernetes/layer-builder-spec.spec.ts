@@ -50,7 +50,7 @@ describe('buildLayerBuilderPod', () => {
 
 describe('sandbox pods with a layer', () => {
   const podPlacement: PodPlacement = { namespace: 'ns', images: placement.images, imagePullPolicy: 'IfNotPresent', homeSizeLimit: '1Gi', tmpSizeLimit: '64Mi', layerVolumeClaim: 'podflow-layers' };
-  const input = { executionId: 'r.n.1', tenantId: 't', runId: 'r', nodeId: 'n', attempt: 1, workerId: 'w', language: 'typescript' as const, resources: { cpuMillis: 500, memoryBytes: 256 * 1024 ** 2 }, requestRatio: 0.25, activeDeadlineSeconds: 100, deadlineAt: 0 };
+  const input = { executionId: 'r.n.1', tenantId: 't', runId: 'r', nodeId: 'n', attempt: 1, workerId: 'w', language: 'typescript' as const, resources: { cpuMillis: 500, memoryBytes: 256 * 1024 ** 2, notes: [] }, requestRatio: 0.25, activeDeadlineSeconds: 100, deadlineAt: 0 };
 
   it('mount only their layer directory, read-only, and make it importable', () => {
     const pod = buildSandboxPod({ ...input, layer: { key: KEY, ecosystem: 'npm' } }, podPlacement);

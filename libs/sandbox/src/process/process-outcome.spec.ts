@@ -13,7 +13,7 @@ const ctx: OutcomeContext = {
 };
 
 function run(overrides: Partial<SandboxProcessResult> = {}): SandboxProcessResult {
-  return { termination: 'exited', exitCode: 0, signal: null, stdout: '', stderrTail: '', stderrTruncated: false, runnerStarted: false, durationMs: 5, ...overrides };
+  return { termination: 'exited', exitCode: 0, signal: null, stdout: '', stderrTail: '', stderrTruncated: false, runnerStarted: false, durationMs: 5, teardown: Promise.resolve(), ...overrides };
 }
 
 const logs = { stdout: 'printed', stderr: '', truncated: false };
