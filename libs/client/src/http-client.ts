@@ -92,6 +92,8 @@ export interface NodeView {
   error?: { code: string; message: string; nodeId?: string; type?: string; stack?: string };
   logs?: { stdout: string; stderr: string; truncated: boolean };
   warnings?: string[];
+  /** ISO times: made ready (queued), started and finished, as the coordinator recorded them. */
+  timings?: { queuedAt?: string; startedAt?: string; finishedAt?: string; durationMs?: number };
 }
 
 export interface RunView {

@@ -4,6 +4,7 @@ import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { dependencyPolicyEnv } from './tenancy/dependency-policy';
+import { tenantNumbersEnv } from './tenancy/dispatch-policy';
 import { egressTenantsEnv } from './tenancy/egress-policy';
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -51,8 +52,21 @@ export const coordinatorConfigSchema = z.object({
   RUN_LEASE_MS: int(1000).default(10_000),
   /** Most nodes one workflow may hold. */
   MAX_NODES_PER_RUN: int(1).default(10_000),
-  /** Admission (orchestration/admission.ts): most executions waiting, delayed or running in `exec`; ready nodes past it wait, first come first served. */
+  /** Admission (orchestration/admission.ts): most executions waiting, delayed or running in `exec`; ready nodes past it wait in their runs' outboxes. */
   ADMISSION_MAX_IN_FLIGHT: int(1).default(1_000_000),
+  /** Weighted fair dispatch across tenants (start-time fair queuing on `exec`); `false`: first come first served. */
+  FAIR_DISPATCH: z
+    .enum(['true', 'false', '1', '0'], { errorMap: () => ({ message: 'FAIR_DISPATCH is true or false' }) })
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
+  /** A tenant's share of `exec` under contention when not listed in TENANT_WEIGHTS. */
+  TENANT_DEFAULT_WEIGHT: z.coerce.number().min(0.01).max(1000).default(1),
+  /** `tenant=weight,...`: shares under contention (2 starts twice as many executions as 1). */
+  TENANT_WEIGHTS: tenantNumbersEnv('TENANT_WEIGHTS', { min: 0.01, integer: false, what: 'weight' }),
+  /** Most executions of one tenant waiting, delayed or running in `exec`; its ready nodes past it wait. */
+  TENANT_MAX_IN_FLIGHT: int(1).default(10_000),
+  /** `tenant=count,...`: TENANT_MAX_IN_FLIGHT for the listed tenants. */
+  TENANT_MAX_IN_FLIGHT_BY_TENANT: tenantNumbersEnv('TENANT_MAX_IN_FLIGHT_BY_TENANT', { min: 1, integer: true, what: 'count' }),
   RUN_RETENTION_SECONDS: int(60).default(7 * 24 * 3600),
   IDEMPOTENCY_TTL_SECONDS: int(60).default(24 * 3600),
   OUTBOX_SWEEP_MS: int(100).default(2000),

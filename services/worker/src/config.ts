@@ -29,6 +29,8 @@ export const workerConfigSchema = z.object({
   WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
   WORKER_CONCURRENCY: int(1).default(4),
   SANDBOX_DRIVER: z.enum(['process', 'kubernetes', 'noop']).default('process'),
+  /** SANDBOX_DRIVER=noop only: how long each no-op execution takes (benchmarks and tests of dispatch: work that occupies a slot). */
+  NOOP_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
   SANDBOX_ISOLATION: z.enum(['auto', 'bubblewrap', 'none']).default('auto'),
   SANDBOX_MEMORY_MB: int(32).default(512),
   // Process driver limits (README "Process sandbox"); the kubernetes driver has its K8S_* twins.

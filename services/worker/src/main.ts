@@ -19,7 +19,7 @@ interface Sandbox {
 async function createSandbox(config: WorkerConfig, logger: pino.Logger): Promise<Sandbox> {
   if (config.SANDBOX_DRIVER === 'noop') {
     logger.warn('SANDBOX_DRIVER=noop: code is NOT executed; this driver exists for orchestration benchmarks only');
-    return { driver: new NoopDriver() };
+    return { driver: new NoopDriver(config.NOOP_DELAY_MS) };
   }
   // Layer build leases, the reaper's job lookups.
   const connection = connectRedis(config);

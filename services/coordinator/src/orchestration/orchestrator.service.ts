@@ -145,11 +145,14 @@ export class Orchestrator implements OnApplicationShutdown {
     }
   }
 
-  /** Takes over a run nobody holds (sweeper, admission): carries out its outbox and drains its inbox. */
-  async takeOver(runId: string, releasing = false): Promise<boolean> {
+  /**
+   * Takes over a run nobody holds (sweeper, admission): carries out its outbox and drains its
+   * inbox. `releasing`: its turn after being held by admission (`heldBy`: its tenant).
+   */
+  async takeOver(runId: string, releasing = false, heldBy?: string): Promise<boolean> {
     if (this.sessions.has(runId) || this.closing) return false;
     if (!(await this.store.acquire(runId, this.token))) return false;
-    await this.runSession(runId, undefined, releasing);
+    await this.runSession(runId, undefined, releasing, heldBy);
     return true;
   }
 
@@ -168,13 +171,13 @@ export class Orchestrator implements OnApplicationShutdown {
    * cannot start a second loop, so it marks the run `rewoken` and the loop goes on: it checks the
    * mark after its last await and leaves `sessions` in the same synchronous step.
    */
-  private runSession(runId: string, mark?: number, releasing = false): Promise<void> {
+  private runSession(runId: string, mark?: number, releasing = false, heldBy?: string): Promise<void> {
     const running = this.sessions.get(runId);
     if (running) {
       this.rewoken.add(runId);
       return running;
     }
-    const session = this.drain(runId, mark, releasing);
+    const session = this.drain(runId, mark, releasing, heldBy);
     this.sessions.set(runId, session);
     return session;
   }
@@ -186,11 +189,11 @@ export class Orchestrator implements OnApplicationShutdown {
    * commit wrote. Commands go out in outbox order: once admission holds one, later ones wait
    * behind it in the outbox (`flushOutbox`) instead of being carried out straight from the commit.
    */
-  private async drain(runId: string, mark: number | undefined, releasing: boolean): Promise<void> {
+  private async drain(runId: string, mark: number | undefined, releasing: boolean, heldBy?: string): Promise<void> {
     let since = mark;
     try {
       for (;;) {
-        const [marked, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing)]);
+        const [marked, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
         since = marked;
         if (held) this.logger.debug({ runId }, 'executions held by admission');
         let outboxClear = !held;
@@ -208,13 +211,13 @@ export class Orchestrator implements OnApplicationShutdown {
           const written = await this.applyBatch(step.record, step.entries);
           if (!written) return this.leaseLost(runId);
           if (!outboxClear) {
-            outboxClear = !(await this.flushOutbox(runId, releasing));
+            outboxClear = !(await this.flushOutbox(runId, releasing, step.record.tenantId));
             continue;
           }
           const { done, held: heldNow } = await this.executor.execute(runId, written, Date.now(), releasing);
           carriedOut = done;
           if (heldNow > 0) {
-            await this.store.hold(runId, Date.now());
+            await this.hold(runId, step.record.tenantId);
             outboxClear = false;
           }
         }
@@ -236,23 +239,37 @@ export class Orchestrator implements OnApplicationShutdown {
     this.logger.warn({ runId }, 'lease lost to another coordinator; it carries on with this run');
   }
 
-  /** Carries out the outbox, acknowledging each command by id. Returns true when admission held some back. */
-  private async flushOutbox(runId: string, releasing: boolean): Promise<boolean> {
+  /**
+   * Carries out the outbox, acknowledging each command by id. Returns true when admission held
+   * some back. `tenantId`, when known, names the held list to leave once nothing is held.
+   */
+  private async flushOutbox(runId: string, releasing: boolean, tenantId?: string): Promise<boolean> {
     for (;;) {
       const entries = await this.store.outbox(runId, 1000);
-      if (entries.length === 0) return false;
-      const { done, held } = await this.executor.execute(runId, entries, Date.now(), releasing);
+      if (entries.length === 0) {
+        // A run released with nothing left to carry out (its outbox went meanwhile) leaves its list.
+        if (releasing && tenantId) await this.store.unhold(runId, tenantId);
+        return false;
+      }
+      const { done, held, tenantId: enqueuedFor } = await this.executor.execute(runId, entries, Date.now(), releasing);
+      const tenant = enqueuedFor ?? tenantId;
       await this.store.ackOutbox(runId, done);
       if (held > 0) {
-        await this.store.hold(runId, Date.now());
+        await this.hold(runId, enqueuedFor!);
         return true;
       }
       if (entries.length < 1000) {
-        // Out of the held list once everything went (a ZREM only while some run is held).
-        if (releasing || this.admission.othersWaiting) await this.store.unhold(runId);
+        // Out of the held list once everything went (a ZREM only while the tenant has held runs).
+        if (tenant && (releasing || this.admission.waitingBefore(tenant))) await this.store.unhold(runId, tenant);
         return false;
       }
     }
+  }
+
+  /** The run waits in its tenant's held list; the tenant's new work queues behind it from now on. */
+  private async hold(runId: string, tenantId: string): Promise<void> {
+    this.admission.heldTenants.add(tenantId);
+    await this.store.hold(runId, tenantId, Date.now());
   }
 
   /** Applies one batch of inbox entries: the outbox entries the commit wrote, or undefined when the lease was lost (nothing written). */

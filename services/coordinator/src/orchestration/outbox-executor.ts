@@ -7,6 +7,9 @@ import { CONFIG, EXEC_QUEUE, REDIS, RESULTS_QUEUE } from '../tokens';
 import { Admission, type AdmissionRequest } from './admission';
 import type { OutboxEntry } from './run-store';
 
+/** Job states of an execution no worker has taken yet: a cancel removes the job. */
+const NOT_STARTED = new Set(['waiting', 'prioritized', 'delayed']);
+
 /** How long an execution id stays in the canceled set (a worker checks it before starting). */
 const CANCELED_TTL_SECONDS = 24 * 3600;
 
@@ -34,8 +37,11 @@ export class OutboxExecutor {
     private readonly admission: Admission,
   ) {}
 
-  /** Carries out `entries` (in order, enqueues as far as admission allows); returns the ids carried out. */
-  async execute(runId: string, entries: readonly OutboxEntry[], now: number, releasing = false): Promise<{ done: string[]; held: number }> {
+  /**
+   * Carries out `entries` (in order, enqueues as far as admission allows); returns the ids carried
+   * out, how many enqueues admission held back, and the tenant of the enqueues (when there were any).
+   */
+  async execute(runId: string, entries: readonly OutboxEntry[], now: number, releasing = false): Promise<{ done: string[]; held: number; tenantId?: string }> {
     const done: string[] = [];
     const enqueues: Array<{ id: string; request: AdmissionRequest }> = [];
     // Run timeouts are delayed jobs of their own: scheduled alongside the enqueues, not before
@@ -61,10 +67,14 @@ export class OutboxExecutor {
       done.push(id);
     }
     const enqueued = (async () => {
-      const admitted = await this.admission.admit(enqueues.map((e) => e.request), releasing);
+      const { admitted, priorities } = await this.admission.admit(enqueues.map((e) => e.request), releasing);
       if (admitted > 0) {
         await this.execQueue.addBulk(
-          enqueues.slice(0, admitted).map(({ request }) => ({ name: 'exec', data: request.job, opts: { ...EXEC_JOB_OPTIONS, jobId: request.job.executionId, delay: request.delayMs } })),
+          enqueues.slice(0, admitted).map(({ request }, i) => ({
+            name: 'exec',
+            data: request.job,
+            opts: { ...EXEC_JOB_OPTIONS, jobId: request.job.executionId, delay: request.delayMs, ...(priorities ? { priority: priorities[i] } : {}) },
+          })),
         );
       }
       return admitted;
@@ -72,7 +82,7 @@ export class OutboxExecutor {
     // Both settle before anything is acknowledged: a failure leaves every entry in the outbox.
     const [admitted] = await Promise.all([enqueued, ...timeouts]);
     done.push(...enqueues.slice(0, admitted).map((e) => e.id));
-    return { done, held: enqueues.length - admitted };
+    return { done, held: enqueues.length - admitted, ...(enqueues.length > 0 ? { tenantId: enqueues[0]!.request.job.tenantId } : {}) };
   }
 
   private async cancelExecution(executionId: string): Promise<void> {
@@ -81,8 +91,12 @@ export class OutboxExecutor {
     await this.redis.publish(cancelChannel(this.config.QUEUE_PREFIX), executionId);
     // A job that has not started yet is simply removed; a running one is killed by its worker.
     const job = await this.execQueue.getJob(executionId);
-    if (job && ((await job.isWaiting()) || (await job.isDelayed()))) {
+    // Prioritized: waiting under fair dispatch (every job has a priority then).
+    if (job && NOT_STARTED.has(await job.getState())) {
       await job.remove().catch(() => undefined);
+      // It will report no result: it no longer counts against its tenant. (A running one is
+      // counted until its worker's result, or DispatchStore.reconcile once its job has ended.)
+      await this.admission.store.finished(job.data.tenantId, [executionId]);
     }
   }
 }

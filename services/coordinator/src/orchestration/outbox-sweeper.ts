@@ -1,25 +1,38 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
+import { dispatchOf, releaseOrder } from '../tenancy/dispatch-policy';
 import { CONFIG, LOGGER } from '../tokens';
 import { Admission } from './admission';
 import { Orchestrator } from './orchestrator.service';
 import { RunStore } from './run-store';
 
-/** Held runs offered to admission per sweep, oldest first. */
-const HELD_PER_SWEEP = 50;
+/** Held runs of one tenant offered their turn per pass, oldest first. */
+const HELD_PER_TENANT = 50;
+/** Every this many sweeps, executions that left `exec` without a result stop counting against their tenant. */
+const RECONCILE_EVERY_SWEEPS = 5;
+/** Only executions admitted at least this long ago are checked (a younger one is surely still queued or running). */
+const RECONCILE_AFTER_MS = 30_000;
 
 /**
  * Periodically (OUTBOX_SWEEP_MS):
  * - takes over runs whose owner died: a run stays in the active list while a session works on
  *   it; one listed for longer than two leases whose lease is free has events or commands nobody
  *   is carrying out;
- * - offers the runs held by admission, oldest first, their turn.
+ * - gives the runs held by admission their turn: tenant by tenant, the tenant using least of its
+ *   share first (fair dispatch) or the one waiting longest (FIFO), each tenant's runs oldest
+ *   first. A result of a tenant with held runs gives them their turn at once (`releaseSoon`), so a
+ *   tenant at its cap continues as soon as one of its executions ends;
+ * - (fair dispatch) reconciles the tenants' in-flight sets with `exec` (DispatchStore.reconcile).
  */
 @Injectable()
 export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
   private timer?: NodeJS.Timeout;
   private sweeping = false;
+  private sweeps = 0;
+  /** Tenants whose held runs are being released now, and ones due again right after. */
+  private readonly releasing = new Map<string, boolean>();
+  private closed = false;
 
   constructor(
     private readonly store: RunStore,
@@ -35,6 +48,7 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   onApplicationShutdown(): void {
+    this.closed = true;
     clearInterval(this.timer);
   }
 
@@ -54,11 +68,10 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
           taken += 1;
         }
       }
-      const held = await this.store.heldRuns(HELD_PER_SWEEP);
-      this.admission.othersWaiting = held.length > 0;
-      for (const runId of held) {
-        if (!(await this.store.record(runId))) await this.store.unhold(runId);
-        else await this.orchestrator.takeOver(runId, true);
+      await this.releaseHeld(now);
+      if (this.admission.policy.fair && ++this.sweeps % RECONCILE_EVERY_SWEEPS === 0) {
+        const removed = await this.admission.store.reconcile(RECONCILE_AFTER_MS, now);
+        if (removed > 0) this.logger.info({ removed }, 'executions that left exec without a result no longer count against their tenants');
       }
       return taken;
     } catch (error) {
@@ -66,6 +79,69 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
       return 0;
     } finally {
       this.sweeping = false;
+    }
+  }
+
+  /** A result of `tenantId` arrived: if it has held runs, they get their turn now rather than at the next sweep. */
+  releaseSoon(tenantId: string): void {
+    if (!this.admission.policy.fair || !this.admission.heldTenants.has(tenantId) || this.closed) return;
+    if (this.releasing.has(tenantId)) {
+      this.releasing.set(tenantId, true);
+      return;
+    }
+    this.releasing.set(tenantId, false);
+    void (async () => {
+      try {
+        do {
+          this.releasing.set(tenantId, false);
+          await this.releaseTenant(tenantId);
+        } while (this.releasing.get(tenantId) && !this.closed);
+      } catch (error) {
+        this.logger.error({ err: error, tenantId }, 'releasing held runs failed; the next sweep retries');
+      } finally {
+        this.releasing.delete(tenantId);
+      }
+    })();
+  }
+
+  private async releaseHeld(now: number): Promise<void> {
+    // Runs held before per-tenant lists existed move to their tenant's list.
+    for (const runId of await this.store.legacyHeldRuns(HELD_PER_TENANT)) {
+      const record = await this.store.record(runId);
+      if (record) await this.store.hold(runId, record.tenantId, now);
+      await this.store.forgetLegacyHeld(runId);
+    }
+    const tenants = await this.store.heldTenants();
+    this.admission.othersWaiting = tenants.length > 0;
+    this.admission.heldTenants.clear();
+    for (const tenantId of tenants) this.admission.heldTenants.add(tenantId);
+    let order = tenants; // FIFO: the tenant waiting longest first
+    if (this.admission.policy.fair && tenants.length > 1) {
+      const inFlight = await Promise.all(tenants.map((id) => this.admission.store.inFlight(id)));
+      order = releaseOrder(tenants.map((id, i) => ({ id, inFlight: inFlight[i]!, weight: dispatchOf(this.admission.policy, id).weight })));
+    }
+    for (const tenantId of order) {
+      if (this.closed) return;
+      await this.releaseTenant(tenantId, now);
+    }
+  }
+
+  /** Offers a tenant's held runs their turn, oldest first, until one stays held (its cap, or the global one). */
+  private async releaseTenant(tenantId: string, now = Date.now()): Promise<void> {
+    const runs = await this.store.heldRuns(tenantId, HELD_PER_TENANT);
+    if (runs.length === 0) {
+      await this.store.forgetHeldTenant(tenantId, now);
+      this.admission.heldTenants.delete(tenantId);
+      return;
+    }
+    for (const runId of runs) {
+      if (this.closed) return;
+      if (!(await this.store.record(runId))) {
+        await this.store.unhold(runId, tenantId); // expired
+        continue;
+      }
+      await this.orchestrator.takeOver(runId, true, tenantId);
+      if (await this.store.isHeld(runId, tenantId)) return;
     }
   }
 }

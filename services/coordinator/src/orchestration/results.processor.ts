@@ -6,7 +6,9 @@ import type { RedisClient } from '@podflow/redis';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, LOGGER, REDIS } from '../tokens';
+import { Admission } from './admission';
 import { Orchestrator } from './orchestrator.service';
+import { OutboxSweeper } from './outbox-sweeper';
 
 /**
  * The engine events a message from the `results` queue stands for, grouped by run (in message
@@ -52,12 +54,25 @@ export function eventsOf(message: ResultMessage, receivedAt: number): Map<string
  * the run's owner applies inboxes in batches (orchestrator.service.ts). A message that cannot be
  * read is dropped with an error in the log: it would fail the same way on every delivery.
  */
+/** Execution ids of the finished results in a message, by tenant (a malformed result is left out). */
+export function finishedByTenant(message: ResultMessage): Map<string, string[]> {
+  const reports = message.kind === 'finished' ? [message] : message.kind === 'finished_batch' ? message.results : [];
+  const byTenant = new Map<string, string[]>();
+  for (const { result } of reports) {
+    if (typeof result?.tenantId !== 'string' || typeof result.executionId !== 'string') continue;
+    byTenant.set(result.tenantId, [...(byTenant.get(result.tenantId) ?? []), result.executionId]);
+  }
+  return byTenant;
+}
+
 @Injectable()
 export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
   private worker?: Worker<ResultMessage>;
 
   constructor(
     private readonly orchestrator: Orchestrator,
+    private readonly admission: Admission,
+    private readonly sweeper: OutboxSweeper,
     @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -84,7 +99,13 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
     }
     // Runs in parallel; if one submit fails the job is retried, and the runs that had their
     // events already ignore them the second time (the engine drops stale results).
-    await Promise.all([...byRun].map(([runId, events]) => this.orchestrator.submit(runId, events)));
+    const finished = finishedByTenant(job.data);
+    await Promise.all([
+      ...[...byRun].map(([runId, events]) => this.orchestrator.submit(runId, events)),
+      // Out of their tenants' in-flight counts (idempotent, like the submit: a retried message is harmless).
+      ...[...finished].map(([tenantId, executionIds]) => this.admission.store.finished(tenantId, executionIds)),
+    ]);
+    for (const tenantId of finished.keys()) this.sweeper.releaseSoon(tenantId);
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -50,9 +50,20 @@ export class RunKeys {
   activeRuns(): string {
     return `${this.prefix}:{o}:active-runs`;
   }
-  /** Runs whose ready executions wait for admission, scored by when they first waited (FIFO). */
-  heldRuns(): string {
+  /**
+   * Before per-tenant held lists: runs whose ready executions waited for admission. Still read by
+   * the sweeper, so runs held by an older coordinator are not forgotten after an upgrade.
+   */
+  legacyHeldRuns(): string {
     return `${this.prefix}:{o}:held-runs`;
+  }
+  /** Tenants that have (or recently had) held runs, scored by when they first did. */
+  heldTenants(): string {
+    return `${this.prefix}:{o}:held-tenants`;
+  }
+  /** A tenant's runs whose ready executions wait for admission, scored by when they first waited (FIFO). */
+  heldRuns(tenantId: string): string {
+    return `${this.prefix}:{t:${tenantId}}:held-runs`;
   }
   tenantRuns(tenantId: string): string {
     return `${this.prefix}:{t:${tenantId}}:runs`;

@@ -220,17 +220,46 @@ export class RunStore {
   }
 
   /** Puts a run in the held list (FIFO by when it first waited) until admission lets its executions go. */
-  async hold(runId: string, now: number): Promise<void> {
-    await this.redis.zadd(this.keys.heldRuns(), 'NX', now, runId);
+  /** The run waits for admission in its tenant's held list (kept at its first time there). */
+  async hold(runId: string, tenantId: string, now: number): Promise<void> {
+    await Promise.all([this.redis.zadd(this.keys.heldRuns(tenantId), 'NX', now, runId), this.redis.zadd(this.keys.heldTenants(), 'NX', now, tenantId)]);
   }
 
-  async unhold(runId: string): Promise<void> {
-    await this.redis.zrem(this.keys.heldRuns(), runId);
+  async unhold(runId: string, tenantId: string): Promise<void> {
+    await this.redis.zrem(this.keys.heldRuns(tenantId), runId);
   }
 
-  /** The runs waiting longest for admission. */
-  async heldRuns(limit: number): Promise<string[]> {
-    return this.redis.zrange(this.keys.heldRuns(), 0, limit - 1);
+  async isHeld(runId: string, tenantId: string): Promise<boolean> {
+    return (await this.redis.zscore(this.keys.heldRuns(tenantId), runId)) !== null;
+  }
+
+  /** A tenant's runs waiting longest for admission. */
+  async heldRuns(tenantId: string, limit: number): Promise<string[]> {
+    return this.redis.zrange(this.keys.heldRuns(tenantId), 0, limit - 1);
+  }
+
+  /** Tenants with held runs (possibly a few whose lists emptied since: `forgetHeldTenant`). */
+  async heldTenants(): Promise<string[]> {
+    return this.redis.zrange(this.keys.heldTenants(), 0, -1);
+  }
+
+  /**
+   * Drops a tenant whose held list is empty from the held tenants; one held meanwhile by another
+   * coordinator is put back (its hold's ZADD NX may have come between the two steps).
+   */
+  async forgetHeldTenant(tenantId: string, now: number): Promise<void> {
+    if ((await this.redis.zcard(this.keys.heldRuns(tenantId))) > 0) return;
+    await this.redis.zrem(this.keys.heldTenants(), tenantId);
+    if ((await this.redis.zcard(this.keys.heldRuns(tenantId))) > 0) await this.redis.zadd(this.keys.heldTenants(), 'NX', now, tenantId);
+  }
+
+  /** Runs held by a coordinator from before per-tenant held lists (upgrades). */
+  async legacyHeldRuns(limit: number): Promise<string[]> {
+    return this.redis.zrange(this.keys.legacyHeldRuns(), 0, limit - 1);
+  }
+
+  async forgetLegacyHeld(runId: string): Promise<void> {
+    await this.redis.zrem(this.keys.legacyHeldRuns(), runId);
   }
 
   async forgetActive(runId: string): Promise<void> {

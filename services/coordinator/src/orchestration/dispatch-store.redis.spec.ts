@@ -1,0 +1,146 @@
+import { QUEUE_NAMES, queuePrefix } from '@podflow/protocol';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { dispatchPriority, type TenantDispatch } from '../tenancy/dispatch-policy';
+import { DispatchStore } from './dispatch-store';
+
+// Fair dispatch's admission script on a real Redis (REDIS_URL, started by `npm test`), with the
+// order checked by a real BullMQ worker taking the jobs one at a time.
+const redisUrl = process.env.REDIS_URL;
+if (!redisUrl) throw new Error('REDIS_URL is not set: run this suite through `npm test`, which starts a private redis-server');
+
+let redis: Redis;
+let queue: Queue;
+let store: DispatchStore;
+let prefix: string;
+
+beforeEach(() => {
+  redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  prefix = queuePrefix(`dispatch-${randomUUID().slice(0, 8)}`, QUEUE_NAMES.exec);
+  queue = new Queue(QUEUE_NAMES.exec, { connection: redis, prefix });
+  store = new DispatchStore(redis, queue);
+});
+
+afterEach(async () => {
+  await queue.obliterate({ force: true });
+  const keys = await redis.keys(`${prefix}:dispatch:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await queue.close();
+  redis.disconnect();
+});
+
+const one: TenantDispatch = { weight: 1, maxInFlight: 10_000 };
+
+/** Admits `count` executions of `tenant` and adds their jobs with the priorities admission gives. */
+async function flood(tenant: string, count: number, dispatch = one, globalMax = 1_000_000): Promise<number> {
+  const ids = Array.from({ length: count }, (_, i) => `${tenant}.${randomUUID().slice(0, 6)}.${i}`);
+  const { admitted, start, shift } = await store.admit(tenant, ids, dispatch, globalMax, Date.now());
+  if (admitted > 0) {
+    await queue.addBulk(ids.slice(0, admitted).map((id, i) => ({ name: 'exec', data: { tenant }, opts: { jobId: id, priority: dispatchPriority(start, i, dispatch.weight, shift) } })));
+  }
+  return admitted;
+}
+
+/** Takes `count` jobs one at a time, as a worker would, and returns their tenants in order. */
+async function serve(count: number): Promise<string[]> {
+  const order: string[] = [];
+  let worker: Worker | undefined;
+  const connection = redis.duplicate();
+  await new Promise<void>((resolve) => {
+    worker = new Worker(
+      QUEUE_NAMES.exec,
+      async (job) => {
+        order.push(job.data.tenant);
+        await store.finished(job.data.tenant, [job.id!]);
+        if (order.length === count) resolve();
+      },
+      { connection, prefix, concurrency: 1 },
+    );
+  });
+  await worker!.close();
+  connection.disconnect();
+  return order.slice(0, count);
+}
+
+describe('DispatchStore (fair dispatch on a real Redis)', () => {
+  it("enforces a tenant's cap across calls and frees it as results arrive", async () => {
+    const capped = { weight: 1, maxInFlight: 3 };
+    const ids = ['e1', 'e2', 'e3', 'e4', 'e5'];
+    expect((await store.admit('acme', ids, capped, 1_000_000, 1)).admitted).toBe(3);
+    expect((await store.admit('acme', ['e4', 'e5'], capped, 1_000_000, 2)).admitted).toBe(0);
+    // Another tenant is not affected.
+    expect((await store.admit('globex', ['g1'], capped, 1_000_000, 3)).admitted).toBe(1);
+    await store.finished('acme', ['e1', 'e2']);
+    expect((await store.admit('acme', ['e4', 'e5'], capped, 1_000_000, 4)).admitted).toBe(2);
+    expect(await store.inFlight('acme')).toBe(3);
+    // An id admitted twice (an outbox entry carried out again after a crash) counts once.
+    expect((await store.admit('globex', ['g1'], capped, 1_000_000, 5)).admitted).toBe(1);
+    expect(await store.inFlight('globex')).toBe(1);
+  });
+
+  it('enforces the global cap from what exec holds', async () => {
+    await queue.addBulk(Array.from({ length: 4 }, (_, i) => ({ name: 'exec', data: {}, opts: { jobId: `other-${i}` } })));
+    expect((await store.admit('acme', ['a', 'b', 'c'], one, 6, 1)).admitted).toBe(2);
+  });
+
+  it('serves a light tenant at once behind a flood: it starts level with the head of the queue', async () => {
+    await flood('heavy', 200);
+    expect(await serve(50)).toEqual(Array(50).fill('heavy'));
+    await flood('light', 5);
+    const order = await serve(12);
+    // Round robin from the head: light never waits behind more than one heavy execution.
+    expect(order.join(',')).toBe('heavy,light,heavy,light,heavy,light,heavy,light,heavy,light,heavy,heavy');
+  });
+
+  it('gives tenants flooding together service in proportion to their weights', async () => {
+    await flood('gold', 60, { weight: 2, maxInFlight: 10_000 });
+    await flood('basic', 60, one);
+    const order = await serve(60);
+    const gold = order.filter((t) => t === 'gold').length;
+    expect(gold).toBeGreaterThanOrEqual(39);
+    expect(gold).toBeLessThanOrEqual(41);
+  });
+
+  it("does not let a tenant's later batches jump its own backlog: they queue behind it, level with others", async () => {
+    await flood('heavy', 30);
+    await flood('heavy', 30); // a second run of the same tenant
+    await flood('light', 3);
+    const order = await serve(8);
+    expect(order.filter((t) => t === 'light')).toHaveLength(3);
+    expect(order.indexOf('light')).toBeLessThanOrEqual(1);
+  });
+
+  it("starts a batch level with another tenant's batch admitted a moment before, whose jobs are not in exec yet", async () => {
+    const early = ['e0', 'e1', 'e2', 'e3'];
+    const first = await store.admit('early', early, one, 1_000_000, Date.now());
+    // The early tenant's jobs are not added yet: the prioritized set is still empty.
+    const second = await store.admit('late', ['l0', 'l1'], one, 1_000_000, Date.now());
+    expect(second.start).toBe(first.start);
+    // Once nothing was admitted for a while, an empty queue means everything was served: a
+    // newcomer starts after every tag handed out, level with the tenants that were served.
+    const later = await store.admit('later', ['x0'], one, 1_000_000, Date.now() + 5_000);
+    expect(later.start).toBe(4);
+  });
+
+  it('keeps priorities within BullMQ range however far virtual time has moved', async () => {
+    await redis.hset(`${prefix}:dispatch:state`, 'highest', String(2 ** 21 + 17), 'shift', '0', 'tag:acme', String(2 ** 21 + 17));
+    const ids = Array.from({ length: 5 }, (_, i) => `x${i}`);
+    const { admitted, start, shift } = await store.admit('acme', ids, one, 1_000_000, Date.now());
+    const priorities = ids.slice(0, admitted).map((_, i) => dispatchPriority(start, i, 1, shift));
+    expect(priorities).toEqual([1, 2, 3, 4, 5]);
+    await expect(queue.addBulk(ids.map((id, i) => ({ name: 'exec', data: {}, opts: { jobId: id, priority: priorities[i] } })))).resolves.toHaveLength(5);
+  });
+
+  it('reconcile: an execution whose job finished or vanished without a result stops counting; a queued one stays', async () => {
+    await flood('acme', 2);
+    await store.admit('acme', ['lost-without-a-job'], one, 1_000_000, Date.now() - 120_000);
+    expect(await store.inFlight('acme')).toBe(3);
+    expect(await store.reconcile(60_000, Date.now())).toBe(1);
+    expect(await store.inFlight('acme')).toBe(2);
+    // Young entries are not even looked at.
+    expect(await store.reconcile(60_000, Date.now())).toBe(0);
+    expect(await store.reconcile(0, Date.now() + 1)).toBe(0);
+    expect(await store.inFlight('acme')).toBe(2);
+  });
+});
