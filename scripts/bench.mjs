@@ -10,9 +10,12 @@
 //   warm           issue 12: the process driver's warm pool on vs off (alternating rounds): no-op
 //                  Python / JavaScript / TypeScript nodes end to end, a 40-node Python chain, and
 //                  the idle cost of a full pool → bench/results/warm.md (and warm.json)
+//   fairness       issue 13: a light tenant's node wait behind another tenant's 2,000-node flood,
+//                  fair dispatch vs FAIR_DISPATCH=false, and admission's cost per node
+//                  → bench/results/fairness.md (and fairness.json)
 //
 // Environment:
-//   BENCH_ONLY              core | orchestration | warm: run one section only (default: all)
+//   BENCH_ONLY              core | orchestration | warm | fairness: run one section only (default: all)
 //   BENCH_SAMPLES           core: samples per latency figure (default 30)
 //   BENCH_FANOUT            core: fan-out size (default 1000)
 //   BENCH_WARM_SAMPLES      warm: sequential executions per language and configuration (default 20)
@@ -36,7 +39,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ROOT, ensureBubblewrap, ensureInstalledAndBuilt, gitDescribe, say, startRedis } from './lib/services.mjs';
 
-const SECTIONS = ['core', 'orchestration', 'warm'];
+const SECTIONS = ['core', 'orchestration', 'warm', 'fairness'];
 
 function positiveInt(name, fallback, min = 1) {
   const raw = process.env[name];
@@ -206,6 +209,17 @@ async function warmSection(redis) {
   say('results written to bench/results/warm.md (and warm.json)');
 }
 
+/** Issue 13: fair dispatch for a light tenant behind a flood, and admission's cost per node. */
+async function fairnessSection(redis) {
+  const { fairnessTable, runFairness } = await import('../bench/fairness.mjs');
+  const started = Date.now();
+  const results = await runFairness({ redisUrl: redis.url });
+  const table = `${fairnessTable(results, machineLine())}- section wall time ${((Date.now() - started) / 1000).toFixed(0)} s; 1-minute load average at the end ${loadavg()[0].toFixed(2)}\n`;
+  process.stdout.write(`\n${table}`);
+  writeResults('fairness', table, { machine: machineLine(), ...results });
+  say('results written to bench/results/fairness.md (and fairness.json)');
+}
+
 async function main() {
   const started = Date.now();
   const only = process.env.BENCH_ONLY || undefined;
@@ -219,6 +233,7 @@ async function main() {
     if (only === undefined || only === 'core') await coreSection(redis);
     if (only === undefined || only === 'orchestration') await orchestrationSection(redis);
     if (only === undefined || only === 'warm') await warmSection(redis);
+    if (only === undefined || only === 'fairness') await fairnessSection(redis);
   } finally {
     await redis.stop();
     rmSync(dataDir, { recursive: true, force: true });

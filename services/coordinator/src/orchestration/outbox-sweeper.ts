@@ -126,14 +126,12 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
     }
   }
 
-  /** Offers a tenant's held runs their turn, oldest first, until one stays held (its cap, or the global one). */
+  /**
+   * Offers a tenant's held runs their turn, oldest first, until one stays held (its cap, or the
+   * global one). A tenant left with none is no longer held: its new work goes straight in again.
+   */
   private async releaseTenant(tenantId: string, now = Date.now()): Promise<void> {
     const runs = await this.store.heldRuns(tenantId, HELD_PER_TENANT);
-    if (runs.length === 0) {
-      await this.store.forgetHeldTenant(tenantId, now);
-      this.admission.heldTenants.delete(tenantId);
-      return;
-    }
     for (const runId of runs) {
       if (this.closed) return;
       if (!(await this.store.record(runId))) {
@@ -143,5 +141,6 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
       await this.orchestrator.takeOver(runId, true, tenantId);
       if (await this.store.isHeld(runId, tenantId)) return;
     }
+    if (runs.length < HELD_PER_TENANT && (await this.store.forgetHeldTenant(tenantId, now))) this.admission.heldTenants.delete(tenantId);
   }
 }

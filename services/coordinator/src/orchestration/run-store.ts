@@ -245,12 +245,15 @@ export class RunStore {
 
   /**
    * Drops a tenant whose held list is empty from the held tenants; one held meanwhile by another
-   * coordinator is put back (its hold's ZADD NX may have come between the two steps).
+   * coordinator is put back (its hold's ZADD NX may have come between the two steps). Returns
+   * whether the tenant has no held runs.
    */
-  async forgetHeldTenant(tenantId: string, now: number): Promise<void> {
-    if ((await this.redis.zcard(this.keys.heldRuns(tenantId))) > 0) return;
+  async forgetHeldTenant(tenantId: string, now: number): Promise<boolean> {
+    if ((await this.redis.zcard(this.keys.heldRuns(tenantId))) > 0) return false;
     await this.redis.zrem(this.keys.heldTenants(), tenantId);
-    if ((await this.redis.zcard(this.keys.heldRuns(tenantId))) > 0) await this.redis.zadd(this.keys.heldTenants(), 'NX', now, tenantId);
+    if ((await this.redis.zcard(this.keys.heldRuns(tenantId))) === 0) return true;
+    await this.redis.zadd(this.keys.heldTenants(), 'NX', now, tenantId);
+    return false;
   }
 
   /** Runs held by a coordinator from before per-tenant held lists (upgrades). */
