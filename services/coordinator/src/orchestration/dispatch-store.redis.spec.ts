@@ -79,6 +79,16 @@ describe('DispatchStore (fair dispatch on a real Redis)', () => {
     expect(await store.inFlight('globex')).toBe(1);
   });
 
+  it('finishedSoon gathers results arriving together and removes them all', async () => {
+    await store.admit('acme', ['a1', 'a2', 'a3'], one, 1_000_000, 1);
+    await store.admit('globex', ['g1'], one, 1_000_000, 1);
+    await Promise.all([store.finishedSoon('acme', ['a1']), store.finishedSoon('acme', ['a2']), store.finishedSoon('globex', ['g1'])]);
+    expect(await store.inFlight('acme')).toBe(1);
+    expect(await store.inFlight('globex')).toBe(0);
+    await store.finishedSoon('acme', ['a3']);
+    expect(await store.inFlight('acme')).toBe(0);
+  });
+
   it('enforces the global cap from what exec holds', async () => {
     await queue.addBulk(Array.from({ length: 4 }, (_, i) => ({ name: 'exec', data: {}, opts: { jobId: `other-${i}` } })));
     expect((await store.admit('acme', ['a', 'b', 'c'], one, 6, 1)).admitted).toBe(2);

@@ -70,6 +70,9 @@ export interface AdmitResult {
   shift: number;
 }
 
+/** How long results are gathered before their executions leave their tenants' in-flight sets. */
+const FINISHED_GATHER_MS = 2;
+
 /** How long after the last admission an empty queue means everything admitted was served (addBulk takes milliseconds). */
 const SETTLE_MS = 1_000;
 
@@ -85,6 +88,9 @@ const DONE_STATES = new Set(['completed', 'failed', 'unknown']);
  */
 export class DispatchStore {
   private readonly base: string;
+  /** Finished executions gathered for one ZREM per tenant (`finishedSoon`), and the flush they wait for. */
+  private gathered = new Map<string, Set<string>>();
+  private flush?: Promise<void>;
 
   constructor(
     private readonly redis: RedisClient,
@@ -119,6 +125,23 @@ export class DispatchStore {
   /** These executions no longer count against their tenant (their results arrived, or they were canceled). */
   async finished(tenantId: string, executionIds: readonly string[]): Promise<void> {
     if (executionIds.length > 0) await this.redis.zrem(this.inFlightKey(tenantId), ...executionIds);
+  }
+
+  /**
+   * `finished`, gathered over FINISHED_GATHER_MS with the other results arriving meanwhile: one
+   * ZREM per tenant instead of one per result message. Resolves once they are removed.
+   */
+  finishedSoon(tenantId: string, executionIds: readonly string[]): Promise<void> {
+    const ids = this.gathered.get(tenantId) ?? new Set<string>();
+    for (const id of executionIds) ids.add(id);
+    this.gathered.set(tenantId, ids);
+    this.flush ??= new Promise<void>((resolve) => setTimeout(resolve, FINISHED_GATHER_MS)).then(() => {
+      const batch = this.gathered;
+      this.gathered = new Map();
+      this.flush = undefined;
+      return Promise.all([...batch].map(([tenant, done]) => this.finished(tenant, [...done]))).then(() => undefined);
+    });
+    return this.flush;
   }
 
   async inFlight(tenantId: string): Promise<number> {

@@ -103,7 +103,7 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
     await Promise.all([
       ...[...byRun].map(([runId, events]) => this.orchestrator.submit(runId, events)),
       // Out of their tenants' in-flight counts (idempotent, like the submit: a retried message is harmless).
-      ...[...finished].map(([tenantId, executionIds]) => this.admission.store.finished(tenantId, executionIds)),
+      ...[...finished].map(([tenantId, executionIds]) => this.admission.store.finishedSoon(tenantId, executionIds)),
     ]);
     for (const tenantId of finished.keys()) this.sweeper.releaseSoon(tenantId);
   }
