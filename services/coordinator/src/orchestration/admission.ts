@@ -6,6 +6,7 @@ import type { CoordinatorConfig } from '../config';
 import { dispatchOf, dispatchPriority, type DispatchPolicy } from '../tenancy/dispatch-policy';
 import { CONFIG, EXEC_QUEUE, REDIS } from '../tokens';
 import { DispatchStore } from './dispatch-store';
+import { RunStore } from './run-store';
 
 /** One ready execution asking to go onto `exec`. */
 export interface AdmissionRequest {
@@ -19,6 +20,8 @@ export interface AdmissionDecision {
   admitted: number;
   /** The BullMQ priority of each admitted execution (fair dispatch); absent: plain FIFO. */
   priorities?: number[];
+  /** Called once the admitted jobs are in `exec` (fair dispatch: the batch stops holding virtual time back). */
+  added?: () => Promise<void>;
 }
 
 /** What the exec queue holds now, as the FIFO policy sees it. */
@@ -76,6 +79,7 @@ export class Admission {
     @Inject(EXEC_QUEUE) private readonly execQueue: Queue<ExecJob>,
     @Inject(REDIS) redis: RedisClient,
     @Inject(CONFIG) config: CoordinatorConfig,
+    private readonly runs: RunStore,
   ) {
     this.globalMax = config.ADMISSION_MAX_IN_FLIGHT;
     this.fifo = new FifoGlobalCap(config.ADMISSION_MAX_IN_FLIGHT);
@@ -98,19 +102,28 @@ export class Admission {
     if (requests.length === 0) return { admitted: 0 };
     if (!this.policy.fair) return { admitted: await this.admitFirstComeFirstServed(requests, releasing) };
     const tenantId = requests[0]!.job.tenantId;
-    if (this.heldTenants.has(tenantId) && !releasing) return { admitted: 0 };
+    if (this.heldTenants.has(tenantId) && !releasing) {
+      // Known here as held (maybe from before another coordinator released its last run): asked
+      // once more, so a tenant is never held for nothing until the next sweep.
+      if ((await this.runs.heldRuns(tenantId, 1)).length > 0) return { admitted: 0 };
+      this.heldTenants.delete(tenantId);
+    }
     // One run's executions belong to one tenant; a request of another would be admitted in its own batch.
     const sameTenant = requests.findIndex((r) => r.job.tenantId !== tenantId);
-    const batch = sameTenant < 0 ? requests : requests.slice(0, sameTenant);
+    const ofTenant = sameTenant < 0 ? requests : requests.slice(0, sameTenant);
     const dispatch = dispatchOf(this.policy, tenantId);
-    const { admitted, start, shift } = await this.store.admit(
+    const { admitted, start, shift, batch } = await this.store.admit(
       tenantId,
-      batch.map((r) => r.job.executionId),
+      ofTenant.map((r) => r.job.executionId),
       dispatch,
       this.globalMax,
       Date.now(),
     );
-    return { admitted, priorities: Array.from({ length: admitted }, (_, i) => dispatchPriority(start, i, dispatch.weight, shift)) };
+    return {
+      admitted,
+      priorities: Array.from({ length: admitted }, (_, i) => dispatchPriority(start, i, dispatch.weight, shift)),
+      added: () => this.store.added(batch),
+    };
   }
 
   private async admitFirstComeFirstServed(requests: readonly AdmissionRequest[], releasing: boolean): Promise<number> {

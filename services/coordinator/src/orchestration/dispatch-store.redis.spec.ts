@@ -35,9 +35,10 @@ const one: TenantDispatch = { weight: 1, maxInFlight: 10_000 };
 /** Admits `count` executions of `tenant` and adds their jobs with the priorities admission gives. */
 async function flood(tenant: string, count: number, dispatch = one, globalMax = 1_000_000): Promise<number> {
   const ids = Array.from({ length: count }, (_, i) => `${tenant}.${randomUUID().slice(0, 6)}.${i}`);
-  const { admitted, start, shift } = await store.admit(tenant, ids, dispatch, globalMax, Date.now());
+  const { admitted, start, shift, batch } = await store.admit(tenant, ids, dispatch, globalMax, Date.now());
   if (admitted > 0) {
     await queue.addBulk(ids.slice(0, admitted).map((id, i) => ({ name: 'exec', data: { tenant }, opts: { jobId: id, priority: dispatchPriority(start, i, dispatch.weight, shift) } })));
+    await store.added(batch);
   }
   return admitted;
 }
@@ -133,12 +134,61 @@ describe('DispatchStore (fair dispatch on a real Redis)', () => {
     expect(later.start).toBe(4);
   });
 
+  it('moves virtual time on while exec drains as fast as it fills: a steady tenant is not put behind a newcomer', async () => {
+    for (let i = 0; i < 40; i++) {
+      await flood('steady', 1);
+      expect(await serve(1)).toEqual(['steady']);
+    }
+    await flood('newcomer', 30);
+    await flood('steady', 1);
+    const order = await serve(31);
+    expect(order.indexOf('steady')).toBeLessThanOrEqual(2);
+  });
+
+  it('never moves virtual time back when an old job (a retry) is back at the head', async () => {
+    await flood('heavy', 60);
+    expect(await serve(30)).toEqual(Array(30).fill('heavy'));
+    await flood('light', 1); // an admission sees the head where service is
+    expect(await serve(2)).toEqual(['heavy', 'light']);
+    // A job at an old level, as a retry comes back with its original priority.
+    await queue.add('exec', { tenant: 'retry' }, { jobId: 'old-retry', priority: 1 });
+    await flood('newcomer', 20);
+    const order = await serve(11);
+    expect(order[0]).toBe('retry');
+    // The newcomer interleaves with the heavy tenant's remaining work instead of taking every slot
+    // (it may lead by one level: the retry hides the progress made since the last admission).
+    const rest = order.slice(1);
+    expect(rest.filter((t) => t === 'heavy')).toHaveLength(5);
+    expect(rest.every((t, i) => i === 0 || t !== rest[i - 1])).toBe(true);
+  });
+
+  it('keeps the order of waiting jobs when levels are shifted back into BullMQ range', async () => {
+    await redis.hset(`${prefix}:dispatch:state`, 'highest', String(2 ** 20 - 100), 'seen', String(2 ** 20 - 100), 'shift', '0');
+    await flood('a', 50); // levels just below 2^20: no shift yet
+    await flood('b', 50); // starts level with a
+    await flood('a', 200); // past 2^20: the shift moves, waiting jobs move down with it
+    const shift = Number(await redis.hget(`${prefix}:dispatch:state`, 'shift'));
+    expect(shift).toBeGreaterThan(2 ** 20 - 200);
+    const order = await serve(100);
+    // Still round robin between a's first batch and b, not a's newest batch first.
+    expect(order.filter((t) => t === 'b').length).toBeGreaterThanOrEqual(45);
+  });
+
+  it('lets an execution admitted before a crash in again without new room', async () => {
+    const capped = { weight: 1, maxInFlight: 2 };
+    expect((await store.admit('acme', ['r1', 'r2'], capped, 1_000_000, 1)).admitted).toBe(2);
+    // The coordinator died before adding the jobs; the next owner carries the outbox out again.
+    expect((await store.admit('acme', ['r1', 'r2', 'r3'], capped, 1_000_000, 2)).admitted).toBe(2);
+    expect(await store.inFlight('acme')).toBe(2);
+  });
+
   it('keeps priorities within BullMQ range however far virtual time has moved', async () => {
     await redis.hset(`${prefix}:dispatch:state`, 'highest', String(2 ** 21 + 17), 'shift', '0', 'tag:acme', String(2 ** 21 + 17));
     const ids = Array.from({ length: 5 }, (_, i) => `x${i}`);
     const { admitted, start, shift } = await store.admit('acme', ids, one, 1_000_000, Date.now());
     const priorities = ids.slice(0, admitted).map((_, i) => dispatchPriority(start, i, 1, shift));
-    expect(priorities).toEqual([1, 2, 3, 4, 5]);
+    // The virtual time (just below the batch) maps to 1.
+    expect(priorities).toEqual([2, 3, 4, 5, 6]);
     await expect(queue.addBulk(ids.map((id, i) => ({ name: 'exec', data: {}, opts: { jobId: id, priority: priorities[i] } })))).resolves.toHaveLength(5);
   });
 

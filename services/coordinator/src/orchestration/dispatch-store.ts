@@ -6,55 +6,96 @@ import type { TenantDispatch } from '../tenancy/dispatch-policy';
  * Admits one batch of a tenant's ready executions onto `exec`, atomically with every other
  * coordinator (all keys share the exec queue's hash slot). KEYS: wait, active, delayed,
  * prioritized, waiting-children (BullMQ's, of `exec`), the tenant's in-flight set, the dispatch
- * hash, the set of tenants with executions in flight. ARGV: tenant, weight, tenant cap, global
- * cap, now, settle ms, executionId... Returns {admitted, start, shift}.
+ * state hash, the set of tenants with executions in flight, the recent batches. ARGV: tenant,
+ * weight, tenant cap, global cap, now, settle ms, BullMQ job key prefix, executionId...
+ * Returns {admitted, start, shift}: the first `admitted` ids go in.
  *
  * - Caps: the tenant's in-flight set (execution ids, scored by admission time) and the size of
- *   `exec` are counted here, so a cap holds across coordinators.
+ *   `exec` are counted here, so a cap holds across coordinators. An id already in the set (an
+ *   outbox entry carried out again after a crash) keeps its place and needs no room.
  * - Order (start-time fair queuing): each tenant has a virtual finish tag. A batch starts at
  *   max(virtual time, the tenant's tag) and takes 1/weight level per execution; BullMQ serves the
- *   lowest priority (level) first. The virtual time is the level at the head of `exec`'s
- *   prioritized set: a tenant that arrives now starts level with the others, not behind
- *   everything queued before it, and a tenant with a deep backlog only lengthens its own line.
- *   When nothing waits there, it is the last head seen, unless no batch was admitted for `settle`
- *   ms: then everything admitted has been served and it is the highest tag handed out. (A batch
- *   is admitted here and added by the caller a moment later: an empty set right after an
- *   admission does not mean that batch was served.) Levels are absolute; `shift` maps them into
- *   BullMQ's range (1..2^21-1) and moves when they grow past half of it.
+ *   lowest priority (level) first. A tenant that arrives starts level with the others, not behind
+ *   everything queued before it, and a backlog only lengthens its own tenant's line.
+ * - Virtual time never goes back (`seen`, what earlier admissions saw): the level at the head of
+ *   the prioritized set. An old job back at the head (a BullMQ retry, a job a stopping worker
+ *   handed back) cannot undo what was seen, though it hides progress made since the last
+ *   admission until it is taken. When nothing waits there, everything
+ *   admitted was taken except batches whose jobs are still on their way (admitted, not yet
+ *   `added`; an entry a crashed coordinator left is ignored after `settle` ms): the earliest
+ *   start among those, else the highest tag handed out.
+ * - Levels are absolute; `shift` maps them into BullMQ's range (1..2^21-1). When they grow past
+ *   2^20 above it, the shift moves up to the virtual time, and the jobs already waiting (and the
+ *   priorities delayed ones will come back with) move down by as much, so their order holds.
+ * - Numbers are stored with 17 significant digits (Lua's tostring keeps 14).
  */
 const ADMIT = new LuaScript(`
-local n = #ARGV - 6
-local tenant, weight, tenantCap, globalCap, now, settle = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local inFlight = redis.call('ZCARD', KEYS[6])
-local total = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])
-local admitted = math.min(n, tenantCap - inFlight, globalCap - total)
-if admitted <= 0 then return {0, '0', '0'} end
-local shift = tonumber(redis.call('HGET', KEYS[7], 'shift') or '0')
-local highest = tonumber(redis.call('HGET', KEYS[7], 'highest') or '0')
-local seen = tonumber(redis.call('HGET', KEYS[7], 'seen') or '0')
+local n = #ARGV - 7
+local tenant, weight, tenantCap, globalCap, now, settle, jobPrefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local TWO32 = 4294967296
+local function num(x) return string.format('%.17g', x) end
+local function get(field) return tonumber(redis.call('HGET', KEYS[7], field) or '0') end
+
+local room = math.min(tenantCap - redis.call('ZCARD', KEYS[6]),
+  globalCap - (redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])))
+local admitted = 0
+for i = 1, n do
+  local id = ARGV[7 + i]
+  local counted = redis.call('ZSCORE', KEYS[6], id)
+  if not counted then
+    if room <= 0 then break end
+    room = room - 1
+  end
+  -- Scored now: reconcile must not take an entry re-admitted after a crash for a leak.
+  redis.call('ZADD', KEYS[6], now, id)
+  admitted = i
+end
+if admitted == 0 then return {0, '0', '0', ''} end
+
+local shift, highest, seen = get('shift'), get('highest'), get('seen')
+local v
+redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - settle)
 local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-local now_v
 if head[2] then
-  now_v = math.floor(tonumber(head[2]) / 4294967296) + shift - 1
-  if now_v > seen then redis.call('HSET', KEYS[7], 'seen', tostring(now_v)) end
-elseif now - tonumber(redis.call('HGET', KEYS[7], 'admittedAt') or '0') > settle then
-  now_v = highest
+  v = math.floor(tonumber(head[2]) / TWO32) + shift - 1
 else
-  now_v = seen
+  v = highest
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do
+    local s = tonumber(string.match(member, '^[^|]+'))
+    if s < v then v = s end
+  end
 end
-redis.call('HSET', KEYS[7], 'admittedAt', tostring(now))
-local last = tonumber(redis.call('HGET', KEYS[7], 'tag:' .. tenant) or '0')
-local start = math.max(now_v, last)
+if v < seen then v = seen end
+redis.call('HSET', KEYS[7], 'seen', num(v))
+
+local start = math.max(v, get('tag:' .. tenant))
 local finish = start + admitted / weight
-redis.call('HSET', KEYS[7], 'tag:' .. tenant, tostring(finish))
-if finish > highest then redis.call('HSET', KEYS[7], 'highest', tostring(finish)) end
+redis.call('HSET', KEYS[7], 'tag:' .. tenant, num(finish))
+if finish > highest then redis.call('HSET', KEYS[7], 'highest', num(finish)) end
+local batch = num(start) .. '|' .. ARGV[8]
+redis.call('ZADD', KEYS[9], now, batch)
+
 if math.ceil(finish) - shift > 1048576 then
-  shift = math.floor(now_v)
-  redis.call('HSET', KEYS[7], 'shift', tostring(shift))
+  local delta = math.floor(v) - 1 - shift
+  if delta > 0 then
+    local waiting = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+    for i = 1, #waiting, 2 do
+      local score = tonumber(waiting[i + 1])
+      local p = math.floor(score / TWO32)
+      local moved = math.max(1, p - delta)
+      redis.call('ZADD', KEYS[4], moved * TWO32 + (score - p * TWO32), waiting[i])
+      redis.call('HSET', jobPrefix .. waiting[i], 'priority', moved)
+    end
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+      local p = tonumber(redis.call('HGET', jobPrefix .. id, 'priority') or '0')
+      if p > 0 then redis.call('HSET', jobPrefix .. id, 'priority', math.max(1, p - delta)) end
+    end
+    shift = shift + delta
+    redis.call('HSET', KEYS[7], 'shift', num(shift))
+  end
 end
-for i = 1, admitted do redis.call('ZADD', KEYS[6], 'NX', now, ARGV[6 + i]) end
 redis.call('SADD', KEYS[8], tenant)
-return {admitted, tostring(start), tostring(shift)}
+return {admitted, num(start), num(shift), batch}
 `);
 
 /** Drops a tenant from the in-flight tenants once its set is empty (re-added by the next admission). KEYS: in-flight set, tenants set. ARGV: tenant. */
@@ -68,12 +109,14 @@ export interface AdmitResult {
   /** Virtual start of the batch and the shift into BullMQ's range (dispatchPriority). */
   start: number;
   shift: number;
+  /** Names the batch until its jobs are in `exec` (`added`). */
+  batch: string;
 }
 
 /** How long results are gathered before their executions leave their tenants' in-flight sets. */
 const FINISHED_GATHER_MS = 2;
 
-/** How long after the last admission an empty queue means everything admitted was served (addBulk takes milliseconds). */
+/** How long a batch's jobs may take to reach `exec` after their admission (addBulk takes milliseconds). */
 const SETTLE_MS = 1_000;
 
 /** Job states after which an execution no longer counts against its tenant. */
@@ -108,18 +151,28 @@ export class DispatchStore {
     return `${this.base}:state`;
   }
 
+  /** Batches admitted within SETTLE_MS, scored by time, members `<start>|<first id>`. */
+  private get recentKey(): string {
+    return `${this.base}:recent`;
+  }
+
   private get tenantsKey(): string {
     return `${this.base}:tenants`;
   }
 
   async admit(tenantId: string, executionIds: readonly string[], dispatch: TenantDispatch, globalMax: number, now: number): Promise<AdmitResult> {
     const k = this.execQueue.keys;
-    const [admitted, start, shift] = (await ADMIT.run(
+    const [admitted, start, shift, batch] = (await ADMIT.run(
       this.redis,
-      [k.wait!, k.active!, k.delayed!, k.prioritized!, k['waiting-children']!, this.inFlightKey(tenantId), this.stateKey, this.tenantsKey],
-      [tenantId, String(dispatch.weight), String(dispatch.maxInFlight), String(globalMax), String(now), String(SETTLE_MS), ...executionIds],
-    )) as [number, string, string];
-    return { admitted: Number(admitted), start: Number(start), shift: Number(shift) };
+      [k.wait!, k.active!, k.delayed!, k.prioritized!, k['waiting-children']!, this.inFlightKey(tenantId), this.stateKey, this.tenantsKey, this.recentKey],
+      [tenantId, String(dispatch.weight), String(dispatch.maxInFlight), String(globalMax), String(now), String(SETTLE_MS), k['']!, ...executionIds],
+    )) as [number, string, string, string];
+    return { admitted: Number(admitted), start: Number(start), shift: Number(shift), batch };
+  }
+
+  /** The jobs of an admitted batch are in `exec`: it no longer holds virtual time back. */
+  async added(batch: string): Promise<void> {
+    if (batch) await this.redis.zrem(this.recentKey, batch);
   }
 
   /** These executions no longer count against their tenant (their results arrived, or they were canceled). */

@@ -268,4 +268,46 @@ describe('orchestration on a real Redis (issue 11)', () => {
       workerConnection?.disconnect();
     }
   }, 90_000);
+
+  it('fair dispatch: a tenant at its cap moves on as its own results arrive, without waiting for a sweep', async () => {
+    const cap = 4;
+    let workerConnection: ReturnType<Redis['duplicate']> | undefined;
+    // Sweeps far apart: only results may release held work here.
+    const coordinator = start({ TENANT_MAX_IN_FLIGHT: String(cap), OUTBOX_SWEEP_MS: '600000' });
+    const workflow = parseWorkflow({ id: 'flat', nodes: Array.from({ length: 40 }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
+    let running = 0;
+    let runningSeen = 0;
+    const worker = new Worker<ExecJob>(
+      QUEUE_NAMES.exec,
+      async (job) => {
+        runningSeen = Math.max(runningSeen, ++running);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running -= 1;
+        // As ResultsProcessor does with a result message.
+        await Promise.all([
+          coordinator.orchestrator.submit(job.data.runId, { type: 'node_finished', result: outcomeOf(job.data), at: Date.now() }),
+          coordinator.admission.store.finishedSoon(job.data.tenantId, [job.data.executionId]),
+        ]);
+        coordinator.sweeper.releaseSoon(job.data.tenantId);
+      },
+      { connection: (workerConnection = coordinator.redis.duplicate()), prefix: queuePrefix(prefix, QUEUE_NAMES.exec), concurrency: 8 },
+    );
+    try {
+      const started = Date.now();
+      const { id } = await coordinator.orchestrator.createRun({ id: 'capped', tenantId: 't', workflow, inputs: {} });
+      for (;;) {
+        const record = await coordinator.store.record(id);
+        if (record?.status === 'succeeded') break;
+        if (Date.now() - started > 20_000) throw new Error(`not finished in 20 s: ${record?.status}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(runningSeen).toBeLessThanOrEqual(cap);
+      expect(runningSeen).toBeGreaterThan(1);
+      expect(await coordinator.store.isHeld(id, 't')).toBe(false);
+      expect(loggedErrors).toEqual([]);
+    } finally {
+      await worker.close();
+      workerConnection?.disconnect();
+    }
+  }, 60_000);
 });

@@ -68,6 +68,8 @@ export class Orchestrator implements OnApplicationShutdown {
   private readonly options: TransitionOptions;
   private readonly sessions = new Map<string, Promise<void>>();
   private readonly rewoken = new Set<string>();
+  /** Runs to take over, releasing, as soon as their session here ends (asked while it ran). */
+  private readonly releaseQueued = new Set<string>();
   private readonly cache: RunCache;
   private commits = 0;
   private closing = false;
@@ -150,7 +152,24 @@ export class Orchestrator implements OnApplicationShutdown {
    * inbox. `releasing`: its turn after being held by admission (`heldBy`: its tenant).
    */
   async takeOver(runId: string, releasing = false, heldBy?: string): Promise<boolean> {
-    if (this.sessions.has(runId) || this.closing) return false;
+    if (this.closing) return false;
+    const running = this.sessions.get(runId);
+    if (running) {
+      if (!releasing) return false;
+      // Its session here (started by a result of this very run, typically) admits no held work:
+      // the run is taken over, releasing, once it ends. Without this a run's own results could
+      // never release it, and a tenant at its cap would move once per sweep.
+      if (!this.releaseQueued.has(runId)) {
+        this.releaseQueued.add(runId);
+        void running
+          .then(() => {
+            this.releaseQueued.delete(runId);
+            return this.takeOver(runId, true, heldBy);
+          })
+          .catch((error: unknown) => this.logger.error({ err: error, runId }, 'releasing a held run failed; the sweeper retries'));
+      }
+      return true;
+    }
     if (!(await this.store.acquire(runId, this.token))) return false;
     await this.runSession(runId, undefined, releasing, heldBy);
     return true;

@@ -67,7 +67,7 @@ export class OutboxExecutor {
       done.push(id);
     }
     const enqueued = (async () => {
-      const { admitted, priorities } = await this.admission.admit(enqueues.map((e) => e.request), releasing);
+      const { admitted, priorities, added } = await this.admission.admit(enqueues.map((e) => e.request), releasing);
       if (admitted > 0) {
         await this.execQueue.addBulk(
           enqueues.slice(0, admitted).map(({ request }, i) => ({
@@ -76,6 +76,8 @@ export class OutboxExecutor {
             opts: { ...EXEC_JOB_OPTIONS, jobId: request.job.executionId, delay: request.delayMs, ...(priorities ? { priority: priorities[i] } : {}) },
           })),
         );
+        // Best effort: a batch left behind stops counting after a second anyway (DispatchStore).
+        void added?.().catch(() => undefined);
       }
       return admitted;
     })();
@@ -92,11 +94,11 @@ export class OutboxExecutor {
     // A job that has not started yet is simply removed; a running one is killed by its worker.
     const job = await this.execQueue.getJob(executionId);
     // Prioritized: waiting under fair dispatch (every job has a priority then).
-    if (job && NOT_STARTED.has(await job.getState())) {
-      await job.remove().catch(() => undefined);
-      // It will report no result: it no longer counts against its tenant. (A running one is
-      // counted until its worker's result, or DispatchStore.reconcile once its job has ended.)
-      await this.admission.store.finished(job.data.tenantId, [executionId]);
-    }
+    if (!job) return;
+    if (NOT_STARTED.has(await job.getState())) await job.remove().catch(() => undefined);
+    // A canceled execution reports no result (a worker skips or kills it): it stops counting
+    // against its tenant now, not at the next reconcile. One still running may overlap with
+    // the next admission for the moment its worker takes to kill it.
+    await this.admission.store.finished(job.data.tenantId, [executionId]);
   }
 }

@@ -115,8 +115,9 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
     this.admission.othersWaiting = tenants.length > 0;
     this.admission.heldTenants.clear();
     for (const tenantId of tenants) this.admission.heldTenants.add(tenantId);
-    let order = tenants; // FIFO: the tenant waiting longest first
-    if (this.admission.policy.fair && tenants.length > 1) {
+    if (!this.admission.policy.fair) return this.releaseOldestFirst(tenants, now);
+    let order = tenants;
+    if (tenants.length > 1) {
       const inFlight = await Promise.all(tenants.map((id) => this.admission.store.inFlight(id)));
       order = releaseOrder(tenants.map((id, i) => ({ id, inFlight: inFlight[i]!, weight: dispatchOf(this.admission.policy, id).weight })));
     }
@@ -124,6 +125,20 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
       if (this.closed) return;
       await this.releaseTenant(tenantId, now);
     }
+  }
+
+  /** First come first served (FAIR_DISPATCH=false): the runs waiting longest, whatever their tenant. */
+  private async releaseOldestFirst(tenants: string[], now: number): Promise<void> {
+    const held = (await Promise.all(tenants.map(async (tenantId) => ({ tenantId, runs: await this.store.heldRunsWithTimes(tenantId, HELD_PER_TENANT) }))))
+      .flatMap(({ tenantId, runs }) => runs.map((run) => ({ tenantId, ...run })))
+      .sort((a, b) => a.since - b.since)
+      .slice(0, HELD_PER_TENANT);
+    for (const { tenantId, runId } of held) {
+      if (this.closed) return;
+      if (!(await this.store.record(runId))) await this.store.unhold(runId, tenantId);
+      else await this.orchestrator.takeOver(runId, true, tenantId);
+    }
+    for (const tenantId of tenants) if (await this.store.forgetHeldTenant(tenantId, now)) this.admission.heldTenants.delete(tenantId);
   }
 
   /**

@@ -99,7 +99,8 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
     }
     // Runs in parallel; if one submit fails the job is retried, and the runs that had their
     // events already ignore them the second time (the engine drops stale results).
-    const finished = finishedByTenant(job.data);
+    // Fair dispatch counts each tenant's executions in exec; first come first served does not.
+    const finished = this.admission.policy.fair ? finishedByTenant(job.data) : new Map<string, string[]>();
     await Promise.all([
       ...[...byRun].map(([runId, events]) => this.orchestrator.submit(runId, events)),
       // Out of their tenants' in-flight counts (idempotent, like the submit: a retried message is harmless).

@@ -222,7 +222,10 @@ export class RunStore {
   /** Puts a run in the held list (FIFO by when it first waited) until admission lets its executions go. */
   /** The run waits for admission in its tenant's held list (kept at its first time there). */
   async hold(runId: string, tenantId: string, now: number): Promise<void> {
-    await Promise.all([this.redis.zadd(this.keys.heldRuns(tenantId), 'NX', now, runId), this.redis.zadd(this.keys.heldTenants(), 'NX', now, tenantId)]);
+    // The run first, then its tenant: forgetHeldTenant's second look then always sees the run
+    // (on a Redis Cluster the two keys live on different nodes, so they are not sent together).
+    await this.redis.zadd(this.keys.heldRuns(tenantId), 'NX', now, runId);
+    await this.redis.zadd(this.keys.heldTenants(), 'NX', now, tenantId);
   }
 
   async unhold(runId: string, tenantId: string): Promise<void> {
@@ -231,6 +234,14 @@ export class RunStore {
 
   async isHeld(runId: string, tenantId: string): Promise<boolean> {
     return (await this.redis.zscore(this.keys.heldRuns(tenantId), runId)) !== null;
+  }
+
+  /** A tenant's runs waiting longest for admission, with when each first waited. */
+  async heldRunsWithTimes(tenantId: string, limit: number): Promise<Array<{ runId: string; since: number }>> {
+    const flat = await this.redis.zrange(this.keys.heldRuns(tenantId), 0, limit - 1, 'WITHSCORES');
+    const runs: Array<{ runId: string; since: number }> = [];
+    for (let i = 0; i < flat.length; i += 2) runs.push({ runId: flat[i]!, since: Number(flat[i + 1]) });
+    return runs;
   }
 
   /** A tenant's runs waiting longest for admission. */

@@ -61,7 +61,7 @@ export function startCoordinator(config: CoordinatorConfig, storageDir: string):
   const resultsQueue = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: redis, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.results) });
   const store = new RunStore(redis, config);
   const definitions = new Definitions(store);
-  const admission = new Admission(execQueue, redis, config);
+  const admission = new Admission(execQueue, redis, config, store);
   const executor = new OutboxExecutor(execQueue, resultsQueue, redis, config, admission);
   const payloads = new RunPayloads(new LocalDiskStore({ root: storageDir, publicBaseUrl: 'http://localhost', secret: 'x'.repeat(32), defaultTtlSeconds: 60 }), {
     inlineMaxBytes: config.OUTPUT_INLINE_MAX_BYTES,
