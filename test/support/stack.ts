@@ -147,6 +147,8 @@ export interface StackOptions {
   workerEnv?: Record<string, string>;
   /** Extra environment of the coordinator and the workers, e.g. FILE_URL_TTL_SECONDS. */
   env?: Record<string, string>;
+  /** Extra environment of the coordinators only (every one this stack starts), e.g. PODFLOW_ADMIN_KEY. */
+  coordinatorEnv?: Record<string, string>;
   /**
    * `local` (default): files on disk under `storageDir`. `s3`: the test MinIO's bucket, under a
    * key prefix of this stack's own (`s3Prefix`), deleted by `stop()`.
@@ -213,11 +215,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...(s3Prefix ? { s3Prefix } : {}),
     workers,
     spawnCoordinator(extra: Record<string, string> = {}) {
-      return launch('services/coordinator/dist/main.js', extra);
+      return launch('services/coordinator/dist/main.js', { ...(options.coordinatorEnv ?? {}), ...extra });
     },
     async startCoordinator(extra: Record<string, string> = {}) {
       const port = extra.PORT;
-      const child = launch('services/coordinator/dist/main.js', extra);
+      const child = launch('services/coordinator/dist/main.js', { ...(options.coordinatorEnv ?? {}), ...extra });
       const at = port ? `http://127.0.0.1:${port}` : url;
       await waitFor(async () => (await fetch(`${at}/readyz`)).ok, `the coordinator on ${at}:\n${output.join('')}`);
       return child;

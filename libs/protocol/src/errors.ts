@@ -19,6 +19,8 @@ export const ERROR_CODES = [
   'RUN_TIMEOUT',
   // API-level codes (never a node result).
   'UNAUTHENTICATED',
+  /** A valid key that may not use this route (a tenant key on the admin API, a disabled tenant). */
+  'FORBIDDEN',
   'NOT_FOUND',
   'CONFLICT',
   'BAD_REQUEST',
@@ -56,6 +58,7 @@ export function retryPolicyOf(code: ErrorCode): RetryPolicy {
     case 'CANCELED':
     case 'RUN_TIMEOUT':
     case 'UNAUTHENTICATED':
+    case 'FORBIDDEN':
     case 'NOT_FOUND':
     case 'CONFLICT':
     case 'BAD_REQUEST':

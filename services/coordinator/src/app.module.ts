@@ -1,5 +1,6 @@
 import { Inject, Module, RequestMethod, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { AdminController } from './admin/admin.controller';
 import { ApiKeyGuard } from './api/auth.guard';
 import { ErrorFilter } from './api/error.filter';
 import { HealthController } from './api/health.controller';
@@ -23,6 +24,7 @@ import { RunEventsService } from './streams/run-events.service';
 import { StreamLimiter } from './streams/stream-limiter';
 import { RunsController } from './runs/runs.controller';
 import { RunsService } from './runs/runs.service';
+import { TenantDirectory } from './tenancy/tenant-directory';
 import { WorkflowRegistry } from './workflows/workflow-registry';
 import { CONFIG, OBJECT_STORE } from './tokens';
 import { WorkflowsController } from './workflows/workflows.controller';
@@ -40,10 +42,11 @@ export class AppModule implements NestModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController],
+      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController],
       providers: [
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_FILTER, useClass: ErrorFilter },
+        TenantDirectory,
         RunStore,
         {
           provide: RunPayloads,

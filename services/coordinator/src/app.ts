@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { jsonDepthGuard } from './api/json-depth.middleware';
 import { authenticateBeforeBody } from './api/request-body';
 import { AppModule } from './app.module';
+import { TenantDirectory } from './tenancy/tenant-directory';
 import type { CoordinatorConfig } from './config';
 import { LOGGER } from './tokens';
 
@@ -22,7 +23,7 @@ export async function createCoordinatorApp(config: CoordinatorConfig): Promise<N
     verbose: (message: unknown) => logger.trace(String(message)),
   });
   // Authenticated before any body is read; YAML is read only by the route that takes it (AppModule).
-  app.use(authenticateBeforeBody(config));
+  app.use(authenticateBeforeBody(app.get(TenantDirectory)));
   app.use(json({ limit: config.MAX_REQUEST_BYTES }));
   app.use(jsonDepthGuard());
   app.enableShutdownHooks();

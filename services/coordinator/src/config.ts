@@ -2,6 +2,7 @@ import { DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
 import { checkRedisConfig, redisConfigShape } from '@podflow/redis';
 import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { dependencyPolicyEnv } from './tenancy/dependency-policy';
 import { tenantNumbersEnv } from './tenancy/dispatch-policy';
@@ -11,9 +12,11 @@ const int = (min: number) => z.coerce.number().int().min(min);
 
 /** `key=tenant,key2=tenant2` → map of sha256(key) → tenant. Keys are never kept in clear. */
 const apiKeys = z
-  .string({ required_error: 'PODFLOW_API_KEYS is required: set it to key=tenant[,key=tenant...]' })
+  .string()
+  .optional()
   .transform((raw, ctx) => {
     const byHash = new Map<string, string>();
+    if (raw === undefined) return byHash; // required unless the admin API issues keys (checkKeysConfig)
     for (const pair of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
       const [key, tenant, ...rest] = pair.split('=');
       if (!key || !tenant || rest.length > 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(tenant)) {
@@ -33,6 +36,10 @@ export const coordinatorConfigSchema = z.object({
   // REDIS_URL | REDIS_CLUSTER_NODES | REDIS_SENTINELS (+ REDIS_SENTINEL_NAME), REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS, QUEUE_PREFIX.
   ...redisConfigShape,
   PODFLOW_API_KEYS: apiKeys,
+  /** The admin API's key (`/v1/admin`: tenants and their keys); never a tenant key. Or PODFLOW_ADMIN_KEY_FILE. */
+  PODFLOW_ADMIN_KEY: z.string().min(24, 'PODFLOW_ADMIN_KEY must be at least 24 characters: generate one, e.g. openssl rand -hex 32').optional(),
+  /** A file holding the admin key (a mounted secret), read at boot; surrounding whitespace is ignored. */
+  PODFLOW_ADMIN_KEY_FILE: z.string().min(1).optional(),
   // STORAGE (local | s3), STORAGE_DIR, PUBLIC_URL, FILE_URL_SECRET, FILE_URL_TTL_SECONDS, S3_*.
   ...storageConfigShape,
   MAX_REQUEST_BYTES: int(1024).default(16 * 1024 * 1024),
@@ -85,9 +92,36 @@ export const coordinatorConfigSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
   .superRefine(checkStorageConfig)
-  .superRefine(checkRedisConfig);
+  .superRefine(checkRedisConfig)
+  .superRefine(checkKeysConfig)
+  .transform(({ PODFLOW_ADMIN_KEY, PODFLOW_ADMIN_KEY_FILE, ...rest }) => ({ ...rest, adminKeyHash: adminKeyHashOf(PODFLOW_ADMIN_KEY, PODFLOW_ADMIN_KEY_FILE) }));
 
 export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
+
+/** Tenant keys come from PODFLOW_API_KEYS, the admin API, or both; one admin key source at most. */
+function checkKeysConfig(c: { PODFLOW_API_KEYS: Map<string, string>; PODFLOW_ADMIN_KEY?: string; PODFLOW_ADMIN_KEY_FILE?: string }, ctx: z.RefinementCtx): void {
+  if (c.PODFLOW_ADMIN_KEY !== undefined && c.PODFLOW_ADMIN_KEY_FILE !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['PODFLOW_ADMIN_KEY_FILE'], message: 'set PODFLOW_ADMIN_KEY or PODFLOW_ADMIN_KEY_FILE, not both' });
+  }
+  if (c.PODFLOW_API_KEYS.size === 0 && c.PODFLOW_ADMIN_KEY === undefined && c.PODFLOW_ADMIN_KEY_FILE === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['PODFLOW_API_KEYS'], message: 'PODFLOW_API_KEYS is required: set it to key=tenant[,key=tenant...], or set PODFLOW_ADMIN_KEY(_FILE) and issue keys through /v1/admin' });
+  }
+}
+
+/** sha256 of the admin key (the key itself is not kept), or undefined when the admin API is off. */
+function adminKeyHashOf(key: string | undefined, file: string | undefined): string | undefined {
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').trim();
+    } catch (error) {
+      throw new Error(`invalid coordinator configuration:\n  PODFLOW_ADMIN_KEY_FILE: cannot read ${file}: ${(error as Error).message}`);
+    }
+    if (text.length < 24) throw new Error(`invalid coordinator configuration:\n  PODFLOW_ADMIN_KEY_FILE: the key in ${file} must be at least 24 characters`);
+    return hashApiKey(text);
+  }
+  return key === undefined ? undefined : hashApiKey(key);
+}
 
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');

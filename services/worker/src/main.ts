@@ -65,7 +65,7 @@ async function createSandbox(config: WorkerConfig, logger: pino.Logger): Promise
  * Variables a worker must not hold: tenant API keys are the coordinator's alone. Dropped at boot so
  * no code path (a child process, a crash dump, a sandbox) can pass them on.
  */
-const COORDINATOR_ONLY_VARIABLES = ['PODFLOW_API_KEYS', 'PODFLOW_ADMIN_KEY'];
+const COORDINATOR_ONLY_VARIABLES = ['PODFLOW_API_KEYS', 'PODFLOW_ADMIN_KEY', 'PODFLOW_ADMIN_KEY_FILE'];
 
 async function main(): Promise<void> {
   const config = loadWorkerConfig(process.env);

@@ -16,6 +16,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'UNAUTHENTICATED':
       return 401;
     case 'EGRESS_NOT_GRANTED':
+    case 'FORBIDDEN':
       return 403;
     case 'NOT_FOUND':
       return 404;
@@ -45,7 +46,8 @@ export function httpStatusOf(code: ErrorCode): number {
 }
 
 function codeOfHttpStatus(status: number): ErrorCode {
-  if (status === 401 || status === 403) return 'UNAUTHENTICATED';
+  if (status === 401) return 'UNAUTHENTICATED';
+  if (status === 403) return 'FORBIDDEN';
   if (status === 404) return 'NOT_FOUND';
   if (status === 409) return 'CONFLICT';
   if (status === 413) return 'PAYLOAD_TOO_LARGE';

@@ -99,9 +99,13 @@ describe('closeLingering', () => {
   });
 
   it('sends the 401 of authenticateBeforeBody and a FIN, then reads on, so a client still uploading is never reset', async () => {
-    const config = { PODFLOW_API_KEYS: new Map<string, string>() };
+    // A directory that knows no key, as a coordinator's would for a wrong one.
+    const directory = {
+      authenticate: async () => Promise.reject(new PodflowError('UNAUTHENTICATED', 'unknown API key')),
+      authenticateAdmin: async () => Promise.reject(new PodflowError('UNAUTHENTICATED', 'unknown admin key')),
+    };
     server = await serve((request, response) =>
-      authenticateBeforeBody(config)(request as AuthenticatedRequest, response, (error) => {
+      authenticateBeforeBody(directory)(request as AuthenticatedRequest, response, (error) => {
         response.writeHead(error instanceof PodflowError ? 401 : 500).end('refused');
       }),
     );

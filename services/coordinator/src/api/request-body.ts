@@ -2,7 +2,8 @@ import { PodflowError } from '@podflow/protocol';
 import { text } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CoordinatorConfig } from '../config';
-import { authenticate, type AuthenticatedRequest } from './auth.guard';
+import type { TenantDirectory } from '../tenancy/tenant-directory';
+import { ADMIN_PATH, authenticate, authenticateAdmin, type AuthenticatedRequest } from './auth.guard';
 import { closeLingering } from './lingering-close';
 
 type Next = (error?: unknown) => void;
@@ -24,25 +25,22 @@ export function hasBody(request: IncomingMessage): boolean {
  * than a reset. Parsing is the expensive part of a request, so it is only ever done for a known
  * tenant. No public route (health checks, file downloads, docs) takes a body.
  */
-export function authenticateBeforeBody(config: Pick<CoordinatorConfig, 'PODFLOW_API_KEYS'>) {
+export function authenticateBeforeBody(directory: Pick<TenantDirectory, 'authenticate' | 'authenticateAdmin'>) {
   return (request: AuthenticatedRequest, response: ServerResponse, next: Next): void => {
     if (!hasBody(request)) return next();
-    try {
-      authenticate(request, config);
-      next();
-    } catch (error) {
-      response.setHeader('Connection', 'close');
-      closeLingering(request);
-      next(error);
-    }
+    const path = request.url ?? '';
+    const admin = path === ADMIN_PATH || path.startsWith(`${ADMIN_PATH}/`) || path.startsWith(`${ADMIN_PATH}?`);
+    (admin ? authenticateAdmin(request, directory) : authenticate(request, directory)).then(
+      () => next(),
+      (error: unknown) => {
+        response.setHeader('Connection', 'close');
+        closeLingering(request);
+        next(error);
+      },
+    );
   };
 }
 
-/**
- * Route middleware of `POST /v1/workflows`: reads a YAML body as text, at most MAX_YAML_BYTES
- * (YAML costs far more to parse than JSON of the same size; the definition is parsed within
- * bounds by the controller). Over the limit it is a 413 naming MAX_YAML_BYTES.
- */
 export function yamlBody(config: Pick<CoordinatorConfig, 'MAX_YAML_BYTES'>) {
   const read = text({ type: YAML_TYPES, limit: config.MAX_YAML_BYTES });
   return (request: IncomingMessage, response: ServerResponse, next: Next): void => {

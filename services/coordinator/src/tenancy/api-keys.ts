@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * Tenants and their API keys as data (the admin API). Pure parts: records, ids, secrets and the
+ * request bodies. Keys are random (256 bits), shown once when issued, and stored only as their
+ * sha256 (`hashApiKey`), like the PODFLOW_API_KEYS bootstrap keys.
+ */
+export interface TenantRecord {
+  id: string;
+  name: string;
+  createdAt: number;
+  /** Set while the tenant is disabled: every key of it, bootstrap ones too, is refused (403). */
+  disabledAt?: number;
+}
+
+export interface ApiKeyRecord {
+  /** Public id (`key_…`): names the key in the admin API and logs; not a secret. */
+  id: string;
+  tenantId: string;
+  name: string;
+  createdAt: number;
+  /** Set once revoked (or rotated away): the key is refused everywhere within seconds. */
+  revokedAt?: number;
+}
+
+/** What the admin API shows of a key: never the secret, never its hash. */
+export interface ApiKeyView {
+  id: string;
+  tenantId: string;
+  name: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+export const TENANT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A new secret: `pfk_` and 43 characters of base64url (32 random bytes). */
+export function newApiKey(): string {
+  return `pfk_${randomBytes(32).toString('base64url')}`;
+}
+
+export function newKeyId(): string {
+  return `key_${randomBytes(9).toString('base64url')}`;
+}
+
+const name = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+
+export const createTenantBody = z
+  .object({
+    id: z.string().regex(TENANT_ID, 'a tenant id is 1-64 letters, digits, _ or -'),
+    name: name.optional(),
+  })
+  .strict();
+
+export const updateTenantBody = z
+  .object({
+    name: name.optional(),
+    disabled: z.boolean().optional(),
+  })
+  .strict()
+  .refine((b) => b.name !== undefined || b.disabled !== undefined, { message: 'give "name" and/or "disabled"' });
+
+export const issueKeyBody = z.object({ name }).strict();
+
+export function keyView(record: ApiKeyRecord, lastUsedAt: number | undefined): ApiKeyView {
+  return {
+    id: record.id,
+    tenantId: record.tenantId,
+    name: record.name,
+    createdAt: new Date(record.createdAt).toISOString(),
+    lastUsedAt: lastUsedAt === undefined ? null : new Date(lastUsedAt).toISOString(),
+    revokedAt: record.revokedAt === undefined ? null : new Date(record.revokedAt).toISOString(),
+  };
+}
+
+export function tenantView(record: TenantRecord, source: 'admin' | 'environment') {
+  return {
+    id: record.id,
+    name: record.name,
+    // A PODFLOW_API_KEYS tenant without a record has no creation time.
+    createdAt: record.createdAt > 0 ? new Date(record.createdAt).toISOString() : null,
+    disabled: record.disabledAt !== undefined,
+    disabledAt: record.disabledAt === undefined ? null : new Date(record.disabledAt).toISOString(),
+    source,
+  };
+}

@@ -1,0 +1,276 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { PodflowError } from '@podflow/protocol';
+import { duplicateRedis, type RedisClient } from '@podflow/redis';
+import type { Logger } from 'pino';
+import { hashApiKey, type CoordinatorConfig } from '../config';
+import { CONFIG, LOGGER, REDIS } from '../tokens';
+import { keyView, newApiKey, newKeyId, tenantView, type ApiKeyRecord, type ApiKeyView, type TenantRecord } from './api-keys';
+
+/** How long a key or tenant read from Redis is trusted without a change message: a revocation whose message was lost still applies within this. */
+const CACHE_TTL_MS = 2_000;
+/** Entries kept per cache (oldest first out): random wrong keys must not grow memory. */
+const CACHE_MAX = 10_000;
+/** A key's last use is written at most this often per coordinator. */
+const LAST_USED_EVERY_MS = 60_000;
+
+class TtlCache<V> {
+  private readonly entries = new Map<string, { value: V; at: number }>();
+
+  get(key: string, now: number): { value: V } | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    if (now - entry.at > CACHE_TTL_MS) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return { value: entry.value };
+  }
+
+  set(key: string, value: V, now: number): void {
+    this.entries.delete(key);
+    this.entries.set(key, { value, at: now });
+    if (this.entries.size > CACHE_MAX) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+}
+
+export interface Caller {
+  tenantId: string;
+  /** sha256 of the key: identifies it for per-key limits without keeping it. */
+  apiKeyId: string;
+}
+
+/**
+ * Tenants and API keys as data, shared by every coordinator through Redis (`{a}` hash tag, one
+ * slot, so an issue or a revocation is one MULTI): tenant records, key records by the key's
+ * sha256, key ids, each tenant's key ids, last uses. PODFLOW_API_KEYS stays a bootstrap source.
+ * Reads are cached for CACHE_TTL_MS; a change is published on `<prefix>:auth-changes` and drops
+ * the entry on every coordinator at once, so a revoked key or a disabled tenant is refused
+ * everywhere within milliseconds (within CACHE_TTL_MS should the message be lost).
+ */
+@Injectable()
+export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly keys = new TtlCache<ApiKeyRecord | null>();
+  private readonly tenants = new TtlCache<TenantRecord | null>();
+  private readonly lastUsedWritten = new Map<string, number>();
+  private subscriber?: RedisClient;
+  private readonly k: { tenants: string; keys: string; keyIds: string; tenantKeys: (tenantId: string) => string; lastUsed: string; channel: string };
+
+  constructor(
+    @Inject(REDIS) private readonly redis: RedisClient,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {
+    const base = `${config.QUEUE_PREFIX}:{a}`;
+    this.k = {
+      tenants: `${base}:tenants`,
+      keys: `${base}:keys`,
+      keyIds: `${base}:key-ids`,
+      tenantKeys: (tenantId) => `${base}:tenant-keys:${tenantId}`,
+      lastUsed: `${base}:key-last-used`,
+      channel: `${config.QUEUE_PREFIX}:auth-changes`,
+    };
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const subscriber = duplicateRedis(this.redis, { connectionName: `podflow-auth:${this.config.QUEUE_PREFIX}` });
+    subscriber.on('message', (_channel: string, message: string) => this.forget(message));
+    subscriber.on('error', (error: Error) => this.logger.warn({ err: error }, 'auth change subscriber error; cached keys expire after 2 s anyway'));
+    await subscriber.subscribe(this.k.channel);
+    this.subscriber = subscriber;
+  }
+
+  onApplicationShutdown(): void {
+    this.subscriber?.disconnect();
+  }
+
+  get adminEnabled(): boolean {
+    return this.config.adminKeyHash !== undefined;
+  }
+
+  /**
+   * The tenant of a presented key. Bootstrap keys (PODFLOW_API_KEYS) first, then issued ones.
+   * @throws PodflowError UNAUTHENTICATED (unknown, revoked, or the admin key), FORBIDDEN (tenant disabled).
+   */
+  async authenticate(presented: string): Promise<Caller> {
+    const hash = hashApiKey(presented);
+    if (hash === this.config.adminKeyHash) {
+      throw new PodflowError('UNAUTHENTICATED', 'the admin key is not a tenant key: call tenant routes with a key of the tenant (issue one with POST /v1/admin/tenants/:id/keys)');
+    }
+    let tenantId = this.config.PODFLOW_API_KEYS.get(hash);
+    if (tenantId === undefined) {
+      const record = await this.keyRecord(hash);
+      if (!record) throw new PodflowError('UNAUTHENTICATED', 'unknown API key: check the key, or ask your operator for one (PODFLOW_API_KEYS or the admin API)');
+      if (record.revokedAt !== undefined) throw new PodflowError('UNAUTHENTICATED', `API key ${record.id} was revoked: ask your operator for a new one`);
+      tenantId = record.tenantId;
+      this.touch(record.id);
+    }
+    const tenant = await this.tenantRecord(tenantId);
+    if (tenant?.disabledAt !== undefined) throw new PodflowError('FORBIDDEN', `tenant "${tenantId}" is disabled: its keys are refused until an operator enables it again`);
+    return { tenantId, apiKeyId: hash };
+  }
+
+  /**
+   * Lets only the admin key through.
+   * @throws PodflowError NOT_FOUND (admin API off), UNAUTHENTICATED (no or unknown key), FORBIDDEN (a tenant's key).
+   */
+  async authenticateAdmin(presented: string | undefined): Promise<void> {
+    if (!this.adminEnabled) throw new PodflowError('NOT_FOUND', 'the admin API is off: set PODFLOW_ADMIN_KEY or PODFLOW_ADMIN_KEY_FILE on the coordinator');
+    if (presented === undefined) throw new PodflowError('UNAUTHENTICATED', 'missing admin key: send "Authorization: Bearer <PODFLOW_ADMIN_KEY>"');
+    if (hashApiKey(presented) === this.config.adminKeyHash) return;
+    const tenantKey = await this.authenticate(presented).then(
+      () => true,
+      () => false,
+    );
+    if (tenantKey) throw new PodflowError('FORBIDDEN', "this route needs the admin key (PODFLOW_ADMIN_KEY); a tenant's key cannot manage tenants or keys");
+    throw new PodflowError('UNAUTHENTICATED', 'unknown admin key: send the value of PODFLOW_ADMIN_KEY (or of the file PODFLOW_ADMIN_KEY_FILE names)');
+  }
+
+  // ---------------------------------------------------------------- admin operations
+
+  async createTenant(id: string, name: string | undefined, now = Date.now()) {
+    const record: TenantRecord = { id, name: name ?? id, createdAt: now };
+    if (!(await this.redis.hsetnx(this.k.tenants, id, JSON.stringify(record)))) throw new PodflowError('CONFLICT', `tenant "${id}" already exists`);
+    await this.changed(`tenant:${id}`);
+    return tenantView(record, 'admin');
+  }
+
+  async listTenants() {
+    const stored = await this.redis.hgetall(this.k.tenants);
+    const records = new Map(Object.entries(stored).map(([id, json]) => [id, JSON.parse(json) as TenantRecord]));
+    const views = [...records.values()].map((r) => tenantView(r, 'admin'));
+    for (const id of new Set(this.config.PODFLOW_API_KEYS.values())) if (!records.has(id)) views.push(tenantView({ id, name: id, createdAt: 0 }, 'environment'));
+    return views.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async getTenant(id: string) {
+    const record = await this.storedTenant(id);
+    if (record) return tenantView(record, 'admin');
+    if (this.isEnvironmentTenant(id)) return tenantView({ id, name: id, createdAt: 0 }, 'environment');
+    throw new PodflowError('NOT_FOUND', `no tenant "${id}"`);
+  }
+
+  /** Renames, disables or enables a tenant (a PODFLOW_API_KEYS tenant gets a record then). */
+  async updateTenant(id: string, change: { name?: string; disabled?: boolean }, now = Date.now()) {
+    const current = (await this.storedTenant(id)) ?? (this.isEnvironmentTenant(id) ? { id, name: id, createdAt: now } : undefined);
+    if (!current) throw new PodflowError('NOT_FOUND', `no tenant "${id}"`);
+    const next: TenantRecord = { ...current, ...(change.name !== undefined ? { name: change.name } : {}) };
+    if (change.disabled === true) next.disabledAt = current.disabledAt ?? now;
+    if (change.disabled === false) delete next.disabledAt;
+    await this.redis.hset(this.k.tenants, id, JSON.stringify(next));
+    await this.changed(`tenant:${id}`);
+    return tenantView(next, 'admin');
+  }
+
+  /** A new key for the tenant; the secret is in the answer and nowhere else. */
+  async issueKey(tenantId: string, name: string, now = Date.now()): Promise<ApiKeyView & { key: string }> {
+    await this.getTenant(tenantId);
+    const key = newApiKey();
+    const hash = hashApiKey(key);
+    const record: ApiKeyRecord = { id: newKeyId(), tenantId, name, createdAt: now };
+    await this.redis
+      .multi()
+      .hset(this.k.keys, hash, JSON.stringify(record))
+      .hset(this.k.keyIds, record.id, hash)
+      .sadd(this.k.tenantKeys(tenantId), record.id)
+      .exec();
+    return { ...keyView(record, undefined), key };
+  }
+
+  async listKeys(tenantId: string): Promise<ApiKeyView[]> {
+    await this.getTenant(tenantId);
+    const ids = (await this.redis.smembers(this.k.tenantKeys(tenantId))).sort();
+    if (ids.length === 0) return [];
+    const hashes = await this.redis.hmget(this.k.keyIds, ...ids);
+    const present = hashes.filter((h): h is string => h !== null);
+    const [records, used] = await Promise.all([present.length ? this.redis.hmget(this.k.keys, ...present) : Promise.resolve([] as Array<string | null>), this.redis.hmget(this.k.lastUsed, ...ids)]);
+    const lastUsed = new Map(ids.map((id, i) => [id, used[i] ? Number(used[i]) : undefined]));
+    return records
+      .filter((json): json is string => json !== null)
+      .map((json) => JSON.parse(json) as ApiKeyRecord)
+      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1))
+      .map((record) => keyView(record, lastUsed.get(record.id)));
+  }
+
+  /** Revokes a key of the tenant: refused on every coordinator from the moment this returns (within 2 s at worst). */
+  async revokeKey(tenantId: string, keyId: string, now = Date.now()): Promise<ApiKeyView> {
+    const { hash, record } = await this.keyOf(tenantId, keyId);
+    if (record.revokedAt === undefined) {
+      record.revokedAt = now;
+      await this.redis.hset(this.k.keys, hash, JSON.stringify(record));
+    }
+    await this.changed(`key:${hash}`);
+    return keyView(record, undefined);
+  }
+
+  /** A new key with the same name; the old one is revoked. */
+  async rotateKey(tenantId: string, keyId: string, now = Date.now()): Promise<ApiKeyView & { key: string; replaces: string }> {
+    const { record } = await this.keyOf(tenantId, keyId);
+    if (record.revokedAt !== undefined) throw new PodflowError('CONFLICT', `API key ${keyId} is revoked already: issue a new key instead`);
+    const issued = await this.issueKey(tenantId, record.name, now);
+    await this.revokeKey(tenantId, keyId, now);
+    return { ...issued, replaces: keyId };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private async keyOf(tenantId: string, keyId: string): Promise<{ hash: string; record: ApiKeyRecord }> {
+    const hash = await this.redis.hget(this.k.keyIds, keyId);
+    const json = hash ? await this.redis.hget(this.k.keys, hash) : null;
+    const record = json ? (JSON.parse(json) as ApiKeyRecord) : undefined;
+    // Another tenant's key is "not found" here, never "forbidden".
+    if (!hash || !record || record.tenantId !== tenantId) throw new PodflowError('NOT_FOUND', `tenant "${tenantId}" has no API key ${keyId}`);
+    return { hash, record };
+  }
+
+  private isEnvironmentTenant(id: string): boolean {
+    for (const tenant of this.config.PODFLOW_API_KEYS.values()) if (tenant === id) return true;
+    return false;
+  }
+
+  private async storedTenant(id: string): Promise<TenantRecord | undefined> {
+    const json = await this.redis.hget(this.k.tenants, id);
+    return json ? (JSON.parse(json) as TenantRecord) : undefined;
+  }
+
+  private async keyRecord(hash: string): Promise<ApiKeyRecord | null> {
+    const now = Date.now();
+    const cached = this.keys.get(hash, now);
+    if (cached) return cached.value;
+    const json = await this.redis.hget(this.k.keys, hash);
+    const record = json ? (JSON.parse(json) as ApiKeyRecord) : null;
+    this.keys.set(hash, record, now);
+    return record;
+  }
+
+  private async tenantRecord(id: string): Promise<TenantRecord | null> {
+    const now = Date.now();
+    const cached = this.tenants.get(id, now);
+    if (cached) return cached.value;
+    const record = (await this.storedTenant(id)) ?? null;
+    this.tenants.set(id, record, now);
+    return record;
+  }
+
+  private touch(keyId: string): void {
+    const now = Date.now();
+    if (now - (this.lastUsedWritten.get(keyId) ?? 0) < LAST_USED_EVERY_MS) return;
+    this.lastUsedWritten.set(keyId, now);
+    if (this.lastUsedWritten.size > CACHE_MAX) this.lastUsedWritten.delete(this.lastUsedWritten.keys().next().value!);
+    this.redis.hset(this.k.lastUsed, keyId, String(now)).catch((error: unknown) => this.logger.debug({ err: error }, 'could not record a key use'));
+  }
+
+  /** Drops the change here and tells every other coordinator. */
+  private async changed(what: string): Promise<void> {
+    this.forget(what);
+    await this.redis.publish(this.k.channel, what);
+  }
+
+  private forget(what: string): void {
+    if (what.startsWith('key:')) this.keys.delete(what.slice(4));
+    else if (what.startsWith('tenant:')) this.tenants.delete(what.slice(7));
+  }
+}
