@@ -137,25 +137,43 @@ export async function sweepStaleExecutions(workRoot: string, olderThanMs: number
 /** SIGKILLs every process whose command line contains `path/` and waits (bounded) until they are gone. */
 export async function killProcessesNaming(path: string): Promise<number> {
   const needle = `${path}/`;
-  const found: number[] = [];
-  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').some((arg) => arg.startsWith(needle))) found.push(Number(entry));
-  }
-  for (const pid of found) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone meanwhile, or not ours to kill
+  let killed = 0;
+  // Rounds until a scan finds none: a process can fork between a scan and its kill (bubblewrap
+  // clones the sandbox's init; a chain's shell runs `mount`), and its child names the path too.
+  for (let round = 0; round < KILL_ROUNDS; round++) {
+    const found: number[] = [];
+    for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.split('\0').some((arg) => arg.startsWith(needle)) && !(await isZombie(Number(entry)))) found.push(Number(entry));
+    }
+    if (found.length === 0) break;
+    for (const pid of found) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile, or not ours to kill
+      }
+    }
+    killed += found.length;
+    for (let i = 0; i < 50; i++) {
+      const alive = await Promise.all(found.map(async (pid) => !(await isZombie(pid))));
+      if (!alive.some(Boolean)) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
-  for (let i = 0; i < 50 && found.length > 0; i++) {
-    const alive = await Promise.all(found.map((pid) => readFile(`/proc/${pid}/stat`, 'utf8').then((stat) => !/^\S+ \(.*\) [ZX]/s.test(stat), () => false)));
-    if (!alive.some(Boolean)) break;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return found.length;
+  return killed;
+}
+
+/** Scan-and-kill rounds of killProcessesNaming at most. */
+const KILL_ROUNDS = 10;
+
+/** Gone, or a zombie (dead, waiting to be reaped): nothing it can still do. */
+async function isZombie(pid: number): Promise<boolean> {
+  return readFile(`/proc/${pid}/stat`, 'utf8').then(
+    (stat) => /^\S+ \(.*\) [ZX]/s.test(stat),
+    () => true,
+  );
 }
 
 async function pathExists(path: string): Promise<boolean> {
