@@ -79,6 +79,12 @@ describe('admin API: tenants and keys as data (issue 13)', () => {
     expect(tenants.json.tenants.map((t: { id: string; source: string }) => `${t.id}:${t.source}`)).toEqual(expect.arrayContaining(['acme:environment', 'globex:environment', 'initech:admin']));
   });
 
+  it("sets a tenant's weight and cap, and clears them back to the operator's settings", async () => {
+    expect((await admin('PATCH', '/v1/admin/tenants/acme', { weight: 3, maxInFlight: 50 })).json).toMatchObject({ id: 'acme', weight: 3, maxInFlight: 50 });
+    expect((await admin('GET', '/v1/admin/tenants/acme')).json).toMatchObject({ weight: 3, maxInFlight: 50, source: 'admin' });
+    expect((await admin('PATCH', '/v1/admin/tenants/acme', { weight: null, maxInFlight: null })).json).toMatchObject({ weight: null, maxInFlight: null });
+  });
+
   it('disables a tenant: every key of it, bootstrap ones too, gets 403 until it is enabled again', async () => {
     expect((await admin('PATCH', '/v1/admin/tenants/globex', { disabled: true })).json).toMatchObject({ id: 'globex', disabled: true });
     const refused = await call(stack, 'GET', '/v1/runs', { key: OTHER_KEY });
@@ -119,7 +125,9 @@ describe('admin API: tenants and keys as data (issue 13)', () => {
   it.each([
     ['POST', '/v1/admin/tenants', { id: 'bad id!' }, 400, /invalid tenant: id: a tenant id is 1-64 letters/],
     ['POST', '/v1/admin/tenants', { id: 'ok', extra: 1 }, 400, /extra/],
-    ['PATCH', '/v1/admin/tenants/initech', {}, 400, /give "name" and\/or "disabled"/],
+    ['PATCH', '/v1/admin/tenants/initech', {}, 400, /give at least one of "name", "disabled", "weight", "maxInFlight"/],
+    ['PATCH', '/v1/admin/tenants/initech', { weight: 0 }, 400, /weight/],
+    ['PATCH', '/v1/admin/tenants/initech', { maxInFlight: 1.5 }, 400, /maxInFlight/],
     ['PATCH', '/v1/admin/tenants/nobody', { disabled: true }, 404, /no tenant "nobody"/],
     ['POST', '/v1/admin/tenants/nobody/keys', { name: 'x' }, 404, /no tenant "nobody"/],
     ['POST', '/v1/admin/tenants/initech/keys', { name: '' }, 400, /name/],
@@ -132,7 +140,25 @@ describe('admin API: tenants and keys as data (issue 13)', () => {
     expect(response.json.error.message).toMatch(message);
   });
 
-  it('a revoked key and a disabled tenant stop working on every coordinator within 5 s', async () => {
+  it("reads no body before the admin check, whatever the path's case", async () => {
+    for (const path of ['/v1/admin/tenants', '/V1/ADMIN/tenants', '/v1/Admin/tenants/']) {
+      const response = await call(stack, 'POST', path, { key: TENANT_KEY, body: '{broken json' });
+      expect({ path, status: response.status, code: response.json?.error?.code }).toEqual({ path, status: 403, code: 'FORBIDDEN' });
+    }
+  });
+
+  it('two rotations of one key at once give one new key and one 409; two changes of one tenant at once both apply', async () => {
+    await admin('POST', '/v1/admin/tenants', { id: 'racy' });
+    const issued = (await admin('POST', '/v1/admin/tenants/racy/keys', { name: 'k' })).json;
+    const both = await Promise.all([admin('POST', `/v1/admin/tenants/racy/keys/${issued.id}/rotate`), admin('POST', `/v1/admin/tenants/racy/keys/${issued.id}/rotate`)]);
+    expect(both.map((r) => r.status).sort()).toEqual([201, 409]);
+    const live = (await admin('GET', '/v1/admin/tenants/racy/keys')).json.keys.filter((k: { revokedAt: string | null }) => k.revokedAt === null);
+    expect(live).toHaveLength(1);
+    await Promise.all([admin('PATCH', '/v1/admin/tenants/racy', { name: 'Racy Inc' }), admin('PATCH', '/v1/admin/tenants/racy', { disabled: true })]);
+    expect((await admin('GET', '/v1/admin/tenants/racy')).json).toMatchObject({ name: 'Racy Inc', disabled: true });
+  });
+
+  it('a revoked key and a disabled tenant stop working on every coordinator at once (pub/sub, well inside the 2 s cache)', async () => {
     const port = await freePort();
     await stack.startCoordinator({ PORT: String(port) });
     const second = { ...stack, url: `http://127.0.0.1:${port}` };
@@ -142,14 +168,15 @@ describe('admin API: tenants and keys as data (issue 13)', () => {
     const revokedAt = Date.now();
     await admin('DELETE', `/v1/admin/tenants/multi/keys/${issued.id}`);
     await eventually(async () => ((await call(second, 'GET', '/v1/runs', { key: issued.key })).status === 401 ? true : undefined), 'the revoked key refused on the second coordinator', 5_000, 10);
-    expect(Date.now() - revokedAt).toBeLessThan(5_000);
+    // The second coordinator had the key cached a moment ago: only the change message explains a refusal this soon.
+    expect(Date.now() - revokedAt).toBeLessThan(1_500);
 
     const fresh = (await admin('POST', '/v1/admin/tenants/multi/keys', { name: 'k2' })).json;
     expect((await call(second, 'GET', '/v1/runs', { key: fresh.key })).status).toBe(200);
     const disabledAt = Date.now();
     await admin('PATCH', '/v1/admin/tenants/multi', { disabled: true });
     await eventually(async () => ((await call(second, 'GET', '/v1/runs', { key: fresh.key })).status === 403 ? true : undefined), 'the disabled tenant refused on the second coordinator', 5_000, 10);
-    expect(Date.now() - disabledAt).toBeLessThan(5_000);
+    expect(Date.now() - disabledAt).toBeLessThan(1_500);
   });
 });
 

@@ -30,6 +30,8 @@ export const ERROR_CODES = [
   'EGRESS_NOT_GRANTED',
   /** A concurrency cap (streams, waits) is reached; retry after the `Retry-After` seconds. */
   'TOO_MANY_REQUESTS',
+  /** A store the coordinator needs (Redis) did not answer in time; retry shortly. */
+  'UNAVAILABLE',
   'INTERNAL',
 ] as const;
 
@@ -65,6 +67,7 @@ export function retryPolicyOf(code: ErrorCode): RetryPolicy {
     case 'PAYLOAD_TOO_LARGE':
     case 'EGRESS_NOT_GRANTED':
     case 'TOO_MANY_REQUESTS':
+    case 'UNAVAILABLE':
     case 'INTERNAL':
       return 'never';
   }

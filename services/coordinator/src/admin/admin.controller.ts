@@ -51,7 +51,7 @@ export class AdminController {
   }
 
   @Patch('tenants/:tenantId')
-  @ApiOperation({ summary: 'Rename, disable ({ disabled: true }: every key of it refused) or enable a tenant' })
+  @ApiOperation({ summary: 'Rename, disable ({ disabled: true }: every key of it refused) or enable a tenant; set its weight and maxInFlight (null: back to the operator setting)' })
   updateTenant(@Param('tenantId') tenantId: string, @Body() body: unknown) {
     return this.directory.updateTenant(tenantParam(tenantId), parseRequest(updateTenantBody, body, 'tenant change'));
   }

@@ -39,6 +39,7 @@ export function httpStatusOf(code: ErrorCode): number {
       return 422;
     case 'SANDBOX_START_TIMEOUT':
     case 'SANDBOX_LOST':
+    case 'UNAVAILABLE':
       return 503;
     case 'INTERNAL':
       return 500;

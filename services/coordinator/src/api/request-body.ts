@@ -25,11 +25,24 @@ export function hasBody(request: IncomingMessage): boolean {
  * than a reset. Parsing is the expensive part of a request, so it is only ever done for a known
  * tenant. No public route (health checks, file downloads, docs) takes a body.
  */
+/**
+ * Whether a request goes to the admin API, as the router sees it: paths are matched without
+ * regard to case, and an absolute-form target (`POST http://host/v1/admin/...`) routes by its path.
+ */
+export function isAdminPath(url: string | undefined): boolean {
+  let path: string;
+  try {
+    path = new URL(url ?? '/', 'http://podflow.invalid').pathname.toLowerCase();
+  } catch {
+    return false;
+  }
+  return path === ADMIN_PATH || path.startsWith(`${ADMIN_PATH}/`);
+}
+
 export function authenticateBeforeBody(directory: Pick<TenantDirectory, 'authenticate' | 'authenticateAdmin'>) {
   return (request: AuthenticatedRequest, response: ServerResponse, next: Next): void => {
     if (!hasBody(request)) return next();
-    const path = request.url ?? '';
-    const admin = path === ADMIN_PATH || path.startsWith(`${ADMIN_PATH}/`) || path.startsWith(`${ADMIN_PATH}?`);
+    const admin = isAdminPath(request.url);
     (admin ? authenticateAdmin(request, directory) : authenticate(request, directory)).then(
       () => next(),
       (error: unknown) => {

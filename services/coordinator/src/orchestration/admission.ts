@@ -3,10 +3,11 @@ import type { ExecJob } from '@podflow/protocol';
 import type { RedisClient } from '@podflow/redis';
 import type { Queue } from 'bullmq';
 import type { CoordinatorConfig } from '../config';
-import { dispatchOf, dispatchPriority, type DispatchPolicy } from '../tenancy/dispatch-policy';
+import { dispatchOf, dispatchPriority, type DispatchPolicy, type TenantDispatch } from '../tenancy/dispatch-policy';
 import { CONFIG, EXEC_QUEUE, REDIS } from '../tokens';
 import { DispatchStore } from './dispatch-store';
 import { RunStore } from './run-store';
+import { TenantDirectory } from '../tenancy/tenant-directory';
 
 /** One ready execution asking to go onto `exec`. */
 export interface AdmissionRequest {
@@ -80,6 +81,7 @@ export class Admission {
     @Inject(REDIS) redis: RedisClient,
     @Inject(CONFIG) config: CoordinatorConfig,
     private readonly runs: RunStore,
+    private readonly directory: TenantDirectory,
   ) {
     this.globalMax = config.ADMISSION_MAX_IN_FLIGHT;
     this.fifo = new FifoGlobalCap(config.ADMISSION_MAX_IN_FLIGHT);
@@ -111,7 +113,7 @@ export class Admission {
     // One run's executions belong to one tenant; a request of another would be admitted in its own batch.
     const sameTenant = requests.findIndex((r) => r.job.tenantId !== tenantId);
     const ofTenant = sameTenant < 0 ? requests : requests.slice(0, sameTenant);
-    const dispatch = dispatchOf(this.policy, tenantId);
+    const dispatch = await this.dispatchFor(tenantId);
     const { admitted, start, shift, batch } = await this.store.admit(
       tenantId,
       ofTenant.map((r) => r.job.executionId),
@@ -124,6 +126,11 @@ export class Admission {
       priorities: Array.from({ length: admitted }, (_, i) => dispatchPriority(start, i, dispatch.weight, shift)),
       added: () => this.store.added(batch),
     };
+  }
+
+  /** A tenant's weight and cap: set on its record through the admin API, else the operator's environment, else the defaults. */
+  async dispatchFor(tenantId: string): Promise<TenantDispatch> {
+    return { ...dispatchOf(this.policy, tenantId), ...(await this.directory.dispatchSettings(tenantId)) };
   }
 
   private async admitFirstComeFirstServed(requests: readonly AdmissionRequest[], releasing: boolean): Promise<number> {

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
-import { dispatchOf, releaseOrder } from '../tenancy/dispatch-policy';
+import { releaseOrder } from '../tenancy/dispatch-policy';
 import { CONFIG, LOGGER } from '../tokens';
 import { Admission } from './admission';
 import { Orchestrator } from './orchestrator.service';
@@ -118,8 +118,8 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
     if (!this.admission.policy.fair) return this.releaseOldestFirst(tenants, now);
     let order = tenants;
     if (tenants.length > 1) {
-      const inFlight = await Promise.all(tenants.map((id) => this.admission.store.inFlight(id)));
-      order = releaseOrder(tenants.map((id, i) => ({ id, inFlight: inFlight[i]!, weight: dispatchOf(this.admission.policy, id).weight })));
+      const [inFlight, dispatch] = await Promise.all([Promise.all(tenants.map((id) => this.admission.store.inFlight(id))), Promise.all(tenants.map((id) => this.admission.dispatchFor(id)))]);
+      order = releaseOrder(tenants.map((id, i) => ({ id, inFlight: inFlight[i]!, weight: dispatch[i]!.weight })));
     }
     for (const tenantId of order) {
       if (this.closed) return;

@@ -12,6 +12,9 @@ export interface TenantRecord {
   createdAt: number;
   /** Set while the tenant is disabled: every key of it, bootstrap ones too, is refused (403). */
   disabledAt?: number;
+  /** Fair dispatch settings of this tenant, over TENANT_WEIGHTS / TENANT_MAX_IN_FLIGHT_BY_TENANT and the defaults. */
+  weight?: number;
+  maxInFlight?: number;
 }
 
 export interface ApiKeyRecord {
@@ -58,9 +61,13 @@ export const updateTenantBody = z
   .object({
     name: name.optional(),
     disabled: z.boolean().optional(),
+    /** Share under contention; null goes back to the operator's setting. */
+    weight: z.number().min(0.01).max(1000).nullable().optional(),
+    /** Most executions in `exec` at once; null goes back to the operator's setting. */
+    maxInFlight: z.number().int().min(1).max(1_000_000).nullable().optional(),
   })
   .strict()
-  .refine((b) => b.name !== undefined || b.disabled !== undefined, { message: 'give "name" and/or "disabled"' });
+  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: 'give at least one of "name", "disabled", "weight", "maxInFlight"' });
 
 export const issueKeyBody = z.object({ name }).strict();
 
@@ -83,6 +90,9 @@ export function tenantView(record: TenantRecord, source: 'admin' | 'environment'
     createdAt: record.createdAt > 0 ? new Date(record.createdAt).toISOString() : null,
     disabled: record.disabledAt !== undefined,
     disabledAt: record.disabledAt === undefined ? null : new Date(record.disabledAt).toISOString(),
+    // Set here, over the operator's environment; null: the environment's or the default applies.
+    weight: record.weight ?? null,
+    maxInFlight: record.maxInFlight ?? null,
     source,
   };
 }

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { PodflowError } from '@podflow/protocol';
-import { duplicateRedis, type RedisClient } from '@podflow/redis';
+import { LuaScript, duplicateRedis, type RedisClient } from '@podflow/redis';
 import type { Logger } from 'pino';
 import { hashApiKey, type CoordinatorConfig } from '../config';
 import { CONFIG, LOGGER, REDIS } from '../tokens';
@@ -12,6 +12,67 @@ const CACHE_TTL_MS = 2_000;
 const CACHE_MAX = 10_000;
 /** A key's last use is written at most this often per coordinator. */
 const LAST_USED_EVERY_MS = 60_000;
+/** How long authentication waits for Redis before answering 503 (the client's queue holds commands while Redis is away). */
+const AUTH_READ_TIMEOUT_MS = 2_000;
+
+/** A Redis read for authentication: an error or a silence past AUTH_READ_TIMEOUT_MS is 503 UNAVAILABLE, never a hang or a 500. */
+async function authRead<T>(read: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${AUTH_READ_TIMEOUT_MS} ms`)), AUTH_READ_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([read, timeout]);
+  } catch (error) {
+    throw new PodflowError('UNAVAILABLE', `cannot check the API key now: Redis did not answer (${(error as Error).message}); retry in a few seconds`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A stored record, or undefined when it is not JSON (a corrupt entry must not turn every request into a 500). */
+function parseRecord<T>(json: string | null | undefined, logger: Logger, what: string): T | undefined {
+  if (!json) return undefined;
+  try {
+    return JSON.parse(json) as T;
+  } catch {
+    logger.error({ what }, 'a stored tenant or key record is not JSON; it is treated as absent');
+    return undefined;
+  }
+}
+
+/**
+ * Applies a change to a tenant record atomically (two PATCHes at once must not undo each other).
+ * KEYS: tenants hash. ARGV: id, change JSON (fields to set; null removes), fallback record JSON
+ * (a PODFLOW_API_KEYS tenant without a record yet) or "". Returns the new record, or false.
+ */
+const UPDATE_TENANT = new LuaScript(`
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then
+  if ARGV[3] == '' then return false end
+  current = ARGV[3]
+end
+local record = cjson.decode(current)
+local change = cjson.decode(ARGV[2])
+for field, value in pairs(change) do
+  if value == cjson.null then record[field] = nil else record[field] = value end
+end
+local encoded = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+return encoded
+`);
+
+/** Revokes a key unless it is revoked already. KEYS: keys hash. ARGV: key hash, now. Returns the record JSON, 0 if already revoked, false if absent. */
+const REVOKE_KEY = new LuaScript(`
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return false end
+local record = cjson.decode(current)
+if record.revokedAt ~= nil then return 0 end
+record.revokedAt = tonumber(ARGV[2])
+local encoded = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+return encoded
+`);
 
 class TtlCache<V> {
   private readonly entries = new Map<string, { value: V; at: number }>();
@@ -140,7 +201,11 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
 
   async listTenants() {
     const stored = await this.redis.hgetall(this.k.tenants);
-    const records = new Map(Object.entries(stored).map(([id, json]) => [id, JSON.parse(json) as TenantRecord]));
+    const records = new Map<string, TenantRecord>();
+    for (const [id, json] of Object.entries(stored)) {
+      const record = parseRecord<TenantRecord>(json, this.logger, `tenant ${id}`);
+      if (record) records.set(id, record);
+    }
     const views = [...records.values()].map((r) => tenantView(r, 'admin'));
     for (const id of new Set(this.config.PODFLOW_API_KEYS.values())) if (!records.has(id)) views.push(tenantView({ id, name: id, createdAt: 0 }, 'environment'));
     return views.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -154,15 +219,20 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   }
 
   /** Renames, disables or enables a tenant (a PODFLOW_API_KEYS tenant gets a record then). */
-  async updateTenant(id: string, change: { name?: string; disabled?: boolean }, now = Date.now()) {
-    const current = (await this.storedTenant(id)) ?? (this.isEnvironmentTenant(id) ? { id, name: id, createdAt: now } : undefined);
-    if (!current) throw new PodflowError('NOT_FOUND', `no tenant "${id}"`);
-    const next: TenantRecord = { ...current, ...(change.name !== undefined ? { name: change.name } : {}) };
-    if (change.disabled === true) next.disabledAt = current.disabledAt ?? now;
-    if (change.disabled === false) delete next.disabledAt;
-    await this.redis.hset(this.k.tenants, id, JSON.stringify(next));
+  async updateTenant(id: string, change: { name?: string; disabled?: boolean; weight?: number | null; maxInFlight?: number | null }, now = Date.now()) {
+    const fields: Record<string, unknown> = {};
+    if (change.name !== undefined) fields.name = change.name;
+    // Disabling keeps the first time it was disabled: applied only where the record has none.
+    if (change.disabled === false) fields.disabledAt = null;
+    for (const field of ['weight', 'maxInFlight'] as const) if (change[field] !== undefined) fields[field] = change[field];
+    const fallback = this.isEnvironmentTenant(id) ? JSON.stringify({ id, name: id, createdAt: now }) : '';
+    let json = (await UPDATE_TENANT.run(this.redis, [this.k.tenants], [id, JSON.stringify(fields), fallback])) as string | null;
+    if (!json) throw new PodflowError('NOT_FOUND', `no tenant "${id}"`);
+    if (change.disabled === true && (JSON.parse(json) as TenantRecord).disabledAt === undefined) {
+      json = (await UPDATE_TENANT.run(this.redis, [this.k.tenants], [id, JSON.stringify({ disabledAt: now }), fallback])) as string;
+    }
     await this.changed(`tenant:${id}`);
-    return tenantView(next, 'admin');
+    return tenantView(JSON.parse(json) as TenantRecord, 'admin');
   }
 
   /** A new key for the tenant; the secret is in the answer and nowhere else. */
@@ -171,12 +241,14 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
     const key = newApiKey();
     const hash = hashApiKey(key);
     const record: ApiKeyRecord = { id: newKeyId(), tenantId, name, createdAt: now };
-    await this.redis
+    const replies = await this.redis
       .multi()
       .hset(this.k.keys, hash, JSON.stringify(record))
       .hset(this.k.keyIds, record.id, hash)
       .sadd(this.k.tenantKeys(tenantId), record.id)
       .exec();
+    const failed = replies?.find(([error]) => error)?.[0];
+    if (!replies || failed) throw new Error(`the API key could not be stored: ${failed?.message ?? 'the transaction was aborted'}`);
     return { ...keyView(record, undefined), key };
   }
 
@@ -190,7 +262,7 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
     const lastUsed = new Map(ids.map((id, i) => [id, used[i] ? Number(used[i]) : undefined]));
     return records
       .filter((json): json is string => json !== null)
-      .map((json) => JSON.parse(json) as ApiKeyRecord)
+      .flatMap((json) => parseRecord<ApiKeyRecord>(json, this.logger, `a key of tenant ${tenantId}`) ?? [])
       .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1))
       .map((record) => keyView(record, lastUsed.get(record.id)));
   }
@@ -198,21 +270,27 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   /** Revokes a key of the tenant: refused on every coordinator from the moment this returns (within 2 s at worst). */
   async revokeKey(tenantId: string, keyId: string, now = Date.now()): Promise<ApiKeyView> {
     const { hash, record } = await this.keyOf(tenantId, keyId);
-    if (record.revokedAt === undefined) {
-      record.revokedAt = now;
-      await this.redis.hset(this.k.keys, hash, JSON.stringify(record));
-    }
+    const revoked = await this.revokeOnce(hash, now);
     await this.changed(`key:${hash}`);
-    return keyView(record, undefined);
+    return keyView(revoked ?? record, undefined);
   }
 
-  /** A new key with the same name; the old one is revoked. */
+  /**
+   * A new key with the same name; the old one is revoked first, atomically, so two rotations at
+   * once give one new key and one 409, never two live keys.
+   */
   async rotateKey(tenantId: string, keyId: string, now = Date.now()): Promise<ApiKeyView & { key: string; replaces: string }> {
-    const { record } = await this.keyOf(tenantId, keyId);
-    if (record.revokedAt !== undefined) throw new PodflowError('CONFLICT', `API key ${keyId} is revoked already: issue a new key instead`);
+    const { hash, record } = await this.keyOf(tenantId, keyId);
+    if (!(await this.revokeOnce(hash, now))) throw new PodflowError('CONFLICT', `API key ${keyId} is revoked already: issue a new key instead`);
+    await this.changed(`key:${hash}`);
     const issued = await this.issueKey(tenantId, record.name, now);
-    await this.revokeKey(tenantId, keyId, now);
     return { ...issued, replaces: keyId };
+  }
+
+  /** The record after revoking it, or undefined when it was revoked already. */
+  private async revokeOnce(hash: string, now: number): Promise<ApiKeyRecord | undefined> {
+    const json = (await REVOKE_KEY.run(this.redis, [this.k.keys], [hash, String(now)])) as string | number | null;
+    return typeof json === 'string' ? (JSON.parse(json) as ApiKeyRecord) : undefined;
   }
 
   // ---------------------------------------------------------------- internals
@@ -220,7 +298,7 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   private async keyOf(tenantId: string, keyId: string): Promise<{ hash: string; record: ApiKeyRecord }> {
     const hash = await this.redis.hget(this.k.keyIds, keyId);
     const json = hash ? await this.redis.hget(this.k.keys, hash) : null;
-    const record = json ? (JSON.parse(json) as ApiKeyRecord) : undefined;
+    const record = parseRecord<ApiKeyRecord>(json, this.logger, `key ${keyId}`);
     // Another tenant's key is "not found" here, never "forbidden".
     if (!hash || !record || record.tenantId !== tenantId) throw new PodflowError('NOT_FOUND', `tenant "${tenantId}" has no API key ${keyId}`);
     return { hash, record };
@@ -232,25 +310,29 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   }
 
   private async storedTenant(id: string): Promise<TenantRecord | undefined> {
-    const json = await this.redis.hget(this.k.tenants, id);
-    return json ? (JSON.parse(json) as TenantRecord) : undefined;
+    return parseRecord<TenantRecord>(await this.redis.hget(this.k.tenants, id), this.logger, `tenant ${id}`);
   }
 
   private async keyRecord(hash: string): Promise<ApiKeyRecord | null> {
     const now = Date.now();
     const cached = this.keys.get(hash, now);
     if (cached) return cached.value;
-    const json = await this.redis.hget(this.k.keys, hash);
-    const record = json ? (JSON.parse(json) as ApiKeyRecord) : null;
+    const record = parseRecord<ApiKeyRecord>(await authRead(this.redis.hget(this.k.keys, hash)), this.logger, 'a key') ?? null;
     this.keys.set(hash, record, now);
     return record;
+  }
+
+  /** The tenant's own fair dispatch settings (admin API), cached like every tenant read. */
+  async dispatchSettings(tenantId: string): Promise<{ weight?: number; maxInFlight?: number }> {
+    const record = await this.tenantRecord(tenantId);
+    return { ...(record?.weight !== undefined ? { weight: record.weight } : {}), ...(record?.maxInFlight !== undefined ? { maxInFlight: record.maxInFlight } : {}) };
   }
 
   private async tenantRecord(id: string): Promise<TenantRecord | null> {
     const now = Date.now();
     const cached = this.tenants.get(id, now);
     if (cached) return cached.value;
-    const record = (await this.storedTenant(id)) ?? null;
+    const record = parseRecord<TenantRecord>(await authRead(this.redis.hget(this.k.tenants, id)), this.logger, `tenant ${id}`) ?? null;
     this.tenants.set(id, record, now);
     return record;
   }

@@ -15,6 +15,7 @@ import { OutboxExecutor } from '../outbox-executor';
 import { OutboxSweeper } from '../outbox-sweeper';
 import { RunPayloads } from '../run-payloads';
 import { RunStore } from '../run-store';
+import { TenantDirectory } from '../../tenancy/tenant-directory';
 
 /** Errors the coordinators logged, for a test to show when it fails (and to assert there are none). */
 export const loggedErrors: string[] = [];
@@ -61,7 +62,7 @@ export function startCoordinator(config: CoordinatorConfig, storageDir: string):
   const resultsQueue = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: redis, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.results) });
   const store = new RunStore(redis, config);
   const definitions = new Definitions(store);
-  const admission = new Admission(execQueue, redis, config, store);
+  const admission = new Admission(execQueue, redis, config, store, new TenantDirectory(redis, config, silentLogger));
   const executor = new OutboxExecutor(execQueue, resultsQueue, redis, config, admission);
   const payloads = new RunPayloads(new LocalDiskStore({ root: storageDir, publicBaseUrl: 'http://localhost', secret: 'x'.repeat(32), defaultTtlSeconds: 60 }), {
     inlineMaxBytes: config.OUTPUT_INLINE_MAX_BYTES,
