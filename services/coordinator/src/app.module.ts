@@ -24,6 +24,7 @@ import { RunEventsService } from './streams/run-events.service';
 import { StreamLimiter } from './streams/stream-limiter';
 import { RunsController } from './runs/runs.controller';
 import { RunsService } from './runs/runs.service';
+import { RunRateLimiter } from './tenancy/run-rate';
 import { TenantDirectory } from './tenancy/tenant-directory';
 import { WorkflowRegistry } from './workflows/workflow-registry';
 import { CONFIG, OBJECT_STORE } from './tokens';
@@ -47,6 +48,7 @@ export class AppModule implements NestModule {
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_FILTER, useClass: ErrorFilter },
         TenantDirectory,
+        RunRateLimiter,
         RunStore,
         {
           provide: RunPayloads,

@@ -72,6 +72,8 @@ export const coordinatorConfigSchema = z.object({
   TENANT_WEIGHTS: tenantNumbersEnv('TENANT_WEIGHTS', { min: 0.01, integer: false, what: 'weight' }),
   /** Most executions of one tenant waiting, delayed or running in `exec`; its ready nodes past it wait. */
   TENANT_MAX_IN_FLIGHT: int(1).default(10_000),
+  /** Runs one tenant may start per minute (HTTP and the submissions queue); 0: no limit. A tenant's record may set its own. */
+  TENANT_RUNS_PER_MINUTE: int(0).default(0),
   /** `tenant=count,...`: TENANT_MAX_IN_FLIGHT for the listed tenants. */
   TENANT_MAX_IN_FLIGHT_BY_TENANT: tenantNumbersEnv('TENANT_MAX_IN_FLIGHT_BY_TENANT', { min: 1, integer: true, what: 'count' }),
   RUN_RETENTION_SECONDS: int(60).default(7 * 24 * 3600),

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { MAX_JSON_DEPTH, PodflowError, QUEUE_NAMES, findTooDeep, queuePrefix, type SubmissionMessage } from '@podflow/protocol';
 import type { RedisClient } from '@podflow/redis';
-import { UnrecoverableError, Worker } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
 import { RunsService } from '../runs/runs.service';
@@ -27,7 +27,7 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
   async onApplicationBootstrap(): Promise<void> {
     this.worker = new Worker<SubmissionMessage, { runId: string }>(
       QUEUE_NAMES.submissions,
-      async (job) => {
+      async (job, token) => {
         const message = job.data;
         if (!message.tenantId || (message.workflow === undefined) === (message.workflowId === undefined)) {
           throw new UnrecoverableError('a submission needs tenantId and exactly one of workflow or workflowId');
@@ -48,6 +48,13 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
           });
           return { runId: id };
         } catch (error) {
+          if (error instanceof PodflowError && error.code === 'TOO_MANY_REQUESTS') {
+            // Past the tenant's runs per minute: the submission waits for the next window, never dropped.
+            const retryAfterSeconds = Number(error.details?.retryAfterSeconds ?? 1);
+            this.logger.info({ tenantId: message.tenantId, jobId: job.id, retryAfterSeconds }, 'submission over its tenant\'s runs per minute; delayed');
+            await job.moveToDelayed(Date.now() + retryAfterSeconds * 1000, token);
+            throw new DelayedError();
+          }
           if (error instanceof PodflowError && !error.retryable && error.code !== 'INTERNAL') throw new UnrecoverableError(`${error.code}: ${error.message}`);
           throw error;
         }

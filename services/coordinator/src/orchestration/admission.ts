@@ -130,7 +130,9 @@ export class Admission {
 
   /** A tenant's weight and cap: set on its record through the admin API, else the operator's environment, else the defaults. */
   async dispatchFor(tenantId: string): Promise<TenantDispatch> {
-    return { ...dispatchOf(this.policy, tenantId), ...(await this.directory.dispatchSettings(tenantId)) };
+    const own = await this.directory.tenantSettings(tenantId);
+    const dispatch = dispatchOf(this.policy, tenantId);
+    return { weight: own.weight ?? dispatch.weight, maxInFlight: own.maxInFlight ?? dispatch.maxInFlight };
   }
 
   private async admitFirstComeFirstServed(requests: readonly AdmissionRequest[], releasing: boolean): Promise<number> {

@@ -13,6 +13,7 @@ import { assertEgressAllowed } from '../tenancy/egress-policy';
 import { CONFIG, OBJECT_STORE } from '../tokens';
 import { WorkflowRegistry } from '../workflows/workflow-registry';
 import { runSummary, type RunSnapshot } from './run-view';
+import { RunRateLimiter } from '../tenancy/run-rate';
 
 export interface SubmitRun {
   workflow?: unknown;
@@ -33,10 +34,15 @@ export class RunsService {
     private readonly definitions: Definitions,
     @Inject(OBJECT_STORE) private readonly objects: ObjectStore,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    private readonly rate: RunRateLimiter,
   ) {}
 
-  /** Creates a run; returns its id, status and the definition it runs (normalized: defaults filled in). */
+  /**
+   * Creates a run; returns its id, status and the definition it runs (normalized: defaults filled in).
+   * @throws PodflowError TOO_MANY_REQUESTS past the tenant's runs per minute (nothing is created).
+   */
   async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase; workflow: Workflow }> {
+    await this.rate.take(tenantId);
     const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
     const resolved = submission.workflow !== undefined
       ? { workflow: parseWorkflow(submission.workflow as string | object, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: this.config.MAX_NODES_PER_RUN }, { dependencyPolicies: policies }), version: undefined }

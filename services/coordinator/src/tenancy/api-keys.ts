@@ -15,6 +15,8 @@ export interface TenantRecord {
   /** Fair dispatch settings of this tenant, over TENANT_WEIGHTS / TENANT_MAX_IN_FLIGHT_BY_TENANT and the defaults. */
   weight?: number;
   maxInFlight?: number;
+  /** Runs it may start per minute, over TENANT_RUNS_PER_MINUTE. */
+  runsPerMinute?: number;
 }
 
 export interface ApiKeyRecord {
@@ -65,9 +67,11 @@ export const updateTenantBody = z
     weight: z.number().min(0.01).max(1000).nullable().optional(),
     /** Most executions in `exec` at once; null goes back to the operator's setting. */
     maxInFlight: z.number().int().min(1).max(1_000_000).nullable().optional(),
+    /** Runs it may start per minute (0: no limit); null goes back to the operator's setting. */
+    runsPerMinute: z.number().int().min(0).max(10_000_000).nullable().optional(),
   })
   .strict()
-  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: 'give at least one of "name", "disabled", "weight", "maxInFlight"' });
+  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: 'give at least one of "name", "disabled", "weight", "maxInFlight", "runsPerMinute"' });
 
 export const issueKeyBody = z.object({ name }).strict();
 
@@ -93,6 +97,7 @@ export function tenantView(record: TenantRecord, source: 'admin' | 'environment'
     // Set here, over the operator's environment; null: the environment's or the default applies.
     weight: record.weight ?? null,
     maxInFlight: record.maxInFlight ?? null,
+    runsPerMinute: record.runsPerMinute ?? null,
     source,
   };
 }

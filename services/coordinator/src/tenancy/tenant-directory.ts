@@ -219,12 +219,12 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   }
 
   /** Renames, disables or enables a tenant (a PODFLOW_API_KEYS tenant gets a record then). */
-  async updateTenant(id: string, change: { name?: string; disabled?: boolean; weight?: number | null; maxInFlight?: number | null }, now = Date.now()) {
+  async updateTenant(id: string, change: { name?: string; disabled?: boolean; weight?: number | null; maxInFlight?: number | null; runsPerMinute?: number | null }, now = Date.now()) {
     const fields: Record<string, unknown> = {};
     if (change.name !== undefined) fields.name = change.name;
     // Disabling keeps the first time it was disabled: applied only where the record has none.
     if (change.disabled === false) fields.disabledAt = null;
-    for (const field of ['weight', 'maxInFlight'] as const) if (change[field] !== undefined) fields[field] = change[field];
+    for (const field of ['weight', 'maxInFlight', 'runsPerMinute'] as const) if (change[field] !== undefined) fields[field] = change[field];
     const fallback = this.isEnvironmentTenant(id) ? JSON.stringify({ id, name: id, createdAt: now }) : '';
     let json = (await UPDATE_TENANT.run(this.redis, [this.k.tenants], [id, JSON.stringify(fields), fallback])) as string | null;
     if (!json) throw new PodflowError('NOT_FOUND', `no tenant "${id}"`);
@@ -322,10 +322,12 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
     return record;
   }
 
-  /** The tenant's own fair dispatch settings (admin API), cached like every tenant read. */
-  async dispatchSettings(tenantId: string): Promise<{ weight?: number; maxInFlight?: number }> {
+  /** The tenant's own settings (admin API), cached like every tenant read; absent ones fall back to the operator's. */
+  async tenantSettings(tenantId: string): Promise<{ weight?: number; maxInFlight?: number; runsPerMinute?: number }> {
     const record = await this.tenantRecord(tenantId);
-    return { ...(record?.weight !== undefined ? { weight: record.weight } : {}), ...(record?.maxInFlight !== undefined ? { maxInFlight: record.maxInFlight } : {}) };
+    const settings: { weight?: number; maxInFlight?: number; runsPerMinute?: number } = {};
+    for (const field of ['weight', 'maxInFlight', 'runsPerMinute'] as const) if (typeof record?.[field] === 'number') settings[field] = record[field];
+    return settings;
   }
 
   private async tenantRecord(id: string): Promise<TenantRecord | null> {
