@@ -21,6 +21,7 @@ function adminRoutes(keyId: string): Array<{ method: string; path: string; body?
     { method: 'GET', path: '/v1/admin/tenants/initech/keys' },
     { method: 'POST', path: `/v1/admin/tenants/initech/keys/${keyId}/rotate` },
     { method: 'DELETE', path: `/v1/admin/tenants/initech/keys/${keyId}` },
+    { method: 'GET', path: '/v1/admin/usage' },
   ];
 }
 
@@ -138,6 +139,32 @@ describe('admin API: tenants and keys as data (issue 13)', () => {
     const response = await admin(method, path, body);
     expect(response.status).toBe(status);
     expect(response.json.error.message).toMatch(message);
+  });
+
+  it("counts a tenant's usage, shows it to that tenant alone and to the admin across tenants", async () => {
+    await admin('POST', '/v1/admin/tenants', { id: 'metered' });
+    const key = (await admin('POST', '/v1/admin/tenants/metered/keys', { name: 'm' })).json.key as string;
+    const execute = (code: string) => call(stack, 'POST', '/v1/executions?wait=true', { key, body: { language: 'python', code } });
+    expect((await execute('def main(args): return {}')).json.status).toBe('succeeded');
+    expect((await execute('def main(args):\n    open("out.txt", "w").write("hello")\n    return {}\n')).json.status).toBe('succeeded');
+    expect((await execute('def main(args):\n    raise ValueError("no")\n')).json.status).toBe('failed');
+    const usage = await eventually(async () => {
+      const answer = await call(stack, 'GET', '/v1/usage', { key });
+      return answer.json.total?.executions === 3 ? answer : undefined;
+    }, 'the three executions counted', 10_000);
+    expect(usage.json.tenantId).toBe('metered');
+    expect(usage.json.total).toMatchObject({ executions: 3, succeeded: 2, failed: 1, files: 1, fileBytes: 5 });
+    expect(Number.isInteger(usage.json.total.executionMs)).toBe(true);
+    expect(usage.json.hours).toHaveLength(1);
+    // Another tenant sees its own only.
+    const other = await call(stack, 'GET', '/v1/usage', { key: OTHER_KEY });
+    expect(other.json.tenantId).toBe('globex');
+    expect(other.text).not.toContain('metered');
+    // The admin sees every tenant's.
+    const all = await admin('GET', '/v1/admin/usage');
+    expect(all.json.tenants.find((t: { tenantId: string }) => t.tenantId === 'metered').total.executions).toBe(3);
+    // Bad ranges name the parameter.
+    expect((await call(stack, 'GET', '/v1/usage?from=yesterday', { key })).json.error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining('from must be an ISO-8601 time') });
   });
 
   it("reads no body before the admin check, whatever the path's case", async () => {

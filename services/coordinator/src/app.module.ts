@@ -25,6 +25,8 @@ import { StreamLimiter } from './streams/stream-limiter';
 import { RunsController } from './runs/runs.controller';
 import { RunsService } from './runs/runs.service';
 import { RunRateLimiter } from './tenancy/run-rate';
+import { UsageStore } from './tenancy/usage';
+import { UsageController } from './tenancy/usage.controller';
 import { TenantDirectory } from './tenancy/tenant-directory';
 import { WorkflowRegistry } from './workflows/workflow-registry';
 import { CONFIG, OBJECT_STORE } from './tokens';
@@ -43,12 +45,13 @@ export class AppModule implements NestModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController],
+      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController, UsageController],
       providers: [
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_FILTER, useClass: ErrorFilter },
         TenantDirectory,
         RunRateLimiter,
+        UsageStore,
         RunStore,
         {
           provide: RunPayloads,

@@ -1,10 +1,11 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { PodflowError } from '@podflow/protocol';
 import { AdminOnly } from '../api/auth.guard';
 import { parseRequest } from '../api/request-schemas';
 import { TENANT_ID, createTenantBody, issueKeyBody, updateTenantBody } from '../tenancy/api-keys';
 import { TenantDirectory } from '../tenancy/tenant-directory';
+import { UsageStore, usageRange } from '../tenancy/usage';
 
 const KEY_ID = /^key_[A-Za-z0-9_-]{1,64}$/;
 
@@ -28,7 +29,17 @@ function keyParam(id: string): string {
 @AdminOnly()
 @Controller('v1/admin')
 export class AdminController {
-  constructor(private readonly directory: TenantDirectory) {}
+  constructor(
+    private readonly directory: TenantDirectory,
+    private readonly usage: UsageStore,
+  ) {}
+
+  @Get('usage')
+  @ApiOperation({ summary: "Every tenant's usage, hourly, over ?from=&to= (ISO or epoch ms, default the last 24 h)" })
+  async allUsage(@Query('from') from?: string, @Query('to') to?: string) {
+    const range = usageRange(from, to);
+    return { tenants: await this.usage.allTenants(range.from, range.to) };
+  }
 
   @Post('tenants')
   @ApiOperation({ summary: 'Create a tenant: { id, name? }' })

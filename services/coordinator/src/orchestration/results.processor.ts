@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { QUEUE_NAMES, queuePrefix, type FinishedReport, type ResultMessage } from '@podflow/protocol';
+import { QUEUE_NAMES, queuePrefix, type ExecResult, type FinishedReport, type ResultMessage } from '@podflow/protocol';
 import type { EngineEvent } from '@podflow/workflow';
 import { Worker, type Job } from 'bullmq';
 import type { RedisClient } from '@podflow/redis';
@@ -9,6 +9,7 @@ import { CONFIG, LOGGER, REDIS } from '../tokens';
 import { Admission } from './admission';
 import { Orchestrator } from './orchestrator.service';
 import { OutboxSweeper } from './outbox-sweeper';
+import { UsageStore } from '../tenancy/usage';
 
 /**
  * The engine events a message from the `results` queue stands for, grouped by run (in message
@@ -54,11 +55,16 @@ export function eventsOf(message: ResultMessage, receivedAt: number): Map<string
  * the run's owner applies inboxes in batches (orchestrator.service.ts). A message that cannot be
  * read is dropped with an error in the log: it would fail the same way on every delivery.
  */
+/** The finished results a message carries. */
+export function finishedResults(message: ResultMessage): ExecResult[] {
+  const reports = message.kind === 'finished' ? [message] : message.kind === 'finished_batch' ? message.results : [];
+  return reports.map((report) => report.result).filter((result) => typeof result === 'object' && result !== null);
+}
+
 /** Execution ids of the finished results in a message, by tenant (a malformed result is left out). */
 export function finishedByTenant(message: ResultMessage): Map<string, string[]> {
-  const reports = message.kind === 'finished' ? [message] : message.kind === 'finished_batch' ? message.results : [];
   const byTenant = new Map<string, string[]>();
-  for (const { result } of reports) {
+  for (const result of finishedResults(message)) {
     if (typeof result?.tenantId !== 'string' || typeof result.executionId !== 'string') continue;
     byTenant.set(result.tenantId, [...(byTenant.get(result.tenantId) ?? []), result.executionId]);
   }
@@ -73,6 +79,7 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
     private readonly orchestrator: Orchestrator,
     private readonly admission: Admission,
     private readonly sweeper: OutboxSweeper,
+    private readonly usage: UsageStore,
     @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -102,6 +109,7 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
     // Fair dispatch counts each tenant's executions in exec; first come first served does not.
     const finished = this.admission.policy.fair ? finishedByTenant(job.data) : new Map<string, string[]>();
     await Promise.all([
+      this.usage.record(finishedResults(job.data), Date.now()),
       ...[...byRun].map(([runId, events]) => this.orchestrator.submit(runId, events)),
       // Out of their tenants' in-flight counts (idempotent, like the submit: a retried message is harmless).
       ...[...finished].map(([tenantId, executionIds]) => this.admission.store.finishedSoon(tenantId, executionIds)),
