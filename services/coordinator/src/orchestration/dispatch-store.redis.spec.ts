@@ -90,6 +90,16 @@ describe('DispatchStore (fair dispatch on a real Redis)', () => {
     expect(await store.inFlight('acme')).toBe(0);
   });
 
+  it('counts batches admitted but not yet added against the global cap (two coordinators admitting at once)', async () => {
+    const first = await store.admit('acme', ['a1', 'a2', 'a3', 'a4'], one, 4, Date.now());
+    expect(first.admitted).toBe(4);
+    // Its jobs are not in exec yet: another admission must not see room.
+    expect((await store.admit('globex', ['g1', 'g2', 'g3'], one, 4, Date.now())).admitted).toBe(0);
+    await queue.addBulk(['a1', 'a2', 'a3', 'a4'].map((id) => ({ name: 'exec', data: {}, opts: { jobId: id, priority: 1 } })));
+    await store.added(first.batch);
+    expect((await store.admit('globex', ['g1'], one, 4, Date.now())).admitted).toBe(0);
+  });
+
   it('enforces the global cap from what exec holds', async () => {
     await queue.addBulk(Array.from({ length: 4 }, (_, i) => ({ name: 'exec', data: {}, opts: { jobId: `other-${i}` } })));
     expect((await store.admit('acme', ['a', 'b', 'c'], one, 6, 1)).admitted).toBe(2);

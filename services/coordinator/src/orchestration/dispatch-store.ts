@@ -11,8 +11,9 @@ import type { TenantDispatch } from '../tenancy/dispatch-policy';
  * Returns {admitted, start, shift}: the first `admitted` ids go in.
  *
  * - Caps: the tenant's in-flight set (execution ids, scored by admission time) and the size of
- *   `exec` are counted here, so a cap holds across coordinators. An id already in the set (an
- *   outbox entry carried out again after a crash) keeps its place and needs no room.
+ *   `exec`, plus the batches admitted whose jobs are not added yet, are counted here, so a cap
+ *   holds across coordinators. An id already in the set (an outbox entry carried out again after
+ *   a crash) keeps its place and needs no room.
  * - Order (start-time fair queuing): each tenant has a virtual finish tag. A batch starts at
  *   max(virtual time, the tenant's tag) and takes 1/weight level per execution; BullMQ serves the
  *   lowest priority (level) first. A tenant that arrives starts level with the others, not behind
@@ -36,8 +37,13 @@ local TWO32 = 4294967296
 local function num(x) return string.format('%.17g', x) end
 local function get(field) return tonumber(redis.call('HGET', KEYS[7], field) or '0') end
 
+-- Batches admitted whose jobs are not in exec yet count against the global cap too.
+redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - settle)
+local pending = 0
+local recent = redis.call('ZRANGE', KEYS[9], 0, -1)
+for _, member in ipairs(recent) do pending = pending + tonumber(string.match(member, '|(%d+)$')) end
 local room = math.min(tenantCap - redis.call('ZCARD', KEYS[6]),
-  globalCap - (redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])))
+  globalCap - pending - (redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])))
 local admitted = 0
 for i = 1, n do
   local id = ARGV[7 + i]
@@ -54,13 +60,12 @@ if admitted == 0 then return {0, '0', '0', ''} end
 
 local shift, highest, seen = get('shift'), get('highest'), get('seen')
 local v
-redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - settle)
 local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 if head[2] then
   v = math.floor(tonumber(head[2]) / TWO32) + shift - 1
 else
   v = highest
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do
+  for _, member in ipairs(recent) do
     local s = tonumber(string.match(member, '^[^|]+'))
     if s < v then v = s end
   end
@@ -72,7 +77,7 @@ local start = math.max(v, get('tag:' .. tenant))
 local finish = start + admitted / weight
 redis.call('HSET', KEYS[7], 'tag:' .. tenant, num(finish))
 if finish > highest then redis.call('HSET', KEYS[7], 'highest', num(finish)) end
-local batch = num(start) .. '|' .. ARGV[8]
+local batch = num(start) .. '|' .. ARGV[8] .. '|' .. admitted
 redis.call('ZADD', KEYS[9], now, batch)
 
 if math.ceil(finish) - shift > 1048576 then
@@ -151,7 +156,7 @@ export class DispatchStore {
     return `${this.base}:state`;
   }
 
-  /** Batches admitted within SETTLE_MS, scored by time, members `<start>|<first id>`. */
+  /** Batches admitted whose jobs are not in exec yet (at most SETTLE_MS), scored by time, members `<start>|<first id>|<count>`. */
   private get recentKey(): string {
     return `${this.base}:recent`;
   }

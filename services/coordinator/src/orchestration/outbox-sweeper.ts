@@ -29,6 +29,8 @@ const RECONCILE_AFTER_MS = 30_000;
 export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
   private timer?: NodeJS.Timeout;
   private sweeping = false;
+  /** Sweeps and releases under way: shutdown waits for them before the connections close. */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private sweeps = 0;
   /** Tenants whose held runs are being released now, and ones due again right after. */
   private readonly releasing = new Map<string, boolean>();
@@ -47,14 +49,26 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
     this.timer.unref();
   }
 
-  onApplicationShutdown(): void {
+  /** Starts nothing new and waits for what is under way (a sweep past this point would only find closed connections). */
+  async onApplicationShutdown(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    await Promise.allSettled([...this.inFlight]);
   }
 
   /** One sweep; returns the number of runs taken over. */
-  async sweep(now = Date.now()): Promise<number> {
-    if (this.sweeping) return 0;
+  sweep(now = Date.now()): Promise<number> {
+    if (this.sweeping || this.closed) return Promise.resolve(0);
+    return this.track(this.sweepOnce(now));
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work)).catch(() => undefined);
+    return work;
+  }
+
+  private async sweepOnce(now: number): Promise<number> {
     this.sweeping = true;
     try {
       let taken = 0;
@@ -90,18 +104,21 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
       return;
     }
     this.releasing.set(tenantId, false);
-    void (async () => {
-      try {
-        do {
-          this.releasing.set(tenantId, false);
-          await this.releaseTenant(tenantId);
-        } while (this.releasing.get(tenantId) && !this.closed);
-      } catch (error) {
-        this.logger.error({ err: error, tenantId }, 'releasing held runs failed; the next sweep retries');
-      } finally {
-        this.releasing.delete(tenantId);
-      }
-    })();
+    void this.track(this.releaseWhileAsked(tenantId));
+  }
+
+  /** Releases the tenant's held runs, again while results asked for it meanwhile. */
+  private async releaseWhileAsked(tenantId: string): Promise<void> {
+    try {
+      do {
+        this.releasing.set(tenantId, false);
+        await this.releaseTenant(tenantId);
+      } while (this.releasing.get(tenantId) && !this.closed);
+    } catch (error) {
+      this.logger.error({ err: error, tenantId }, 'releasing held runs failed; the next sweep retries');
+    } finally {
+      this.releasing.delete(tenantId);
+    }
   }
 
   private async releaseHeld(now: number): Promise<void> {

@@ -79,6 +79,7 @@ export function startCoordinator(config: CoordinatorConfig, storageDir: string):
     admission,
     execQueue,
     async close() {
+      await sweeper.onApplicationShutdown();
       await orchestrator.onApplicationShutdown();
       await Promise.allSettled([execQueue.close(), resultsQueue.close()]);
       redis.disconnect();
