@@ -167,6 +167,29 @@ describe('admin API: tenants and keys as data (issue 13)', () => {
     expect((await call(stack, 'GET', '/v1/usage?from=yesterday', { key })).json.error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining('from must be an ISO-8601 time') });
   });
 
+  it('ends an open event stream when its key is revoked, with a last frame saying why', async () => {
+    await admin('POST', '/v1/admin/tenants', { id: 'streamer' });
+    const issued = (await admin('POST', '/v1/admin/tenants/streamer/keys', { name: 's' })).json;
+    const run = await call(stack, 'POST', '/v1/runs', { key: issued.key, body: { workflow: { id: 'slow', nodes: [{ id: 'a', language: 'python', code: 'import time\ndef main(args):\n    time.sleep(5)\n    return {}\n' }] } } });
+    const response = await fetch(`${stack.url}/v1/runs/${run.json.id}/events`, { headers: { authorization: `Bearer ${issued.key}` } });
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    // The stream is live (the run's first events arrive), then the key goes.
+    while (!text.includes('event: run')) text += decoder.decode((await reader.read()).value ?? new Uint8Array(), { stream: true });
+    const revokedAt = Date.now();
+    await admin('DELETE', `/v1/admin/tenants/streamer/keys/${issued.id}`);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(Date.now() - revokedAt).toBeLessThan(5_000);
+    expect(text).toContain('event: error');
+    expect(text).toContain('the API key of this stream was revoked');
+  });
+
   it("reads no body before the admin check, whatever the path's case", async () => {
     for (const path of ['/v1/admin/tenants', '/V1/ADMIN/tenants', '/v1/Admin/tenants/']) {
       const response = await call(stack, 'POST', path, { key: TENANT_KEY, body: '{broken json' });

@@ -8,6 +8,7 @@ import { MAX_SSE_BUFFERED_BYTES } from './client-connection';
 import { ExecutionsController } from './executions.controller';
 import { RunsController } from './runs.controller';
 import type { RunsService } from './runs.service';
+import type { TenantDirectory } from '../tenancy/tenant-directory';
 
 // The handlers' own bookkeeping (stream slots, backpressure) with the services around them
 // replaced: these are the races a real client can only hit by timing (issue 10 review, findings 3
@@ -81,6 +82,9 @@ function fakeEvents(events: StoredEvent[], calls: { follow: number }): RunEvents
   } as unknown as RunEventsService;
 }
 
+/** A directory under which no key is ever revoked. */
+const noWatch = { watchAccess: () => () => undefined } as unknown as TenantDirectory;
+
 const limiter = () => new StreamLimiter({ MAX_STREAMS_PER_KEY: 1, MAX_STREAMS: 10 } as CoordinatorConfig);
 
 describe('RunsController.stream', () => {
@@ -88,7 +92,7 @@ describe('RunsController.stream', () => {
     const lookup = deferred<unknown>();
     const calls = { follow: 0 };
     const limits = limiter();
-    const controller = new RunsController({ get: () => lookup.promise } as unknown as RunsService, fakeEvents([], calls), limits);
+    const controller = new RunsController({ get: () => lookup.promise } as unknown as RunsService, fakeEvents([], calls), limits, noWatch);
     const response = new FakeResponse();
     const streaming = controller.stream('acme', 'key', 'r', request, response as unknown as Response);
     response.clientLeaves();
@@ -101,7 +105,7 @@ describe('RunsController.stream', () => {
   it('waits for drain before the next frame, and cuts off a client that lets too much pile up', async () => {
     const calls = { follow: 0 };
     const limits = limiter();
-    const controller = new RunsController({ get: async () => ({}) } as unknown as RunsService, fakeEvents([event(1), event(2), event(3)], calls), limits);
+    const controller = new RunsController({ get: async () => ({}) } as unknown as RunsService, fakeEvents([event(1), event(2), event(3)], calls), limits, noWatch);
     const response = new FakeResponse();
     response.accept = false;
     const streaming = controller.stream('acme', 'key', 'r', request, response as unknown as Response);

@@ -4,6 +4,7 @@ import type { Request, Response } from 'express';
 import { ApiKeyId, TenantId } from '../api/auth.guard';
 import { createRunBody, listRunsQuery, getRunQuery, parseRequest, signFilesBody } from '../api/request-schemas';
 import { RunEventsService } from '../streams/run-events.service';
+import { TenantDirectory } from '../tenancy/tenant-directory';
 import { parseLastEventId } from '../streams/stream-ids';
 import { StreamLimiter } from '../streams/stream-limiter';
 import { clientGone, writeFrame } from './client-connection';
@@ -18,6 +19,7 @@ export class RunsController {
     private readonly runs: RunsService,
     private readonly events: RunEventsService,
     private readonly limiter: StreamLimiter,
+    private readonly directory: TenantDirectory,
   ) {}
 
   @Post()
@@ -81,14 +83,22 @@ export class RunsController {
     const from = await this.events.startAfter(id, after); // 400 for an id after the run's last event
     if (gone.aborted) return;
     const release = this.limiter.acquire(apiKeyId, 'event stream');
+    // A key revoked (or a tenant disabled) while its stream is open ends the stream, with a last frame saying why.
+    const revoked = new AbortController();
+    const unwatch = this.directory.watchAccess({ tenantId, apiKeyId }, () => revoked.abort());
     try {
       response.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
       response.flushHeaders();
-      for await (const { id: eventId, event } of this.events.follow(id, gone, from)) {
+      for await (const { id: eventId, event } of this.events.follow(id, AbortSignal.any([gone, revoked.signal]), from)) {
         if (!(await writeFrame(response, `id: ${eventId}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`))) return;
+      }
+      if (revoked.signal.aborted && !gone.aborted) {
+        const error = { code: 'UNAUTHENTICATED', message: 'the API key of this stream was revoked, or its tenant disabled: the stream ends here' };
+        await writeFrame(response, `event: error\ndata: ${JSON.stringify({ error })}\n\n`);
       }
       response.end();
     } finally {
+      unwatch();
       release();
     }
   }

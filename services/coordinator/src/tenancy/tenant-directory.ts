@@ -117,6 +117,8 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   private readonly keys = new TtlCache<ApiKeyRecord | null>();
   private readonly tenants = new TtlCache<TenantRecord | null>();
   private readonly lastUsedWritten = new Map<string, number>();
+  /** Long requests (event streams) to end when their key is revoked or their tenant disabled. */
+  private readonly watchers = new Set<{ caller: Caller; onLost: () => void }>();
   private subscriber?: RedisClient;
   private readonly k: { tenants: string; keys: string; keyIds: string; tenantKeys: (tenantId: string) => string; lastUsed: string; channel: string };
 
@@ -356,5 +358,34 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   private forget(what: string): void {
     if (what.startsWith('key:')) this.keys.delete(what.slice(4));
     else if (what.startsWith('tenant:')) this.tenants.delete(what.slice(7));
+    for (const watcher of this.watchers) {
+      if (what !== `key:${watcher.caller.apiKeyId}` && what !== `tenant:${watcher.caller.tenantId}`) continue;
+      void this.stillAllowed(watcher.caller).then((allowed) => {
+        if (!allowed && this.watchers.delete(watcher)) watcher.onLost();
+      });
+    }
+  }
+
+  /**
+   * Calls `onLost` once if the caller's key is revoked or its tenant disabled while a long request
+   * of it runs (an event stream). Returns the function that stops watching.
+   */
+  watchAccess(caller: Caller, onLost: () => void): () => void {
+    const watcher = { caller, onLost };
+    this.watchers.add(watcher);
+    return () => this.watchers.delete(watcher);
+  }
+
+  /** Whether the caller's key still opens tenant routes; a Redis that does not answer keeps what is open. */
+  private async stillAllowed(caller: Caller): Promise<boolean> {
+    try {
+      if (!this.config.PODFLOW_API_KEYS.has(caller.apiKeyId)) {
+        const record = await this.keyRecord(caller.apiKeyId);
+        if (!record || record.revokedAt !== undefined) return false;
+      }
+      return (await this.tenantRecord(caller.tenantId))?.disabledAt === undefined;
+    } catch {
+      return true;
+    }
   }
 }
