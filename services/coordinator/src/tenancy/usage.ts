@@ -10,6 +10,8 @@ const HOUR_MS = 3_600_000;
 const KEEP_SECONDS = 400 * 24 * 3600;
 /** A result counted once even if its message is delivered again within this long. */
 const DEDUPE_SECONDS = 6 * 3600;
+/** Tenants remembered as listed (past it, the SADD is simply sent again). */
+const LISTED_MAX = 100_000;
 /** Longest range one usage query may cover. */
 export const MAX_USAGE_RANGE_MS = 93 * 24 * HOUR_MS;
 
@@ -50,6 +52,9 @@ const zero = (): UsageTotals => Object.fromEntries(USAGE_FIELDS.map((f) => [f, 0
  */
 @Injectable()
 export class UsageStore {
+  /** Tenants this process has put in the usage tenants set already. */
+  private readonly listed = new Set<string>();
+
   constructor(
     @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
@@ -83,7 +88,11 @@ export class UsageStore {
           });
           const key = this.hourKey(tenantId, hour);
           await ADD_USAGE.run(this.redis, [key, `${key}:counted`], [String(KEEP_SECONDS), String(DEDUPE_SECONDS), ...args]);
-          await this.redis.sadd(this.tenantsKey, tenantId);
+          // Listed once per process, not once per result message (this runs on every result).
+          if (!this.listed.has(tenantId)) {
+            await this.redis.sadd(this.tenantsKey, tenantId);
+            if (this.listed.size < LISTED_MAX) this.listed.add(tenantId);
+          }
         }),
       );
     } catch (error) {
