@@ -9,6 +9,8 @@ export const QUEUE_NAMES = {
   results: 'results',
   /** other services → coordinator: run submissions. */
   submissions: 'submissions',
+  /** coordinator → coordinator: webhook deliveries, retried with backoff. */
+  webhooks: 'webhooks',
 } as const;
 
 /**
@@ -110,4 +112,10 @@ export interface SubmissionMessage {
   version?: number;
   inputs?: JsonObject;
   idempotencyKey?: string;
+  /** A reply target (completions.ts): the stream that receives this run's `RunCompletion`. */
+  replyTo?: string;
+  /** Returned as given in the completion, so the submitter can match it to its own request. */
+  correlationId?: string;
+  /** An HTTPS or HTTP URL that receives the completion as a signed POST (README "Webhooks"). */
+  webhookUrl?: string;
 }

@@ -31,6 +31,10 @@ import { TenantDirectory } from './tenancy/tenant-directory';
 import { WorkflowRegistry } from './workflows/workflow-registry';
 import { CONFIG, OBJECT_STORE } from './tokens';
 import { WorkflowsController } from './workflows/workflows.controller';
+import { RunNotifier } from './notify/run-notifier';
+import { WebhookDeliveries } from './webhooks/webhook-deliveries';
+import { WebhookSecrets } from './webhooks/webhook-secrets';
+import { WebhooksController } from './webhooks/webhooks.controller';
 
 @Module({})
 export class AppModule implements NestModule {
@@ -45,7 +49,7 @@ export class AppModule implements NestModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController, UsageController],
+      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController, UsageController, WebhooksController],
       providers: [
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_FILTER, useClass: ErrorFilter },
@@ -61,6 +65,9 @@ export class AppModule implements NestModule {
         },
         Definitions,
         Admission,
+        WebhookSecrets,
+        WebhookDeliveries,
+        RunNotifier,
         OutboxExecutor,
         Orchestrator,
         ResultsProcessor,

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { dependencyPolicyEnv } from './tenancy/dependency-policy';
 import { tenantNumbersEnv } from './tenancy/dispatch-policy';
 import { egressTenantsEnv } from './tenancy/egress-policy';
+import { cidrProblem } from './webhooks/webhook-address';
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
@@ -28,6 +29,18 @@ const apiKeys = z
     if (byHash.size === 0) ctx.addIssue({ code: 'custom', message: 'PODFLOW_API_KEYS holds no key=tenant pair' });
     return byHash;
   });
+
+/** Comma-separated host patterns (WEBHOOK_ALLOWED_HOSTS). */
+const hostPatterns = z
+  .string()
+  .transform((raw) => raw.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean))
+  .refine((patterns) => patterns.every((p) => p === '*' || /^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*\.?$/.test(p)), { message: 'WEBHOOK_ALLOWED_HOSTS is a comma-separated list of host names, *.domain patterns or *' });
+
+/** Comma-separated CIDRs (WEBHOOK_ALLOWED_CIDRS). */
+const cidrList = z
+  .string()
+  .transform((raw) => raw.split(',').map((p) => p.trim()).filter(Boolean))
+  .refine((cidrs) => cidrs.every((c) => cidrProblem(c) === undefined), { message: 'WEBHOOK_ALLOWED_CIDRS is a comma-separated list of address/prefix ranges such as 10.20.0.0/16 or fd00::/8' });
 
 /** The coordinator's whole configuration, validated at boot (README "Configuration"). */
 export const coordinatorConfigSchema = z.object({
@@ -77,6 +90,17 @@ export const coordinatorConfigSchema = z.object({
   /** `tenant=count,...`: TENANT_MAX_IN_FLIGHT for the listed tenants. */
   TENANT_MAX_IN_FLIGHT_BY_TENANT: tenantNumbersEnv('TENANT_MAX_IN_FLIGHT_BY_TENANT', { min: 1, integer: true, what: 'count' }),
   RUN_RETENTION_SECONDS: int(60).default(7 * 24 * 3600),
+  /** How long a reply stream keeps a completion (and a stream nobody writes to lives): consumers must read within it. */
+  REPLY_RETENTION_SECONDS: int(60).default(7 * 24 * 3600),
+  /** Hosts a webhook URL may name when its tenant's record sets none: comma-separated, `*` any, `*.example.com` any subdomain. */
+  WEBHOOK_ALLOWED_HOSTS: hostPatterns.default('*'),
+  /** Address ranges webhooks may reach although private, loopback or link-local (refused by default), e.g. `10.20.0.0/16`. */
+  WEBHOOK_ALLOWED_CIDRS: cidrList.default(''),
+  /** Attempts per webhook delivery; retries back off exponentially from WEBHOOK_BACKOFF_MS. */
+  WEBHOOK_MAX_ATTEMPTS: int(1).default(8),
+  WEBHOOK_BACKOFF_MS: int(10).default(2000),
+  /** One delivery attempt's bound: connecting, sending and the receiver's answer. */
+  WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
   IDEMPOTENCY_TTL_SECONDS: int(60).default(24 * 3600),
   OUTBOX_SWEEP_MS: int(100).default(2000),
   /** JSON allow/deny lists of declared packages, operator-wide and per tenant (tenancy/dependency-policy.ts). */

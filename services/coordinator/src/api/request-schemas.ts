@@ -15,6 +15,10 @@ export const createRunBody = z
     version: z.number().int().min(1).optional(),
     inputs: jsonObject.default({}),
     idempotencyKey: z.string().min(1).max(200).optional(),
+    /** Receives the run's completion as a signed POST (webhooks/webhook-deliveries.ts). */
+    webhookUrl: z.string().min(1).max(2048).optional(),
+    /** Returned as given in the completion. */
+    correlationId: z.string().min(1).max(200).optional(),
   })
   .strict()
   .refine((b) => (b.workflow === undefined) !== (b.workflowId === undefined), {

@@ -23,6 +23,7 @@ import type { CoordinatorConfig } from '../config';
 import { CONFIG, LOGGER } from '../tokens';
 import { Admission } from './admission';
 import { Definitions } from './definitions';
+import type { NotifyTarget } from '../notify/notify-targets';
 import { OutboxExecutor } from './outbox-executor';
 import { RunCache } from './run-cache';
 import { RunPayloads } from './run-payloads';
@@ -35,6 +36,8 @@ export interface NewRun {
   workflowVersion?: number;
   inputs: JsonObject;
   idempotencyKey?: string;
+  /** Where its terminal outcome goes (reply streams, webhooks); stored with the run. */
+  notify?: readonly NotifyTarget[];
 }
 
 /**
@@ -107,7 +110,7 @@ export class Orchestrator implements OnApplicationShutdown {
       const changes = await applyEvents(compiled, run, memorySource({ inputs: params.inputs, edges: [] }, nodes), [{ type: 'start', at: now }], this.options);
       await this.payloads.dehydrate(changes);
       for (const [nodeId, node] of changes.nodes) nodes.set(nodeId, node);
-      created = await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token);
+      created = await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token, params.notify);
     } catch (error) {
       await this.store.markIdle(id, mark).catch(() => undefined);
       throw error;

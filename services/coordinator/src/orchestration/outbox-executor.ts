@@ -4,6 +4,7 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '@podflow/redis';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, EXEC_QUEUE, REDIS, RESULTS_QUEUE } from '../tokens';
+import { RunNotifier } from '../notify/run-notifier';
 import { Admission, type AdmissionRequest } from './admission';
 import type { OutboxEntry } from './run-store';
 
@@ -35,6 +36,7 @@ export class OutboxExecutor {
     @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     private readonly admission: Admission,
+    private readonly notifier: RunNotifier,
   ) {}
 
   /**
@@ -54,6 +56,9 @@ export class OutboxExecutor {
           continue;
         case 'cancel_execution':
           await this.cancelExecution(command.executionId);
+          break;
+        case 'run_finished':
+          await this.notifier.runFinished(runId);
           break;
         case 'schedule_run_timeout': {
           const message: ResultMessage = { kind: 'run_timeout', runId, at: command.at };

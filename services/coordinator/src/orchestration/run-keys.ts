@@ -42,6 +42,10 @@ export class RunKeys {
   lease(runId: string): string {
     return this.runKey(runId, 'lease');
   }
+  /** List: the run's webhook delivery attempts (webhooks/webhook-deliveries.ts), newest last. */
+  webhookLog(runId: string): string {
+    return this.runKey(runId, 'webhook-log');
+  }
   /** An immutable definition by content hash. */
   definition(hash: string): string {
     return `${this.prefix}:{d:${hash}}:definition`;

@@ -34,7 +34,7 @@ end
 /**
  * Create a run with its first transition applied, holding its lease. KEYS: run, nodes, events,
  * outbox, lease. ARGV: rec, inputs, leaseToken, leaseMs, channel, nodeCount, (id, json)...,
- * eventCount, events..., commandCount, commands...
+ * eventCount, events..., commandCount, commands..., notify targets JSON ('' = none).
  * Returns 1 when created, 0 when the run already exists.
  */
 export const CREATE_RUN = new LuaScript(`${HSET_PAIRS}
@@ -44,7 +44,10 @@ local i = hset_pairs(KEYS[2], 6)
 local events = tonumber(ARGV[i])
 local last = xadd_all(KEYS[3], 'e', i + 1, events)
 i = i + 1 + events
-xadd_all(KEYS[4], 'c', i + 1, tonumber(ARGV[i]))
+local commands = tonumber(ARGV[i])
+xadd_all(KEYS[4], 'c', i + 1, commands)
+local notify = ARGV[i + 1 + commands]
+if notify and notify ~= '' then redis.call('HSET', KEYS[1], 'notify', notify) end
 redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
 if last then redis.call('PUBLISH', ARGV[5], last) end
 return 1
@@ -112,6 +115,30 @@ end
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
 local rec = redis.call('HGET', KEYS[1], 'rec') or ''
 return {rec, redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3])}
+`);
+
+/**
+ * Add notify targets to a run (a second submission with the same idempotency key). KEYS: run.
+ * ARGV: most targets kept, JSON array of [identity, target] pairs. The field holds such pairs.
+ * Returns the run record JSON (the caller delivers at once when it is terminal), false when the
+ * run does not exist.
+ */
+export const ADD_NOTIFY_TARGETS = new LuaScript(`
+local rec = redis.call('HGET', KEYS[1], 'rec')
+if not rec then return false end
+local current = redis.call('HGET', KEYS[1], 'notify')
+local list = {}
+if current then list = cjson.decode(current) end
+local seen = {}
+for _, entry in ipairs(list) do seen[entry[1]] = true end
+for _, entry in ipairs(cjson.decode(ARGV[2])) do
+  if not seen[entry[1]] and #list < tonumber(ARGV[1]) then
+    seen[entry[1]] = true
+    list[#list + 1] = entry
+  end
+end
+if #list > 0 then redis.call('HSET', KEYS[1], 'notify', cjson.encode(list)) end
+return rec
 `);
 
 /** Remove a member of a sorted set only if its score is still `score`. KEYS: zset. ARGV: member, score. */

@@ -5,13 +5,21 @@ import type { RedisClient } from '@podflow/redis';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, STATE_REDIS } from '../tokens';
 import { RunKeys } from './run-keys';
-import { COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_SCORE } from './run-scripts';
+import { MAX_NOTIFY_TARGETS, parseTargets, storedTargets, type NotifyTarget } from '../notify/notify-targets';
+import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_SCORE } from './run-scripts';
 
 /** Entries of a run's event stream read per XRANGE. */
 const EVENT_PAGE = 200;
 
-/** Commands that wait in the outbox; `emit` never does: events are written by the same script. */
-export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' }>;
+const TERMINAL = new Set<string>(['succeeded', 'failed', 'canceled']);
+
+/**
+ * Commands that wait in the outbox; `emit` never does: events are written by the same script.
+ * `run_finished` is the coordinator's own: written with the batch that ends the run, it hands
+ * the outcome to the run's notify targets (notify/run-notifier.ts), so a crash after that
+ * commit still delivers it.
+ */
+export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' }> | { type: 'run_finished' };
 
 export interface OutboxEntry {
   id: string;
@@ -75,12 +83,13 @@ export class RunStore {
   }
 
   /** Creates a run with its first transition applied and its lease held by `token`; false when it exists. */
-  async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string): Promise<boolean> {
+  async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string, notify: readonly NotifyTarget[] = []): Promise<boolean> {
     const { events, outbox } = splitCommands(commands);
     const k = this.keys;
     const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
     for (const [id, node] of nodes) args.push(id, JSON.stringify(storedNode(node)));
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
+    args.push(notify.length > 0 ? JSON.stringify(storedTargets(notify)) : '');
     const created = await CREATE_RUN.run(this.redis, [k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id)], args);
     return created === 1;
   }
@@ -108,6 +117,18 @@ export class RunStore {
     if (reply === 0) return { kind: 'released' };
     const [rec, entries] = reply as [string, Array<[string, string[]]>];
     return { kind: 'batch', record: rec ? (JSON.parse(rec) as RunRecord) : undefined, entries: entries.map(inboxEntry) };
+  }
+
+  /** Adds notify targets to an existing run; returns its record (undefined: no such run). */
+  async addNotifyTargets(runId: string, targets: readonly NotifyTarget[]): Promise<RunRecord | undefined> {
+    const rec = (await ADD_NOTIFY_TARGETS.run(this.redis, [this.keys.run(runId)], [MAX_NOTIFY_TARGETS, JSON.stringify(storedTargets(targets))])) as string | null;
+    return rec ? (JSON.parse(rec) as RunRecord) : undefined;
+  }
+
+  /** The run's record and notify targets, in one read. */
+  async recordWithTargets(runId: string): Promise<{ record: RunRecord | undefined; targets: NotifyTarget[] }> {
+    const [rec, notify] = await this.redis.hmget(this.keys.run(runId), 'rec', 'notify');
+    return { record: rec ? (JSON.parse(rec) as RunRecord) : undefined, targets: parseTargets(notify) };
   }
 
   async record(runId: string): Promise<RunRecord | undefined> {
@@ -168,7 +189,7 @@ export class RunStore {
     const { changes, applied } = write;
     const { events, outbox } = splitCommands(changes.commands);
     const k = this.keys;
-    const terminal = ['succeeded', 'failed', 'canceled'].includes(changes.run.status);
+    const terminal = TERMINAL.has(changes.run.status);
     const args: Array<string | number> = [token, this.leaseMs, runEventsChannel(k.prefix, runId), terminal ? '1' : '0', this.config.RUN_RETENTION_SECONDS, changes.runChanged ? JSON.stringify(changes.run) : ''];
     args.push(changes.nodes.size);
     const logs: Array<[string, string]> = [];
@@ -361,10 +382,14 @@ function parseJsonField<T>(fields: string[], accept: (value: unknown) => boolean
 function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; outbox: OutboxCommand[] } {
   const events: RunEventMessage[] = [];
   const outbox: OutboxCommand[] = [];
+  let finished = false;
   for (const command of commands) {
-    if (command.type === 'emit') events.push(command.event);
-    else outbox.push(command);
+    if (command.type === 'emit') {
+      events.push(command.event);
+      if (command.event.type === 'run' && TERMINAL.has(command.event.status)) finished = true;
+    } else outbox.push(command);
   }
+  if (finished) outbox.push({ type: 'run_finished' });
   return { events, outbox };
 }
 

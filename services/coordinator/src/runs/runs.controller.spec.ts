@@ -6,6 +6,7 @@ import type { RunEventsService } from '../streams/run-events.service';
 import { StreamLimiter } from '../streams/stream-limiter';
 import { MAX_SSE_BUFFERED_BYTES } from './client-connection';
 import { ExecutionsController } from './executions.controller';
+import type { WebhookDeliveries } from '../webhooks/webhook-deliveries';
 import { RunsController } from './runs.controller';
 import type { RunsService } from './runs.service';
 import type { TenantDirectory } from '../tenancy/tenant-directory';
@@ -92,7 +93,7 @@ describe('RunsController.stream', () => {
     const lookup = deferred<unknown>();
     const calls = { follow: 0 };
     const limits = limiter();
-    const controller = new RunsController({ get: () => lookup.promise } as unknown as RunsService, fakeEvents([], calls), limits, noWatch);
+    const controller = new RunsController({ get: () => lookup.promise } as unknown as RunsService, fakeEvents([], calls), limits, noWatch, {} as WebhookDeliveries);
     const response = new FakeResponse();
     const streaming = controller.stream('acme', 'key', 'r', request, response as unknown as Response);
     response.clientLeaves();
@@ -105,7 +106,7 @@ describe('RunsController.stream', () => {
   it('waits for drain before the next frame, and cuts off a client that lets too much pile up', async () => {
     const calls = { follow: 0 };
     const limits = limiter();
-    const controller = new RunsController({ get: async () => ({}) } as unknown as RunsService, fakeEvents([event(1), event(2), event(3)], calls), limits, noWatch);
+    const controller = new RunsController({ get: async () => ({}) } as unknown as RunsService, fakeEvents([event(1), event(2), event(3)], calls), limits, noWatch, {} as WebhookDeliveries);
     const response = new FakeResponse();
     response.accept = false;
     const streaming = controller.stream('acme', 'key', 'r', request, response as unknown as Response);

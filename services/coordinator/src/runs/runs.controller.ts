@@ -8,6 +8,7 @@ import { TenantDirectory } from '../tenancy/tenant-directory';
 import { parseLastEventId } from '../streams/stream-ids';
 import { StreamLimiter } from '../streams/stream-limiter';
 import { clientGone, writeFrame } from './client-connection';
+import { WebhookDeliveries } from '../webhooks/webhook-deliveries';
 import { runView } from './run-view';
 import { RunsService } from './runs.service';
 
@@ -20,6 +21,7 @@ export class RunsController {
     private readonly events: RunEventsService,
     private readonly limiter: StreamLimiter,
     private readonly directory: TenantDirectory,
+    private readonly webhooks: WebhookDeliveries,
   ) {}
 
   @Post()
@@ -34,6 +36,8 @@ export class RunsController {
         version: { type: 'integer' },
         inputs: { type: 'object' },
         idempotencyKey: { type: 'string' },
+        webhookUrl: { type: 'string', description: 'receives the run\'s completion as a POST signed with the tenant\'s webhook secret' },
+        correlationId: { type: 'string', description: 'returned as given in the completion' },
       },
     },
   })
@@ -53,6 +57,13 @@ export class RunsController {
   @ApiOperation({ summary: 'A run with its nodes, outputs and errors; nodes page in definition order (nodeLimit, default and most 1000; nodeCursor = nextNodeCursor), or nodes=a,b for exactly those' })
   async get(@TenantId() tenantId: string, @Param('id') id: string, @Query() query: unknown) {
     return runView(await this.runs.snapshot(tenantId, id, parseRequest(getRunQuery, query, 'query')));
+  }
+
+  @Get(':id/webhook-deliveries')
+  @ApiOperation({ summary: "The run's webhook delivery attempts, oldest first: URL, status or error, duration, and whether it is delivered, retrying or failed" })
+  async webhookDeliveries(@TenantId() tenantId: string, @Param('id') id: string) {
+    await this.runs.get(tenantId, id);
+    return { deliveries: await this.webhooks.log(id) };
   }
 
   @Post(':id/cancel')

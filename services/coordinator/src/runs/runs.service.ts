@@ -14,6 +14,9 @@ import { CONFIG, OBJECT_STORE } from '../tokens';
 import { WorkflowRegistry } from '../workflows/workflow-registry';
 import { runSummary, type RunSnapshot } from './run-view';
 import { RunRateLimiter } from '../tenancy/run-rate';
+import type { NotifyTarget } from '../notify/notify-targets';
+import { RunNotifier } from '../notify/run-notifier';
+import { WebhookDeliveries } from '../webhooks/webhook-deliveries';
 
 export interface SubmitRun {
   workflow?: unknown;
@@ -21,6 +24,11 @@ export interface SubmitRun {
   version?: number;
   inputs: JsonObject;
   idempotencyKey?: string;
+  /** A reply stream (queue submissions only: see libs/protocol completions.ts). */
+  reply?: { replyTo: string; submissionId?: string };
+  /** Checked against the tenant's allowed hosts and, after DNS, against private ranges. */
+  webhookUrl?: string;
+  correlationId?: string;
 }
 
 /** Run use cases shared by the HTTP API, the submissions queue and `/v1/executions`. */
@@ -35,13 +43,16 @@ export class RunsService {
     @Inject(OBJECT_STORE) private readonly objects: ObjectStore,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     private readonly rate: RunRateLimiter,
+    private readonly webhooks: WebhookDeliveries,
+    private readonly notifier: RunNotifier,
   ) {}
 
   /**
    * Creates a run; returns its id, status and the definition it runs (normalized: defaults filled in).
    * @throws PodflowError TOO_MANY_REQUESTS past the tenant's runs per minute (nothing is created).
    */
-  async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase; workflow: Workflow }> {
+  async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase; workflow: Workflow; created: boolean }> {
+    if (submission.webhookUrl !== undefined) await this.webhooks.check(tenantId, submission.webhookUrl);
     await this.rate.take(tenantId);
     const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
     const resolved = submission.workflow !== undefined
@@ -49,16 +60,24 @@ export class RunsService {
       : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: withCurrentPolicies(r.workflow, policies), version: r.version }));
     // Inline definitions, and registered ones again: a grant revoked since registration applies.
     assertEgressAllowed(resolved.workflow, this.config.EGRESS_TENANTS, tenantId);
-    const { id } = await this.orchestrator.createRun({
+    const notify = notifyTargetsOf(submission);
+    const { id, created } = await this.orchestrator.createRun({
       id: randomUUID(),
       tenantId,
       workflow: resolved.workflow,
       workflowVersion: resolved.version,
       inputs: submission.inputs,
       idempotencyKey: submission.idempotencyKey,
+      notify,
     });
-    const run = await this.get(tenantId, id);
-    return { id, status: run.status, workflow: resolved.workflow };
+    let run = await this.get(tenantId, id);
+    if (!created && notify.length > 0) {
+      // The key named an existing run: this submission's targets are added to it, and served now
+      // if it has finished already (a target served twice is still one delivery).
+      run = (await this.store.addNotifyTargets(id, notify)) ?? run;
+      await this.notifier.notify(run, notify);
+    }
+    return { id, status: run.status, workflow: resolved.workflow, created };
   }
 
   /** A tenant's run record; another tenant's run is reported as not found, never as forbidden. */
@@ -163,6 +182,14 @@ export class RunsService {
     }
     return { elements };
   }
+}
+
+function notifyTargetsOf(submission: SubmitRun): NotifyTarget[] {
+  const correlation = submission.correlationId !== undefined ? { correlationId: submission.correlationId } : {};
+  const targets: NotifyTarget[] = [];
+  if (submission.reply) targets.push({ kind: 'reply', replyTo: submission.reply.replyTo, ...correlation, ...(submission.reply.submissionId ? { submissionId: submission.reply.submissionId } : {}) });
+  if (submission.webhookUrl !== undefined) targets.push({ kind: 'webhook', url: submission.webhookUrl, ...correlation });
+  return targets;
 }
 
 /** A registered version passed the dependency lists of its day; the current lists apply to every new run. */

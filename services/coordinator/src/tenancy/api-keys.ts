@@ -6,17 +6,26 @@ import { z } from 'zod';
  * request bodies. Keys are random (256 bits), shown once when issued, and stored only as their
  * sha256 (`hashApiKey`), like the PODFLOW_API_KEYS bootstrap keys.
  */
-export interface TenantRecord {
-  id: string;
-  name: string;
-  createdAt: number;
-  /** Set while the tenant is disabled: every key of it, bootstrap ones too, is refused (403). */
-  disabledAt?: number;
+/** A tenant's own settings, each over the operator's environment setting of the same purpose. */
+export interface TenantSettings {
   /** Fair dispatch settings of this tenant, over TENANT_WEIGHTS / TENANT_MAX_IN_FLIGHT_BY_TENANT and the defaults. */
   weight?: number;
   maxInFlight?: number;
   /** Runs it may start per minute, over TENANT_RUNS_PER_MINUTE. */
   runsPerMinute?: number;
+  /** Hosts its webhook URLs may name, over WEBHOOK_ALLOWED_HOSTS. */
+  webhookHosts?: string[];
+}
+
+/** The settings a tenant record may carry (what PATCH /v1/admin/tenants/:id sets or clears with null). */
+export const TENANT_SETTINGS = ['weight', 'maxInFlight', 'runsPerMinute', 'webhookHosts'] as const;
+
+export interface TenantRecord extends TenantSettings {
+  id: string;
+  name: string;
+  createdAt: number;
+  /** Set while the tenant is disabled: every key of it, bootstrap ones too, is refused (403). */
+  disabledAt?: number;
 }
 
 export interface ApiKeyRecord {
@@ -69,9 +78,15 @@ export const updateTenantBody = z
     maxInFlight: z.number().int().min(1).max(1_000_000).nullable().optional(),
     /** Runs it may start per minute (0: no limit); null goes back to the operator's setting. */
     runsPerMinute: z.number().int().min(0).max(10_000_000).nullable().optional(),
+    /** Host patterns its webhook URLs may name (`*`, `example.com`, `*.example.com`); null goes back to WEBHOOK_ALLOWED_HOSTS. */
+    webhookHosts: z
+      .array(z.string().toLowerCase().regex(/^(\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*\.?)$/, 'a host pattern is a host name, *.domain or *'))
+      .max(100)
+      .nullable()
+      .optional(),
   })
   .strict()
-  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: 'give at least one of "name", "disabled", "weight", "maxInFlight", "runsPerMinute"' });
+  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: `give at least one of "name", "disabled", ${TENANT_SETTINGS.map((f) => `"${f}"`).join(', ')}` });
 
 export const issueKeyBody = z.object({ name }).strict();
 
@@ -98,6 +113,7 @@ export function tenantView(record: TenantRecord, source: 'admin' | 'environment'
     weight: record.weight ?? null,
     maxInFlight: record.maxInFlight ?? null,
     runsPerMinute: record.runsPerMinute ?? null,
+    webhookHosts: record.webhookHosts === undefined ? null : Array.isArray(record.webhookHosts) ? record.webhookHosts : [],
     source,
   };
 }

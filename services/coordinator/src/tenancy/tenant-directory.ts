@@ -4,7 +4,7 @@ import { LuaScript, duplicateRedis, type RedisClient } from '@podflow/redis';
 import type { Logger } from 'pino';
 import { hashApiKey, type CoordinatorConfig } from '../config';
 import { CONFIG, LOGGER, REDIS } from '../tokens';
-import { keyView, newApiKey, newKeyId, tenantView, type ApiKeyRecord, type ApiKeyView, type TenantRecord } from './api-keys';
+import { TENANT_SETTINGS, keyView, newApiKey, newKeyId, tenantView, type ApiKeyRecord, type ApiKeyView, type TenantRecord, type TenantSettings } from './api-keys';
 
 /** How long a key or tenant read from Redis is trusted without a change message: a revocation whose message was lost still applies within this. */
 const CACHE_TTL_MS = 2_000;
@@ -221,12 +221,12 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   }
 
   /** Renames, disables or enables a tenant (a PODFLOW_API_KEYS tenant gets a record then). */
-  async updateTenant(id: string, change: { name?: string; disabled?: boolean; weight?: number | null; maxInFlight?: number | null; runsPerMinute?: number | null }, now = Date.now()) {
+  async updateTenant(id: string, change: { name?: string; disabled?: boolean } & { [K in keyof TenantSettings]?: TenantSettings[K] | null }, now = Date.now()) {
     const fields: Record<string, unknown> = {};
     if (change.name !== undefined) fields.name = change.name;
     // Disabling keeps the first time it was disabled: applied only where the record has none.
     if (change.disabled === false) fields.disabledAt = null;
-    for (const field of ['weight', 'maxInFlight', 'runsPerMinute'] as const) if (change[field] !== undefined) fields[field] = change[field];
+    for (const field of TENANT_SETTINGS) if (change[field] !== undefined) fields[field] = change[field];
     const fallback = this.isEnvironmentTenant(id) ? JSON.stringify({ id, name: id, createdAt: now }) : '';
     let json = (await UPDATE_TENANT.run(this.redis, [this.k.tenants], [id, JSON.stringify(fields), fallback])) as string | null;
     if (!json) throw new PodflowError('NOT_FOUND', `no tenant "${id}"`);
@@ -325,10 +325,12 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   }
 
   /** The tenant's own settings (admin API), cached like every tenant read; absent ones fall back to the operator's. */
-  async tenantSettings(tenantId: string): Promise<{ weight?: number; maxInFlight?: number; runsPerMinute?: number }> {
+  async tenantSettings(tenantId: string): Promise<TenantSettings> {
     const record = await this.tenantRecord(tenantId);
-    const settings: { weight?: number; maxInFlight?: number; runsPerMinute?: number } = {};
+    const settings: TenantSettings = {};
     for (const field of ['weight', 'maxInFlight', 'runsPerMinute'] as const) if (typeof record?.[field] === 'number') settings[field] = record[field];
+    // Redis's cjson writes an empty array as {}: anything set but not a list allows no host (fail closed).
+    if (record?.webhookHosts !== undefined && record.webhookHosts !== null) settings.webhookHosts = Array.isArray(record.webhookHosts) ? record.webhookHosts : [];
     return settings;
   }
 

@@ -11,6 +11,9 @@ import { loadCoordinatorConfig, type CoordinatorConfig } from '../../config';
 import { Admission } from '../admission';
 import { Definitions } from '../definitions';
 import { Orchestrator } from '../orchestrator.service';
+import { RunNotifier } from '../../notify/run-notifier';
+import { WebhookDeliveries } from '../../webhooks/webhook-deliveries';
+import { WebhookSecrets } from '../../webhooks/webhook-secrets';
 import { OutboxExecutor } from '../outbox-executor';
 import { OutboxSweeper } from '../outbox-sweeper';
 import { RunPayloads } from '../run-payloads';
@@ -62,9 +65,13 @@ export function startCoordinator(config: CoordinatorConfig, storageDir: string):
   const resultsQueue = new Queue<ResultMessage>(QUEUE_NAMES.results, { connection: redis, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.results) });
   const store = new RunStore(redis, config);
   const definitions = new Definitions(store);
-  const admission = new Admission(execQueue, redis, config, store, new TenantDirectory(redis, config, silentLogger));
-  const executor = new OutboxExecutor(execQueue, resultsQueue, redis, config, admission);
-  const payloads = new RunPayloads(new LocalDiskStore({ root: storageDir, publicBaseUrl: 'http://localhost', secret: 'x'.repeat(32), defaultTtlSeconds: 60 }), {
+  const directory = new TenantDirectory(redis, config, silentLogger);
+  const admission = new Admission(execQueue, redis, config, store, directory);
+  const objects = new LocalDiskStore({ root: storageDir, publicBaseUrl: 'http://localhost', secret: 'x'.repeat(32), defaultTtlSeconds: 60 });
+  const webhooks = new WebhookDeliveries(new WebhookSecrets(redis, config), directory, redis, config, silentLogger);
+  const notifier = new RunNotifier(store, webhooks, redis, objects, config, silentLogger);
+  const executor = new OutboxExecutor(execQueue, resultsQueue, redis, config, admission, notifier);
+  const payloads = new RunPayloads(objects, {
     inlineMaxBytes: config.OUTPUT_INLINE_MAX_BYTES,
     cacheMaxBytes: 1 << 20,
   });
@@ -81,7 +88,7 @@ export function startCoordinator(config: CoordinatorConfig, storageDir: string):
     async close() {
       await sweeper.onApplicationShutdown();
       await orchestrator.onApplicationShutdown();
-      await Promise.allSettled([execQueue.close(), resultsQueue.close()]);
+      await Promise.allSettled([execQueue.close(), resultsQueue.close(), webhooks.onApplicationShutdown()]);
       redis.disconnect();
     },
   };

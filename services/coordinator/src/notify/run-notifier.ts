@@ -1,0 +1,83 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { RunCompletion } from '@podflow/protocol';
+import type { RedisClient } from '@podflow/redis';
+import type { ObjectStore } from '@podflow/storage';
+import type { RunRecord } from '@podflow/workflow';
+import type { Logger } from 'pino';
+import type { CoordinatorConfig } from '../config';
+import { RunStore } from '../orchestration/run-store';
+import { CONFIG, LOGGER, OBJECT_STORE, REDIS } from '../tokens';
+import { WebhookDeliveries } from '../webhooks/webhook-deliveries';
+import { targetIdentity, type NotifyTarget } from './notify-targets';
+import { ReplyStreams } from './reply-streams';
+
+const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+
+/**
+ * Hands a finished run's outcome to its notify targets: reply streams get a `RunCompletion`,
+ * webhooks get a delivery job. Called for the `run_finished` outbox entry, which the batch that
+ * ended the run wrote: the entry stays until every target was served, so a crash anywhere here
+ * means a second go, and each target is served once per run (reply marker, webhook job id).
+ */
+@Injectable()
+export class RunNotifier {
+  readonly replies: ReplyStreams;
+
+  constructor(
+    private readonly store: RunStore,
+    private readonly webhooks: WebhookDeliveries,
+    @Inject(REDIS) redis: RedisClient,
+    @Inject(OBJECT_STORE) private readonly objects: ObjectStore,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {
+    this.replies = new ReplyStreams(redis, config.QUEUE_PREFIX, config.REPLY_RETENTION_SECONDS);
+  }
+
+  /** Serves every target of a finished run (none: nothing to do). */
+  async runFinished(runId: string): Promise<void> {
+    const { record, targets } = await this.store.recordWithTargets(runId);
+    if (!record || targets.length === 0) return;
+    await this.notify(record, targets);
+  }
+
+  /** Serves `targets` of a run that is finished (a no-op for one still going). */
+  async notify(record: RunRecord, targets: readonly NotifyTarget[]): Promise<void> {
+    if (!['succeeded', 'failed', 'canceled'].includes(record.status)) return;
+    const completion = await this.completionOf(record);
+    await Promise.all(
+      targets.map(async (target) => {
+        const addressed: RunCompletion = { ...completion, ...(target.correlationId !== undefined ? { correlationId: target.correlationId } : {}) };
+        if (target.kind === 'reply') {
+          if (target.submissionId !== undefined) addressed.submissionId = target.submissionId;
+          const appended = await this.replies.append(target.replyTo, addressed, `${record.id}\n${targetIdentity(target)}`);
+          if (appended) this.logger.debug({ runId: record.id, replyTo: target.replyTo }, 'completion sent to its reply target');
+        } else {
+          await this.webhooks.enqueue(target.url, addressed);
+        }
+      }),
+    );
+  }
+
+  /** The outcome every target gets: outputs inline, or a pre-signed URL when they were too large to keep inline. */
+  private async completionOf(run: RunRecord): Promise<RunCompletion> {
+    const completion: RunCompletion = {
+      runId: run.id,
+      tenantId: run.tenantId,
+      status: run.status as RunCompletion['status'],
+      workflowId: run.workflowId,
+      ...(run.workflowVersion ? { workflowVersion: run.workflowVersion } : {}),
+      ...(run.error ? { error: run.error } : {}),
+      createdAt: iso(run.createdAt),
+      finishedAt: iso(run.finishedAt ?? Date.now())!,
+    };
+    if (run.outputsRef) {
+      const signed = await this.objects.sign(run.outputsRef.key, this.config.FILE_URL_TTL_SECONDS);
+      completion.outputsUrl = signed.url;
+      completion.outputsUrlExpiresAt = signed.expiresAt.toISOString();
+    } else {
+      completion.outputs = run.outputs ?? null;
+    }
+    return completion;
+  }
+}

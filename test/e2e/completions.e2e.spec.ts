@@ -1,0 +1,140 @@
+import { CompletionConsumer, QueueSubmitter, type RunCompletion } from '@podflow/client';
+import { QUEUE_NAMES } from '@podflow/protocol';
+import { Queue } from 'bullmq';
+import type { ChildProcess } from 'node:child_process';
+import { freePort, startStack, type Stack } from '../support/stack';
+
+// Issue 13, queue integration: a service submits on `submissions` naming a reply target and
+// receives each run's completion there, at least once, through kill -9 of coordinators.
+const workflow = {
+  id: 'reply',
+  nodes: [{ id: 'a', language: 'python', code: 'def main(args): return {}' }],
+  output: '{ "i": inputs.i, "a": nodes.a.output }',
+};
+
+/** What became of submissions whose completion never came: the job, its run, the run's outbox. */
+async function describeMissing(stack: Stack, missing: Array<{ i: number; jobId: string }>): Promise<unknown[]> {
+  const submissions = new Queue(QUEUE_NAMES.submissions, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.submissions) });
+  try {
+    return await Promise.all(
+      missing.map(async ({ i, jobId }) => {
+        const job = await submissions.getJob(jobId);
+        const runId = (job?.returnvalue as { runId?: string } | undefined)?.runId;
+        const run = runId ? await stack.redis.hmget(stack.keys.run(runId), 'rec', 'notify') : [];
+        const outbox = runId ? await stack.redis.xrange(stack.keys.outbox(runId), '-', '+') : [];
+        return { i, jobId, state: job ? await job.getState() : 'gone', failedReason: job?.failedReason, runId, status: run[0] ? JSON.parse(run[0]).status : undefined, notify: run[1], outbox };
+      }),
+    );
+  } finally {
+    await submissions.close();
+  }
+}
+
+describe('completion channel (issue 13)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({
+      workers: 1,
+      workerEnv: { SANDBOX_DRIVER: 'noop', WORKER_CONCURRENCY: '32' },
+      // Short leases and sweeps: a dead coordinator's runs are taken over within seconds.
+      env: { RUN_LEASE_MS: '1500', OUTBOX_SWEEP_MS: '300' },
+    });
+  });
+  afterAll(() => stack?.stop());
+
+  it('delivers 500 completions to the reply target while coordinators are killed -9 right after committing', async () => {
+    const RUNS = 500;
+    const received = new Map<string, RunCompletion[]>();
+    const consumer = new CompletionConsumer({
+      redis: stack.redis,
+      prefix: stack.prefix,
+      replyTo: 'billing',
+      claimIdleMs: 2_000,
+      handler: async (completion) => {
+        const list = received.get(completion.correlationId!) ?? [];
+        list.push(completion);
+        received.set(completion.correlationId!, list);
+      },
+    });
+    await consumer.start();
+    const submitter = new QueueSubmitter(stack.redis, { prefix: stack.prefix });
+    let kills = 0;
+    let stopping = false;
+    const crashing = new Set<ChildProcess>();
+    // Two extra coordinators kill themselves right after their Nth commit (before carrying out
+    // its commands, `run_finished` included) and come back at once.
+    const keepCrashing = async (slot: number): Promise<void> => {
+      while (!stopping) {
+        const child = stack.spawnCoordinator({ PORT: String(await freePort()), PODFLOW_FAULT_KILL_AFTER_COMMITS: String(2 + ((kills + slot) % 5)) });
+        crashing.add(child);
+        await new Promise((resolve) => child.once('exit', resolve));
+        crashing.delete(child);
+        if (child.signalCode === 'SIGKILL') kills += 1;
+      }
+    };
+    const loops = [keepCrashing(0), keepCrashing(1)];
+    const jobs: string[] = [];
+    try {
+      for (let i = 0; i < RUNS; i++) {
+        jobs[i] = await submitter.submit({ tenantId: 'acme', workflow, inputs: { i }, replyTo: 'billing', correlationId: `c${i}` });
+        if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      const deadline = Date.now() + 150_000;
+      while (received.size < RUNS && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(kills).toBeGreaterThanOrEqual(3);
+      const missing = jobs.flatMap((jobId, i) => (received.has(`c${i}`) ? [] : [{ i, jobId }]));
+      expect(await describeMissing(stack, missing)).toEqual([]);
+      expect(received.size).toBe(RUNS);
+      for (let i = 0; i < RUNS; i++) {
+        const list = received.get(`c${i}`)!;
+        // Duplicates only ever repeat the same run.
+        expect(new Set(list.map((c) => c.runId)).size).toBe(1);
+        expect(list[0]).toMatchObject({ status: 'succeeded', tenantId: 'acme', workflowId: 'reply', outputs: { i, a: {} }, correlationId: `c${i}` });
+        expect(list[0]!.submissionId).toEqual(expect.any(String));
+      }
+    } finally {
+      stopping = true;
+      for (const child of crashing) child.kill('SIGKILL');
+      await Promise.allSettled(loops);
+      await consumer.close();
+      await submitter.close();
+    }
+  }, 240_000);
+
+  it('submitAndWait resolves to the completion: outputs of a run, the reason of a rejected submission', async () => {
+    const submitter = new QueueSubmitter(stack.redis, { prefix: stack.prefix });
+    try {
+      const [done, rejected] = await Promise.all([
+        submitter.submitAndWait({ tenantId: 'acme', workflow, inputs: { i: 7 } }, { timeoutMs: 60_000 }),
+        submitter.submitAndWait({ tenantId: 'acme', workflow: { id: 'bad', nodes: [] }, inputs: {} }, { timeoutMs: 60_000 }),
+      ]);
+      expect(done).toMatchObject({ status: 'succeeded', outputs: { i: 7, a: {} }, runId: expect.any(String) });
+      expect(rejected.status).toBe('rejected');
+      expect(rejected.runId).toBeUndefined();
+      expect(rejected.error?.code).toBe('INVALID_WORKFLOW');
+      expect(rejected.error?.message).toMatch(/nodes/);
+    } finally {
+      await submitter.close();
+    }
+  });
+
+  it('a second submission with the same idempotency key gets its own completion, also after the run finished', async () => {
+    const submitter = new QueueSubmitter(stack.redis, { prefix: stack.prefix });
+    try {
+      const first = await submitter.submitAndWait({ tenantId: 'acme', workflow, inputs: { i: 1 }, idempotencyKey: 'same-run' }, { timeoutMs: 60_000 });
+      const again = await submitter.submitAndWait({ tenantId: 'acme', workflow, inputs: { i: 1 }, idempotencyKey: 'same-run', correlationId: 'second-caller' }, { timeoutMs: 60_000 });
+      expect(again).toMatchObject({ runId: first.runId, status: 'succeeded', correlationId: 'second-caller' });
+    } finally {
+      await submitter.close();
+    }
+  });
+
+  it('refuses a reply target that is not a name, before anything is queued', async () => {
+    const submitter = new QueueSubmitter(stack.redis, { prefix: stack.prefix });
+    try {
+      await expect(submitter.submit({ tenantId: 'acme', workflow, replyTo: 'a b{c}' })).rejects.toThrow(/replyTo "a b\{c\}" is not a reply target name/);
+    } finally {
+      await submitter.close();
+    }
+  });
+});
