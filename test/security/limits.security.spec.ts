@@ -72,3 +72,37 @@ describe('runs per minute (issue 13)', () => {
     }
   });
 });
+
+describe('node timeouts and resources per tenant (issue 13)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ coordinatorEnv: { PODFLOW_ADMIN_KEY: ADMIN_KEY } });
+  });
+  afterAll(() => stack?.stop());
+
+  it("refuses a run whose timeouts or resources exceed its tenant's limits, naming each, for inline and registered workflows", async () => {
+    const admin = (method: string, path: string, body?: unknown) => call(stack, method, path, { key: ADMIN_KEY, body });
+    const set = await admin('PATCH', '/v1/admin/tenants/globex', { maxNodeTimeoutSeconds: 30, maxRunTimeoutSeconds: 600, maxNodeMemory: '256Mi', maxNodeCpu: '500m' });
+    expect(set.json).toMatchObject({ maxNodeTimeoutSeconds: 30, maxRunTimeoutSeconds: 600, maxNodeMemory: '256Mi', maxNodeCpu: '500m' });
+    expect((await admin('PATCH', '/v1/admin/tenants/globex', { maxNodeMemory: 'lots' })).status).toBe(400);
+    const greedy = {
+      id: 'greedy',
+      timeout: '2h',
+      nodes: [{ id: 'a', language: 'python', code: 'def main(args): return {}', timeout: '5m', resources: { memory: '1Gi', cpu: '2' } }],
+    };
+    const refused = await call(stack, 'POST', '/v1/runs', { key: OTHER_KEY, body: { workflow: greedy } });
+    expect(refused.status).toBe(400);
+    expect(refused.json.error.code).toBe('INVALID_WORKFLOW');
+    for (const named of ['run timeout 2h is more than tenant "globex" may ask for (maxRunTimeoutSeconds 10m)', 'maxNodeTimeoutSeconds 30s', 'maxNodeMemory 256Mi', 'maxNodeCpu 500m']) expect(refused.json.error.message).toContain(named);
+    // Registered before a limit applied: refused when run, not only when registered.
+    expect((await call(stack, 'POST', '/v1/workflows', { body: greedy })).status).toBe(201);
+    expect((await call(stack, 'POST', '/v1/runs', { body: { workflowId: 'greedy' } })).status).toBe(202);
+    // Within the limits it runs; the other tenant is not affected by globex's limits.
+    const modest = { id: 'modest', nodes: [{ id: 'a', language: 'python', code: 'def main(args): return {}', timeout: '20s', resources: { memory: '128Mi' } }] };
+    expect((await call(stack, 'POST', '/v1/runs', { key: OTHER_KEY, body: { workflow: modest } })).status).toBe(202);
+    await admin('PATCH', '/v1/admin/tenants/acme', { maxNodeTimeoutSeconds: 30 });
+    const registered = await call(stack, 'POST', '/v1/runs', { body: { workflowId: 'greedy' } });
+    expect(registered.status).toBe(400);
+    expect(registered.json.error.message).toContain('timeout 5m is more than tenant "acme" may ask for (maxNodeTimeoutSeconds 30s)');
+  });
+});

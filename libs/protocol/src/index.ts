@@ -17,6 +17,7 @@ export { DEFAULT_KEY_PREFIX, MAX_RESULTS_PER_MESSAGE, QUEUE_NAMES, cancelChannel
 export type { FinishedReport, ResultMessage, SubmissionMessage } from './queues';
 export { COMPLETION_FIELD, MAX_CORRELATION_ID_CHARS, REPLY_TARGET_PATTERN, replyStreamKey, replyTargetProblem } from './completions';
 export type { RunCompletion } from './completions';
+export { parseCpuQuantity, parseMemoryQuantity } from './quantities';
 export { SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS, signatureHeader, verifySignature } from './webhook-signature';
 export { DEFAULT_RUNNER_LIMITS, fileFrameMarker, filesEndMarker, requestReceivedMarker, responseEndMarker, responseStartMarker } from './runner';
 export type { RunnerFile, RunnerLimits, RunnerRequest, RunnerResponse } from './runner';

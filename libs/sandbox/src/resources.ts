@@ -1,5 +1,4 @@
-import type { Resources } from '@podflow/protocol';
-import { parseMemoryQuantity } from './limits';
+import { parseCpuQuantity, parseMemoryQuantity, type Resources } from '@podflow/protocol';
 
 /**
  * CPU and memory of one execution on either driver: what a node gets when it asks for nothing,
@@ -12,13 +11,7 @@ export interface ResourcePolicy {
   maxMemoryBytes: number;
 }
 
-/** Parses a Kubernetes CPU quantity (`500m`, `1`, `0.25`) into millicores; undefined when invalid. */
-export function parseCpuQuantity(quantity: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(m?)$/.exec(quantity.trim());
-  if (!match) return undefined;
-  const millis = match[2] === 'm' ? Number(match[1]) : Number(match[1]) * 1000;
-  return Number.isFinite(millis) && millis >= 1 ? Math.ceil(millis) : undefined;
-}
+export { parseCpuQuantity } from '@podflow/protocol';
 
 export interface ExecutionResources {
   cpuMillis: number;

@@ -4,6 +4,7 @@ import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { cpuQuantity, memoryQuantity } from './tenancy/api-keys';
 import { dependencyPolicyEnv } from './tenancy/dependency-policy';
 import { tenantNumbersEnv } from './tenancy/dispatch-policy';
 import { egressTenantsEnv } from './tenancy/egress-policy';
@@ -89,6 +90,11 @@ export const coordinatorConfigSchema = z.object({
   TENANT_RUNS_PER_MINUTE: int(0).default(0),
   /** `tenant=count,...`: TENANT_MAX_IN_FLIGHT for the listed tenants. */
   TENANT_MAX_IN_FLIGHT_BY_TENANT: tenantNumbersEnv('TENANT_MAX_IN_FLIGHT_BY_TENANT', { min: 1, integer: true, what: 'count' }),
+  /** What one run of any tenant may ask for unless its record says otherwise (tenancy/node-limits.ts); unset: only the deployment-wide limits. */
+  TENANT_MAX_NODE_TIMEOUT_SECONDS: int(1).optional(),
+  TENANT_MAX_RUN_TIMEOUT_SECONDS: int(1).optional(),
+  TENANT_MAX_NODE_MEMORY: memoryQuantity.optional(),
+  TENANT_MAX_NODE_CPU: cpuQuantity.optional(),
   RUN_RETENTION_SECONDS: int(60).default(7 * 24 * 3600),
   /** How long a reply stream keeps a completion (and a stream nobody writes to lives): consumers must read within it. */
   REPLY_RETENTION_SECONDS: int(60).default(7 * 24 * 3600),

@@ -14,6 +14,8 @@ import { CONFIG, OBJECT_STORE } from '../tokens';
 import { WorkflowRegistry } from '../workflows/workflow-registry';
 import { runSummary, type RunSnapshot } from './run-view';
 import { RunRateLimiter } from '../tenancy/run-rate';
+import { assertWithinNodeLimits, withTenantDefaults, type NodeLimits } from '../tenancy/node-limits';
+import { TenantDirectory } from '../tenancy/tenant-directory';
 import type { NotifyTarget } from '../notify/notify-targets';
 import { RunNotifier } from '../notify/run-notifier';
 import { WebhookDeliveries } from '../webhooks/webhook-deliveries';
@@ -45,6 +47,7 @@ export class RunsService {
     private readonly rate: RunRateLimiter,
     private readonly webhooks: WebhookDeliveries,
     private readonly notifier: RunNotifier,
+    private readonly directory: TenantDirectory,
   ) {}
 
   /**
@@ -58,13 +61,16 @@ export class RunsService {
     const resolved = submission.workflow !== undefined
       ? { workflow: parseWorkflow(submission.workflow as string | object, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: this.config.MAX_NODES_PER_RUN }, { dependencyPolicies: policies }), version: undefined }
       : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: withCurrentPolicies(r.workflow, policies), version: r.version }));
-    // Inline definitions, and registered ones again: a grant revoked since registration applies.
+    // Inline definitions, and registered ones again: a grant revoked or a limit lowered since registration applies.
     assertEgressAllowed(resolved.workflow, this.config.EGRESS_TENANTS, tenantId);
+    const limits = await this.nodeLimits(tenantId);
+    const workflow = withTenantDefaults(resolved.workflow, limits);
+    assertWithinNodeLimits(workflow, tenantId, limits);
     const notify = notifyTargetsOf(submission);
     const { id, created } = await this.orchestrator.createRun({
       id: randomUUID(),
       tenantId,
-      workflow: resolved.workflow,
+      workflow,
       workflowVersion: resolved.version,
       inputs: submission.inputs,
       idempotencyKey: submission.idempotencyKey,
@@ -77,7 +83,19 @@ export class RunsService {
       run = (await this.store.addNotifyTargets(id, notify)) ?? run;
       await this.notifier.notify(run, notify);
     }
-    return { id, status: run.status, workflow: resolved.workflow, created };
+    return { id, status: run.status, workflow, created };
+  }
+
+  /** The tenant's own limits over the operator's TENANT_MAX_* defaults. */
+  private async nodeLimits(tenantId: string): Promise<NodeLimits> {
+    const own = await this.directory.tenantSettings(tenantId);
+    const c = this.config;
+    return {
+      maxNodeTimeoutSeconds: own.maxNodeTimeoutSeconds ?? c.TENANT_MAX_NODE_TIMEOUT_SECONDS,
+      maxRunTimeoutSeconds: own.maxRunTimeoutSeconds ?? c.TENANT_MAX_RUN_TIMEOUT_SECONDS,
+      maxNodeMemory: own.maxNodeMemory ?? c.TENANT_MAX_NODE_MEMORY,
+      maxNodeCpu: own.maxNodeCpu ?? c.TENANT_MAX_NODE_CPU,
+    };
   }
 
   /** A tenant's run record; another tenant's run is reported as not found, never as forbidden. */

@@ -1,3 +1,4 @@
+import { parseCpuQuantity, parseMemoryQuantity } from '@podflow/protocol';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 
@@ -15,10 +16,15 @@ export interface TenantSettings {
   runsPerMinute?: number;
   /** Hosts its webhook URLs may name, over WEBHOOK_ALLOWED_HOSTS. */
   webhookHosts?: string[];
+  /** What one run may ask for (tenancy/node-limits.ts), over the TENANT_MAX_* settings. */
+  maxNodeTimeoutSeconds?: number;
+  maxRunTimeoutSeconds?: number;
+  maxNodeMemory?: string;
+  maxNodeCpu?: string;
 }
 
 /** The settings a tenant record may carry (what PATCH /v1/admin/tenants/:id sets or clears with null). */
-export const TENANT_SETTINGS = ['weight', 'maxInFlight', 'runsPerMinute', 'webhookHosts'] as const;
+export const TENANT_SETTINGS = ['weight', 'maxInFlight', 'runsPerMinute', 'webhookHosts', 'maxNodeTimeoutSeconds', 'maxRunTimeoutSeconds', 'maxNodeMemory', 'maxNodeCpu'] as const;
 
 export interface TenantRecord extends TenantSettings {
   id: string;
@@ -59,6 +65,11 @@ export function newKeyId(): string {
   return `key_${randomBytes(9).toString('base64url')}`;
 }
 
+/** A Kubernetes memory quantity such as 512Mi or 2Gi. */
+export const memoryQuantity = z.string().refine((q) => parseMemoryQuantity(q) !== undefined, { message: 'a memory quantity such as 512Mi, 2Gi or 1G' });
+/** A Kubernetes CPU quantity such as 2 or 500m. */
+export const cpuQuantity = z.string().refine((q) => parseCpuQuantity(q) !== undefined, { message: 'a CPU quantity such as 2, 0.5 or 500m' });
+
 const name = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 
 export const createTenantBody = z
@@ -84,6 +95,12 @@ export const updateTenantBody = z
       .max(100)
       .nullable()
       .optional(),
+    /** Longest node and run timeouts its runs may ask for; null goes back to the operator's setting. */
+    maxNodeTimeoutSeconds: z.number().int().min(1).max(24 * 3600).nullable().optional(),
+    maxRunTimeoutSeconds: z.number().int().min(1).max(30 * 24 * 3600).nullable().optional(),
+    /** Most memory and CPU one node may ask for (quantities like 1Gi and 500m); null goes back to the operator's setting. */
+    maxNodeMemory: memoryQuantity.nullable().optional(),
+    maxNodeCpu: cpuQuantity.nullable().optional(),
   })
   .strict()
   .refine((b) => Object.values(b).some((v) => v !== undefined), { message: `give at least one of "name", "disabled", ${TENANT_SETTINGS.map((f) => `"${f}"`).join(', ')}` });
@@ -113,6 +130,10 @@ export function tenantView(record: TenantRecord, source: 'admin' | 'environment'
     weight: record.weight ?? null,
     maxInFlight: record.maxInFlight ?? null,
     runsPerMinute: record.runsPerMinute ?? null,
+    maxNodeTimeoutSeconds: record.maxNodeTimeoutSeconds ?? null,
+    maxRunTimeoutSeconds: record.maxRunTimeoutSeconds ?? null,
+    maxNodeMemory: record.maxNodeMemory ?? null,
+    maxNodeCpu: record.maxNodeCpu ?? null,
     webhookHosts: record.webhookHosts === undefined ? null : Array.isArray(record.webhookHosts) ? record.webhookHosts : [],
     source,
   };
