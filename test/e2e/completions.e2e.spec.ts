@@ -124,6 +124,10 @@ describe('completion channel (issue 13)', () => {
       const first = await submitter.submitAndWait({ tenantId: 'acme', workflow, inputs: { i: 1 }, idempotencyKey: 'same-run' }, { timeoutMs: 60_000 });
       const again = await submitter.submitAndWait({ tenantId: 'acme', workflow, inputs: { i: 1 }, idempotencyKey: 'same-run', correlationId: 'second-caller' }, { timeoutMs: 60_000 });
       expect(again).toMatchObject({ runId: first.runId, status: 'succeeded', correlationId: 'second-caller' });
+      // The very same call again (same key and correlation id: the same job, finished long ago)
+      // finds the completion already on the stream.
+      const repeated = await submitter.submitAndWait({ tenantId: 'acme', workflow, inputs: { i: 1 }, idempotencyKey: 'same-run', correlationId: 'second-caller' }, { timeoutMs: 10_000 });
+      expect(repeated).toMatchObject({ runId: first.runId, status: 'succeeded', correlationId: 'second-caller' });
     } finally {
       await submitter.close();
     }
@@ -132,7 +136,11 @@ describe('completion channel (issue 13)', () => {
   it('refuses a reply target that is not a name, before anything is queued', async () => {
     const submitter = new QueueSubmitter(stack.redis, { prefix: stack.prefix });
     try {
+      const submissions = new Queue(QUEUE_NAMES.submissions, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.submissions) });
+      const before = await submissions.count();
       await expect(submitter.submit({ tenantId: 'acme', workflow, replyTo: 'a b{c}' })).rejects.toThrow(/replyTo "a b\{c\}" is not a reply target name/);
+      expect(await submissions.count()).toBe(before);
+      await submissions.close();
     } finally {
       await submitter.close();
     }

@@ -10,8 +10,22 @@ export interface PodflowClientOptions {
 export class PodflowClient {
   constructor(private readonly options: PodflowClientOptions) {}
 
-  submitRun(body: { workflow?: unknown; workflowId?: string; version?: number; inputs?: JsonObject; idempotencyKey?: string }) {
+  /** Starts a run; with `webhookUrl`, its completion is POSTed there, signed (see `verifySignature`). */
+  submitRun(body: { workflow?: unknown; workflowId?: string; version?: number; inputs?: JsonObject; idempotencyKey?: string; webhookUrl?: string; correlationId?: string }) {
     return this.request<{ id: string; status: string }>('POST', '/v1/runs', body);
+  }
+
+  /** The tenant's webhook signing secret (created on first use). */
+  webhookSecret() {
+    return this.request<{ secret: string; header: string }>('GET', '/v1/webhooks/secret');
+  }
+
+  /** A run's webhook delivery attempts, oldest first. */
+  webhookDeliveries(runId: string) {
+    return this.request<{ deliveries: Array<{ url: string; attempt: number; at: string; ok: boolean; status: number | null; error: string | null; durationMs: number; outcome: 'delivered' | 'retrying' | 'failed' }> }>(
+      'GET',
+      `/v1/runs/${encodeURIComponent(runId)}/webhook-deliveries`,
+    );
   }
 
   /** A run; its nodes a page at a time (`nodeLimit` ≤ 1000, `nodeCursor` = the previous page's `nextNodeCursor`) or exactly `nodes`. */

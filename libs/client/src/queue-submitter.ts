@@ -17,6 +17,8 @@ export interface QueueSubmitterOptions {
 
 /** How long one blocking read of the waiter waits before it checks for timeouts and `close()`. */
 const BLOCK_MS = 1_000;
+/** Entries `submitAndWait` searches back for a completion written before it started reading. */
+const LOOK_BACK = 10_000;
 
 type StreamReply = Array<[string, Array<[string, string[]]>]> | null;
 
@@ -40,6 +42,7 @@ export class QueueSubmitter {
   private readonly prefix: string;
   private readonly replyTo: string;
   private readonly waiters = new Map<string, CompletionWaiter>();
+  private closed = false;
 
   /** `options` may be the prefix alone (the older signature). */
   constructor(redis: string | RedisClient, options: QueueSubmitterOptions | string = {}) {
@@ -77,6 +80,7 @@ export class QueueSubmitter {
    * be going, and its completion stays on the reply target.
    */
   async submitAndWait(message: SubmissionMessage, options: { timeoutMs?: number } = {}): Promise<RunCompletion> {
+    if (this.closed) throw new Error('this QueueSubmitter was closed; make a new one');
     const replyTo = message.replyTo ?? this.replyTo;
     const correlationId = message.correlationId ?? randomUUID();
     let waiter = this.waiters.get(replyTo);
@@ -86,16 +90,22 @@ export class QueueSubmitter {
     }
     // Waiting starts before the submission exists, so even an instant completion is read.
     const completion = await waiter.wait(correlationId, options.timeoutMs ?? 600_000);
+    // Settled below or by the caller; never an unhandled rejection while we submit.
+    completion.done.catch(() => undefined);
     try {
-      await this.submit({ ...message, replyTo, correlationId });
+      const jobId = await this.submit({ ...message, replyTo, correlationId });
+      // The same key, target and correlation id as an earlier call: the same job, whose run may
+      // have finished before we started reading. Its completion is then on the stream already.
+      if (message.idempotencyKey !== undefined) await waiter.lookBack(correlationId, jobId);
     } catch (error) {
-      waiter.cancel(correlationId);
+      waiter.cancel(correlationId, error as Error);
       throw error;
     }
     return completion.done;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all([...this.waiters.values()].map((w) => w.close()));
     await this.queue.close();
     if (this.ownsConnection) this.connection.disconnect();
@@ -140,11 +150,36 @@ class CompletionWaiter {
     return { done };
   }
 
-  cancel(correlationId: string): void {
+  /** Stops waiting for `correlationId`, rejecting its caller with `error`. */
+  cancel(correlationId: string, error: Error): void {
     const entry = this.pending.get(correlationId);
     if (!entry) return;
     clearTimeout(entry.timer);
     this.pending.delete(correlationId);
+    entry.reject(error);
+  }
+
+  /** Looks for a completion of `submissionId` written before reading started (the newest LOOK_BACK entries). */
+  async lookBack(correlationId: string, submissionId: string): Promise<void> {
+    let end = '+';
+    for (let scanned = 0; scanned < LOOK_BACK && this.pending.has(correlationId); ) {
+      const page = (await this.connection.xrevrange(this.stream, end, '-', 'COUNT', 500)) as Array<[string, string[]]>;
+      for (const [, fields] of page) {
+        const completion = parseCompletion(fields);
+        if (completion?.correlationId === correlationId && completion.submissionId === submissionId) return this.settle(completion);
+      }
+      if (page.length < 500) return;
+      scanned += page.length;
+      end = `(${page[page.length - 1]![0]}`;
+    }
+  }
+
+  private settle(completion: RunCompletion): void {
+    const entry = completion.correlationId !== undefined ? this.pending.get(completion.correlationId) : undefined;
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.pending.delete(completion.correlationId!);
+    entry.resolve(completion);
   }
 
   async close(): Promise<void> {
@@ -169,12 +204,8 @@ class CompletionWaiter {
       }
       for (const [id, fields] of reply?.[0]?.[1] ?? []) {
         this.cursor = id;
-        const completion = parseCompletion(fields);
-        const entry = completion?.correlationId !== undefined ? this.pending.get(completion.correlationId) : undefined;
-        if (!entry) continue;
-        clearTimeout(entry.timer);
-        this.pending.delete(completion!.correlationId!);
-        entry.resolve(completion!);
+        const completion = fields ? parseCompletion(fields) : undefined;
+        if (completion) this.settle(completion);
       }
     }
     // Set in the same turn as the check above: a caller registering next starts a new loop.

@@ -5,6 +5,7 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
 import { RunNotifier } from '../notify/run-notifier';
+import { RunStore } from '../orchestration/run-store';
 import { RunsService } from '../runs/runs.service';
 import { CONFIG, LOGGER, REDIS } from '../tokens';
 
@@ -25,6 +26,7 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
   constructor(
     private readonly runs: RunsService,
     private readonly notifier: RunNotifier,
+    private readonly store: RunStore,
     @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -69,6 +71,7 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
     }
     const replyProblem = replyTargetProblem(message.replyTo, message.correlationId);
     if (replyProblem) throw new UnrecoverableError(`BAD_REQUEST: ${replyProblem}`);
+    if (message.webhookUrl !== undefined && typeof message.webhookUrl !== 'string') throw new UnrecoverableError('BAD_REQUEST: webhookUrl must be a string: an absolute http:// or https:// URL');
     // The same bound as the HTTP API's (api/json-depth.middleware.ts).
     const tooDeep = findTooDeep(message.inputs ?? {}, MAX_JSON_DEPTH, 'inputs');
     if (tooDeep) {
@@ -100,10 +103,16 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
     }
   }
 
-  /** Sends a `rejected` completion to the submission's reply target, when it names a valid one. */
+  /**
+   * Sends a `rejected` completion to the submission's reply target, when it names a valid one and
+   * no run exists for it (an earlier attempt that created the run before its coordinator died
+   * added this target to it: the run's own completion comes).
+   */
   private async reject(job: Job<SubmissionMessage>, reason: string): Promise<void> {
     const { replyTo, correlationId, tenantId } = job.data;
     if (typeof replyTo !== 'string' || replyTargetProblem(replyTo, undefined)) return;
+    const key = job.data.idempotencyKey ?? `submission:${job.id}`;
+    if (typeof tenantId === 'string' && (await this.store.runOfIdempotencyKey(tenantId, key).catch(() => undefined))) return;
     const [code, ...rest] = reason.split(': ');
     const completion: RunCompletion = {
       tenantId: String(tenantId ?? ''),

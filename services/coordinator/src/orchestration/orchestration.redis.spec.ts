@@ -1,4 +1,4 @@
-import { QUEUE_NAMES, executionIdOf, queuePrefix, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
+import { QUEUE_NAMES, executionIdOf, queuePrefix, replyStreamKey, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
 import { createRunState, parseWorkflow, transition, type EngineEvent, type RunState, type Workflow } from '@podflow/workflow';
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -113,6 +113,27 @@ describe('orchestration on a real Redis (issue 11)', () => {
   afterEach(async () => {
     await Promise.all(coordinators.splice(0).map((c) => c.close()));
     rmSync(storageDir, { recursive: true, force: true });
+  });
+
+  it('a run over at creation expires like any other, and still sends its completion to its reply target', async () => {
+    const coordinator = start();
+    const workflow = parseWorkflow({ id: 'dead-on-arrival', nodes: [{ id: 'a', language: 'python', code, inputs: { n: '$number("not a number")' } }] });
+    const { id } = await coordinator.orchestrator.createRun({ id: 'doa', tenantId: 't', workflow, inputs: {}, notify: [{ kind: 'reply', replyTo: 'svc', correlationId: 'c1' }] });
+    expect((await coordinator.store.record(id))?.status).toBe('failed');
+    for (const key of [coordinator.store.keys.run(id), coordinator.store.keys.nodes(id), coordinator.store.keys.events(id)]) {
+      const ttl = await coordinator.redis.ttl(key);
+      expect({ key, expires: ttl > 0 && ttl <= coordinator.config.RUN_RETENTION_SECONDS }).toEqual({ key, expires: true });
+    }
+    const stream = replyStreamKey(prefix, 'svc');
+    const entries = await coordinator.redis.xrange(stream, '-', '+');
+    expect(entries).toHaveLength(1);
+    expect(JSON.parse(entries[0]![1][1]!)).toMatchObject({ runId: id, status: 'failed', correlationId: 'c1', error: { code: 'INPUT_BINDING_FAILED' } });
+    // Carried out again (a coordinator that died before acknowledging): still one entry.
+    await coordinator.orchestrator.takeOver(id);
+    await coordinator.redis.xadd(coordinator.store.keys.outbox(id), '*', 'c', JSON.stringify({ type: 'run_finished' }));
+    await coordinator.orchestrator.takeOver(id);
+    expect(await coordinator.redis.xlen(stream)).toBe(1);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(id))).toBe(0);
   });
 
   it('acknowledges outbox commands by id: a command written after another coordinator acknowledged is carried out, not trimmed', async () => {

@@ -40,6 +40,8 @@ export interface NewRun {
   notify?: readonly NotifyTarget[];
 }
 
+const TERMINAL_PHASES = new Set<string>(['succeeded', 'failed', 'canceled']);
+
 /**
  * Fault injection for the crash tests (test/e2e/coordinator-crash): the process kills itself
  * with SIGKILL right after its Nth batch is committed, before it carries out the commands, the
@@ -273,7 +275,9 @@ export class Orchestrator implements OnApplicationShutdown {
         if (releasing && tenantId) await this.store.unhold(runId, tenantId);
         return false;
       }
-      const { done, held, tenantId: enqueuedFor } = await this.executor.execute(runId, entries, Date.now(), releasing);
+      // A full page may hide `run_finished` behind held enqueues: then the record says whether the run is over.
+      const runOver = entries.length === 1000 && TERMINAL_PHASES.has((await this.store.record(runId))?.status ?? '');
+      const { done, held, tenantId: enqueuedFor } = await this.executor.execute(runId, entries, Date.now(), releasing, runOver);
       const tenant = enqueuedFor ?? tenantId;
       await this.store.ackOutbox(runId, done);
       if (held > 0) {

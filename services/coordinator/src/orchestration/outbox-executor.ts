@@ -43,8 +43,11 @@ export class OutboxExecutor {
    * Carries out `entries` (in order, enqueues as far as admission allows); returns the ids carried
    * out, how many enqueues admission held back, and the tenant of the enqueues (when there were any).
    */
-  async execute(runId: string, entries: readonly OutboxEntry[], now: number, releasing = false): Promise<{ done: string[]; held: number; tenantId?: string }> {
+  async execute(runId: string, entries: readonly OutboxEntry[], now: number, releasing = false, runOver = false): Promise<{ done: string[]; held: number; tenantId?: string }> {
     const done: string[] = [];
+    // Enqueues of a run that has ended (held by admission, then canceled or failed) are moot: its
+    // nodes were canceled, so they are acknowledged without taking admission's room.
+    const over = runOver || entries.some((entry) => entry.command.type === 'run_finished');
     const enqueues: Array<{ id: string; request: AdmissionRequest }> = [];
     // Run timeouts are delayed jobs of their own: scheduled alongside the enqueues, not before
     // them, so a new run's first executions do not wait for a round trip they do not need.
@@ -52,6 +55,7 @@ export class OutboxExecutor {
     for (const { id, command } of entries) {
       switch (command.type) {
         case 'enqueue':
+          if (over) break;
           enqueues.push({ id, request: { job: command.job, delayMs: command.delayMs } });
           continue;
         case 'cancel_execution':

@@ -34,7 +34,8 @@ end
 /**
  * Create a run with its first transition applied, holding its lease. KEYS: run, nodes, events,
  * outbox, lease. ARGV: rec, inputs, leaseToken, leaseMs, channel, nodeCount, (id, json)...,
- * eventCount, events..., commandCount, commands..., notify targets JSON ('' = none).
+ * eventCount, events..., commandCount, commands..., notify targets JSON ('' = none), terminal
+ * ('1'|'0'), retentionSeconds.
  * Returns 1 when created, 0 when the run already exists.
  */
 export const CREATE_RUN = new LuaScript(`${HSET_PAIRS}
@@ -47,7 +48,11 @@ i = i + 1 + events
 local commands = tonumber(ARGV[i])
 xadd_all(KEYS[4], 'c', i + 1, commands)
 local notify = ARGV[i + 1 + commands]
-if notify and notify ~= '' then redis.call('HSET', KEYS[1], 'notify', notify) end
+if notify ~= '' then redis.call('HSET', KEYS[1], 'notify', notify) end
+-- A run over at creation (a root's input binding failed) expires like one that ended later.
+if ARGV[i + 2 + commands] == '1' then
+  for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ARGV[i + 3 + commands]) end
+end
 redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
 if last then redis.call('PUBLISH', ARGV[5], last) end
 return 1
@@ -120,8 +125,8 @@ return {rec, redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3])}
 /**
  * Add notify targets to a run (a second submission with the same idempotency key). KEYS: run.
  * ARGV: most targets kept, JSON array of [identity, target] pairs. The field holds such pairs.
- * Returns the run record JSON (the caller delivers at once when it is terminal), false when the
- * run does not exist.
+ * Returns {run record JSON, targets refused for want of room} (the caller delivers at once when
+ * the run is terminal), false when the run does not exist.
  */
 export const ADD_NOTIFY_TARGETS = new LuaScript(`
 local rec = redis.call('HGET', KEYS[1], 'rec')
@@ -131,14 +136,19 @@ local list = {}
 if current then list = cjson.decode(current) end
 local seen = {}
 for _, entry in ipairs(list) do seen[entry[1]] = true end
+local refused = 0
 for _, entry in ipairs(cjson.decode(ARGV[2])) do
-  if not seen[entry[1]] and #list < tonumber(ARGV[1]) then
-    seen[entry[1]] = true
-    list[#list + 1] = entry
+  if not seen[entry[1]] then
+    if #list < tonumber(ARGV[1]) then
+      seen[entry[1]] = true
+      list[#list + 1] = entry
+    else
+      refused = refused + 1
+    end
   end
 end
 if #list > 0 then redis.call('HSET', KEYS[1], 'notify', cjson.encode(list)) end
-return rec
+return {rec, refused}
 `);
 
 /** Remove a member of a sorted set only if its score is still `score`. KEYS: zset. ARGV: member, score. */

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { runEventsChannel, type JsonObject, type RunEventMessage } from '@podflow/protocol';
+import { PodflowError, runEventsChannel, type JsonObject, type RunEventMessage } from '@podflow/protocol';
 import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord } from '@podflow/workflow';
 import type { RedisClient } from '@podflow/redis';
 import type { CoordinatorConfig } from '../config';
@@ -89,7 +89,7 @@ export class RunStore {
     const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
     for (const [id, node] of nodes) args.push(id, JSON.stringify(storedNode(node)));
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
-    args.push(notify.length > 0 ? JSON.stringify(storedTargets(notify)) : '');
+    args.push(notify.length > 0 ? JSON.stringify(storedTargets(notify)) : '', TERMINAL.has(run.status) ? '1' : '0', this.config.RUN_RETENTION_SECONDS);
     const created = await CREATE_RUN.run(this.redis, [k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id)], args);
     return created === 1;
   }
@@ -119,10 +119,17 @@ export class RunStore {
     return { kind: 'batch', record: rec ? (JSON.parse(rec) as RunRecord) : undefined, entries: entries.map(inboxEntry) };
   }
 
-  /** Adds notify targets to an existing run; returns its record (undefined: no such run). */
-  async addNotifyTargets(runId: string, targets: readonly NotifyTarget[]): Promise<RunRecord | undefined> {
-    const rec = (await ADD_NOTIFY_TARGETS.run(this.redis, [this.keys.run(runId)], [MAX_NOTIFY_TARGETS, JSON.stringify(storedTargets(targets))])) as string | null;
-    return rec ? (JSON.parse(rec) as RunRecord) : undefined;
+  /**
+   * Adds notify targets to an existing run (those it has already count as added).
+   * @throws PodflowError CONFLICT when the run has MAX_NOTIFY_TARGETS others, NOT_FOUND when it does not exist.
+   */
+  async addNotifyTargets(runId: string, targets: readonly NotifyTarget[]): Promise<RunRecord> {
+    const reply = (await ADD_NOTIFY_TARGETS.run(this.redis, [this.keys.run(runId)], [MAX_NOTIFY_TARGETS, JSON.stringify(storedTargets(targets))])) as [string, number] | null;
+    if (!reply) throw new PodflowError('NOT_FOUND', `run "${runId}" no longer exists (past RUN_RETENTION_SECONDS)`);
+    if (reply[1] > 0) {
+      throw new PodflowError('CONFLICT', `run "${runId}" already sends its completion to ${MAX_NOTIFY_TARGETS} targets (reply streams, webhooks), the most one run has; submit with another idempotencyKey for a run of your own`);
+    }
+    return JSON.parse(reply[0]) as RunRecord;
   }
 
   /** The run's record and notify targets, in one read. */
@@ -345,6 +352,13 @@ export class RunStore {
   }
 
   /** Claims an idempotency key for `runId`; returns the run id that holds it (the earlier one when taken). */
+  /** The run an idempotency key names, if it names one that exists. */
+  async runOfIdempotencyKey(tenantId: string, key: string): Promise<RunRecord | undefined> {
+    const runId = await this.redis.get(this.keys.idempotency(tenantId, key));
+    const record = runId ? await this.record(runId) : undefined;
+    return record?.tenantId === tenantId ? record : undefined;
+  }
+
   async claimIdempotencyKey(tenantId: string, key: string, runId: string): Promise<string> {
     const k = this.keys.idempotency(tenantId, key);
     const set = await this.redis.set(k, runId, 'EX', this.config.IDEMPOTENCY_TTL_SECONDS, 'NX');

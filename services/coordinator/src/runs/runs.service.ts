@@ -55,8 +55,17 @@ export class RunsService {
    * @throws PodflowError TOO_MANY_REQUESTS past the tenant's runs per minute (nothing is created).
    */
   async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase; workflow: Workflow; created: boolean }> {
-    if (submission.webhookUrl !== undefined) await this.webhooks.check(tenantId, submission.webhookUrl);
+    const notify = notifyTargetsOf(submission);
+    // A key that names a run already: the same run, whatever changed since (limits, rate); this
+    // submission's targets are added to it (a webhook URL checked first) and served now if it has finished.
+    const existing = submission.idempotencyKey !== undefined ? await this.store.runOfIdempotencyKey(tenantId, submission.idempotencyKey) : undefined;
+    if (existing) {
+      if (submission.webhookUrl !== undefined) await this.webhooks.check(tenantId, submission.webhookUrl);
+      const [run, compiled] = await Promise.all([this.addTargets(existing, notify), this.definitionOf(existing)]);
+      return { id: run.id, status: run.status, workflow: compiled.workflow, created: false };
+    }
     await this.rate.take(tenantId);
+    if (submission.webhookUrl !== undefined) await this.webhooks.check(tenantId, submission.webhookUrl);
     const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
     const resolved = submission.workflow !== undefined
       ? { workflow: parseWorkflow(submission.workflow as string | object, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: this.config.MAX_NODES_PER_RUN }, { dependencyPolicies: policies }), version: undefined }
@@ -66,7 +75,6 @@ export class RunsService {
     const limits = await this.nodeLimits(tenantId);
     const workflow = withTenantDefaults(resolved.workflow, limits);
     assertWithinNodeLimits(workflow, tenantId, limits);
-    const notify = notifyTargetsOf(submission);
     const { id, created } = await this.orchestrator.createRun({
       id: randomUUID(),
       tenantId,
@@ -77,13 +85,17 @@ export class RunsService {
       notify,
     });
     let run = await this.get(tenantId, id);
-    if (!created && notify.length > 0) {
-      // The key named an existing run: this submission's targets are added to it, and served now
-      // if it has finished already (a target served twice is still one delivery).
-      run = (await this.store.addNotifyTargets(id, notify)) ?? run;
-      await this.notifier.notify(run, notify);
-    }
+    // Another submission claimed the key in between: the same as an existing run.
+    if (!created) run = await this.addTargets(run, notify);
     return { id, status: run.status, workflow, created };
+  }
+
+  /** Adds targets to an existing run and serves them now if it has finished (a target served twice is still one delivery). */
+  private async addTargets(run: RunRecord, notify: readonly NotifyTarget[]): Promise<RunRecord> {
+    if (notify.length === 0) return run;
+    const current = await this.store.addNotifyTargets(run.id, notify);
+    await this.notifier.notify(current, notify);
+    return current;
   }
 
   /** The tenant's own limits over the operator's TENANT_MAX_* defaults. */

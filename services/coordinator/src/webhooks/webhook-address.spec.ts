@@ -96,15 +96,17 @@ describe('resolveWebhookTarget', () => {
   it('refuses a name that resolves to loopback, saying how to fix it', async () => {
     const error = await refusal(resolveWebhookTarget('http://localhost:9/x', DEFAULT_POLICY, fakeLookup({ localhost: ['127.0.0.1'] })));
     expect(error.message).toBe(
-      'webhook URL http://localhost:9/x resolves to 127.0.0.1, a loopback address; webhooks go to public addresses only (an operator can allow a range with WEBHOOK_ALLOWED_CIDRS)',
+      'webhook URL http://localhost:9/x resolves to a loopback address; webhooks go to public addresses only (an operator can allow a range with WEBHOOK_ALLOWED_CIDRS)',
     );
-    expect(error.reason).toBe('127.0.0.1 is a loopback address');
+    expect(error.reason).toBe('localhost resolves to a loopback address');
   });
 
   it('refuses a name when any of its addresses is refused', async () => {
     const lookup = fakeLookup({ 'mixed.example': ['93.184.216.34', '10.0.0.5'] });
     const error = await refusal(resolveWebhookTarget('https://mixed.example/hook', DEFAULT_POLICY, lookup));
-    expect(error.reason).toBe('10.0.0.5 is a private address');
+    expect(error.reason).toBe('mixed.example resolves to a private address');
+    // A name's non-public address is not echoed (the tenant would learn internal DNS).
+    expect(error.message).not.toContain('10.0.0.5');
   });
 
   it('returns the address to connect to for a public name', async () => {
@@ -152,5 +154,13 @@ describe('hostAllowed', () => {
     expect(hostAllowed('badexample.com', ['*.example.com'])).toBe(false);
     expect(hostAllowed('[2606:4700::1]', ['2606:4700::1'])).toBe(true);
     expect(hostAllowed('hooks.example.com', [])).toBe(false);
+  });
+});
+
+describe('temporary DNS failures', () => {
+  it('are temporary refusals (retried later), unlike a name that does not exist', async () => {
+    const failing = (code: string) => async () => Promise.reject(Object.assign(new Error(code), { code }));
+    await expect(resolveWebhookTarget('http://slow.example/x', { allowedCidrs: [] }, failing('EAI_AGAIN'))).rejects.toMatchObject({ temporary: true, message: expect.stringContaining('could not be resolved just now (EAI_AGAIN)') });
+    await expect(resolveWebhookTarget('http://nope.example/x', { allowedCidrs: [] }, failing('ENOTFOUND'))).rejects.toMatchObject({ temporary: false, message: expect.stringContaining('does not resolve (ENOTFOUND)') });
   });
 });

@@ -10,7 +10,10 @@ export interface WebhookNetworkPolicy {
   readonly allowedCidrs: readonly string[];
 }
 
-/** A URL a webhook may not be sent to; retrying will not help until the URL or the policy changes. */
+/**
+ * A URL a webhook may not be sent to. Retrying does not help until the URL or the policy changes,
+ * unless `temporary`: the name could not be resolved just now (a DNS timeout or SERVFAIL).
+ */
 export class WebhookTargetError extends Error {
   override readonly name = 'WebhookTargetError';
 
@@ -18,10 +21,43 @@ export class WebhookTargetError extends Error {
    * @param message what was refused, where, and how to fix it (shown to the tenant).
    * @param reason the short cause alone, e.g. `127.0.0.1 is a loopback address`.
    */
-  constructor(message: string, readonly reason: string = message) {
+  constructor(
+    message: string,
+    readonly reason: string = message,
+    readonly temporary = false,
+  ) {
     super(message);
   }
 }
+
+/** getaddrinfo errors that say "not now" rather than "no such name". */
+const TEMPORARY_DNS_CODES = new Set(['EAI_AGAIN', 'ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED', 'LOOKUP_TIMEOUT']);
+/** Lookups of webhook hosts running at once: getaddrinfo holds one of libuv's 4 pool threads until the resolver answers, so tenant-chosen names never take them all. */
+const MAX_LOOKUPS = 2;
+/** How long a caller waits for a lookup (its thread may stay busy longer; it still counts against MAX_LOOKUPS). */
+const LOOKUP_TIMEOUT_MS = 5_000;
+
+let lookupsRunning = 0;
+const lookupQueue: Array<() => void> = [];
+
+/** `dns.lookup` bounded in concurrency and, for the caller, in time. */
+export const boundedLookup: WebhookLookup = async (hostname, options) => {
+  if (lookupsRunning >= MAX_LOOKUPS) await new Promise<void>((resolve) => lookupQueue.push(resolve));
+  lookupsRunning++;
+  const lookup = dnsLookup(hostname, options).finally(() => {
+    lookupsRunning--;
+    lookupQueue.shift()?.();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`no DNS answer within ${LOOKUP_TIMEOUT_MS} ms`), { code: 'LOOKUP_TIMEOUT' })), LOOKUP_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([lookup, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+};
 
 /** Where a vetted webhook URL connects: exactly this address, so a second DNS answer cannot redirect it. */
 export interface WebhookTarget {
@@ -117,7 +153,7 @@ export function refusedAddressReason(address: string, policy: WebhookNetworkPoli
  * connects to the returned address, never to a second lookup's answer (DNS rebinding).
  * @throws WebhookTargetError naming the URL, the address and the fix.
  */
-export async function resolveWebhookTarget(url: string, policy: WebhookNetworkPolicy, lookup: WebhookLookup = dnsLookup): Promise<WebhookTarget> {
+export async function resolveWebhookTarget(url: string, policy: WebhookNetworkPolicy, lookup: WebhookLookup = boundedLookup): Promise<WebhookTarget> {
   const parsed = parseWebhookUrl(url);
   const host = webhookHost(parsed);
   const literal = isIP(host) !== 0;
@@ -125,7 +161,9 @@ export async function resolveWebhookTarget(url: string, policy: WebhookNetworkPo
   for (const address of addresses) {
     const kind = refusedKind(address, policy);
     if (kind) {
-      throw new WebhookTargetError(`webhook URL ${parsed.href} ${literal ? 'points at' : 'resolves to'} ${address}, ${kind}; ${PUBLIC_ONLY}`, `${address} is ${kind}`);
+      // A name's private address is not echoed: the tenant would learn the internal DNS.
+      if (!literal) throw new WebhookTargetError(`webhook URL ${parsed.href} resolves to ${withoutAddresses(kind)}; ${PUBLIC_ONLY}`, `${host} resolves to ${withoutAddresses(kind)}`);
+      throw new WebhookTargetError(`webhook URL ${parsed.href} points at ${address}, ${kind}; ${PUBLIC_ONLY}`, `${address} is ${kind}`);
     }
   }
   return { url: parsed, address: addresses[0], family: isIP(addresses[0]) === 6 ? 6 : 4 };
@@ -175,12 +213,20 @@ async function resolveHost(url: URL, host: string, lookup: WebhookLookup): Promi
   } catch (error) {
     const failure = error as NodeJS.ErrnoException | undefined;
     const code = failure?.code ?? failure?.message ?? String(error);
+    if (TEMPORARY_DNS_CODES.has(String(failure?.code))) {
+      throw new WebhookTargetError(`webhook URL ${url.href}: host ${host} could not be resolved just now (${code}); retry in a moment`, `${host} could not be resolved (${code})`, true);
+    }
     throw new WebhookTargetError(`webhook URL ${url.href}: host ${host} does not resolve (${code}); check the name and that it has a public DNS record`, `${host} does not resolve (${code})`);
   }
   if (answers.length === 0) {
     throw new WebhookTargetError(`webhook URL ${url.href}: host ${host} has no addresses; check its DNS records`, `${host} has no addresses`);
   }
   return answers.map((answer) => answer.address);
+}
+
+/** The kind as a name's refusal shows it: without an address inside (the embedded IPv4 of a mapped form). */
+function withoutAddresses(kind: string): string {
+  return /\d+\.\d+\.\d+\.\d+|::/.test(kind) ? 'an address that is not public' : kind;
 }
 
 /** Completes "<address> is …" when refused; undefined when the address may be contacted. */

@@ -79,9 +79,11 @@ export class WebhookDeliveries implements OnApplicationBootstrap, OnApplicationS
 
   /**
    * Refuses a URL a run may not name, with a 400 that says why: not http(s), a host outside the
-   * tenant's allowed hosts, or a name that resolves to a loopback, link-local or private address.
+   * tenant's allowed hosts, or a name that resolves to a loopback, link-local or private address;
+   * 503 UNAVAILABLE when its name cannot be resolved just now.
    */
-  async check(tenantId: string, url: string): Promise<void> {
+  async check(tenantId: string, url: unknown): Promise<void> {
+    if (typeof url !== 'string') throw new PodflowError('BAD_REQUEST', 'webhookUrl must be a string: an absolute http:// or https:// URL');
     if (url.length > MAX_WEBHOOK_URL_CHARS) throw new PodflowError('BAD_REQUEST', `webhookUrl is ${url.length} characters; at most ${MAX_WEBHOOK_URL_CHARS}`);
     try {
       const parsed = parseWebhookUrl(url);
@@ -91,7 +93,7 @@ export class WebhookDeliveries implements OnApplicationBootstrap, OnApplicationS
       }
       await resolveWebhookTarget(url, { allowedCidrs: this.config.WEBHOOK_ALLOWED_CIDRS });
     } catch (error) {
-      if (error instanceof WebhookTargetError) throw new PodflowError('BAD_REQUEST', error.message);
+      if (error instanceof WebhookTargetError) throw new PodflowError(error.temporary ? 'UNAVAILABLE' : 'BAD_REQUEST', error.message);
       throw error;
     }
   }

@@ -179,7 +179,7 @@ function statusVerdict(status: number): Verdict {
 }
 
 function failureVerdict(error: unknown, url: string, timedOut: boolean, timeoutMs: number): Verdict {
-  if (error instanceof WebhookTargetError) return { ok: false, permanent: true, error: error.message };
+  if (error instanceof WebhookTargetError) return { ok: false, permanent: !error.temporary, error: error.message };
   if (timedOut) return { ok: false, permanent: false, error: `timed out: no complete answer from ${url} within ${timeoutMs} ms (WEBHOOK_TIMEOUT_MS)` };
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   // Not `instanceof Error`: errors from another realm (a vm context, Jest) would fail it.

@@ -1,11 +1,24 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { RedisClient } from '@podflow/redis';
+import { LuaScript, type RedisClient } from '@podflow/redis';
 import { randomBytes } from 'node:crypto';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, REDIS } from '../tokens';
 
 /** After a rotation, deliveries are signed with the previous secret too for this long, so receivers can switch over. */
 export const ROTATION_GRACE_MS = 24 * 3600 * 1000;
+
+/** Make `secret` current, the current one previous. KEYS: secrets hash. ARGV: tenant, secret, now. Returns 1 when there was one before. */
+const ROTATE = new LuaScript(`
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local next = { current = ARGV[2] }
+if current then
+  next.previous = cjson.decode(current).current
+  next.rotatedAt = tonumber(ARGV[3])
+end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(next))
+if current then return 1 end
+return 0
+`);
 
 interface StoredSecret {
   current: string;
@@ -45,12 +58,11 @@ export class WebhookSecrets {
     return inGrace ? [stored.current, stored.previous!] : [stored.current];
   }
 
-  /** A new current secret; the old one keeps signing for ROTATION_GRACE_MS. */
+  /** A new current secret; the old one keeps signing for ROTATION_GRACE_MS. Atomic: two rotations at once keep the one in between as `previous`. */
   async rotate(tenantId: string, now = Date.now()): Promise<{ secret: string; previousValidUntil: string | null }> {
-    const old = await this.read(tenantId);
-    const next: StoredSecret = { current: newSecret(), ...(old ? { previous: old.current, rotatedAt: now } : {}) };
-    await this.redis.hset(this.key, tenantId, JSON.stringify(next));
-    return { secret: next.current, previousValidUntil: old ? new Date(now + ROTATION_GRACE_MS).toISOString() : null };
+    const secret = newSecret();
+    const hadOne = (await ROTATE.run(this.redis, [this.key], [tenantId, secret, now])) === 1;
+    return { secret, previousValidUntil: hadOne ? new Date(now + ROTATION_GRACE_MS).toISOString() : null };
   }
 
   private async read(tenantId: string): Promise<StoredSecret | undefined> {
