@@ -106,3 +106,36 @@ describe('node timeouts and resources per tenant (issue 13)', () => {
     expect(registered.json.error.message).toContain('timeout 5m is more than tenant "acme" may ask for (maxNodeTimeoutSeconds 30s)');
   });
 });
+
+describe('runs in progress per tenant (issue 13)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    // Each execution holds its slot 1.5 s, so runs stay in progress while the test submits more.
+    stack = await startStack({ env: { TENANT_MAX_RUNS_IN_PROGRESS: '2' }, workerEnv: { SANDBOX_DRIVER: 'noop', NOOP_DELAY_MS: '1500', WORKER_CONCURRENCY: '8' } });
+  });
+  afterAll(() => stack?.stop());
+
+  it('refuses a third run in progress with 429 naming the limit, accepts again once one finished, and delays a queue submission instead', async () => {
+    const first = await call(stack, 'POST', '/v1/runs', { body: { workflow } });
+    const second = await call(stack, 'POST', '/v1/runs', { body: { workflow } });
+    expect([first.status, second.status]).toEqual([202, 202]);
+    const refused = await call(stack, 'POST', '/v1/runs', { body: { workflow } });
+    expect(refused.status).toBe(429);
+    expect(refused.json.error.message).toContain('tenant "acme" may have 2 runs in progress and has 2 (maxRunsInProgress');
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    // Another tenant has its own count.
+    expect((await call(stack, 'POST', '/v1/runs', { key: OTHER_KEY, body: { workflow } })).status).toBe(202);
+    // The queue waits rather than failing.
+    const submitter = new QueueSubmitter(stack.redis, { prefix: stack.prefix });
+    try {
+      const completion = submitter.submitAndWait({ tenantId: 'acme', workflow, inputs: {} }, { timeoutMs: 60_000 });
+      await stack.client.waitForRun(first.json.id, 100, 30_000);
+      await stack.client.waitForRun(second.json.id, 100, 30_000);
+      expect(await completion).toMatchObject({ status: 'succeeded' });
+    } finally {
+      await submitter.close();
+    }
+    // Room again.
+    expect((await call(stack, 'POST', '/v1/runs', { body: { workflow } })).status).toBe(202);
+  });
+});

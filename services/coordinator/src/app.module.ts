@@ -25,6 +25,7 @@ import { StreamLimiter } from './streams/stream-limiter';
 import { RunsController } from './runs/runs.controller';
 import { RunsService } from './runs/runs.service';
 import { RunRateLimiter } from './tenancy/run-rate';
+import { RunsInProgressLimit } from './tenancy/runs-in-progress';
 import { UsageStore } from './tenancy/usage';
 import { UsageController } from './tenancy/usage.controller';
 import { TenantDirectory } from './tenancy/tenant-directory';
@@ -55,6 +56,7 @@ export class AppModule implements NestModule {
         { provide: APP_FILTER, useClass: ErrorFilter },
         TenantDirectory,
         RunRateLimiter,
+        RunsInProgressLimit,
         UsageStore,
         RunStore,
         {

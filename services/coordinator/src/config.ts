@@ -88,6 +88,8 @@ export const coordinatorConfigSchema = z.object({
   TENANT_MAX_IN_FLIGHT: int(1).default(10_000),
   /** Runs one tenant may start per minute (HTTP and the submissions queue); 0: no limit. A tenant's record may set its own. */
   TENANT_RUNS_PER_MINUTE: int(0).default(0),
+  /** Runs one tenant may have started and not finished (its queued work); 0: no limit. A tenant's record may set its own. */
+  TENANT_MAX_RUNS_IN_PROGRESS: int(0).default(0),
   /** `tenant=count,...`: TENANT_MAX_IN_FLIGHT for the listed tenants. */
   TENANT_MAX_IN_FLIGHT_BY_TENANT: tenantNumbersEnv('TENANT_MAX_IN_FLIGHT_BY_TENANT', { min: 1, integer: true, what: 'count' }),
   /** What one run of any tenant may ask for unless its record says otherwise (tenancy/node-limits.ts); unset: only the deployment-wide limits. */

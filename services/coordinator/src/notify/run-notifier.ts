@@ -14,7 +14,8 @@ import { ReplyStreams } from './reply-streams';
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
 /**
- * Hands a finished run's outcome to its notify targets: reply streams get a `RunCompletion`,
+ * What a run's end sets off (the `run_finished` outbox command): it leaves its tenant's runs in
+ * progress, and its outcome goes to its notify targets: reply streams get a `RunCompletion`,
  * webhooks get a delivery job. Called for the `run_finished` outbox entry, which the batch that
  * ended the run wrote: the entry stays until every target was served, so a crash anywhere here
  * means a second go, and each target is served once per run (reply marker, webhook job id).
@@ -34,11 +35,11 @@ export class RunNotifier {
     this.replies = new ReplyStreams(redis, config.QUEUE_PREFIX, config.REPLY_RETENTION_SECONDS);
   }
 
-  /** Serves every target of a finished run (none: nothing to do). */
+  /** A run has ended: off its tenant's runs in progress, and its outcome to every target it has. */
   async runFinished(runId: string): Promise<void> {
     const { record, targets } = await this.store.recordWithTargets(runId);
-    if (!record || targets.length === 0) return;
-    await this.notify(record, targets);
+    if (!record) return;
+    await Promise.all([this.store.endInProgress(record.tenantId, [runId]), targets.length > 0 ? this.notify(record, targets) : undefined]);
   }
 
   /** Serves `targets` of a run that is finished (a no-op for one still going). */

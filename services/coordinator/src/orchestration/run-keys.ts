@@ -69,6 +69,10 @@ export class RunKeys {
   heldRuns(tenantId: string): string {
     return `${this.prefix}:{t:${tenantId}}:held-runs`;
   }
+  /** A tenant's runs not finished yet, scored by creation: what TENANT_MAX_RUNS_IN_PROGRESS counts. */
+  runsInProgress(tenantId: string): string {
+    return `${this.prefix}:{t:${tenantId}}:runs-in-progress`;
+  }
   tenantRuns(tenantId: string): string {
     return `${this.prefix}:{t:${tenantId}}:runs`;
   }

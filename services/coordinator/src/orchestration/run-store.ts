@@ -334,8 +334,22 @@ export class RunStore {
   }
 
   /** Records a run in its tenant's listing (before the run exists: a listing skips runs not created yet). */
+  /** Lists a new run under its tenant, and among its runs in progress until `endInProgress` (one slot, one round trip). */
   async listRun(tenantId: string, runId: string, createdAt: number): Promise<void> {
-    await this.redis.zadd(this.keys.tenantRuns(tenantId), createdAt, runId);
+    await this.redis.multi().zadd(this.keys.tenantRuns(tenantId), createdAt, runId).zadd(this.keys.runsInProgress(tenantId), createdAt, runId).exec();
+  }
+
+  async endInProgress(tenantId: string, runIds: readonly string[]): Promise<void> {
+    if (runIds.length > 0) await this.redis.zrem(this.keys.runsInProgress(tenantId), ...runIds);
+  }
+
+  /** How many runs the tenant has in progress, and the oldest `count` of them (to check for ones that ended without being taken off). */
+  async runsInProgress(tenantId: string, count: number): Promise<{ total: number; oldest: Array<{ id: string; createdAt: number }> }> {
+    const key = this.keys.runsInProgress(tenantId);
+    const [total, flat] = await Promise.all([this.redis.zcard(key), this.redis.zrange(key, 0, count - 1, 'WITHSCORES')]);
+    const oldest: Array<{ id: string; createdAt: number }> = [];
+    for (let i = 0; i < flat.length; i += 2) oldest.push({ id: flat[i]!, createdAt: Number(flat[i + 1]) });
+    return { total, oldest };
   }
 
   /** Newest-first page of a tenant's run ids created at or before `atOrBefore` (epoch ms). */

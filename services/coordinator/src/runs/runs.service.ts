@@ -15,6 +15,7 @@ import { WorkflowRegistry } from '../workflows/workflow-registry';
 import { runSummary, type RunSnapshot } from './run-view';
 import { RunRateLimiter } from '../tenancy/run-rate';
 import { assertWithinNodeLimits, withTenantDefaults, type NodeLimits } from '../tenancy/node-limits';
+import { RunsInProgressLimit } from '../tenancy/runs-in-progress';
 import { TenantDirectory } from '../tenancy/tenant-directory';
 import type { NotifyTarget } from '../notify/notify-targets';
 import { RunNotifier } from '../notify/run-notifier';
@@ -48,11 +49,12 @@ export class RunsService {
     private readonly webhooks: WebhookDeliveries,
     private readonly notifier: RunNotifier,
     private readonly directory: TenantDirectory,
+    private readonly inProgress: RunsInProgressLimit,
   ) {}
 
   /**
    * Creates a run; returns its id, status and the definition it runs (normalized: defaults filled in).
-   * @throws PodflowError TOO_MANY_REQUESTS past the tenant's runs per minute (nothing is created).
+   * @throws PodflowError TOO_MANY_REQUESTS past the tenant's runs per minute or runs in progress (nothing is created).
    */
   async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase; workflow: Workflow; created: boolean }> {
     const notify = notifyTargetsOf(submission);
@@ -64,6 +66,7 @@ export class RunsService {
       const [run, compiled] = await Promise.all([this.addTargets(existing, notify), this.definitionOf(existing)]);
       return { id: run.id, status: run.status, workflow: compiled.workflow, created: false };
     }
+    await this.inProgress.check(tenantId);
     await this.rate.take(tenantId);
     if (submission.webhookUrl !== undefined) await this.webhooks.check(tenantId, submission.webhookUrl);
     const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);

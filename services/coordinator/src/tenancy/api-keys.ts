@@ -14,6 +14,8 @@ export interface TenantSettings {
   maxInFlight?: number;
   /** Runs it may start per minute, over TENANT_RUNS_PER_MINUTE. */
   runsPerMinute?: number;
+  /** Runs it may have started and not finished, over TENANT_MAX_RUNS_IN_PROGRESS. */
+  maxRunsInProgress?: number;
   /** Hosts its webhook URLs may name, over WEBHOOK_ALLOWED_HOSTS. */
   webhookHosts?: string[];
   /** What one run may ask for (tenancy/node-limits.ts), over the TENANT_MAX_* settings. */
@@ -24,7 +26,7 @@ export interface TenantSettings {
 }
 
 /** The settings a tenant record may carry (what PATCH /v1/admin/tenants/:id sets or clears with null). */
-export const TENANT_SETTINGS = ['weight', 'maxInFlight', 'runsPerMinute', 'webhookHosts', 'maxNodeTimeoutSeconds', 'maxRunTimeoutSeconds', 'maxNodeMemory', 'maxNodeCpu'] as const;
+export const TENANT_SETTINGS = ['weight', 'maxInFlight', 'runsPerMinute', 'maxRunsInProgress', 'webhookHosts', 'maxNodeTimeoutSeconds', 'maxRunTimeoutSeconds', 'maxNodeMemory', 'maxNodeCpu'] as const;
 
 export interface TenantRecord extends TenantSettings {
   id: string;
@@ -89,6 +91,8 @@ export const updateTenantBody = z
     maxInFlight: z.number().int().min(1).max(1_000_000).nullable().optional(),
     /** Runs it may start per minute (0: no limit); null goes back to the operator's setting. */
     runsPerMinute: z.number().int().min(0).max(10_000_000).nullable().optional(),
+    /** Runs started and not finished it may have (0: no limit); null goes back to the operator's setting. */
+    maxRunsInProgress: z.number().int().min(0).max(100_000_000).nullable().optional(),
     /** Host patterns its webhook URLs may name (`*`, `example.com`, `*.example.com`); null goes back to WEBHOOK_ALLOWED_HOSTS. */
     webhookHosts: z
       .array(z.string().toLowerCase().regex(/^(\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*\.?)$/, 'a host pattern is a host name, *.domain or *'))
@@ -130,6 +134,7 @@ export function tenantView(record: TenantRecord, source: 'admin' | 'environment'
     weight: record.weight ?? null,
     maxInFlight: record.maxInFlight ?? null,
     runsPerMinute: record.runsPerMinute ?? null,
+    maxRunsInProgress: record.maxRunsInProgress ?? null,
     maxNodeTimeoutSeconds: record.maxNodeTimeoutSeconds ?? null,
     maxRunTimeoutSeconds: record.maxRunTimeoutSeconds ?? null,
     maxNodeMemory: record.maxNodeMemory ?? null,

@@ -328,7 +328,7 @@ export class TenantDirectory implements OnApplicationBootstrap, OnApplicationShu
   async tenantSettings(tenantId: string): Promise<TenantSettings> {
     const record = await this.tenantRecord(tenantId);
     const settings: TenantSettings = {};
-    for (const field of ['weight', 'maxInFlight', 'runsPerMinute', 'maxNodeTimeoutSeconds', 'maxRunTimeoutSeconds'] as const) if (typeof record?.[field] === 'number') settings[field] = record[field];
+    for (const field of ['weight', 'maxInFlight', 'runsPerMinute', 'maxRunsInProgress', 'maxNodeTimeoutSeconds', 'maxRunTimeoutSeconds'] as const) if (typeof record?.[field] === 'number') settings[field] = record[field];
     for (const field of ['maxNodeMemory', 'maxNodeCpu'] as const) if (typeof record?.[field] === 'string') settings[field] = record[field];
     // Redis's cjson writes an empty array as {}: anything set but not a list allows no host (fail closed).
     if (record?.webhookHosts !== undefined && record.webhookHosts !== null) settings.webhookHosts = Array.isArray(record.webhookHosts) ? record.webhookHosts : [];
