@@ -190,6 +190,25 @@ describe('admin API: tenants and keys as data (issue 13)', () => {
     expect(text).toContain('the API key of this stream was revoked');
   });
 
+  it('ends a waiting ?wait=true execution with 401 when its key is revoked; the execution goes on', async () => {
+    await admin('POST', '/v1/admin/tenants', { id: 'waiter' });
+    const issued = (await admin('POST', '/v1/admin/tenants/waiter/keys', { name: 'w' })).json;
+    const waiting = call(stack, 'POST', '/v1/executions?wait=true', { key: issued.key, body: { language: 'python', code: 'import time\ndef main(args):\n    time.sleep(4)\n    return {}\n' } });
+    // Revoked once the execution is waited for (its run exists).
+    let listed: { json: { runs: unknown[] } } = { json: { runs: [] } };
+    for (let i = 0; i < 100 && listed.json.runs.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      listed = await call(stack, 'GET', '/v1/runs', { key: issued.key });
+    }
+    expect(listed.json.runs).toHaveLength(1);
+    const revokedAt = Date.now();
+    await admin('DELETE', `/v1/admin/tenants/waiter/keys/${issued.id}`);
+    const answer = await waiting;
+    expect(Date.now() - revokedAt).toBeLessThan(3_000);
+    expect(answer.status).toBe(401);
+    expect(answer.json.error.message).toContain('was revoked, or tenant "waiter" disabled, while this execution was awaited');
+  });
+
   it("reads no body before the admin check, whatever the path's case", async () => {
     for (const path of ['/v1/admin/tenants', '/V1/ADMIN/tenants', '/v1/Admin/tenants/']) {
       const response = await call(stack, 'POST', path, { key: TENANT_KEY, body: '{broken json' });

@@ -88,6 +88,8 @@ export interface ExecResult {
   logs: CapturedLogs;
   warnings: string[];
   timings: ExecTimings;
+  /** Peak memory of the execution's sandbox, where the driver measures it (the process driver's memory cgroup). */
+  peakMemoryBytes?: number;
   workerId: string;
 }
 

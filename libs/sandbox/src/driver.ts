@@ -46,6 +46,8 @@ export interface SandboxOutcome {
   files: CollectedFile[];
   /** Wall time inside the sandbox. */
   durationMs: number;
+  /** The sandbox's peak memory, where the driver measures it (process driver with cgroups; not on Kubernetes). */
+  peakMemoryBytes?: number;
   /** Present when the request declared dependencies. */
   layer?: LayerUse;
   /** What the driver changed about the request (resources clamped to the operator's maximum). */

@@ -79,7 +79,7 @@ export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<E
   );
   try {
     const stored = await storeArtifacts(job, outcome, payloads, deps);
-    const times = { startedAt, finishedAt: now(), executionMs: outcome.durationMs };
+    const times = { startedAt, finishedAt: now(), executionMs: outcome.durationMs, peakMemoryBytes: outcome.peakMemoryBytes };
     if ('error' in stored) return failedResult(job, deps.workerId, { ...stored.error, nodeId: job.nodeId }, outcome.logs, times);
     return {
       ...baseResult(job, deps.workerId, outcome.logs, times),
@@ -181,6 +181,7 @@ interface Times {
   startedAt: number;
   finishedAt: number;
   executionMs: number;
+  peakMemoryBytes?: number;
 }
 
 function baseResult(job: ExecJob, workerId: string, logs: CapturedLogs, times: Times): Omit<ExecResult, 'status'> {
@@ -199,6 +200,7 @@ function baseResult(job: ExecJob, workerId: string, logs: CapturedLogs, times: T
       queueWaitMs: Math.max(0, times.startedAt - job.enqueuedAt),
       executionMs: times.executionMs,
     },
+    ...(times.peakMemoryBytes !== undefined ? { peakMemoryBytes: times.peakMemoryBytes } : {}),
     workerId,
   };
 }

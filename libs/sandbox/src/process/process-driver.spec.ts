@@ -403,6 +403,14 @@ describe('ProcessDriver with bubblewrap', () => {
       else expect(codes.filter((code) => code === -9).length).toBeGreaterThanOrEqual(3);
     });
 
+    asRoot("measures an execution's peak memory (its cgroup's high watermark), for usage accounting", async () => {
+      const small = await run({ code: 'def main(args):\n    return {}\n' });
+      const big = await run({ code: 'def main(args):\n    b = bytearray(96 * 1024 * 1024)\n    del b\n    return {}\n' });
+      expect(small.peakMemoryBytes).toBeGreaterThan(0);
+      expect(big.peakMemoryBytes).toBeGreaterThanOrEqual(96 * MIB);
+      expect(big.peakMemoryBytes! - small.peakMemoryBytes!).toBeGreaterThanOrEqual(80 * MIB);
+    });
+
     asRoot('stops writes under /home/user at the home size', async () => {
       const small = new ProcessDriver({ isolation: 'bubblewrap', workRoot, homeSizeBytes: 8 * MIB });
       try {

@@ -216,9 +216,10 @@ export class ProcessDriver implements SandboxDriver {
         maxLogBytes: limits.maxLogBytes,
         ...(oomKilled !== undefined ? { oomKilled } : {}),
       });
-      const files = await this.files(classified, response?.ok ? response.files : [], sandbox.homeDir, limits, request);
+      const [files, peakMemoryBytes] = await Promise.all([this.files(classified, response?.ok ? response.files : [], sandbox.homeDir, limits, request), sandbox.cgroup?.peakMemoryBytes()]);
       const dispose = (): Promise<void> => teardown.then(() => sandbox.dispose());
-      return { ...classified, ...files, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), durationMs: run.durationMs, dispose };
+      const measured = peakMemoryBytes !== undefined && Number.isFinite(peakMemoryBytes) ? { peakMemoryBytes } : {};
+      return { ...classified, ...files, ...(resources.notes.length > 0 ? { warnings: resources.notes } : {}), ...measured, durationMs: run.durationMs, dispose };
     } catch (error) {
       // A sandbox started (or taken) but never handed its request is still waiting: end it first.
       if (started && !handedOver) await started.process.discard();

@@ -1,10 +1,12 @@
 import { Body, Controller, Post, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { PodflowError } from '@podflow/protocol';
 import type { Response } from 'express';
 import { ApiKeyId, TenantId } from '../api/auth.guard';
 import { createExecutionBody, parseRequest } from '../api/request-schemas';
 import { RunEventsService } from '../streams/run-events.service';
 import { StreamLimiter } from '../streams/stream-limiter';
+import { TenantDirectory } from '../tenancy/tenant-directory';
 import { clientGone } from './client-connection';
 import { runView } from './run-view';
 import { RunsService } from './runs.service';
@@ -22,6 +24,7 @@ export class ExecutionsController {
     private readonly runs: RunsService,
     private readonly events: RunEventsService,
     private readonly limiter: StreamLimiter,
+    private readonly directory: TenantDirectory,
   ) {}
 
   @Post()
@@ -80,8 +83,16 @@ export class ExecutionsController {
       // A client that goes away ends the wait (the execution itself goes on; cancel it to stop it).
       if (gone.aborted) return;
       const node = workflow.nodes[0]!;
-      await this.events.waitUntilFinished(id, node.timeoutMs * (node.retries.max + 1) + WAIT_MARGIN_MS, gone);
+      // So does a key revoked (or a tenant disabled) meanwhile: 401, as any later call would get.
+      const revoked = new AbortController();
+      const unwatch = this.directory.watchAccess({ tenantId, apiKeyId }, () => revoked.abort());
+      try {
+        await this.events.waitUntilFinished(id, node.timeoutMs * (node.retries.max + 1) + WAIT_MARGIN_MS, AbortSignal.any([gone, revoked.signal]));
+      } finally {
+        unwatch();
+      }
       if (gone.aborted) return;
+      if (revoked.signal.aborted) throw new PodflowError('UNAUTHENTICATED', `the API key was revoked, or tenant "${tenantId}" disabled, while this execution was awaited; it goes on as run ${id} (cancel it with a valid key)`);
       const view = runView(await this.runs.snapshot(tenantId, id, { nodes: [NODE_ID] }));
       response.status(200).json({ id, ...(view.nodes[NODE_ID] as Record<string, unknown>) });
     } finally {

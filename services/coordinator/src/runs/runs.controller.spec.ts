@@ -134,7 +134,7 @@ describe('ExecutionsController.create with wait=true', () => {
     const submitted = deferred<{ id: string }>();
     const limits = limiter();
     const runs = { submit: () => submitted.promise, get: async () => ({ workflow: { nodes: [{ timeoutMs: 1000, retries: { max: 0 } }] } }) } as unknown as RunsService;
-    const controller = new ExecutionsController(runs, fakeEvents([], { follow: 0 }), limits);
+    const controller = new ExecutionsController(runs, fakeEvents([], { follow: 0 }), limits, noWatch);
     const response = new FakeResponse();
     const waiting = controller.create('acme', 'key', { language: 'python', code: 'def main(args): return {}' }, 'true', response as unknown as Response);
     response.clientLeaves();

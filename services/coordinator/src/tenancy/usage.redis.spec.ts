@@ -12,7 +12,7 @@ if (!redisUrl) throw new Error('REDIS_URL is not set: run this suite through `np
 const logger = { warn() {} } as unknown as Logger;
 const HOUR = 3_600_000;
 
-function result(tenantId: string, executionId: string, status: 'succeeded' | 'failed', executionMs: number, fileSizes: number[] = []): ExecResult {
+function result(tenantId: string, executionId: string, status: 'succeeded' | 'failed', executionMs: number, fileSizes: number[] = [], peakMemoryBytes?: number): ExecResult {
   return {
     executionId,
     tenantId,
@@ -24,6 +24,7 @@ function result(tenantId: string, executionId: string, status: 'succeeded' | 'fa
     logs: { stdout: '', stderr: '', truncated: false },
     warnings: [],
     timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs },
+    ...(peakMemoryBytes !== undefined ? { peakMemoryBytes } : {}),
     ...(fileSizes.length ? { files: { elements: fileSizes.map((size, i) => ({ name: `f${i}`, path: `f${i}`, size, content_type: 'text/plain', sha256: '', download_url: '', expires_at: '', key: '' })) } } : {}),
   };
 }
@@ -45,15 +46,16 @@ describe('UsageStore', () => {
 
   it('counts each execution once per tenant and hour, even when its result arrives twice', async () => {
     const at = Date.UTC(2026, 11, 1, 10, 30);
-    const batch = [result('acme', 'e1', 'succeeded', 120, [10, 20]), result('acme', 'e2', 'failed', 30), result('globex', 'g1', 'succeeded', 5)];
+    // Peak memory where measured (e2 was not): the hour's largest, and the range's largest.
+    const batch = [result('acme', 'e1', 'succeeded', 120, [10, 20], 50_000_000), result('acme', 'e2', 'failed', 30), result('globex', 'g1', 'succeeded', 5, [], 7)];
     await usage.record(batch, at);
     await usage.record([batch[0]!], at + 60_000); // the same message delivered again
-    await usage.record([result('acme', 'e3', 'succeeded', 50)], at + HOUR); // the next hour
+    await usage.record([result('acme', 'e3', 'succeeded', 50, [], 20_000_000)], at + HOUR); // the next hour
     const acme = await usage.usage('acme', at - HOUR, at + HOUR);
-    expect(acme.total).toEqual({ executions: 3, succeeded: 2, failed: 1, executionMs: 200, files: 2, fileBytes: 30 });
-    expect(acme.hours.map((h) => [h.hour, h.executions])).toEqual([
-      ['2026-12-01T10:00:00.000Z', 2],
-      ['2026-12-01T11:00:00.000Z', 1],
+    expect(acme.total).toEqual({ executions: 3, succeeded: 2, failed: 1, executionMs: 200, files: 2, fileBytes: 30, peakMemoryBytes: 50_000_000 });
+    expect(acme.hours.map((h) => [h.hour, h.executions, h.peakMemoryBytes])).toEqual([
+      ['2026-12-01T10:00:00.000Z', 2, 50_000_000],
+      ['2026-12-01T11:00:00.000Z', 1, 20_000_000],
     ]);
     expect((await usage.usage('globex', at, at)).total.executions).toBe(1);
     expect((await usage.allTenants(at, at)).map((u) => [u.tenantId, u.total.executions])).toEqual([

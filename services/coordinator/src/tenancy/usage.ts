@@ -16,7 +16,9 @@ const LISTED_MAX = 100_000;
 export const MAX_USAGE_RANGE_MS = 93 * 24 * HOUR_MS;
 
 /** What is counted per tenant and hour. */
-export const USAGE_FIELDS = ['executions', 'succeeded', 'failed', 'executionMs', 'files', 'fileBytes'] as const;
+export const USAGE_FIELDS = ['executions', 'succeeded', 'failed', 'executionMs', 'files', 'fileBytes', 'peakMemoryBytes'] as const;
+/** Fields whose total over hours is their largest value, not their sum. */
+const MAX_FIELDS = new Set<UsageField>(['peakMemoryBytes']);
 export type UsageField = (typeof USAGE_FIELDS)[number];
 export type UsageTotals = Record<UsageField, number>;
 
@@ -24,11 +26,11 @@ export type UsageTotals = Record<UsageField, number>;
  * Adds one tenant-hour's results, each counted once (its execution id is remembered for
  * DEDUPE_SECONDS: a result message delivered again after a crash adds nothing). KEYS: the hour's
  * counters, the hour's counted ids. ARGV: keepSeconds, dedupeSeconds, then per result:
- * executionId, succeeded (1/0), executionMs, files, fileBytes.
+ * executionId, succeeded (1/0), executionMs, files, fileBytes, peakMemoryBytes ('' = not measured).
  */
 const ADD_USAGE = new LuaScript(`
 local added = 0
-for i = 3, #ARGV, 5 do
+for i = 3, #ARGV, 6 do
   if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
     added = added + 1
     redis.call('HINCRBY', KEYS[1], 'executions', 1)
@@ -36,6 +38,8 @@ for i = 3, #ARGV, 5 do
     redis.call('HINCRBY', KEYS[1], 'executionMs', ARGV[i + 2])
     redis.call('HINCRBY', KEYS[1], 'files', ARGV[i + 3])
     redis.call('HINCRBY', KEYS[1], 'fileBytes', ARGV[i + 4])
+    local peak = tonumber(ARGV[i + 5])
+    if peak and peak > tonumber(redis.call('HGET', KEYS[1], 'peakMemoryBytes') or '0') then redis.call('HSET', KEYS[1], 'peakMemoryBytes', ARGV[i + 5]) end
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
@@ -47,8 +51,9 @@ const zero = (): UsageTotals => Object.fromEntries(USAGE_FIELDS.map((f) => [f, 0
 
 /**
  * Usage accounting per tenant: executions (succeeded, failed), execution time as the sandboxes
- * measured it, files stored and their bytes, in hourly buckets (the tenant's hash slot), counted
- * when results arrive. Peak memory is not counted: the drivers do not measure it yet.
+ * measured it, files stored and their bytes, and the largest peak memory of one execution (where
+ * the driver measures it: the process driver's memory cgroup), in hourly buckets (the tenant's
+ * hash slot), counted when results arrive.
  */
 @Injectable()
 export class UsageStore {
@@ -84,7 +89,9 @@ export class UsageStore {
             const files = r.files?.elements ?? [];
             const bytes = files.reduce((sum, f) => sum + (Number.isFinite(f.size) ? Math.max(0, Math.floor(f.size)) : 0), 0);
             const ms = Number.isFinite(r.timings?.executionMs) ? Math.max(0, Math.round(r.timings.executionMs)) : 0;
-            return [r.executionId, r.status === 'succeeded' ? '1' : '0', String(ms), String(files.length), String(bytes)];
+            const peak = r.peakMemoryBytes;
+            const measured = typeof peak === 'number' && Number.isFinite(peak) && peak > 0 ? String(Math.floor(peak)) : '';
+            return [r.executionId, r.status === 'succeeded' ? '1' : '0', String(ms), String(files.length), String(bytes), measured];
           });
           const key = this.hourKey(tenantId, hour);
           await ADD_USAGE.run(this.redis, [key, `${key}:counted`], [String(KEEP_SECONDS), String(DEDUPE_SECONDS), ...args]);
@@ -112,7 +119,7 @@ export class UsageStore {
       const counts = zero();
       for (const field of USAGE_FIELDS) {
         counts[field] = Number(bucket[field] ?? 0);
-        total[field] += counts[field];
+        total[field] = MAX_FIELDS.has(field) ? Math.max(total[field], counts[field]) : total[field] + counts[field];
       }
       perHour.push({ hour: new Date(hours[i]! * HOUR_MS).toISOString(), ...counts });
     });
