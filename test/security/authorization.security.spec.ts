@@ -26,6 +26,7 @@ const OWNED_ROUTES: Route[] = [
   { method: 'GET', path: (ids) => `/v1/runs/${ids.runId}/events`, otherTenant: 404 },
   { method: 'POST', path: (ids) => `/v1/runs/${ids.runId}/cancel`, otherTenant: 404 },
   { method: 'POST', path: (ids) => `/v1/runs/${ids.runId}/nodes/writer/files/sign`, body: () => ({}), otherTenant: 404 },
+  { method: 'GET', path: (ids) => `/v1/runs/${ids.runId}/webhook-deliveries`, otherTenant: 404 },
   { method: 'GET', path: () => '/v1/workflows/owned', otherTenant: 404 },
   { method: 'GET', path: () => '/v1/workflows/owned?version=1', otherTenant: 404 },
   { method: 'POST', path: () => '/v1/runs', body: () => ({ workflowId: 'owned' }), otherTenant: 404 },
@@ -38,6 +39,9 @@ const KEYED_ROUTES: Array<{ method: string; path: string; body?: unknown }> = [
   { method: 'POST', path: '/v1/workflows', body: { id: 'x', nodes: [{ id: 'a', language: 'python', code: 'def main(args): return {}' }] } },
   { method: 'POST', path: '/v1/executions', body: { language: 'python', code: 'def main(args): return {}' } },
   { method: 'POST', path: '/v1/executions?wait=true', body: { language: 'python', code: 'def main(args): return {}' } },
+  { method: 'GET', path: '/v1/usage' },
+  { method: 'GET', path: '/v1/webhooks/secret' },
+  { method: 'POST', path: '/v1/webhooks/secret/rotate' },
 ];
 
 const NO_KEY = null;
