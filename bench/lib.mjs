@@ -111,7 +111,7 @@ export async function startStack({ redisUrl, concurrency, driver = 'process', wo
     stack.coordinatorPid = launch('services/coordinator/dist/main.js', { PODFLOW_API_KEYS: `${API_KEY}=${TENANT}`, ...coordinatorEnv }).pid;
     await waitFor(async () => (await fetch(`${url}/readyz`)).ok, `the coordinator on ${url}:\n${stack.logs()}`);
     for (let i = 0; i < workers; i++) {
-      stack.workerPids.push(launch('services/worker/dist/main.js', { WORKER_ID: `bench-w${i}`, WORKER_CONCURRENCY: String(concurrency), SANDBOX_DRIVER: driver, ...workerEnv }).pid);
+      stack.workerPids.push(launch('services/worker/dist/main.js', { WORKER_ID: `bench-w${i}`, WORKER_HTTP_PORT: '0', WORKER_CONCURRENCY: String(concurrency), SANDBOX_DRIVER: driver, ...workerEnv }).pid);
     }
     if (workers > 0) await waitFor(async () => (await execQueue.getWorkersCount()) >= workers, `the worker:\n${stack.logs()}`);
   } catch (error) {

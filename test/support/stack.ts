@@ -225,7 +225,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return child;
     },
     async startWorker(extra = {}) {
-      const child = launch('services/worker/dist/main.js', { WORKER_ID: `w${workers.length}`, ...(options.workerEnv ?? {}), ...extra }, ['PODFLOW_API_KEYS']);
+      // Any free port for /healthz, /readyz and /metrics: several workers share this host.
+      const child = launch('services/worker/dist/main.js', { WORKER_ID: `w${workers.length}`, WORKER_HTTP_PORT: '0', ...(options.workerEnv ?? {}), ...extra }, ['PODFLOW_API_KEYS']);
       workers.push(child);
       // Ready once its BullMQ worker shows up among the exec queue's workers.
       const expected = workers.filter((w) => w.exitCode === null && w.signalCode === null).length;

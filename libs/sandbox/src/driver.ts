@@ -48,6 +48,8 @@ export interface SandboxOutcome {
   durationMs: number;
   /** The sandbox's peak memory, where the driver measures it (process driver with cgroups; not on Kubernetes). */
   peakMemoryBytes?: number;
+  /** Kubernetes: from creating this execution's pod to its container running (absent for a warm or adopted pod). */
+  podStartMs?: number;
   /** Present when the request declared dependencies. */
   layer?: LayerUse;
   /** What the driver changed about the request (resources clamped to the operator's maximum). */

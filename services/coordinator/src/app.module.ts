@@ -33,6 +33,8 @@ import { WorkflowRegistry } from './workflows/workflow-registry';
 import { CONFIG, OBJECT_STORE } from './tokens';
 import { WorkflowsController } from './workflows/workflows.controller';
 import { RunNotifier } from './notify/run-notifier';
+import { CoordinatorMetrics } from './metrics/coordinator-metrics';
+import { MetricsController } from './metrics/metrics.controller';
 import { WebhookDeliveries } from './webhooks/webhook-deliveries';
 import { WebhookSecrets } from './webhooks/webhook-secrets';
 import { WebhooksController } from './webhooks/webhooks.controller';
@@ -50,11 +52,12 @@ export class AppModule implements NestModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController, UsageController, WebhooksController],
+      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController, UsageController, WebhooksController, MetricsController],
       providers: [
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_FILTER, useClass: ErrorFilter },
         TenantDirectory,
+        CoordinatorMetrics,
         RunRateLimiter,
         RunsInProgressLimit,
         UsageStore,

@@ -123,6 +123,10 @@ export const coordinatorConfigSchema = z.object({
   MAX_STREAMS_PER_KEY: int(1).default(100),
   /** Concurrent event streams and `?wait=true` executions of the whole coordinator process. */
   MAX_STREAMS: int(1).default(2000),
+  /** Tenants with a label of their own in podflow_executions_total; the rest share `_other` (bounded cardinality). */
+  METRICS_MAX_TENANTS: int(0).default(50),
+  /** When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (tenant ids appear in labels). */
+  METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
   .superRefine(checkStorageConfig)

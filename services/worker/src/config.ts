@@ -27,6 +27,9 @@ export const workerConfigSchema = z.object({
   // REDIS_URL | REDIS_CLUSTER_NODES | REDIS_SENTINELS (+ REDIS_SENTINEL_NAME), REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS, QUEUE_PREFIX.
   ...redisConfigShape,
   WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
+  /** Port of /healthz, /readyz and /metrics (0: any free port, as tests with several workers on one host use). */
+  WORKER_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(9090),
+  WORKER_HTTP_HOST: z.string().default('0.0.0.0'),
   WORKER_CONCURRENCY: int(1).default(4),
   SANDBOX_DRIVER: z.enum(['process', 'kubernetes', 'noop']).default('process'),
   /** SANDBOX_DRIVER=noop only: how long each no-op execution takes (benchmarks and tests of dispatch: work that occupies a slot). */

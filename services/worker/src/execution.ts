@@ -38,6 +38,8 @@ export interface ExecutionDeps {
   deferCleanup?: (cleanup: Promise<void>) => void;
   /** Told about leftovers that could not be freed; they never fail the execution. */
   logger?: { warn(obj: Record<string, unknown>, msg: string): void };
+  /** Told what the sandbox reported, when it ran (metrics: layer use, pod start). */
+  onOutcome?: (outcome: SandboxOutcome) => void;
 }
 
 const NO_LOGS: CapturedLogs = { stdout: '', stderr: '', truncated: false };
@@ -77,6 +79,7 @@ export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<E
     deps.signal,
     deps.handOver,
   );
+  deps.onOutcome?.(outcome);
   try {
     const stored = await storeArtifacts(job, outcome, payloads, deps);
     const times = { startedAt, finishedAt: now(), executionMs: outcome.durationMs, peakMemoryBytes: outcome.peakMemoryBytes };

@@ -11,7 +11,7 @@ import type { WorkerConfig } from './config';
 const LIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
 
 /** The kubernetes driver, its layer backend and its pod reaper, from the worker's configuration. */
-export function createKubernetesSandbox(config: WorkerConfig, connection: RedisClient, logger: Logger) {
+export function createKubernetesSandbox(config: WorkerConfig, connection: RedisClient, logger: Logger, onEvicted?: (count: number) => void) {
   const kubeConfig = new KubeConfig();
   // KUBECONFIG, ~/.kube/config, or the pod's ServiceAccount when the worker runs in the cluster.
   kubeConfig.loadFromDefault();
@@ -41,7 +41,7 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: RedisC
     },
     logger,
   });
-  const layerBackend = podLayerBackend(config, kubeConfig, connection, logger);
+  const layerBackend = podLayerBackend(config, kubeConfig, connection, logger, onEvicted);
   const execQueue = new Queue(QUEUE_NAMES.exec, { connection, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.exec) });
   const reaper = new PodReaper({
     core: driver.core,
@@ -67,8 +67,9 @@ export function createKubernetesSandbox(config: WorkerConfig, connection: RedisC
 }
 
 /** Layers of the kubernetes driver: a shared volume filled by builder pods. */
-export function podLayerBackend(config: WorkerConfig, kubeConfig: KubeConfig, redis: RedisClient, logger: Logger): PodLayerBackend {
+export function podLayerBackend(config: WorkerConfig, kubeConfig: KubeConfig, redis: RedisClient, logger: Logger, onEvicted?: (count: number) => void): PodLayerBackend {
   return new PodLayerBackend({
+    ...(onEvicted ? { onEvicted } : {}),
     kubeConfig,
     redis,
     keyPrefix: `${config.QUEUE_PREFIX}:`,

@@ -19,8 +19,9 @@ function defaultNpm(): string[] {
 }
 
 /** Layers of the process driver: a local cache directory, installs confined by `runInstaller` (the driver's). */
-export function localLayerBackend(config: WorkerConfig, interpreters: { python: string; node: string }, runInstaller: InstallerRunner, logger: Logger): LocalLayerBackend {
+export function localLayerBackend(config: WorkerConfig, interpreters: { python: string; node: string }, runInstaller: InstallerRunner, logger: Logger, onEvicted?: (count: number) => void): LocalLayerBackend {
   return new LocalLayerBackend({
+    ...(onEvicted ? { onEvicted } : {}),
     root: config.LAYER_CACHE_DIR ?? defaultLayerCacheDir(),
     interpreters,
     commands: { python: interpreters.python, npm: config.NPM_BIN ? [config.NPM_BIN] : defaultNpm() },

@@ -4,6 +4,8 @@ import { connectRedis, redisConnectionPlan } from '@podflow/redis';
 import pino from 'pino';
 import { loadWorkerConfig, type WorkerConfig } from './config';
 import { layerResolver, localLayerBackend } from './layers';
+import { startWorkerHttp } from './http';
+import { WorkerMetrics } from './metrics';
 import { NoopDriver } from './noop-driver';
 import { PodflowWorker } from './worker';
 
@@ -16,7 +18,7 @@ interface Sandbox {
   stop?: () => Promise<void>;
 }
 
-async function createSandbox(config: WorkerConfig, logger: pino.Logger): Promise<Sandbox> {
+async function createSandbox(config: WorkerConfig, logger: pino.Logger, metrics: WorkerMetrics): Promise<Sandbox> {
   if (config.SANDBOX_DRIVER === 'noop') {
     logger.warn('SANDBOX_DRIVER=noop: code is NOT executed; this driver exists for orchestration benchmarks only');
     return { driver: new NoopDriver(config.NOOP_DELAY_MS) };
@@ -29,7 +31,7 @@ async function createSandbox(config: WorkerConfig, logger: pino.Logger): Promise
   if (config.SANDBOX_DRIVER === 'kubernetes') {
     // Loaded only for this driver: @kubernetes/client-node is ~50 MiB a process-driver worker does without.
     const { createKubernetesSandbox } = await import('./kubernetes');
-    const sandbox = createKubernetesSandbox(config, connection, logger);
+    const sandbox = createKubernetesSandbox(config, connection, logger, (count) => metrics.evicted(count));
     const layers = layerResolver(config, sandbox.layerBackend, connection, logger);
     return { ...sandbox, driver: new LayerResolvingDriver(sandbox.driver, layers), stop: async () => { await sandbox.stop(); await disconnect(); } };
   }
@@ -57,7 +59,7 @@ async function createSandbox(config: WorkerConfig, logger: pino.Logger): Promise
     maxProcesses: 256,
     cpuMillis: config.SANDBOX_MAX_CPU_MILLIS,
   });
-  const layers = layerResolver(config, localLayerBackend(config, driver.interpreters, runInstaller, logger), connection, logger);
+  const layers = layerResolver(config, localLayerBackend(config, driver.interpreters, runInstaller, logger, (count) => metrics.evicted(count)), connection, logger);
   return { driver: new LayerResolvingDriver(driver, layers), init: () => driver.init(), stop: disconnect };
 }
 
@@ -73,7 +75,8 @@ async function main(): Promise<void> {
   const dropped = COORDINATOR_ONLY_VARIABLES.filter((name) => name in process.env);
   for (const name of dropped) delete process.env[name];
   if (dropped.length > 0) logger.warn({ dropped }, 'the worker does not use these variables and dropped them; remove them from its environment');
-  const sandbox = await createSandbox(config, logger);
+  const metrics = new WorkerMetrics(config.SANDBOX_DRIVER);
+  const sandbox = await createSandbox(config, logger, metrics);
   const { driver } = sandbox;
   const worker = new PodflowWorker({
     redis: redisConnectionPlan(config),
@@ -87,13 +90,15 @@ async function main(): Promise<void> {
     outputInlineMaxBytes: config.OUTPUT_INLINE_MAX_BYTES,
     startedReportDelayMs: config.STARTED_REPORT_DELAY_MS,
     logger,
+    metrics,
   });
+  const http = await startWorkerHttp(config.WORKER_HTTP_PORT, config.WORKER_HTTP_HOST, { ready: () => worker.readiness() }, metrics, logger);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'worker stopping');
-    worker.close().then(() => sandbox.stop?.()).then(
+    worker.close().then(() => sandbox.stop?.()).then(() => new Promise((resolve) => http.close(resolve))).then(
       () => process.exit(0),
       (error) => {
         logger.error({ err: error }, 'worker did not stop cleanly');

@@ -1,11 +1,12 @@
 import { MAX_RESULTS_PER_MESSAGE, QUEUE_NAMES, queuePrefix, resultJobId, type ExecJob, type FinishedReport, type ResultMessage } from '@podflow/protocol';
 import { connectRedis, type RedisClient, type RedisConnectionPlan } from '@podflow/redis';
-import type { SandboxDriver } from '@podflow/sandbox';
+import type { SandboxDriver, SandboxOutcome } from '@podflow/sandbox';
 import type { ObjectStore } from '@podflow/storage';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { CancellationRegistry } from './cancellation';
 import { givenUpResult, runExecution, type GivenUp } from './execution';
+import type { WorkerMetrics } from './metrics';
 import { ResultBatcher } from './result-batcher';
 import { DEFAULT_STARTED_REPORT_DELAY_MS, StartReport } from './start-report';
 import type { StoreRetryPolicy } from './store-retry';
@@ -28,6 +29,8 @@ export interface PodflowWorkerOptions {
   /** How storing a finished execution's files and output is retried (default `DEFAULT_STORE_RETRY`). */
   storeRetry?: StoreRetryPolicy;
   logger: Logger;
+  /** Prometheus metrics of this worker (metrics.ts); none in tests that do not look. */
+  metrics?: WorkerMetrics;
 }
 
 /** Stalls (lock lost: worker died or blocked) a job survives before BullMQ fails it. */
@@ -63,6 +66,7 @@ export class PodflowWorker {
   private readonly cancellations: CancellationRegistry;
   private readonly finished = new ResultBatcher((reports) => this.reportFinished(reports), MAX_RESULTS_PER_MESSAGE);
   private worker?: Worker<ExecJob>;
+  private closing = false;
   /** Reports of given-up jobs still being written; `close()` waits for them. */
   private readonly pendingReports = new Set<Promise<void>>();
   /** Sandbox clean-ups that run after their result was reported; `close()` waits for them. */
@@ -98,7 +102,20 @@ export class PodflowWorker {
     );
   }
 
+  /** Ready while it takes jobs: started, not closing, Redis answering within 2 s. */
+  async readiness(): Promise<{ ready: boolean; reason?: string }> {
+    if (!this.worker || this.closing) return { ready: false, reason: this.closing ? 'the worker is stopping' : 'the worker has not started yet' };
+    if (!this.worker.isRunning()) return { ready: false, reason: 'the exec queue consumer is not running' };
+    try {
+      await Promise.race([this.connection.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('Redis did not answer PING within 2 s')), 2_000).unref())]);
+      return { ready: true };
+    } catch (error) {
+      return { ready: false, reason: (error as Error).message };
+    }
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     const grace = setTimeout(() => {
       if (this.cancellations.size > 0) {
         this.options.logger.warn({ running: this.cancellations.size }, 'grace period over: handing running executions back to the queue');
@@ -143,8 +160,13 @@ export class PodflowWorker {
       this.options.startedReportDelayMs ?? DEFAULT_STARTED_REPORT_DELAY_MS,
       (error) => log.warn({ err: error }, '`started` report failed; the result will carry the start'),
     );
+    let sandboxOutcome: SandboxOutcome | undefined;
+    this.options.metrics?.running.inc();
     try {
       const result = await runExecution(exec, {
+        onOutcome: (outcome) => {
+          sandboxOutcome = outcome;
+        },
         driver: this.options.driver,
         store: this.options.store,
         workerId: this.options.workerId,
@@ -166,8 +188,10 @@ export class PodflowWorker {
         throw new DelayedError();
       }
       await this.finished.report(startReported ? { result } : { result, startReported: false });
+      this.options.metrics?.executed(exec, result, sandboxOutcome);
       log.info({ status: result.status, code: result.error?.code, ms: result.timings.executionMs }, 'execution finished');
     } finally {
+      this.options.metrics?.running.dec();
       await Promise.all([started.settle(), canceledCheck]);
       this.cancellations.unregister(exec.executionId);
     }

@@ -180,6 +180,8 @@ export class KubernetesDriver implements SandboxDriver {
       // 1. Scheduled and started, within the start timeout.
       const startProblem = await this.awaitStart(watch, name, signal);
       if (startProblem) return ended(startProblem, Date.now() - started, NO_LOGS, resources.memoryBytes);
+      // Create to running, for a pod this execution created (not a warm or adopted one): the cold start.
+      const podStart = choice.kind === 'create' && !adopted ? { podStartMs: Date.now() - started } : {};
 
       // 2. The request in, the answer out: attach (unless an adopted runner already has its request).
       // Not before the caller's own check (handOver) has answered; a cancel it found ends here.
@@ -203,8 +205,8 @@ export class KubernetesDriver implements SandboxDriver {
 
       // 3. What the runner said, else why it said nothing.
       const answer = readAnswer(stdout.bytes(), runnerNonce);
-      if (answer) return fromAnswer(answer.response, answer.files, execStarted, resources.memoryBytes);
-      return await this.withoutAnswer(watch, name, runnerNonce, stderr, limits, execStarted, stdout.overflowed, request.timeoutMs, resources.memoryBytes);
+      if (answer) return { ...fromAnswer(answer.response, answer.files, execStarted, resources.memoryBytes), ...podStart };
+      return { ...(await this.withoutAnswer(watch, name, runnerNonce, stderr, limits, execStarted, stdout.overflowed, request.timeoutMs, resources.memoryBytes)), ...podStart };
     } finally {
       watch.stop();
     }

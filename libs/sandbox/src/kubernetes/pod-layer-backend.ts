@@ -23,6 +23,8 @@ import { PodWatch } from './pod-watch';
 export const IMAGE_NPM_COMMAND = ['node', '/opt/podflow/npm/bin/npm-cli.js'];
 
 export interface PodLayerBackendOptions {
+  /** Told how many layers each eviction round removes (the worker's metrics). */
+  onEvicted?: (count: number) => void;
   kubeConfig: KubeConfig;
   placement: LayerBuilderPlacement;
   redis: RedisClient;
@@ -145,6 +147,7 @@ export class PodLayerBackend implements LayerBackend {
     const victims = chooseEvictions(usages, { maxBytes: this.options.maxBytes, minIdleMs: this.options.minIdleMs, now: Date.now(), keep: [built.key] });
     if (victims.length === 0) return;
     this.options.logger?.info({ keys: victims.map((v) => v.key), bytes: victims.reduce((sum, v) => sum + v.sizeBytes, 0) }, 'evicting dependency layers (layer volume above its size cap)');
+    this.options.onEvicted?.(victims.length);
     void this.remove(victims.map((victim) => victim.key));
   }
 

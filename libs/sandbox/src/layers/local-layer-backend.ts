@@ -21,6 +21,8 @@ import { LAYER_MANIFEST_FILE, layerImportDir, parseLayerManifest, type LayerMani
 import type { LayerBackend } from './layer-resolver';
 
 export interface LocalLayerBackendOptions {
+  /** Told how many layers each eviction round removed (the worker's metrics). */
+  onEvicted?: (count: number) => void;
   /** The cache directory: `<root>/<key>/` are published layers. Must be traversable by sandbox uids. */
   root: string;
   /** Interpreters the sandboxes run (their versions go into the layer key). */
@@ -163,6 +165,7 @@ export class LocalLayerBackend implements LayerBackend {
       await rm(doomed, { recursive: true, force: true });
       this.options.logger?.info({ key: victim.key, sizeBytes: victim.sizeBytes, lastUsedAt: new Date(victim.lastUsedAt).toISOString() }, 'evicted a dependency layer (cache above its size cap)');
     }
+    if (victims.length > 0) this.options.onEvicted?.(victims.length);
   }
 
   private async install(spec: LayerSpec, staging: string, timeoutMs: number): Promise<void> {

@@ -1,10 +1,11 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { RunCompletion } from '@podflow/protocol';
 import type { RedisClient } from '@podflow/redis';
 import type { ObjectStore } from '@podflow/storage';
 import type { RunRecord } from '@podflow/workflow';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
+import { CoordinatorMetrics } from '../metrics/coordinator-metrics';
 import { RunStore } from '../orchestration/run-store';
 import { CONFIG, LOGGER, OBJECT_STORE, REDIS } from '../tokens';
 import { WebhookDeliveries } from '../webhooks/webhook-deliveries';
@@ -31,6 +32,7 @@ export class RunNotifier {
     @Inject(OBJECT_STORE) private readonly objects: ObjectStore,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Optional() private readonly metrics?: CoordinatorMetrics,
   ) {
     this.replies = new ReplyStreams(redis, config.QUEUE_PREFIX, config.REPLY_RETENTION_SECONDS);
   }
@@ -39,6 +41,7 @@ export class RunNotifier {
   async runFinished(runId: string): Promise<void> {
     const { record, targets } = await this.store.recordWithTargets(runId);
     if (!record) return;
+    this.metrics?.runsFinished.inc({ status: record.status });
     await Promise.all([this.store.endInProgress(record.tenantId, [runId]), targets.length > 0 ? this.notify(record, targets) : undefined]);
   }
 

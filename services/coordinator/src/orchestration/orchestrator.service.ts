@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnApplicationShutdown } from '@nestjs/common';
 import type { JsonObject } from '@podflow/protocol';
 import {
   DEFAULT_EXPRESSION_LIMITS,
@@ -23,6 +23,7 @@ import type { CoordinatorConfig } from '../config';
 import { CONFIG, LOGGER } from '../tokens';
 import { Admission } from './admission';
 import { Definitions } from './definitions';
+import { CoordinatorMetrics } from '../metrics/coordinator-metrics';
 import type { NotifyTarget } from '../notify/notify-targets';
 import { OutboxExecutor } from './outbox-executor';
 import { RunCache } from './run-cache';
@@ -87,6 +88,7 @@ export class Orchestrator implements OnApplicationShutdown {
     private readonly payloads: RunPayloads,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    @Optional() private readonly metrics?: CoordinatorMetrics,
   ) {
     this.cache = new RunCache(config.RUN_CACHE_MAX_BYTES);
     this.options = {
@@ -313,6 +315,7 @@ export class Orchestrator implements OnApplicationShutdown {
     }
     await this.payloads.dehydrate(changes);
     const written = await this.store.commit(record.id, this.token, { changes, applied });
+    if (written) this.metrics?.resultsApplied.inc(entries.length);
     if (written) for (const [nodeId, node] of changes.nodes) this.cache.rememberNode(record.id, nodeId, node);
     if (written && KILL_AFTER_COMMITS > 0 && ++this.commits >= KILL_AFTER_COMMITS) process.kill(process.pid, 'SIGKILL');
     return written;

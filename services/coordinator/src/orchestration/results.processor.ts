@@ -10,6 +10,7 @@ import { Admission } from './admission';
 import { Orchestrator } from './orchestrator.service';
 import { OutboxSweeper } from './outbox-sweeper';
 import { UsageStore } from '../tenancy/usage';
+import { CoordinatorMetrics } from '../metrics/coordinator-metrics';
 
 /**
  * The engine events a message from the `results` queue stands for, grouped by run (in message
@@ -80,6 +81,7 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
     private readonly admission: Admission,
     private readonly sweeper: OutboxSweeper,
     private readonly usage: UsageStore,
+    private readonly metrics: CoordinatorMetrics,
     @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -108,13 +110,16 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
     // events already ignore them the second time (the engine drops stale results).
     // Fair dispatch counts each tenant's executions in exec; first come first served does not.
     const finished = this.admission.policy.fair ? finishedByTenant(job.data) : new Map<string, string[]>();
+    const results = finishedResults(job.data);
     await Promise.all([
-      this.usage.record(finishedResults(job.data), Date.now()),
+      this.usage.record(results, Date.now()),
       ...[...byRun].map(([runId, events]) => this.orchestrator.submit(runId, events)),
       // Out of their tenants' in-flight counts (idempotent, like the submit: a retried message is harmless).
       ...[...finished].map(([tenantId, executionIds]) => this.admission.store.finishedSoon(tenantId, executionIds)),
     ]);
     for (const tenantId of finished.keys()) this.sweeper.releaseSoon(tenantId);
+    // Counted once the message is handled (a retried message would count twice before).
+    this.metrics.resultsReceived(results);
   }
 
   async onApplicationShutdown(): Promise<void> {

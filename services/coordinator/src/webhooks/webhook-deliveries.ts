@@ -1,9 +1,10 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { RedisClient } from '@podflow/redis';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
+import { CoordinatorMetrics } from '../metrics/coordinator-metrics';
 import { RunKeys } from '../orchestration/run-keys';
 import { TenantDirectory } from '../tenancy/tenant-directory';
 import { CONFIG, LOGGER, REDIS } from '../tokens';
@@ -58,6 +59,7 @@ export class WebhookDeliveries implements OnApplicationBootstrap, OnApplicationS
     @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Optional() private readonly metrics?: CoordinatorMetrics,
   ) {
     this.queue = new Queue(QUEUE_NAMES.webhooks, { connection: redis, prefix: queuePrefix(config.QUEUE_PREFIX, QUEUE_NAMES.webhooks) });
     this.keys = new RunKeys(config.QUEUE_PREFIX);
@@ -136,6 +138,7 @@ export class WebhookDeliveries implements OnApplicationBootstrap, OnApplicationS
     const last = attempt >= this.config.WEBHOOK_MAX_ATTEMPTS;
     const next: DeliveryAttempt['outcome'] = outcome.ok ? 'delivered' : outcome.permanent || last ? 'failed' : 'retrying';
     await this.record(completion, job.id!, attempt, now, outcome, next);
+    this.metrics?.webhookAttempts.inc({ outcome: next });
     if (outcome.ok) return;
     this.logger.info({ runId: completion.runId, url: outcome.url, attempt, status: outcome.status, error: outcome.error, next }, 'webhook delivery failed');
     const reason = outcome.error ?? `the receiver answered ${outcome.status}`;
