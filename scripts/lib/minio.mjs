@@ -19,7 +19,7 @@ function minioBinaryPath() {
   return join(CACHE_DIR, 'minio', MINIO_VERSION, 'minio');
 }
 
-function findGo() {
+export function findGo() {
   for (const candidate of ['go', '/usr/local/go/bin/go', join(process.env.HOME ?? '', 'go', 'bin', 'go')]) {
     const found = spawnSync(candidate, ['env', 'GOVERSION'], { encoding: 'utf8' });
     if (found.status === 0) return { go: candidate, version: found.stdout.trim() };
