@@ -1,8 +1,8 @@
 import { CompletionConsumer, QueueSubmitter, type RunCompletion } from '@podflow/client';
 import { QUEUE_NAMES } from '@podflow/protocol';
 import { Queue } from 'bullmq';
-import type { ChildProcess } from 'node:child_process';
-import { freePort, startStack, type Stack } from '../support/stack';
+import { CrashingCoordinators } from '../support/crashing-coordinators';
+import { startStack, type Stack } from '../support/stack';
 
 // Issue 13, queue integration: a service submits on `submissions` naming a reply target and
 // receives each run's completion there, at least once, through kill -9 of coordinators.
@@ -58,21 +58,9 @@ describe('completion channel (issue 13)', () => {
     });
     await consumer.start();
     const submitter = new QueueSubmitter(stack.redis, { prefix: stack.prefix });
-    let kills = 0;
-    let stopping = false;
-    const crashing = new Set<ChildProcess>();
     // Two extra coordinators kill themselves right after their Nth commit (before carrying out
     // its commands, `run_finished` included) and come back at once.
-    const keepCrashing = async (slot: number): Promise<void> => {
-      while (!stopping) {
-        const child = stack.spawnCoordinator({ PORT: String(await freePort()), PODFLOW_FAULT_KILL_AFTER_COMMITS: String(2 + ((kills + slot) % 5)) });
-        crashing.add(child);
-        await new Promise((resolve) => child.once('exit', resolve));
-        crashing.delete(child);
-        if (child.signalCode === 'SIGKILL') kills += 1;
-      }
-    };
-    const loops = [keepCrashing(0), keepCrashing(1)];
+    const crashing = new CrashingCoordinators(stack, 2, (kills, slot) => 2 + ((kills + slot) % 5));
     const jobs: string[] = [];
     try {
       for (let i = 0; i < RUNS; i++) {
@@ -81,7 +69,8 @@ describe('completion channel (issue 13)', () => {
       }
       const deadline = Date.now() + 150_000;
       while (received.size < RUNS && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(kills).toBeGreaterThanOrEqual(3);
+      expect(crashing.unexpectedExit).toBeUndefined();
+      expect(crashing.kills).toBeGreaterThanOrEqual(3);
       const missing = jobs.flatMap((jobId, i) => (received.has(`c${i}`) ? [] : [{ i, jobId }]));
       expect(await describeMissing(stack, missing)).toEqual([]);
       expect(received.size).toBe(RUNS);
@@ -93,9 +82,7 @@ describe('completion channel (issue 13)', () => {
         expect(list[0]!.submissionId).toEqual(expect.any(String));
       }
     } finally {
-      stopping = true;
-      for (const child of crashing) child.kill('SIGKILL');
-      await Promise.allSettled(loops);
+      await crashing.stop();
       await consumer.close();
       await submitter.close();
     }
@@ -128,6 +115,20 @@ describe('completion channel (issue 13)', () => {
       // finds the completion already on the stream.
       const repeated = await submitter.submitAndWait({ tenantId: 'acme', workflow, inputs: { i: 1 }, idempotencyKey: 'same-run', correlationId: 'second-caller' }, { timeoutMs: 10_000 });
       expect(repeated).toMatchObject({ runId: first.runId, status: 'succeeded', correlationId: 'second-caller' });
+    } finally {
+      await submitter.close();
+    }
+  });
+
+  it('answers a submission its run cannot take (the run sends to 16 targets already) with a rejected completion', async () => {
+    const submitter = new QueueSubmitter(stack.redis, { prefix: stack.prefix });
+    try {
+      const message = { tenantId: 'acme', workflow, inputs: { i: 2 }, idempotencyKey: 'crowded' };
+      const answers = await Promise.all(Array.from({ length: 16 }, (_, i) => submitter.submitAndWait({ ...message, correlationId: `caller-${i}` }, { timeoutMs: 60_000 })));
+      expect(new Set(answers.map((a) => a.runId)).size).toBe(1);
+      expect(answers.every((a) => a.status === 'succeeded')).toBe(true);
+      const refused = await submitter.submitAndWait({ ...message, correlationId: 'caller-16' }, { timeoutMs: 30_000 });
+      expect(refused).toMatchObject({ status: 'rejected', correlationId: 'caller-16', error: { code: 'CONFLICT', message: expect.stringContaining('already sends its completion to 16 targets') } });
     } finally {
       await submitter.close();
     }

@@ -1,5 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
-import { freePort, startStack, type Stack } from '../support/stack';
+import { CrashingCoordinators } from '../support/crashing-coordinators';
+import { startStack, type Stack } from '../support/stack';
 
 // Issue 11: kill -9 a coordinator between writing a batch and carrying out its commands, again
 // and again, under load: every run still finishes, each node executed once. Two coordinators
@@ -23,21 +23,7 @@ describe('coordinator crashes (issue 11)', () => {
   afterAll(() => stack?.stop());
 
   it('finishes every run when coordinators die right after committing a batch, before carrying out its commands', async () => {
-    let kills = 0;
-    let stopping = false;
-    const crashing = new Set<ChildProcess>();
-    const keepCrashing = async (slot: number): Promise<void> => {
-      while (!stopping) {
-        // Not waited for: with a kill after its first commit, it may die before it answers /readyz.
-        const child = stack.spawnCoordinator({ PORT: String(await freePort()), PODFLOW_FAULT_KILL_AFTER_COMMITS: String(1 + ((kills + slot) % 3)) });
-        crashing.add(child);
-        await new Promise((resolve) => child.once('exit', resolve));
-        crashing.delete(child);
-        if (child.signalCode === 'SIGKILL') kills += 1;
-        else if (!stopping) throw new Error(`a crashing coordinator exited with ${child.exitCode} instead of being killed:\n${stack.logs().slice(-3000)}`);
-      }
-    };
-    const loops = [keepCrashing(0), keepCrashing(1)];
+    const crashing = new CrashingCoordinators(stack, 2, (kills, slot) => 1 + ((kills + slot) % 3));
     try {
       const workflow = {
         id: 'crash-fan',
@@ -50,15 +36,14 @@ describe('coordinator crashes (issue 11)', () => {
         await new Promise((resolve) => setTimeout(resolve, 150));
       }
       const runs = await Promise.all(ids.map((id) => stack.client.waitForRun(id, 200, 120_000)));
-      expect(kills).toBeGreaterThanOrEqual(KILLS_AT_LEAST);
+      expect(crashing.unexpectedExit).toBeUndefined();
+      expect(crashing.kills).toBeGreaterThanOrEqual(KILLS_AT_LEAST);
       for (const run of runs) {
         expect({ id: run.id, status: run.status, error: run.error }).toEqual({ id: run.id, status: 'succeeded', error: undefined });
         expect(Object.values(run.nodes).map((node) => node.attempts)).toEqual(Array(LEAVES + 2).fill(1));
       }
     } finally {
-      stopping = true;
-      for (const child of crashing) child.kill('SIGKILL');
-      await Promise.allSettled(loops);
+      await crashing.stop();
     }
   }, 240_000);
 });

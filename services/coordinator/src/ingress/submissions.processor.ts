@@ -4,6 +4,7 @@ import type { RedisClient } from '@podflow/redis';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
+import { targetIdentity } from '../notify/notify-targets';
 import { RunNotifier } from '../notify/run-notifier';
 import { RunStore } from '../orchestration/run-store';
 import { RunsService } from '../runs/runs.service';
@@ -105,14 +106,14 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
 
   /**
    * Sends a `rejected` completion to the submission's reply target, when it names a valid one and
-   * no run exists for it (an earlier attempt that created the run before its coordinator died
-   * added this target to it: the run's own completion comes).
+   * no run will answer it: a run of its key that holds this target already (an earlier attempt
+   * created it before its coordinator died) sends its own completion; one that does not (its
+   * targets were full, a webhook was refused) leaves this submission to be answered here.
    */
   private async reject(job: Job<SubmissionMessage>, reason: string): Promise<void> {
     const { replyTo, correlationId, tenantId } = job.data;
     if (typeof replyTo !== 'string' || replyTargetProblem(replyTo, undefined)) return;
-    const key = job.data.idempotencyKey ?? `submission:${job.id}`;
-    if (typeof tenantId === 'string' && (await this.store.runOfIdempotencyKey(tenantId, key).catch(() => undefined))) return;
+    if (typeof tenantId === 'string' && (await this.runWillAnswer(tenantId, job.data.idempotencyKey ?? `submission:${job.id}`, replyTo, correlationId))) return;
     const [code, ...rest] = reason.split(': ');
     const completion: RunCompletion = {
       tenantId: String(tenantId ?? ''),
@@ -123,6 +124,18 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
       finishedAt: new Date().toISOString(),
     };
     await this.notifier.replies.append(replyTo, completion, `submission\n${job.id}`);
+  }
+
+  private async runWillAnswer(tenantId: string, key: string, replyTo: string, correlationId: unknown): Promise<boolean> {
+    try {
+      const run = await this.store.runOfIdempotencyKey(tenantId, key);
+      if (!run) return false;
+      const identity = targetIdentity({ kind: 'reply', replyTo, ...(typeof correlationId === 'string' ? { correlationId } : {}) });
+      return (await this.store.recordWithTargets(run.id)).targets.some((target) => targetIdentity(target) === identity);
+    } catch {
+      // Redis failing too: answering twice is allowed, leaving the submitter without an answer is not.
+      return false;
+    }
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
-import type { RunCompletion } from '@podflow/protocol';
+import { isTerminalRunPhase, type RunCompletion } from '@podflow/protocol';
 import type { RedisClient } from '@podflow/redis';
 import type { ObjectStore } from '@podflow/storage';
 import type { RunRecord } from '@podflow/workflow';
@@ -47,7 +47,7 @@ export class RunNotifier {
 
   /** Serves `targets` of a run that is finished (a no-op for one still going). */
   async notify(record: RunRecord, targets: readonly NotifyTarget[]): Promise<void> {
-    if (!['succeeded', 'failed', 'canceled'].includes(record.status)) return;
+    if (!isTerminalRunPhase(record.status)) return;
     const completion = await this.completionOf(record);
     await Promise.all(
       targets.map(async (target) => {

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Optional, type OnApplicationShutdown } from '@nestjs/common';
-import type { JsonObject } from '@podflow/protocol';
+import { isTerminalRunPhase, type JsonObject } from '@podflow/protocol';
 import {
   DEFAULT_EXPRESSION_LIMITS,
   applyEvents,
@@ -40,8 +40,6 @@ export interface NewRun {
   /** Where its terminal outcome goes (reply streams, webhooks); stored with the run. */
   notify?: readonly NotifyTarget[];
 }
-
-const TERMINAL_PHASES = new Set<string>(['succeeded', 'failed', 'canceled']);
 
 /**
  * Fault injection for the crash tests (test/e2e/coordinator-crash): the process kills itself
@@ -278,7 +276,7 @@ export class Orchestrator implements OnApplicationShutdown {
         return false;
       }
       // A full page may hide `run_finished` behind held enqueues: then the record says whether the run is over.
-      const runOver = entries.length === 1000 && TERMINAL_PHASES.has((await this.store.record(runId))?.status ?? '');
+      const runOver = entries.length === 1000 && (await this.runIsOver(runId));
       const { done, held, tenantId: enqueuedFor } = await this.executor.execute(runId, entries, Date.now(), releasing, runOver);
       const tenant = enqueuedFor ?? tenantId;
       await this.store.ackOutbox(runId, done);
@@ -292,6 +290,11 @@ export class Orchestrator implements OnApplicationShutdown {
         return false;
       }
     }
+  }
+
+  private async runIsOver(runId: string): Promise<boolean> {
+    const record = await this.store.record(runId);
+    return record !== undefined && isTerminalRunPhase(record.status);
   }
 
   /** The run waits in its tenant's held list; the tenant's new work queues behind it from now on. */

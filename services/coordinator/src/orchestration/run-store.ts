@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { PodflowError, runEventsChannel, type JsonObject, type RunEventMessage } from '@podflow/protocol';
+import { PodflowError, isTerminalRunPhase, runEventsChannel, type JsonObject, type RunEventMessage } from '@podflow/protocol';
 import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord } from '@podflow/workflow';
 import type { RedisClient } from '@podflow/redis';
 import type { CoordinatorConfig } from '../config';
@@ -10,8 +10,6 @@ import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, PUT_DEFINITIO
 
 /** Entries of a run's event stream read per XRANGE. */
 const EVENT_PAGE = 200;
-
-const TERMINAL = new Set<string>(['succeeded', 'failed', 'canceled']);
 
 /**
  * Commands that wait in the outbox; `emit` never does: events are written by the same script.
@@ -89,7 +87,7 @@ export class RunStore {
     const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
     for (const [id, node] of nodes) args.push(id, JSON.stringify(storedNode(node)));
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
-    args.push(notify.length > 0 ? JSON.stringify(storedTargets(notify)) : '', TERMINAL.has(run.status) ? '1' : '0', this.config.RUN_RETENTION_SECONDS);
+    args.push(notify.length > 0 ? JSON.stringify(storedTargets(notify)) : '', isTerminalRunPhase(run.status) ? '1' : '0', this.config.RUN_RETENTION_SECONDS);
     const created = await CREATE_RUN.run(this.redis, [k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id)], args);
     return created === 1;
   }
@@ -196,7 +194,7 @@ export class RunStore {
     const { changes, applied } = write;
     const { events, outbox } = splitCommands(changes.commands);
     const k = this.keys;
-    const terminal = TERMINAL.has(changes.run.status);
+    const terminal = isTerminalRunPhase(changes.run.status);
     const args: Array<string | number> = [token, this.leaseMs, runEventsChannel(k.prefix, runId), terminal ? '1' : '0', this.config.RUN_RETENTION_SECONDS, changes.runChanged ? JSON.stringify(changes.run) : ''];
     args.push(changes.nodes.size);
     const logs: Array<[string, string]> = [];
@@ -414,7 +412,7 @@ function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; 
   for (const command of commands) {
     if (command.type === 'emit') {
       events.push(command.event);
-      if (command.event.type === 'run' && TERMINAL.has(command.event.status)) finished = true;
+      if (command.event.type === 'run' && isTerminalRunPhase(command.event.status)) finished = true;
     } else outbox.push(command);
   }
   if (finished) outbox.push({ type: 'run_finished' });

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { PodflowError } from '@podflow/protocol';
+import { PodflowError, isTerminalRunPhase } from '@podflow/protocol';
 import type { CoordinatorConfig } from '../config';
 import { RunStore } from '../orchestration/run-store';
 import { CONFIG } from '../tokens';
@@ -7,7 +7,6 @@ import { TenantDirectory } from './tenant-directory';
 
 /** Runs looked at, oldest first, when a tenant is at its limit: some may have ended without being taken off. */
 const RECHECK = 50;
-const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 
 /**
  * The work a tenant may have waiting: runs started and not finished, its record's
@@ -36,7 +35,7 @@ export class RunsInProgressLimit {
     // a record is left a minute: it may be being created right now.
     const now = Date.now();
     const statuses = await Promise.all(oldest.map(async ({ id }) => (await this.store.record(id).catch(() => undefined))?.status));
-    const ended = oldest.filter(({ createdAt }, i) => (statuses[i] === undefined ? now - createdAt > 60_000 : TERMINAL.has(statuses[i]!))).map(({ id }) => id);
+    const ended = oldest.filter(({ createdAt }, i) => (statuses[i] === undefined ? now - createdAt > 60_000 : isTerminalRunPhase(statuses[i]!))).map(({ id }) => id);
     await this.store.endInProgress(tenantId, ended);
     const total = counted - ended.length;
     if (total < limit) return;
