@@ -20,10 +20,13 @@ import {
 import { certificateKubeconfig, ensurePki, tokenKubeconfig } from './lib/pki.mjs';
 import { run, say, step, tryRun, waitFor } from './lib/sh.mjs';
 import { ensureHostPackages } from './lib/host.mjs';
+import {
+  checkServiceNetwork, cleanUpKubeProxyRules, coreDnsCommand, coreDnsRbacManifest, coreDnsReady, ensureDnsAddress, kubeProxyCommand, removeDnsAddress,
+} from './lib/service-network.mjs';
 
 const MANIFESTS = join(REPO_ROOT, 'k8s', 'manifests', 'sandbox');
 /** Daemons in start order; `down` stops them in reverse. */
-const DAEMONS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'containerd', 'kubelet'];
+const DAEMONS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'containerd', 'kubelet', 'kube-proxy', 'coredns'];
 
 export function kubectl(args, options = {}) {
   return run(binary('kubectl'), [`--kubeconfig=${ADMIN_KUBECONFIG}`, ...args], { quiet: true, ...options });
@@ -76,6 +79,13 @@ async function up() {
     const imported = importImages(images);
     if (imported.length) say(`imported into containerd: ${imported.join(', ')}`);
     await startAndWait('kubelet', kubeletCommand(ip), () => nodeReady(), 120_000);
+  });
+  await step('service network (kube-proxy, CoreDNS)', async () => {
+    await startAndWait('kube-proxy', kubeProxyCommand(), () => true);
+    kubectl(['apply', '-f', '-'], { input: coreDnsRbacManifest() });
+    ensureDnsAddress();
+    await startAndWait('coredns', coreDnsCommand(), () => coreDnsReady());
+    await waitFor('Services to resolve and carry traffic', () => checkServiceNetwork().then(() => true), { timeoutMs: 30_000 });
   });
   await step('podflow namespaces, RBAC, NetworkPolicies and the layer volume', async () => {
     kubectl(['apply', '-f', '-'], { input: layerVolumeManifest() });
@@ -163,6 +173,8 @@ async function down({ purge }) {
   for (const name of [...DAEMONS].reverse()) {
     if (await stopDaemon(name)) say(`${name}: stopped`);
   }
+  cleanUpKubeProxyRules();
+  removeDnsAddress();
   unmountUnder(CLUSTER_DIR);
   removePodNetwork();
   if (purge) {

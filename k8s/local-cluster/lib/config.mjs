@@ -12,6 +12,8 @@ export const CACHE_DIR = process.env.PODFLOW_CACHE_DIR ?? join(homedir(), '.cach
 export const KUBERNETES_VERSION = 'v1.34.4';
 /** The etcd minor release Kubernetes 1.34 is tested with (3.6). Debian 12's etcd-server is 3.4. */
 export const ETCD_VERSION = 'v3.6.5';
+/** The cluster DNS server (the release line Kubernetes 1.34's kubeadm deploys). */
+export const COREDNS_VERSION = 'v1.12.4';
 /** Debian release the images are bootstrapped from (the same as these machines and the Dockerfiles). */
 export const DEBIAN_SUITE = 'bookworm';
 export const DEBIAN_MIRROR = process.env.PODFLOW_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
@@ -49,6 +51,14 @@ export const POD_CIDR = '10.88.0.0/16';
 export const SERVICE_CIDR = '10.96.0.0/16';
 /** First address of the service range: the `kubernetes` Service's ClusterIP, also in the apiserver cert. */
 export const KUBERNETES_SERVICE_IP = '10.96.0.1';
+/**
+ * Cluster DNS: CoreDNS on the host, bound to a link-local address of the loopback interface (the
+ * address NodeLocal DNSCache uses), so pods reach it through their default route and nothing
+ * outside this machine can. The label names the address as ours.
+ */
+export const CLUSTER_DNS_IP = '169.254.20.10';
+export const CLUSTER_DNS_LABEL = 'lo:podflow-dns';
+export const CLUSTER_DOMAIN = 'cluster.local';
 
 export const CONTAINERD_ROOT = join(STATE_DIR, 'containerd');
 export const CONTAINERD_SOCKET = join(RUN_DIR, 'containerd', 'containerd.sock');

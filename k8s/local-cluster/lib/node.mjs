@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { binary } from './binaries.mjs';
 import {
-  CNI_BIN_DIR, CONFIG_DIR, CONTAINERD_ROOT, CONTAINERD_SOCKET, KUBELET_PORT, NODE_NAME, PAUSE_IMAGE, POD_CIDR, RUN_DIR, STATE_DIR,
+  CLUSTER_DNS_IP, CLUSTER_DOMAIN, CNI_BIN_DIR, CONFIG_DIR, CONTAINERD_ROOT, CONTAINERD_SOCKET, KUBELET_PORT, NODE_NAME, PAUSE_IMAGE, POD_CIDR, RUN_DIR, STATE_DIR,
 } from './config.mjs';
 import { qualified } from './images.mjs';
 import { certificateKubeconfig, pki } from './pki.mjs';
@@ -139,7 +139,8 @@ export function kubeletCommand(nodeIp) {
     // These machines have a cgroup v1 hierarchy; 1.34 still supports it when asked explicitly.
     failCgroupV1: false,
     failSwapOn: false,
-    clusterDomain: 'cluster.local',
+    clusterDomain: CLUSTER_DOMAIN,
+    clusterDNS: [CLUSTER_DNS_IP],
     serializeImagePulls: false,
     // Shared CI machines may run low on disk; only evict when it is really gone.
     evictionHard: { 'memory.available': '100Mi', 'nodefs.available': '2%', 'imagefs.available': '2%' },

@@ -71,6 +71,9 @@ export function ensurePki(nodeIp) {
   ensureCertificate('controller-manager', { commonName: 'system:kube-controller-manager', usage: 'client' });
   ensureCertificate('scheduler', { commonName: 'system:kube-scheduler', usage: 'client' });
   ensureCertificate('kubelet-client', { commonName: `system:node:${NODE_NAME}`, organization: 'system:nodes', usage: 'client' });
+  // kube-proxy's identity is bound to system:node-proxier by the apiserver's default RBAC.
+  ensureCertificate('kube-proxy', { commonName: 'system:kube-proxy', usage: 'client' });
+  ensureCertificate('coredns', { commonName: 'podflow:coredns', usage: 'client' });
   ensureCertificate('kubelet-server', { commonName: `system:node:${NODE_NAME}`, hosts: [...local, nodeIp, NODE_NAME], usage: 'server' });
   if (!existsSync(pki('sa.key'))) {
     openssl(['genrsa', '-out', pki('sa.key'), '2048']);
