@@ -61,7 +61,7 @@ async function up() {
   await step('host packages (containerd, runc, CNI plugins, debootstrap, iptables)', () => ensureHostPackages());
   for (const note of prepareKernel()) say(`warning: ${note}`);
   const builtBinaries = await step(`binaries (Kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION})`, () => ensureBinaries());
-  const images = await step('images (pause, runtime-python, runtime-node)', () => ensureImageArchives());
+  const images = await step('images (pause, runtime-python, runtime-node, redis, coordinator, worker)', () => ensureImageArchives());
   const ip = nodeIp();
   await step('PKI and kubeconfigs', () => {
     ensurePki(ip);

@@ -19,7 +19,7 @@ export const DEBIAN_SUITE = 'bookworm';
 export const DEBIAN_MIRROR = process.env.PODFLOW_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
 
 /** Bump when the image recipe changes, so cached images are rebuilt. */
-export const IMAGE_RECIPE_VERSION = '1';
+export const IMAGE_RECIPE_VERSION = '2';
 
 export const BIN_DIR = join(CACHE_DIR, 'k8s', KUBERNETES_VERSION, 'bin');
 export const BUILD_DIR = join(CACHE_DIR, 'k8s', KUBERNETES_VERSION, 'build');
@@ -73,3 +73,10 @@ export const RUNTIME_IMAGES = {
   python: 'podflow/runtime-python:local',
   node: 'podflow/runtime-node:local',
 };
+/** podflow's own images, as the chart names them with `image.registry=docker.io/podflow` and `image.tag=local`. */
+export const SERVICE_IMAGES = {
+  coordinator: 'docker.io/podflow/coordinator:local',
+  worker: 'docker.io/podflow/worker:local',
+};
+/** Debian's redis-server, for the chart's in-chart Redis (`redis.embedded.image`). */
+export const REDIS_IMAGE = 'docker.io/podflow/redis:local';

@@ -1,13 +1,18 @@
-// Builds the cluster's images without a registry or Docker: the pause image from Kubernetes' own
-// pause.c, and podflow's runtime images from Debian packages with debootstrap, each carrying the
-// runner from libs/runner. k8s/images/*/Dockerfile describe the same images for users with a
-// registry (debian:bookworm-slim + the same packages + the same runner files at the same paths).
-// Archives are cached under ~/.cache/podflow/k8s/images, keyed by the recipe and the runner files.
+// Builds the cluster's images without a registry or Docker:
+// - the pause image, from Kubernetes' own pause.c;
+// - podflow's runtime images, from Debian packages with debootstrap, each carrying the runner from
+//   libs/runner (k8s/images/runtime-*/Dockerfile: debian:bookworm-slim + the same packages + the
+//   same runner files at the same paths);
+// - the coordinator and worker images (lib/service-images.mjs), from Debian, this machine's Node 20
+//   and the repository's build output (k8s/images/service/Dockerfile for a registry);
+// - a Redis image from Debian's redis-server, for the chart's in-chart Redis.
+// Layers and archives are cached under ~/.cache/podflow/k8s/images, keyed by their inputs.
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEBIAN_MIRROR, DEBIAN_SUITE, IMAGE_DIR, IMAGE_RECIPE_VERSION, KUBERNETES_VERSION, PAUSE_IMAGE, REPO_ROOT, RUNTIME_IMAGES } from './config.mjs';
-import { writeOciArchive } from './oci.mjs';
+import { DEBIAN_MIRROR, DEBIAN_SUITE, IMAGE_DIR, IMAGE_RECIPE_VERSION, KUBERNETES_VERSION, PAUSE_IMAGE, REDIS_IMAGE, REPO_ROOT, RUNTIME_IMAGES } from './config.mjs';
+import { packLayer, writeOciArchive } from './oci.mjs';
+import { serviceRecipe } from './service-images.mjs';
 import { run, say } from './sh.mjs';
 
 const RUNNER_DIR = '/opt/podflow/runner';
@@ -26,7 +31,18 @@ function runnerFiles() {
   return { python, node };
 }
 
-/** The images, each with its build recipe. `inputs` feed the cache key. */
+/**
+ * An archive of one image with one layer: `build(rootfs)` fills the layer, `inputs` feed its cache
+ * key.
+ */
+function singleLayer({ name, ref, inputs, build, config }) {
+  return { name, layers: [{ name, inputs, build }], images: [{ ref, config, layers: [name] }] };
+}
+
+/**
+ * The archives, each with its layers and images. A layer is `{ name, inputs, build(rootfs) }`; an
+ * image names its layers bottom first.
+ */
 function recipes() {
   const runner = runnerFiles();
   const runtimeConfig = (cmd) => ({
@@ -37,7 +53,7 @@ function recipes() {
     Labels: { 'org.opencontainers.image.source': 'https://github.com/podflow/podflow', 'dev.podflow.runner-dir': RUNNER_DIR },
   });
   return [
-    {
+    singleLayer({
       name: 'pause',
       ref: qualified(PAUSE_IMAGE),
       // pause.c is pinned by the Kubernetes version, so the version is the cache key.
@@ -48,29 +64,43 @@ function recipes() {
         run('strip', [join(rootfs, 'pause')], { quiet: true });
       },
       config: { User: '65535:65535', Entrypoint: ['/pause'] },
-    },
-    {
+    }),
+    singleLayer({
       name: 'runtime-python',
       ref: qualified(RUNTIME_IMAGES.python),
       // pip (and the CA roots it needs) is what layer builder pods install with (k8s/images/README.md).
       inputs: ['python3,python3-pip,ca-certificates', readFileSync(runner.python, 'utf8')],
       build: (rootfs) => {
         debootstrap(rootfs, ['python3', 'python3-pip', 'ca-certificates']);
+        addSandboxUser(rootfs);
         installRunner(rootfs, runner.python, 'podflow_runner.py');
       },
       config: runtimeConfig(['python3', '-I', '-u', `${RUNNER_DIR}/podflow_runner.py`]),
-    },
-    {
+    }),
+    singleLayer({
       name: 'runtime-node',
       ref: qualified(RUNTIME_IMAGES.node),
       inputs: ['nodejs,ca-certificates', `npm@${IMAGE_NPM_VERSION}`, readFileSync(runner.node, 'utf8')],
       build: (rootfs) => {
         debootstrap(rootfs, ['nodejs', 'ca-certificates']);
+        addSandboxUser(rootfs);
         installNpm(rootfs);
         installRunner(rootfs, runner.node, 'node-runner.js');
       },
       config: runtimeConfig(['node', `${RUNNER_DIR}/node-runner.js`]),
-    },
+    }),
+    singleLayer({
+      name: 'redis',
+      ref: qualified(REDIS_IMAGE),
+      inputs: ['redis-server'],
+      build: (rootfs) => {
+        debootstrap(rootfs, ['redis-server']);
+        mkdirSync(join(rootfs, 'data'), { recursive: true });
+      },
+      // The chart passes only arguments (as to the official image's redis-server command).
+      config: { User: '999:999', WorkingDir: '/data', Entrypoint: ['redis-server'], Env: [PATH_ENV] },
+    }),
+    serviceRecipe({ debootstrap, pathEnv: PATH_ENV }),
   ];
 }
 
@@ -82,7 +112,7 @@ function kubernetesModuleDir() {
 }
 
 /** A minimal Debian (the minbase variant) plus `packages`, trimmed of docs, caches and apt lists. */
-function debootstrap(rootfs, packages) {
+export function debootstrap(rootfs, packages) {
   const debs = join(IMAGE_DIR, 'debs');
   mkdirSync(debs, { recursive: true });
   run('debootstrap', ['--variant=minbase', `--include=${packages.join(',')}`, `--cache-dir=${debs}`, DEBIAN_SUITE, rootfs, DEBIAN_MIRROR], { quiet: true });
@@ -91,6 +121,9 @@ function debootstrap(rootfs, packages) {
     mkdirSync(join(rootfs, dir), { recursive: true });
   }
   chmodSync(join(rootfs, 'tmp'), 0o1777);
+}
+
+function addSandboxUser(rootfs) {
   // The unprivileged user sandboxes run as (pods set runAsUser too; this names it inside the image).
   appendFileSync(join(rootfs, 'etc/passwd'), `user:x:${SANDBOX_UID}:${SANDBOX_UID}:podflow sandbox:/home/user:/usr/sbin/nologin\n`);
   appendFileSync(join(rootfs, 'etc/group'), `user:x:${SANDBOX_UID}:\n`);
@@ -120,38 +153,69 @@ function installRunner(rootfs, source, fileName) {
   chmodSync(join(dir, fileName), 0o644);
 }
 
-function cacheKey(recipe) {
-  const hash = createHash('sha256').update(JSON.stringify([IMAGE_RECIPE_VERSION, DEBIAN_SUITE, recipe.ref, recipe.config, ...recipe.inputs]));
-  return hash.digest('hex').slice(0, 16);
+const digestOf = (value) => createHash('sha256').update(JSON.stringify([IMAGE_RECIPE_VERSION, DEBIAN_SUITE, value])).digest('hex').slice(0, 16);
+
+/** Removes cached files of `prefix` other than `keep` (an older key's archive or layer). */
+function removeStale(dir, prefix, keep) {
+  for (const file of readdirSync(dir).filter((entry) => entry.startsWith(prefix) && !entry.startsWith(keep))) {
+    rmSync(join(dir, file), { recursive: true, force: true });
+  }
 }
 
 /**
- * Builds every image archive that is not cached yet. Returns, per image, its reference, archive,
- * manifest digest and sizes. A build happens in a scratch directory and is published by rename,
- * so an interrupted build never leaves an archive that a later run would trust.
+ * The packed layer for `layer`, built unless cached. A build happens in a scratch directory and is
+ * published by rename, so an interrupted build never leaves a layer a later run would trust.
+ */
+async function ensureLayer(layer) {
+  const dir = join(IMAGE_DIR, 'layers');
+  mkdirSync(dir, { recursive: true });
+  const id = `${layer.name}-${digestOf(layer.inputs)}`;
+  const file = join(dir, `${id}.tar.gz`);
+  const metaFile = `${file}.json`;
+  if (existsSync(file) && existsSync(metaFile)) return JSON.parse(readFileSync(metaFile, 'utf8'));
+  const started = Date.now();
+  say(`building layer ${id}`);
+  removeStale(dir, `${layer.name}-`, id);
+  const rootfs = join(dir, `${id}.rootfs`);
+  rmSync(rootfs, { recursive: true, force: true });
+  mkdirSync(rootfs, { recursive: true });
+  await layer.build(rootfs);
+  const packed = await packLayer(rootfs, `${file}.partial`);
+  rmSync(rootfs, { recursive: true, force: true });
+  renameSync(packed.file, file);
+  const meta = { ...packed, file, buildSeconds: (Date.now() - started) / 1000 };
+  writeFileSync(metaFile, JSON.stringify(meta, null, 2));
+  return meta;
+}
+
+/**
+ * Builds every layer and archive that is not cached yet and returns, per image, its reference,
+ * archive, manifest digest and sizes. An archive is cached by the digests of its layers and the
+ * images' configs, so an unchanged image is never re-packed or re-imported.
  */
 export async function ensureImageArchives() {
   mkdirSync(IMAGE_DIR, { recursive: true });
   const images = [];
   for (const recipe of recipes()) {
-    const key = cacheKey(recipe);
+    const layers = new Map();
+    for (const layer of recipe.layers) layers.set(layer.name, await ensureLayer(layer));
+    const key = digestOf([recipe.images, [...layers.values()].map((layer) => layer.digest)]);
     const archive = join(IMAGE_DIR, `${recipe.name}-${key}.tar`);
     const metaFile = `${archive}.json`;
     if (!existsSync(archive) || !existsSync(metaFile)) {
-      const started = Date.now();
-      say(`building image ${recipe.ref} (${recipe.name}-${key})`);
-      for (const stale of readdirSync(IMAGE_DIR).filter((file) => file.startsWith(`${recipe.name}-`))) {
-        rmSync(join(IMAGE_DIR, stale), { recursive: true, force: true });
-      }
-      const rootfs = join(IMAGE_DIR, `${recipe.name}-${key}.rootfs`);
-      rmSync(rootfs, { recursive: true, force: true });
-      mkdirSync(rootfs, { recursive: true });
-      recipe.build(rootfs);
-      const written = await writeOciArchive({ rootfs, archive, name: recipe.ref, config: recipe.config });
-      rmSync(rootfs, { recursive: true, force: true });
-      writeFileSync(metaFile, JSON.stringify({ ref: recipe.ref, ...written, buildSeconds: (Date.now() - started) / 1000 }, null, 2));
+      removeStale(IMAGE_DIR, `${recipe.name}-`, `${recipe.name}-${key}`);
+      const digests = await writeOciArchive({
+        archive,
+        images: recipe.images.map(({ ref, config, layers: names }) => ({ name: ref, config, layers: names.map((name) => layers.get(name)) })),
+      });
+      writeFileSync(metaFile, JSON.stringify(recipe.images.map(({ ref, layers: names }) => ({
+        ref,
+        manifestDigest: digests[ref],
+        compressedSize: names.reduce((sum, name) => sum + layers.get(name).size, 0),
+        unpackedSize: names.reduce((sum, name) => sum + layers.get(name).unpackedSize, 0),
+      })), null, 2));
     }
-    images.push({ name: recipe.name, archive, ...JSON.parse(readFileSync(metaFile, 'utf8')) });
+    for (const image of JSON.parse(readFileSync(metaFile, 'utf8'))) images.push({ name: recipe.name, archive, ...image });
   }
   return images;
 }

@@ -73,10 +73,13 @@ export function containerdReady() {
 export function importImages(images) {
   const present = ctr(['images', 'list']).split('\n').slice(1).map((line) => line.split(/\s+/));
   const imported = [];
+  const archives = new Set();
   for (const image of images) {
     const current = present.find((columns) => columns[0] === image.ref);
     if (current && current[2] === image.manifestDigest) continue;
-    ctr(['images', 'import', '--snapshotter', 'overlayfs', image.archive]);
+    // One archive may hold several images (the coordinator and worker share one); import it once.
+    if (!archives.has(image.archive)) ctr(['images', 'import', '--snapshotter', 'overlayfs', image.archive]);
+    archives.add(image.archive);
     imported.push(image.ref);
   }
   return imported;

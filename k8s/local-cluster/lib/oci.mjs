@@ -1,9 +1,10 @@
-// Writes a single-layer OCI image archive (an OCI image layout in a tar) from a root filesystem
-// directory, the format `ctr images import` reads. This is all a registry-less build needs: one
-// gzip'd layer tar, an image config naming its uncompressed digest, a manifest and an index that
-// carries the image name containerd should record.
+// Writes OCI image archives (an OCI image layout in a tar) from root filesystem directories, the
+// format `ctr images import` reads. This is all a registry-less build needs: gzip'd layer tars, an
+// image config naming their uncompressed digests, a manifest per image and an index that carries
+// the image names containerd should record. Several images in one archive share their common
+// layers, as they would in a registry.
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, createReadStream, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './sh.mjs';
 
@@ -24,52 +25,60 @@ function writeJsonBlob(blobs, mediaType, json) {
 }
 
 /**
- * Packs `rootfs` into `archive` as image `name` (a fully qualified reference such as
- * docker.io/podflow/runtime-python:local). `config` is the OCI image config's `config` section
- * (User, Env, WorkingDir, Entrypoint, Cmd, Labels). Returns the manifest digest and the sizes.
+ * Packs directory `rootfs` into the gzip'd layer tar `file`. Numeric owners and a fixed order and
+ * mtime make the layer depend only on the directory's contents. Returns what a manifest and an
+ * image config need to name it.
  */
-export async function writeOciArchive({ rootfs, archive, name, config }) {
+export async function packLayer(rootfs, file) {
+  const tarFile = `${file}.tar`;
+  run('tar', ['--numeric-owner', '--sort=name', '--mtime=@0', '--xattrs', '-C', rootfs, '-cf', tarFile, '.'], { quiet: true });
+  const diffId = await sha256OfFile(tarFile);
+  const unpackedSize = statSync(tarFile).size;
+  run('gzip', ['-n', '-6', tarFile], { quiet: true });
+  renameSync(`${tarFile}.gz`, file);
+  return { file, diffId, digest: await sha256OfFile(file), size: statSync(file).size, unpackedSize };
+}
+
+/**
+ * Writes `archive` holding `images`, each `{ name, config, layers }`: a fully qualified reference
+ * (docker.io/podflow/runtime-python:local), the OCI image config's `config` section (User, Env,
+ * WorkingDir, Entrypoint, Cmd, Labels) and its layers from `packLayer`, bottom first. Returns the
+ * manifest digest of each image, by name.
+ */
+export async function writeOciArchive({ archive, images }) {
   const layout = `${archive}.layout`;
   rmSync(layout, { recursive: true, force: true });
   const blobs = join(layout, 'blobs', 'sha256');
   mkdirSync(blobs, { recursive: true });
-
-  // Numeric owners and a fixed order and mtime make the layer depend only on the rootfs contents.
-  const layerTar = join(layout, 'layer.tar');
-  run('tar', ['--numeric-owner', '--sort=name', '--mtime=@0', '--xattrs', '-C', rootfs, '-cf', layerTar, '.'], { quiet: true });
-  const diffId = await sha256OfFile(layerTar);
-  const unpackedSize = statSync(layerTar).size;
-  run('gzip', ['-n', '-6', layerTar], { quiet: true });
-  const layerDigest = await sha256OfFile(`${layerTar}.gz`);
-  renameSync(`${layerTar}.gz`, join(blobs, layerDigest.slice('sha256:'.length)));
-  const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: statSync(join(blobs, layerDigest.slice(7))).size };
-
-  const imageConfig = writeJsonBlob(blobs, 'application/vnd.oci.image.config.v1+json', {
-    architecture: 'amd64',
-    os: 'linux',
-    created: '1970-01-01T00:00:00Z',
-    config,
-    rootfs: { type: 'layers', diff_ids: [diffId] },
-    history: [{ created: '1970-01-01T00:00:00Z', created_by: 'podflow k8s/local-cluster (offline image build)' }],
-  });
-  const manifest = writeJsonBlob(blobs, 'application/vnd.oci.image.manifest.v1+json', {
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: imageConfig,
-    layers: [layer],
-  });
-  writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(join(layout, 'index.json'), JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{
+  const manifests = [];
+  const digests = {};
+  for (const { name, config, layers } of images) {
+    for (const layer of layers) copyFileSync(layer.file, join(blobs, layer.digest.slice('sha256:'.length)));
+    const imageConfig = writeJsonBlob(blobs, 'application/vnd.oci.image.config.v1+json', {
+      architecture: 'amd64',
+      os: 'linux',
+      created: '1970-01-01T00:00:00Z',
+      config,
+      rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.diffId) },
+      history: layers.map(() => ({ created: '1970-01-01T00:00:00Z', created_by: 'podflow k8s/local-cluster (offline image build)' })),
+    });
+    const manifest = writeJsonBlob(blobs, 'application/vnd.oci.image.manifest.v1+json', {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: imageConfig,
+      layers: layers.map(({ digest, size }) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size })),
+    });
+    manifests.push({
       ...manifest,
       platform: { architecture: 'amd64', os: 'linux' },
       annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': name.split(':').pop() },
-    }],
-  }));
+    });
+    digests[name] = manifest.digest;
+  }
+  writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }));
   run('tar', ['-C', layout, '-cf', `${archive}.partial`, 'oci-layout', 'index.json', 'blobs'], { quiet: true });
   renameSync(`${archive}.partial`, archive);
   rmSync(layout, { recursive: true, force: true });
-  return { manifestDigest: manifest.digest, compressedSize: layer.size, unpackedSize };
+  return digests;
 }
