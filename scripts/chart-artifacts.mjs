@@ -57,6 +57,7 @@ const FROM_VALUES = {
   K8S_MAX_MEMORY_MB: '`sandbox.maxMemoryMB`',
   K8S_WARM_POOL_SIZE: '`sandbox.warmPoolSize`',
   K8S_LAYER_VOLUME_CLAIM: '`sandbox.layers` (the chart\'s claim, or `existingClaim`)',
+  K8S_LAYER_CA_CONFIGMAP: '`sandbox.layers.caBundle` (the chart makes the ConfigMap)',
 };
 
 /** Variables of the process driver or of one machine: not used by a podflow running in the cluster. */
