@@ -68,13 +68,25 @@ export class PodflowClient {
     }
   }
 
-  /** Polls until the run is terminal (for callers that do not want a stream). */
+  /**
+   * Polls until the run is terminal (for callers that do not want a stream). A poll that fails to
+   * reach the coordinator (a connection refused or closed, as when a coordinator is replaced in a
+   * rolling update) is retried until the deadline; an answer with an error status is not.
+   */
   async waitForRun(id: string, pollMs = 250, timeoutMs = 3_600_000): Promise<RunView> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const run = await this.getRun(id);
-      if (['succeeded', 'failed', 'canceled'].includes(run.status)) return run;
-      if (Date.now() > deadline) throw new PodflowError('RUN_TIMEOUT', `run ${id} did not finish within ${timeoutMs} ms`);
+      let unreachable = false;
+      const run = await this.getRun(id).catch((error: unknown) => {
+        if (!isNetworkError(error)) throw error;
+        unreachable = true;
+        return undefined;
+      });
+      if (run && ['succeeded', 'failed', 'canceled'].includes(run.status)) return run;
+      if (Date.now() > deadline) {
+        const last = unreachable ? ' (the last poll could not reach the coordinator)' : '';
+        throw new PodflowError('RUN_TIMEOUT', `run ${id} did not finish within ${timeoutMs} ms${last}`);
+      }
       await new Promise((r) => setTimeout(r, pollMs));
     }
   }
@@ -122,6 +134,14 @@ export interface RunView {
   nodesTotal: number;
   /** Set when more nodes follow: pass it as `nodeCursor`. */
   nextNodeCursor?: string;
+}
+
+/**
+ * fetch rejects with a TypeError "fetch failed" when no HTTP answer came back (refused, reset,
+ * closed). Checked by name: the TypeError may come from another realm (a VM context, Jest).
+ */
+function isNetworkError(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as Error).name === 'TypeError' && (error as Error).message === 'fetch failed';
 }
 
 async function toError(response: Response): Promise<PodflowError> {
