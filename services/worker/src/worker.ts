@@ -103,6 +103,11 @@ export class PodflowWorker {
   }
 
   /** Ready while it takes jobs: started, not closing, Redis answering within 2 s. */
+  /** Executions this worker is running now. */
+  get running(): number {
+    return this.cancellations.size;
+  }
+
   async readiness(): Promise<{ ready: boolean; reason?: string }> {
     if (!this.worker || this.closing) return { ready: false, reason: this.closing ? 'the worker is stopping' : 'the worker has not started yet' };
     if (!this.worker.isRunning()) return { ready: false, reason: 'the exec queue consumer is not running' };
