@@ -41,7 +41,15 @@ function nodeIp() {
   throw new Error('could not find this machine\'s IPv4 address (no default route and `hostname -I` is empty); set up a network interface first');
 }
 
-async function startAndWait(name, [command, args], ready, timeoutMs = 90_000) {
+/**
+ * Starts daemon `name` unless it runs, and waits until `ready`. A running daemon whose
+ * configuration changed (`changed`, from its command builder) is restarted to load it.
+ */
+async function startAndWait(name, [command, args, changed = false], ready, timeoutMs = 90_000) {
+  if (changed && runningPid(name)) {
+    say(`${name}: configuration changed; restarting`);
+    await stopDaemon(name);
+  }
   const started = startDaemon(name, command, args);
   await waitFor(`${name} to become ready`, async () => {
     if (!runningPid(name)) throw new Error(`${name} exited; last log lines:\n${logTail(name)}`);
@@ -84,7 +92,7 @@ async function up() {
     await startAndWait('kube-proxy', kubeProxyCommand(), () => true);
     kubectl(['apply', '-f', '-'], { input: coreDnsRbacManifest() });
     ensureDnsAddress();
-    await startAndWait('coredns', coreDnsCommand(), () => coreDnsReady());
+    await startAndWait('coredns', coreDnsCommand(ip), () => coreDnsReady());
     await waitFor('Services to resolve and carry traffic', () => checkServiceNetwork().then(() => true), { timeoutMs: 30_000 });
   });
   await step('podflow namespaces, RBAC, NetworkPolicies and the layer volume', async () => {

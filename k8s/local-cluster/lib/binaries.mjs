@@ -15,7 +15,10 @@ import { run, say } from './sh.mjs';
 export const KUBERNETES_COMMANDS = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'kubectl'];
 export const ALL_BINARIES = [...KUBERNETES_COMMANDS, 'etcd', 'coredns'];
 
-export const binary = (name) => join(BIN_DIR, name);
+/** CoreDNS is pinned apart from Kubernetes, so it is cached under its own version. */
+const COREDNS_DIR = join(BIN_DIR, '..', '..', `coredns-${COREDNS_VERSION}`);
+
+export const binary = (name) => (name === 'coredns' ? join(COREDNS_DIR, name) : join(BIN_DIR, name));
 
 export function missingBinaries() {
   return ALL_BINARIES.filter((name) => !existsSync(binary(name)));
@@ -104,7 +107,11 @@ function buildCoreDns() {
     `require github.com/coredns/coredns ${COREDNS_VERSION}`,
     '',
   ].join('\n'));
-  run('go', ['build', '-trimpath', '-ldflags', '-s -w', '-o', binary('coredns'), 'github.com/coredns/coredns'], { cwd: dir, env: goEnv() });
+  // Built beside its final place and renamed, so a killed build never leaves a binary a later run trusts.
+  mkdirSync(COREDNS_DIR, { recursive: true });
+  const staging = `${binary('coredns')}.partial`;
+  run('go', ['build', '-trimpath', '-ldflags', '-s -w', '-o', staging, 'github.com/coredns/coredns'], { cwd: dir, env: goEnv() });
+  renameSync(staging, binary('coredns'));
 }
 
 /** Builds whatever is missing for the pinned versions. Cold: tens of minutes on 2 cores; warm: nothing. */

@@ -48,6 +48,8 @@ export const ETCD_CLIENT_PORT = 2379;
 export const ETCD_PEER_PORT = 2380;
 export const KUBELET_PORT = 10250;
 export const POD_CIDR = '10.88.0.0/16';
+/** The bridge's own address in the pod range (the CNI bridge plugin's gateway). */
+export const POD_GATEWAY_IP = '10.88.0.1';
 export const SERVICE_CIDR = '10.96.0.0/16';
 /** First address of the service range: the `kubernetes` Service's ClusterIP, also in the apiserver cert. */
 export const KUBERNETES_SERVICE_IP = '10.96.0.1';

@@ -153,6 +153,21 @@ function installRunner(rootfs, source, fileName) {
   chmodSync(join(dir, fileName), 0o644);
 }
 
+/** Writes JSON by rename, so a killed build never leaves a half-written file a later run trusts. */
+function writeJsonAtomically(file, value) {
+  writeFileSync(`${file}.partial`, JSON.stringify(value, null, 2));
+  renameSync(`${file}.partial`, file);
+}
+
+/** A cached JSON file, or undefined when it is missing or unreadable (then rebuilt). */
+function readCachedJson(file) {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 const digestOf = (value) => createHash('sha256').update(JSON.stringify([IMAGE_RECIPE_VERSION, DEBIAN_SUITE, value])).digest('hex').slice(0, 16);
 
 /** Removes cached files of `prefix` other than `keep` (an older key's archive or layer). */
@@ -172,7 +187,8 @@ async function ensureLayer(layer) {
   const id = `${layer.name}-${digestOf(layer.inputs)}`;
   const file = join(dir, `${id}.tar.gz`);
   const metaFile = `${file}.json`;
-  if (existsSync(file) && existsSync(metaFile)) return JSON.parse(readFileSync(metaFile, 'utf8'));
+  const cached = existsSync(file) ? readCachedJson(metaFile) : undefined;
+  if (cached) return cached;
   const started = Date.now();
   say(`building layer ${id}`);
   removeStale(dir, `${layer.name}-`, id);
@@ -184,7 +200,7 @@ async function ensureLayer(layer) {
   rmSync(rootfs, { recursive: true, force: true });
   renameSync(packed.file, file);
   const meta = { ...packed, file, buildSeconds: (Date.now() - started) / 1000 };
-  writeFileSync(metaFile, JSON.stringify(meta, null, 2));
+  writeJsonAtomically(metaFile, meta);
   return meta;
 }
 
@@ -202,20 +218,20 @@ export async function ensureImageArchives() {
     const key = digestOf([recipe.images, [...layers.values()].map((layer) => layer.digest)]);
     const archive = join(IMAGE_DIR, `${recipe.name}-${key}.tar`);
     const metaFile = `${archive}.json`;
-    if (!existsSync(archive) || !existsSync(metaFile)) {
+    if (!existsSync(archive) || !readCachedJson(metaFile)) {
       removeStale(IMAGE_DIR, `${recipe.name}-`, `${recipe.name}-${key}`);
       const digests = await writeOciArchive({
         archive,
         images: recipe.images.map(({ ref, config, layers: names }) => ({ name: ref, config, layers: names.map((name) => layers.get(name)) })),
       });
-      writeFileSync(metaFile, JSON.stringify(recipe.images.map(({ ref, layers: names }) => ({
+      writeJsonAtomically(metaFile, recipe.images.map(({ ref, layers: names }) => ({
         ref,
         manifestDigest: digests[ref],
         compressedSize: names.reduce((sum, name) => sum + layers.get(name).size, 0),
         unpackedSize: names.reduce((sum, name) => sum + layers.get(name).unpackedSize, 0),
-      })), null, 2));
+      })));
     }
-    for (const image of JSON.parse(readFileSync(metaFile, 'utf8'))) images.push({ name: recipe.name, archive, ...image });
+    for (const image of readCachedJson(metaFile)) images.push({ name: recipe.name, archive, ...image });
   }
   return images;
 }

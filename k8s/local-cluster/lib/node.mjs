@@ -9,7 +9,7 @@ import {
 } from './config.mjs';
 import { qualified } from './images.mjs';
 import { certificateKubeconfig, pki } from './pki.mjs';
-import { run, tryRun, which } from './sh.mjs';
+import { run, tryRun, which, writeIfChanged } from './sh.mjs';
 
 export const CNI_CONF_DIR = join(CONFIG_DIR, 'cni');
 export const KUBELET_ROOT = join(STATE_DIR, 'kubelet');
@@ -124,10 +124,10 @@ export function prepareKernel() {
 
 export function kubeletCommand(nodeIp) {
   const kubeconfig = join(CONFIG_DIR, 'kubelet.kubeconfig');
-  writeFileSync(kubeconfig, certificateKubeconfig(`system:node:${NODE_NAME}`, 'kubelet-client'), { mode: 0o600 });
+  const credentialsChanged = writeIfChanged(kubeconfig, certificateKubeconfig(`system:node:${NODE_NAME}`, 'kubelet-client'), 0o600);
   const config = join(CONFIG_DIR, 'kubelet.yaml');
   // JSON is YAML; the kubelet reads either.
-  writeFileSync(config, `${JSON.stringify({
+  const configChanged = writeIfChanged(config, `${JSON.stringify({
     apiVersion: 'kubelet.config.k8s.io/v1beta1',
     kind: 'KubeletConfiguration',
     address: '0.0.0.0',
@@ -162,5 +162,5 @@ export function kubeletCommand(nodeIp) {
     `--hostname-override=${NODE_NAME}`, `--node-ip=${nodeIp}`,
     `--root-dir=${KUBELET_ROOT}`, `--cert-dir=${join(STATE_DIR, 'kubelet-pki')}`,
     '--v=1',
-  ]];
+  ], credentialsChanged || configChanged];
 }

@@ -31,6 +31,9 @@ function writeJsonBlob(blobs, mediaType, json) {
  */
 export async function packLayer(rootfs, file) {
   const tarFile = `${file}.tar`;
+  // Left by a build that was killed here: gzip would refuse to overwrite its output.
+  rmSync(tarFile, { force: true });
+  rmSync(`${tarFile}.gz`, { force: true });
   run('tar', ['--numeric-owner', '--sort=name', '--mtime=@0', '--xattrs', '-C', rootfs, '-cf', tarFile, '.'], { quiet: true });
   const diffId = await sha256OfFile(tarFile);
   const unpackedSize = statSync(tarFile).size;

@@ -69,7 +69,9 @@ function installProductionDependencies(rootfs) {
     mkdirSync(join(scratch, dir), { recursive: true });
     copyFileSync(join(REPO_ROOT, dir, 'package.json'), join(scratch, dir, 'package.json'));
   }
-  run('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: scratch, quiet: true, env: { ...process.env, NODE_ENV: 'production' } });
+  // No install scripts: this runs as root on the host, and no production dependency needs one
+  // (native parts come as prebuilt optional packages).
+  run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: scratch, quiet: true, env: { ...process.env, NODE_ENV: 'production' } });
   const app = join(rootfs, 'app');
   mkdirSync(app, { recursive: true });
   copyFileSync(join(scratch, 'package.json'), join(app, 'package.json'));
@@ -93,8 +95,14 @@ export function serviceRecipe({ debootstrap, pathEnv }) {
   const nodeBinary = process.execPath;
   const nodeMajor = Number(process.versions.node.split('.')[0]);
   if (nodeMajor < 20) throw new Error(`the service images carry this machine's node, which is ${process.version}; podflow needs Node 20 or newer`);
-  const manifests = ['package.json', 'package-lock.json', ...workspaces().map((dir) => `${dir}/package.json`)]
-    .map((file) => [file, readFileSync(join(REPO_ROOT, file), 'utf8')]);
+  // What `npm ci --omit=dev` installs depends on the lock file, the workspaces' dependency fields
+  // (not their scripts) and npm itself.
+  const dependencyFields = ['package.json', ...workspaces().map((dir) => `${dir}/package.json`)].map((file) => {
+    const { name, dependencies, optionalDependencies, peerDependencies, workspaces: globs, overrides } = JSON.parse(readFileSync(join(REPO_ROOT, file), 'utf8'));
+    return [file, name, dependencies, optionalDependencies, peerDependencies, globs, overrides];
+  });
+  const npmVersion = run('npm', ['--version'], { quiet: true }).trim();
+  const manifests = [dependencyFields, readFileSync(join(REPO_ROOT, 'package-lock.json'), 'utf8'), process.version, npmVersion];
   const libs = workspaces().filter((dir) => dir.startsWith('libs/'));
   const layers = [
     {

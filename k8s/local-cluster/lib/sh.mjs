@@ -1,5 +1,6 @@
 // Small process helpers for the cluster scripts: run a command loudly, capture its output, time steps.
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 export function say(message) {
   process.stderr.write(`[cluster] ${message}\n`);
@@ -59,4 +60,14 @@ export async function waitFor(what, probe, { timeoutMs = 60_000, intervalMs = 50
   }
   const cause = lastError ? ` (last error: ${lastError.message})` : '';
   throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${cause}${hint ? `. ${hint}` : ''}`);
+}
+
+/**
+ * Writes a daemon's configuration only when its content changes, and says whether it did: a
+ * running daemon is restarted only then (kube-proxy even exits by itself when its file changes).
+ */
+export function writeIfChanged(file, content, mode = 0o644) {
+  if (existsSync(file) && readFileSync(file, 'utf8') === content) return false;
+  writeFileSync(file, content, { mode });
+  return true;
 }
