@@ -42,6 +42,12 @@ describe('PodflowClient.waitForRun', () => {
     expect(polls).toBe(1);
   });
 
+  it('fails at once when the coordinator\'s name does not resolve (a configuration error, not a rollout)', async () => {
+    const started = Date.now();
+    await expect(new PodflowClient({ url: 'http://podflow-coordinator.invalid', apiKey: 'k' }).waitForRun('r1', 5, 10_000)).rejects.toMatchObject({ message: 'fetch failed' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   it('gives up at its deadline when the coordinator stays unreachable', async () => {
     answer = () => 'close';
     await expect(new PodflowClient({ url, apiKey: 'k' }).waitForRun('r1', 20, 200)).rejects.toMatchObject({ code: 'RUN_TIMEOUT', message: 'run r1 did not finish within 200 ms (the last poll could not reach the coordinator)' });

@@ -136,12 +136,19 @@ export interface RunView {
   nextNodeCursor?: string;
 }
 
+/** Causes of a failed fetch that a coordinator being replaced produces: worth another poll. */
+const TRANSIENT_CAUSES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED']);
+
 /**
- * fetch rejects with a TypeError "fetch failed" when no HTTP answer came back (refused, reset,
- * closed). Checked by name: the TypeError may come from another realm (a VM context, Jest).
+ * fetch rejects with a TypeError "fetch failed" when no HTTP answer came back; its cause says why.
+ * Only a refused, reset or closed connection counts as transient: a name that does not resolve or
+ * a TLS error is a configuration problem and fails at once. Checked by name: the error may come
+ * from another realm (a VM context, Jest).
  */
 function isNetworkError(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as Error).name === 'TypeError' && (error as Error).message === 'fetch failed';
+  if (typeof error !== 'object' || error === null || (error as Error).name !== 'TypeError' || (error as Error).message !== 'fetch failed') return false;
+  const code = ((error as Error).cause as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && TRANSIENT_CAUSES.has(code);
 }
 
 async function toError(response: Response): Promise<PodflowError> {
