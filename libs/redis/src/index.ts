@@ -17,3 +17,5 @@ export type { RedisAddress, RedisConfig, RedisConnectionPlan } from './redis-con
 export { connectRedis, duplicateRedis, isCluster, redisNodes } from './redis-client';
 export type { ConnectOptions, RedisClient } from './redis-client';
 export { LuaScript } from './lua-script';
+export { startShutdownWatchdog } from './shutdown-watchdog';
+export type { ShutdownWatchdogOptions } from './shutdown-watchdog';

@@ -1,23 +1,23 @@
+import { startShutdownWatchdog, type RedisClient } from '@podflow/redis';
 import { createCoordinatorApp } from './app';
 import { loadCoordinatorConfig } from './config';
-
-/**
- * Nest closes the app on SIGTERM (enableShutdownHooks); closing needs Redis. When Redis is gone
- * too (an uninstall deletes it with the coordinators), closing would wait for the kubelet's
- * SIGKILL; past this budget the process exits instead. Nothing accepted is lost: run state and
- * queued work live in Redis, and results not yet applied stay queued for another coordinator.
- */
-const CLOSE_BUDGET_MS = 15_000;
+import { REDIS } from './tokens';
 
 async function main(): Promise<void> {
   const config = loadCoordinatorConfig(process.env);
   const app = await createCoordinatorApp(config);
+  // Nest closes the app on SIGTERM (enableShutdownHooks), which needs Redis. When Redis is gone
+  // too (an uninstall deletes it with the coordinators), exit instead of waiting for SIGKILL.
+  const redis = app.get<RedisClient>(REDIS);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
-      setTimeout(() => {
-        process.stderr.write(`${JSON.stringify({ level: 50, name: 'podflow-coordinator', msg: 'coordinator did not close within its budget (Redis unreachable?); exiting', budgetMs: CLOSE_BUDGET_MS })}\n`);
-        process.exit(1);
-      }, CLOSE_BUDGET_MS).unref();
+      startShutdownWatchdog({
+        ping: () => redis.ping(),
+        onStuck: (checks) => {
+          process.stderr.write(`${JSON.stringify({ level: 50, name: 'podflow-coordinator', msg: 'Redis does not answer while the coordinator closes; exiting', checks })}\n`);
+          process.exit(1);
+        },
+      });
     });
   }
   await app.listen(config.PORT, config.HOST);

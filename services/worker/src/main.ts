@@ -1,6 +1,6 @@
 import { LayerResolvingDriver, ProcessDriver, type SandboxDriver } from '@podflow/sandbox';
 import { createObjectStore } from '@podflow/storage';
-import { connectRedis, redisConnectionPlan } from '@podflow/redis';
+import { connectRedis, redisConnectionPlan, startShutdownWatchdog } from '@podflow/redis';
 import pino from 'pino';
 import { loadWorkerConfig, type WorkerConfig } from './config';
 import { layerResolver, localLayerBackend } from './layers';
@@ -98,15 +98,18 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, running: worker.running }, 'worker stopping');
-    // Closing needs Redis (handing jobs back, flushing results). When Redis is gone too (an
-    // uninstall deletes it with the workers), close would wait until the kubelet's SIGKILL; past
-    // its budget the worker exits instead: jobs it did not finish are re-delivered when their
-    // locks expire, so nothing is lost.
-    const budgetMs = (worker.running > 0 ? config.SHUTDOWN_GRACE_MS : 0) + CLOSE_BUDGET_MS;
-    setTimeout(() => {
-      logger.error({ budgetMs }, 'worker did not close within its budget (Redis unreachable?); exiting, unfinished jobs are re-delivered');
-      process.exit(1);
-    }, budgetMs).unref();
+    // Closing needs Redis; when Redis is gone too (an uninstall deletes it with the workers), exit
+    // instead of waiting for the kubelet's SIGKILL.
+    startShutdownWatchdog({
+      ping: async () => {
+        const { ready, reason } = await worker.readiness();
+        if (!ready) throw new Error(reason);
+      },
+      onStuck: (checks) => {
+        logger.error({ checks, running: worker.running }, 'Redis does not answer while the worker closes; exiting (unfinished jobs are re-delivered when their locks expire)');
+        process.exit(1);
+      },
+    });
     worker.close().then(() => sandbox.stop?.()).then(() => new Promise((resolve) => http.close(resolve))).then(
       () => process.exit(0),
       (error) => {
@@ -121,9 +124,6 @@ async function main(): Promise<void> {
   await worker.start();
   sandbox.start?.();
 }
-
-/** Time to close once running executions are done or handed back. */
-const CLOSE_BUDGET_MS = 10_000;
 
 main().catch((error: unknown) => {
   process.stderr.write(`podflow worker failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
