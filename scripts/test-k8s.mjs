@@ -16,7 +16,7 @@ async function main() {
   ensureInstalledAndBuilt();
   const env = { ...process.env };
   if (env.KUBECONFIG) {
-    say(`Kubernetes suites against KUBECONFIG=${env.KUBECONFIG}`);
+    say(`Kubernetes suites against KUBECONFIG=${env.KUBECONFIG} (test/helm/install.helm.spec.ts needs the local cluster's images and runs only there)`);
   } else {
     const up = spawnSync(process.execPath, [join(ROOT, 'k8s/local-cluster/cluster.mjs'), 'up'], { stdio: 'inherit', cwd: ROOT });
     if (up.status !== 0) {
@@ -25,6 +25,7 @@ async function main() {
     }
     env.KUBECONFIG = ADMIN_KUBECONFIG;
     env.PODFLOW_WORKER_KUBECONFIG = WORKER_KUBECONFIG;
+    env.PODFLOW_LOCAL_CLUSTER = '1';
   }
   process.exit(await runJestWithServices(join(ROOT, 'test/k8s/jest.config.js'), process.argv.slice(2), env));
 }

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,18 @@ const IMAGES = {
 function run(command: string, args: string[], input?: string) {
   const result = spawnSync(command, args, { encoding: 'utf8', input, env: process.env, maxBuffer: 64 * 1024 * 1024 });
   return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
+}
+
+/** `run` without blocking the event loop: the test keeps polling the API while helm rolls out. */
+function runAsync(command: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
 }
 
 function kubectlPath(): string {
@@ -62,7 +74,19 @@ function counter(text: string, name: string, labels: Record<string, string>): nu
     .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
 }
 
-describe('helm install with the real images (issue 14)', () => {
+/** The value of a Prometheus sample without labels. */
+function gauge(text: string, name: string): number {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${name} `));
+  if (!line) throw new Error(`no sample of ${name}`);
+  return Number(line.split(' ').pop());
+}
+
+// The images exist only in the local cluster's containerd (`cluster:up` builds and imports them),
+// and this host reaches ClusterIPs and hostPath volumes only there: against another cluster
+// (KUBECONFIG set), `npm run test:k8s` leaves this suite out, and says so.
+const onLocalCluster = process.env.PODFLOW_LOCAL_CLUSTER === '1';
+
+(onLocalCluster ? describe : describe.skip)('helm install with the real images (issue 14)', () => {
   const release = `pf${randomBytes(3).toString('hex')}`;
   const namespace = `${release}-system`;
   const sandbox = `${release}-sandbox`;
@@ -72,7 +96,6 @@ describe('helm install with the real images (issue 14)', () => {
   let volumes: string;
   let client: PodflowClient;
   let baseUrl: string;
-  let installed = false;
 
   const kubectl = (...args: string[]) => {
     const result = run(kc, args);
@@ -91,11 +114,20 @@ describe('helm install with the real images (issue 14)', () => {
     const { id } = await client.submitRun({ workflow, inputs: inputs as never });
     return client.waitForRun(id, 200, 180_000);
   };
-  const helmUpgrade = (args: string[]) => run(helm, ['upgrade', release, CHART, '--namespace', namespace, '--reuse-values', '--wait', '--timeout', '4m', ...args]);
+  const helmUpgrade = (args: string[]) => runAsync(helm, ['upgrade', release, CHART, '--namespace', namespace, '--reuse-values', '--wait', '--timeout', '4m', ...args]);
+  const podNames = (component: string) => podsOf(namespace, `app.kubernetes.io/component=${component}`).map((pod) => pod.metadata.name);
 
   beforeAll(() => {
     helm = (JSON.parse(spawnSync(process.execPath, [join(ROOT, 'scripts/lib/helm-tools.mjs')], { encoding: 'utf8' }).stdout.trim()) as { helm: string }).helm;
     kc = kubectlPath();
+    // What an earlier run killed half-way left behind (its release, namespaces and volumes), so it
+    // does not starve this one on a small node.
+    const releases = JSON.parse(run(helm, ['list', '--all-namespaces', '-o', 'json']).stdout || '[]') as Array<{ name: string; namespace: string }>;
+    for (const old of releases.filter((r) => /^pf[0-9a-f]{6}$/.test(r.name) && r.namespace === `${r.name}-system`)) {
+      run(helm, ['uninstall', old.name, '--namespace', old.namespace, '--wait', '--timeout', '2m']);
+      run(kc, ['delete', 'namespace', old.namespace, `${old.name}-sandbox`, '--ignore-not-found', '--wait=false']);
+    }
+    run(kc, ['delete', 'pv', '-l', 'podflow.dev/test', '--ignore-not-found']);
     // The chart's claims bind to these hostPath volumes (no storage class provisions on this node).
     // The files volume is written by the services (uid 10001), layers by builder pods (uid 1000).
     volumes = mkdtempSync(join(tmpdir(), 'podflow-helm-volumes-'));
@@ -124,7 +156,7 @@ describe('helm install with the real images (issue 14)', () => {
   });
 
   afterAll(() => {
-    if (installed) run(helm, ['uninstall', release, '--namespace', namespace, '--wait', '--timeout', '2m']);
+    if (helm) run(helm, ['uninstall', release, '--namespace', namespace, '--ignore-not-found', '--wait', '--timeout', '2m']);
     run(kc, ['delete', 'namespace', namespace, sandbox, '--ignore-not-found', '--wait=false']);
     run(kc, ['delete', 'pv', '-l', `podflow.dev/test=${release}`, '--ignore-not-found', '--wait=false']);
     if (volumes) rmSync(volumes, { recursive: true, force: true });
@@ -134,15 +166,16 @@ describe('helm install with the real images (issue 14)', () => {
     const values = join(volumes, 'values.json');
     writeFileSync(values, JSON.stringify({
       image: { registry: IMAGES.registry, tag: IMAGES.tag, pullPolicy: 'IfNotPresent' },
-      // One warm pod per runtime: the defaults' four (250m requested each) and two of each
-      // service leave a two-core node no room for the surge pods of a rolling update.
-      sandbox: { namespace: sandbox, images: { python: IMAGES.python, node: IMAGES.node }, warmPoolSize: 1 },
+      // Sized for a two-core node: one warm pod per runtime and a smaller default CPU limit (a
+      // pod requests a quarter of it), so sandbox pods leave room for a rolling update's surge
+      // pods; two executions per worker, so a batch of eight has runs queued, not only running.
+      worker: { concurrency: 2 },
+      sandbox: { namespace: sandbox, images: { python: IMAGES.python, node: IMAGES.node }, warmPoolSize: 1, defaultCpuMillis: 400 },
       redis: { embedded: { image: IMAGES.redis } },
       auth: { apiKeys: `${API_KEY}=${TENANT}` },
     }));
     const install = run(helm, ['install', release, CHART, '--namespace', namespace, '--create-namespace', '-f', values,
       '--set-file', `sandbox.layers.caBundle=${HOST_CA_BUNDLE}`, '--wait', '--timeout', '4m']);
-    installed = install.status === 0;
     expect({ status: install.status, stderr: install.stderr }).toEqual({ status: 0, stderr: '' });
     // NOTES.txt tells how to reach the API and submit a first execution.
     expect(install.stdout).toContain(`port-forward svc/${coordinatorService} 8080:80`);
@@ -220,27 +253,52 @@ describe('helm install with the real images (issue 14)', () => {
     }
   });
 
-  /** A run whose node sleeps across a rollout, and the rollout's exit status. */
-  async function runAcross(rollout: () => { status: number | null; stderr: string }) {
-    const { id } = await client.submitRun({ workflow: { id: 'slow', nodes: [{ id: 'slow', language: 'python', code: 'import time\n\ndef main():\n    time.sleep(6)\n    return {"slept": True}\n' }] } });
-    await eventually('the slow node to start', async () => ((await client.getRun(id)).nodes.slow?.status === 'running' ? true : undefined));
-    const rolled = rollout();
-    const view = await client.waitForRun(id, 200, 180_000);
-    return { rolled, view };
-  }
+  const slowWorkflow = (seconds: number) => ({ id: 'slow', nodes: [{ id: 'slow', language: 'python', code: `import time\n\ndef main():\n    time.sleep(${seconds})\n    return {"slept": True}\n` }] });
+  const workerEnv = (name: string) => kubectl('get', 'deployment', `${release}-podflow-worker`, '-n', namespace, '-o', `jsonpath={.spec.template.spec.containers[0].env[?(@.name=="${name}")].value}`).trim();
+  const backlog = async () => gauge(await (await fetch(`${baseUrl}/metrics`)).text(), 'podflow_backlog_executions');
 
-  it('upgrades and rolls back with runs in flight: each run still succeeds', async () => {
-    const upgrade = await runAcross(() => helmUpgrade(['--set', 'worker.concurrency=4', '--set', 'coordinator.env.LOG_LEVEL=debug']));
-    expect({ status: upgrade.rolled.status, stderr: upgrade.rolled.stderr }).toEqual({ status: 0, stderr: '' });
-    expect({ status: upgrade.view.status, error: upgrade.view.error }).toEqual({ status: 'succeeded', error: undefined });
-    const env = kubectl('get', 'deployment', `${release}-podflow-worker`, '-n', namespace, '-o', 'jsonpath={.spec.template.spec.containers[0].env[?(@.name=="WORKER_CONCURRENCY")].value}');
-    expect(env.trim()).toBe('4');
+  it('upgrades (worker replicas and config values) with a batch of runs queued and running: each runs once and succeeds, and the backlog metric moves', async () => {
+    expect(await backlog()).toBe(0);
+    // Two workers with two slots each: four nodes run while four wait. Each sleeps past the
+    // rollout, so the old workers are replaced while their executions run (they finish them
+    // within the grace period) and the waiting ones are taken by new workers.
+    const ids = await Promise.all(Array.from({ length: 8 }, async () => (await client.submitRun({ workflow: slowWorkflow(25) })).id));
+    const seen = await eventually('the backlog gauge to count the batch', async () => {
+      const value = await backlog();
+      return value >= 5 ? value : undefined;
+    }, 30_000);
+    expect(seen).toBeGreaterThanOrEqual(5);
+    await eventually('four nodes to run', async () => ((await Promise.all(ids.map((id) => client.getRun(id)))).filter((view) => view.nodes.slow?.status === 'running').length === 4 ? true : undefined), 60_000);
+    const workersBefore = podNames('worker');
+    const upgrading = helmUpgrade(['--set', 'worker.replicas=3', '--set', 'worker.concurrency=3', '--set', 'coordinator.env.LOG_LEVEL=debug']);
+    // Polled while helm rolls the coordinators and workers out (the client rides over a closed connection).
+    const views = await Promise.all(ids.map((id) => client.waitForRun(id, 250, 200_000)));
+    const upgrade = await upgrading;
+    expect({ status: upgrade.status, stderr: upgrade.stderr }).toEqual({ status: 0, stderr: '' });
+    expect(views.map((view) => [view.status, view.error?.code, view.nodes.slow?.attempts])).toEqual(ids.map(() => ['succeeded', undefined, 1]));
+    // Each old worker finished what it ran, then exited.
+    await eventually('the old workers to be gone', () => (podNames('worker').some((name) => workersBefore.includes(name)) ? undefined : true), 60_000);
+    await eventually('the backlog gauge to drain', async () => ((await backlog()) === 0 ? true : undefined), 30_000);
+    const workers = JSON.parse(kubectl('get', 'deployment', `${release}-podflow-worker`, '-n', namespace, '-o', 'json')) as { status: { readyReplicas?: number; updatedReplicas?: number } };
+    expect({ concurrency: workerEnv('WORKER_CONCURRENCY'), ready: workers.status.readyReplicas, updated: workers.status.updatedReplicas })
+      .toEqual({ concurrency: '3', ready: 3, updated: 3 });
+  });
 
-    const rollback = await runAcross(() => run(helm, ['rollback', release, '1', '--namespace', namespace, '--wait', '--timeout', '4m']));
-    expect({ status: rollback.rolled.status, stderr: rollback.rolled.stderr }).toEqual({ status: 0, stderr: '' });
-    expect({ status: rollback.view.status, error: rollback.view.error }).toEqual({ status: 'succeeded', error: undefined });
-    const restored = kubectl('get', 'deployment', `${release}-podflow-worker`, '-n', namespace, '-o', 'jsonpath={.spec.template.spec.containers[0].env[?(@.name=="WORKER_CONCURRENCY")].value}');
-    expect(restored.trim()).toBe('8');
+  it('rolls back with a run in flight: the run outlives the rollout, succeeds once, and the first revision\'s values are back', async () => {
+    // 40 s: longer than a rollout here (10-20 s), shorter than the workers' 50 s grace period.
+    const { id } = await client.submitRun({ workflow: slowWorkflow(40) });
+    await eventually('the slow node to start', async () => ((await client.getRun(id)).nodes.slow?.status === 'running' ? true : undefined), 60_000);
+    const workersBefore = podNames('worker');
+    const rollback = await runAsync(helm, ['rollback', release, '1', '--namespace', namespace, '--wait', '--timeout', '4m']);
+    expect({ status: rollback.status, stderr: rollback.stderr }).toEqual({ status: 0, stderr: '' });
+    // The rollout finished while the node still ran: its worker was replaced under it.
+    expect((await client.getRun(id)).nodes.slow?.status).toBe('running');
+    const view = await client.waitForRun(id, 250, 120_000);
+    expect({ status: view.status, error: view.error, attempts: view.nodes.slow?.attempts }).toEqual({ status: 'succeeded', error: undefined, attempts: 1 });
+    await eventually('the old workers to be gone', () => (podNames('worker').some((name) => workersBefore.includes(name)) ? undefined : true), 60_000);
+    expect(workerEnv('WORKER_CONCURRENCY')).toBe('2');
+    const deployment = JSON.parse(kubectl('get', 'deployment', `${release}-podflow-worker`, '-n', namespace, '-o', 'json')) as { spec: { replicas: number } };
+    expect(deployment.spec.replicas).toBe(2);
     const history = JSON.parse(run(helm, ['history', release, '--namespace', namespace, '-o', 'json']).stdout) as Array<{ revision: number; status: string }>;
     expect(history.map(({ revision, status }) => [revision, status])).toEqual([[1, 'superseded'], [2, 'superseded'], [3, 'deployed']]);
   });
@@ -248,7 +306,6 @@ describe('helm install with the real images (issue 14)', () => {
   it('uninstalls without leaving a pod in the release or the sandbox namespace', async () => {
     const uninstall = run(helm, ['uninstall', release, '--namespace', namespace, '--wait', '--timeout', '2m']);
     expect({ status: uninstall.status, stderr: uninstall.stderr }).toEqual({ status: 0, stderr: '' });
-    installed = false;
     // The sandbox namespace is the chart's, so it goes with every warm pod the workers left in it.
     await eventually('the release\'s pods to be gone', () => (podsOf(namespace).length === 0 ? true : undefined));
     await eventually('the sandbox namespace to be gone', () => (run(kc, ['get', 'namespace', sandbox]).status !== 0 ? true : undefined));
