@@ -122,7 +122,7 @@ function imageSizes() {
 
 function resourceCounts(helm) {
   return readdirSync(join(CHART, 'ci')).filter((file) => file.endsWith('-values.yaml')).map((file) => {
-    const rendered = run(helm, ['template', 'pf', CHART, '--namespace', 'podflow-system', '-f', join(CHART, 'ci', file),
+    const rendered = run(helm, ['template', 'pf', CHART, '--namespace', 'podflow-system', '--kube-version', KUBERNETES_VERSION, '-f', join(CHART, 'ci', file),
       '--api-versions', 'keda.sh/v1alpha1/ScaledObject', '--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor']);
     return [file.replace('-values.yaml', ''), [...rendered.matchAll(/^kind: \w+$/gm)].length];
   });
@@ -158,7 +158,13 @@ async function main() {
   lines.push('', 'Resources the chart renders, per ci/ scenario:', '', '| scenario | resources |', '|---|---|');
   for (const [scenario, count] of resourceCounts(helm)) lines.push(`| ${scenario} | ${count} |`);
   const { metrics } = installs[0];
-  lines.push('', `Metrics served by the coordinator: ${metrics.coordinator.join(', ')}`, '', `Metrics served by a worker: ${metrics.worker.join(', ')}`, '');
+  // prom-client's default process and Node.js metrics carry the component in their prefix.
+  const own = (names, component) => names.filter((name) => !name.startsWith(`podflow_${component}_process_`) && !name.startsWith(`podflow_${component}_nodejs_`));
+  for (const component of ['coordinator', 'worker']) {
+    const names = metrics[component];
+    lines.push('', `Metrics of the ${component}: ${own(names, component).join(', ')}; and ${names.length - own(names, component).length} process and Node.js metrics (podflow_${component}_process_*, podflow_${component}_nodejs_*)`);
+  }
+  lines.push('');
   const table = lines.join('\n');
   process.stdout.write(`${table}\n`);
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
