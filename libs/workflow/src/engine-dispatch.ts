@@ -4,6 +4,7 @@ import { edgeState, emitNode, emitRun, loadEdges, loadNodes, nodeDefinition, pee
 import { contextFor } from './engine-expressions';
 import { failRun, settleFailure } from './engine-routing';
 import { evaluateExpression } from './expressions';
+import { checkInputTypes } from './outputs';
 import type { CodeNode } from './types';
 
 /**
@@ -95,6 +96,7 @@ async function buildArgs(step: Step, definition: CodeNode): Promise<JsonObject> 
       const value = await evaluateExpression(expression, context, `input binding "${name}" of node "${definition.id}"`, step.expressionLimits);
       if (value !== undefined) args[name] = value;
     }
+    checkInputTypes(definition.id, definition.inputTypes, args);
     return args;
   }
   const ancestors = step.compiled.ancestorsOf(definition.id);

@@ -1,4 +1,4 @@
-import { ownValue, type JsonObject, type NodeError } from '@podflow/protocol';
+import { ownValue, PodflowError, type JsonObject, type NodeError } from '@podflow/protocol';
 import type { OutputType } from './types';
 
 /** What a node's output looks like against its declaration: a failure, and warnings either way. */
@@ -72,4 +72,37 @@ export function checkOutput(nodeId: string, declared: Record<string, OutputType>
     },
     warnings,
   };
+}
+
+/** A short rendering of a value for an error message (at most 60 characters). */
+function preview(value: unknown): string {
+  const text = JSON.stringify(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/**
+ * Checks bound `args` against the node's declared `inputTypes`, before the node is enqueued.
+ * @throws PodflowError `INPUT_BINDING_FAILED` naming each input, its declared and its actual type.
+ */
+export function checkInputTypes(nodeId: string, declared: Record<string, OutputType> | undefined, args: JsonObject): void {
+  if (!declared) return;
+  const problems: string[] = [];
+  for (const [name, type] of Object.entries(declared)) {
+    if (!Object.hasOwn(args, name)) {
+      if (type !== 'any') problems.push(`input "${name}" has no value (its expression matched nothing), declared as ${type}`);
+      continue;
+    }
+    const value = ownValue(args, name);
+    if (!matches(value, type)) problems.push(`input "${name}" is ${article(jsonTypeOf(value))} (${preview(value)}), declared as ${type}`);
+  }
+  if (problems.length === 0) return;
+  throw new PodflowError(
+    'INPUT_BINDING_FAILED',
+    `node "${nodeId}": ${problems.join('; ')}; fix the binding under inputs or the type under inputTypes`,
+    { nodeId, problems },
+  );
+}
+
+function article(type: string): string {
+  return type === 'null' ? 'null' : `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}`;
 }

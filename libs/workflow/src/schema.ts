@@ -130,6 +130,7 @@ export function workflowSchema(limits: WorkflowLimits) {
       language: z.enum(LANGUAGES),
       code: code(limits),
       inputs: namedRecord(expression()).optional(),
+      inputTypes: namedRecord(z.enum(OUTPUT_TYPES as [OutputType, ...OutputType[]])).optional(),
       // Each spec is checked by dependencies.ts (validate.ts checkDependencies), with its own messages.
       dependencies: z.array(z.string()).default([]),
       timeout: duration({ min: 1, max: limits.maxNodeTimeoutMs, maxReason: 'longest node timeout' }).optional(),
@@ -170,7 +171,7 @@ export type RawWorkflow = z.output<ReturnType<typeof workflowSchema>>;
 /** Field names per object kind, for "unknown field ... did you mean" hints. */
 export const KNOWN_FIELDS = {
   workflow: ['id', 'name', 'description', 'output', 'timeout', 'nodes', 'edges'],
-  node: ['id', 'type', 'language', 'code', 'inputs', 'dependencies', 'timeout', 'retries', 'resources', 'outputs', 'network'],
+  node: ['id', 'type', 'language', 'code', 'inputs', 'inputTypes', 'dependencies', 'timeout', 'retries', 'resources', 'outputs', 'network'],
   edge: ['from', 'to', 'on', 'when'],
   retries: ['max', 'backoff', 'delay'],
   resources: ['cpu', 'memory'],

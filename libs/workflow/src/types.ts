@@ -20,6 +20,11 @@ export interface CodeNode {
   code: string;
   /** Binding name → JSONata expression. When present, `args` is exactly the bound object. */
   inputs?: Record<string, string>;
+  /**
+   * Binding name → the JSON type its value must have (same vocabulary as `outputs`). Checked when
+   * the node is dispatched: a mismatch is INPUT_BINDING_FAILED before any sandbox starts.
+   */
+  inputTypes?: Record<string, OutputType>;
   /** Canonical specs (dependencies.ts), in declaration order: what the installer is given. */
   dependencies: string[];
   timeoutMs: number;

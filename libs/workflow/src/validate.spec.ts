@@ -124,6 +124,22 @@ edges:
 });
 
 describe('validateWorkflow issues', () => {
+  it('types bound inputs with inputTypes, and refuses a type for an input that is not bound or a type it does not know', () => {
+    const ok = parseWorkflow({ id: 'wf', nodes: [node('a', { inputs: { n: 'inputs.n' }, inputTypes: { n: 'integer' } })] });
+    expect(ok.nodes[0]!.inputTypes).toEqual({ n: 'integer' });
+    expect(issuesOf({
+      id: 'wf',
+      nodes: [
+        node('a', { inputs: { count: 'inputs.n' }, inputTypes: { cuont: 'integer', count: 'int' } }),
+        node('b', { inputTypes: { x: 'string' } }),
+      ],
+    })).toEqual([
+      'node "a" nodes[0].inputTypes.count: must be one of string, number, integer, boolean, object, array, null, any, got "int" (did you mean "integer"?)',
+      'node "a" nodes[0].inputTypes.cuont: types "cuont", which is not an input of this node; bound inputs: count (did you mean "count"?)',
+      'node "b" nodes[1].inputTypes.x: types "x", which is not an input of this node; declare the binding under inputs (types apply to bound inputs only)',
+    ]);
+  });
+
   it('reports a cycle with its path', () => {
     const source = { id: 'wf', nodes: [node('a'), node('b'), node('c')], edges: [{ from: 'a', to: 'b' }, { from: 'b', to: 'c' }, { from: 'c', to: 'a' }] };
     expect(issuesOf(source)).toEqual(['edge c→a edges[2]: closes the cycle a → b → c → a: a workflow must be acyclic; remove or reverse one of these edges']);
@@ -203,7 +219,7 @@ describe('validateWorkflow issues', () => {
     const source = { id: 'wf', nodez: [], nodes: [node('a', { dependecies: [], retries: { max: 1, dealy: '1s' } })], edges: [] };
     expect(issuesOf(source)).toEqual([
       'node "a" nodes[0].retries.dealy: unknown field "dealy" (did you mean "delay"?); allowed fields: max, backoff, delay',
-      'node "a" nodes[0].dependecies: unknown field "dependecies" (did you mean "dependencies"?); allowed fields: id, type, language, code, inputs, dependencies, timeout, retries, resources, outputs, network',
+      'node "a" nodes[0].dependecies: unknown field "dependecies" (did you mean "dependencies"?); allowed fields: id, type, language, code, inputs, inputTypes, dependencies, timeout, retries, resources, outputs, network',
       'workflow "wf" nodez: unknown field "nodez" (did you mean "nodes"?); allowed fields: id, name, description, output, timeout, nodes, edges',
     ]);
   });

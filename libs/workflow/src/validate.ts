@@ -48,7 +48,7 @@ export function validateWorkflow(source: string | object, limits: WorkflowLimits
   const workflowId = typeof raw.id === 'string' ? raw.id : undefined;
   const parsed = workflowSchema(limits).safeParse(raw);
   const issues = parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeZodIssue(issue, raw));
-  issues.push(...checkGraph(raw, limits), ...checkDependencies(raw, options.dependencyPolicies ?? []));
+  issues.push(...checkGraph(raw, limits), ...checkDependencies(raw, options.dependencyPolicies ?? []), ...checkInputTypes(raw));
   if (issues.length > 0 || !parsed.success) return { issues, workflowId };
   return { workflow: normalise(parsed.data, limits), issues: [], workflowId };
 }
@@ -200,6 +200,25 @@ function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
   return issues;
 }
 
+/** `inputTypes` types bindings: each key must name one of the node's `inputs`. */
+function checkInputTypes(raw: Raw): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  const nodes = Array.isArray(raw.nodes) ? raw.nodes : [];
+  nodes.forEach((node: unknown, nodeIndex) => {
+    if (!isRecord(node) || !isRecord(node.inputTypes)) return;
+    const where = typeof node.id === 'string' ? `node "${node.id}"` : `nodes[${nodeIndex}]`;
+    const bindings = isRecord(node.inputs) ? Object.keys(node.inputs) : [];
+    for (const name of Object.keys(node.inputTypes)) {
+      if (bindings.includes(name)) continue;
+      const fix = bindings.length === 0
+        ? 'declare the binding under inputs (types apply to bound inputs only)'
+        : `bound inputs: ${bindings.join(', ')}${didYouMean(name, bindings)}`;
+      issues.push({ where, path: formatPath(['nodes', nodeIndex, 'inputTypes', name]), message: `types "${name}", which is not an input of this node; ${fix}` });
+    }
+  });
+  return issues;
+}
+
 /**
  * Each declared dependency of each node (with a known language) must parse as a plain package spec,
  * appear once per node, and pass every policy. Runs on the raw definition like checkGraph.
@@ -276,6 +295,7 @@ function normaliseNode(node: RawWorkflow['nodes'][number], limits: WorkflowLimit
     network: node.network,
   };
   if (node.inputs !== undefined) out.inputs = node.inputs;
+  if (node.inputTypes !== undefined) out.inputTypes = node.inputTypes;
   if (node.resources !== undefined && (node.resources.cpu !== undefined || node.resources.memory !== undefined)) {
     out.resources = {
       ...(node.resources.cpu !== undefined ? { cpu: node.resources.cpu } : {}),
