@@ -110,9 +110,19 @@ const onLocalCluster = process.env.PODFLOW_LOCAL_CLUSTER === '1';
       .map(async (pod) => (await fetch(`http://${pod.status.podIP}:9090/metrics`)).text()));
     return texts.join('\n');
   };
-  const runToEnd = async (workflow: unknown, inputs: Record<string, unknown> = {}): Promise<RunView> => {
+  /** What the cluster looked like, for a failure message: sandbox pods, recent events, worker logs. */
+  const diagnosis = () => [
+    run(kc, ['get', 'pods', '-n', sandbox, '-o', 'wide']).stdout,
+    run(kc, ['get', 'events', '-n', sandbox, '--sort-by=.lastTimestamp']).stdout.split('\n').slice(-15).join('\n'),
+    run(kc, ['logs', '-n', namespace, '-l', 'app.kubernetes.io/component=worker', '--tail=15', '--prefix']).stdout,
+  ].join('\n');
+  const runToEnd = async (workflow: unknown, inputs: Record<string, unknown> = {}, timeoutMs = 180_000): Promise<RunView> => {
     const { id } = await client.submitRun({ workflow, inputs: inputs as never });
-    return client.waitForRun(id, 200, 180_000);
+    try {
+      return await client.waitForRun(id, 200, timeoutMs);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${diagnosis()}`);
+    }
   };
   const helmUpgrade = (args: string[]) => runAsync(helm, ['upgrade', release, CHART, '--namespace', namespace, '--reuse-values', '--wait', '--timeout', '4m', ...args]);
   const podNames = (component: string) => podsOf(namespace, `app.kubernetes.io/component=${component}`).map((pod) => pod.metadata.name);
@@ -213,13 +223,15 @@ const onLocalCluster = process.env.PODFLOW_LOCAL_CLUSTER === '1';
   });
 
   it('runs a node with dependencies: a builder pod installs the layer into the chart\'s claim', async () => {
+    // Waits past the worker's bound on one install (LAYER_INSTALL_TIMEOUT_MS, 300 s): a registry
+    // that stalls then fails the node with pip's own message instead of timing the test out.
     const result = await runToEnd({
       id: 'deps',
       nodes: [{ id: 'table', language: 'python', dependencies: ['tabulate==0.9.0'], code: 'from tabulate import tabulate\n\ndef main():\n    return {"table": tabulate([["a", 1]], tablefmt="plain")}\n' }],
-    });
+    }, {}, 330_000);
     expect({ status: result.status, error: result.error, output: result.nodes.table?.output }).toEqual({ status: 'succeeded', error: undefined, output: { table: 'a  1' } });
     expect(counter(await workerMetrics(), 'podflow_layer_cache_events_total', { event: 'built' })).toBeGreaterThanOrEqual(1);
-  });
+  }, 360_000);
 
   it('returns a file written under /home/user as a URL that downloads through the coordinator Service', async () => {
     const result = await runToEnd({
