@@ -1,9 +1,10 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../support/stack';
+import { kubectlPath, run } from './support';
 
 // Issue 14: the Helm chart (charts/podflow) against the real cluster of `npm run test:k8s`:
 // lint, every ci/*-values.yaml scenario rendered and validated by kubeconform (strict, with the
@@ -19,18 +20,6 @@ interface Tools {
   kubeconform: string;
 }
 
-function run(command: string, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(command, args, { encoding: 'utf8', input, env: process.env, maxBuffer: 64 * 1024 * 1024 });
-  return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
-}
-
-function kubectl(): string {
-  const found = spawnSync('bash', ['-lc', 'command -v kubectl || ls ~/.cache/podflow/k8s/*/bin/kubectl | tail -1'], { encoding: 'utf8' });
-  const path = found.stdout.trim().split('\n').pop();
-  if (!path) throw new Error('kubectl not found: run through `npm run test:k8s`, which brings the local cluster (and its kubectl) up');
-  return path;
-}
-
 describe('the Helm chart (issue 14)', () => {
   let tools: Tools;
   let kc: string;
@@ -39,7 +28,7 @@ describe('the Helm chart (issue 14)', () => {
 
   beforeAll(() => {
     tools = JSON.parse(execFileSync(process.execPath, [join(ROOT, 'scripts/lib/helm-tools.mjs')], { encoding: 'utf8' }).trim()) as Tools;
-    kc = kubectl();
+    kc = kubectlPath();
     work = mkdtempSync(join(tmpdir(), 'podflow-helm-'));
     writeFileSync(join(work, 'openapi-v2.json'), execFileSync(kc, ['get', '--raw', '/openapi/v2'], { maxBuffer: 64 * 1024 * 1024 }));
     schemaLocation = execFileSync(process.execPath, [join(ROOT, 'scripts/lib/kube-schemas.mjs'), join(work, 'openapi-v2.json'), join(work, 'schemas')], { encoding: 'utf8' }).trim();

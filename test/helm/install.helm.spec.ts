@@ -1,10 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PodflowClient, type RunView } from '@podflow/client';
 import { ROOT } from '../support/stack';
+import { kubectlPath, run, runAsync } from './support';
 
 // Issue 14: `helm install` of charts/podflow with the real coordinator, worker and Redis images
 // (built offline and imported by `npm run cluster:up`) on the local cluster. Everything goes
@@ -25,30 +26,6 @@ const IMAGES = {
   node: 'docker.io/podflow/runtime-node:local',
   redis: 'docker.io/podflow/redis:local',
 };
-
-function run(command: string, args: string[], input?: string) {
-  const result = spawnSync(command, args, { encoding: 'utf8', input, env: process.env, maxBuffer: 64 * 1024 * 1024 });
-  return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
-}
-
-/** `run` without blocking the event loop: the test keeps polling the API while helm rolls out. */
-function runAsync(command: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-function kubectlPath(): string {
-  const found = spawnSync('bash', ['-lc', 'command -v kubectl || ls ~/.cache/podflow/k8s/*/bin/kubectl | tail -1'], { encoding: 'utf8' });
-  const path = found.stdout.trim().split('\n').pop();
-  if (!path) throw new Error('kubectl not found: run through `npm run test:k8s`, which brings the local cluster (and its kubectl) up');
-  return path;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
