@@ -12,21 +12,41 @@ const workflow = {
   output: '{ "i": inputs.i, "a": nodes.a.output }',
 };
 
-/** What became of submissions whose completion never came: the job, its run, the run's outbox. */
+/**
+ * What became of submissions whose completion never came: the job, its run, the run's node,
+ * inbox and outbox, the node's exec job, and any result message that failed for good (a stalled
+ * results job past BullMQ's maxStalledCount was how a result got lost before).
+ */
 async function describeMissing(stack: Stack, missing: Array<{ i: number; jobId: string }>): Promise<unknown[]> {
-  const submissions = new Queue(QUEUE_NAMES.submissions, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.submissions) });
+  const queue = (name: string) => new Queue(name, { connection: stack.redis, prefix: stack.bullPrefix(name) });
+  const [submissions, exec, results] = [queue(QUEUE_NAMES.submissions), queue(QUEUE_NAMES.exec), queue(QUEUE_NAMES.results)];
   try {
+    const failedResults = missing.length > 0 ? await results.getFailed() : [];
     return await Promise.all(
       missing.map(async ({ i, jobId }) => {
         const job = await submissions.getJob(jobId);
         const runId = (job?.returnvalue as { runId?: string } | undefined)?.runId;
-        const run = runId ? await stack.redis.hmget(stack.keys.run(runId), 'rec', 'notify') : [];
-        const outbox = runId ? await stack.redis.xrange(stack.keys.outbox(runId), '-', '+') : [];
-        return { i, jobId, state: job ? await job.getState() : 'gone', failedReason: job?.failedReason, runId, status: run[0] ? JSON.parse(run[0]).status : undefined, notify: run[1], outbox };
+        if (!runId) return { i, jobId, state: job ? await job.getState() : 'gone', failedReason: job?.failedReason };
+        const [rec, notify] = await stack.redis.hmget(stack.keys.run(runId), 'rec', 'notify');
+        const node = JSON.parse((await stack.redis.hget(stack.keys.nodes(runId), 'a')) ?? 'null') as { status?: string; executionId?: string } | null;
+        const execJob = node?.executionId ? await exec.getJob(node.executionId) : undefined;
+        return {
+          i,
+          jobId,
+          state: await job!.getState(),
+          runId,
+          status: rec ? JSON.parse(rec).status : undefined,
+          notify,
+          node: node?.status,
+          exec: execJob ? await execJob.getState() : 'gone',
+          inbox: await stack.redis.xlen(stack.keys.inbox(runId)),
+          outbox: await stack.redis.xrange(stack.keys.outbox(runId), '-', '+'),
+          failedResults: failedResults.filter((r) => JSON.stringify(r.data).includes(runId)).map((r) => r.failedReason),
+        };
       }),
     );
   } finally {
-    await submissions.close();
+    await Promise.all([submissions.close(), exec.close(), results.close()]);
   }
 }
 

@@ -5,13 +5,11 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
 import { targetIdentity } from '../notify/notify-targets';
+import { CRASH_TOLERANT_CONSUMER } from '../infra/crash-tolerant-consumer';
 import { RunNotifier } from '../notify/run-notifier';
 import { RunStore } from '../orchestration/run-store';
 import { RunsService } from '../runs/runs.service';
 import { CONFIG, LOGGER, REDIS } from '../tokens';
-
-/** Times a submission may be taken by a coordinator that then died before it is failed (a message that kills every coordinator must end some time). */
-const SUBMISSION_MAX_STALLS = 50;
 
 /**
  * Queue ingress: other services add `SubmissionMessage`s to `submissions` (see libs/client).
@@ -52,12 +50,7 @@ export class SubmissionsProcessor implements OnApplicationBootstrap, OnApplicati
         connection: this.redis,
         prefix: queuePrefix(this.config.QUEUE_PREFIX, QUEUE_NAMES.submissions),
         concurrency: 8,
-        // A submission is idempotent (its key is the job id), so one taken by a coordinator that
-        // died is simply taken again: BullMQ's default of failing a job that stalled twice would
-        // drop accepted work when coordinators crash in a row. A short lock brings it back sooner.
-        maxStalledCount: SUBMISSION_MAX_STALLS,
-        lockDuration: 10_000,
-        stalledInterval: 10_000,
+        ...CRASH_TOLERANT_CONSUMER,
       },
     );
     this.worker.on('failed', (job, error) => this.logger.warn({ err: error, jobId: job?.id }, 'submission rejected'));

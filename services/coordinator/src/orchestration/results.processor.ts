@@ -5,6 +5,7 @@ import { Worker, type Job } from 'bullmq';
 import type { RedisClient } from '@podflow/redis';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
+import { CRASH_TOLERANT_CONSUMER } from '../infra/crash-tolerant-consumer';
 import { CONFIG, LOGGER, REDIS } from '../tokens';
 import { Admission } from './admission';
 import { Orchestrator } from './orchestrator.service';
@@ -92,6 +93,7 @@ export class ResultsProcessor implements OnApplicationBootstrap, OnApplicationSh
       connection: this.redis,
       prefix: queuePrefix(this.config.QUEUE_PREFIX, QUEUE_NAMES.results),
       concurrency: this.config.RESULTS_CONCURRENCY,
+      ...CRASH_TOLERANT_CONSUMER,
     });
     this.worker.on('failed', (job, error) => this.logger.error({ err: error, jobId: job?.id }, 'result not handed to its run; it will be retried'));
     this.worker.on('error', (error) => this.logger.error({ err: error }, 'results worker error'));

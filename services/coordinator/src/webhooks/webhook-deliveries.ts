@@ -4,6 +4,7 @@ import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config';
+import { CRASH_TOLERANT_CONSUMER } from '../infra/crash-tolerant-consumer';
 import { CoordinatorMetrics } from '../metrics/coordinator-metrics';
 import { RunKeys } from '../orchestration/run-keys';
 import { TenantDirectory } from '../tenancy/tenant-directory';
@@ -70,6 +71,7 @@ export class WebhookDeliveries implements OnApplicationBootstrap, OnApplicationS
       connection: this.redis,
       prefix: queuePrefix(this.config.QUEUE_PREFIX, QUEUE_NAMES.webhooks),
       concurrency: 32,
+      ...CRASH_TOLERANT_CONSUMER,
     });
     this.worker.on('error', (error) => this.logger.error({ err: error }, 'webhooks worker error'));
   }
