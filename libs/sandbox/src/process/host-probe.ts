@@ -138,16 +138,24 @@ export async function sweepStaleExecutions(workRoot: string, olderThanMs: number
 export async function killProcessesNaming(path: string): Promise<number> {
   const needle = `${path}/`;
   let killed = 0;
-  // Rounds until a scan finds none: a process can fork between a scan and its kill (bubblewrap
-  // clones the sandbox's init; a chain's shell runs `mount`), and its child names the path too.
-  for (let round = 0; round < KILL_ROUNDS; round++) {
+  // Rounds until two scans, a moment apart, find none: a process can fork between a scan and its
+  // kill (bubblewrap clones the sandbox's init; a chain's shell runs `mount`), and its child names
+  // the path too. One empty scan is not enough: a dying bubblewrap's command line already reads
+  // empty while the clone it was making appears a moment later, blocked for good waiting for the
+  // uid map its dead parent never writes (no parent-death signal set yet, so nothing else ends it).
+  for (let round = 0, empty = 0; round < KILL_ROUNDS; round++) {
     const found: number[] = [];
     for (const entry of await readdir('/proc').catch(() => [] as string[])) {
       if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
       const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
       if (cmdline.split('\0').some((arg) => arg.startsWith(needle)) && !(await isZombie(Number(entry)))) found.push(Number(entry));
     }
-    if (found.length === 0) break;
+    if (found.length === 0) {
+      if (++empty === 2) break;
+      await new Promise((resolve) => setTimeout(resolve, RESCAN_AFTER_MS));
+      continue;
+    }
+    empty = 0;
     for (const pid of found) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -167,6 +175,8 @@ export async function killProcessesNaming(path: string): Promise<number> {
 
 /** Scan-and-kill rounds of killProcessesNaming at most. */
 const KILL_ROUNDS = 10;
+/** How long killProcessesNaming waits before the scan that confirms an empty one. */
+const RESCAN_AFTER_MS = 50;
 
 /** Gone, or a zombie (dead, waiting to be reaped): nothing it can still do. */
 async function isZombie(pid: number): Promise<boolean> {
