@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { EXAMPLE_CASES } from '../support/example-cases';
 import { ROOT, TENANT, runToEnd, startStack, type Stack } from '../support/stack';
+import { WRITTEN_ORDER, writtenOrderOf, writtenOrderWorkflow } from '../support/written-order';
 import { LAYER_CA_CONFIGMAP, LAYER_VOLUME_CLAIM, RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, eventually, workerConfig } from './support/kube';
 
 const admin = adminConfig();
@@ -126,6 +127,12 @@ describe('with SANDBOX_DRIVER=kubernetes', () => {
     const run = await stack.client.waitForRun(id, 100, 90_000);
     expect(run.status).toBe('succeeded');
     expect(run.nodes.work).toMatchObject({ status: 'succeeded', attempts: 2, output: { done: true } });
+  });
+
+  it('returns each node\'s files in the order they were written (issue 15), from pods', async () => {
+    const run = await runToEnd(stack, writtenOrderWorkflow);
+    expect({ status: run.status, error: run.error }).toEqual({ status: 'succeeded', error: undefined });
+    expect(writtenOrderOf(run)).toEqual({ py: WRITTEN_ORDER, js: WRITTEN_ORDER, ts: WRITTEN_ORDER });
   });
 
   it('runs nodes with declared dependencies from layers built by builder pods', async () => {

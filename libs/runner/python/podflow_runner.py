@@ -179,12 +179,135 @@ def snapshot(root):
     return found
 
 
-def changed_files(root, before):
-    """Files new or changed since ``before``, oldest write first: [(rel, size)]."""
+_libc = None
+
+
+def _load_libc():
+    """ctypes and libc for WriteOrder (about 5 ms): loaded before a warm sandbox waits for its
+    request, so only a cold start pays for it. None where there is no libc to call."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except (ImportError, OSError):
+            _libc = False
+    return _libc or None
+
+
+class WriteOrder:
+    """The order in which the code wrote files under the workdir, as the kernel reported it
+    (inotify). Modification times cannot order files written back to back: they share a clock tick
+    (several milliseconds), so capture would fall back to the path. This breaks those ties:
+    changed_files sorts by mtime, then by this sequence, then by path.
+
+    Every directory that exists before ``main`` is watched. The events are read once ``main`` has
+    returned, in the kernel's order. A directory the code created was not watched, so its files
+    are placed where the directory's own event is (they were written after it), oldest first.
+    A change of attributes (chmod, utime) counts as a write. Everything is best effort: without
+    inotify (limits, no libc) or after a queue overflow, files keep the mtime-then-path order."""
+
+    _IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_CREATE = 0x2, 0x4, 0x8, 0x80, 0x100
+    _IN_Q_OVERFLOW, _IN_ISDIR, _IN_ONLYDIR, _IN_DONT_FOLLOW = 0x4000, 0x40000000, 0x01000000, 0x02000000
+
+    def __init__(self, root):
+        self.root, self.sequence, self._next, self._watches, self._fd = root, {}, 0, {}, -1
+        libc = _load_libc()
+        if libc is None:
+            return
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            return
+        self._fd, self._add = fd, libc.inotify_add_watch
+        self._watch_tree("")
+
+    def _watch_tree(self, rel_dir):
+        path = os.path.join(self.root, rel_dir) if rel_dir else self.root
+        # IN_ATTRIB: a change of attributes (chmod, utime) counts as a write, as in the Node runner,
+        # whose fs.watch cannot tell the two apart.
+        mask = (self._IN_MODIFY | self._IN_ATTRIB | self._IN_CLOSE_WRITE | self._IN_MOVED_TO | self._IN_CREATE
+                | self._IN_ONLYDIR | self._IN_DONT_FOLLOW)
+        wd = self._add(self._fd, os.fsencode(path), mask)
+        if wd < 0:
+            return  # no watch (inotify limits): mtime and path order these files
+        self._watches[wd] = rel_dir
+        for entry in self._entries(path):
+            if entry.is_dir(follow_symlinks=False):
+                self._watch_tree(f"{rel_dir}/{entry.name}" if rel_dir else entry.name)
+
+    @staticmethod
+    def _entries(path):
+        try:
+            return list(os.scandir(path))
+        except OSError:
+            return []
+
+    def settle(self):
+        """Reads the queued events in order, then stops watching."""
+        if self._fd < 0:
+            return
+        try:
+            while True:
+                try:
+                    data = os.read(self._fd, 65536)
+                except (BlockingIOError, OSError):
+                    break
+                offset = 0
+                while offset + 16 <= len(data):
+                    wd = int.from_bytes(data[offset:offset + 4], sys.byteorder, signed=True)
+                    mask = int.from_bytes(data[offset + 4:offset + 8], sys.byteorder)
+                    length = int.from_bytes(data[offset + 12:offset + 16], sys.byteorder)
+                    name = data[offset + 16:offset + 16 + length].rstrip(b"\0")
+                    offset += 16 + length
+                    if mask & self._IN_Q_OVERFLOW:
+                        self.sequence.clear()  # events were lost: no order is better than a wrong one
+                        return
+                    rel_dir = self._watches.get(wd)
+                    if rel_dir is None or not name:
+                        continue
+                    name = os.fsdecode(name)
+                    self._saw(f"{rel_dir}/{name}" if rel_dir else name, mask & self._IN_ISDIR)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _saw(self, rel, is_dir):
+        if is_dir:
+            self._place(rel)
+            return
+        try:
+            if not stat.S_ISREG(os.lstat(os.path.join(self.root, rel)).st_mode):
+                return
+        except OSError:
+            return  # removed since: nothing to capture
+        self.sequence[rel] = self._next
+        self._next += 1
+
+    def _place(self, rel_dir):
+        files = []
+        for entry in self._entries(os.path.join(self.root, rel_dir)):
+            rel = f"{rel_dir}/{entry.name}"
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    self._place(rel)
+                elif entry.is_file(follow_symlinks=False):
+                    files.append((entry.stat(follow_symlinks=False).st_mtime_ns, rel))
+            except OSError:
+                continue
+        for _, rel in sorted(files):
+            if rel not in self.sequence:
+                self.sequence[rel] = self._next
+                self._next += 1
+
+
+def changed_files(root, before, order=None):
+    """Files new or changed since ``before``, oldest write first: by mtime, then (files written in
+    one clock tick) by the order the kernel reported the writes, then by path: [(rel, size)]."""
     after = snapshot(root)
-    changed = [(sig[1], rel, sig[0]) for rel, sig in after.items() if before.get(rel) != sig]
+    sequence = order.sequence if order is not None else {}
+    changed = [(sig[1], sequence.get(rel, math.inf), rel, sig[0]) for rel, sig in after.items() if before.get(rel) != sig]
     changed.sort()
-    return [(rel, size) for _, rel, size in changed]
+    return [(rel, size) for _, _, rel, size in changed]
 
 
 def _open_captured(root, rel):
@@ -292,12 +415,12 @@ def unstorable_files_error(problems):
     return error
 
 
-def capture_files(root, before, limits, enforce):
+def capture_files(root, before, limits, enforce, order=None):
     """Hashes the changed files. A file whose path cannot be stored fails the node with
     OUTPUT_INVALID when ``enforce`` (never a silent drop, never a failure later at upload). Over the
     limits: FILES_TOO_LARGE when ``enforce``. When the run already failed, only storable files, and
     only the prefix that fits, so the user can still see what was written."""
-    candidates = changed_files(root, before)
+    candidates = changed_files(root, before, order)
     problems = [(rel, reason) for rel, _ in candidates if (reason := unstorable_path_reason(rel))]
     if problems and enforce:
         raise unstorable_files_error(problems)
@@ -641,6 +764,7 @@ def main(argv):
     # (os.write(1, ...), subprocesses, C extensions) can never land inside the framed response.
     response_fd = os.dup(1)
     os.dup2(2, 1)
+    _load_libc()
     try:
         raw = read_request(argv)
         # Timed from the request: a warm sandbox may have waited a long time for it.
@@ -694,6 +818,7 @@ def execute(request, limits, out, err):
     sys.path[:0] = extra
     sys.dont_write_bytecode = True
     before = snapshot(root)
+    order = WriteOrder(root)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = CaptureStream(out, "<stdout>"), CaptureStream(err, "<stderr>")
     error, output = None, None
@@ -706,8 +831,9 @@ def execute(request, limits, out, err):
                           f"{_safe_str(exc)}; return plain dicts, lists, strings, numbers, booleans and None")
     finally:
         sys.stdout, sys.stderr = saved
+    order.settle()
     try:
-        files = capture_files(root, before, limits, enforce=error is None)
+        files = capture_files(root, before, limits, enforce=error is None, order=order)
     except UserError as exc:
         error, files = exc, []
     if error is not None:

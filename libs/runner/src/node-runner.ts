@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { DEFAULT_RUNNER_LIMITS, filesEndMarker, requestReceivedMarker, type JsonObject, type RunnerFile, type RunnerLimits, type RunnerRequest, type RunnerResponse } from '@podflow/protocol';
 import { frameFileHeader, frameResponse } from './framing';
 import { captureFiles, readCapturedFile, snapshot, type Snapshot } from './node-runner/file-capture';
+import { WriteOrder } from './node-runner/write-order';
 import { TailBuffer, captureStdio } from './node-runner/log-capture';
 import { normalizeOutput } from './node-runner/output-validation';
 import { codeFailure, loadUserMain, prewarmTransforms, userFilename } from './node-runner/user-code';
@@ -182,20 +183,23 @@ function run(): void {
   const limits = parsed.request?.limits ?? DEFAULT_RUNNER_LIMITS;
   const stdout = new TailBuffer(limits.maxLogBytes);
   const stderr = new TailBuffer(limits.maxLogBytes);
-  let settled = false;
+  /** The outcome, fixed by the first way out (later ones, async throws..., are ignored), and whether it was written. */
+  let decided: Outcome | undefined;
+  let emitted = false;
   // Set once the workdir is entered and snapshotted; before that there are no files to capture.
-  const workspace: { root?: string; before?: Snapshot } = {};
+  const workspace: { root?: string; before?: Snapshot; order?: WriteOrder } = {};
 
-  /** The single way out: the first outcome wins, later ones (async throws...) are ignored. */
-  const respond = (outcome: Outcome): void => {
-    if (settled) return;
-    settled = true;
+  /** Writes the response (files captured now, in written order) and exits; once. */
+  const emit = (outcome: Outcome): void => {
+    if (emitted) return;
+    emitted = true;
+    workspace.order?.close();
     try {
       let final = outcome;
       let files: RunnerFile[] = [];
       if (workspace.root && workspace.before) {
         try {
-          files = captureFiles(workspace.root, workspace.before, limits, outcome.ok);
+          files = captureFiles(workspace.root, workspace.before, limits, outcome.ok, (rel) => workspace.order?.of(rel));
         } catch (error) {
           if (!(error instanceof UserFailure)) throw error;
           final = { ok: false, error };
@@ -214,6 +218,20 @@ function run(): void {
     }
     exit(0);
   };
+  /**
+   * The single way out: the first outcome wins. The file-system events of the writes still queued
+   * are let in first (WriteOrder.settle: a few turns of the event loop) so the files come back in
+   * written order; `now` skips that where no turn is left (the process is exiting).
+   */
+  const respond = (outcome: Outcome, now = false): void => {
+    if (decided) return;
+    decided = outcome;
+    if (now || !workspace.order) return emit(outcome);
+    void workspace.order.settle().then(
+      () => emit(outcome),
+      () => emit(outcome),
+    );
+  };
   const request = parsed.request;
   if (!request) {
     respond({ ok: false, error: new UserFailure('INTERNAL', parsed.problem ?? 'malformed request') });
@@ -229,6 +247,7 @@ function run(): void {
   const filename = userFilename(request.language, root);
   workspace.root = root;
   workspace.before = snapshot(root);
+  workspace.order = new WriteOrder(root);
   captureStdio(stdout, stderr);
   process.argv = [process.argv[0], filename];
   // Frames are filtered down to the user's file afterwards; keep enough to survive that.
@@ -239,15 +258,16 @@ function run(): void {
   process.on('beforeExit', () =>
     fail(new UserFailure('CODE_EXECUTION_FAILED', 'main returned a Promise that never settled: nothing was left to wait for (a missing resolve()?)')),
   );
-  process.on('exit', (code) =>
-    fail(
-      new UserFailure(
-        'CODE_EXECUTION_FAILED',
-        `the code called process.exit(${code}) before main returned; return an object instead, or throw an error to fail the node`,
-        'ProcessExit',
-      ),
-    ),
-  );
+  process.on('exit', (code) => {
+    // Exiting while the outcome waited for its file events (a timer called process.exit): it goes out now.
+    if (decided) return emit(decided);
+    const error = new UserFailure(
+      'CODE_EXECUTION_FAILED',
+      `the code called process.exit(${code}) before main returned; return an object instead, or throw an error to fail the node`,
+      'ProcessExit',
+    );
+    respond({ ok: false, error }, true);
+  });
   void (async () => {
     try {
       const main = loadUserMain(request.language, request.code, root);

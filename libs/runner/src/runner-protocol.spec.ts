@@ -119,6 +119,38 @@ describe.each(LANGUAGES)('%s runner', (language) => {
     ]);
   });
 
+  // Issue 15: written back to back, these share one clock tick; the order must still be the
+  // written one, not the alphabetical one (sub/b.txt in a directory created just before it).
+  const SEQUENCE = ['z1.txt', 'm1.txt', 'a1.txt', 'sub/b.txt', '0.txt'];
+  it.each([1, 2, 3])('returns files written back to back in written order, not by name (round %i)', async () => {
+    const response = await run({
+      python: `import os\ndef main(args):\n    for name in ${JSON.stringify(SEQUENCE)}:\n        if "/" in name:\n            os.makedirs(os.path.dirname(name), exist_ok=True)\n        with open(name, "w") as f:\n            f.write(name)\n    return {}`,
+      node: `import fs from "node:fs";\nexport function main() {\n  for (const name of ${JSON.stringify(SEQUENCE)}) {\n    if (name.includes("/")) fs.mkdirSync(name.split("/")[0], { recursive: true });\n    fs.writeFileSync(name, name);\n  }\n  return {};\n}`,
+    });
+    expect(response.ok).toBe(true);
+    expect(response.files.map((file) => file.path)).toEqual(SEQUENCE);
+  });
+
+  it('breaks an exact mtime tie by the order of the writes (all five set to one mtime afterwards, in that order)', async () => {
+    // A change of attributes (utime, chmod) counts as a write, in both runners.
+    const workdir = createWorkdir();
+    mkdirSync(join(workdir, 'sub'));
+    const response = await run({
+      python: `import os\ndef main(args):\n    for name in ${JSON.stringify(SEQUENCE)}:\n        with open(name, "w") as f:\n            f.write(name)\n    for name in ${JSON.stringify(SEQUENCE)}:\n        os.utime(name, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))\n    return {}`,
+      node: `import fs from "node:fs";\nexport function main() {\n  for (const name of ${JSON.stringify(SEQUENCE)}) fs.writeFileSync(name, name);\n  for (const name of ${JSON.stringify(SEQUENCE)}) fs.utimesSync(name, 1_700_000_000, 1_700_000_000);\n  return {};\n}`,
+    }, { workdir });
+    expect(response.ok).toBe(true);
+    expect(response.files.map((file) => file.path)).toEqual(SEQUENCE);
+  });
+
+  it('orders a file by its last write: one rewritten at the end comes last', async () => {
+    const response = await run({
+      python: 'def main(args):\n    for name in ["a.txt", "b.txt", "c.txt", "a.txt"]:\n        with open(name, "a") as f:\n            f.write("x")\n    return {}',
+      node: 'import fs from "node:fs";\nexport function main() {\n  for (const name of ["a.txt", "b.txt", "c.txt", "a.txt"]) fs.appendFileSync(name, "x");\n  return {};\n}',
+    });
+    expect(response.files.map((file) => file.path)).toEqual(['b.txt', 'c.txt', 'a.txt']);
+  });
+
   it('ignores unchanged pre-existing files but captures modified ones, even when main fails', async () => {
     const workdir = createWorkdir();
     writeFileSync(join(workdir, 'untouched.txt'), 'same');

@@ -64,11 +64,23 @@ export function snapshot(root: string): Snapshot {
   return found;
 }
 
-/** Files new or changed since `before`, oldest write first (ties by path). */
-export function changedFiles(root: string, before: Snapshot): ChangedFile[] {
-  const changed = [...snapshot(root)].filter(([rel, state]) => before.get(rel)?.signature !== state.signature);
-  changed.sort(([pa, a], [pb, b]) => (a.mtimeNs < b.mtimeNs ? -1 : a.mtimeNs > b.mtimeNs ? 1 : pa < pb ? -1 : pa > pb ? 1 : 0));
-  return changed.map(([rel, state]) => ({ path: rel, size: state.size, invalidUtf8: state.invalidUtf8 }));
+/** Where a file's last write came in the kernel's stream (write-order.ts), when it was seen. */
+export type WriteSequence = (rel: string) => number | undefined;
+
+/**
+ * Files new or changed since `before`, oldest write first: by modification time, then, for files
+ * written within one clock tick, by the order the kernel reported the writes (`order`), then by path.
+ */
+export function changedFiles(root: string, before: Snapshot, order: WriteSequence = () => undefined): ChangedFile[] {
+  const changed = [...snapshot(root)]
+    .filter(([rel, state]) => before.get(rel)?.signature !== state.signature)
+    .map(([rel, state]) => ({ rel, state, sequence: order(rel) ?? Number.POSITIVE_INFINITY }));
+  changed.sort((a, b) => {
+    if (a.state.mtimeNs !== b.state.mtimeNs) return a.state.mtimeNs < b.state.mtimeNs ? -1 : 1;
+    if (a.sequence !== b.sequence) return a.sequence < b.sequence ? -1 : 1;
+    return a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0;
+  });
+  return changed.map(({ rel, state }) => ({ path: rel, size: state.size, invalidUtf8: state.invalidUtf8 }));
 }
 
 /** Why a changed file cannot be stored (libs/protocol `unstorablePathReason`), or undefined. */
@@ -145,8 +157,8 @@ export function readCapturedFile(root: string, rel: string): Buffer {
  * FILES_TOO_LARGE when `enforce`. When the run already failed: only storable files, and the
  * prefix that fits, so the user still sees what was written without the limits being exceeded.
  */
-export function captureFiles(root: string, before: Snapshot, limits: RunnerLimits, enforce: boolean): RunnerFile[] {
-  const changed = changedFiles(root, before);
+export function captureFiles(root: string, before: Snapshot, limits: RunnerLimits, enforce: boolean, order?: WriteSequence): RunnerFile[] {
+  const changed = changedFiles(root, before, order);
   const unstorable: UnstorableFile[] = changed.flatMap((file) => {
     const reason = unstorableReason(file);
     return reason ? [{ path: file.path, reason }] : [];
