@@ -42,6 +42,15 @@ export class PodflowClient {
     return this.request<{ id: string; status: string }>('POST', `/v1/runs/${encodeURIComponent(id)}/cancel`);
   }
 
+  /**
+   * Resumes a failed or canceled run: a new run, same inputs, that keeps every succeeded node
+   * whose definition and upstream did not change. `workflow`: an edited definition (same id);
+   * `version`: another registered version.
+   */
+  resumeRun(id: string, body: { workflow?: unknown; version?: number; idempotencyKey?: string; webhookUrl?: string; correlationId?: string } = {}) {
+    return this.request<{ id: string; status: string; resumedFrom: string; kept: string[] }>('POST', `/v1/runs/${encodeURIComponent(id)}/resume`, body);
+  }
+
   registerWorkflow(definition: unknown) {
     return this.request<{ id: string; version: number }>('POST', '/v1/workflows', definition);
   }
@@ -113,6 +122,8 @@ export class PodflowClient {
 export interface NodeView {
   status: string;
   attempts: number;
+  /** On a resumed run, a node kept as it was: the run that produced its result. */
+  keptFrom?: string;
   output?: JsonObject;
   files?: { elements: Array<{ name: string; path: string; size: number; content_type: string; sha256: string; download_url: string; expires_at: string }> };
   error?: { code: string; message: string; nodeId?: string; type?: string; stack?: string };
@@ -126,6 +137,8 @@ export interface RunView {
   id: string;
   status: string;
   workflowId: string;
+  /** Set on a run started by `resumeRun`: the run it resumes. */
+  resumedFrom?: string;
   inputs: JsonObject;
   outputs: JsonObject | null;
   error?: { code: string; message: string; nodeId?: string; type?: string; stack?: string };

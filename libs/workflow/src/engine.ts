@@ -4,6 +4,8 @@ import { emitNode, emitRun, loadNodes, newStep, peekNode, runRecord, type Step }
 import type { ExpressionLimits } from './expression-budget';
 import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
+import { resolveOutgoing } from './engine-routing';
+import { keptRecord, type KeptNode } from './resume';
 import { cancelRun, failUnapplicable, timeoutRun } from './engine-terminate';
 import { memorySource, mergeChanges, nodeRecordsOf, runRecordOf } from './run-records';
 import type { EdgeResolution, EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord, RunSource, RunState, TransitionResult, Workflow } from './types';
@@ -24,19 +26,34 @@ export interface TransitionOptions {
   expressionLimits?: ExpressionLimits;
 }
 
-/** A new run as records: `queued`, every node `pending` waiting for all of its incoming edges. */
-export function createRunRecords(compiled: CompiledWorkflow, params: Omit<CreateRunParams, 'workflow' | 'inputs'>): { run: RunRecord; nodes: Map<string, NodeRecord> } {
+/** A run that resumes another: the nodes it keeps (resume.ts `keptNodes`) and where they come from. */
+export interface ResumeParams {
+  resumedFrom: string;
+  kept: ReadonlyMap<string, KeptNode>;
+}
+
+/**
+ * A new run as records: `queued`, every node `pending` waiting for all of its incoming edges;
+ * a resumed run's kept nodes `succeeded` as they were (their edges are resolved at `start`).
+ */
+export function createRunRecords(compiled: CompiledWorkflow, params: Omit<CreateRunParams, 'workflow' | 'inputs'> & { resume?: ResumeParams }): { run: RunRecord; nodes: Map<string, NodeRecord> } {
   const nodes = new Map<string, NodeRecord>();
-  for (const { id } of compiled.workflow.nodes) nodes.set(id, { status: 'pending', attempts: 0, timings: {}, waiting: compiled.incoming(id).length, fired: 0 });
+  const { resume } = params;
+  for (const { id } of compiled.workflow.nodes) {
+    const incoming = compiled.incoming(id).length;
+    const kept = resume?.kept.get(id);
+    nodes.set(id, kept ? keptRecord(kept, incoming, resume!.resumedFrom) : { status: 'pending', attempts: 0, timings: {}, waiting: incoming, fired: 0 });
+  }
   const run: RunRecord = {
     id: params.id,
     tenantId: params.tenantId,
     workflowId: compiled.workflow.id,
     workflowHash: compiled.hash,
     ...(params.workflowVersion !== undefined ? { workflowVersion: params.workflowVersion } : {}),
+    ...(resume ? { resumedFrom: resume.resumedFrom } : {}),
     status: 'queued',
     createdAt: params.now,
-    open: nodes.size,
+    open: [...nodes.values()].filter((node) => node.status === 'pending').length,
   };
   return { run, nodes };
 }
@@ -128,8 +145,26 @@ async function start(step: Step): Promise<void> {
   run.deadlineAt = step.at + step.compiled.workflow.timeoutMs;
   step.commands.push({ type: 'schedule_run_timeout', at: run.deadlineAt });
   emitRun(step);
+  if (run.resumedFrom !== undefined && !(await resolveKept(step))) return;
   for (const id of step.compiled.roots) step.ready.add(id);
   await advance(step);
+}
+
+/**
+ * A resumed run's kept nodes count as having just succeeded: their events are emitted and their
+ * outgoing edges resolved (with `when` evaluated on the kept outputs), which makes the nodes
+ * after them ready. Reads every node once, at the start of a resumed run only. False when a
+ * `when` failed to evaluate (the run has failed).
+ */
+async function resolveKept(step: Step): Promise<boolean> {
+  const ids = step.compiled.nodeIds;
+  await loadNodes(step, ids);
+  for (const id of ids) {
+    if (peekNode(step, id).keptFrom === undefined) continue;
+    emitNode(step, id);
+    if ((await resolveOutgoing(step, id, 'succeeded')) === undefined) return false;
+  }
+  return true;
 }
 
 /** `started` costs one node record: a guarded move from queued to running, and its event. */

@@ -114,6 +114,8 @@ export interface NodeState {
   logs?: ExecResult['logs'];
   warnings?: string[];
   timings: NodeTimings;
+  /** Set on a node a resumed run kept as it was: the id of the run that produced its result. */
+  keptFrom?: string;
 }
 
 /** The whole state of one run; stored as one JSON document per run. */
@@ -123,6 +125,8 @@ export interface RunState {
   workflow: Workflow;
   /** Registered workflow version, when the run was started from one. */
   workflowVersion?: number;
+  /** The run this one resumes (`POST /v1/runs/:id/resume`): the nodes it kept carry `keptFrom`. */
+  resumedFrom?: string;
   inputs: JsonObject;
   status: RunPhase;
   nodes: Record<string, NodeState>;

@@ -25,6 +25,22 @@ export const createRunBody = z
     message: 'give exactly one of "workflow" (an inline definition) or "workflowId" (a registered one)',
   });
 
+/** `POST /v1/runs/:id/resume`: the run's own definition, an edited one, or another registered version. */
+export const resumeRunBody = z
+  .object({
+    /** An edited definition of the same workflow (same id); its unchanged nodes keep their results. */
+    workflow: jsonObject.optional(),
+    /** A registered version of the run's workflow, instead of the one the run used. */
+    version: z.number().int().min(1).optional(),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+    webhookUrl: z.string().min(1).max(2048).optional(),
+    correlationId: z.string().min(1).max(200).optional(),
+  })
+  .strict()
+  .refine((b) => b.workflow === undefined || b.version === undefined, {
+    message: 'give at most one of "workflow" (an edited definition) or "version" (a registered version of the workflow)',
+  });
+
 export const createExecutionBody = z
   .object({
     language: z.enum(LANGUAGES),

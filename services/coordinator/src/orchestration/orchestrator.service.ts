@@ -10,6 +10,7 @@ import {
   type EdgeResolution,
   type EngineEvent,
   type NodeRecord,
+  type ResumeParams,
   type RunChanges,
   type RunRecord,
   type RunSource,
@@ -39,6 +40,8 @@ export interface NewRun {
   idempotencyKey?: string;
   /** Where its terminal outcome goes (reply streams, webhooks); stored with the run. */
   notify?: readonly NotifyTarget[];
+  /** A run that resumes another: the nodes it keeps as they were (@podflow/workflow `keptNodes`). */
+  resume?: ResumeParams;
 }
 
 /**
@@ -108,7 +111,7 @@ export class Orchestrator implements OnApplicationShutdown {
     const [compiled, , mark] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now), this.store.markActive(id, now)]);
     let created: boolean;
     try {
-      const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now });
+      const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now, resume: params.resume });
       const changes = await applyEvents(compiled, run, memorySource({ inputs: params.inputs, edges: [] }, nodes), [{ type: 'start', at: now }], this.options);
       await this.payloads.dehydrate(changes);
       for (const [nodeId, node] of changes.nodes) nodes.set(nodeId, node);

@@ -19,6 +19,7 @@ export function nodeView(node: NodeState) {
   return {
     status: node.status,
     attempts: node.attempts,
+    ...(node.keptFrom !== undefined ? { keptFrom: node.keptFrom } : {}),
     ...(node.output !== undefined ? { output: node.output } : {}),
     ...(node.files ? { files: node.files } : {}),
     ...(node.error ? { error: node.error } : {}),
@@ -44,6 +45,7 @@ export function runView(snapshot: RunSnapshot) {
     status: run.status,
     workflowId: run.workflowId,
     ...(run.workflowVersion ? { workflowVersion: run.workflowVersion } : {}),
+    ...(run.resumedFrom !== undefined ? { resumedFrom: run.resumedFrom } : {}),
     inputs: snapshot.inputs,
     outputs: snapshot.outputs ?? null,
     ...(run.error ? { error: run.error } : {}),
@@ -62,6 +64,7 @@ export function runSummary(run: RunRecord) {
     id: run.id,
     status: run.status,
     workflowId: run.workflowId,
+    ...(run.resumedFrom !== undefined ? { resumedFrom: run.resumedFrom } : {}),
     createdAt: iso(run.createdAt),
     finishedAt: iso(run.finishedAt),
     ...(run.error ? { error: run.error } : {}),

@@ -2,7 +2,7 @@ import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { ApiKeyId, TenantId } from '../api/auth.guard';
-import { createRunBody, listRunsQuery, getRunQuery, parseRequest, signFilesBody } from '../api/request-schemas';
+import { createRunBody, listRunsQuery, getRunQuery, parseRequest, resumeRunBody, signFilesBody } from '../api/request-schemas';
 import { RunEventsService } from '../streams/run-events.service';
 import { TenantDirectory } from '../tenancy/tenant-directory';
 import { parseLastEventId } from '../streams/stream-ids';
@@ -72,6 +72,29 @@ export class RunsController {
   async cancel(@TenantId() tenantId: string, @Param('id') id: string) {
     const state = await this.runs.cancel(tenantId, id);
     return { id: state.id, status: state.status };
+  }
+
+  @Post(':id/resume')
+  @HttpCode(202)
+  @ApiOperation({
+    summary:
+      'Resume a failed or canceled run: a new run with the same inputs that keeps every succeeded node whose definition and upstream are unchanged, and runs the rest (optionally with an edited definition or another registered version)',
+  })
+  @ApiBody({
+    schema: {
+      type: 'object',
+      properties: {
+        workflow: { type: 'object', description: 'an edited definition of the same workflow (same id); unchanged nodes keep their results' },
+        version: { type: 'integer', description: 'a registered version of the run\'s workflow' },
+        idempotencyKey: { type: 'string' },
+        webhookUrl: { type: 'string' },
+        correlationId: { type: 'string' },
+      },
+    },
+  })
+  async resume(@TenantId() tenantId: string, @Param('id') id: string, @Body() body: unknown) {
+    const run = await this.runs.resume(tenantId, id, parseRequest(resumeRunBody, body ?? {}, 'resume request'));
+    return { id: run.id, status: run.status, resumedFrom: id, kept: run.kept };
   }
 
   @Post(':id/nodes/:nodeId/files/sign')

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PodflowError, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
 import type { ObjectStore } from '@podflow/storage';
-import { DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, parseWorkflow, type CompiledWorkflow, type DependencyPolicy, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
+import { CompiledWorkflow, DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, keptNodes, parseWorkflow, type DependencyPolicy, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
 import { randomUUID } from 'node:crypto';
 import { Definitions } from '../orchestration/definitions';
 import { Orchestrator } from '../orchestration/orchestrator.service';
@@ -34,6 +34,24 @@ export interface SubmitRun {
   correlationId?: string;
 }
 
+/** The run a submission resumes: its record, definition and (hydrated) node records. */
+interface ResumeSource {
+  from: RunRecord;
+  compiled: CompiledWorkflow;
+  records: ReadonlyMap<string, NodeState>;
+  /** No other definition given: the run's own, as stored (already normalized), runs again. */
+  sameDefinition: boolean;
+}
+
+/** `POST /v1/runs/:id/resume` (request-schemas `resumeRunBody`). */
+export interface ResumeRun {
+  workflow?: JsonObject;
+  version?: number;
+  idempotencyKey?: string;
+  webhookUrl?: string;
+  correlationId?: string;
+}
+
 /** Run use cases shared by the HTTP API, the submissions queue and `/v1/executions`. */
 @Injectable()
 export class RunsService {
@@ -56,7 +74,7 @@ export class RunsService {
    * Creates a run; returns its id, status and the definition it runs (normalized: defaults filled in).
    * @throws PodflowError TOO_MANY_REQUESTS past the tenant's runs per minute or runs in progress (nothing is created).
    */
-  async submit(tenantId: string, submission: SubmitRun): Promise<{ id: string; status: RunPhase; workflow: Workflow; created: boolean }> {
+  async submit(tenantId: string, submission: SubmitRun, resume?: ResumeSource): Promise<{ id: string; status: RunPhase; workflow: Workflow; created: boolean; kept?: string[] }> {
     const notify = notifyTargetsOf(submission);
     // A key that names a run already: the same run, whatever changed since (limits, rate); this
     // submission's targets are added to it (a webhook URL checked first) and served now if it has finished.
@@ -70,7 +88,9 @@ export class RunsService {
     await this.rate.take(tenantId);
     if (submission.webhookUrl !== undefined) await this.webhooks.check(tenantId, submission.webhookUrl);
     const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
-    const resolved = submission.workflow !== undefined
+    const resolved = resume?.sameDefinition
+      ? { workflow: withCurrentPolicies(resume.compiled.workflow, policies), version: resume.from.workflowVersion }
+      : submission.workflow !== undefined
       ? { workflow: parseWorkflow(submission.workflow as string | object, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: this.config.MAX_NODES_PER_RUN }, { dependencyPolicies: policies }), version: undefined }
       : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: withCurrentPolicies(r.workflow, policies), version: r.version }));
     // Inline definitions, and registered ones again: a grant revoked or a limit lowered since registration applies.
@@ -78,6 +98,7 @@ export class RunsService {
     const limits = await this.nodeLimits(tenantId);
     const workflow = withTenantDefaults(resolved.workflow, limits);
     assertWithinNodeLimits(workflow, tenantId, limits);
+    const kept = resume ? keptNodes(resume.compiled, resume.records, new CompiledWorkflow(workflow)) : undefined;
     const { id, created } = await this.orchestrator.createRun({
       id: randomUUID(),
       tenantId,
@@ -86,11 +107,44 @@ export class RunsService {
       inputs: submission.inputs,
       idempotencyKey: submission.idempotencyKey,
       notify,
+      ...(resume && kept ? { resume: { resumedFrom: resume.from.id, kept } } : {}),
     });
     let run = await this.get(tenantId, id);
     // Another submission claimed the key in between: the same as an existing run.
     if (!created) run = await this.addTargets(run, notify);
-    return { id, status: run.status, workflow, created };
+    return { id, status: run.status, workflow, created, ...(kept ? { kept: [...kept.keys()] } : {}) };
+  }
+
+  /**
+   * A new run that resumes a failed or canceled one: the same inputs; the run's own definition, a
+   * registered `version` of its workflow, or an edited `workflow` (same id); every node that keeps
+   * its result under @podflow/workflow `keptNodes` is not run again. Checked like any new run
+   * (rate, runs in progress, egress, tenant limits).
+   * @throws PodflowError CONFLICT for a run that is still going or succeeded; BAD_REQUEST for a definition of another workflow.
+   */
+  async resume(tenantId: string, runId: string, request: ResumeRun): Promise<{ id: string; status: RunPhase; created: boolean; kept: string[] }> {
+    const from = await this.get(tenantId, runId);
+    if (from.status !== 'failed' && from.status !== 'canceled') {
+      const hint = from.status === 'succeeded' ? 'start a new run instead' : 'wait for it to end, or cancel it first';
+      throw new PodflowError('CONFLICT', `run "${runId}" is ${from.status}; only a failed or canceled run can be resumed (${hint})`);
+    }
+    if (request.workflow !== undefined && request.workflow.id !== from.workflowId) {
+      throw new PodflowError('BAD_REQUEST', `the definition to resume with is workflow ${JSON.stringify(request.workflow.id ?? null)}, but run "${runId}" ran workflow "${from.workflowId}"; resume with an edited definition of the same workflow, or start a new run`);
+    }
+    if (request.version !== undefined && from.workflowVersion === undefined) {
+      throw new PodflowError('BAD_REQUEST', `run "${runId}" ran an inline definition, not a registered workflow; pass the edited definition as "workflow" instead of "version"`);
+    }
+    const compiled = await this.definitionOf(from);
+    const [stored, inputs] = await Promise.all([this.store.nodes(runId, compiled.nodeIds), this.store.inputs(runId)]);
+    // Only succeeded nodes can be kept: only their outputs (kept by reference when large) are loaded.
+    const records = new Map<string, NodeState>();
+    for (const [id, record] of stored) if (record.status === 'succeeded') records.set(id, await this.payloads.hydrateNode(from, id, record));
+    const definition: Pick<SubmitRun, 'workflow' | 'workflowId' | 'version'> =
+      request.workflow !== undefined ? { workflow: request.workflow } : request.version !== undefined ? { workflowId: from.workflowId, version: request.version } : {};
+    const sameDefinition = request.workflow === undefined && request.version === undefined;
+    const { webhookUrl, correlationId, idempotencyKey } = request;
+    const run = await this.submit(tenantId, { ...definition, inputs, idempotencyKey, webhookUrl, correlationId }, { from, compiled, records, sameDefinition });
+    return { id: run.id, status: run.status, created: run.created, kept: run.kept ?? [] };
   }
 
   /** Adds targets to an existing run and serves them now if it has finished (a target served twice is still one delivery). */

@@ -1,0 +1,79 @@
+import type { CompiledWorkflow } from './compiled-workflow';
+import type { NodeRecord, NodeState } from './types';
+
+/** What a resumed run keeps of a node of the run it resumes: its result, as it was. */
+export type KeptNode = Pick<NodeState, 'attempts' | 'executionId' | 'output' | 'files' | 'warnings' | 'timings'>;
+
+/**
+ * The nodes a resumed run keeps from the run it resumes (`POST /v1/runs/:id/resume`), in
+ * definition order. The rule: a node keeps its output and files when
+ * - it succeeded in the earlier run,
+ * - the new definition has it unchanged (same code, language, bindings, dependencies, limits:
+ *   every field of the node) with the same incoming edges (source, `on`, `when`), and
+ * - every node it depends on is kept too.
+ * Everything else runs again: failed, canceled, skipped and never-run nodes, a changed node and
+ * everything downstream of one (its inputs may differ now). The last condition also keeps a
+ * consistent picture: a node that only ran because an upstream failed (an error branch) runs
+ * again, or is skipped, once that upstream has run again.
+ */
+export function keptNodes(before: CompiledWorkflow, records: ReadonlyMap<string, NodeState>, after: CompiledWorkflow): Map<string, KeptNode> {
+  const kept = new Map<string, KeptNode>();
+  const decided = new Map<string, boolean>();
+  const keeps = (id: string): boolean => {
+    const known = decided.get(id);
+    if (known !== undefined) return known;
+    decided.set(id, false); // a cycle is impossible in a valid definition; this only guards the recursion
+    const record = records.get(id);
+    const node = after.nodesById.get(id);
+    const yes =
+      record?.status === 'succeeded' &&
+      node !== undefined &&
+      before.nodesById.has(id) &&
+      sameJson(before.node(id), node) &&
+      sameJson(incomingOf(before, id), incomingOf(after, id)) &&
+      after.incoming(id).every((index) => keeps(after.workflow.edges[index].from));
+    decided.set(id, yes);
+    return yes;
+  };
+  for (const id of after.nodeIds) {
+    if (!keeps(id)) continue;
+    const { attempts, executionId, output, files, warnings, timings } = records.get(id)!;
+    kept.set(id, {
+      attempts,
+      ...(executionId !== undefined ? { executionId } : {}),
+      output: output ?? {},
+      ...(files ? { files } : {}),
+      ...(warnings ? { warnings } : {}),
+      timings,
+    });
+  }
+  return kept;
+}
+
+/** A kept node as a record of the new run: succeeded, its incoming edges still to be counted at `start`. */
+export function keptRecord(node: KeptNode, incoming: number, keptFrom: string): NodeRecord {
+  return { ...structuredClone(node), status: 'succeeded', keptFrom, waiting: incoming, fired: 0 };
+}
+
+function incomingOf(compiled: CompiledWorkflow, id: string): unknown[] {
+  return compiled
+    .incoming(id)
+    .map((index) => compiled.workflow.edges[index])
+    .map((edge) => [edge.from, edge.on, edge.when ?? null])
+    .sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+}
+
+/** Equal as JSON values, whatever the key order. */
+function sameJson(a: unknown, b: unknown): boolean {
+  return canonical(a) === canonical(b);
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
