@@ -37,7 +37,7 @@ class Run {
   }
 
   /** The jobs enqueued so far, by node id, with their args. */
-  enqueued(): Array<{ nodeId: string; args: JsonObject }> {
+  enqueued(): Array<{ nodeId: string; args: JsonObject | undefined }> {
     return this.commands.flatMap((c) => (c.type === 'enqueue' ? [{ nodeId: c.job.nodeId, args: c.job.args }] : []));
   }
 
