@@ -5,7 +5,8 @@ import { API_KEY, runToEnd, startStack, type Stack } from '../support/stack';
 describe('resuming a failed run (issue 15)', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ workers: 1 });
+    // Outputs over 16 bytes are kept by reference (in the object store), as large ones are.
+    stack = await startStack({ workers: 1, env: { OUTPUT_INLINE_MAX_BYTES: '16' } });
   });
   afterAll(() => stack?.stop());
 
@@ -42,6 +43,9 @@ describe('resuming a failed run (issue 15)', () => {
     expect({ status: run.status, resumedFrom: run.resumedFrom, inputs: run.inputs }).toEqual({ status: 'succeeded', resumedFrom: first.id, inputs: { divisor: 0 } });
     for (const id of ['a', 'b']) expect(run.nodes[id]).toMatchObject({ status: 'succeeded', attempts: 1, keptFrom: first.id });
     expect(run.nodes.a!.output).toEqual({ token });
+    // The kept output is stored for the new run like any other: by reference, not inline in its record.
+    const stored = JSON.parse((await stack.redis.hget(stack.keys.nodes(run.id), 'a'))!) as { output?: unknown; outputRef?: { key: string } };
+    expect({ inline: stored.output, ref: stored.outputRef?.key.includes(run.id) }).toEqual({ inline: undefined, ref: true });
     expect(run.nodes.c).toMatchObject({ status: 'succeeded', attempts: 1, output: { token, divisor: 0 } });
     expect(run.nodes.c!.keptFrom).toBeUndefined();
     // b's file, kept: its URL downloads what the first run wrote.

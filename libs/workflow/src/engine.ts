@@ -161,6 +161,8 @@ async function resolveKept(step: Step): Promise<boolean> {
   await loadNodes(step, ids);
   for (const id of ids) {
     if (peekNode(step, id).keptFrom === undefined) continue;
+    // Written with the run's first changes, so the store keeps a large kept output by reference like any other.
+    step.dirtyNodes.add(id);
     emitNode(step, id);
     if ((await resolveOutgoing(step, id, 'succeeded')) === undefined) return false;
   }
