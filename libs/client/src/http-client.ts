@@ -51,6 +51,19 @@ export class PodflowClient {
     return this.request<{ id: string; status: string; resumedFrom: string; kept: string[] }>('POST', `/v1/runs/${encodeURIComponent(id)}/resume`, body);
   }
 
+  /**
+   * Test-runs one node (a new run of that node alone, in a real sandbox): its upstream nodes keep
+   * the outputs of the latest succeeded run of the workflow (or `fromRun`, or samples in `nodes`).
+   * `workflow`: the unsaved definition; `code`: the node's edited code. Wait with `waitForRun(id)`.
+   */
+  testNode(workflowId: string, nodeId: string, body: { workflow?: unknown; version?: number; code?: string; inputs?: JsonObject; nodes?: Record<string, { output: JsonObject }>; fromRun?: string } = {}) {
+    return this.request<{ id: string; status: string; nodeId: string; upstreamFrom?: string; samples: string[] }>(
+      'POST',
+      `/v1/workflows/${encodeURIComponent(workflowId)}/nodes/${encodeURIComponent(nodeId)}/test`,
+      body,
+    );
+  }
+
   registerWorkflow(definition: unknown) {
     return this.request<{ id: string; version: number }>('POST', '/v1/workflows', definition);
   }
@@ -139,6 +152,8 @@ export interface RunView {
   workflowId: string;
   /** Set on a run started by `resumeRun`: the run it resumes. */
   resumedFrom?: string;
+  /** Set on a test run (`testNode`): the node under test, and the run its upstream values came from. */
+  test?: { nodeId: string; upstreamFrom?: string };
   inputs: JsonObject;
   outputs: JsonObject | null;
   error?: { code: string; message: string; nodeId?: string; type?: string; stack?: string };

@@ -2,6 +2,7 @@ import type { ExecResult, JsonObject } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
 import { applyEvents, createRunRecords } from './engine';
 import { keptNodes } from './resume';
+import { testRunDefinition } from './test-run';
 import { memorySource } from './run-records';
 import type { EngineCommand, EngineEvent, NodeRecord, RunRecord, Workflow } from './types';
 import { parseWorkflow } from './validate';
@@ -22,8 +23,8 @@ class Run {
 
   static start(workflow: Workflow, id: string, resume?: { from: Run }): Promise<Run> {
     const compiled = new CompiledWorkflow(workflow);
-    const kept = resume ? keptNodes(resume.from.compiled, resume.from.nodes, compiled) : undefined;
-    const { run, nodes } = createRunRecords(compiled, { id, tenantId: 't', now: 0, ...(kept ? { resume: { resumedFrom: resume!.from.run.id, kept } } : {}) });
+    const kept = resume ? keptNodes(resume.from.compiled, resume.from.nodes, compiled, resume.from.run.id) : undefined;
+    const { run, nodes } = createRunRecords(compiled, { id, tenantId: 't', now: 0, ...(kept ? { keep: { resumedFrom: resume!.from.run.id, kept } } : {}) });
     const created = new Run(compiled, run, nodes);
     return created.apply({ type: 'start', at: 1 }).then(() => created);
   }
@@ -105,7 +106,7 @@ describe('resuming a run (keptNodes, createRunRecords with resume)', () => {
     const first = await failedAtC();
     const edited = chain('def main(args): return {}');
     edited.nodes[1] = { ...edited.nodes[1]!, code: 'def main(args): return {"n": 20}' };
-    expect([...keptNodes(first.compiled, first.nodes, new CompiledWorkflow(edited)).keys()]).toEqual(['a']);
+    expect([...keptNodes(first.compiled, first.nodes, new CompiledWorkflow(edited), 'first').keys()]).toEqual(['a']);
     const resumed = await Run.start(edited, 'second', { from: first });
     expect(resumed.enqueued().map((job) => job.nodeId)).toEqual(['b']);
     expect(resumed.status()).toEqual({ a: 'succeeded', b: 'queued', c: 'pending' });
@@ -129,7 +130,7 @@ describe('resuming a run (keptNodes, createRunRecords with resume)', () => {
     await first.finish('onError', { output: { handled: true } });
     await first.finish('after', { fail: 'bug' });
     expect(first.status()).toEqual({ a: 'failed', onError: 'succeeded', after: 'failed' });
-    expect(keptNodes(first.compiled, first.nodes, first.compiled).size).toBe(0);
+    expect(keptNodes(first.compiled, first.nodes, first.compiled, 'first').size).toBe(0);
     // a succeeds this time: the error branch is skipped, and what follows it too.
     const resumed = await Run.start(workflow, 'second', { from: first });
     await resumed.finish('a', { output: {} });
@@ -165,5 +166,54 @@ describe('resuming a run (keptNodes, createRunRecords with resume)', () => {
     const resumed = await Run.start(workflow, 'second', { from: first });
     expect(resumed.enqueued()).toEqual([]);
     expect(resumed.run).toMatchObject({ status: 'succeeded', outputs: { v: 1 } });
+  });
+});
+
+describe('test run of one node (testRunDefinition, with its upstream kept)', () => {
+  const workflow = parseWorkflow({
+    id: 'shop',
+    nodes: [
+      { id: 'load', language: 'python', code: 'def main(args): return {"rows": [1, 2]}' },
+      { id: 'price', language: 'python', code: 'def main(args): return {"total": 3}' },
+      { id: 'onError', language: 'python', code: 'def main(args): return {}' },
+      { id: 'mail', language: 'python', code: 'def main(args): return {}' },
+    ],
+    edges: [
+      { from: 'load', to: 'price', when: 'nodes.load.output.rows' },
+      { from: 'price', to: 'onError', on: 'failure' },
+      { from: 'price', to: 'mail' },
+    ],
+    output: '{ "total": nodes.price.output.total }',
+  });
+
+  it('keeps the node and its upstream only, with the edited code, edges into it always firing, and no output expression', () => {
+    const { workflow: derived, upstream } = testRunDefinition(workflow, 'price', 'def main(args): return {"total": 4}');
+    expect(upstream).toEqual(['load']);
+    expect(derived.nodes.map((n) => [n.id, n.code])).toEqual([
+      ['load', 'def main(args): return {"rows": [1, 2]}'],
+      ['price', 'def main(args): return {"total": 4}'],
+    ]);
+    expect(derived.edges).toEqual([{ from: 'load', to: 'price', on: 'always' }]);
+    expect(derived.output).toBeUndefined();
+    expect(workflow.nodes[1]!.code).toBe('def main(args): return {"total": 3}'); // the definition itself is untouched
+  });
+
+  it('runs only the node, with its upstream values as args, even on an error branch', async () => {
+    const { workflow: derived, upstream } = testRunDefinition(workflow, 'onError');
+    expect(upstream).toEqual(['load', 'price']);
+    const compiled = new CompiledWorkflow(derived);
+    const kept = new Map(upstream.map((id) => [id, { keptFrom: 'sample', attempts: 0, output: { from: id }, timings: {} }]));
+    const { run, nodes } = createRunRecords(compiled, { id: 'test-1', tenantId: 't', now: 0, keep: { kept, test: { nodeId: 'onError' } } });
+    const test = new Run(compiled, run, nodes);
+    await test.apply({ type: 'start', at: 1 });
+    expect(test.run).toMatchObject({ status: 'running', kept: 2, test: { nodeId: 'onError' } });
+    expect(test.enqueued()).toEqual([{ nodeId: 'onError', args: { inputs: {}, nodes: { load: { output: { from: 'load' } }, price: { output: { from: 'price' } } } } }]);
+    await test.finish('onError', { output: { handled: true } });
+    expect(test.run).toMatchObject({ status: 'succeeded', outputs: { onError: { handled: true } } });
+  });
+
+  it('refuses a node the workflow does not have (404 naming its nodes) and code that cannot run (400)', () => {
+    expect(() => testRunDefinition(workflow, 'pirce')).toThrow('workflow "shop" has no node "pirce" (its nodes: "load", "price", "onError", "mail")');
+    expect(() => testRunDefinition(workflow, 'price', '  ')).toThrow(/node "price".*code.*is empty/s);
   });
 });

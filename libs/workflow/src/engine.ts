@@ -6,6 +6,7 @@ import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
 import { resolveOutgoing } from './engine-routing';
 import { keptRecord, type KeptNode } from './resume';
+import type { TestRunInfo } from './test-run';
 import { cancelRun, failUnapplicable, timeoutRun } from './engine-terminate';
 import { memorySource, mergeChanges, nodeRecordsOf, runRecordOf } from './run-records';
 import type { EdgeResolution, EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord, RunSource, RunState, TransitionResult, Workflow } from './types';
@@ -26,23 +27,27 @@ export interface TransitionOptions {
   expressionLimits?: ExpressionLimits;
 }
 
-/** A run that resumes another: the nodes it keeps (resume.ts `keptNodes`) and where they come from. */
-export interface ResumeParams {
-  resumedFrom: string;
+/**
+ * Nodes a new run starts with as succeeded (resume.ts `KeptNode`), and what the run is: a resumed
+ * run (`resumedFrom`: the run it resumes) or a test run of one node (`test`).
+ */
+export interface KeptParams {
   kept: ReadonlyMap<string, KeptNode>;
+  resumedFrom?: string;
+  test?: TestRunInfo;
 }
 
 /**
  * A new run as records: `queued`, every node `pending` waiting for all of its incoming edges;
- * a resumed run's kept nodes `succeeded` as they were (their edges are resolved at `start`).
+ * kept nodes `succeeded` as they were (their outgoing edges are resolved at `start`).
  */
-export function createRunRecords(compiled: CompiledWorkflow, params: Omit<CreateRunParams, 'workflow' | 'inputs'> & { resume?: ResumeParams }): { run: RunRecord; nodes: Map<string, NodeRecord> } {
+export function createRunRecords(compiled: CompiledWorkflow, params: Omit<CreateRunParams, 'workflow' | 'inputs'> & { keep?: KeptParams }): { run: RunRecord; nodes: Map<string, NodeRecord> } {
   const nodes = new Map<string, NodeRecord>();
-  const { resume } = params;
+  const { keep } = params;
   for (const { id } of compiled.workflow.nodes) {
     const incoming = compiled.incoming(id).length;
-    const kept = resume?.kept.get(id);
-    nodes.set(id, kept ? keptRecord(kept, incoming, resume!.resumedFrom) : { status: 'pending', attempts: 0, timings: {}, waiting: incoming, fired: 0 });
+    const kept = keep?.kept.get(id);
+    nodes.set(id, kept ? keptRecord(kept, incoming) : { status: 'pending', attempts: 0, timings: {}, waiting: incoming, fired: 0 });
   }
   const run: RunRecord = {
     id: params.id,
@@ -50,7 +55,9 @@ export function createRunRecords(compiled: CompiledWorkflow, params: Omit<Create
     workflowId: compiled.workflow.id,
     workflowHash: compiled.hash,
     ...(params.workflowVersion !== undefined ? { workflowVersion: params.workflowVersion } : {}),
-    ...(resume ? { resumedFrom: resume.resumedFrom } : {}),
+    ...(keep && keep.kept.size > 0 ? { kept: keep.kept.size } : {}),
+    ...(keep?.resumedFrom !== undefined ? { resumedFrom: keep.resumedFrom } : {}),
+    ...(keep?.test ? { test: keep.test } : {}),
     status: 'queued',
     createdAt: params.now,
     open: [...nodes.values()].filter((node) => node.status === 'pending').length,
@@ -145,15 +152,15 @@ async function start(step: Step): Promise<void> {
   run.deadlineAt = step.at + step.compiled.workflow.timeoutMs;
   step.commands.push({ type: 'schedule_run_timeout', at: run.deadlineAt });
   emitRun(step);
-  if (run.resumedFrom !== undefined && !(await resolveKept(step))) return;
+  if ((run.kept ?? 0) > 0 && !(await resolveKept(step))) return;
   for (const id of step.compiled.roots) step.ready.add(id);
   await advance(step);
 }
 
 /**
- * A resumed run's kept nodes count as having just succeeded: their events are emitted and their
+ * Kept nodes count as having just succeeded: their events are emitted and their
  * outgoing edges resolved (with `when` evaluated on the kept outputs), which makes the nodes
- * after them ready. Reads every node once, at the start of a resumed run only. False when a
+ * after them ready. Reads every node once, at the start of a run with kept nodes only. False when a
  * `when` failed to evaluate (the run has failed).
  */
 async function resolveKept(step: Step): Promise<boolean> {

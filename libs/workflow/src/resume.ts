@@ -1,8 +1,12 @@
 import type { CompiledWorkflow } from './compiled-workflow';
 import type { NodeRecord, NodeState } from './types';
 
-/** What a resumed run keeps of a node of the run it resumes: its result, as it was. */
-export type KeptNode = Pick<NodeState, 'attempts' | 'executionId' | 'output' | 'files' | 'warnings' | 'timings'>;
+/**
+ * A node a new run starts with as succeeded instead of running it: a resumed run's node kept from
+ * the run it resumes, or a test run's upstream node (from an earlier run, or a sample value).
+ * `keptFrom`: the run its result comes from, or `sample` for a value the caller gave.
+ */
+export type KeptNode = Pick<NodeState, 'attempts' | 'executionId' | 'output' | 'files' | 'warnings' | 'timings'> & { keptFrom: string };
 
 /**
  * The nodes a resumed run keeps from the run it resumes (`POST /v1/runs/:id/resume`), in
@@ -16,7 +20,7 @@ export type KeptNode = Pick<NodeState, 'attempts' | 'executionId' | 'output' | '
  * consistent picture: a node that only ran because an upstream failed (an error branch) runs
  * again, or is skipped, once that upstream has run again.
  */
-export function keptNodes(before: CompiledWorkflow, records: ReadonlyMap<string, NodeState>, after: CompiledWorkflow): Map<string, KeptNode> {
+export function keptNodes(before: CompiledWorkflow, records: ReadonlyMap<string, NodeState>, after: CompiledWorkflow, keptFrom: string): Map<string, KeptNode> {
   const kept = new Map<string, KeptNode>();
   const decided = new Map<string, boolean>();
   const keeps = (id: string): boolean => {
@@ -39,6 +43,7 @@ export function keptNodes(before: CompiledWorkflow, records: ReadonlyMap<string,
     if (!keeps(id)) continue;
     const { attempts, executionId, output, files, warnings, timings } = records.get(id)!;
     kept.set(id, {
+      keptFrom,
       attempts,
       ...(executionId !== undefined ? { executionId } : {}),
       output: output ?? {},
@@ -51,8 +56,8 @@ export function keptNodes(before: CompiledWorkflow, records: ReadonlyMap<string,
 }
 
 /** A kept node as a record of the new run: succeeded, its incoming edges still to be counted at `start`. */
-export function keptRecord(node: KeptNode, incoming: number, keptFrom: string): NodeRecord {
-  return { ...structuredClone(node), status: 'succeeded', keptFrom, waiting: incoming, fired: 0 };
+export function keptRecord(node: KeptNode, incoming: number): NodeRecord {
+  return { ...structuredClone(node), status: 'succeeded', waiting: incoming, fired: 0 };
 }
 
 function incomingOf(compiled: CompiledWorkflow, id: string): unknown[] {

@@ -63,19 +63,18 @@ function quantity(pattern: RegExp, hint: string) {
   });
 }
 
+/** Why `text` cannot be a node's code (empty, too large), or undefined. */
+export function codeProblem(text: string, limits: Pick<WorkflowLimits, 'maxCodeBytes'>): string | undefined {
+  if (text.trim() === '') return 'is empty: write the node source with a main(args) function';
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > limits.maxCodeBytes) return `is ${bytes} bytes; the limit is ${limits.maxCodeBytes} bytes: move data into inputs or files and keep the code small`;
+  return undefined;
+}
+
 function code(limits: WorkflowLimits) {
   return z.string().superRefine((text, ctx) => {
-    if (text.trim() === '') {
-      ctx.addIssue({ code: 'custom', message: 'is empty: write the node source with a main(args) function' });
-      return;
-    }
-    const bytes = Buffer.byteLength(text, 'utf8');
-    if (bytes > limits.maxCodeBytes) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `is ${bytes} bytes; the limit is ${limits.maxCodeBytes} bytes: move data into inputs or files and keep the code small`,
-      });
-    }
+    const problem = codeProblem(text, limits);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
 }
 

@@ -114,7 +114,7 @@ export interface NodeState {
   logs?: ExecResult['logs'];
   warnings?: string[];
   timings: NodeTimings;
-  /** Set on a node a resumed run kept as it was: the id of the run that produced its result. */
+  /** Set on a node a run started with as succeeded: the run that produced its result, or `sample` (a value given to a test run). */
   keptFrom?: string;
 }
 
@@ -127,6 +127,10 @@ export interface RunState {
   workflowVersion?: number;
   /** The run this one resumes (`POST /v1/runs/:id/resume`): the nodes it kept carry `keptFrom`. */
   resumedFrom?: string;
+  /** How many nodes the run started with as succeeded (kept: resume, or a test run's upstream). */
+  kept?: number;
+  /** Set on a test run of one node (`POST /v1/workflows/:id/nodes/:nodeId/test`): kept apart from production runs. */
+  test?: { nodeId: string; upstreamFrom?: string };
   inputs: JsonObject;
   status: RunPhase;
   nodes: Record<string, NodeState>;

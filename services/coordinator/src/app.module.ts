@@ -24,6 +24,7 @@ import { RunEventsService } from './streams/run-events.service';
 import { StreamLimiter } from './streams/stream-limiter';
 import { RunsController } from './runs/runs.controller';
 import { RunsService } from './runs/runs.service';
+import { TestRunsService } from './runs/test-runs.service';
 import { RunRateLimiter } from './tenancy/run-rate';
 import { RunsInProgressLimit } from './tenancy/runs-in-progress';
 import { UsageStore } from './tenancy/usage';
@@ -79,6 +80,7 @@ export class AppModule implements NestModule {
         OutboxSweeper,
         SubmissionsProcessor,
         RunsService,
+        TestRunsService,
         RunEventHub,
         RunEventsService,
         StreamLimiter,

@@ -41,6 +41,24 @@ export const resumeRunBody = z
     message: 'give at most one of "workflow" (an edited definition) or "version" (a registered version of the workflow)',
   });
 
+/** `POST /v1/workflows/:id/nodes/:nodeId/test` (runs/test-runs.service.ts). */
+export const testNodeBody = z
+  .object({
+    /** The unsaved definition of this workflow (same id), instead of a registered version. */
+    workflow: jsonObject.optional(),
+    version: z.number().int().min(1).optional(),
+    /** The node's code to try (the builder's edit). */
+    code: z.string().optional(),
+    inputs: jsonObject.optional(),
+    /** Sample upstream outputs: { "<nodeId>": { "output": { ... } } }. */
+    nodes: jsonObject.optional(),
+    fromRun: z.string().min(1).max(200).optional(),
+  })
+  .strict()
+  .refine((b) => b.workflow === undefined || b.version === undefined, {
+    message: 'give at most one of "workflow" (the unsaved definition) or "version" (a registered version)',
+  });
+
 export const createExecutionBody = z
   .object({
     language: z.enum(LANGUAGES),

@@ -42,7 +42,9 @@ export class RunNotifier {
     const { record, targets } = await this.store.recordWithTargets(runId);
     if (!record) return;
     this.metrics?.runsFinished.inc({ status: record.status });
-    await Promise.all([this.store.endInProgress(record.tenantId, [runId]), targets.length > 0 ? this.notify(record, targets) : undefined]);
+    // A test run is no production run: its outputs are never what later test runs read upstream.
+    const latest = record.status === 'succeeded' && !record.test ? this.store.noteSucceeded(record) : undefined;
+    await Promise.all([this.store.endInProgress(record.tenantId, [runId]), latest, targets.length > 0 ? this.notify(record, targets) : undefined]);
   }
 
   /** Serves `targets` of a run that is finished (a no-op for one still going). */

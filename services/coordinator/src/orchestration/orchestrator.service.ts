@@ -10,7 +10,7 @@ import {
   type EdgeResolution,
   type EngineEvent,
   type NodeRecord,
-  type ResumeParams,
+  type KeptParams,
   type RunChanges,
   type RunRecord,
   type RunSource,
@@ -40,8 +40,8 @@ export interface NewRun {
   idempotencyKey?: string;
   /** Where its terminal outcome goes (reply streams, webhooks); stored with the run. */
   notify?: readonly NotifyTarget[];
-  /** A run that resumes another: the nodes it keeps as they were (@podflow/workflow `keptNodes`). */
-  resume?: ResumeParams;
+  /** Nodes it starts with as succeeded: a resumed run's kept nodes, a test run's upstream (@podflow/workflow `KeptParams`). */
+  keep?: KeptParams;
 }
 
 /**
@@ -108,10 +108,10 @@ export class Orchestrator implements OnApplicationShutdown {
     // Independent writes, sent together (one round trip on a new run's path): the definition the
     // run references, the tenant's run list, and the active mark, which is set before `create` so
     // that a sweeper finds the run if this process dies before carrying out its first commands.
-    const [compiled, , mark] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now), this.store.markActive(id, now)]);
+    const [compiled, , mark] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now, !params.keep?.test), this.store.markActive(id, now)]);
     let created: boolean;
     try {
-      const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now, resume: params.resume });
+      const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now, keep: params.keep });
       const changes = await applyEvents(compiled, run, memorySource({ inputs: params.inputs, edges: [] }, nodes), [{ type: 'start', at: now }], this.options);
       await this.payloads.dehydrate(changes);
       for (const [nodeId, node] of changes.nodes) nodes.set(nodeId, node);

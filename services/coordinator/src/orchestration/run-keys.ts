@@ -79,6 +79,10 @@ export class RunKeys {
   idempotency(tenantId: string, key: string): string {
     return `${this.prefix}:{t:${tenantId}}:idem:${key}`;
   }
+  /** Hash: workflow id → `<finishedAt>:<runId>` of the tenant's latest succeeded run of it (test runs read their upstream from it). */
+  lastSucceeded(tenantId: string): string {
+    return `${this.prefix}:{t:${tenantId}}:last-succeeded`;
+  }
   workflow(tenantId: string, workflowId: string): string {
     return `${this.prefix}:{t:${tenantId}}:workflow:${workflowId}`;
   }

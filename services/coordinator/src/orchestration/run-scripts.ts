@@ -163,3 +163,20 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 0
 `);
+
+/**
+ * Remember a tenant's latest succeeded run of a workflow (what a test run of one node reads its
+ * upstream values from), unless a run that finished later is remembered already. KEYS: the
+ * tenant's hash (workflow id → `<finishedAt>:<runId>`). ARGV: workflowId, finishedAt, runId,
+ * ttlSeconds (the hash lives as long as the runs it names may).
+ */
+export const NOTE_SUCCEEDED = new LuaScript(`
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local at = tonumber(string.match(current, '^(%d+):'))
+  if at and at > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+`);

@@ -6,7 +6,7 @@ import type { CoordinatorConfig } from '../config';
 import { CONFIG, STATE_REDIS } from '../tokens';
 import { RunKeys } from './run-keys';
 import { MAX_NOTIFY_TARGETS, parseTargets, storedTargets, type NotifyTarget } from '../notify/notify-targets';
-import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_SCORE } from './run-scripts';
+import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, NOTE_SUCCEEDED, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_SCORE } from './run-scripts';
 
 /** Entries of a run's event stream read per XRANGE. */
 const EVENT_PAGE = 200;
@@ -331,10 +331,27 @@ export class RunStore {
     return { id: entry[0], event: parseStoredEvent(entry[1]) ?? ({} as RunEventMessage) };
   }
 
-  /** Records a run in its tenant's listing (before the run exists: a listing skips runs not created yet). */
-  /** Lists a new run under its tenant, and among its runs in progress until `endInProgress` (one slot, one round trip). */
-  async listRun(tenantId: string, runId: string, createdAt: number): Promise<void> {
-    await this.redis.multi().zadd(this.keys.tenantRuns(tenantId), createdAt, runId).zadd(this.keys.runsInProgress(tenantId), createdAt, runId).exec();
+  /**
+   * Lists a new run under its tenant (before the run exists: a listing skips runs not created yet),
+   * and among its runs in progress until `endInProgress` (one slot, one round trip). A test run
+   * (`listed` false) counts as in progress but stays out of the tenant's listing.
+   */
+  async listRun(tenantId: string, runId: string, createdAt: number, listed = true): Promise<void> {
+    const write = this.redis.multi();
+    if (listed) write.zadd(this.keys.tenantRuns(tenantId), createdAt, runId);
+    await write.zadd(this.keys.runsInProgress(tenantId), createdAt, runId).exec();
+  }
+
+  /** Remembers a succeeded run as its workflow's latest for the tenant (unless a later one is). */
+  async noteSucceeded(run: Pick<RunRecord, 'id' | 'tenantId' | 'workflowId' | 'finishedAt'>): Promise<void> {
+    await NOTE_SUCCEEDED.run(this.redis, [this.keys.lastSucceeded(run.tenantId)], [run.workflowId, String(run.finishedAt ?? 0), run.id, String(this.config.RUN_RETENTION_SECONDS)]);
+  }
+
+  /** The tenant's latest succeeded run of a workflow, while it exists. */
+  async lastSucceeded(tenantId: string, workflowId: string): Promise<RunRecord | undefined> {
+    const entry = await this.redis.hget(this.keys.lastSucceeded(tenantId), workflowId);
+    const runId = entry?.slice(entry.indexOf(':') + 1);
+    return runId ? this.record(runId) : undefined;
   }
 
   async endInProgress(tenantId: string, runIds: readonly string[]): Promise<void> {

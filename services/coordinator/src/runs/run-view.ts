@@ -46,6 +46,7 @@ export function runView(snapshot: RunSnapshot) {
     workflowId: run.workflowId,
     ...(run.workflowVersion ? { workflowVersion: run.workflowVersion } : {}),
     ...(run.resumedFrom !== undefined ? { resumedFrom: run.resumedFrom } : {}),
+    ...(run.test ? { test: run.test } : {}),
     inputs: snapshot.inputs,
     outputs: snapshot.outputs ?? null,
     ...(run.error ? { error: run.error } : {}),

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PodflowError, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
 import type { ObjectStore } from '@podflow/storage';
-import { CompiledWorkflow, DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, keptNodes, parseWorkflow, type DependencyPolicy, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
+import { CompiledWorkflow, DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, keptNodes, parseWorkflow, type DependencyPolicy, type KeptParams, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
 import { randomUUID } from 'node:crypto';
 import { Definitions } from '../orchestration/definitions';
 import { Orchestrator } from '../orchestration/orchestrator.service';
@@ -34,13 +34,15 @@ export interface SubmitRun {
   correlationId?: string;
 }
 
-/** The run a submission resumes: its record, definition and (hydrated) node records. */
-interface ResumeSource {
-  from: RunRecord;
-  compiled: CompiledWorkflow;
-  records: ReadonlyMap<string, NodeState>;
-  /** No other definition given: the run's own, as stored (already normalized), runs again. */
-  sameDefinition: boolean;
+/**
+ * How a resume or a test run turns a definition into the run it starts (RunsService.submit).
+ * `definition`: run this one, as stored (normalized), instead of resolving one from the
+ * submission. `shape`: from the final definition (tenant defaults applied), the definition to run
+ * and the nodes it starts with as succeeded.
+ */
+export interface RunPlan {
+  definition?: { workflow: Workflow; version?: number };
+  shape(workflow: Workflow): { workflow: Workflow; keep: KeptParams };
 }
 
 /** `POST /v1/runs/:id/resume` (request-schemas `resumeRunBody`). */
@@ -74,7 +76,7 @@ export class RunsService {
    * Creates a run; returns its id, status and the definition it runs (normalized: defaults filled in).
    * @throws PodflowError TOO_MANY_REQUESTS past the tenant's runs per minute or runs in progress (nothing is created).
    */
-  async submit(tenantId: string, submission: SubmitRun, resume?: ResumeSource): Promise<{ id: string; status: RunPhase; workflow: Workflow; created: boolean; kept?: string[] }> {
+  async submit(tenantId: string, submission: SubmitRun, plan?: RunPlan): Promise<{ id: string; status: RunPhase; workflow: Workflow; created: boolean; kept?: string[] }> {
     const notify = notifyTargetsOf(submission);
     // A key that names a run already: the same run, whatever changed since (limits, rate); this
     // submission's targets are added to it (a webhook URL checked first) and served now if it has finished.
@@ -88,17 +90,18 @@ export class RunsService {
     await this.rate.take(tenantId);
     if (submission.webhookUrl !== undefined) await this.webhooks.check(tenantId, submission.webhookUrl);
     const policies = dependencyPoliciesFor(this.config.DEPENDENCY_POLICY, tenantId);
-    const resolved = resume?.sameDefinition
-      ? { workflow: withCurrentPolicies(resume.compiled.workflow, policies), version: resume.from.workflowVersion }
+    const resolved = plan?.definition
+      ? { workflow: withCurrentPolicies(plan.definition.workflow, policies), version: plan.definition.version }
       : submission.workflow !== undefined
       ? { workflow: parseWorkflow(submission.workflow as string | object, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: this.config.MAX_NODES_PER_RUN }, { dependencyPolicies: policies }), version: undefined }
       : await this.registry.get(tenantId, submission.workflowId!, submission.version).then((r) => ({ workflow: withCurrentPolicies(r.workflow, policies), version: r.version }));
     // Inline definitions, and registered ones again: a grant revoked or a limit lowered since registration applies.
     assertEgressAllowed(resolved.workflow, this.config.EGRESS_TENANTS, tenantId);
     const limits = await this.nodeLimits(tenantId);
-    const workflow = withTenantDefaults(resolved.workflow, limits);
-    assertWithinNodeLimits(workflow, tenantId, limits);
-    const kept = resume ? keptNodes(resume.compiled, resume.records, new CompiledWorkflow(workflow)) : undefined;
+    const defaulted = withTenantDefaults(resolved.workflow, limits);
+    assertWithinNodeLimits(defaulted, tenantId, limits);
+    const shaped = plan?.shape(defaulted);
+    const workflow = shaped?.workflow ?? defaulted;
     const { id, created } = await this.orchestrator.createRun({
       id: randomUUID(),
       tenantId,
@@ -107,12 +110,12 @@ export class RunsService {
       inputs: submission.inputs,
       idempotencyKey: submission.idempotencyKey,
       notify,
-      ...(resume && kept ? { resume: { resumedFrom: resume.from.id, kept } } : {}),
+      ...(shaped ? { keep: shaped.keep } : {}),
     });
     let run = await this.get(tenantId, id);
     // Another submission claimed the key in between: the same as an existing run.
     if (!created) run = await this.addTargets(run, notify);
-    return { id, status: run.status, workflow, created, ...(kept ? { kept: [...kept.keys()] } : {}) };
+    return { id, status: run.status, workflow, created, ...(shaped ? { kept: [...shaped.keep.kept.keys()] } : {}) };
   }
 
   /**
@@ -141,9 +144,16 @@ export class RunsService {
     for (const [id, record] of stored) if (record.status === 'succeeded') records.set(id, await this.payloads.hydrateNode(from, id, record));
     const definition: Pick<SubmitRun, 'workflow' | 'workflowId' | 'version'> =
       request.workflow !== undefined ? { workflow: request.workflow } : request.version !== undefined ? { workflowId: from.workflowId, version: request.version } : {};
-    const sameDefinition = request.workflow === undefined && request.version === undefined;
+    const same = request.workflow === undefined && request.version === undefined;
     const { webhookUrl, correlationId, idempotencyKey } = request;
-    const run = await this.submit(tenantId, { ...definition, inputs, idempotencyKey, webhookUrl, correlationId }, { from, compiled, records, sameDefinition });
+    const run = await this.submit(
+      tenantId,
+      { ...definition, inputs, idempotencyKey, webhookUrl, correlationId },
+      {
+        ...(same ? { definition: { workflow: compiled.workflow, version: from.workflowVersion } } : {}),
+        shape: (workflow) => ({ workflow, keep: { resumedFrom: from.id, kept: keptNodes(compiled, records, new CompiledWorkflow(workflow), from.id) } }),
+      },
+    );
     return { id: run.id, status: run.status, created: run.created, kept: run.kept ?? [] };
   }
 

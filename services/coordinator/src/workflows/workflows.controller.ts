@@ -1,15 +1,20 @@
-import { Body, Controller, Get, Param, Post, Query } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { PodflowError } from '@podflow/protocol';
 import { InvalidWorkflowError, loadDefinitionText } from '@podflow/workflow';
 import { TenantId } from '../api/auth.guard';
+import { parseRequest, testNodeBody } from '../api/request-schemas';
+import { TestRunsService } from '../runs/test-runs.service';
 import { WorkflowRegistry } from './workflow-registry';
 
 @ApiTags('workflows')
 @ApiBearerAuth()
 @Controller('v1/workflows')
 export class WorkflowsController {
-  constructor(private readonly registry: WorkflowRegistry) {}
+  constructor(
+    private readonly registry: WorkflowRegistry,
+    private readonly tests: TestRunsService,
+  ) {}
 
   @Post()
   @ApiOperation({ summary: 'Register a definition (JSON body, or YAML with Content-Type application/yaml); returns { id, version }' })
@@ -31,5 +36,28 @@ export class WorkflowsController {
     if (version !== undefined && !/^[1-9]\d*$/.test(version)) throw new PodflowError('BAD_REQUEST', `version must be a positive integer, got "${version}"`);
     const record = await this.registry.get(tenantId, id, version ? Number(version) : undefined);
     return { id: record.id, version: record.version, createdAt: record.createdAt, definition: record.definition };
+  }
+
+  @Post(':id/nodes/:nodeId/test')
+  @HttpCode(202)
+  @ApiOperation({
+    summary:
+      "Test-run one node in a real sandbox: its upstream nodes keep the outputs and files of the tenant's latest succeeded run of the workflow (or fromRun, or sample values under nodes); optionally the node's edited code and the unsaved definition. A test run is not listed among the tenant's runs; read it with GET /v1/runs/:id",
+  })
+  @ApiBody({
+    schema: {
+      type: 'object',
+      properties: {
+        workflow: { type: 'object', description: 'the unsaved definition (same id), instead of the registered one' },
+        version: { type: 'integer' },
+        code: { type: 'string', description: "the node's code to try" },
+        inputs: { type: 'object', description: "run inputs; default: the upstream run's" },
+        nodes: { type: 'object', description: 'sample upstream outputs: { "<nodeId>": { "output": {...} } }' },
+        fromRun: { type: 'string', description: "the run to take upstream values from; default: the latest succeeded one" },
+      },
+    },
+  })
+  async testNode(@TenantId() tenantId: string, @Param('id') id: string, @Param('nodeId') nodeId: string, @Body() body: unknown) {
+    return this.tests.testNode(tenantId, id, nodeId, parseRequest(testNodeBody, body ?? {}, 'test request'));
   }
 }
