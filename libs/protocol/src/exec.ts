@@ -58,6 +58,8 @@ export interface ExecJob {
   dependencies: string[];
   resources?: Resources;
   network: boolean;
+  /** main may return any JSON value; the runner reports it as the output `{ value }` (agent tools). */
+  returnAny?: boolean;
   /** Epoch ms the coordinator enqueued it (for queue-wait timings). */
   enqueuedAt: number;
 }

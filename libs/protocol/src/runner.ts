@@ -46,6 +46,12 @@ export interface RunnerRequest {
    * happened to the code, not to the sandbox's set-up, whatever the code printed.
    */
   announce?: boolean;
+  /**
+   * main may return any JSON value (object, array, string, number, boolean, null): the response's
+   * output is then `{ "value": <it> }`, checked like any output. Set for agent tool calls only; a
+   * Code node's main returns an object.
+   */
+  returnAny?: boolean;
 }
 
 /** A file created or modified under `workdir` while `main` ran. */

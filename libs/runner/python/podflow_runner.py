@@ -823,7 +823,11 @@ def execute(request, limits, out, err):
     sys.stdout, sys.stderr = CaptureStream(out, "<stdout>"), CaptureStream(err, "<stderr>")
     error, output = None, None
     try:
-        output, _ = normalize_result(run_user_code(request["code"], request["args"]), limits["maxOutputBytes"])
+        result = run_user_code(request["code"], request["args"])
+        # An agent tool call may return any JSON value: it travels as the output {"value": ...}.
+        if request.get("returnAny"):
+            result = {"value": result}
+        output, _ = normalize_result(result, limits["maxOutputBytes"])
     except UserError as exc:
         error = exc
     except BaseException as exc:  # user code running inside validation (a dict subclass, __str__...)

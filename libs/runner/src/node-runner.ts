@@ -272,7 +272,9 @@ function run(): void {
     try {
       const main = loadUserMain(request.language, request.code, root);
       const result: unknown = await main(request.args);
-      respond({ ok: true, output: normalizeOutput(result, limits.maxOutputBytes) });
+      // An agent tool call may return any JSON value: it travels as the output { value } (undefined is null).
+      const output = request.returnAny ? { value: result === undefined ? null : result } : result;
+      respond({ ok: true, output: normalizeOutput(output, limits.maxOutputBytes) });
     } catch (error) {
       fail(error);
     }

@@ -119,6 +119,22 @@ describe.each(LANGUAGES)('%s runner', (language) => {
     ]);
   });
 
+  // Issue 15, agent tools: a tool call's main may return any JSON value, reported as { value }.
+  it.each([
+    ['a list', { python: 'def main(args):\n    return [1, "two", None]', node: 'export function main() { return [1, "two", null] }' }, [1, 'two', null]],
+    ['a string', { python: 'def main(args):\n    return "{\\"not\\": \\"parsed\\"}"', node: 'export function main() { return \'{"not": "parsed"}\' }' }, '{"not": "parsed"}'],
+    ['a number', { python: 'def main(args):\n    return 2.5', node: 'export function main() { return 2.5 }' }, 2.5],
+    ['nothing (null)', { python: 'def main(args):\n    return None', node: 'export function main() { }' }, null],
+  ])('with returnAny, returns %s as the output { value }', async (_what, variants, value) => {
+    const response = await run(variants, { returnAny: true });
+    expect(response).toMatchObject({ ok: true, output: { value } });
+  });
+
+  it('with returnAny, still refuses a value that is not JSON', async () => {
+    const response = await run({ python: 'def main(args):\n    return {1, 2}', node: 'export function main() { return [() => 1] }' }, { returnAny: true });
+    expect(response).toMatchObject({ ok: false, error: { code: 'OUTPUT_INVALID' } });
+  });
+
   // Issue 15: written back to back, these share one clock tick; the order must still be the
   // written one, not the alphabetical one (sub/b.txt in a directory created just before it).
   const SEQUENCE = ['z1.txt', 'm1.txt', 'a1.txt', 'sub/b.txt', '0.txt'];

@@ -15,6 +15,8 @@ export interface SandboxRequest {
   timeoutMs: number;
   dependencies: string[];
   network: boolean;
+  /** main may return any JSON value (RunnerRequest `returnAny`). */
+  returnAny?: boolean;
   resources?: Resources;
   /** Overrides of the driver's default runner limits. */
   limits?: Partial<RunnerLimits>;

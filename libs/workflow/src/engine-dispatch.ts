@@ -75,6 +75,7 @@ export async function dispatchNode(step: Step, nodeId: string, delayMs: number, 
     dependencies: [...definition.dependencies],
     ...(definition.resources ? { resources: { ...definition.resources } } : {}),
     network: definition.network,
+    ...(definition.returnAny ? { returnAny: true } : {}),
     enqueuedAt: step.at,
   };
   step.commands.push({ type: 'enqueue', job, delayMs });

@@ -33,6 +33,11 @@ export interface CodeNode {
   /** Declared outputs (name → type): validated; undeclared keys are kept and warned about. */
   outputs?: Record<string, OutputType>;
   network: boolean;
+  /**
+   * Not part of the definition format (parseWorkflow never sets it): set by the coordinator on the
+   * one node of an agent tool call, whose main may return any JSON value (ExecJob `returnAny`).
+   */
+  returnAny?: boolean;
 }
 
 export interface Edge {

@@ -74,6 +74,7 @@ export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<E
       timeoutMs: job.timeoutMs,
       dependencies: job.dependencies,
       network: job.network,
+      ...(job.returnAny ? { returnAny: true } : {}),
       resources: job.resources,
     },
     deps.signal,

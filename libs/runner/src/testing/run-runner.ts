@@ -33,6 +33,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Hand the request over as `--request <file>` instead of on stdin. */
   requestFile?: boolean;
+  /** main may return any JSON value (RunnerRequest `returnAny`). */
+  returnAny?: boolean;
 }
 
 export interface RunResult {
@@ -56,6 +58,7 @@ export function runRunner(language: Language, code: string, options: RunOptions 
     workdir,
     limits: { ...DEFAULT_RUNNER_LIMITS, ...options.limits },
     nonce,
+    ...(options.returnAny ? { returnAny: true } : {}),
   });
   const [command, ...argv] = runnerArgv(language, runnerAssets(), { python: PYTHON, node: process.execPath });
   if (options.requestFile) {

@@ -174,6 +174,7 @@ export class KubernetesDriver implements SandboxDriver {
         limits,
         nonce: runnerNonce,
         emitFiles: true,
+        ...(request.returnAny ? { returnAny: true } : {}),
       };
       if (adopted) this.options.logger?.info({ executionId: request.executionId, pod: name }, 'adopting the execution\'s existing pod instead of running the code again');
 

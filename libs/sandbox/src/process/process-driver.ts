@@ -175,6 +175,7 @@ export class ProcessDriver implements SandboxDriver {
         nonce,
         // The runner says on stderr when it has the request: past that line, nothing is the wrappers' fault.
         announce: true,
+        ...(request.returnAny ? { returnAny: true } : {}),
       };
       if (warm) started = warm;
       else {
