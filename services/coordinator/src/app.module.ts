@@ -25,6 +25,9 @@ import { StreamLimiter } from './streams/stream-limiter';
 import { RunsController } from './runs/runs.controller';
 import { RunsService } from './runs/runs.service';
 import { TestRunsService } from './runs/test-runs.service';
+import { AgentToolsService } from './tools/agent-tools.service';
+import { McpController } from './tools/mcp.controller';
+import { ToolsController } from './tools/tools.controller';
 import { RunRateLimiter } from './tenancy/run-rate';
 import { RunsInProgressLimit } from './tenancy/runs-in-progress';
 import { UsageStore } from './tenancy/usage';
@@ -53,7 +56,7 @@ export class AppModule implements NestModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController, UsageController, WebhooksController, MetricsController],
+      controllers: [HealthController, RunsController, ExecutionsController, WorkflowsController, FilesController, AdminController, UsageController, WebhooksController, MetricsController, ToolsController, McpController],
       providers: [
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_FILTER, useClass: ErrorFilter },
@@ -81,6 +84,7 @@ export class AppModule implements NestModule {
         SubmissionsProcessor,
         RunsService,
         TestRunsService,
+        AgentToolsService,
         RunEventHub,
         RunEventsService,
         StreamLimiter,
