@@ -62,4 +62,37 @@ describe('typed inputs (issue 15)', () => {
     expect(response.status).toBe(400);
     expect(body.error.message).toContain('nodes[1].inputTypes.cuont: types "cuont", which is not an input of this node; bound inputs: count, rows, cfg, flag, name (did you mean "count"?)');
   });
+
+  // A JSON Schema as the type: checked before the sandbox starts, the mismatch named with its path.
+  const withSchema = (rows: unknown) => ({
+    id: 'typed-schema',
+    nodes: [
+      { id: 'load', language: 'javascript', code: `function main() { return { rows: ${JSON.stringify(rows)} }; }` },
+      {
+        id: 'sum',
+        language: 'python',
+        code: 'def main(rows):\n    return {"total": sum(r["price"] for r in rows)}\n',
+        inputs: { rows: 'nodes.load.output.rows' },
+        inputTypes: { rows: { type: 'array', minItems: 1, items: { type: 'object', required: ['price'], properties: { price: { type: 'number', minimum: 0 } } } } },
+      },
+    ],
+    edges: [{ from: 'load', to: 'sum' }],
+  });
+
+  it('checks a JSON Schema input type: a matching value runs, a mismatch fails before any sandbox with the path', async () => {
+    const good = await runToEnd(stack, withSchema([{ price: 2 }, { price: 3.5 }]));
+    expect({ status: good.status, output: good.nodes.sum?.output }).toEqual({ status: 'succeeded', output: { total: 5.5 } });
+    const bad = await runToEnd(stack, withSchema([{ price: 2 }, { price: -1 }]));
+    expect({ status: bad.status, code: bad.error?.code, attempts: bad.nodes.sum?.attempts }).toEqual({ status: 'failed', code: 'INPUT_BINDING_FAILED', attempts: 0 });
+    expect(bad.error?.message).toBe(
+      'node "sum": input "rows" ([{"price":2},{"price":-1}]) does not match its JSON Schema at /1/price: must be >= 0 ({"comparison":">=","limit":0}); fix the binding under inputs or the type or schema under inputTypes',
+    );
+    const refused = await fetch(`${stack.url}/v1/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ workflow: { ...withSchema([]), nodes: [withSchema([]).nodes[0], { ...withSchema([]).nodes[1], inputTypes: { rows: { type: 'list' } } }] } }),
+    });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('nodes[1].inputTypes.rows: the JSON Schema is not a JSON Schema podflow can check');
+  });
 });

@@ -34,6 +34,7 @@ export type {
   NodeRecord,
   NodeState,
   NodeTimings,
+  InputType,
   OutputType,
   RetryPolicySpec,
   RunChanges,
@@ -82,4 +83,5 @@ export { testRunDefinition, type TestRunInfo } from './test-run';
 export { keptNodes, type KeptNode } from './resume';
 export { MAX_RETRY_DELAY_MS, retriesAllowed, retryDelayMs } from './engine-results';
 export { checkOutput } from './outputs';
+export { JSON_SCHEMA_MAX_BYTES, compileJsonSchema, schemaMismatch } from './json-schema';
 export type { OutputCheck } from './outputs';

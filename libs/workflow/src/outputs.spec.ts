@@ -1,4 +1,4 @@
-import { checkOutput, jsonTypeOf } from './outputs';
+import { checkInputTypes, checkOutput, jsonTypeOf } from './outputs';
 
 describe('checkOutput', () => {
   it('passes anything without declared outputs, but only JSON objects', () => {
@@ -32,5 +32,25 @@ describe('checkOutput', () => {
 
   it('names JSON types', () => {
     expect([null, [], 1, 1.5, 'x', true, {}].map(jsonTypeOf)).toEqual(['null', 'array', 'integer', 'number', 'string', 'boolean', 'object']);
+  });
+});
+
+describe('checkInputTypes with JSON Schemas', () => {
+  const row = { type: 'object', required: ['id', 'price'], properties: { id: { type: 'string', pattern: '^[a-z]+$' }, price: { type: 'number', minimum: 0 } } };
+
+  it('passes a value that matches', () => {
+    expect(() => checkInputTypes('n', { row, count: 'integer' }, { row: { id: 'abc', price: 2 }, count: 3 })).not.toThrow();
+  });
+
+  it.each([
+    ['a wrong type inside', { id: 'abc', price: '2' }, 'input "row" ({"id":"abc","price":"2"}) does not match its JSON Schema at /price: must be number ({"type":"number"})'],
+    ['a pattern (run on RE2)', { id: 'ABC', price: 2 }, 'input "row" ({"id":"ABC","price":2}) does not match its JSON Schema at /id: must match pattern "^[a-z]+$" ({"pattern":"^[a-z]+$"})'],
+    ['a missing property', { id: 'abc' }, 'input "row" ({"id":"abc"}) does not match its JSON Schema at /: must have required property \'price\' ({"missingProperty":"price"})'],
+  ])('fails with INPUT_BINDING_FAILED naming the input, where and why, on %s', (_what, value, problem) => {
+    expect(() => checkInputTypes('n', { row }, { row: value })).toThrow(`node "n": ${problem}; fix the binding under inputs or the type or schema under inputTypes`);
+  });
+
+  it('names an input with no value', () => {
+    expect(() => checkInputTypes('n', { row }, {})).toThrow('input "row" has no value (its expression matched nothing), declared with a JSON Schema');
   });
 });

@@ -1,5 +1,6 @@
 import { ownValue, PodflowError, type JsonObject, type NodeError } from '@podflow/protocol';
-import type { OutputType } from './types';
+import { compileJsonSchema, schemaMismatch } from './json-schema';
+import type { InputType, OutputType } from './types';
 
 /** What a node's output looks like against its declaration: a failure, and warnings either way. */
 export interface OutputCheck {
@@ -81,26 +82,41 @@ function preview(value: unknown): string {
 }
 
 /**
- * Checks bound `args` against the node's declared `inputTypes`, before the node is enqueued.
- * @throws PodflowError `INPUT_BINDING_FAILED` naming each input, its declared and its actual type.
+ * Checks bound `args` against the node's declared `inputTypes` (type names or JSON Schemas),
+ * before the node is enqueued.
+ * @throws PodflowError `INPUT_BINDING_FAILED` naming each input, its declared and its actual type
+ * (for a schema: where the value breaks it, and why).
  */
-export function checkInputTypes(nodeId: string, declared: Record<string, OutputType> | undefined, args: JsonObject): void {
+export function checkInputTypes(nodeId: string, declared: Record<string, InputType> | undefined, args: JsonObject): void {
   if (!declared) return;
   const problems: string[] = [];
   for (const [name, type] of Object.entries(declared)) {
-    if (!Object.hasOwn(args, name)) {
-      if (type !== 'any') problems.push(`input "${name}" has no value (its expression matched nothing), declared as ${type}`);
-      continue;
-    }
-    const value = ownValue(args, name);
-    if (!matches(value, type)) problems.push(`input "${name}" is ${article(jsonTypeOf(value))} (${preview(value)}), declared as ${type}`);
+    const problem = typeof type === 'string' ? typeProblem(name, type, args) : schemaProblem(name, type, args);
+    if (problem) problems.push(problem);
   }
   if (problems.length === 0) return;
+  const schemas = Object.values(declared).some((type) => typeof type !== 'string');
   throw new PodflowError(
     'INPUT_BINDING_FAILED',
-    `node "${nodeId}": ${problems.join('; ')}; fix the binding under inputs or the type under inputTypes`,
+    `node "${nodeId}": ${problems.join('; ')}; fix the binding under inputs or the ${schemas ? 'type or schema' : 'type'} under inputTypes`,
     { nodeId, problems },
   );
+}
+
+function typeProblem(name: string, type: OutputType, args: JsonObject): string | undefined {
+  if (!Object.hasOwn(args, name)) return type === 'any' ? undefined : `input "${name}" has no value (its expression matched nothing), declared as ${type}`;
+  const value = ownValue(args, name);
+  return matches(value, type) ? undefined : `input "${name}" is ${article(jsonTypeOf(value))} (${preview(value)}), declared as ${type}`;
+}
+
+function schemaProblem(name: string, schema: JsonObject, args: JsonObject): string | undefined {
+  if (!Object.hasOwn(args, name)) return `input "${name}" has no value (its expression matched nothing), declared with a JSON Schema`;
+  const compiled = compileJsonSchema(schema);
+  // Validated with the definition; a schema that stopped compiling (a newer podflow) still fails the node, saying why.
+  if ('problem' in compiled) return `input "${name}": its JSON Schema ${compiled.problem}`;
+  const value = ownValue(args, name);
+  const mismatch = schemaMismatch(compiled.validate, value);
+  return mismatch ? `input "${name}" (${preview(value)}) does not match its JSON Schema at ${mismatch.path}: ${mismatch.reason}` : undefined;
 }
 
 function article(type: string): string {

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { LANGUAGES, emptyRecord } from '@podflow/protocol';
+import { LANGUAGES, emptyRecord, type JsonObject } from '@podflow/protocol';
 import { durationToMs, formatDuration } from './durations';
 import { expressionSyntaxError } from './expressions';
-import type { OutputType, WorkflowLimits } from './types';
+import type { InputType, OutputType, WorkflowLimits } from './types';
 
 /** Node ids are joined with `.` into execution ids (`run.node.attempt`), so they never contain dots. */
 export const NODE_ID_PATTERN = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
@@ -71,6 +71,18 @@ export function codeProblem(text: string, limits: Pick<WorkflowLimits, 'maxCodeB
   return undefined;
 }
 
+/** A declared input type: a name of the `outputs` vocabulary (enum issues as for outputs), or a JSON Schema object. */
+function inputType() {
+  const name = z.enum(OUTPUT_TYPES as [OutputType, ...OutputType[]]);
+  return z.unknown().transform((value, ctx): InputType => {
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as JsonObject;
+    const parsed = name.safeParse(value);
+    if (parsed.success) return parsed.data;
+    for (const issue of parsed.error.issues) ctx.addIssue(issue as z.IssueData);
+    return z.NEVER;
+  });
+}
+
 function code(limits: WorkflowLimits) {
   return z.string().superRefine((text, ctx) => {
     const problem = codeProblem(text, limits);
@@ -129,7 +141,8 @@ export function workflowSchema(limits: WorkflowLimits) {
       language: z.enum(LANGUAGES),
       code: code(limits),
       inputs: namedRecord(expression()).optional(),
-      inputTypes: namedRecord(z.enum(OUTPUT_TYPES as [OutputType, ...OutputType[]])).optional(),
+      // A type name, or a JSON Schema object (compiled and bounded by validate.ts checkInputTypes).
+      inputTypes: namedRecord(inputType()).optional(),
       // Each spec is checked by dependencies.ts (validate.ts checkDependencies), with its own messages.
       dependencies: z.array(z.string()).default([]),
       timeout: duration({ min: 1, max: limits.maxNodeTimeoutMs, maxReason: 'longest node timeout' }).optional(),

@@ -13,6 +13,9 @@ export interface RetryPolicySpec {
 }
 
 /** A Code node after parsing and normalisation (durations in ms, defaults applied). */
+/** A declared input type: a name of the `outputs` vocabulary, or a JSON Schema. */
+export type InputType = OutputType | JsonObject;
+
 export interface CodeNode {
   id: string;
   type: 'code';
@@ -21,10 +24,11 @@ export interface CodeNode {
   /** Binding name → JSONata expression. When present, `args` is exactly the bound object. */
   inputs?: Record<string, string>;
   /**
-   * Binding name → the JSON type its value must have (same vocabulary as `outputs`). Checked when
-   * the node is dispatched: a mismatch is INPUT_BINDING_FAILED before any sandbox starts.
+   * Binding name → the JSON type its value must have (same vocabulary as `outputs`), or a JSON
+   * Schema (an object; json-schema.ts). Checked when the node is dispatched: a mismatch is
+   * INPUT_BINDING_FAILED before any sandbox starts.
    */
-  inputTypes?: Record<string, OutputType>;
+  inputTypes?: Record<string, InputType>;
   /** Canonical specs (dependencies.ts), in declaration order: what the installer is given. */
   dependencies: string[];
   timeoutMs: number;

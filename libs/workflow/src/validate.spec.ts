@@ -1,7 +1,7 @@
 import { PodflowError } from '@podflow/protocol';
 import { InvalidWorkflowError, formatIssue } from './errors';
 import { DEFAULT_WORKFLOW_LIMITS, type ValidationIssue } from './types';
-import { parseWorkflow, validateWorkflow } from './validate';
+import { MAX_INPUT_SCHEMAS, parseWorkflow, validateWorkflow } from './validate';
 
 const node = (id: string, extra: Record<string, unknown> = {}) => ({ id, language: 'python', code: 'def main(args): return {}', ...extra });
 
@@ -137,6 +137,24 @@ describe('validateWorkflow issues', () => {
       'node "a" nodes[0].inputTypes.count: must be one of string, number, integer, boolean, object, array, null, any, got "int" (did you mean "integer"?)',
       'node "a" nodes[0].inputTypes.cuont: types "cuont", which is not an input of this node; bound inputs: count (did you mean "count"?)',
       'node "b" nodes[1].inputTypes.x: types "x", which is not an input of this node; declare the binding under inputs (types apply to bound inputs only)',
+    ]);
+  });
+
+  it('takes a JSON Schema as an input type, and refuses one it cannot compile, one too large, or too many', () => {
+    const schema = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[a-z]+$' } } };
+    const ok = parseWorkflow({ id: 'wf', nodes: [node('a', { inputs: { row: 'inputs.row', n: 'inputs.n' }, inputTypes: { row: schema, n: 'integer' } })] });
+    expect(ok.nodes[0]!.inputTypes).toEqual({ row: schema, n: 'integer' });
+    expect(issuesOf({ id: 'wf', nodes: [node('a', { inputs: { row: 'inputs.row', x: 'inputs.x' }, inputTypes: { row: { type: 'no-such-type' }, x: { pattern: '(?=a)' } } })] })).toEqual([
+      expect.stringMatching(/^node "a" nodes\[0\]\.inputTypes\.row: the JSON Schema is not a JSON Schema podflow can check: .*type/),
+      expect.stringMatching(/^node "a" nodes\[0\]\.inputTypes\.x: the JSON Schema is not a JSON Schema podflow can check: .*RE2 syntax/),
+    ]);
+    const huge = { enum: Array.from({ length: 2000 }, (_, i) => `value-${i}`) };
+    expect(issuesOf({ id: 'wf', nodes: [node('a', { inputs: { v: 'inputs.v' }, inputTypes: { v: huge } })] })).toEqual([
+      expect.stringMatching(/^node "a" nodes\[0\]\.inputTypes\.v: the JSON Schema is \d+ bytes of JSON; a schema may have at most 16384$/),
+    ]);
+    const many = Array.from({ length: MAX_INPUT_SCHEMAS + 1 }, (_, i) => node(`n${i}`, { inputs: { v: 'inputs.v' }, inputTypes: { v: { type: 'string', maxLength: i + 1 } } }));
+    expect(issuesOf({ id: 'wf', nodes: many })).toEqual([
+      `node "n${MAX_INPUT_SCHEMAS}" nodes[${MAX_INPUT_SCHEMAS}].inputTypes.v: is one JSON Schema too many: a definition may declare at most ${MAX_INPUT_SCHEMAS} distinct ones; reuse a schema, or use a type name`,
     ]);
   });
 

@@ -1,3 +1,4 @@
+import { compileJsonSchema } from './json-schema';
 import { LANGUAGES, ownValue, type Language } from '@podflow/protocol';
 import type { ZodIssue } from 'zod';
 import { parseDependencies, parseDependency } from './dependencies';
@@ -200,15 +201,35 @@ function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
   return issues;
 }
 
-/** `inputTypes` types bindings: each key must name one of the node's `inputs`. */
+/** Distinct JSON Schemas one definition may declare as input types (each is compiled when it is validated). */
+export const MAX_INPUT_SCHEMAS = 200;
+
+/**
+ * `inputTypes` types bindings: each key must name one of the node's `inputs`, and each JSON
+ * Schema must compile (json-schema.ts: bounded size, patterns on RE2), at most MAX_INPUT_SCHEMAS
+ * distinct ones per definition.
+ */
 function checkInputTypes(raw: Raw): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
+  const schemas = new Set<string>();
   const nodes = Array.isArray(raw.nodes) ? raw.nodes : [];
   nodes.forEach((node: unknown, nodeIndex) => {
     if (!isRecord(node) || !isRecord(node.inputTypes)) return;
     const where = typeof node.id === 'string' ? `node "${node.id}"` : `nodes[${nodeIndex}]`;
     const bindings = isRecord(node.inputs) ? Object.keys(node.inputs) : [];
     for (const name of Object.keys(node.inputTypes)) {
+      const type = (node.inputTypes as Record<string, unknown>)[name];
+      if (isRecord(type)) {
+        const path = formatPath(['nodes', nodeIndex, 'inputTypes', name]);
+        const text = JSON.stringify(type);
+        if (!schemas.has(text) && schemas.size >= MAX_INPUT_SCHEMAS) {
+          issues.push({ where, path, message: `is one JSON Schema too many: a definition may declare at most ${MAX_INPUT_SCHEMAS} distinct ones; reuse a schema, or use a type name` });
+        } else {
+          schemas.add(text);
+          const compiled = compileJsonSchema(type);
+          if ('problem' in compiled) issues.push({ where, path, message: `the JSON Schema ${compiled.problem}` });
+        }
+      }
       if (bindings.includes(name)) continue;
       const fix = bindings.length === 0
         ? 'declare the binding under inputs (types apply to bound inputs only)'
