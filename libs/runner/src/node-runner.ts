@@ -183,17 +183,16 @@ function run(): void {
   const limits = parsed.request?.limits ?? DEFAULT_RUNNER_LIMITS;
   const stdout = new TailBuffer(limits.maxLogBytes);
   const stderr = new TailBuffer(limits.maxLogBytes);
-  /** The outcome, fixed by the first way out (later ones, async throws..., are ignored), and whether it was written. */
-  let decided: Outcome | undefined;
-  let emitted = false;
+  let settled = false;
   // Set once the workdir is entered and snapshotted; before that there are no files to capture.
   const workspace: { root?: string; before?: Snapshot; order?: WriteOrder } = {};
 
-  /** Writes the response (files captured now, in written order) and exits; once. */
-  const emit = (outcome: Outcome): void => {
-    if (emitted) return;
-    emitted = true;
-    workspace.order?.close();
+  /** The single way out: the first outcome wins, later ones (async throws...) are ignored. */
+  const respond = (outcome: Outcome): void => {
+    if (settled) return;
+    settled = true;
+    // From here on the writes are the runner's own, not the code's.
+    workspace.order?.stop();
     try {
       let final = outcome;
       let files: RunnerFile[] = [];
@@ -218,20 +217,6 @@ function run(): void {
     }
     exit(0);
   };
-  /**
-   * The single way out: the first outcome wins. The file-system events of the writes still queued
-   * are let in first (WriteOrder.settle: a few turns of the event loop) so the files come back in
-   * written order; `now` skips that where no turn is left (the process is exiting).
-   */
-  const respond = (outcome: Outcome, now = false): void => {
-    if (decided) return;
-    decided = outcome;
-    if (now || !workspace.order) return emit(outcome);
-    void workspace.order.settle().then(
-      () => emit(outcome),
-      () => emit(outcome),
-    );
-  };
   const request = parsed.request;
   if (!request) {
     respond({ ok: false, error: new UserFailure('INTERNAL', parsed.problem ?? 'malformed request') });
@@ -247,6 +232,7 @@ function run(): void {
   const filename = userFilename(request.language, root);
   workspace.root = root;
   workspace.before = snapshot(root);
+  // Before the code is loaded: it may keep references to node:fs functions.
   workspace.order = new WriteOrder(root);
   captureStdio(stdout, stderr);
   process.argv = [process.argv[0], filename];
@@ -258,16 +244,15 @@ function run(): void {
   process.on('beforeExit', () =>
     fail(new UserFailure('CODE_EXECUTION_FAILED', 'main returned a Promise that never settled: nothing was left to wait for (a missing resolve()?)')),
   );
-  process.on('exit', (code) => {
-    // Exiting while the outcome waited for its file events (a timer called process.exit): it goes out now.
-    if (decided) return emit(decided);
-    const error = new UserFailure(
-      'CODE_EXECUTION_FAILED',
-      `the code called process.exit(${code}) before main returned; return an object instead, or throw an error to fail the node`,
-      'ProcessExit',
-    );
-    respond({ ok: false, error }, true);
-  });
+  process.on('exit', (code) =>
+    fail(
+      new UserFailure(
+        'CODE_EXECUTION_FAILED',
+        `the code called process.exit(${code}) before main returned; return an object instead, or throw an error to fail the node`,
+        'ProcessExit',
+      ),
+    ),
+  );
   void (async () => {
     try {
       const main = loadUserMain(request.language, request.code, root);

@@ -147,6 +147,31 @@ describe.each(LANGUAGES)('%s runner', (language) => {
     expect(response.files.map((file) => file.path)).toEqual(SEQUENCE);
   });
 
+  it('sees writes through every API: streams, promises, file handles, renames and descriptors', async () => {
+    const response = await run({
+      python:
+        'import os, pathlib\ndef main(args):\n    with open("s.txt", "w") as f:\n        f.write("s")\n    pathlib.Path("p.txt").write_text("p")\n    fd = os.open("h.txt", os.O_WRONLY | os.O_CREAT)\n    os.write(fd, b"h")\n    os.close(fd)\n    with open("tmp", "w") as f:\n        f.write("r")\n    os.replace("tmp", "r.txt")\n    return {}',
+      node:
+        'import fs from "node:fs";\nexport async function main() {\n  await new Promise((done) => fs.createWriteStream("s.txt").end("s", done));\n  await fs.promises.writeFile("p.txt", "p");\n  const handle = await fs.promises.open("h.txt", "w");\n  await handle.write("h");\n  await handle.close();\n  fs.writeFileSync("tmp", "r");\n  fs.renameSync("tmp", "r.txt");\n  return {};\n}',
+    });
+    expect(response.ok).toBe(true);
+    // Within one clock tick or not, the written order; the renamed file counts at its rename.
+    expect(response.files.map((file) => file.path)).toEqual(['s.txt', 'p.txt', 'h.txt', 'r.txt']);
+  });
+
+  it('keeps the order of those writes when their mtimes tie exactly (set by a subprocess, which the runner does not see)', async () => {
+    const files = ['s.txt', 'p.txt', 'h.txt', 'r.txt'];
+    const touch = `["touch", "-d", "@1700000000", ${files.map((f) => `"${f}"`).join(', ')}]`;
+    const response = await run({
+      python:
+        `import os, pathlib, subprocess\ndef main(args):\n    with open("s.txt", "w") as f:\n        f.write("s")\n    pathlib.Path("p.txt").write_text("p")\n    fd = os.open("h.txt", os.O_WRONLY | os.O_CREAT)\n    os.write(fd, b"h")\n    os.close(fd)\n    with open("tmp", "w") as f:\n        f.write("r")\n    os.replace("tmp", "r.txt")\n    subprocess.run(${touch}, check=True)\n    return {}`,
+      node:
+        `import fs from "node:fs";\nimport { execFileSync } from "node:child_process";\nexport async function main() {\n  await new Promise((done) => fs.createWriteStream("s.txt").end("s", done));\n  await fs.promises.writeFile("p.txt", "p");\n  const handle = await fs.promises.open("h.txt", "w");\n  await handle.write("h");\n  await handle.close();\n  fs.writeFileSync("tmp", "r");\n  fs.renameSync("tmp", "r.txt");\n  const [command, ...rest] = ${touch};\n  execFileSync(command, rest);\n  return {};\n}`,
+    });
+    expect(response.ok).toBe(true);
+    expect(response.files.map((file) => file.path)).toEqual(files);
+  });
+
   it('breaks an exact mtime tie by the order of the writes (all five set to one mtime afterwards, in that order)', async () => {
     // A change of attributes (utime, chmod) counts as a write, in both runners.
     const workdir = createWorkdir();
