@@ -1,31 +1,82 @@
-import Ajv, { type ValidateFunction } from 'ajv';
+import Ajv, { type FuncKeywordDefinition, type ValidateFunction } from 'ajv';
 import { RE2JS } from 're2js';
 
 /** A JSON Schema larger than this (as JSON) is refused: it is checked against caller-controlled data. */
 export const JSON_SCHEMA_MAX_BYTES = 16 * 1024;
-/** Compiled schemas kept (keyed by their JSON text), oldest dropped first. */
+/** Compiled schemas kept (keyed by their JSON text), oldest dropped first; each holds its own Ajv (about 20 KB). */
 const CACHE_MAX = 500;
 
 /**
  * `pattern` and `patternProperties` run on RE2 (linear time, re2js, as expressions do), never on
  * JavaScript's backtracking engine: schemas come from tenants, and `(a+)+$` must not freeze a
- * coordinator. RE2 syntax applies (no lookaround, no backreferences).
+ * coordinator. RE2 syntax applies (no lookaround, no backreferences). Ajv keys the regexes it
+ * keeps by their string form, so each must print as its own pattern.
  */
-const re2: ((pattern: string, flags: string) => { test(text: string): boolean }) & { code: string } = Object.assign(
+const re2: ((pattern: string, flags: string) => { test(text: string): boolean; toString(): string }) & { code: string } = Object.assign(
   (pattern: string, flags: string) => {
     const compiled = RE2JS.compile(pattern, flags.includes('i') ? RE2JS.CASE_INSENSITIVE : 0);
-    return { test: (text: string) => compiled.matcher(text).find() };
+    return { test: (text: string) => compiled.matcher(text).find(), toString: () => `/${pattern}/${flags}` };
   },
   { code: 'podflow-re2' },
 );
 
-// Nothing is fetched: a `$ref` outside the schema does not compile. Unknown keywords and formats are ignored (strict: false).
-const ajv = new Ajv({ allErrors: false, strict: false, code: { regExp: re2 } });
+/** Equal JSON values give equal strings, whatever the key order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, unknown>)[key])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/**
+ * `uniqueItems` in linear time: Ajv's own compares every pair of items (deep equality), so an
+ * array of a million objects would hold the coordinator for hours.
+ */
+const linearUniqueItems: FuncKeywordDefinition = {
+  keyword: 'uniqueItems',
+  type: 'array',
+  schemaType: 'boolean',
+  errors: true,
+  validate: function unique(schema: boolean, data: unknown[]): boolean {
+    if (!schema) return true;
+    const seen = new Set<string>();
+    for (let i = 0; i < data.length; i++) {
+      const key = canonical(data[i]);
+      if (seen.has(key)) {
+        (unique as unknown as { errors: unknown[] }).errors = [{ keyword: 'uniqueItems', message: `must not have duplicate items (item ${i} repeats an earlier one)`, params: { i } }];
+        return false;
+      }
+      seen.add(key);
+    }
+    return true;
+  },
+};
+
+/** Checks schemas against the draft-07 meta-schema; it compiles none of them, so it keeps none. */
+const metaSchema = new Ajv({ strict: false, addUsedSchema: false });
+
+/**
+ * One Ajv per compiled schema: Ajv keeps every schema it compiled, and registers its `$id` (which
+ * `$ref: "#"` needs), for the instance's lifetime, so a shared one would grow without bound and
+ * let one tenant's `$id` answer another tenant's `$ref`. Each instance lives exactly as long as its cache entry. Refs are
+ * not inlined (a schema of many refs to a large definition would generate megabytes of code);
+ * `required` and `properties` look at own properties only (`constructor` is not inherited in JSON).
+ */
+function freshAjv(): Ajv {
+  const ajv = new Ajv({ strict: false, meta: false, validateSchema: false, inlineRefs: false, ownProperties: true, allErrors: false, code: { regExp: re2 } });
+  ajv.removeKeyword('uniqueItems');
+  ajv.addKeyword(linearUniqueItems);
+  return ajv;
+}
+
 const cache = new Map<string, ValidateFunction>();
 
 /**
  * Compiles a JSON Schema (draft-07 keywords), once per distinct text.
- * @returns the validator, or the reason it cannot be one (too large, or not a schema Ajv compiles).
+ * @returns the validator, or the reason it cannot be one: too large, not draft-07, `$async`, or
+ * not something Ajv compiles (a `$ref` that points outside the schema: nothing is fetched).
  */
 export function compileJsonSchema(schema: unknown): { validate: ValidateFunction } | { problem: string } {
   const text = JSON.stringify(schema);
@@ -34,20 +85,37 @@ export function compileJsonSchema(schema: unknown): { validate: ValidateFunction
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > JSON_SCHEMA_MAX_BYTES) return { problem: `is ${bytes} bytes of JSON; a schema may have at most ${JSON_SCHEMA_MAX_BYTES}` };
   if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return { problem: 'is not a JSON Schema (an object such as {"type": "string"})' };
+  const hint = '(draft-07 keywords; $ref only within the schema; patterns in RE2 syntax)';
+  if (!metaSchema.validateSchema(schema)) {
+    const error = metaSchema.errors?.[0];
+    return { problem: `is not a JSON Schema podflow can check: at ${error?.instancePath || '/'} it ${error?.message ?? 'is invalid'} ${hint}` };
+  }
   let validate: ValidateFunction;
   try {
-    validate = ajv.compile(schema as object);
+    validate = freshAjv().compile(schema as object);
   } catch (error) {
-    return { problem: `is not a JSON Schema podflow can check: ${(error as Error).message} (draft-07 keywords; $ref only within the schema; patterns in RE2 syntax)` };
+    return { problem: `is not a JSON Schema podflow can check: ${(error as Error).message} ${hint}` };
   }
+  if ((validate as { $async?: unknown }).$async) return { problem: 'is an asynchronous schema ($async), which podflow does not run; remove "$async"' };
   if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);
   cache.set(text, validate);
   return { validate };
 }
 
-/** Where and why `value` breaks the schema (path `/items/0`, "must be number"), or undefined when it matches. */
+/**
+ * Where and why `value` breaks the schema (path `/items/0`, "must be number"), or undefined when
+ * it matches. A schema that cannot be checked against this value (one that refers to itself
+ * without end) is reported at `/` as such, never thrown.
+ */
 export function schemaMismatch(validate: ValidateFunction, value: unknown): { path: string; reason: string } | undefined {
-  if (validate(value)) return undefined;
+  let valid: unknown;
+  try {
+    valid = validate(value);
+  } catch (error) {
+    const why = error instanceof RangeError ? 'it refers to itself without end' : (error as Error).message;
+    return { path: '/', reason: `cannot be checked against this value: ${why}; fix the schema` };
+  }
+  if (valid === true) return undefined;
   const error = validate.errors?.[0];
   const params = error?.params && Object.keys(error.params).length > 0 ? ` (${JSON.stringify(error.params)})` : '';
   return { path: error?.instancePath || '/', reason: `${error?.message ?? 'does not match'}${params}` };

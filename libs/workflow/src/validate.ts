@@ -201,8 +201,9 @@ function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
   return issues;
 }
 
-/** Distinct JSON Schemas one definition may declare as input types (each is compiled when it is validated). */
+/** Distinct JSON Schemas one definition may declare as input types (each is compiled when it is validated), and their bytes together. */
 export const MAX_INPUT_SCHEMAS = 200;
+export const MAX_INPUT_SCHEMA_BYTES = 256 * 1024;
 
 /**
  * `inputTypes` types bindings: each key must name one of the node's `inputs`, and each JSON
@@ -212,6 +213,7 @@ export const MAX_INPUT_SCHEMAS = 200;
 function checkInputTypes(raw: Raw): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
   const schemas = new Set<string>();
+  let schemaBytes = 0;
   const nodes = Array.isArray(raw.nodes) ? raw.nodes : [];
   nodes.forEach((node: unknown, nodeIndex) => {
     if (!isRecord(node) || !isRecord(node.inputTypes)) return;
@@ -222,9 +224,13 @@ function checkInputTypes(raw: Raw): ValidationIssue[] {
       if (isRecord(type)) {
         const path = formatPath(['nodes', nodeIndex, 'inputTypes', name]);
         const text = JSON.stringify(type);
+        const bytes = schemas.has(text) ? 0 : Buffer.byteLength(text, 'utf8');
         if (!schemas.has(text) && schemas.size >= MAX_INPUT_SCHEMAS) {
           issues.push({ where, path, message: `is one JSON Schema too many: a definition may declare at most ${MAX_INPUT_SCHEMAS} distinct ones; reuse a schema, or use a type name` });
+        } else if (schemaBytes + bytes > MAX_INPUT_SCHEMA_BYTES) {
+          issues.push({ where, path, message: `brings the definition's JSON Schemas over ${MAX_INPUT_SCHEMA_BYTES} bytes together; reuse schemas, or make them smaller` });
         } else {
+          schemaBytes += bytes;
           schemas.add(text);
           const compiled = compileJsonSchema(type);
           if ('problem' in compiled) issues.push({ where, path, message: `the JSON Schema ${compiled.problem}` });

@@ -1,0 +1,60 @@
+import { compileJsonSchema, schemaMismatch } from './json-schema';
+
+/** The validator of a schema that must compile. */
+function compiled(schema: unknown) {
+  const result = compileJsonSchema(schema);
+  if ('problem' in result) throw new Error(`did not compile: ${result.problem}`);
+  return result.validate;
+}
+
+function problemOf(schema: unknown): string {
+  const result = compileJsonSchema(schema);
+  return 'problem' in result ? result.problem : 'compiled';
+}
+
+describe('JSON Schemas from tenants (json-schema.ts)', () => {
+  it('checks each pattern against its own regex (RE2), not the first one compiled', () => {
+    const letters = compiled({ type: 'string', pattern: '^[a-z]+$' });
+    const digits = compiled({ type: 'string', pattern: '^[0-9]+$' });
+    expect([letters('abc'), letters('123'), digits('123'), digits('abc')]).toEqual([true, false, true, false]);
+    const keys = compiled({ type: 'object', patternProperties: { '^x-': { type: 'number' } } });
+    expect([keys({ 'x-a': 1 }), keys({ 'x-a': 'no' }), keys({ y: 'any' })]).toEqual([true, false, true]);
+    expect(problemOf({ pattern: '(?=a)' })).toMatch(/RE2 syntax/);
+  });
+
+  it('keeps one schema\'s $id to itself: another schema cannot $ref it', () => {
+    compiled({ $id: 'https://example.com/secret', properties: { k: { const: 'secret' } } });
+    expect(problemOf({ $ref: 'https://example.com/secret' })).toMatch(/^is not a JSON Schema podflow can check: .*can't resolve reference/);
+    // The same $id again, in another schema, compiles too.
+    expect(problemOf({ $id: 'https://example.com/secret', type: 'string' })).toBe('compiled');
+  });
+
+  it('refuses $async (it would pass everything and reject a promise nobody awaits), a non-draft-07 schema, and a non-object', () => {
+    expect(problemOf({ $async: true, type: 'string' })).toBe('is an asynchronous schema ($async), which podflow does not run; remove "$async"');
+    expect(problemOf({ type: 'no-such-type' })).toMatch(/^is not a JSON Schema podflow can check: at \/type it must be equal to one of the allowed values/);
+    expect(problemOf([1])).toBe('is not a JSON Schema (an object such as {"type": "string"})');
+  });
+
+  it('reports a schema that refers to itself without end as a mismatch, never a thrown stack overflow', () => {
+    const endless = compiled({ $ref: '#' });
+    expect(schemaMismatch(endless, 1)).toEqual({ path: '/', reason: 'cannot be checked against this value: it refers to itself without end; fix the schema' });
+    // A recursive schema that ends (a tree) works.
+    const tree = compiled({ type: 'object', properties: { children: { type: 'array', items: { $ref: '#' } } } });
+    expect(schemaMismatch(tree, { children: [{ children: [] }, { children: [{}] }] })).toBeUndefined();
+    expect(schemaMismatch(tree, { children: [{ children: 1 }] })).toEqual({ path: '/children/0/children', reason: 'must be array ({"type":"array"})' });
+  });
+
+  it('checks uniqueItems in linear time, naming the repeated item', () => {
+    const unique = compiled({ type: 'array', uniqueItems: true });
+    const many = Array.from({ length: 200_000 }, (_, i) => ({ id: i, tags: ['a', 'b'] }));
+    const started = Date.now();
+    expect(schemaMismatch(unique, many)).toBeUndefined();
+    // Pairwise comparison of 200,000 objects would take minutes; this is a fraction of a second.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(schemaMismatch(unique, [{ a: 1, b: 2 }, { b: 2, a: 1 }])).toEqual({ path: '/', reason: 'must not have duplicate items (item 1 repeats an earlier one) ({"i":1})' });
+  });
+
+  it('looks at own properties only: an inherited name is not present', () => {
+    expect(schemaMismatch(compiled({ required: ['constructor'] }), {})).toEqual({ path: '/', reason: 'must have required property \'constructor\' ({"missingProperty":"constructor"})' });
+  });
+});
