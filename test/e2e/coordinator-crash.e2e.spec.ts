@@ -31,7 +31,10 @@ describe('coordinator crashes (issue 11)', () => {
         edges: [...Array.from({ length: LEAVES }, (_, i) => ({ from: 'root', to: `leaf${i}` })), ...Array.from({ length: LEAVES }, (_, i) => ({ from: `leaf${i}`, to: 'join' }))],
       };
       const ids: string[] = [];
-      for (let i = 0; i < RUNS; i++) {
+      // At least RUNS, and on until the crashing coordinators have died KILLS_AT_LEAST times: how
+      // many commits fit in a fixed batch depends on how fast a coordinator starts on this machine.
+      const submitUntil = Date.now() + 90_000;
+      while (ids.length < RUNS || (crashing.kills < KILLS_AT_LEAST && Date.now() < submitUntil)) {
         ids.push((await stack.client.submitRun({ workflow })).id);
         await new Promise((resolve) => setTimeout(resolve, 150));
       }

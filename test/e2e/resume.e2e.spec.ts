@@ -43,9 +43,9 @@ describe('resuming a failed run (issue 15)', () => {
     expect({ status: run.status, resumedFrom: run.resumedFrom, inputs: run.inputs }).toEqual({ status: 'succeeded', resumedFrom: first.id, inputs: { divisor: 0 } });
     for (const id of ['a', 'b']) expect(run.nodes[id]).toMatchObject({ status: 'succeeded', attempts: 1, keptFrom: first.id });
     expect(run.nodes.a!.output).toEqual({ token });
-    // The kept output is stored for the new run like any other: by reference, not inline in its record.
+    // The kept output, stored apart by the first run, is referred to there: not stored again, not inline in the record.
     const stored = JSON.parse((await stack.redis.hget(stack.keys.nodes(run.id), 'a'))!) as { output?: unknown; outputRef?: { key: string } };
-    expect({ inline: stored.output, ref: stored.outputRef?.key.includes(run.id) }).toEqual({ inline: undefined, ref: true });
+    expect({ inline: stored.output, ref: stored.outputRef?.key.includes(`/runs/${first.id}/`) }).toEqual({ inline: undefined, ref: true });
     expect(run.nodes.c).toMatchObject({ status: 'succeeded', attempts: 1, output: { token, divisor: 0 } });
     expect(run.nodes.c!.keptFrom).toBeUndefined();
     // b's file, kept: its URL downloads what the first run wrote.
@@ -82,6 +82,13 @@ describe('resuming a failed run (issue 15)', () => {
     expect(other.body.error?.message).toContain('but run');
     expect(other.body.error?.message).toContain('ran workflow "resumable"');
     expect((await post(`/v1/runs/${failed.id}/resume`, {}, 'other-key')).status).toBe(404);
+    // A test run of one node is no run to resume.
+    expect((await post('/v1/workflows', { ...broken, id: 'resumable-registered' })).status).toBe(201);
+    const test = await post('/v1/workflows/resumable-registered/nodes/a/test', {});
+    const tested = await stack.client.waitForRun(test.body.id as string, 100, 60_000);
+    const resumeTest = await post(`/v1/runs/${tested.id}/resume`, {});
+    expect({ status: resumeTest.status, code: resumeTest.body.error?.code }).toEqual({ status: 409, code: 'CONFLICT' });
+    expect(resumeTest.body.error?.message).toContain('is a test run of node "a"');
     const unknown = await post(`/v1/runs/${failed.id}/resume`, { inputs: { divisor: 1 } });
     expect(unknown.status).toBe(400);
     expect(unknown.body.error?.message).toMatch(/inputs/);

@@ -59,6 +59,10 @@ describe('test-run one node (issue 15)', () => {
     expect(again.body.upstreamFrom).toBe(production.id);
     const second = await stack.client.waitForRun(again.body.id as string, 100, 60_000);
     expect(second.nodes.shape!.output).toMatchObject({ token, inputs: { city: 'Bergen' } });
+    // A test run is no source of upstream values, even when named.
+    const fromTest = await post('/v1/workflows/shop/nodes/shape/test', { fromRun: test.id, nodes: { fetch: { output: {} } } });
+    expect(fromTest.status).toBe(400);
+    expect(fromTest.body.error?.message).toContain(`fromRun "${test.id}" is a test run of node "shape"`);
   });
 
   it('answers 409 naming the upstream node when no run has its output, and uses sample values when given', async () => {

@@ -219,7 +219,8 @@ class WriteOrder:
             return  # a file descriptor: its file was seen when it was opened
         full = os.path.abspath(os.fsdecode(path))
         rel = os.path.relpath(full, self.root)
-        if rel == os.curdir or rel.startswith(os.pardir):
+        # Outside the workdir (".." as a whole segment: a file named "..x" is inside).
+        if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
             return
         self.sequence[rel.replace(os.sep, "/")] = self._next
         self._next += 1

@@ -184,6 +184,14 @@ describe.each(LANGUAGES)('%s runner', (language) => {
     expect(response.files.map((file) => file.path)).toEqual(SEQUENCE);
   });
 
+  it('orders files whose names start with two dots like any other (they are inside the workdir)', async () => {
+    const response = await run({
+      python: 'import subprocess\ndef main(args):\n    for name in ["..z", "..a"]:\n        with open(name, "w") as f:\n            f.write(name)\n    subprocess.run(["touch", "-d", "@1700000000", "..z", "..a"], check=True)\n    return {}',
+      node: 'import fs from "node:fs";\nimport { execFileSync } from "node:child_process";\nexport function main() {\n  for (const name of ["..z", "..a"]) fs.writeFileSync(name, name);\n  execFileSync("touch", ["-d", "@1700000000", "..z", "..a"]);\n  return {};\n}',
+    });
+    expect(response.files.map((file) => file.path)).toEqual(['..z', '..a']);
+  });
+
   it('orders a file by its last write: one rewritten at the end comes last', async () => {
     const response = await run({
       python: 'def main(args):\n    for name in ["a.txt", "b.txt", "c.txt", "a.txt"]:\n        with open(name, "a") as f:\n            f.write("x")\n    return {}',

@@ -4,7 +4,7 @@ import { applyEvents, createRunRecords } from './engine';
 import { keptNodes } from './resume';
 import { testRunDefinition } from './test-run';
 import { memorySource } from './run-records';
-import type { EngineCommand, EngineEvent, NodeRecord, RunRecord, Workflow } from './types';
+import { DEFAULT_WORKFLOW_LIMITS, type EngineCommand, type EngineEvent, type NodeRecord, type RunRecord, type Workflow } from './types';
 import { parseWorkflow } from './validate';
 
 /** One run in memory: its records, changed only by writing each batch's changes back. */
@@ -215,5 +215,41 @@ describe('test run of one node (testRunDefinition, with its upstream kept)', () 
   it('refuses a node the workflow does not have (404 naming its nodes) and code that cannot run (400)', () => {
     expect(() => testRunDefinition(workflow, 'pirce')).toThrow('workflow "shop" has no node "pirce" (its nodes: "load", "price", "onError", "mail")');
     expect(() => testRunDefinition(workflow, 'price', '  ')).toThrow(/node "price".*code.*is empty/s);
+  });
+});
+
+describe('kept nodes, edge cases', () => {
+  it('does not evaluate a condition between two kept nodes (it cannot change anything, so it must not fail the run)', async () => {
+    const workflow = parseWorkflow({
+      id: 'cond',
+      nodes: [
+        { id: 'a', language: 'python', code: 'def main(args): return {}' },
+        { id: 'b', language: 'python', code: 'def main(args): return {}' },
+        { id: 'c', language: 'python', code: 'def main(args): return {}' },
+      ],
+      edges: [
+        { from: 'a', to: 'b', when: '$number("x")' },
+        { from: 'b', to: 'c' },
+      ],
+    });
+    const compiled = new CompiledWorkflow(workflow);
+    const kept = new Map(['a', 'b'].map((id) => [id, { keptFrom: 'sample', attempts: 0, output: {}, timings: {} }]));
+    const { run, nodes } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0, keep: { kept, test: { nodeId: 'c' } } });
+    const test = new Run(compiled, run, nodes);
+    await test.apply({ type: 'start', at: 1 });
+    expect(test.run.status).toBe('running');
+    expect(test.enqueued().map((job) => job.nodeId)).toEqual(['c']);
+  });
+
+  it('decides what a 10,000-node chain keeps without recursion, the nodes listed downstream first', async () => {
+    const ids = Array.from({ length: 10_000 }, (_, i) => `n${i}`);
+    const workflow = parseWorkflow({
+      id: 'long',
+      nodes: [...ids].reverse().map((id) => ({ id, language: 'python', code: 'def main(args): return {}' })),
+      edges: ids.slice(1).map((id, i) => ({ from: ids[i]!, to: id })),
+    }, { ...DEFAULT_WORKFLOW_LIMITS, maxNodes: 10_000 });
+    const compiled = new CompiledWorkflow(workflow);
+    const records = new Map(ids.map((id, i) => [id, { status: i === ids.length - 1 ? 'failed' : 'succeeded', attempts: 1, output: {}, timings: {} } as NodeRecord]));
+    expect(keptNodes(compiled, records, compiled, 'first').size).toBe(9_999);
   });
 });

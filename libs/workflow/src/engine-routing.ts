@@ -10,17 +10,23 @@ import { evaluateExpression, isTruthy } from './expressions';
  * fires only if its `when` is absent or truthy (evaluated with the node's result in the context).
  * @returns the indexes of the edges that fired, or `undefined` when a `when` could not be
  * evaluated: the run has then failed with INPUT_BINDING_FAILED (a broken condition must not
- * silently pick a branch).
+ * silently pick a branch). `settled`: edges whose target's outcome is fixed already (a kept node
+ * of a resumed or test run), resolved as fired without evaluating their `when`: it cannot
+ * change anything, so it must not fail the run either.
  */
-export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succeeded' | 'failed'): Promise<number[] | undefined> {
+export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succeeded' | 'failed', settled?: (index: number) => boolean): Promise<number[] | undefined> {
   const { edges } = step.compiled.workflow;
   const outgoing = step.compiled.outgoing(nodeId);
   await loadNodes(step, outgoing.map((index) => edges[index].to));
-  const matching = new Set(outgoing.filter((index) => (outcome === 'succeeded' ? edges[index].on !== 'failure' : edges[index].on !== 'success')));
+  const matching = new Set(outgoing.filter((index) => !settled?.(index) && (outcome === 'succeeded' ? edges[index].on !== 'failure' : edges[index].on !== 'success')));
   const conditions = [...matching].flatMap((index) => (edges[index].when !== undefined ? [edges[index].when!] : []));
   const context = conditions.length > 0 ? await contextFor(step, conditions) : undefined;
   const fired: number[] = [];
   for (const index of outgoing) {
+    if (settled?.(index)) {
+      resolveEdge(step, index, true);
+      continue;
+    }
     const edge = edges[index];
     const matches = matching.has(index);
     let fires = matches;

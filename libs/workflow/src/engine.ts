@@ -171,7 +171,8 @@ async function resolveKept(step: Step): Promise<boolean> {
     // Written with the run's first changes, so the store keeps a large kept output by reference like any other.
     step.dirtyNodes.add(id);
     emitNode(step, id);
-    if ((await resolveOutgoing(step, id, 'succeeded')) === undefined) return false;
+    const toKept = (index: number) => peekNode(step, step.compiled.workflow.edges[index].to).keptFrom !== undefined;
+    if ((await resolveOutgoing(step, id, 'succeeded', toKept)) === undefined) return false;
   }
   return true;
 }

@@ -6,7 +6,7 @@ import type { NodeRecord, NodeState } from './types';
  * the run it resumes, or a test run's upstream node (from an earlier run, or a sample value).
  * `keptFrom`: the run its result comes from, or `sample` for a value the caller gave.
  */
-export type KeptNode = Pick<NodeState, 'attempts' | 'executionId' | 'output' | 'files' | 'warnings' | 'timings'> & { keptFrom: string };
+export type KeptNode = Pick<NodeState, 'attempts' | 'executionId' | 'output' | 'outputRef' | 'files' | 'warnings' | 'timings'> & { keptFrom: string };
 
 /**
  * The nodes a resumed run keeps from the run it resumes (`POST /v1/runs/:id/resume`), in
@@ -22,11 +22,9 @@ export type KeptNode = Pick<NodeState, 'attempts' | 'executionId' | 'output' | '
  */
 export function keptNodes(before: CompiledWorkflow, records: ReadonlyMap<string, NodeState>, after: CompiledWorkflow, keptFrom: string): Map<string, KeptNode> {
   const kept = new Map<string, KeptNode>();
-  const decided = new Map<string, boolean>();
-  const keeps = (id: string): boolean => {
-    const known = decided.get(id);
-    if (known !== undefined) return known;
-    decided.set(id, false); // a cycle is impossible in a valid definition; this only guards the recursion
+  const keeps = new Set<string>();
+  // Upstream before downstream (Kahn's order), without recursion: a chain of 10,000 nodes is fine.
+  for (const id of topologicalOrder(after)) {
     const record = records.get(id);
     const node = after.nodesById.get(id);
     const yes =
@@ -35,24 +33,43 @@ export function keptNodes(before: CompiledWorkflow, records: ReadonlyMap<string,
       before.nodesById.has(id) &&
       sameJson(before.node(id), node) &&
       sameJson(incomingOf(before, id), incomingOf(after, id)) &&
-      after.incoming(id).every((index) => keeps(after.workflow.edges[index].from));
-    decided.set(id, yes);
-    return yes;
-  };
+      after.incoming(id).every((index) => keeps.has(after.workflow.edges[index].from));
+    if (yes) keeps.add(id);
+  }
   for (const id of after.nodeIds) {
-    if (!keeps(id)) continue;
-    const { attempts, executionId, output, files, warnings, timings } = records.get(id)!;
+    if (!keeps.has(id)) continue;
+    const { attempts, executionId, output, outputRef, files, warnings, timings } = records.get(id)!;
     kept.set(id, {
       keptFrom,
       attempts,
       ...(executionId !== undefined ? { executionId } : {}),
       output: output ?? {},
+      // Stored apart in the earlier run: the new run refers to it rather than storing it again.
+      ...(outputRef ? { outputRef } : {}),
       ...(files ? { files } : {}),
       ...(warnings ? { warnings } : {}),
       timings,
     });
   }
   return kept;
+}
+
+/** The node ids, every node after all of its upstream nodes. */
+function topologicalOrder(compiled: CompiledWorkflow): string[] {
+  const waiting = new Map(compiled.nodeIds.map((id) => [id, compiled.incoming(id).length]));
+  const ready = compiled.nodeIds.filter((id) => waiting.get(id) === 0);
+  const order: string[] = [];
+  while (ready.length > 0) {
+    const id = ready.pop()!;
+    order.push(id);
+    for (const index of compiled.outgoing(id)) {
+      const next = compiled.workflow.edges[index].to;
+      const left = waiting.get(next)! - 1;
+      waiting.set(next, left);
+      if (left === 0) ready.push(next);
+    }
+  }
+  return order;
 }
 
 /** A kept node as a record of the new run: succeeded, its incoming edges still to be counted at `start`. */

@@ -84,7 +84,8 @@ export class WriteOrder {
       const file = typeof target === 'string' ? target : Buffer.isBuffer(target) ? target.toString() : target instanceof URL ? fileURLToPath(target) : undefined;
       if (file === undefined) return undefined;
       const rel = path.relative(this.root, path.resolve(file));
-      if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
+      // Outside the workdir (`..` as a whole segment: a file named `..x` is inside).
+      if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) return undefined;
       return rel.split(path.sep).join('/');
     } catch {
       return undefined;

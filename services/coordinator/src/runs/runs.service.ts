@@ -127,6 +127,9 @@ export class RunsService {
    */
   async resume(tenantId: string, runId: string, request: ResumeRun): Promise<{ id: string; status: RunPhase; created: boolean; kept: string[] }> {
     const from = await this.get(tenantId, runId);
+    if (from.test) {
+      throw new PodflowError('CONFLICT', `run "${runId}" is a test run of node "${from.test.nodeId}"; a test run is not resumed (it would become a production run of a partial definition): test the node again`);
+    }
     if (from.status !== 'failed' && from.status !== 'canceled') {
       const hint = from.status === 'succeeded' ? 'start a new run instead' : 'wait for it to end, or cancel it first';
       throw new PodflowError('CONFLICT', `run "${runId}" is ${from.status}; only a failed or canceled run can be resumed (${hint})`);
@@ -139,9 +142,13 @@ export class RunsService {
     }
     const compiled = await this.definitionOf(from);
     const [stored, inputs] = await Promise.all([this.store.nodes(runId, compiled.nodeIds), this.store.inputs(runId)]);
-    // Only succeeded nodes can be kept: only their outputs (kept by reference when large) are loaded.
+    // Only succeeded nodes can be kept: only their outputs (stored apart when large) are loaded, a
+    // few at a time; the new run refers to an output stored apart instead of storing it again.
+    const succeeded = [...stored].filter(([, record]) => record.status === 'succeeded');
     const records = new Map<string, NodeState>();
-    for (const [id, record] of stored) if (record.status === 'succeeded') records.set(id, await this.payloads.hydrateNode(from, id, record));
+    await eachLimited(succeeded, HYDRATE_CONCURRENCY, async ([id, record]) => {
+      records.set(id, await this.payloads.hydrateNode(from, id, record));
+    });
     const definition: Pick<SubmitRun, 'workflow' | 'workflowId' | 'version'> =
       request.workflow !== undefined ? { workflow: request.workflow } : request.version !== undefined ? { workflowId: from.workflowId, version: request.version } : {};
     const same = request.workflow === undefined && request.version === undefined;
@@ -279,6 +286,19 @@ export class RunsService {
     }
     return { elements };
   }
+}
+
+/** Outputs a resume loads at once. */
+const HYDRATE_CONCURRENCY = 16;
+
+/** Runs `work` on every item, at most `limit` at a time. */
+async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
 }
 
 function notifyTargetsOf(submission: SubmitRun): NotifyTarget[] {

@@ -46,7 +46,9 @@ export class TestRunsService {
     const { upstream } = testRunDefinition(workflow, nodeId, request.code, DEFAULT_WORKFLOW_LIMITS);
     const samples = samplesOf(request.nodes, nodeId, upstream);
     const needsRun = upstream.some((id) => !samples.has(id));
-    const source = needsRun || request.inputs === undefined ? await this.sourceRun(tenantId, workflowId, request.fromRun) : undefined;
+    // A named run is checked even when samples cover everything: a wrong id is an error, not ignored.
+    const named = request.fromRun !== undefined ? await this.namedRun(tenantId, workflowId, request.fromRun) : undefined;
+    const source = named ?? (needsRun || request.inputs === undefined ? await this.store.lastSucceeded(tenantId, workflowId) : undefined);
     const kept = new Map<string, KeptNode>();
     for (const [id, output] of samples) kept.set(id, { keptFrom: 'sample', attempts: 0, output, timings: {} });
     const fromRun = upstream.filter((id) => !samples.has(id));
@@ -85,11 +87,11 @@ export class TestRunsService {
     return { workflow };
   }
 
-  /** The run upstream values come from: `fromRun` (the tenant's, of this workflow), else the latest succeeded one. */
-  private async sourceRun(tenantId: string, workflowId: string, fromRun?: string): Promise<RunRecord | undefined> {
-    if (fromRun === undefined) return this.store.lastSucceeded(tenantId, workflowId);
+  /** `fromRun`: the tenant's production run of this workflow (404 for another tenant's, 400 for a test run or another workflow's). */
+  private async namedRun(tenantId: string, workflowId: string, fromRun: string): Promise<RunRecord> {
     const run = await this.runs.get(tenantId, fromRun);
     if (run.workflowId !== workflowId) throw new PodflowError('BAD_REQUEST', `fromRun "${fromRun}" is a run of workflow "${run.workflowId}", not "${workflowId}"; name a run of this workflow`);
+    if (run.test) throw new PodflowError('BAD_REQUEST', `fromRun "${fromRun}" is a test run of node "${run.test.nodeId}"; upstream values come from production runs: name one, or leave fromRun out for the latest succeeded one`);
     return run;
   }
 }

@@ -39,7 +39,9 @@ export class AgentToolsService {
     const input = parsed.data;
     // Before anything runs: a schema that cannot be checked is the caller's to fix.
     const validate = input.resultSchema ? compileResultSchema(input.resultSchema) : undefined;
-    const args = (input.args ?? {}) as JsonObject;
+    // The caller's own object (JSON.parse keeps a "__proto__" key as an own key; the parsed copy would not).
+    const raw = (rawInput as { args?: unknown } | null | undefined)?.args;
+    const args = (typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw : {}) as JsonObject;
     const release = this.limiter.acquire(apiKeyId, `agent tool call (${tool})`);
     try {
       const bindings = Object.fromEntries(Object.keys(args).map((key) => [key, `$lookup(inputs, ${JSON.stringify(key)})`]));

@@ -18,6 +18,7 @@ export const MAIN_HINT: Record<Language, string> = {
 /** Arguments of every tool. */
 export const toolInput = {
   code: z.string().describe('The source: it defines main(args) and returns any JSON value (object, array, string, number, boolean or null).'),
+  // Checked here, but AgentToolsService passes the caller's own object on: z.record drops a "__proto__" key.
   args: z.record(z.string(), z.unknown()).optional().describe('The object main receives (JSON). Default {}.'),
   dependencies: z.array(z.string()).optional().describe('Packages to install first (PyPI specs for Python, npm specs otherwise), within the tenant\'s allowed lists.'),
   timeout: z.string().optional().describe('How long the code may run, e.g. "30s" (default 60s, at most the tenant\'s limit).'),
