@@ -184,6 +184,14 @@ describe.each(LANGUAGES)('%s runner', (language) => {
     expect(response.files.map((file) => file.path)).toEqual(SEQUENCE);
   });
 
+  it('does not count a write to a reused descriptor number for the file it stood for before', async () => {
+    const response = await run({
+      python: 'import os, subprocess\ndef main(args):\n    fd = os.open("a.txt", os.O_WRONLY | os.O_CREAT)\n    os.close(fd)\n    with open("b.txt", "w") as f:\n        f.write("b")\n    with open("/tmp/podflow-outside-" + str(os.getpid()), "w") as f:\n        f.write("x")\n    subprocess.run(["touch", "-d", "@1700000000", "a.txt", "b.txt"], check=True)\n    return {}',
+      node: 'import fs from "node:fs";\nimport { execFileSync } from "node:child_process";\nexport async function main() {\n  const handle = await fs.promises.open("a.txt", "w");\n  await handle.close();\n  fs.writeFileSync("b.txt", "b");\n  fs.writeFileSync(`/tmp/podflow-outside-${process.pid}`, "x");\n  const reader = await fs.promises.open("b.txt", "r");\n  await reader.close();\n  execFileSync("touch", ["-d", "@1700000000", "a.txt", "b.txt"]);\n  return {};\n}',
+    });
+    expect(response.files.map((file) => file.path)).toEqual(['a.txt', 'b.txt']);
+  });
+
   it('orders files whose names start with two dots like any other (they are inside the workdir)', async () => {
     const response = await run({
       python: 'import subprocess\ndef main(args):\n    for name in ["..z", "..a"]:\n        with open(name, "w") as f:\n            f.write(name)\n    subprocess.run(["touch", "-d", "@1700000000", "..z", "..a"], check=True)\n    return {}',

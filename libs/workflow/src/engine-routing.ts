@@ -11,8 +11,8 @@ import { evaluateExpression, isTruthy } from './expressions';
  * @returns the indexes of the edges that fired, or `undefined` when a `when` could not be
  * evaluated: the run has then failed with INPUT_BINDING_FAILED (a broken condition must not
  * silently pick a branch). `settled`: edges whose target's outcome is fixed already (a kept node
- * of a resumed or test run), resolved as fired without evaluating their `when`: it cannot
- * change anything, so it must not fail the run either.
+ * of a resumed or test run), resolved by their `on` alone without evaluating their `when`: it
+ * cannot change anything, so it must not fail the run either.
  */
 export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succeeded' | 'failed', settled?: (index: number) => boolean): Promise<number[] | undefined> {
   const { edges } = step.compiled.workflow;
@@ -24,7 +24,7 @@ export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succ
   const fired: number[] = [];
   for (const index of outgoing) {
     if (settled?.(index)) {
-      resolveEdge(step, index, true);
+      resolveEdge(step, index, outcome === 'succeeded' ? edges[index].on !== 'failure' : edges[index].on !== 'success');
       continue;
     }
     const edge = edges[index];

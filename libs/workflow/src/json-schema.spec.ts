@@ -37,7 +37,7 @@ describe('JSON Schemas from tenants (json-schema.ts)', () => {
 
   it('reports a schema that refers to itself without end as a mismatch, never a thrown stack overflow', () => {
     const endless = compiled({ $ref: '#' });
-    expect(schemaMismatch(endless, 1)).toEqual({ path: '/', reason: 'cannot be checked against this value: it refers to itself without end; fix the schema' });
+    expect(schemaMismatch(endless, 1)).toEqual({ path: '/', reason: 'cannot be checked against this value: it refers to itself without end, or the value nests too deep for it; fix the schema' });
     // A recursive schema that ends (a tree) works.
     const tree = compiled({ type: 'object', properties: { children: { type: 'array', items: { $ref: '#' } } } });
     expect(schemaMismatch(tree, { children: [{ children: [] }, { children: [{}] }] })).toBeUndefined();
@@ -52,6 +52,20 @@ describe('JSON Schemas from tenants (json-schema.ts)', () => {
     // Pairwise comparison of 200,000 objects would take minutes; this is a fraction of a second.
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(schemaMismatch(unique, [{ a: 1, b: 2 }, { b: 2, a: 1 }])).toEqual({ path: '/', reason: 'must not have duplicate items (item 1 repeats an earlier one) ({"i":1})' });
+  });
+
+  it('takes draft-07 "$schema" ids (http or https) and refuses any other dialect with a 400-worthy problem, never a throw', () => {
+    expect(problemOf({ $schema: 'http://json-schema.org/draft-07/schema#', type: 'string' })).toBe('compiled');
+    expect(problemOf({ $schema: 'https://json-schema.org/draft-07/schema#', type: 'string' })).toBe('compiled');
+    expect(problemOf({ $schema: 'https://json-schema.org/draft/2020-12/schema', type: 'string' })).toBe(
+      'declares "$schema": "https://json-schema.org/draft/2020-12/schema"; podflow checks draft-07 schemas only: remove "$schema", or use "http://json-schema.org/draft-07/schema#"',
+    );
+    expect(problemOf({ $schema: 5 })).toMatch(/^declares "\$schema": 5;/);
+    // A $schema pointing into the meta-schema cannot skip the check.
+    expect(problemOf({ $schema: 'http://json-schema.org/draft-07/schema#/properties/default', type: 'bogus' })).toMatch(/^declares "\$schema"/);
+    // A field typed as a JSON Schema refers to the meta-schema.
+    const typed = compiled({ type: 'object', properties: { schema: { $ref: 'http://json-schema.org/draft-07/schema#' } } });
+    expect([typed({ schema: { type: 'string' } }), typed({ schema: { type: 5 } })]).toEqual([true, false]);
   });
 
   it('looks at own properties only: an inherited name is not present', () => {

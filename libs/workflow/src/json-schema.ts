@@ -3,7 +3,7 @@ import { RE2JS } from 're2js';
 
 /** A JSON Schema larger than this (as JSON) is refused: it is checked against caller-controlled data. */
 export const JSON_SCHEMA_MAX_BYTES = 16 * 1024;
-/** Compiled schemas kept (keyed by their JSON text), oldest dropped first; each holds its own Ajv (about 20 KB). */
+/** Compiled schemas kept (keyed by their JSON text), oldest dropped first; each holds its own Ajv (about 35 KB). */
 const CACHE_MAX = 500;
 
 /**
@@ -54,8 +54,13 @@ const linearUniqueItems: FuncKeywordDefinition = {
   },
 };
 
-/** Checks schemas against the draft-07 meta-schema; it compiles none of them, so it keeps none. */
-const metaSchema = new Ajv({ strict: false, addUsedSchema: false });
+/**
+ * The draft-07 meta-schema's own validator, called directly: `validateSchema` would follow a
+ * schema's `$schema` (and remember every distinct one it was given).
+ */
+const draft07 = new Ajv({ strict: false, addUsedSchema: false, logger: false }).getSchema('http://json-schema.org/draft-07/schema')!;
+/** What `$schema` may say: draft-07, the only dialect checked. */
+const DRAFT_07_IDS = new Set(['http://json-schema.org/draft-07/schema', 'http://json-schema.org/draft-07/schema#', 'https://json-schema.org/draft-07/schema', 'https://json-schema.org/draft-07/schema#']);
 
 /**
  * One Ajv per compiled schema: Ajv keeps every schema it compiled, and registers its `$id` (which
@@ -65,7 +70,8 @@ const metaSchema = new Ajv({ strict: false, addUsedSchema: false });
  * `required` and `properties` look at own properties only (`constructor` is not inherited in JSON).
  */
 function freshAjv(): Ajv {
-  const ajv = new Ajv({ strict: false, meta: false, validateSchema: false, inlineRefs: false, ownProperties: true, allErrors: false, code: { regExp: re2 } });
+  // meta: the draft-07 meta-schema stays resolvable (a field typed as a JSON Schema refers to it); logger: no console output per unknown format.
+  const ajv = new Ajv({ strict: false, meta: true, validateSchema: false, inlineRefs: false, ownProperties: true, allErrors: false, logger: false, code: { regExp: re2 } });
   ajv.removeKeyword('uniqueItems');
   ajv.addKeyword(linearUniqueItems);
   return ajv;
@@ -81,18 +87,27 @@ const cache = new Map<string, ValidateFunction>();
 export function compileJsonSchema(schema: unknown): { validate: ValidateFunction } | { problem: string } {
   const text = JSON.stringify(schema);
   const cached = cache.get(text);
-  if (cached) return { validate: cached };
+  if (cached) {
+    // Least recently used goes first: a hit moves to the back.
+    cache.delete(text);
+    cache.set(text, cached);
+    return { validate: cached };
+  }
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > JSON_SCHEMA_MAX_BYTES) return { problem: `is ${bytes} bytes of JSON; a schema may have at most ${JSON_SCHEMA_MAX_BYTES}` };
   if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return { problem: 'is not a JSON Schema (an object such as {"type": "string"})' };
   const hint = '(draft-07 keywords; $ref only within the schema; patterns in RE2 syntax)';
-  if (!metaSchema.validateSchema(schema)) {
-    const error = metaSchema.errors?.[0];
+  const { $schema: dialect, ...body } = schema as Record<string, unknown>;
+  if (dialect !== undefined && !(typeof dialect === 'string' && DRAFT_07_IDS.has(dialect))) {
+    return { problem: `declares "$schema": ${JSON.stringify(dialect)}; podflow checks draft-07 schemas only: remove "$schema", or use "http://json-schema.org/draft-07/schema#"` };
+  }
+  if (!draft07(body)) {
+    const error = draft07.errors?.[0];
     return { problem: `is not a JSON Schema podflow can check: at ${error?.instancePath || '/'} it ${error?.message ?? 'is invalid'} ${hint}` };
   }
   let validate: ValidateFunction;
   try {
-    validate = freshAjv().compile(schema as object);
+    validate = freshAjv().compile(body);
   } catch (error) {
     return { problem: `is not a JSON Schema podflow can check: ${(error as Error).message} ${hint}` };
   }
@@ -112,7 +127,7 @@ export function schemaMismatch(validate: ValidateFunction, value: unknown): { pa
   try {
     valid = validate(value);
   } catch (error) {
-    const why = error instanceof RangeError ? 'it refers to itself without end' : (error as Error).message;
+    const why = error instanceof RangeError ? 'it refers to itself without end, or the value nests too deep for it' : (error as Error).message;
     return { path: '/', reason: `cannot be checked against this value: ${why}; fix the schema` };
   }
   if (valid === true) return undefined;

@@ -72,7 +72,10 @@ export class WriteOrder {
 
   /** A descriptor opened for writing: later writes to it count for its file. */
   opened(fd: unknown, target: unknown): void {
-    if (!this.active || typeof fd !== 'number') return;
+    if (typeof fd !== 'number') return;
+    // The number may have stood for another file before: whatever happens next, not that one.
+    this.fdPaths.delete(fd);
+    if (!this.active) return;
     const rel = this.relative(target);
     if (rel === undefined) return;
     this.fdPaths.set(fd, rel);
@@ -163,9 +166,10 @@ function install(order: WriteOrder): void {
     function (this: unknown, ...args: unknown[]) {
       const last = args.length - 1;
       const callback = args[last];
-      if (typeof callback === 'function' && writes(args[1])) {
+      if (typeof callback === 'function') {
+        const writing = writes(args[1]);
         args[last] = function (this: unknown, error: unknown, fd: unknown) {
-          if (!error) note(() => order.opened(fd, args[0]));
+          if (!error) note(() => (writing ? order.opened(fd, args[0]) : order.forget(fd)));
           return (callback as AnyFunction).call(this, error, fd);
         };
       }
@@ -175,17 +179,22 @@ function install(order: WriteOrder): void {
   replace(promises, 'open', (original) =>
     async function (this: unknown, ...args: unknown[]) {
       const handle = (await original.apply(this, args)) as Record<string, unknown> & { fd: number };
-      if (writes(args[1])) {
-        note(() => order.opened(handle.fd, args[0]));
-        const fd = handle.fd;
-        for (const method of HANDLE_METHODS) {
-          replace(handle, method, (bound) =>
-            function (this: unknown, ...methodArgs: unknown[]) {
-              note(() => order.saw(fd));
-              return bound.apply(this, methodArgs);
-            },
-          );
-        }
+      const fd = handle.fd;
+      if (!writes(args[1])) {
+        note(() => order.forget(fd));
+        return handle;
+      }
+      note(() => order.opened(fd, args[0]));
+      for (const method of HANDLE_METHODS) {
+        replace(handle, method, (bound) =>
+          function (this: unknown, ...methodArgs: unknown[]) {
+            note(() => {
+              order.saw(fd);
+              if (method === 'close') order.forget(fd);
+            });
+            return bound.apply(this, methodArgs);
+          },
+        );
       }
       return handle;
     },
