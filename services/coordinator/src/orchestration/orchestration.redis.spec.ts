@@ -155,6 +155,34 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect((await a.store.outbox(runId)).map((e) => e.command)).toEqual([{ type: 'schedule_run_timeout', at: 2 }]);
   });
 
+  it('a submit that takes the lease reads the first batch with it; a dead owner\'s command in the outbox is carried out before that batch is applied', async () => {
+    const coordinator = start();
+    const { store, redis } = coordinator;
+    const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
+    const { id } = await coordinator.orchestrator.createRun({ id: 'r-first', tenantId: 't', workflow, inputs: {} });
+    const [exec] = await coordinator.execQueue.getJobs(['waiting', 'prioritized']);
+    const started: EngineEvent = { type: 'node_started', nodeId: 'a', executionId: exec!.data.executionId, at: Date.now() };
+
+    // Another coordinator holds the lease: the event waits for it.
+    await redis.set(store.keys.lease(id), 'someone-else', 'PX', 60_000);
+    expect(await store.submit(id, [started], 'me', 10)).toEqual({ outcome: 'queued' });
+    // It died with a committed command not carried out, and its lease ran out.
+    await redis.del(store.keys.lease(id));
+    await redis.xadd(store.keys.outbox(id), '*', 'c', JSON.stringify({ type: 'schedule_run_timeout', at: Date.now() + 600_000 }));
+    const taken = await store.submit(id, [started], 'me', 10);
+    expect(taken).toMatchObject({ outcome: 'owner', first: { record: { id, status: 'running' }, outboxEmpty: false } });
+    expect(taken.outcome === 'owner' && taken.first.entries.map((entry) => entry.event)).toEqual([started, started]);
+
+    // Through the orchestrator: the outbox goes first, then every waiting event is applied.
+    await redis.del(store.keys.lease(id));
+    await coordinator.orchestrator.submitAndWait(id, started);
+    expect(await redis.xlen(store.keys.outbox(id))).toBe(0);
+    expect(await redis.xlen(store.keys.inbox(id))).toBe(0);
+    expect((await store.nodes(id, ['a'])).get('a')).toMatchObject({ status: 'running' });
+    expect(await redis.get(store.keys.lease(id))).toBeNull();
+    expect(loggedErrors).toEqual([]);
+  });
+
   it('three coordinators, shuffled, duplicated and delayed results of 150 runs: every run ends exactly as one sequential application, no execution enqueued twice or missing', async () => {
     const trio = [start({ RESULTS_BATCH_MAX: '7' }), start({ RESULTS_BATCH_MAX: '50' }), start()];
     let workerConnection: ReturnType<Redis['duplicate']> | undefined;

@@ -29,7 +29,7 @@ import type { NotifyTarget } from '../notify/notify-targets';
 import { OutboxExecutor } from './outbox-executor';
 import { RunCache } from './run-cache';
 import { RunPayloads } from './run-payloads';
-import { RunStore, type InboxEntry, type OutboxEntry } from './run-store';
+import { RunStore, type FirstBatch, type InboxEntry, type NextStep, type OutboxEntry } from './run-store';
 
 export interface NewRun {
   id: string;
@@ -134,12 +134,12 @@ export class Orchestrator implements OnApplicationShutdown {
    */
   async submit(runId: string, events: EngineEvent | readonly EngineEvent[]): Promise<'accepted' | 'gone'> {
     const list = Array.isArray(events) ? events : [events as EngineEvent];
-    const outcome = await this.store.submit(runId, list, this.token);
-    if (outcome === 'gone') {
+    const submitted = await this.store.submit(runId, list, this.token, this.config.RESULTS_BATCH_MAX);
+    if (submitted.outcome === 'gone') {
       this.logger.warn({ runId, events: list.map((e) => e.type) }, 'event for an unknown or expired run ignored');
       return 'gone';
     }
-    if (outcome === 'owner') void this.runSession(runId);
+    if (submitted.outcome === 'owner') void this.runSession(runId, undefined, false, undefined, submitted.first);
     return 'accepted';
   }
 
@@ -198,13 +198,14 @@ export class Orchestrator implements OnApplicationShutdown {
    * cannot start a second loop, so it marks the run `rewoken` and the loop goes on: it checks the
    * mark after its last await and leaves `sessions` in the same synchronous step.
    */
-  private runSession(runId: string, mark?: number, releasing = false, heldBy?: string): Promise<void> {
+  private runSession(runId: string, mark?: number, releasing = false, heldBy?: string, first?: FirstBatch): Promise<void> {
     const running = this.sessions.get(runId);
     if (running) {
+      // The batch read with the lease is not used: the running loop reads it again (NEXT_BATCH).
       this.rewoken.add(runId);
       return running;
     }
-    const session = this.drain(runId, mark, releasing, heldBy);
+    const session = this.drain(runId, mark, releasing, heldBy, first);
     this.sessions.set(runId, session);
     return session;
   }
@@ -215,18 +216,29 @@ export class Orchestrator implements OnApplicationShutdown {
    * out, reads the next events or lets the lease go), apply, commit, carry out the commands the
    * commit wrote. Commands go out in outbox order: once admission holds one, later ones wait
    * behind it in the outbox (`flushOutbox`) instead of being carried out straight from the commit.
+   *
+   * `first`: the batch read with the lease (SUBMIT_EVENTS). With an empty outbox it is applied at
+   * once, while the active mark is being written: the mark is sent before the commit on the same
+   * connection, so a run whose commit is stored is also listed for the sweeper.
    */
-  private async drain(runId: string, mark: number | undefined, releasing: boolean, heldBy?: string): Promise<void> {
+  private async drain(runId: string, mark: number | undefined, releasing: boolean, heldBy?: string, first?: FirstBatch): Promise<void> {
     let since = mark;
+    let ready = first?.outboxEmpty && !releasing && mark === undefined ? first : undefined;
     try {
       for (;;) {
-        const [marked, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
-        since = marked;
+        let marking: Promise<number> | undefined;
+        let held = false;
+        if (ready) {
+          marking = this.store.markActive(runId, Date.now());
+          marking.catch(() => undefined); // awaited below; a session that ends early has its lease run out instead
+        }
+        else [since, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
         if (held) this.logger.debug({ runId }, 'executions held by admission');
         let outboxClear = !held;
         let carriedOut: string[] = [];
         for (;;) {
-          const step = await this.store.next(runId, this.token, this.config.RESULTS_BATCH_MAX, carriedOut);
+          const step: NextStep = ready ? { kind: 'batch', ...ready } : await this.store.next(runId, this.token, this.config.RESULTS_BATCH_MAX, carriedOut);
+          ready = undefined;
           carriedOut = [];
           if (step.kind === 'released') break;
           if (step.kind === 'lost') return this.leaseLost(runId);
@@ -248,7 +260,8 @@ export class Orchestrator implements OnApplicationShutdown {
             outboxClear = false;
           }
         }
-        await this.store.markIdle(runId, since);
+        if (marking) since = await marking;
+        await this.store.markIdle(runId, since!);
         // No await from here to the end of the loop body: a submit that took the lease meanwhile has set the mark.
         if (!this.rewoken.delete(runId)) return;
         since = undefined;

@@ -59,16 +59,19 @@ return 1
 `);
 
 /**
- * Append events to a run's inbox (in order) and try to take its lease. KEYS: run, inbox, lease.
- * ARGV: leaseToken, leaseMs, events... Returns -1 when the run does not exist (expired or never
- * created), 1 when the caller now holds the lease (it must apply the inbox), 0 when another
- * coordinator holds it (it will apply these events before it lets the lease go: NEXT_BATCH).
+ * Append events to a run's inbox (in order) and try to take its lease. KEYS: run, inbox, lease,
+ * outbox. ARGV: leaseToken, leaseMs, batchMax, events... Returns -1 when the run does not exist
+ * (expired or never created), 0 when another coordinator holds the lease (it will apply these
+ * events before it lets the lease go: NEXT_BATCH), else the caller now holds the lease and must
+ * apply the inbox: {rec, XRANGE reply of up to batchMax inbox entries, outbox length}, what
+ * NEXT_BATCH would read next, so a session that starts here saves that round trip (and the
+ * outbox read, when the outbox is empty).
  */
 export const SUBMIT_EVENTS = new LuaScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-for j = 3, #ARGV do redis.call('XADD', KEYS[2], '*', 'e', ARGV[j]) end
-if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
+for j = 4, #ARGV do redis.call('XADD', KEYS[2], '*', 'e', ARGV[j]) end
+if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+return {redis.call('HGET', KEYS[1], 'rec') or '', redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3]), redis.call('XLEN', KEYS[4])}
 `);
 
 /**

@@ -42,6 +42,17 @@ export type StoredNode = Omit<NodeRecord, 'logs'>;
 /** What NEXT_BATCH found: the lease lost, the lease let go (no event waits), or the next batch. */
 export type NextStep = { kind: 'lost' } | { kind: 'released' } | { kind: 'batch'; record: RunRecord | undefined; entries: InboxEntry[] };
 
+/** A batch read together with the lease that makes the reader its one applier. */
+export interface FirstBatch {
+  record: RunRecord | undefined;
+  entries: InboxEntry[];
+  /** Nothing waits in the outbox (no dead owner's or held commands to carry out first). */
+  outboxEmpty: boolean;
+}
+
+/** What `submit` did with the events. */
+export type Submitted = { outcome: 'gone' } | { outcome: 'queued' } | { outcome: 'owner'; first: FirstBatch };
+
 /** Everything a batch writes, already made small enough for Redis (run-payloads.ts). */
 export interface BatchWrite {
   changes: RunChanges;
@@ -92,11 +103,19 @@ export class RunStore {
     return created === 1;
   }
 
-  /** Appends events to the run's inbox, in order: 'owner' when this caller took the lease, 'queued' when another holds it, 'gone' for no such run. */
-  async submit(runId: string, events: readonly EngineEvent[], token: string): Promise<'owner' | 'queued' | 'gone'> {
+  /**
+   * Appends events to the run's inbox, in order. 'owner' when this caller took the lease, with
+   * the first batch to apply (`first`, read by the same script: up to `batchMax` inbox entries and
+   * the run record, and whether the outbox is empty); 'queued' when another holds it; 'gone' for
+   * no such run.
+   */
+  async submit(runId: string, events: readonly EngineEvent[], token: string, batchMax: number): Promise<Submitted> {
     const k = this.keys;
-    const result = await SUBMIT_EVENTS.run(this.redis, [k.run(runId), k.inbox(runId), k.lease(runId)], [token, this.leaseMs, ...events.map((e) => JSON.stringify(e))]);
-    return result === 1 ? 'owner' : result === 0 ? 'queued' : 'gone';
+    const reply = await SUBMIT_EVENTS.run(this.redis, [k.run(runId), k.inbox(runId), k.lease(runId), k.outbox(runId)], [token, this.leaseMs, batchMax, ...events.map((e) => JSON.stringify(e))]);
+    if (reply === -1) return { outcome: 'gone' };
+    if (reply === 0) return { outcome: 'queued' };
+    const [rec, entries, outboxLength] = reply as [string, Array<[string, string[]]>, number];
+    return { outcome: 'owner', first: { record: rec ? (JSON.parse(rec) as RunRecord) : undefined, entries: entries.map(inboxEntry), outboxEmpty: outboxLength === 0 } };
   }
 
   /** Takes a free lease (the sweeper and admission use it for runs nobody is working on). */
