@@ -97,6 +97,36 @@ describe('agent tools (issue 15)', () => {
     }
   });
 
+  it("a tool call's run is marked as one and is never the upstream of a tenant workflow that shares the tool's name", async () => {
+    const headers = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
+    const post = async (path: string, body: unknown) => {
+      const response = await fetch(`${stack.url}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
+      return { status: response.status, body: (await response.json()) as { ok?: boolean; runId?: string; error?: { code: string; message: string; details?: unknown } } };
+    };
+    // The tenant's own workflow named like the tool, whose first node has the tool run's node id.
+    const workflow = {
+      id: 'execute-python',
+      nodes: [
+        { id: 'main', language: 'python', code: 'def main(args):\n    return {"mine": True}\n' },
+        { id: 'report', language: 'python', code: 'def main(args):\n    return args["nodes"]["main"]["output"]\n' },
+      ],
+      edges: [{ from: 'main', to: 'report' }],
+    };
+    expect((await post('/v1/workflows', workflow)).status).toBe(201);
+    const called = await post('/v1/tools/execute-python', { code: 'def main(args):\n    return {"mine": False}\n' });
+    expect(called.body.ok).toBe(true);
+    const run = (await (await fetch(`${stack.url}/v1/runs/${called.body.runId}`, { headers })).json()) as { workflowId: string; tool?: string };
+    expect(run).toMatchObject({ workflowId: 'execute-python', tool: 'execute-python' });
+
+    // No run of the tenant's workflow has succeeded: the tool call's run does not stand in for one.
+    const test = await post('/v1/workflows/execute-python/nodes/report/test', {});
+    expect(test.status).toBe(409);
+    expect(test.body.error).toMatchObject({ code: 'CONFLICT', details: { upstream: ['main'] } });
+    const named = await post('/v1/workflows/execute-python/nodes/report/test', { fromRun: called.body.runId });
+    expect(named.status).toBe(400);
+    expect(named.body.error!.message).toBe(`fromRun "${called.body.runId}" is an agent tool call (execute-python), not a run of your workflow "execute-python"; name a run of the workflow, or leave fromRun out for its latest succeeded one`);
+  });
+
   it('serves the same tools over plain HTTP', async () => {
     const headers = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
     const listed = (await (await fetch(`${stack.url}/v1/tools`, { headers })).json()) as { tools: Array<{ name: string }> };

@@ -154,6 +154,8 @@ export interface RunView {
   resumedFrom?: string;
   /** Set on a test run (`testNode`): the node under test, and the run its upstream values came from. */
   test?: { nodeId: string; upstreamFrom?: string };
+  /** Set on an agent tool call's run: the tool's name (`execute-python`, ...). */
+  tool?: string;
   inputs: JsonObject;
   outputs: JsonObject | null;
   error?: { code: string; message: string; nodeId?: string; type?: string; stack?: string };

@@ -29,12 +29,14 @@ export interface TransitionOptions {
 
 /**
  * Nodes a new run starts with as succeeded (resume.ts `KeptNode`), and what the run is: a resumed
- * run (`resumedFrom`: the run it resumes) or a test run of one node (`test`).
+ * run (`resumedFrom`: the run it resumes), a test run of one node (`test`) or an agent tool call
+ * (`tool`: the tool's name).
  */
 export interface KeptParams {
   kept: ReadonlyMap<string, KeptNode>;
   resumedFrom?: string;
   test?: TestRunInfo;
+  tool?: string;
 }
 
 /**
@@ -58,6 +60,7 @@ export function createRunRecords(compiled: CompiledWorkflow, params: Omit<Create
     ...(keep && keep.kept.size > 0 ? { kept: keep.kept.size } : {}),
     ...(keep?.resumedFrom !== undefined ? { resumedFrom: keep.resumedFrom } : {}),
     ...(keep?.test ? { test: keep.test } : {}),
+    ...(keep?.tool !== undefined ? { tool: keep.tool } : {}),
     status: 'queued',
     createdAt: params.now,
     open: [...nodes.values()].filter((node) => node.status === 'pending').length,

@@ -140,6 +140,12 @@ export interface RunState {
   kept?: number;
   /** Set on a test run of one node (`POST /v1/workflows/:id/nodes/:nodeId/test`): kept apart from production runs. */
   test?: { nodeId: string; upstreamFrom?: string };
+  /**
+   * Set on an agent tool call's run (its tool's name: `execute-python`, ...). Its workflow id is
+   * the tool's name, which a tenant may also give a workflow of its own: a tool call's run is never
+   * that workflow's latest succeeded run, nor a `fromRun` of its test runs.
+   */
+  tool?: string;
   inputs: JsonObject;
   status: RunPhase;
   nodes: Record<string, NodeState>;

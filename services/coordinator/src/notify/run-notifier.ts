@@ -42,8 +42,9 @@ export class RunNotifier {
     const { record, targets } = await this.store.recordWithTargets(runId);
     if (!record) return;
     this.metrics?.runsFinished.inc({ status: record.status });
-    // A test run is no production run: its outputs are never what later test runs read upstream.
-    const latest = record.status === 'succeeded' && !record.test ? this.store.noteSucceeded(record) : undefined;
+    // A test run is no production run, and a tool call's run is not one of the workflow its tool
+    // shares a name with: their outputs are never what later test runs read upstream.
+    const latest = record.status === 'succeeded' && !record.test && record.tool === undefined ? this.store.noteSucceeded(record) : undefined;
     await Promise.all([this.store.endInProgress(record.tenantId, [runId]), latest, targets.length > 0 ? this.notify(record, targets) : undefined]);
   }
 

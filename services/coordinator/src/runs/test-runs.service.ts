@@ -91,6 +91,7 @@ export class TestRunsService {
   private async namedRun(tenantId: string, workflowId: string, fromRun: string): Promise<RunRecord> {
     const run = await this.runs.get(tenantId, fromRun);
     if (run.workflowId !== workflowId) throw new PodflowError('BAD_REQUEST', `fromRun "${fromRun}" is a run of workflow "${run.workflowId}", not "${workflowId}"; name a run of this workflow`);
+    if (run.tool !== undefined) throw new PodflowError('BAD_REQUEST', `fromRun "${fromRun}" is an agent tool call (${run.tool}), not a run of your workflow "${workflowId}"; name a run of the workflow, or leave fromRun out for its latest succeeded one`);
     if (run.test) throw new PodflowError('BAD_REQUEST', `fromRun "${fromRun}" is a test run of node "${run.test.nodeId}"; upstream values come from production runs: name one, or leave fromRun out for the latest succeeded one`);
     return run;
   }

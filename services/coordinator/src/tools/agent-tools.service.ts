@@ -55,7 +55,7 @@ export class AgentToolsService {
           inputs: args,
         },
         // Any JSON value back (the runner reports it as { value }).
-        { shape: (defined) => ({ workflow: { ...defined, nodes: defined.nodes.map((node) => ({ ...node, returnAny: true })) }, keep: { kept: new Map() } }) },
+        { shape: (defined) => ({ workflow: { ...defined, nodes: defined.nodes.map((node) => ({ ...node, returnAny: true })) }, keep: { kept: new Map(), tool } }) },
       );
       const node = workflow.nodes[0]!;
       await this.events.waitUntilFinished(id, node.timeoutMs * (node.retries.max + 1) + WAIT_MARGIN_MS, signal);
