@@ -15,6 +15,7 @@ import { Definitions } from './orchestration/definitions';
 import { Orchestrator } from './orchestration/orchestrator.service';
 import { OutboxExecutor } from './orchestration/outbox-executor';
 import { OutboxSweeper } from './orchestration/outbox-sweeper';
+import { GivenUpSweep } from './orchestration/given-up-sweep';
 import { ResultsProcessor } from './orchestration/results.processor';
 import { RunPayloads } from './orchestration/run-payloads';
 import { RunStore } from './orchestration/run-store';
@@ -81,6 +82,7 @@ export class AppModule implements NestModule {
         Orchestrator,
         ResultsProcessor,
         OutboxSweeper,
+        GivenUpSweep,
         SubmissionsProcessor,
         RunsService,
         TestRunsService,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { givenUpResult, runExecution, type ExecutionDeps } from './execution';
+import { runExecution, type ExecutionDeps } from './execution';
 
 // Once the code has run, runExecution must come back with a result, whatever the store does:
 // throwing would make BullMQ run the user's code again.
@@ -209,22 +209,5 @@ describe('runExecution once the code has run', () => {
     const withRef: ExecJob = { ...job, args: undefined, argsRef: { key: 'tenants/t1/runs/r1/nodes/a/1.args.x.json', size: 2, sha256: '0'.repeat(64) } };
     await expect(runExecution(withRef, deps(driver, store))).rejects.toMatchObject({ code: 'INTERNAL' });
     expect(driver.runs).toBe(0);
-  });
-});
-
-describe('givenUpResult', () => {
-  it('is a SANDBOX_LOST result for the execution, naming the reason and the attempts', () => {
-    const result = givenUpResult(job, { reason: 'job stalled more than allowable limit', attemptsMade: 0, attemptsStarted: 4, startedAt: 50 }, 'w2', 90);
-    expect(result).toMatchObject({
-      executionId: 'r1.a.1',
-      runId: 'r1',
-      nodeId: 'a',
-      attempt: 1,
-      status: 'failed',
-      workerId: 'w2',
-      error: { code: 'SANDBOX_LOST', nodeId: 'a', details: { attemptsMade: 0, attemptsStarted: 4, reason: 'job stalled more than allowable limit' } },
-      timings: { startedAt: 50, finishedAt: 90, queueWaitMs: 50, executionMs: 0 },
-    });
-    expect(result.error?.message).toMatch(/^the queue gave up on execution r1\.a\.1 after 4 start\(s\) and 0 failed attempt\(s\): job stalled more than allowable limit \(its worker died/);
   });
 });

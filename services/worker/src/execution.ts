@@ -147,36 +147,6 @@ export function storeFailure(job: ExecJob, error: unknown): NodeError {
   };
 }
 
-/** How BullMQ ended a job it will not run again (`failed` event), for `givenUpResult`. */
-export interface GivenUp {
-  /** The last error: what the processor threw, or "job stalled more than allowable limit". */
-  reason: string;
-  attemptsMade: number;
-  attemptsStarted: number;
-  /** When the job was last taken (BullMQ `processedOn`). */
-  startedAt?: number;
-}
-
-/**
- * The result a worker reports for an execution the queue gave up on (attempts exhausted, stalled
- * too often), so the coordinator never waits for RUN_TIMEOUT. Always SANDBOX_LOST: what reaches
- * this point is the platform failing (storage unreachable before the code ran, workers dying),
- * never the code's own failure, which `runExecution` returns as a result; the coordinator retries
- * SANDBOX_LOST as a new attempt, within its platform retry limit.
- */
-export function givenUpResult(job: ExecJob, givenUp: GivenUp, workerId: string, now: number): ExecResult {
-  const error: NodeError = {
-    code: 'SANDBOX_LOST',
-    message:
-      `the queue gave up on execution ${job.executionId} after ${givenUp.attemptsStarted} start(s) and ${givenUp.attemptsMade} failed attempt(s): ${givenUp.reason}` +
-      (/stalled/.test(givenUp.reason) ? ' (its worker died or stopped renewing the job lock, more often than WORKER_LOCK_DURATION_MS and the stall limit allow)' : ''),
-    nodeId: job.nodeId,
-    details: { attemptsMade: givenUp.attemptsMade, attemptsStarted: givenUp.attemptsStarted, reason: givenUp.reason },
-  };
-  const startedAt = givenUp.startedAt ?? now;
-  return failedResult(job, workerId, error, NO_LOGS, { startedAt, finishedAt: now, executionMs: 0 });
-}
-
 function failedResult(job: ExecJob, workerId: string, error: NodeError, logs: CapturedLogs, times: Times): ExecResult {
   return { ...baseResult(job, workerId, logs, times), status: 'failed', error: boundNodeError(error) };
 }

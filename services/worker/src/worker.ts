@@ -1,11 +1,11 @@
-import { MAX_RESULTS_PER_MESSAGE, QUEUE_NAMES, queuePrefix, resultJobId, type ExecJob, type FinishedReport, type ResultMessage } from '@podflow/protocol';
+import { MAX_RESULTS_PER_MESSAGE, QUEUE_NAMES, givenUpOf, givenUpResult, queuePrefix, resultJobId, type ExecJob, type FinishedReport, type ResultMessage } from '@podflow/protocol';
 import { connectRedis, type RedisClient, type RedisConnectionPlan } from '@podflow/redis';
 import type { SandboxDriver, SandboxOutcome } from '@podflow/sandbox';
 import type { ObjectStore } from '@podflow/storage';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { CancellationRegistry } from './cancellation';
-import { givenUpResult, runExecution, type GivenUp } from './execution';
+import { runExecution } from './execution';
 import type { WorkerMetrics } from './metrics';
 import { ResultBatcher } from './result-batcher';
 import { DEFAULT_STARTED_REPORT_DELAY_MS, StartReport } from './start-report';
@@ -209,7 +209,7 @@ export class PodflowWorker {
     try {
       if (!exec?.executionId) throw new Error(`exec job ${job.id} has no execution in its data`);
       if (await this.cancellations.isCanceled(exec.executionId)) return;
-      const result = givenUpResult(exec, givenUpOf(job, error), this.options.workerId, Date.now());
+      const result = givenUpResult(exec, givenUpOf(job, error.message), this.options.workerId, Date.now());
       await this.report({ kind: 'finished', result });
       log.warn({ code: result.error?.code, reason: error.message, attemptsMade: job.attemptsMade }, 'the queue gave up on the execution; reported it failed');
     } catch (reportError) {
@@ -234,13 +234,4 @@ export class PodflowWorker {
  */
 export function isFinalFailure(job: Pick<Job, 'finishedOn' | 'attemptsMade' | 'opts'>): boolean {
   return (job.finishedOn ?? 0) > 0 || job.attemptsMade >= (job.opts.attempts ?? 1);
-}
-
-function givenUpOf(job: Job<ExecJob>, error: Error): GivenUp {
-  return {
-    reason: error.message,
-    attemptsMade: job.attemptsMade,
-    attemptsStarted: job.attemptsStarted ?? job.attemptsMade,
-    ...(job.processedOn ? { startedAt: job.processedOn } : {}),
-  };
 }

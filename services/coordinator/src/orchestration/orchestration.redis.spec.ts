@@ -1,11 +1,12 @@
-import { QUEUE_NAMES, executionIdOf, queuePrefix, replyStreamKey, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
+import { QUEUE_NAMES, executionIdOf, givenUpOf, givenUpResult, queuePrefix, replyStreamKey, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
 import { createRunState, parseWorkflow, transition, type EngineEvent, type RunState, type Workflow } from '@podflow/workflow';
-import { Worker } from 'bullmq';
+import { UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GIVEN_UP_GRACE_MS } from './given-up-sweep';
 import { loggedErrors, startCoordinator, testConfig, type TestCoordinator } from './testing/coordinators';
 
 // A real Redis (REDIS_URL, started by `npm test`). Issue 11: commands are never lost, and any
@@ -70,6 +71,15 @@ function outcomeOf(job: Pick<ExecJob, 'runId' | 'nodeId' | 'attempt' | 'executio
     timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 },
     workerId: 'test',
   };
+}
+
+/** Polls `done` every 20 ms for up to 10 s. */
+async function waitFor(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** The outcome one coordinator applying every result at once, in order, gives (the pure engine). */
@@ -180,6 +190,51 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await redis.xlen(store.keys.inbox(id))).toBe(0);
     expect((await store.nodes(id, ['a'])).get('a')).toMatchObject({ status: 'running' });
     expect(await redis.get(store.keys.lease(id))).toBeNull();
+    expect(loggedErrors).toEqual([]);
+  });
+
+  it('an execution the queue gave up on and its worker never reported is reported by the sweep; one its worker reported is not reported twice', async () => {
+    const coordinator = start();
+    const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
+    await coordinator.givenUp.sweep(); // a deployment's first pass: the cursor starts here
+    const [lost, reported] = ['r-lost', 'r-reported'];
+    // The "worker": BullMQ fails both jobs for good; it reports only one of them, as if it died before the other's report.
+    const failed = new Set<string>();
+    const connection = coordinator.redis.duplicate({ maxRetriesPerRequest: null });
+    const worker = new Worker<ExecJob>(
+      QUEUE_NAMES.exec,
+      async () => {
+        throw new UnrecoverableError('the sandbox host went away');
+      },
+      { connection, prefix: queuePrefix(prefix, QUEUE_NAMES.exec), autorun: false },
+    );
+    worker.on('failed', (job) => {
+      if (job?.data.runId === reported) void coordinator.orchestrator.submit(reported, { type: 'node_finished', result: givenUpResult(job.data, givenUpOf(job, job.failedReason), 'w', Date.now()), at: Date.now() });
+      if (job) failed.add(job.data.runId);
+    });
+    try {
+      for (const id of [lost, reported]) await coordinator.orchestrator.createRun({ id, tenantId: 't', workflow, inputs: {} });
+      void worker.run();
+      await waitFor(() => failed.size === 2, 'both exec jobs failed');
+    } finally {
+      await worker.close();
+      connection.disconnect();
+    }
+    const attempts = async (runId: string) => (await coordinator.store.nodes(runId, ['a'])).get('a')?.attempts;
+    await waitFor(async () => (await coordinator.execQueue.getJob(executionIdOf(reported, 'a', 2))) !== undefined, 'the reported failure retried');
+    expect(await attempts(lost)).toBe(1); // without the sweep, it would wait for RUN_TIMEOUT
+
+    // Within the grace period, the workers may still report: nothing is read yet.
+    expect(await coordinator.givenUp.sweep()).toBe(0);
+    const later = Date.now() + GIVEN_UP_GRACE_MS + 1_000;
+    expect(await coordinator.givenUp.sweep(later)).toBe(2);
+    // Its retry is committed, then enqueued.
+    await waitFor(async () => (await coordinator.execQueue.getJob(executionIdOf(lost, 'a', 2))) !== undefined, 'the lost failure retried');
+    expect((await coordinator.store.nodes(lost, ['a'])).get('a')).toMatchObject({ status: 'queued', attempts: 2 });
+    expect(await attempts(reported)).toBe(2); // its second report changed nothing
+    expect(await coordinator.execQueue.getJob(executionIdOf(reported, 'a', 3))).toBeUndefined();
+    // The cursor moved past them: the next pass reports nothing again.
+    expect(await coordinator.givenUp.sweep(later + 1)).toBe(0);
     expect(loggedErrors).toEqual([]);
   });
 

@@ -4,12 +4,13 @@ import type { CoordinatorConfig } from '../config';
 import { releaseOrder } from '../tenancy/dispatch-policy';
 import { CONFIG, LOGGER } from '../tokens';
 import { Admission } from './admission';
+import { GivenUpSweep } from './given-up-sweep';
 import { Orchestrator } from './orchestrator.service';
 import { RunStore } from './run-store';
 
 /** Held runs of one tenant offered their turn per pass, oldest first. */
 const HELD_PER_TENANT = 50;
-/** Every this many sweeps, executions that left `exec` without a result stop counting against their tenant. */
+/** Every this many sweeps: given-up executions are reported, and executions that left `exec` without a result stop counting against their tenant. */
 const RECONCILE_EVERY_SWEEPS = 5;
 /** Only executions admitted at least this long ago are checked (a younger one is surely still queued or running). */
 const RECONCILE_AFTER_MS = 30_000;
@@ -23,7 +24,9 @@ const RECONCILE_AFTER_MS = 30_000;
  *   share first (fair dispatch) or the one waiting longest (FIFO), each tenant's runs oldest
  *   first. A result of a tenant with held runs gives them their turn at once (`releaseSoon`), so a
  *   tenant at its cap continues as soon as one of its executions ends;
- * - (fair dispatch) reconciles the tenants' in-flight sets with `exec` (DispatchStore.reconcile).
+ * - every few sweeps, reports executions the queue gave up on whose workers never reported them
+ *   (GivenUpSweep), and (fair dispatch) reconciles the tenants' in-flight sets with `exec`
+ *   (DispatchStore.reconcile).
  */
 @Injectable()
 export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -40,6 +43,7 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
     private readonly store: RunStore,
     private readonly orchestrator: Orchestrator,
     private readonly admission: Admission,
+    private readonly givenUp: GivenUpSweep,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -83,9 +87,12 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
         }
       }
       await this.releaseHeld(now);
-      if (this.admission.policy.fair && ++this.sweeps % RECONCILE_EVERY_SWEEPS === 0) {
-        const removed = await this.admission.store.reconcile(RECONCILE_AFTER_MS, now);
-        if (removed > 0) this.logger.info({ removed }, 'executions that left exec without a result no longer count against their tenants');
+      if (++this.sweeps % RECONCILE_EVERY_SWEEPS === 0) {
+        await this.givenUp.sweep(now);
+        if (this.admission.policy.fair) {
+          const removed = await this.admission.store.reconcile(RECONCILE_AFTER_MS, now);
+          if (removed > 0) this.logger.info({ removed }, 'executions that left exec without a result no longer count against their tenants');
+        }
       }
       return taken;
     } catch (error) {

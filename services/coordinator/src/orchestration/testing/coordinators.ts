@@ -16,6 +16,7 @@ import { WebhookDeliveries } from '../../webhooks/webhook-deliveries';
 import { WebhookSecrets } from '../../webhooks/webhook-secrets';
 import { OutboxExecutor } from '../outbox-executor';
 import { OutboxSweeper } from '../outbox-sweeper';
+import { GivenUpSweep } from '../given-up-sweep';
 import { RunPayloads } from '../run-payloads';
 import { RunStore } from '../run-store';
 import { TenantDirectory } from '../../tenancy/tenant-directory';
@@ -43,6 +44,7 @@ export interface TestCoordinator {
   store: RunStore;
   orchestrator: Orchestrator;
   sweeper: OutboxSweeper;
+  givenUp: GivenUpSweep;
   admission: Admission;
   execQueue: Queue<ExecJob>;
   close(): Promise<void>;
@@ -76,13 +78,15 @@ export function startCoordinator(config: CoordinatorConfig, storageDir: string):
     cacheMaxBytes: 1 << 20,
   });
   const orchestrator = new Orchestrator(store, definitions, executor, admission, payloads, silentLogger, config);
-  const sweeper = new OutboxSweeper(store, orchestrator, admission, config, silentLogger);
+  const givenUp = new GivenUpSweep(orchestrator, execQueue, redis, silentLogger);
+  const sweeper = new OutboxSweeper(store, orchestrator, admission, givenUp, config, silentLogger);
   return {
     config,
     redis,
     store,
     orchestrator,
     sweeper,
+    givenUp,
     admission,
     execQueue,
     async close() {

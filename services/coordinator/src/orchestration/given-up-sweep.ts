@@ -1,0 +1,94 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { givenUpOf, givenUpResult, type ExecJob } from '@podflow/protocol';
+import { LuaScript, type RedisClient } from '@podflow/redis';
+import { Job, type Queue } from 'bullmq';
+import type { Logger } from 'pino';
+import { EXEC_QUEUE, LOGGER, REDIS } from '../tokens';
+import { Orchestrator } from './orchestrator.service';
+
+/** A failed job is looked at once its worker had this long to report it itself. */
+export const GIVEN_UP_GRACE_MS = 30_000;
+/** Failed jobs read per page, and at most per pass. */
+const PAGE = 100;
+const MAX_PER_PASS = 1000;
+
+/**
+ * Sets the cursor only forward. KEYS: cursor. ARGV: score. Concurrent passes of several
+ * coordinators may read the same jobs; a cursor that went back would only repeat no-ops.
+ */
+const ADVANCE = new LuaScript(`
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+`);
+
+/**
+ * The safety net under the worker's own report of an execution the queue gave up on (the exec
+ * worker's `failed` event, worker.ts `reportGivenUp`). A worker that dies between BullMQ failing
+ * the job and its report being stored, or whose report Redis refuses, would leave the run waiting
+ * for RUN_TIMEOUT. So every few sweeps a coordinator reads exec's failed set (BullMQ scores it by
+ * the time the job failed) past a cursor, for jobs that failed at least GIVEN_UP_GRACE_MS ago, and
+ * submits the same SANDBOX_LOST result for each. Either report is enough: the engine ignores a
+ * result for an execution its node no longer waits for, so the worker's report arriving first,
+ * several coordinators reading one page, or a crash before the cursor moved only repeat a no-op.
+ * A deployment's first pass starts its cursor at that moment (older failures were handled by
+ * their workers or have long timed out).
+ */
+@Injectable()
+export class GivenUpSweep {
+  constructor(
+    private readonly orchestrator: Orchestrator,
+    @Inject(EXEC_QUEUE) private readonly execQueue: Queue<ExecJob>,
+    @Inject(REDIS) private readonly redis: RedisClient,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  private get cursorKey(): string {
+    // In the exec queue's hash slot, next to the set it walks.
+    return `${this.execQueue.keys.failed}:given-up-cursor`;
+  }
+
+  /** One pass: reports the jobs failed in (cursor, now - grace]; returns how many it submitted. */
+  async sweep(now = Date.now()): Promise<number> {
+    const until = now - GIVEN_UP_GRACE_MS;
+    const stored = await this.redis.get(this.cursorKey);
+    if (stored === null) {
+      await ADVANCE.run(this.redis, [this.cursorKey], [until]);
+      return 0;
+    }
+    const cursor = Number(stored);
+    const read: Array<{ jobId: string; score: number }> = [];
+    for (let offset = 0; read.length < MAX_PER_PASS; offset += PAGE) {
+      const page = await this.redis.zrangebyscore(this.execQueue.keys.failed, `(${cursor}`, until, 'WITHSCORES', 'LIMIT', offset, PAGE);
+      for (let i = 0; i < page.length; i += 2) read.push({ jobId: page[i]!, score: Number(page[i + 1]) });
+      if (page.length < 2 * PAGE) break;
+    }
+    let submitted = 0;
+    for (const { jobId } of read) if (await this.report(jobId, now)) submitted += 1;
+    // Everything up to `until` was read, or the pass stopped at its cap: then the cursor moves past
+    // the last score read whole (jobs failed in one millisecond share a score), so none is skipped.
+    let next = until;
+    if (read.length >= MAX_PER_PASS) {
+      const lastScore = read[read.length - 1]!.score;
+      next = lastScore;
+      for (let i = read.length - 1; i >= 0; i--) {
+        if (read[i]!.score < lastScore) {
+          next = read[i]!.score;
+          break;
+        }
+      }
+    }
+    if (next > cursor) await ADVANCE.run(this.redis, [this.cursorKey], [next]);
+    if (submitted > 0) this.logger.warn({ submitted }, 'executions the queue gave up on and their workers never reported: reported failed by the sweep');
+    return submitted;
+  }
+
+  /** Submits the given-up result of one failed job; false when it holds no execution or its run is gone. */
+  private async report(jobId: string, now: number): Promise<boolean> {
+    const job = await Job.fromId<ExecJob>(this.execQueue, jobId);
+    const exec = job?.data;
+    if (!job || typeof exec?.runId !== 'string' || typeof exec.executionId !== 'string') return false;
+    const result = givenUpResult(exec, givenUpOf(job, job.failedReason || 'failed'), `coordinator ${this.orchestrator.token}`, now);
+    return (await this.orchestrator.submit(exec.runId, { type: 'node_finished', result, at: now })) === 'accepted';
+  }
+}
