@@ -57,27 +57,22 @@ export class GivenUpSweep {
       return 0;
     }
     const cursor = Number(stored);
+    // Up to MAX_PER_PASS jobs, and then the rest of the last millisecond read (jobs failed in one
+    // millisecond share a score), so the cursor can move past every score it read.
     const read: Array<{ jobId: string; score: number }> = [];
-    for (let offset = 0; read.length < MAX_PER_PASS; offset += PAGE) {
+    let capped = false;
+    for (let offset = 0; !capped; offset += PAGE) {
       const page = await this.redis.zrangebyscore(this.execQueue.keys.failed, `(${cursor}`, until, 'WITHSCORES', 'LIMIT', offset, PAGE);
-      for (let i = 0; i < page.length; i += 2) read.push({ jobId: page[i]!, score: Number(page[i + 1]) });
+      for (let i = 0; i < page.length && !capped; i += 2) {
+        const entry = { jobId: page[i]!, score: Number(page[i + 1]) };
+        capped = read.length >= MAX_PER_PASS && entry.score > read[read.length - 1]!.score;
+        if (!capped) read.push(entry);
+      }
       if (page.length < 2 * PAGE) break;
     }
     let submitted = 0;
     for (const { jobId } of read) if (await this.report(jobId, now)) submitted += 1;
-    // Everything up to `until` was read, or the pass stopped at its cap: then the cursor moves past
-    // the last score read whole (jobs failed in one millisecond share a score), so none is skipped.
-    let next = until;
-    if (read.length >= MAX_PER_PASS) {
-      const lastScore = read[read.length - 1]!.score;
-      next = lastScore;
-      for (let i = read.length - 1; i >= 0; i--) {
-        if (read[i]!.score < lastScore) {
-          next = read[i]!.score;
-          break;
-        }
-      }
-    }
+    const next = capped ? read[read.length - 1]!.score : until;
     if (next > cursor) await ADVANCE.run(this.redis, [this.cursorKey], [next]);
     if (submitted > 0) this.logger.warn({ submitted }, 'executions the queue gave up on and their workers never reported: reported failed by the sweep');
     return submitted;

@@ -1,6 +1,6 @@
 import { QUEUE_NAMES, executionIdOf, givenUpOf, givenUpResult, queuePrefix, replyStreamKey, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
 import { createRunState, parseWorkflow, transition, type EngineEvent, type RunState, type Workflow } from '@podflow/workflow';
-import { UnrecoverableError, Worker } from 'bullmq';
+import { Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -236,6 +236,33 @@ describe('orchestration on a real Redis (issue 11)', () => {
     // The cursor moved past them: the next pass reports nothing again.
     expect(await coordinator.givenUp.sweep(later + 1)).toBe(0);
     expect(loggedErrors).toEqual([]);
+  });
+
+  it('the given-up sweep reads a millisecond of failures whole past its cap, so its cursor never skips one', async () => {
+    const { givenUp, redis, execQueue } = start();
+    await givenUp.sweep(1_000_000 + GIVEN_UP_GRACE_MS); // cursor at 1,000,000
+    const cursorKey = `${execQueue.keys.failed}:given-up-cursor`;
+    // 1,050 failures in one millisecond (one stalled-job check fails many at once), then 10 later.
+    const args: Array<string | number> = [];
+    for (let i = 0; i < 1_050; i++) args.push(1_000_005, `same-${i}`);
+    for (let i = 0; i < 10; i++) args.push(1_000_009, `later-${i}`);
+    await redis.zadd(execQueue.keys.failed, ...args);
+    const now = 2_000_000 + GIVEN_UP_GRACE_MS;
+    // No such jobs exist, so nothing is submitted; the jobs looked up and the cursor show what was read.
+    const lookups = jest.spyOn(Job, 'fromId');
+    try {
+      expect(await givenUp.sweep(now)).toBe(0);
+      expect(lookups.mock.calls.map(([, id]) => id)).toEqual(Array.from({ length: 1_050 }, (_, i) => `same-${i}`).sort());
+      expect(await redis.get(cursorKey)).toBe('1000005'); // all 1,050 read (over the cap of 1,000), not the later ones
+      lookups.mockClear();
+      expect(await givenUp.sweep(now)).toBe(0);
+      expect(lookups.mock.calls.map(([, id]) => id)).toEqual(Array.from({ length: 10 }, (_, i) => `later-${i}`));
+      expect(await redis.get(cursorKey)).toBe('2000000'); // the rest read: up to now - grace
+    } finally {
+      lookups.mockRestore();
+    }
+    await givenUp.sweep(now - 1); // never back
+    expect(await redis.get(cursorKey)).toBe('2000000');
   });
 
   it('three coordinators, shuffled, duplicated and delayed results of 150 runs: every run ends exactly as one sequential application, no execution enqueued twice or missing', async () => {
