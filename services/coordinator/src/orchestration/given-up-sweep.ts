@@ -1,9 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { givenUpOf, givenUpResult, type ExecJob } from '@podflow/protocol';
+import { givenUpOf, givenUpResult, resultJobId, type ExecJob, type ResultMessage } from '@podflow/protocol';
 import { LuaScript, type RedisClient } from '@podflow/redis';
 import { Job, type Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import { EXEC_QUEUE, LOGGER, REDIS } from '../tokens';
+import { EXEC_QUEUE, LOGGER, REDIS, RESULTS_QUEUE } from '../tokens';
 import { Orchestrator } from './orchestrator.service';
 
 /** A failed job is looked at once its worker had this long to report it itself. */
@@ -27,10 +27,14 @@ return 0
  * worker's `failed` event, worker.ts `reportGivenUp`). A worker that dies between BullMQ failing
  * the job and its report being stored, or whose report Redis refuses, would leave the run waiting
  * for RUN_TIMEOUT. So every few sweeps a coordinator reads exec's failed set (BullMQ scores it by
- * the time the job failed) past a cursor, for jobs that failed at least GIVEN_UP_GRACE_MS ago, and
- * submits the same SANDBOX_LOST result for each. Either report is enough: the engine ignores a
- * result for an execution its node no longer waits for, so the worker's report arriving first,
- * several coordinators reading one page, or a crash before the cursor moved only repeat a no-op.
+ * the time the job failed, on the worker's clock) past a cursor, for jobs that failed at least
+ * GIVEN_UP_GRACE_MS before Redis's own time, and queues the same SANDBOX_LOST result for each on
+ * `results`, under the id the worker's report has: behind any result of that execution still
+ * queued there, and handled like one (in-flight counts, usage). Either report is enough: the
+ * engine ignores a result for an execution its node no longer waits for, so the worker's report
+ * arriving first, several coordinators reading one page, or a crash before the cursor moved only
+ * repeat a no-op. A job that cannot be read or reported (Redis failing) ends the pass with the
+ * cursor before it, so the next pass tries it again.
  * A deployment's first pass starts its cursor at that moment (older failures were handled by
  * their workers or have long timed out).
  */
@@ -39,6 +43,7 @@ export class GivenUpSweep {
   constructor(
     private readonly orchestrator: Orchestrator,
     @Inject(EXEC_QUEUE) private readonly execQueue: Queue<ExecJob>,
+    @Inject(RESULTS_QUEUE) private readonly resultsQueue: Queue<ResultMessage>,
     @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -48,8 +53,9 @@ export class GivenUpSweep {
     return `${this.execQueue.keys.failed}:given-up-cursor`;
   }
 
-  /** One pass: reports the jobs failed in (cursor, now - grace]; returns how many it submitted. */
-  async sweep(now = Date.now()): Promise<number> {
+  /** One pass: reports the jobs failed in (cursor, now - grace], `now` being Redis's time; returns how many it queued reports for. */
+  async sweep(now?: number): Promise<number> {
+    now ??= await this.redisTime();
     const until = now - GIVEN_UP_GRACE_MS;
     const stored = await this.redis.get(this.cursorKey);
     if (stored === null) {
@@ -70,20 +76,35 @@ export class GivenUpSweep {
       }
       if (page.length < 2 * PAGE) break;
     }
-    let submitted = 0;
-    for (const { jobId } of read) if (await this.report(jobId, now)) submitted += 1;
-    const next = capped ? read[read.length - 1]!.score : until;
+    let reported = 0;
+    let next = capped ? read[read.length - 1]!.score : until;
+    for (const { jobId, score } of read) {
+      try {
+        if (await this.report(jobId, now)) reported += 1;
+      } catch (error) {
+        this.logger.error({ err: error, jobId }, 'could not report an execution the queue gave up on; the next sweep tries again');
+        next = score - 1; // scores are whole milliseconds: the cursor stays before this job
+        break;
+      }
+    }
     if (next > cursor) await ADVANCE.run(this.redis, [this.cursorKey], [next]);
-    if (submitted > 0) this.logger.warn({ submitted }, 'executions the queue gave up on and their workers never reported: reported failed by the sweep');
-    return submitted;
+    // Most were reported by their workers already; those reports make these no-ops.
+    if (reported > 0) this.logger.info({ reported }, 'executions the queue gave up on reported by the sweep');
+    return reported;
   }
 
-  /** Submits the given-up result of one failed job; false when it holds no execution or its run is gone. */
+  /** Queues the given-up result of one failed job; false when the job is gone or holds no execution. */
   private async report(jobId: string, now: number): Promise<boolean> {
     const job = await Job.fromId<ExecJob>(this.execQueue, jobId);
     const exec = job?.data;
     if (!job || typeof exec?.runId !== 'string' || typeof exec.executionId !== 'string') return false;
-    const result = givenUpResult(exec, givenUpOf(job, job.failedReason || 'failed'), `coordinator ${this.orchestrator.token}`, now);
-    return (await this.orchestrator.submit(exec.runId, { type: 'node_finished', result, at: now })) === 'accepted';
+    const message: ResultMessage = { kind: 'finished', result: givenUpResult(exec, givenUpOf(job, job.failedReason || 'failed'), `coordinator ${this.orchestrator.token}`, now) };
+    await this.resultsQueue.add(message.kind, message, { jobId: resultJobId(message), attempts: 10, backoff: { type: 'exponential', delay: 200 }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } });
+    return true;
+  }
+
+  private async redisTime(): Promise<number> {
+    const [seconds, micros] = await this.redis.time();
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 }

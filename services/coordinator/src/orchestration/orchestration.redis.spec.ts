@@ -1,4 +1,4 @@
-import { QUEUE_NAMES, executionIdOf, givenUpOf, givenUpResult, queuePrefix, replyStreamKey, type ExecJob, type ExecResult, type JsonObject } from '@podflow/protocol';
+import { QUEUE_NAMES, executionIdOf, givenUpOf, givenUpResult, queuePrefix, replyStreamKey, type ExecJob, type ExecResult, type JsonObject, type ResultMessage } from '@podflow/protocol';
 import { createRunState, parseWorkflow, transition, type EngineEvent, type RunState, type Workflow } from '@podflow/workflow';
 import { Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GIVEN_UP_GRACE_MS } from './given-up-sweep';
+import { eventsOf } from './results.processor';
 import { loggedErrors, startCoordinator, testConfig, type TestCoordinator } from './testing/coordinators';
 
 // A real Redis (REDIS_URL, started by `npm test`). Issue 11: commands are never lost, and any
@@ -110,6 +111,8 @@ describe('orchestration on a real Redis (issue 11)', () => {
   let storageDir: string;
   let prefix: string;
   const coordinators: TestCoordinator[] = [];
+  /** Run after each test, before the coordinators close. */
+  const cleanups: Array<() => Promise<void>> = [];
   const start = (overrides: Record<string, string> = {}) => {
     const coordinator = startCoordinator(testConfig(redisUrl, prefix, storageDir, overrides), storageDir);
     coordinators.push(coordinator);
@@ -121,6 +124,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
     prefix = `t-${randomUUID().slice(0, 8)}`;
   });
   afterEach(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
     await Promise.all(coordinators.splice(0).map((c) => c.close()));
     rmSync(storageDir, { recursive: true, force: true });
   });
@@ -228,6 +232,15 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await coordinator.givenUp.sweep()).toBe(0);
     const later = Date.now() + GIVEN_UP_GRACE_MS + 1_000;
     expect(await coordinator.givenUp.sweep(later)).toBe(2);
+    // The reports go through `results`, like a worker's (ResultsProcessor's part of it here).
+    const resultsConnection = coordinator.redis.duplicate({ maxRetriesPerRequest: null });
+    const results = new Worker<ResultMessage>(QUEUE_NAMES.results, async (job) => {
+      for (const [runId, events] of eventsOf(job.data, Date.now())) await coordinator.orchestrator.submit(runId, events);
+    }, { connection: resultsConnection, prefix: queuePrefix(prefix, QUEUE_NAMES.results) });
+    cleanups.push(async () => {
+      await results.close();
+      resultsConnection.disconnect();
+    });
     // Its retry is committed, then enqueued.
     await waitFor(async () => (await coordinator.execQueue.getJob(executionIdOf(lost, 'a', 2))) !== undefined, 'the lost failure retried');
     expect((await coordinator.store.nodes(lost, ['a'])).get('a')).toMatchObject({ status: 'queued', attempts: 2 });

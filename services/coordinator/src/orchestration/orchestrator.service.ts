@@ -131,15 +131,29 @@ export class Orchestrator implements OnApplicationShutdown {
   /**
    * Hands an event to its run: durable once this returns. 'gone' when the run does not exist
    * (expired after RUN_RETENTION_SECONDS, or never created): the event is dropped and logged.
+   *
+   * The run is marked active (for the sweeper) along with the submit, and this returns only once
+   * the mark is stored: if this process dies after taking the lease and before its session has
+   * committed anything, the lease runs out and a sweeper takes over the events it left in the
+   * inbox. A message whose submit never returned (a `results` job) is delivered again, and its
+   * submit marks the run again. The mark is set only where none is (an ending session's mark is
+   * left to it); a submit that takes the lease without having set the mark sets its own, as
+   * `markIdle` of the session that ends clears only the mark it set.
    */
   async submit(runId: string, events: EngineEvent | readonly EngineEvent[]): Promise<'accepted' | 'gone'> {
     const list = Array.isArray(events) ? events : [events as EngineEvent];
-    const submitted = await this.store.submit(runId, list, this.token, this.config.RESULTS_BATCH_MAX);
+    const now = Date.now();
+    // Sent together (on one Redis, the mark goes first on the same connection; on a Cluster each awaits its node).
+    const [marked, submitted] = await Promise.all([this.store.markActiveIfUnmarked(runId, now), this.store.submit(runId, list, this.token, this.config.RESULTS_BATCH_MAX)]);
     if (submitted.outcome === 'gone') {
+      if (marked) await this.store.markIdle(runId, now);
       this.logger.warn({ runId, events: list.map((e) => e.type) }, 'event for an unknown or expired run ignored');
       return 'gone';
     }
-    if (submitted.outcome === 'owner') void this.runSession(runId, undefined, false, undefined, submitted.first);
+    if (submitted.outcome === 'owner') {
+      const since = marked ? now : await this.store.markActive(runId, Date.now());
+      void this.runSession(runId, since, false, undefined, submitted.first);
+    }
     return 'accepted';
   }
 
@@ -217,22 +231,16 @@ export class Orchestrator implements OnApplicationShutdown {
    * commit wrote. Commands go out in outbox order: once admission holds one, later ones wait
    * behind it in the outbox (`flushOutbox`) instead of being carried out straight from the commit.
    *
-   * `first`: the batch read with the lease (SUBMIT_EVENTS). With an empty outbox it is applied at
-   * once, while the active mark is being written: the mark is sent before the commit on the same
-   * connection, so a run whose commit is stored is also listed for the sweeper.
+   * `first`: the batch read with the lease (SUBMIT_EVENTS, whose caller marked the run active):
+   * with an empty outbox it is applied at once.
    */
   private async drain(runId: string, mark: number | undefined, releasing: boolean, heldBy?: string, first?: FirstBatch): Promise<void> {
     let since = mark;
-    let ready = first?.outboxEmpty && !releasing && mark === undefined ? first : undefined;
+    let ready = first?.outboxEmpty && !releasing ? first : undefined;
     try {
       for (;;) {
-        let marking: Promise<number> | undefined;
         let held = false;
-        if (ready) {
-          marking = this.store.markActive(runId, Date.now());
-          marking.catch(() => undefined); // awaited below; a session that ends early has its lease run out instead
-        }
-        else [since, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
+        if (!ready) [since, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
         if (held) this.logger.debug({ runId }, 'executions held by admission');
         let outboxClear = !held;
         let carriedOut: string[] = [];
@@ -260,7 +268,6 @@ export class Orchestrator implements OnApplicationShutdown {
             outboxClear = false;
           }
         }
-        if (marking) since = await marking;
         await this.store.markIdle(runId, since!);
         // No await from here to the end of the loop body: a submit that took the lease meanwhile has set the mark.
         if (!this.rewoken.delete(runId)) return;

@@ -88,7 +88,8 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
       }
       await this.releaseHeld(now);
       if (++this.sweeps % RECONCILE_EVERY_SWEEPS === 0) {
-        await this.givenUp.sweep(now);
+        // Apart from the rest: a failing pass leaves its cursor and is tried again; the reconcile goes on.
+        await this.givenUp.sweep().catch((error: unknown) => this.logger.error({ err: error }, 'given-up sweep failed; the next one tries again'));
         if (this.admission.policy.fair) {
           const removed = await this.admission.store.reconcile(RECONCILE_AFTER_MS, now);
           if (removed > 0) this.logger.info({ removed }, 'executions that left exec without a result no longer count against their tenants');

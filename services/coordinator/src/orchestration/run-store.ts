@@ -254,6 +254,11 @@ export class RunStore {
     return now;
   }
 
+  /** Marks a run as being worked on unless it is marked already: true when this call set the mark (score = now). */
+  async markActiveIfUnmarked(runId: string, now: number): Promise<boolean> {
+    return (await this.redis.zadd(this.keys.activeRuns(), 'NX', now, runId)) === 1;
+  }
+
   /** Clears the mark unless a newer owner set its own since. */
   async markIdle(runId: string, score: number): Promise<void> {
     await ZREM_IF_SCORE.run(this.redis, [this.keys.activeRuns()], [runId, String(score)]);

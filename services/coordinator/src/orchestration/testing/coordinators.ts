@@ -78,7 +78,7 @@ export function startCoordinator(config: CoordinatorConfig, storageDir: string):
     cacheMaxBytes: 1 << 20,
   });
   const orchestrator = new Orchestrator(store, definitions, executor, admission, payloads, silentLogger, config);
-  const givenUp = new GivenUpSweep(orchestrator, execQueue, redis, silentLogger);
+  const givenUp = new GivenUpSweep(orchestrator, execQueue, resultsQueue, redis, silentLogger);
   const sweeper = new OutboxSweeper(store, orchestrator, admission, givenUp, config, silentLogger);
   return {
     config,
