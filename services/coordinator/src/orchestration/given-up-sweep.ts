@@ -1,10 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { givenUpOf, givenUpResult, resultJobId, type ExecJob, type ResultMessage } from '@podflow/protocol';
+import { givenUpOf, givenUpResult, type ExecJob, type ResultMessage } from '@podflow/protocol';
 import { LuaScript, type RedisClient } from '@podflow/redis';
 import { Job, type Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { EXEC_QUEUE, LOGGER, REDIS, RESULTS_QUEUE } from '../tokens';
-import { Orchestrator } from './orchestrator.service';
+import { Orchestrator, isUnapplicable } from './orchestrator.service';
 
 /** A failed job is looked at once its worker had this long to report it itself. */
 export const GIVEN_UP_GRACE_MS = 30_000;
@@ -29,12 +29,12 @@ return 0
  * for RUN_TIMEOUT. So every few sweeps a coordinator reads exec's failed set (BullMQ scores it by
  * the time the job failed, on the worker's clock) past a cursor, for jobs that failed at least
  * GIVEN_UP_GRACE_MS before Redis's own time, and queues the same SANDBOX_LOST result for each on
- * `results`, under the id the worker's report has: behind any result of that execution still
- * queued there, and handled like one (in-flight counts, usage). Either report is enough: the
+ * `results` (`given-up.<execution>`): behind any result of that execution still queued there, and
+ * handled like one (in-flight counts, usage). Either report is enough: the
  * engine ignores a result for an execution its node no longer waits for, so the worker's report
  * arriving first, several coordinators reading one page, or a crash before the cursor moved only
- * repeat a no-op. A job that cannot be read or reported (Redis failing) ends the pass with the
- * cursor before it, so the next pass tries it again.
+ * repeat a no-op. A job that cannot be reported (Redis failing) ends the pass with the cursor
+ * before it, so the next pass tries it again; one whose data cannot be read is logged and skipped.
  * A deployment's first pass starts its cursor at that moment (older failures were handled by
  * their workers or have long timed out).
  */
@@ -82,6 +82,11 @@ export class GivenUpSweep {
       try {
         if (await this.report(jobId, now)) reported += 1;
       } catch (error) {
+        if (isUnapplicable(error)) {
+          // Bad data fails the same way every time: left behind, logged, not retried forever.
+          this.logger.error({ err: error, jobId }, 'a failed exec job that cannot be read was skipped by the given-up sweep');
+          continue;
+        }
         this.logger.error({ err: error, jobId }, 'could not report an execution the queue gave up on; the next sweep tries again');
         next = score - 1; // scores are whole milliseconds: the cursor stays before this job
         break;
@@ -99,7 +104,8 @@ export class GivenUpSweep {
     const exec = job?.data;
     if (!job || typeof exec?.runId !== 'string' || typeof exec.executionId !== 'string') return false;
     const message: ResultMessage = { kind: 'finished', result: givenUpResult(exec, givenUpOf(job, job.failedReason || 'failed'), `coordinator ${this.orchestrator.token}`, now) };
-    await this.resultsQueue.add(message.kind, message, { jobId: resultJobId(message), attempts: 10, backoff: { type: 'exponential', delay: 200 }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } });
+    // Its own id: the worker's report (`finished.<execution>`) may sit in the failed set for days, and would swallow this one.
+    await this.resultsQueue.add(message.kind, message, { jobId: `given-up.${exec.executionId}`, attempts: 10, backoff: { type: 'exponential', delay: 200 }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } });
     return true;
   }
 

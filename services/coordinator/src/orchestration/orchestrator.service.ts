@@ -138,28 +138,46 @@ export class Orchestrator implements OnApplicationShutdown {
    * inbox. A message whose submit never returned (a `results` job) is delivered again, and its
    * submit marks the run again. The mark is set only where none is (an ending session's mark is
    * left to it); a submit that takes the lease without having set the mark sets its own, as
-   * `markIdle` of the session that ends clears only the mark it set.
+   * `markIdle` of the session that ends clears only the mark it set. A caller nothing delivers
+   * again (`redelivered: false`: a cancel through the API) marks the run before its submit instead.
    */
-  async submit(runId: string, events: EngineEvent | readonly EngineEvent[]): Promise<'accepted' | 'gone'> {
+  async submit(runId: string, events: EngineEvent | readonly EngineEvent[], { redelivered = true }: { redelivered?: boolean } = {}): Promise<'accepted' | 'gone'> {
     const list = Array.isArray(events) ? events : [events as EngineEvent];
     const now = Date.now();
+    const marking = redelivered ? this.store.markActiveIfUnmarked(runId, now) : this.store.markActive(runId, now).then(() => true);
+    if (!redelivered) await marking;
     // Sent together (on one Redis, the mark goes first on the same connection; on a Cluster each awaits its node).
-    const [marked, submitted] = await Promise.all([this.store.markActiveIfUnmarked(runId, now), this.store.submit(runId, list, this.token, this.config.RESULTS_BATCH_MAX)]);
+    const [mark, submit] = await Promise.allSettled([marking, this.store.submit(runId, list, this.token, this.config.RESULTS_BATCH_MAX)]);
+    if (submit.status === 'rejected') throw submit.reason; // nothing taken; a mark set is the sweeper's to forget
+    const submitted = submit.value;
+    const marked = mark.status === 'fulfilled' && mark.value;
     if (submitted.outcome === 'gone') {
       if (marked) await this.store.markIdle(runId, now);
       this.logger.warn({ runId, events: list.map((e) => e.type) }, 'event for an unknown or expired run ignored');
       return 'gone';
     }
     if (submitted.outcome === 'owner') {
-      const since = marked ? now : await this.store.markActive(runId, Date.now());
+      // The lease is this process's now: a session starts whatever happens to the mark (it marks the run itself when this could not).
+      let since: number | undefined;
+      let markError: unknown;
+      if (mark.status === 'rejected') markError = mark.reason;
+      else if (marked) since = now;
+      else {
+        try {
+          since = await this.store.markActive(runId, Date.now());
+        } catch (error) {
+          markError = error;
+        }
+      }
       void this.runSession(runId, since, false, undefined, submitted.first);
+      if (markError !== undefined) throw markError; // the caller's message is delivered again (its events are applied once)
     }
     return 'accepted';
   }
 
   /** Submits an event and waits (up to `timeoutMs`) until this run has no event waiting; returns the run record then. */
   async submitAndWait(runId: string, event: EngineEvent, timeoutMs = 5_000): Promise<RunRecord | undefined> {
-    if ((await this.submit(runId, event)) === 'gone') return undefined;
+    if ((await this.submit(runId, event, { redelivered: false })) === 'gone') return undefined;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       await this.sessions.get(runId);
@@ -241,6 +259,7 @@ export class Orchestrator implements OnApplicationShutdown {
       for (;;) {
         let held = false;
         if (!ready) [since, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
+        else since ??= await this.store.markActive(runId, Date.now());
         if (held) this.logger.debug({ runId }, 'executions held by admission');
         let outboxClear = !held;
         let carriedOut: string[] = [];
