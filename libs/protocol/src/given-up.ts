@@ -1,6 +1,6 @@
-import { boundNodeError } from './error-bounds';
 import type { NodeError } from './errors';
 import type { ExecJob, ExecResult } from './exec';
+import { NO_LOGS, failedResult } from './exec-results';
 
 /** How BullMQ ended an exec job it will not run again, for `givenUpResult`. */
 export interface GivenUp {
@@ -31,19 +31,7 @@ export function givenUpResult(job: ExecJob, givenUp: GivenUp, workerId: string, 
     details: { attemptsMade: givenUp.attemptsMade, attemptsStarted: givenUp.attemptsStarted, reason: givenUp.reason },
   };
   const startedAt = givenUp.startedAt ?? now;
-  return {
-    executionId: job.executionId,
-    tenantId: job.tenantId,
-    runId: job.runId,
-    nodeId: job.nodeId,
-    attempt: job.attempt,
-    status: 'failed',
-    error: boundNodeError(error),
-    logs: { stdout: '', stderr: '', truncated: false },
-    warnings: [],
-    timings: { enqueuedAt: job.enqueuedAt, startedAt, finishedAt: now, queueWaitMs: Math.max(0, startedAt - job.enqueuedAt), executionMs: 0 },
-    workerId,
-  };
+  return failedResult(job, workerId, error, NO_LOGS, { startedAt, finishedAt: now, executionMs: 0 });
 }
 
 /** What BullMQ recorded of an exec job it failed (a bullmq `Job`, structurally), as a `GivenUp`. */

@@ -29,5 +29,7 @@ export type { PayloadRef } from './payloads';
 export { emptyRecord, ownValue, recordOf, setOwn } from './records';
 export { MAX_JSON_DEPTH, MAX_OUTPUT_DEPTH, findTooDeep } from './json-depth';
 export { MAX_ERROR_TEXT_CHARS, boundNodeError, truncateText } from './error-bounds';
+export { NO_LOGS, failedResult, resultBase } from './exec-results';
+export type { ExecTimes } from './exec-results';
 export { givenUpOf, givenUpResult } from './given-up';
 export type { GivenUp } from './given-up';

@@ -1,10 +1,12 @@
 import {
   DEFAULT_OUTPUT_INLINE_MAX_BYTES,
+  NO_LOGS,
   boundNodeError,
+  failedResult,
+  resultBase,
   PodflowError,
   unstorableFilesError,
   unstorablePathReason,
-  type CapturedLogs,
   type ExecJob,
   type ExecResult,
   type FileElement,
@@ -41,8 +43,6 @@ export interface ExecutionDeps {
   /** Told what the sandbox reported, when it ran (metrics: layer use, pod start). */
   onOutcome?: (outcome: SandboxOutcome) => void;
 }
-
-const NO_LOGS: CapturedLogs = { stdout: '', stderr: '', truncated: false };
 
 /**
  * One execution, start to result: args (loaded and verified when the job carries `argsRef`) →
@@ -86,7 +86,7 @@ export async function runExecution(job: ExecJob, deps: ExecutionDeps): Promise<E
     const times = { startedAt, finishedAt: now(), executionMs: outcome.durationMs, peakMemoryBytes: outcome.peakMemoryBytes };
     if ('error' in stored) return failedResult(job, deps.workerId, { ...stored.error, nodeId: job.nodeId }, outcome.logs, times);
     return {
-      ...baseResult(job, deps.workerId, outcome.logs, times),
+      ...resultBase(job, deps.workerId, outcome.logs, times),
       status: outcome.status,
       ...stored.output,
       ...(stored.files.length > 0 ? { files: { elements: stored.files } } : {}),
@@ -144,37 +144,5 @@ export function storeFailure(job: ExecJob, error: unknown): NodeError {
       `execution ${job.executionId} ran, but its files or output could not be stored (${tries} ${tries === 1 ? 'try' : 'tries'}): ` +
       `${(cause as Error | undefined)?.message ?? String(cause)}; the object store is failing, check the worker's storage configuration and the store itself`,
     details: { stage: 'store', tries },
-  };
-}
-
-function failedResult(job: ExecJob, workerId: string, error: NodeError, logs: CapturedLogs, times: Times): ExecResult {
-  return { ...baseResult(job, workerId, logs, times), status: 'failed', error: boundNodeError(error) };
-}
-
-interface Times {
-  startedAt: number;
-  finishedAt: number;
-  executionMs: number;
-  peakMemoryBytes?: number;
-}
-
-function baseResult(job: ExecJob, workerId: string, logs: CapturedLogs, times: Times): Omit<ExecResult, 'status'> {
-  return {
-    executionId: job.executionId,
-    tenantId: job.tenantId,
-    runId: job.runId,
-    nodeId: job.nodeId,
-    attempt: job.attempt,
-    logs,
-    warnings: [],
-    timings: {
-      enqueuedAt: job.enqueuedAt,
-      startedAt: times.startedAt,
-      finishedAt: times.finishedAt,
-      queueWaitMs: Math.max(0, times.startedAt - job.enqueuedAt),
-      executionMs: times.executionMs,
-    },
-    ...(times.peakMemoryBytes !== undefined ? { peakMemoryBytes: times.peakMemoryBytes } : {}),
-    workerId,
   };
 }
