@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GIVEN_UP_GRACE_MS } from './given-up-sweep';
+import { OutboxExecutor } from './outbox-executor';
 import { eventsOf } from './results.processor';
 import { loggedErrors, startCoordinator, testConfig, type TestCoordinator } from './testing/coordinators';
 
@@ -167,6 +168,57 @@ describe('orchestration on a real Redis (issue 11)', () => {
     await b.redis.xadd(outbox, '*', 'c', command(2));
     await a.store.ackOutbox(runId, readByA.map((e) => e.id));
     expect((await a.store.outbox(runId)).map((e) => e.command)).toEqual([{ type: 'schedule_run_timeout', at: 2 }]);
+  });
+
+  it('marks set in one millisecond get scores of their own: an ending session never clears the mark of a newer owner', async () => {
+    const { store } = start();
+    const at = 1_000_000;
+    const ending = await store.markActive('r-mark', at);
+    const newer = await store.markActive('r-mark', at); // a new owner, the same millisecond
+    const behind = await store.markActive('r-mark', at - 5); // a coordinator whose clock lags
+    expect(ending).toBe(at);
+    expect(newer).toBe(at + 1);
+    expect(behind).toBe(at + 2);
+    await store.markIdle('r-mark', ending);
+    await store.markIdle('r-mark', newer);
+    expect(await store.staleRuns(at + 10)).toEqual(['r-mark']);
+    await store.markIdle('r-mark', behind);
+    expect(await store.staleRuns(at + 10)).toEqual([]);
+  });
+
+  it('two creations with one idempotency key: the one that loses leaves the run marked, so a winner that dies before carrying out its first commands is taken over', async () => {
+    const a = start();
+    const b = start();
+    const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
+    // A claims the key and stalls just before marking the run.
+    let marking = false;
+    let resume!: () => void;
+    const stalled = new Promise<void>((resolve) => (resume = resolve));
+    const markActive = a.store.markActive.bind(a.store);
+    jest.spyOn(a.store, 'markActive').mockImplementationOnce(async (runId) => {
+      marking = true;
+      await stalled;
+      return markActive(runId, Date.now());
+    });
+    const creatingA = a.orchestrator.createRun({ id: 'r-idem', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k1' });
+    await waitFor(() => marking, 'A is about to mark the run');
+    // B finds the key claimed but no run, so it creates the run under A's id, and dies before carrying out its first command.
+    const execute = jest.spyOn(OutboxExecutor.prototype, 'execute').mockRejectedValueOnce(new Error('B died'));
+    cleanups.push(async () => execute.mockRestore());
+    expect(await b.orchestrator.createRun({ id: 'r-idem-b', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k1' })).toEqual({ id: 'r-idem', created: false });
+    expect(execute).toHaveBeenCalledTimes(1);
+    expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('B died')]);
+    // A marks the run (its mark replaces B's), finds it created and leaves the mark.
+    resume();
+    expect(await creatingA).toEqual({ id: 'r-idem', created: false });
+    expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual(['r-idem']);
+    // B's lease runs out: a sweeper takes the run over and carries out its first command.
+    await a.redis.del(a.store.keys.lease('r-idem'));
+    expect(await a.execQueue.getJobCounts('waiting', 'prioritized')).toMatchObject({ waiting: 0, prioritized: 0 });
+    expect(await a.sweeper.sweep(Date.now() + 3 * a.config.RUN_LEASE_MS)).toBe(1);
+    expect((await a.execQueue.getJobs(['waiting', 'prioritized'])).map((job) => job.data.nodeId)).toEqual(['a']);
+    expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
+    expect(loggedErrors).toEqual([]);
   });
 
   it('a submit that takes the lease reads the first batch with it; a dead owner\'s command in the outbox is carried out before that batch is applied', async () => {

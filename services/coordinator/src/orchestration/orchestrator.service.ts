@@ -110,20 +110,24 @@ export class Orchestrator implements OnApplicationShutdown {
     // that a sweeper finds the run if this process dies before carrying out its first commands.
     const [compiled, , mark] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now, !params.keep?.test), this.store.markActive(id, now)]);
     let created: boolean;
+    let writing = false;
     try {
       const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now, keep: params.keep });
       const changes = await applyEvents(compiled, run, memorySource({ inputs: params.inputs, edges: [] }, nodes), [{ type: 'start', at: now }], this.options);
       await this.payloads.dehydrate(changes);
       for (const [nodeId, node] of changes.nodes) nodes.set(nodeId, node);
+      writing = true;
       created = await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token, params.notify);
     } catch (error) {
-      await this.store.markIdle(id, mark).catch(() => undefined);
+      // Nothing written: the mark is this call's to clear. Once `create` was sent, whether the run
+      // was stored is unknown: the mark stays, and a sweeper forgets it if no run was.
+      if (!writing) await this.store.markIdle(id, mark).catch(() => undefined);
       throw error;
     }
-    if (!created) {
-      await this.store.markIdle(id, mark);
-      return { id, created: false };
-    }
+    // Another creation with the same idempotency key stored the run first. The mark stays: it may
+    // be the only one (this call's replaced the winner's), and the winner may die before carrying
+    // out its first commands. A sweeper's take-over of a run with nothing left to do is harmless.
+    if (!created) return { id, created: false };
     await this.runSession(id, mark);
     return { id, created: id === params.id };
   }
@@ -144,15 +148,16 @@ export class Orchestrator implements OnApplicationShutdown {
   async submit(runId: string, events: EngineEvent | readonly EngineEvent[], { redelivered = true }: { redelivered?: boolean } = {}): Promise<'accepted' | 'gone'> {
     const list = Array.isArray(events) ? events : [events as EngineEvent];
     const now = Date.now();
-    const marking = redelivered ? this.store.markActiveIfUnmarked(runId, now) : this.store.markActive(runId, now).then(() => true);
+    // The score of the mark this call set, if it set one.
+    const marking = redelivered ? this.store.markActiveIfUnmarked(runId, now).then((set) => (set ? now : undefined)) : this.store.markActive(runId, now);
     if (!redelivered) await marking;
     // Sent together (on one Redis, the mark goes first on the same connection; on a Cluster each awaits its node).
     const [mark, submit] = await Promise.allSettled([marking, this.store.submit(runId, list, this.token, this.config.RESULTS_BATCH_MAX)]);
     if (submit.status === 'rejected') throw submit.reason; // nothing taken; a mark set is the sweeper's to forget
     const submitted = submit.value;
-    const marked = mark.status === 'fulfilled' && mark.value;
+    const marked = mark.status === 'fulfilled' ? mark.value : undefined;
     if (submitted.outcome === 'gone') {
-      if (marked) await this.store.markIdle(runId, now);
+      if (marked !== undefined) await this.store.markIdle(runId, marked);
       this.logger.warn({ runId, events: list.map((e) => e.type) }, 'event for an unknown or expired run ignored');
       return 'gone';
     }
@@ -161,7 +166,7 @@ export class Orchestrator implements OnApplicationShutdown {
       let since: number | undefined;
       let markError: unknown;
       if (mark.status === 'rejected') markError = mark.reason;
-      else if (marked) since = now;
+      else if (marked !== undefined) since = marked;
       else {
         try {
           since = await this.store.markActive(runId, Date.now());

@@ -6,7 +6,7 @@ import type { CoordinatorConfig } from '../config';
 import { CONFIG, STATE_REDIS } from '../tokens';
 import { RunKeys } from './run-keys';
 import { MAX_NOTIFY_TARGETS, parseTargets, storedTargets, type NotifyTarget } from '../notify/notify-targets';
-import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, NOTE_SUCCEEDED, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_SCORE } from './run-scripts';
+import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, NOTE_SUCCEEDED, MARK_ACTIVE, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_SCORE } from './run-scripts';
 
 /** Entries of a run's event stream read per XRANGE. */
 const EVENT_PAGE = 200;
@@ -248,10 +248,9 @@ export class RunStore {
     if (ids.length > 0) await this.redis.xdel(this.keys.outbox(runId), ...ids);
   }
 
-  /** Marks a run as being worked on (score = now, returned for `markIdle`). */
+  /** Marks a run as being worked on; returns the mark's score, for `markIdle` (now, or one past the mark it replaced: MARK_ACTIVE). */
   async markActive(runId: string, now: number): Promise<number> {
-    await this.redis.zadd(this.keys.activeRuns(), now, runId);
-    return now;
+    return Number(await MARK_ACTIVE.run(this.redis, [this.keys.activeRuns()], [runId, String(now)]));
   }
 
   /** Marks a run as being worked on unless it is marked already: true when this call set the mark (score = now). */
