@@ -7,7 +7,21 @@ import { loadFixtures, runFixture } from './testing/fixture-runner';
 import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, RunRecord, RunSource } from './types';
 import { parseWorkflow } from './validate';
 
-/** Records of one run held in memory, changed only by writing a batch's changes back, as the coordinator's store does. */
+/** Freezes `value` and everything in it: a change to it then throws (specs run in strict mode). */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key of Reflect.ownKeys(value)) deepFreeze((value as Record<string | symbol, unknown>)[key]);
+  }
+  return value;
+}
+
+/**
+ * Records of one run held in memory, changed only by writing a batch's changes back, as the
+ * coordinator's store does. Every record it hands out is frozen: the engine copies a record
+ * before changing it, and a change to the source's own records (which the coordinator caches)
+ * fails the spec.
+ */
 class Records {
   readonly nodes = new Map<string, NodeRecord>();
   readonly edges = new Map<number, EdgeResolution>();
@@ -18,7 +32,9 @@ class Records {
     nodes: Map<string, NodeRecord>,
     private readonly inputs: Record<string, never> | object = {},
   ) {
-    for (const [id, node] of nodes) this.nodes.set(id, structuredClone(node));
+    for (const [id, node] of nodes) this.nodes.set(id, deepFreeze(structuredClone(node)));
+    deepFreeze(this.run);
+    deepFreeze(this.inputs);
   }
 
   source(): RunSource {
@@ -34,8 +50,8 @@ class Records {
 
   async apply(compiled: CompiledWorkflow, events: EngineEvent[]): Promise<EngineCommand[]> {
     const changes = await applyEvents(compiled, this.run, this.source(), events);
-    this.run = changes.run;
-    for (const [id, node] of changes.nodes) this.nodes.set(id, node);
+    this.run = deepFreeze(changes.run);
+    for (const [id, node] of changes.nodes) this.nodes.set(id, deepFreeze(node));
     for (const [index, edge] of changes.edges) this.edges.set(index, edge);
     return changes.commands;
   }

@@ -15,7 +15,10 @@ export interface Step {
   source: RunSource;
   run: RunRecord;
   runChanged: boolean;
+  /** Loaded records: the source's own until written, then this step's copy (`nodeState`). */
   nodes: Map<string, NodeRecord>;
+  /** Nodes whose record in `nodes` is this step's copy. */
+  ownedNodes: Set<string>;
   dirtyNodes: Set<string>;
   edges: Map<number, EdgeResolution>;
   dirtyEdges: Set<number>;
@@ -33,6 +36,7 @@ export function newStep(compiled: CompiledWorkflow, run: RunRecord, source: RunS
     run: structuredClone(run),
     runChanged: false,
     nodes: new Map(),
+    ownedNodes: new Set(),
     dirtyNodes: new Set(),
     edges: new Map(),
     dirtyEdges: new Set(),
@@ -43,7 +47,11 @@ export function newStep(compiled: CompiledWorkflow, run: RunRecord, source: RunS
   };
 }
 
-/** Loads the node records not in the working set yet (one source call for all of them). */
+/**
+ * Loads the node records not in the working set yet (one source call for all of them). They are
+ * not copied: most are only read (a node's `args` read every ancestor), and `nodeState` copies a
+ * record before its first change, so the source's records are never changed.
+ */
 export async function loadNodes(step: Step, ids: Iterable<string>): Promise<void> {
   const missing = [...new Set(ids)].filter((id) => !step.nodes.has(id));
   if (missing.length === 0) return;
@@ -51,7 +59,7 @@ export async function loadNodes(step: Step, ids: Iterable<string>): Promise<void
   for (const id of missing) {
     const record = loaded.get(id);
     if (!record) throw new Error(`run ${step.run.id} has no node "${id}"`);
-    step.nodes.set(id, structuredClone(record));
+    step.nodes.set(id, record);
   }
 }
 
@@ -67,10 +75,15 @@ export async function runInputs(step: Step): Promise<JsonObject> {
   return step.inputs;
 }
 
-/** A loaded node, marked changed: callers take it to modify it. Not loaded is a bug, so it throws. */
+/** A loaded node, marked changed: callers take it to modify it (this step's copy). Not loaded is a bug, so it throws. */
 export function nodeState(step: Step, nodeId: string): NodeRecord {
-  const node = step.nodes.get(nodeId);
+  let node = step.nodes.get(nodeId);
   if (!node) throw new Error(`node "${nodeId}" of run ${step.run.id} was used before it was loaded`);
+  if (!step.ownedNodes.has(nodeId)) {
+    node = structuredClone(node);
+    step.nodes.set(nodeId, node);
+    step.ownedNodes.add(nodeId);
+  }
   step.dirtyNodes.add(nodeId);
   return node;
 }

@@ -1,6 +1,6 @@
 import { emptyRecord, type JsonObject } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
-import { emitNode, emitRun, loadNodes, newStep, peekNode, runRecord, type Step } from './engine-context';
+import { emitNode, emitRun, loadNodes, newStep, nodeState, peekNode, runRecord, type Step } from './engine-context';
 import type { ExpressionLimits } from './expression-budget';
 import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
@@ -172,7 +172,7 @@ async function resolveKept(step: Step): Promise<boolean> {
   for (const id of ids) {
     if (peekNode(step, id).keptFrom === undefined) continue;
     // Written with the run's first changes, so the store keeps a large kept output by reference like any other.
-    step.dirtyNodes.add(id);
+    nodeState(step, id);
     emitNode(step, id);
     const toKept = (index: number) => peekNode(step, step.compiled.workflow.edges[index].to).keptFrom !== undefined;
     if ((await resolveOutgoing(step, id, 'succeeded', toKept)) === undefined) return false;
@@ -186,9 +186,9 @@ async function nodeStarted(step: Step, nodeId: string, executionId: string): Pro
   await loadNodes(step, [nodeId]);
   const current = peekNode(step, nodeId);
   if (current.status !== 'queued' || current.executionId !== executionId) return;
-  step.dirtyNodes.add(nodeId);
-  current.status = 'running';
-  current.timings.startedAt = step.at;
+  const node = nodeState(step, nodeId);
+  node.status = 'running';
+  node.timings.startedAt = step.at;
   emitNode(step, nodeId);
 }
 
