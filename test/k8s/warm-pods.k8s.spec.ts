@@ -108,6 +108,33 @@ describe('KubernetesDriver with warm pods', () => {
     await eventually(async () => (await warmPods('python')).some(running), 'a running warm python pod', 90_000);
   }
 
+  it('a worker that stops deletes the waiting pods it created: not another worker\'s, and not one claimed after it listed them', async () => {
+    const workerOf = async (runtime: 'python' | 'node') => (await warmPods(runtime)).map((pod) => pod.metadata!.labels![LABELS.worker]).sort();
+    await pool(1, { workerId: 'warm-staying' }).refill();
+    const core = workerKube.makeApiClient(k8s.CoreV1Api);
+    const stopping = pool(3, { workerId: 'warm-stopping', core });
+    await stopping.refill();
+    expect(await workerOf('python')).toEqual(['warm-staying', 'warm-stopping', 'warm-stopping']);
+    expect(await workerOf('node')).toEqual(['warm-staying', 'warm-stopping', 'warm-stopping']);
+    // The stopping worker's list of its Python pods is taken, then another worker claims one of them.
+    const ownPython = `${warmSelector('python')},${LABELS.worker}=warm-stopping`;
+    const listed = await core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: ownPython });
+    const claimed = listed.items[0]!.metadata!.name!;
+    await adminCore.patchNamespacedPod(
+      { name: claimed, namespace: SANDBOX_NAMESPACE, body: { metadata: { labels: { [LABELS.role]: 'sandbox' } } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
+    const list = core.listNamespacedPod.bind(core);
+    jest.spyOn(core, 'listNamespacedPod').mockImplementation((params) => (params.labelSelector === ownPython ? Promise.resolve(listed) : list(params)));
+    await stopping.stop();
+    expect(await workerOf('python')).toEqual(['warm-staying']);
+    expect(await workerOf('node')).toEqual(['warm-staying']);
+    // The claimed pod was listed as waiting, but its delete was conditional on the version listed.
+    const survivor = await adminCore.readNamespacedPod({ name: claimed, namespace: SANDBOX_NAMESPACE });
+    expect(survivor.metadata?.deletionTimestamp).toBeUndefined();
+    await adminCore.deleteNamespacedPod({ name: claimed, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 });
+  });
+
   it('serves an execution from a warm pod, exactly once: the next one finds nothing the last one left', async () => {
     await warmReady();
     const marker = `warm-${randomBytes(6).toString('hex')}`;

@@ -1,7 +1,7 @@
 import { PatchStrategy, setHeaderOptions, type CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import type { SandboxLogger } from '../driver';
-import { warmSelector } from './pod-identity';
+import { LABELS, WARM_ROLE, labelValue, warmSelector } from './pod-identity';
 import { buildWarmPod, claimPatch, type PodPlacement, type WarmPodClaim } from './pod-spec';
 import { podStage } from './pod-state';
 import type { PodResources } from './resources';
@@ -36,6 +36,8 @@ const DEFAULT_MAX_IDLE_MS = 30 * 60_000;
  * knows it). `refill()` keeps `size` waiting pods per runtime: it creates the missing ones,
  * deletes the extra ones beyond `size + maxExtra`, the ones that waited past `maxIdleMs`, and the
  * ones that ended (evicted, crashed). Any worker may refill; a claimed pod is never reused.
+ * `stop()` deletes the waiting pods this worker created (the others refill), so a pool whose
+ * workers have all stopped leaves none behind; a worker that dies leaves its pods to the others.
  */
 export class WarmPodPool {
   private timer?: NodeJS.Timeout;
@@ -43,6 +45,7 @@ export class WarmPodPool {
   private readonly maxIdleMs: number;
   private claimed = 0;
   private missed = 0;
+  private stopped = false;
 
   constructor(private readonly options: WarmPodPoolOptions) {
     this.maxIdleMs = options.maxIdleMs ?? DEFAULT_MAX_IDLE_MS;
@@ -59,9 +62,39 @@ export class WarmPodPool {
     this.timer.unref();
   }
 
+  /** Stops refilling and deletes the waiting pods this worker created; never a pod claimed meanwhile. */
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     await this.refilling;
+    await Promise.all(RUNTIMES.map((runtime) => this.deleteOwn(runtime))).catch((error: unknown) =>
+      this.options.logger?.warn({ error: (error as Error).message }, 'could not delete this worker\'s warm pods; other workers replace them when they are stale'),
+    );
+  }
+
+  /**
+   * Deletes this worker's waiting pods of `runtime`, each only at the version listed (a claim
+   * changes the pod, and the delete then fails with 409); one that only changed status is read
+   * again and deleted if it still waits.
+   */
+  private async deleteOwn(runtime: PodRuntime): Promise<void> {
+    const mine = `${warmSelector(runtime)},${LABELS.worker}=${labelValue(this.options.workerId)}`;
+    const { items } = await this.options.core.listNamespacedPod({ namespace: this.namespace, labelSelector: mine });
+    for (let pod of items) {
+      const name = pod.metadata!.name!;
+      for (let tries = 0; tries < 3; tries++) {
+        try {
+          await this.options.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: 0, body: { preconditions: { resourceVersion: pod.metadata!.resourceVersion! } } });
+          break;
+        } catch (error) {
+          const code = (error as { code?: number }).code;
+          if (code === 404) break;
+          if (code !== 409) throw error;
+          pod = await this.options.core.readNamespacedPod({ name, namespace: this.namespace });
+          if (pod.metadata?.labels?.[LABELS.role] !== WARM_ROLE || pod.metadata?.deletionTimestamp) break; // claimed meanwhile: the claimer's now
+        }
+      }
+    }
   }
 
   stats(): { claimed: number; missed: number } {
@@ -121,7 +154,7 @@ export class WarmPodPool {
   }
 
   private refillSoon(): void {
-    if (this.refilling) return;
+    if (this.refilling || this.stopped) return;
     this.refilling = this.refill()
       .catch((error: unknown) => this.options.logger?.warn({ error: (error as Error).message }, 'warm pod refill failed; executions start cold meanwhile'))
       .finally(() => (this.refilling = undefined));
