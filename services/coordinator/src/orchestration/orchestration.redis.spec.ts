@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GIVEN_UP_GRACE_MS } from './given-up-sweep';
 import { OutboxExecutor } from './outbox-executor';
+import { RunPayloads } from './run-payloads';
 import { eventsOf } from './results.processor';
 import { loggedErrors, startCoordinator, testConfig, type TestCoordinator } from './testing/coordinators';
 
@@ -218,6 +219,77 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await a.sweeper.sweep(Date.now() + 3 * a.config.RUN_LEASE_MS)).toBe(1);
     expect((await a.execQueue.getJobs(['waiting', 'prioritized'])).map((job) => job.data.nodeId)).toEqual(['a']);
     expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
+    expect(loggedErrors).toEqual([]);
+  });
+
+  it('a creation with an idempotency key that fails before writing leaves its mark: it may have replaced the mark of the creation that stores the run', async () => {
+    const a = start();
+    const b = start();
+    const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
+    // A claims the key, marks the run and stalls before storing it.
+    let stalled = false;
+    let resume!: () => void;
+    const gate = new Promise<void>((resolve) => (resume = resolve));
+    const create = a.store.create.bind(a.store);
+    jest.spyOn(a.store, 'create').mockImplementationOnce(async (...args) => {
+      stalled = true;
+      await gate;
+      return create(...args);
+    });
+    const creatingA = a.orchestrator.createRun({ id: 'r-key', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k2' });
+    await waitFor(() => stalled, 'A is about to store the run');
+    // The client's retry reaches B, whose mark replaces A's; B fails before writing anything.
+    const dehydrate = jest.spyOn(RunPayloads.prototype, 'dehydrate').mockRejectedValueOnce(new Error('object store answered 503'));
+    cleanups.push(async () => dehydrate.mockRestore());
+    await expect(b.orchestrator.createRun({ id: 'r-key-b', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k2' })).rejects.toThrow('503');
+    // A stores the run and dies before carrying out its first commands.
+    const execute = jest.spyOn(OutboxExecutor.prototype, 'execute').mockRejectedValueOnce(new Error('A died'));
+    cleanups.push(async () => execute.mockRestore());
+    resume();
+    expect(await creatingA).toEqual({ id: 'r-key', created: true });
+    expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('A died')]);
+    expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual(['r-key']);
+    // A's lease runs out: a sweeper takes the run over and carries out its commands.
+    await a.redis.del(a.store.keys.lease('r-key'));
+    expect(await a.sweeper.sweep(Date.now() + 3 * a.config.RUN_LEASE_MS)).toBe(1);
+    expect((await a.execQueue.getJobs(['waiting', 'prioritized'])).map((job) => job.data.nodeId)).toEqual(['a']);
+    expect(loggedErrors).toEqual([]);
+  });
+
+  it('a session that stalls past its lease writes nothing once another coordinator applied its batch, even when its own process holds the lease again', async () => {
+    // One lease token per process: a submit of this process can take the lease back while the
+    // stalled session still waits to commit. Its first inbox entry is gone by then (applied by B).
+    const a = start();
+    const b = start();
+    const workflow = parseWorkflow({ id: 'chain3', nodes: ['a', 'b', 'c'].map((id) => ({ id, language: 'python', code })), edges: [{ from: 'a', to: 'b' }, { from: 'b', to: 'c' }] });
+    const { id } = await a.orchestrator.createRun({ id: 'r-aba', tenantId: 't', workflow, inputs: {} });
+    const finished = (nodeId: string, at: number): EngineEvent => ({ type: 'node_finished', result: outcomeOf({ runId: id, nodeId, attempt: 1, executionId: executionIdOf(id, nodeId, 1), tenantId: 't' }), at });
+    let stalled = false;
+    let resume!: () => void;
+    const gate = new Promise<void>((resolve) => (resume = resolve));
+    const commit = a.store.commit.bind(a.store);
+    jest.spyOn(a.store, 'commit').mockImplementationOnce(async (...args) => {
+      stalled = true;
+      await gate;
+      return commit(...args);
+    });
+    await a.orchestrator.submit(id, finished('a', 1));
+    await waitFor(() => stalled, "A's session is about to commit a's result");
+    await a.redis.del(a.store.keys.lease(id)); // its lease runs out
+    // B applies a's result (delivered again) and then b's.
+    await b.orchestrator.submit(id, finished('a', 2));
+    await waitFor(() => b.orchestrator.activeSessions === 0, "B applied a's result");
+    await b.orchestrator.submit(id, finished('b', 3));
+    await waitFor(() => b.orchestrator.activeSessions === 0, "B applied b's result");
+    // An event reaches A: its process takes the lease with the same token, then the stalled session resumes.
+    await a.orchestrator.submit(id, { type: 'node_started', nodeId: 'c', executionId: executionIdOf(id, 'c', 1), at: 4 });
+    resume();
+    await waitFor(() => a.orchestrator.activeSessions === 0, 'A finished');
+    const nodes = await a.store.nodes(id, ['a', 'b', 'c']);
+    expect([...nodes].map(([nodeId, node]) => [nodeId, node.status])).toEqual([['a', 'succeeded'], ['b', 'succeeded'], ['c', 'running']]);
+    expect(await a.redis.get(a.store.keys.lease(id))).toBeNull();
+    await b.orchestrator.submit(id, finished('c', 5));
+    await waitFor(async () => (await a.store.record(id))?.status === 'succeeded', 'the run succeeded');
     expect(loggedErrors).toEqual([]);
   });
 

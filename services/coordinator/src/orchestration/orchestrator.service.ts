@@ -119,9 +119,10 @@ export class Orchestrator implements OnApplicationShutdown {
       writing = true;
       created = await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token, params.notify);
     } catch (error) {
-      // Nothing written: the mark is this call's to clear. Once `create` was sent, whether the run
-      // was stored is unknown: the mark stays, and a sweeper forgets it if no run was.
-      if (!writing) await this.store.markIdle(id, mark).catch(() => undefined);
+      // The mark is this call's to clear only when nothing was written and no other creation can
+      // share the run id (no idempotency key: another creation with the key may have had its mark
+      // replaced by this one). Otherwise it stays, and a sweeper forgets it if no run was stored.
+      if (!writing && !params.idempotencyKey) await this.store.markIdle(id, mark).catch(() => undefined);
       throw error;
     }
     // Another creation with the same idempotency key stored the run first. The mark stays: it may
@@ -268,19 +269,26 @@ export class Orchestrator implements OnApplicationShutdown {
         if (held) this.logger.debug({ runId }, 'executions held by admission');
         let outboxClear = !held;
         let carriedOut: string[] = [];
+        let lost = false;
         for (;;) {
           const step: NextStep = ready ? { kind: 'batch', ...ready } : await this.store.next(runId, this.token, this.config.RESULTS_BATCH_MAX, carriedOut);
           ready = undefined;
           carriedOut = [];
           if (step.kind === 'released') break;
-          if (step.kind === 'lost') return this.leaseLost(runId);
+          if (step.kind === 'lost') {
+            lost = true;
+            break;
+          }
           if (!step.record) {
             // Its keys expired meanwhile; the sweeper forgets the run once its lease runs out.
             this.logger.warn({ runId, events: step.entries.length }, 'events for a run that expired meanwhile dropped');
             return;
           }
           const written = await this.applyBatch(step.record, step.entries);
-          if (!written) return this.leaseLost(runId);
+          if (!written) {
+            lost = true;
+            break;
+          }
           if (!outboxClear) {
             outboxClear = !(await this.flushOutbox(runId, releasing, step.record.tenantId));
             continue;
@@ -292,8 +300,12 @@ export class Orchestrator implements OnApplicationShutdown {
             outboxClear = false;
           }
         }
-        await this.store.markIdle(runId, since!);
-        // No await from here to the end of the loop body: a submit that took the lease meanwhile has set the mark.
+        // A lost lease leaves the mark to the new owner.
+        if (lost) this.leaseLost(runId);
+        else await this.store.markIdle(runId, since!);
+        // No await from here to the end of the loop body: a submit that took the lease meanwhile has
+        // set the mark. It may have taken it after the lease was lost (a stalled session whose batch
+        // another coordinator applied): this process holds the lease then, and the loop goes on.
         if (!this.rewoken.delete(runId)) return;
         since = undefined;
       }
@@ -307,7 +319,7 @@ export class Orchestrator implements OnApplicationShutdown {
   }
 
   private leaseLost(runId: string): void {
-    this.logger.warn({ runId }, 'lease lost to another coordinator; it carries on with this run');
+    this.logger.warn({ runId }, 'lease lost to another coordinator (or the batch applied by one) while this session stalled; nothing written');
   }
 
   /**

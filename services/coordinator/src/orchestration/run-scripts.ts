@@ -80,10 +80,17 @@ return {redis.call('HGET', KEYS[1], 'rec') or '', redis.call('XRANGE', KEYS[2], 
  * nodeCount, (id, json)..., logCount, (id, json)..., edgeCount, (index, 'f'|'n')...,
  * appliedCount, inbox ids..., eventCount, events..., commandCount, commands...
  * Returns {1, outbox ids of the commands in order} when written (the writer carries them out
- * without reading them back), 0 when the lease is no longer the caller's (nothing written).
+ * without reading them back), 0 when nothing was written: the lease is no longer the caller's,
+ * or its batch was applied already. The lease token is one per process, so a session that
+ * stalled past its lease can find it held by its own process again (another session of that
+ * process took it after a third coordinator applied the batch); its first inbox entry is gone
+ * then (only commits delete entries, always from the front), and its records are stale.
  */
 export const COMMIT_BATCH = new LuaScript(`${HSET_PAIRS}
 if redis.call('GET', KEYS[8]) ~= ARGV[1] then return 0 end
+local function skip_pairs(i) return i + 1 + 2 * tonumber(ARGV[i]) end
+local first = skip_pairs(skip_pairs(skip_pairs(7)))
+if tonumber(ARGV[first]) > 0 and #redis.call('XRANGE', KEYS[7], ARGV[first + 1], ARGV[first + 1]) == 0 then return 0 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'rec', ARGV[6]) end
 local i = hset_pairs(KEYS[2], 7)
 i = hset_pairs(KEYS[3], i)
