@@ -1,6 +1,6 @@
 import { PodflowError } from '@podflow/protocol';
 import { createRunState } from './engine';
-import { buildExpressionContext, compileExpression, evaluateExpression, expressionSyntaxError, isTruthy, type ExpressionContext } from './expressions';
+import { MAX_EXPRESSION_CHARS, buildExpressionContext, compileExpression, evaluateExpression, expressionSyntaxError, isTruthy, type ExpressionContext } from './expressions';
 import { parseWorkflow } from './validate';
 
 const context: ExpressionContext = {
@@ -66,6 +66,37 @@ describe('compileExpression', () => {
     expect(expressionSyntaxError('inputs.a +')).toBe('JSONata syntax error at position 10: Unexpected end of expression (in "inputs.a +")');
     expect(expressionSyntaxError('  ')).toMatch(/^is empty/);
     expect(expressionSyntaxError('inputs.a')).toBeUndefined();
+  });
+});
+
+describe('expressions that could change the run they read', () => {
+  const rebindings = [
+    '( $clone := function($v) { $v }; nodes.load.output ~> |$|{"x": 1}| )',
+    '(function($clone) { nodes.load.output ~> |$|{"x": 1}| })(function($v) { $v })',
+    'nodes.load@$clone.(output ~> |$|{"x": 1}|)',
+    'nodes.load#$clone.(output ~> |$|{"x": 1}|)',
+  ];
+
+  it.each(rebindings)('refuses binding $clone, which the transform operator copies its input with: %s', async (expression) => {
+    expect(expressionSyntaxError(expression)).toMatch(/^binds the variable \$clone at position \d+, which the transform operator \(~> \|\.\.\.\|\) uses to copy its input; give the variable another name/);
+    // Refused when evaluated too (a definition stored before the rule): the records stay as they were.
+    const records = structuredClone(context);
+    await expect(evaluateExpression(expression, records, 'input binding "x" of node "n"')).rejects.toMatchObject({ code: 'INPUT_BINDING_FAILED', message: expect.stringContaining('binds the variable $clone') });
+    expect(records).toEqual(context);
+  });
+
+  it('transforms a copy: the records an expression reads are never changed', async () => {
+    const records = structuredClone(context);
+    expect(await evaluateExpression('nodes.load.output ~> |$|{"x": 1}|', records)).toMatchObject({ x: 1, word: 'abc' });
+    expect(await evaluateExpression('$clone(nodes.load.output).word', records)).toBe('abc');
+    expect(records).toEqual(context);
+  });
+
+  it(`refuses an expression longer than ${MAX_EXPRESSION_CHARS} characters, at validation and at evaluation`, async () => {
+    const long = `[${'1,'.repeat(MAX_EXPRESSION_CHARS / 2)}1]`;
+    expect(expressionSyntaxError(long)).toBe(`is ${long.length} characters long; an expression may have at most ${MAX_EXPRESSION_CHARS}: compute large values in a node instead`);
+    await expect(evaluateExpression(long, context)).rejects.toMatchObject({ code: 'INPUT_BINDING_FAILED' });
+    expect(expressionSyntaxError(`[${'1,'.repeat(MAX_EXPRESSION_CHARS / 2 - 2)}1]`)).toBeUndefined();
   });
 });
 

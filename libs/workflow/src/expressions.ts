@@ -55,11 +55,21 @@ const EXIT_HOOK = Symbol.for('jsonata.__evaluate_exit');
 const BUILDING_NODES = new Set(['function', 'partial', 'binary', 'unary', 'apply', 'transform', 'sort']);
 
 /**
- * Compiled expressions by source text. Bounded because a long-lived coordinator sees the
- * expressions of every workflow ever submitted; Map iteration order gives us FIFO eviction.
+ * Longest expression accepted (characters). A parsed expression takes tens of times its text in
+ * memory and about a second of CPU per megabyte to parse, in the coordinator: bounded like any
+ * other user input, with a 400 that says so.
+ */
+export const MAX_EXPRESSION_CHARS = 16_384;
+
+/**
+ * Compiled expressions by source text. Bounded in entries and in their total text (a parsed
+ * expression takes tens of times its text) because a long-lived coordinator sees the expressions
+ * of every workflow ever submitted, valid or not; Map iteration order gives FIFO eviction.
  */
 const MAX_CACHED = 2_000;
+const MAX_CACHED_CHARS = 1_000_000;
 const compiled = new Map<string, jsonata.Expression>();
+let cachedChars = 0;
 
 function isJsonataError(error: unknown): error is { message: string; position?: number; code?: string; token?: string } {
   return typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string';
@@ -73,25 +83,59 @@ export function compileExpression(expression: string): jsonata.Expression {
   const cached = compiled.get(expression);
   if (cached) return cached;
   const parsed = jsonata(expression);
-  if (compiled.size >= MAX_CACHED) {
-    const oldest = compiled.keys().next().value;
-    if (oldest !== undefined) compiled.delete(oldest);
+  while (compiled.size > 0 && (compiled.size >= MAX_CACHED || cachedChars + expression.length > MAX_CACHED_CHARS)) {
+    const oldest = compiled.keys().next().value!;
+    compiled.delete(oldest);
+    cachedChars -= oldest.length;
   }
   compiled.set(expression, parsed);
+  cachedChars += expression.length;
   return parsed;
 }
 
 /** Why an expression does not parse (`syntax error at position 7: ...`), or undefined if it does. */
 export function expressionSyntaxError(expression: string): string | undefined {
   if (expression.trim() === '') return 'is empty: write a JSONata expression such as nodes.load.output.rows';
+  if (expression.length > MAX_EXPRESSION_CHARS) return tooLong(expression);
   try {
-    const regexProblem = unsupportedRegexIn(compileExpression(expression).ast());
-    return regexProblem ? `${regexProblem} (in ${JSON.stringify(expression.slice(0, 200))})` : undefined;
+    const ast = compileExpression(expression).ast();
+    const problem = unsupportedRegexIn(ast) ?? cloneBoundIn(ast);
+    return problem ? `${problem} (in ${JSON.stringify(expression.slice(0, 200))})` : undefined;
   } catch (error) {
     if (!isJsonataError(error)) return `does not parse: ${String(error)}`;
     const at = typeof error.position === 'number' ? ` at position ${error.position}` : '';
     return `JSONata syntax error${at}: ${error.message} (in ${JSON.stringify(expression)})`;
   }
+}
+
+function tooLong(expression: string): string {
+  return `is ${expression.length} characters long; an expression may have at most ${MAX_EXPRESSION_CHARS}: compute large values in a node instead`;
+}
+
+/**
+ * Where a parsed expression binds the variable `$clone` (`$clone := ...`, a function parameter,
+ * `@$clone` or `#$clone` in a path), or undefined. JSONata's transform operator
+ * (`~> |path|update|`) copies its input with whatever `$clone` names in scope, so a rebound one
+ * would make it change the run's records in place instead of a copy.
+ */
+function cloneBoundIn(ast: unknown, seen = new Set<object>()): string | undefined {
+  if (typeof ast !== 'object' || ast === null || seen.has(ast)) return undefined;
+  seen.add(ast);
+  const node = ast as { type?: unknown; lhs?: { type?: unknown; value?: unknown }; arguments?: unknown; focus?: unknown; index?: unknown; position?: unknown };
+  const binds =
+    (node.type === 'bind' && node.lhs?.type === 'variable' && node.lhs.value === 'clone') ||
+    (node.type === 'lambda' && Array.isArray(node.arguments) && node.arguments.some((arg) => (arg as { value?: unknown })?.value === 'clone')) ||
+    node.focus === 'clone' ||
+    node.index === 'clone';
+  if (binds) {
+    const at = typeof node.position === 'number' ? ` at position ${node.position}` : '';
+    return `binds the variable $clone${at}, which the transform operator (~> |...|) uses to copy its input; give the variable another name`;
+  }
+  for (const child of Object.values(ast)) {
+    const problem = cloneBoundIn(child, seen);
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 /** Why RE2 cannot run a regular expression literal of a parsed expression, or undefined when it can run all. */
@@ -141,7 +185,11 @@ export async function evaluateExpression(
       checkTime: (what) => budget.checkTime(what),
       tooMuchWork: (message) => new ExpressionLimitError(message),
     });
+    // Checked when the definition is validated; again here for definitions stored before these rules.
+    if (expression.length > MAX_EXPRESSION_CHARS) throw new Error(tooLong(expression));
     const compiled = jsonata(expression, { timeout: limits.timeoutMs, stack: limits.maxDepth, sequence: maxItemsOf(limits), RegexEngine });
+    const rebound = cloneBoundIn(compiled.ast());
+    if (rebound) throw new Error(rebound);
     rewriteConcatenation(compiled.ast());
     await installBoundedBuiltins(compiled, budget);
     compiled.assign(EXIT_HOOK as unknown as string, (node: { type: string; value?: unknown; position?: number; group?: unknown }, _input: unknown, _environment: unknown, result: unknown) => {
