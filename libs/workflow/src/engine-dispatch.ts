@@ -104,16 +104,18 @@ async function buildArgs(step: Step, definition: CodeNode): Promise<JsonObject> 
   const incoming = step.compiled.incoming(definition.id);
   await loadNodes(step, ancestors);
   await loadEdges(step, incoming);
+  // The outputs are shared with the records, not copied (a node's args carry every ancestor's,
+  // so a chain's step k would copy k of them): nothing changes a job's args after this.
   const nodes = emptyRecord<JsonValue>();
   for (const id of ancestors) {
     const upstream = peekNode(step, id);
     if (upstream.status !== 'succeeded') continue;
     nodes[id] = {
-      output: structuredClone(upstream.output ?? {}),
-      ...(upstream.files ? { files: structuredClone(upstream.files) as unknown as JsonObject } : {}),
+      output: upstream.output ?? {},
+      ...(upstream.files ? { files: upstream.files as unknown as JsonObject } : {}),
     };
   }
-  const args: JsonObject = { inputs: structuredClone(await runInputs(step)), nodes };
+  const args: JsonObject = { inputs: await runInputs(step), nodes };
   // The first failed node (by edge order) whose failure/always edge brought us here.
   const { edges } = step.compiled.workflow;
   const routedFrom = incoming
