@@ -19,20 +19,34 @@ export function editDistance(a: string, b: string): number {
   return rows[a.length][b.length];
 }
 
+/**
+ * Words and candidates longer than this are not compared (identifiers are at most 64
+ * characters): an edit distance costs the product of the two lengths, and the word is user input.
+ */
+const MAX_WORD_CHARS = 64;
+/** Edit distances computed per word at most, so a list of 10,000 node ids stays cheap to search. */
+const MAX_COMPARED = 256;
+
+/** How far apart a word and a candidate may be for a suggestion. */
+const toleranceOf = (a: string, b: string) => Math.max(1, Math.floor(Math.max(a.length, b.length) / 3));
+
 /** The candidate closest to `word`, if it is close enough to be a plausible typo. */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
+  if (word.length > MAX_WORD_CHARS) return undefined;
   const lower = word.toLowerCase();
   const alias = ALIASES[lower];
   if (alias && candidates.includes(alias)) return alias;
   let best: { candidate: string; distance: number } | undefined;
+  let compared = 0;
   for (const candidate of candidates) {
+    // The distance is at least the difference in length: too far apart is skipped uncompared.
+    if (candidate.length > MAX_WORD_CHARS || Math.abs(candidate.length - word.length) > toleranceOf(word, candidate)) continue;
+    if (++compared > MAX_COMPARED) break;
     const distance = editDistance(lower, candidate.toLowerCase());
     if (!best || distance < best.distance) best = { candidate, distance };
   }
-  if (!best) return undefined;
-  const tolerance = Math.max(1, Math.floor(Math.max(word.length, best.candidate.length) / 3));
   // A distance equal to the length means nothing matched (`c` vs `a`): no suggestion.
-  if (best.distance <= tolerance && best.distance < Math.max(word.length, best.candidate.length)) return best.candidate;
+  if (best && best.distance <= toleranceOf(word, best.candidate) && best.distance < Math.max(word.length, best.candidate.length)) return best.candidate;
   const prefix = candidates.find((c) => lower.length >= 3 && (c.toLowerCase().startsWith(lower) || lower.startsWith(c.toLowerCase())));
   return prefix;
 }

@@ -171,6 +171,35 @@ describe('validateWorkflow issues', () => {
     ]);
   });
 
+  it('bounds what a definition with thousands of bad edges costs: hints for the first 20 unknown ends, the first 100 issues in the 400', () => {
+    const ids = Array.from({ length: 2000 }, (_, i) => `n${i}`);
+    const source = { id: 'wf', nodes: ids.map((id) => node(id)), edges: ids.map((id, i) => ({ from: `q${i}`, to: id })) };
+    const issues = issuesOf(source);
+    expect(issues).toHaveLength(2000);
+    expect(issues[19]).toBe('edge q19→n19 edges[19].from: unknown node "q19" (did you mean "n19"?)');
+    expect(issues[20]).toBe('edge q20→n20 edges[20].from: unknown node "q20"; known nodes: n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, ...');
+    const error = (() => {
+      try {
+        parseWorkflow(source);
+      } catch (thrown) {
+        return thrown as InvalidWorkflowError;
+      }
+      throw new Error('the definition was accepted');
+    })();
+    expect(error.message.split('\n')[0]).toBe('workflow "wf" is invalid (2000 issues; the first 100 follow):');
+    expect(error.message.split('\n')).toHaveLength(101);
+    expect((error.details as { issues: unknown[] }).issues).toHaveLength(100);
+    expect(error.issues).toHaveLength(2000);
+  });
+
+  it('suggests nothing for a word longer than any identifier (its edit distance would cost its length squared)', () => {
+    const long = `${'x'.repeat(70)}`;
+    expect(issuesOf({ id: 'wf', nodes: [node(long.slice(0, 64))], edges: [{ from: long, to: long.slice(0, 64) }] })).toEqual([
+      `edge ${long}→${long.slice(0, 64)} edges[0].from: unknown node "${long}"; known nodes: ${long.slice(0, 64)}`,
+    ]);
+    expect(issuesOf({ id: 'wf', nodes: [node(`${long.slice(0, 63)}y`)], edges: [{ from: long.slice(0, 64), to: `${long.slice(0, 63)}y` }] })[0]).toContain(`(did you mean "${long.slice(0, 63)}y"?)`);
+  });
+
   it('reports duplicate ids, self-loops and duplicate edges', () => {
     const source = {
       id: 'wf',

@@ -143,6 +143,9 @@ function describeZodIssue(issue: ZodIssue, raw: Raw): ValidationIssue[] {
   }
 }
 
+/** Unknown edge ends that get a "did you mean" hint; the rest list the first node ids. */
+const MAX_SUGGESTED_ENDS = 20;
+
 /** Graph rules over the raw definition, so they report even when some fields are malformed. */
 function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
@@ -163,6 +166,8 @@ function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
   const graphEdgeIndex: number[] = [];
   const seenEdges = new Map<string, number>();
   const edges = Array.isArray(raw.edges) ? raw.edges : [];
+  // "Did you mean" for the first few unknown ends only: each searches every node id.
+  let suggested = 0;
   edges.forEach((edge: unknown, index) => {
     if (!isRecord(edge) || typeof edge.from !== 'string' || typeof edge.to !== 'string') return;
     const where = `edge ${edge.from}→${edge.to}`;
@@ -171,7 +176,7 @@ function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
       const target = edge[end] as string;
       if (firstIndex.has(target)) continue;
       ok = false;
-      const hint = didYouMean(target, ids) || `; known nodes: ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', ...' : ''}`;
+      const hint = (suggested++ < MAX_SUGGESTED_ENDS ? didYouMean(target, ids) : '') || `; known nodes: ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', ...' : ''}`;
       issues.push({ where, path: `edges[${index}].${end}`, message: `unknown node "${target}"${hint}` });
     }
     if (edge.from === edge.to) {
