@@ -105,6 +105,36 @@ describe('expression bounds: bounded built-ins keep JSONata semantics', () => {
     expect(await evaluateExpression('$distinct([1..3000].{ "k": $ % 3 })', context)).toEqual([{ k: 1 }, { k: 2 }, { k: 0 }]);
   });
 
+  it.each([
+    '$sort([3, 1, 2, 1.5, -4])',
+    '$sort(["b", "a", "B", "", "ä", "aa"])',
+    '$sort([{"k": 2, "n": "x"}, {"k": 1, "n": "y"}, {"k": 2, "n": "z"}, {"k": 1, "n": "w"}], function($l, $r) { $l.k > $r.k })',
+    '$sort([5, 3, 9, 1, 7, 3, 8, 2, 6, 4, 0], function($l, $r) { $l < $r })',
+    '$sort(7)',
+    '$sort([])',
+    '$sort([1, "a"])',
+    '$sort([{"a": 1}, {"a": 0}])',
+  ])('sorts as JSONata does, stable, with its errors: %s', async (call) => {
+    let expected: unknown;
+    try {
+      expected = JSON.parse(JSON.stringify((await jsonata(call).evaluate({})) ?? null));
+    } catch (error) {
+      expected = { error: (error as { code: string }).code };
+    }
+    const got = await evaluateExpression(call, context).then(
+      (value) => value ?? null,
+      (error: { details?: { jsonataCode?: string } }) => ({ error: error.details?.jsonataCode }),
+    );
+    expect(got).toEqual(expected);
+  });
+
+  it('sorts large inputs in n log n, within the time limit, with or without a comparator (JSONata copies the rest of a list at every merge step)', async () => {
+    expect(await evaluateExpression('$count($sort([1..100000]))', context)).toBe(100000);
+    expect(await evaluateExpression('$sort([1..3000], function($l, $r) { $l < $r })[[0, 2999]]', context)).toEqual([3000, 1]);
+    const quick: ExpressionLimits = { ...DEFAULT_EXPRESSION_LIMITS, timeoutMs: 50 };
+    await expect(evaluateExpression('$count($sort([1..100000], function($l, $r) { $l < $r }))', context, origin, quick)).rejects.toMatchObject(limitFailure(/EXPRESSION_TIMEOUT_MS=50/));
+  });
+
   it('keeps __proto__ keys of the data', async () => {
     const data: ExpressionContext = { ...context, inputs: JSON.parse('{"__proto__": {"k": 1}, "o": {"__proto__": 2}}') };
     expect(JSON.stringify(await evaluateExpression('$lookup(inputs, "__proto__")', data))).toBe('{"k":1}');

@@ -58,6 +58,34 @@ function countOccurrences(text: string, pattern: string, limit: number | undefin
   return { count, matched: count * pattern.length };
 }
 
+/**
+ * A stable merge sort in JSONata's order (`swap(a, b)` true puts `b` first), bottom up over two
+ * buffers, calling `tick` every 1,024 comparisons. JSONata's own merges by copying the rest of a
+ * list at every step: quadratic in time and memory, 1.4 GB for 35,000 numbers.
+ */
+async function mergeSort(items: readonly unknown[], swap: (a: unknown, b: unknown) => unknown, tick: () => void): Promise<unknown[]> {
+  let from = [...items];
+  let to: unknown[] = new Array(from.length);
+  let comparisons = 0;
+  for (let width = 1; width < from.length; width *= 2) {
+    for (let low = 0; low < from.length; low += 2 * width) {
+      const middle = Math.min(low + width, from.length);
+      const high = Math.min(low + 2 * width, from.length);
+      let left = low;
+      let right = middle;
+      let out = low;
+      while (left < middle && right < high) {
+        if (++comparisons % 1024 === 0) tick();
+        to[out++] = (await swap(from[left], from[right])) ? from[right++] : from[left++];
+      }
+      while (left < middle) to[out++] = from[left++];
+      while (right < high) to[out++] = from[right++];
+    }
+    [from, to] = [to, from];
+  }
+  return from;
+}
+
 /** `JSON.stringify(value, null, 2)` size: the compact size plus newlines and indentation. */
 function prettySize(budget: ExpressionBudget, value: unknown, depth = 0): number {
   if (typeof value !== 'object' || value === null) return budget.sizeOf(value);
@@ -237,10 +265,24 @@ export async function installBoundedBuiltins(expression: jsonata.Expression, bud
     original.distinct,
   );
   for (const name of HIGHER_ORDER) {
+    if (name === 'sort') continue;
     define(name, function (this: Focus, ...args: unknown[]) {
       return call(name, this, args.map((arg) => checked(arg, `the function given to $${name}`)));
     }, original[name]);
   }
+  define(
+    'sort',
+    async function (this: Focus, items: unknown, comparator?: unknown) {
+      if (!Array.isArray(items) || items.length <= 1) return items;
+      const plain = comparator === undefined;
+      // JSONata's own error (D3070) for what its default order cannot compare.
+      if (plain && !items.every((item) => typeof item === 'number') && !items.every((item) => typeof item === 'string')) return call('sort', this, [items]);
+      budget.requireItems(items.length, '$sort');
+      if (plain) return [...(items as Array<number | string>)].sort((a, b) => (a > b ? 1 : a < b ? -1 : 0));
+      return mergeSort(items, checked(comparator, 'the function given to $sort') as (a: unknown, b: unknown) => unknown, () => budget.checkTime('$sort'));
+    },
+    original.sort,
+  );
   for (const name of ['formatNumber', 'formatInteger', 'fromMillis', 'toMillis'] as const) {
     define(
       name,
