@@ -22,6 +22,18 @@ describe('JSON Schemas from tenants (json-schema.ts)', () => {
     expect(problemOf({ pattern: '(?=a)' })).toMatch(/RE2 syntax/);
   });
 
+  it('bounds the RE2 work of a check: a large program over a long value, or many values together, is a mismatch that says why', () => {
+    const heavy = compiled({ type: 'string', pattern: '[ab]{1000}$' });
+    expect(schemaMismatch(heavy, 'a'.repeat(100_000))).toEqual({ path: '/', reason: expect.stringMatching(/^cannot be checked against this value: pattern \/\[ab\]\{1000\}\$\/ would scan 100000 characters with an RE2 program of \d+ instructions \(\d+ units of work\), and one check may do 32768000 in all: use a simpler pattern or a shorter value; fix the schema$/) });
+    expect(schemaMismatch(heavy, `${'a'.repeat(2000)}`)).toBeUndefined();
+    // Every value the check scans counts: a thousand values of 1,000 characters are too much together, fine apart.
+    const each = compiled({ type: 'array', items: { type: 'string', pattern: '[ab]{100}$' } });
+    const values = Array.from({ length: 1000 }, () => 'a'.repeat(1000));
+    expect(schemaMismatch(each, values)?.reason).toMatch(/one check may do 32768000 in all/);
+    expect(schemaMismatch(each, values.slice(0, 100))).toBeUndefined();
+    expect(schemaMismatch(each, values.slice(0, 100))).toBeUndefined(); // the budget is per check, not spent for good
+  });
+
   it('keeps one schema\'s $id to itself: another schema cannot $ref it', () => {
     compiled({ $id: 'https://example.com/secret', properties: { k: { const: 'secret' } } });
     expect(problemOf({ $ref: 'https://example.com/secret' })).toMatch(/^is not a JSON Schema podflow can check: .*can't resolve reference/);

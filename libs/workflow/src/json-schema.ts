@@ -1,5 +1,6 @@
 import Ajv, { type FuncKeywordDefinition, type ValidateFunction } from 'ajv';
 import { RE2JS } from 're2js';
+import { WORK_PER_MS } from './regex-engine';
 
 /** A JSON Schema larger than this (as JSON) is refused: it is checked against caller-controlled data. */
 export const JSON_SCHEMA_MAX_BYTES = 16 * 1024;
@@ -15,10 +16,32 @@ const CACHE_MAX = 500;
 const re2: ((pattern: string, flags: string) => { test(text: string): boolean; toString(): string }) & { code: string } = Object.assign(
   (pattern: string, flags: string) => {
     const compiled = RE2JS.compile(pattern, flags.includes('i') ? RE2JS.CASE_INSENSITIVE : 0);
-    return { test: (text: string) => compiled.matcher(text).find(), toString: () => `/${pattern}/${flags}` };
+    return {
+      test: (text: string) => {
+        // RE2 is linear in the text, times the program: bounded per check like an expression's matches.
+        const work = compiled.programSize() * text.length;
+        if (work > patternWorkLeft) {
+          throw new Error(
+            `pattern /${pattern.slice(0, 100)}/ would scan ${text.length} characters with an RE2 program of ${compiled.programSize()} instructions (${work} units of work), and one check may do ${PATTERN_WORK_PER_CHECK} in all: use a simpler pattern or a shorter value`,
+          );
+        }
+        patternWorkLeft -= work;
+        return compiled.matcher(text).find();
+      },
+      toString: () => `/${pattern}/${flags}`,
+    };
   },
   { code: 'podflow-re2' },
 );
+
+/**
+ * RE2 work (program size × characters) the patterns of one schema check may do together: what one
+ * expression match attempt may do under the default time limit, about a second at RE2JS's slowest.
+ * `[ab]{1000}$` over 100,000 characters held the coordinator 8 s before.
+ */
+export const PATTERN_WORK_PER_CHECK = 1000 * WORK_PER_MS;
+/** What the check under way (`schemaMismatch`, synchronous) has left. */
+let patternWorkLeft = PATTERN_WORK_PER_CHECK;
 
 /** Equal JSON values give equal strings, whatever the key order. */
 function canonical(value: unknown): string {
@@ -124,6 +147,7 @@ export function compileJsonSchema(schema: unknown): { validate: ValidateFunction
  */
 export function schemaMismatch(validate: ValidateFunction, value: unknown): { path: string; reason: string } | undefined {
   let valid: unknown;
+  patternWorkLeft = PATTERN_WORK_PER_CHECK;
   try {
     valid = validate(value);
   } catch (error) {
