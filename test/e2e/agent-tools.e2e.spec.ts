@@ -47,6 +47,10 @@ describe('agent tools (issue 15)', () => {
       expect(text.result).toMatchObject({ ok: true, result: 'hello agent' });
       const typed = await call(client, 'execute-typescript', { code: 'function main(): number | null { return null; }' });
       expect(typed.result).toMatchObject({ ok: true, result: null });
+      // Names are not looked up on an object's prototype: "__proto__" is a tool like "nope", unknown.
+      for (const name of ['nope', '__proto__', 'toString']) {
+        await expect(client.callTool({ name, arguments: {} })).rejects.toThrow(`Tool ${name} not found; the tools are execute-python, execute-javascript and execute-typescript`);
+      }
     } finally {
       await client.close();
     }
@@ -125,6 +129,14 @@ describe('agent tools (issue 15)', () => {
     const named = await post('/v1/workflows/execute-python/nodes/report/test', { fromRun: called.body.runId });
     expect(named.status).toBe(400);
     expect(named.body.error!.message).toBe(`fromRun "${called.body.runId}" is an agent tool call (execute-python), not a run of your workflow "execute-python"; name a run of the workflow, or leave fromRun out for its latest succeeded one`);
+    // A failed tool call is not resumed either: the new run would be one of the tenant's "execute-python".
+    const failed = await post('/v1/tools/execute-python', { code: 'def main(args):\n    raise ValueError("no")\n' });
+    expect(failed.body.ok).toBe(false);
+    const resumed = await post(`/v1/runs/${failed.body.runId}/resume`, {});
+    expect({ status: resumed.status, error: resumed.body.error }).toEqual({
+      status: 409,
+      error: expect.objectContaining({ code: 'CONFLICT', message: `run "${failed.body.runId}" is a call of the agent tool execute-python; a tool call is not resumed (it would become a run of a workflow named like the tool): call the tool again` }),
+    });
   });
 
   it('serves the same tools over plain HTTP', async () => {

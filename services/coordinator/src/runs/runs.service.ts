@@ -130,6 +130,9 @@ export class RunsService {
     if (from.test) {
       throw new PodflowError('CONFLICT', `run "${runId}" is a test run of node "${from.test.nodeId}"; a test run is not resumed (it would become a production run of a partial definition): test the node again`);
     }
+    if (from.tool) {
+      throw new PodflowError('CONFLICT', `run "${runId}" is a call of the agent tool ${from.tool}; a tool call is not resumed (it would become a run of a workflow named like the tool): call the tool again`);
+    }
     if (from.status !== 'failed' && from.status !== 'canceled') {
       const hint = from.status === 'succeeded' ? 'start a new run instead' : 'wait for it to end, or cancel it first';
       throw new PodflowError('CONFLICT', `run "${runId}" is ${from.status}; only a failed or canceled run can be resumed (${hint})`);

@@ -71,5 +71,9 @@ describe('UsageStore', () => {
     expect(() => usageRange('yesterday', undefined, now)).toThrow(/from must be an ISO-8601 time or epoch milliseconds, got "yesterday"/);
     expect(() => usageRange(String(now), String(now - 1), now)).toThrow(/is after to/);
     expect(() => usageRange('2025-01-01T00:00:00Z', undefined, now)).toThrow(/at most 93 days/);
+    // Past what a Date holds: a 400 naming the parameter, not a RangeError from toISOString (a 500).
+    expect(() => usageRange(undefined, '9000000000000000', now)).toThrow(/^to is 9000000000000000, beyond the times podflow can report/);
+    expect(() => usageRange('99999999999999999999', '1', now)).toThrow(/^from is 99999999999999999999, beyond/);
+    expect(() => usageRange('-271821-04-20T00:00:00Z', undefined, now)).toThrow(/^from is -271821-04-20T00:00:00Z, beyond/);
   });
 });

@@ -14,6 +14,8 @@ const DEDUPE_SECONDS = 6 * 3600;
 const LISTED_MAX = 100_000;
 /** Longest range one usage query may cover. */
 export const MAX_USAGE_RANGE_MS = 93 * 24 * HOUR_MS;
+/** The latest time a JavaScript Date holds. */
+const MAX_TIME_MS = 8.64e15;
 
 /** What is counted per tenant and hour. */
 export const USAGE_FIELDS = ['executions', 'succeeded', 'failed', 'executionMs', 'files', 'fileBytes', 'peakMemoryBytes'] as const;
@@ -142,6 +144,8 @@ export function usageRange(from: string | undefined, to: string | undefined, now
     if (value === undefined || value === '') return fallback;
     const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
     if (!Number.isFinite(ms)) throw new PodflowError('BAD_REQUEST', `${name} must be an ISO-8601 time or epoch milliseconds, got "${value.slice(0, 60)}"`);
+    // A Date holds ±8.64e15 ms; a range ending past it has no hour to report (and toISOString would throw).
+    if (Math.abs(ms) > MAX_TIME_MS - MAX_USAGE_RANGE_MS) throw new PodflowError('BAD_REQUEST', `${name} is ${value.slice(0, 60)}, beyond the times podflow can report (epoch milliseconds up to ${MAX_TIME_MS - MAX_USAGE_RANGE_MS})`);
     return ms;
   };
   const end = parse(to, 'to', now);

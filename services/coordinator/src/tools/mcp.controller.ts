@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { ApiKeyId, TenantId } from '../api/auth.guard';
 import { LOGGER } from '../tokens';
 import { AgentToolsService } from './agent-tools.service';
-import { TOOL_LANGUAGES, toolDescription, toolInput, toolOutput, type ToolName } from './tool-specs';
+import { TOOL_LANGUAGES, isToolName, toolDescription, toolInput, toolOutput, type ToolName } from './tool-specs';
 
 /**
  * The agent tools as an MCP server (streamable HTTP, stateless: every POST is a whole exchange,
@@ -37,6 +37,13 @@ export class McpController {
   @Post()
   @ApiOperation({ summary: 'MCP (streamable HTTP, stateless): tools/list and tools/call of execute-python, execute-javascript and execute-typescript, as the API key\'s tenant' })
   async handle(@TenantId() tenantId: string, @ApiKeyId() apiKeyId: string, @Req() request: Request, @Res() response: Response): Promise<void> {
+    // The SDK looks tool names up in a plain object, where "__proto__" or "toString" would be found:
+    // a call of anything but podflow's tools is answered here, as the SDK answers an unknown name.
+    const unknown = unknownToolCall(request.body);
+    if (unknown) {
+      response.status(200).json({ jsonrpc: '2.0', id: unknown.id, error: { code: -32602, message: `Tool ${unknown.name} not found; the tools are execute-python, execute-javascript and execute-typescript` } });
+      return;
+    }
     const { McpServer, StreamableHTTPServerTransport } = await this.loadSdk();
     const server = this.serverFor(new McpServer({ name: 'podflow', version: '0.1.0' }), tenantId, apiKeyId);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
@@ -81,4 +88,15 @@ export class McpController {
     }
     return server;
   }
+}
+
+/** The first `tools/call` of a JSON-RPC message (or batch) naming no podflow tool: its id and the name. */
+export function unknownToolCall(body: unknown): { id: string | number | null; name: string } | undefined {
+  for (const message of Array.isArray(body) ? body : [body]) {
+    if (typeof message !== 'object' || message === null || (message as { method?: unknown }).method !== 'tools/call') continue;
+    const { id, params } = message as { id?: unknown; params?: { name?: unknown } };
+    const name = params?.name;
+    if (typeof name === 'string' && !isToolName(name)) return { id: typeof id === 'string' || typeof id === 'number' ? id : null, name: name.slice(0, 100) };
+  }
+  return undefined;
 }
