@@ -9,9 +9,16 @@ describe('RunCache', () => {
     const done = record('succeeded');
     cache.rememberNode('r1', 'a', done);
     for (const status of ['pending', 'queued', 'running', 'failed', 'skipped', 'canceled'] as const) cache.rememberNode('r1', status, record(status));
-    expect(cache.node('r1', 'a')).toBe(done);
+    expect(cache.node('r1', 'a')).toEqual(done);
     for (const status of ['pending', 'queued', 'running', 'failed', 'skipped', 'canceled']) expect(cache.node('r1', status)).toBeUndefined();
     expect(cache.node('r2', 'a')).toBeUndefined();
+  });
+
+  it('keeps a record without its logs, which its byte budget does not count', () => {
+    const cache = new RunCache(1 << 20);
+    const logged = { ...record('succeeded'), logs: { stdout: 'x'.repeat(1 << 21), stderr: '', truncated: false } } as NodeRecord;
+    cache.rememberNode('r1', 'a', logged);
+    expect(cache.node('r1', 'a')).toEqual(record('succeeded'));
   });
 
   it('keeps inputs per run', () => {
@@ -55,6 +62,6 @@ describe('RunCache', () => {
     const one = record('succeeded', { one: 1 });
     cache.rememberNode('a', 'b:c', one);
     expect(cache.node('a:b', 'c')).toBeUndefined();
-    expect(cache.node('a', 'b:c')).toBe(one);
+    expect(cache.node('a', 'b:c')).toEqual(one);
   });
 });

@@ -34,11 +34,14 @@ export class RunCache {
   }
 
   /**
-   * Remembers `record` when it is final (succeeded). Callers get this same object back and must
-   * not change it (the engine clones every record it loads).
+   * Remembers `record` when it is final (succeeded), without its logs (nothing reads them from
+   * here, and the budget does not count them). Callers get the kept object back and must not
+   * change it (the engine copies a record before its first change).
    */
   rememberNode(runId: string, nodeId: string, record: NodeRecord): void {
-    if (this.entries && record.status === 'succeeded') this.set(nodeKey(runId, nodeId), record, approximateBytes(record));
+    if (!this.entries || record.status !== 'succeeded') return;
+    const { logs: _logs, ...kept } = record;
+    this.set(nodeKey(runId, nodeId), kept, approximateBytes(kept));
   }
 
   private set(key: string, value: JsonObject | NodeRecord, bytes: number): void {
