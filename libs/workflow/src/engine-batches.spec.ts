@@ -129,6 +129,31 @@ describe('cost of a transition', () => {
   });
 });
 
+describe('records an expression reads', () => {
+  it('are copies: JSONata writes onto values it is given, and the source\'s records (frozen here) never change', async () => {
+    const code = 'def main(a): return {}';
+    const workflow = parseWorkflow({
+      id: 'w',
+      nodes: [
+        { id: 'a', language: 'python', code },
+        { id: 'b', language: 'python', code, inputs: { list: 'nodes.a.output.list[]', n: '$count(inputs.items[])' } },
+        { id: 'c', language: 'python', code },
+      ],
+      edges: [{ from: 'a', to: 'b' }, { from: 'a', to: 'c', when: 'nodes.a.output.list[] ~> $count() = 1' }],
+    });
+    const compiled = new CompiledWorkflow(workflow);
+    const { run, nodes } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
+    const store = new Records(run, nodes, { items: [1] });
+    await store.apply(compiled, [{ type: 'start', at: 1 }]);
+    const finished: ExecResult = { executionId: 'r.a.1', tenantId: 't', runId: 'r', nodeId: 'a', attempt: 1, status: 'succeeded', output: { list: [1] }, logs: { stdout: '', stderr: '', truncated: false }, warnings: [], timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 }, workerId: 'w' };
+    const commands = await store.apply(compiled, [{ type: 'node_finished', result: finished, at: 2 }]);
+    // `x[]` marks the array it was given (keepSingleton): on a frozen record that would throw and fail the binding.
+    const jobs = commands.flatMap((command) => (command.type === 'enqueue' ? [[command.job.nodeId, command.job.args]] : []));
+    expect(jobs).toEqual([['b', { list: [1], n: 1 }], ['c', { inputs: { items: [1] }, nodes: { a: { output: { list: [1] } } } }]]);
+    expect(Object.keys(store.nodes.get('a')!.output!.list as object)).toEqual(['0']);
+  });
+});
+
 describe('nodesTouchedBy', () => {
   const compiled = (edges: Array<[string, string]>, ids: string[]) => {
     const workflow = parseWorkflow({ id: 'w', nodes: ids.map((id) => ({ id, language: 'python', code: 'def main(args): return {}' })), edges: edges.map(([from, to]) => ({ from, to })) });

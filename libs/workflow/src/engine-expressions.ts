@@ -18,14 +18,17 @@ export async function contextFor(step: Step, expressions: readonly string[]): Pr
   const read = all ? step.compiled.nodeIds : [...ids];
   await loadNodes(step, read);
   // Without a prototype, `nodes.constructor` or `nodes.__proto__` is a node id like any other.
+  // The values are copies: the records are the source's own (the coordinator caches them), and
+  // JSONata writes onto values it is given (calling an object adds `token` to it, `x[]` adds
+  // `keepSingleton` to the array).
   const nodes = emptyRecord<NodeView>();
   for (const id of read) {
     const node = peekNode(step, id);
     const view: NodeView = { status: node.status };
-    if (node.output !== undefined) view.output = node.output;
-    if (node.files !== undefined) view.files = node.files;
-    if (node.error !== undefined) view.error = node.error;
+    if (node.output !== undefined) view.output = structuredClone(node.output);
+    if (node.files !== undefined) view.files = structuredClone(node.files);
+    if (node.error !== undefined) view.error = structuredClone(node.error);
     nodes[id] = view;
   }
-  return { inputs: await runInputs(step), nodes, run: { id: step.run.id, tenant: step.run.tenantId } };
+  return { inputs: structuredClone(await runInputs(step)), nodes, run: { id: step.run.id, tenant: step.run.tenantId } };
 }

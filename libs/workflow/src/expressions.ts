@@ -151,18 +151,21 @@ function unsupportedRegexIn(ast: unknown, seen = new Set<object>()): string | un
   return undefined;
 }
 
-/** The expression context of a run as it stands. Only present fields are set, so absent reads as undefined. */
+/**
+ * The expression context of a run as it stands. Only present fields are set, so absent reads as
+ * undefined. Values are copies: JSONata writes onto values it is given (`x[]`, calling an object).
+ */
 export function buildExpressionContext(state: RunState): ExpressionContext {
   // Without a prototype, `nodes.constructor` or `nodes.__proto__` is a node id like any other.
   const nodes = emptyRecord<NodeView>();
   for (const [id, node] of Object.entries(state.nodes)) {
     const view: NodeView = { status: node.status };
-    if (node.output !== undefined) view.output = node.output;
-    if (node.files !== undefined) view.files = node.files;
-    if (node.error !== undefined) view.error = node.error;
+    if (node.output !== undefined) view.output = structuredClone(node.output);
+    if (node.files !== undefined) view.files = structuredClone(node.files);
+    if (node.error !== undefined) view.error = structuredClone(node.error);
     nodes[id] = view;
   }
-  return { inputs: state.inputs, nodes, run: { id: state.id, tenant: state.tenantId } };
+  return { inputs: structuredClone(state.inputs), nodes, run: { id: state.id, tenant: state.tenantId } };
 }
 
 /**
