@@ -51,8 +51,21 @@ export function closest(word: string, candidates: readonly string[]): string | u
   return prefix;
 }
 
-/** ` (did you mean "x"?)` or an empty string. */
+/**
+ * Hints one validation gives at most (`resetSuggestions` starts a validation, which runs
+ * synchronously): each searches a list, and a definition can hold thousands of bad names.
+ */
+export const MAX_SUGGESTIONS = 20;
+let suggestionsLeft = MAX_SUGGESTIONS;
+
+export function resetSuggestions(): void {
+  suggestionsLeft = MAX_SUGGESTIONS;
+}
+
+/** ` (did you mean "x"?)` or an empty string (also once this validation's hints are used up). */
 export function didYouMean(word: string, candidates: readonly string[]): string {
+  if (suggestionsLeft <= 0) return '';
+  suggestionsLeft -= 1;
   const match = closest(word, candidates);
   return match && match !== word ? ` (did you mean "${match}"?)` : '';
 }

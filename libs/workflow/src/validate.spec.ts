@@ -192,6 +192,16 @@ describe('validateWorkflow issues', () => {
     expect(error.issues).toHaveLength(2000);
   });
 
+  it('gives at most 20 hints per validation, whatever asks for them, and lists at most 10 names in a message', () => {
+    const inputs = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`input${i}`, 'inputs.x']));
+    const inputTypes = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`inptu${i}`, 'string']));
+    const issues = issuesOf({ id: 'wf', nodes: [node('a', { inputs, inputTypes })] });
+    expect(issues).toHaveLength(30);
+    expect(issues[0]).toBe('node "a" nodes[0].inputTypes.inptu0: types "inptu0", which is not an input of this node; bound inputs: input0, input1, input2, input3, input4, input5, input6, input7, input8, input9, ... (did you mean "input0"?)');
+    expect(issues.filter((issue) => issue.includes('did you mean')).length).toBe(20);
+    expect(issues[29]).toBe('node "a" nodes[0].inputTypes.inptu29: types "inptu29", which is not an input of this node; bound inputs: input0, input1, input2, input3, input4, input5, input6, input7, input8, input9, ...');
+  });
+
   it('suggests nothing for a word longer than any identifier (its edit distance would cost its length squared)', () => {
     const long = `${'x'.repeat(70)}`;
     expect(issuesOf({ id: 'wf', nodes: [node(long.slice(0, 64))], edges: [{ from: long, to: long.slice(0, 64) }] })).toEqual([

@@ -7,7 +7,7 @@ import { checkDependencyPolicy, type DependencyPolicy } from './dependency-polic
 import { InvalidWorkflowError } from './errors';
 import { findCycles, type EdgeLike } from './graph';
 import { DEFAULT_RETRY_DELAY_MS, KNOWN_FIELDS, REQUIRED_HINTS, workflowSchema, type RawWorkflow } from './schema';
-import { didYouMean } from './suggest';
+import { didYouMean, resetSuggestions } from './suggest';
 import { DEFAULT_WORKFLOW_LIMITS } from './types';
 import type { CodeNode, ValidationIssue, Workflow, WorkflowLimits } from './types';
 
@@ -40,6 +40,7 @@ function isRecord(value: unknown): value is Raw {
  * reports everything that is wrong.
  */
 export function validateWorkflow(source: string | object, limits: WorkflowLimits = DEFAULT_WORKFLOW_LIMITS, options: ValidateOptions = {}): ValidationResult {
+  resetSuggestions();
   const loaded = loadSource(source);
   if (loaded.issues.length > 0) return { issues: loaded.issues };
   const raw = loaded.value;
@@ -143,8 +144,10 @@ function describeZodIssue(issue: ZodIssue, raw: Raw): ValidationIssue[] {
   }
 }
 
-/** Unknown edge ends that get a "did you mean" hint; the rest list the first node ids. */
-const MAX_SUGGESTED_ENDS = 20;
+/** The first ten of a list of names, for a message (a definition may hold thousands). */
+function listed(names: readonly string[]): string {
+  return `${names.slice(0, 10).join(', ')}${names.length > 10 ? ', ...' : ''}`;
+}
 
 /** Graph rules over the raw definition, so they report even when some fields are malformed. */
 function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
@@ -166,8 +169,6 @@ function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
   const graphEdgeIndex: number[] = [];
   const seenEdges = new Map<string, number>();
   const edges = Array.isArray(raw.edges) ? raw.edges : [];
-  // "Did you mean" for the first few unknown ends only: each searches every node id.
-  let suggested = 0;
   edges.forEach((edge: unknown, index) => {
     if (!isRecord(edge) || typeof edge.from !== 'string' || typeof edge.to !== 'string') return;
     const where = `edge ${edge.from}→${edge.to}`;
@@ -176,7 +177,7 @@ function checkGraph(raw: Raw, limits: WorkflowLimits): ValidationIssue[] {
       const target = edge[end] as string;
       if (firstIndex.has(target)) continue;
       ok = false;
-      const hint = (suggested++ < MAX_SUGGESTED_ENDS ? didYouMean(target, ids) : '') || `; known nodes: ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', ...' : ''}`;
+      const hint = didYouMean(target, ids) || `; known nodes: ${listed(ids)}`;
       issues.push({ where, path: `edges[${index}].${end}`, message: `unknown node "${target}"${hint}` });
     }
     if (edge.from === edge.to) {
@@ -244,7 +245,7 @@ function checkInputTypes(raw: Raw): ValidationIssue[] {
       if (bindings.includes(name)) continue;
       const fix = bindings.length === 0
         ? 'declare the binding under inputs (types apply to bound inputs only)'
-        : `bound inputs: ${bindings.join(', ')}${didYouMean(name, bindings)}`;
+        : `bound inputs: ${listed(bindings)}${didYouMean(name, bindings)}`;
       issues.push({ where, path: formatPath(['nodes', nodeIndex, 'inputTypes', name]), message: `types "${name}", which is not an input of this node; ${fix}` });
     }
   });
