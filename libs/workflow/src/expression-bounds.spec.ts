@@ -126,7 +126,7 @@ describe('expression bounds: bounded built-ins keep JSONata semantics', () => {
     } catch (error) {
       expected = { error: (error as { code: string }).code, message: (error as Error).message };
     }
-    const got = await evaluateExpression(call, context).then(
+    const got: { value?: unknown; error?: string; message?: string } = await evaluateExpression(call, context).then(
       (value) => ({ value: value ?? null }),
       (error: Error & { details?: { jsonataCode?: string } }) => ({ error: error.details?.jsonataCode, message: error.message }),
     );
