@@ -18,14 +18,15 @@ const re2: ((pattern: string, flags: string) => { test(text: string): boolean; t
     const compiled = RE2JS.compile(pattern, flags.includes('i') ? RE2JS.CASE_INSENSITIVE : 0);
     return {
       test: (text: string) => {
-        // RE2 is linear in the text, times the program: bounded per check like an expression's matches.
+        // RE2 is linear in the text times the program, and one scan cannot be interrupted: each is
+        // bounded like an expression's match attempt, and the check's patterns together in time.
         const work = compiled.programSize() * text.length;
-        if (work > patternWorkLeft) {
+        if (work > PATTERN_WORK_PER_TEST) {
           throw new Error(
-            `pattern /${pattern.slice(0, 100)}/ would scan ${text.length} characters with an RE2 program of ${compiled.programSize()} instructions (${work} units of work), and one check may do ${PATTERN_WORK_PER_CHECK} in all: use a simpler pattern or a shorter value`,
+            `pattern /${pattern.slice(0, 100)}/ would scan ${text.length} characters with an RE2 program of ${compiled.programSize()} instructions (${work} units of work; one scan may do ${PATTERN_WORK_PER_TEST}): use a simpler pattern or a shorter value`,
           );
         }
-        patternWorkLeft -= work;
+        if (Date.now() > patternDeadline) throw new Error(`the schema's patterns ran longer than ${PATTERN_CHECK_MS} ms over this value: use simpler patterns or a smaller value`);
         return compiled.matcher(text).find();
       },
       toString: () => `/${pattern}/${flags}`,
@@ -35,13 +36,15 @@ const re2: ((pattern: string, flags: string) => { test(text: string): boolean; t
 );
 
 /**
- * RE2 work (program size × characters) the patterns of one schema check may do together: what one
- * expression match attempt may do under the default time limit, about a second at RE2JS's slowest.
- * `[ab]{1000}$` over 100,000 characters held the coordinator 8 s before.
+ * RE2 work (program size × characters) one pattern scan may do: what one expression match attempt
+ * may do under the default time limit, about a second at RE2JS's slowest. `[ab]{1000}$` over
+ * 100,000 characters held the coordinator 8 s before.
  */
-export const PATTERN_WORK_PER_CHECK = 1000 * WORK_PER_MS;
-/** What the check under way (`schemaMismatch`, synchronous) has left. */
-let patternWorkLeft = PATTERN_WORK_PER_CHECK;
+export const PATTERN_WORK_PER_TEST = 1000 * WORK_PER_MS;
+/** How long the patterns of one schema check may run together (checked before each scan). */
+export const PATTERN_CHECK_MS = 1000;
+/** When the check under way (`schemaMismatch`, synchronous) must stop scanning; none outside one. */
+let patternDeadline = Infinity;
 
 /** Equal JSON values give equal strings, whatever the key order. */
 function canonical(value: unknown): string {
@@ -147,12 +150,14 @@ export function compileJsonSchema(schema: unknown): { validate: ValidateFunction
  */
 export function schemaMismatch(validate: ValidateFunction, value: unknown): { path: string; reason: string } | undefined {
   let valid: unknown;
-  patternWorkLeft = PATTERN_WORK_PER_CHECK;
+  patternDeadline = Date.now() + PATTERN_CHECK_MS;
   try {
     valid = validate(value);
   } catch (error) {
     const why = error instanceof RangeError ? 'it refers to itself without end, or the value nests too deep for it' : (error as Error).message;
     return { path: '/', reason: `cannot be checked against this value: ${why}; fix the schema` };
+  } finally {
+    patternDeadline = Infinity;
   }
   if (valid === true) return undefined;
   const error = validate.errors?.[0];
