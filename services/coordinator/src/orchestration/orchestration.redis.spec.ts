@@ -195,8 +195,8 @@ describe('orchestration on a real Redis (issue 11)', () => {
     let marking = false;
     let resume!: () => void;
     const stalled = new Promise<void>((resolve) => (resume = resolve));
-    const markActive = a.store.markActive.bind(a.store);
-    jest.spyOn(a.store, 'markActive').mockImplementationOnce(async (runId) => {
+    const markActive = a.store.markActiveReplacing.bind(a.store);
+    jest.spyOn(a.store, 'markActiveReplacing').mockImplementationOnce(async (runId) => {
       marking = true;
       await stalled;
       return markActive(runId, Date.now());
@@ -218,6 +218,32 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await a.execQueue.getJobCounts('waiting', 'prioritized')).toMatchObject({ waiting: 0, prioritized: 0 });
     expect(await a.sweeper.sweep(Date.now() + 3 * a.config.RUN_LEASE_MS)).toBe(1);
     expect((await a.execQueue.getJobs(['waiting', 'prioritized'])).map((job) => job.data.nodeId)).toEqual(['a']);
+    expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
+    expect(loggedErrors).toEqual([]);
+  });
+
+  it('a creation that loses the race for its key and replaced no mark clears its own: no take-over of a run nobody left', async () => {
+    const a = start();
+    const b = start();
+    const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
+    // B finds the key claimed but no run yet, and stalls before marking the run.
+    let stalled = false;
+    let resume!: () => void;
+    const gate = new Promise<void>((resolve) => (resume = resolve));
+    const mark = b.store.markActiveReplacing.bind(b.store);
+    jest.spyOn(b.store, 'markActiveReplacing').mockImplementationOnce(async (runId) => {
+      stalled = true;
+      await gate;
+      return mark(runId, Date.now());
+    });
+    await a.store.claimIdempotencyKey('t', 'k3', 'r-lose');
+    const creatingB = b.orchestrator.createRun({ id: 'r-lose-b', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k3' });
+    await waitFor(() => stalled, 'B is about to mark the run');
+    // A, which claimed the key, creates the run and finishes its session; then B marks it (no mark there) and loses.
+    expect(await a.orchestrator.createRun({ id: 'r-lose', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k3' })).toMatchObject({ id: 'r-lose', created: true });
+    expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
+    resume();
+    expect(await creatingB).toEqual({ id: 'r-lose', created: false });
     expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
     expect(loggedErrors).toEqual([]);
   });

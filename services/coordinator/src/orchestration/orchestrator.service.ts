@@ -108,7 +108,8 @@ export class Orchestrator implements OnApplicationShutdown {
     // Independent writes, sent together (one round trip on a new run's path): the definition the
     // run references, the tenant's run list, and the active mark, which is set before `create` so
     // that a sweeper finds the run if this process dies before carrying out its first commands.
-    const [compiled, , mark] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now, !params.keep?.test), this.store.markActive(id, now)]);
+    const [compiled, , marked] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now, !params.keep?.test), this.store.markActiveReplacing(id, now)]);
+    const mark = marked.score;
     let created: boolean;
     let writing = false;
     try {
@@ -119,16 +120,20 @@ export class Orchestrator implements OnApplicationShutdown {
       writing = true;
       created = await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token, params.notify);
     } catch (error) {
-      // The mark is this call's to clear only when nothing was written and no other creation can
-      // share the run id (no idempotency key: another creation with the key may have had its mark
-      // replaced by this one). Otherwise it stays, and a sweeper forgets it if no run was stored.
-      if (!writing && !params.idempotencyKey) await this.store.markIdle(id, mark).catch(() => undefined);
+      // The mark is this call's to clear only when nothing was written and it replaced no other
+      // creation's mark (one with the same idempotency key). Otherwise it stays, and a sweeper
+      // forgets it if no run was stored.
+      if (!writing && !marked.replaced) await this.store.markIdle(id, mark).catch(() => undefined);
       throw error;
     }
-    // Another creation with the same idempotency key stored the run first. The mark stays: it may
-    // be the only one (this call's replaced the winner's), and the winner may die before carrying
-    // out its first commands. A sweeper's take-over of a run with nothing left to do is harmless.
-    if (!created) return { id, created: false };
+    // Another creation with the same idempotency key stored the run first. A mark that replaced
+    // the winner's stays (the winner may die before carrying out its first commands; a sweeper's
+    // take-over of a run with nothing left to do is harmless); one that replaced none is cleared
+    // (a winner that marked after it has its own score, which this leaves alone).
+    if (!created) {
+      if (!marked.replaced) await this.store.markIdle(id, mark);
+      return { id, created: false };
+    }
     await this.runSession(id, mark);
     return { id, created: id === params.id };
   }

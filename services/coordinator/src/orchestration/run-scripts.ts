@@ -165,14 +165,14 @@ return {rec, refused}
  * Mark a run active with a score none of its marks had before: `now`, or the current mark + 1
  * when that is not older. Marks are told apart by their scores (an ending session clears only
  * its own: ZREM_IF_SCORE), so a mark set in the millisecond another was set must not take its
- * score. KEYS: active runs. ARGV: run id, now. Returns the score set.
+ * score. KEYS: active runs. ARGV: run id, now. Returns {the score set, 1 when it replaced a mark}.
  */
 export const MARK_ACTIVE = new LuaScript(`
 local score = tonumber(ARGV[2])
 local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if current and tonumber(current) >= score then score = tonumber(current) + 1 end
 redis.call('ZADD', KEYS[1], score, ARGV[1])
-return score
+return {score, current and 1 or 0}
 `);
 
 /** Remove a member of a sorted set only if its score is still `score`. KEYS: zset. ARGV: member, score. */

@@ -250,7 +250,13 @@ export class RunStore {
 
   /** Marks a run as being worked on; returns the mark's score, for `markIdle` (now, or one past the mark it replaced: MARK_ACTIVE). */
   async markActive(runId: string, now: number): Promise<number> {
-    return Number(await MARK_ACTIVE.run(this.redis, [this.keys.activeRuns()], [runId, String(now)]));
+    return (await this.markActiveReplacing(runId, now)).score;
+  }
+
+  /** `markActive`, also saying whether the mark replaced another (whose owner then has none). */
+  async markActiveReplacing(runId: string, now: number): Promise<{ score: number; replaced: boolean }> {
+    const [score, replaced] = (await MARK_ACTIVE.run(this.redis, [this.keys.activeRuns()], [runId, String(now)])) as [number, number];
+    return { score: Number(score), replaced: replaced === 1 };
   }
 
   /** Marks a run as being worked on unless it is marked already: true when this call set the mark (score = now). */
