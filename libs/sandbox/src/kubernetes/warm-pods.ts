@@ -90,8 +90,12 @@ export class WarmPodPool {
           const code = (error as { code?: number }).code;
           if (code === 404) break;
           if (code !== 409) throw error;
-          pod = await this.options.core.readNamespacedPod({ name, namespace: this.namespace });
-          if (pod.metadata?.labels?.[LABELS.role] !== WARM_ROLE || pod.metadata?.deletionTimestamp) break; // claimed meanwhile: the claimer's now
+          const current = await this.options.core.readNamespacedPod({ name, namespace: this.namespace }).catch((readError: { code?: number }) => {
+            if (readError.code === 404) return undefined; // gone meanwhile
+            throw readError;
+          });
+          if (!current || current.metadata?.labels?.[LABELS.role] !== WARM_ROLE || current.metadata?.deletionTimestamp) break; // gone, or claimed meanwhile: the claimer's now
+          pod = current;
         }
       }
     }

@@ -305,13 +305,19 @@ export class Orchestrator implements OnApplicationShutdown {
             outboxClear = false;
           }
         }
-        // A lost lease leaves the mark to the new owner.
-        if (lost) this.leaseLost(runId);
-        else await this.store.markIdle(runId, since!);
-        // No await from here to the end of the loop body: a submit that took the lease meanwhile has
-        // set the mark. It may have taken it after the lease was lost (a stalled session whose batch
-        // another coordinator applied): this process holds the lease then, and the loop goes on.
-        if (!this.rewoken.delete(runId)) return;
+        if (lost) {
+          // The mark is left to the new owner. A submit of this process may have taken the lease
+          // since (a stalled session whose batch another coordinator applied): the loop goes on
+          // while this process holds it. No await between the last look at `rewoken` and leaving.
+          this.leaseLost(runId);
+          let holds = false;
+          while (!holds && this.rewoken.delete(runId)) holds = await this.store.holdsLease(runId, this.token);
+          if (!holds) return;
+        } else {
+          await this.store.markIdle(runId, since!);
+          // No await from here to the end of the loop body: a submit that took the lease meanwhile has set the mark.
+          if (!this.rewoken.delete(runId)) return;
+        }
         since = undefined;
       }
     } catch (error) {

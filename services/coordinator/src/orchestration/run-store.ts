@@ -118,6 +118,11 @@ export class RunStore {
     return { outcome: 'owner', first: { record: rec ? (JSON.parse(rec) as RunRecord) : undefined, entries: entries.map(inboxEntry), outboxEmpty: outboxLength === 0 } };
   }
 
+  /** Whether `token` holds the run's lease now. */
+  async holdsLease(runId: string, token: string): Promise<boolean> {
+    return (await this.redis.get(this.keys.lease(runId))) === token;
+  }
+
   /** Takes a free lease (the sweeper and admission use it for runs nobody is working on). */
   async acquire(runId: string, token: string): Promise<boolean> {
     return (await this.redis.set(this.keys.lease(runId), token, 'PX', this.leaseMs, 'NX')) === 'OK';
