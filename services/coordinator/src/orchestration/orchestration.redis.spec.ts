@@ -85,6 +85,20 @@ async function waitFor(done: () => boolean | Promise<boolean>, what: string): Pr
   }
 }
 
+/** Makes the next call of `object[method]` wait until `resume()`; `reached()` says whether it was made. */
+function stallNextCall<T extends object>(object: T, method: keyof T & string): { reached: () => boolean; resume: () => void } {
+  let reached = false;
+  let resume!: () => void;
+  const gate = new Promise<void>((resolve) => (resume = resolve));
+  const original = (object[method] as (...args: unknown[]) => Promise<unknown>).bind(object);
+  jest.spyOn(object, method as never).mockImplementationOnce((async (...args: unknown[]) => {
+    reached = true;
+    await gate;
+    return original(...args);
+  }) as never);
+  return { reached: () => reached, resume };
+}
+
 /** The outcome one coordinator applying every result at once, in order, gives (the pure engine). */
 async function sequentialOutcome(workflow: Workflow, runId: string): Promise<RunState> {
   let state = createRunState({ id: runId, tenantId: 't', workflow, inputs: { k: 1 }, now: 0 });
@@ -192,17 +206,9 @@ describe('orchestration on a real Redis (issue 11)', () => {
     const b = start();
     const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
     // A claims the key and stalls just before marking the run.
-    let marking = false;
-    let resume!: () => void;
-    const stalled = new Promise<void>((resolve) => (resume = resolve));
-    const markActive = a.store.markActiveReplacing.bind(a.store);
-    jest.spyOn(a.store, 'markActiveReplacing').mockImplementationOnce(async (runId) => {
-      marking = true;
-      await stalled;
-      return markActive(runId, Date.now());
-    });
+    const marking = stallNextCall(a.store, 'markActiveReplacing');
     const creatingA = a.orchestrator.createRun({ id: 'r-idem', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k1' });
-    await waitFor(() => marking, 'A is about to mark the run');
+    await waitFor(marking.reached, 'A is about to mark the run');
     // B finds the key claimed but no run, so it creates the run under A's id, and dies before carrying out its first command.
     const execute = jest.spyOn(OutboxExecutor.prototype, 'execute').mockRejectedValueOnce(new Error('B died'));
     cleanups.push(async () => execute.mockRestore());
@@ -210,7 +216,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(execute).toHaveBeenCalledTimes(1);
     expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('B died')]);
     // A marks the run (its mark replaces B's), finds it created and leaves the mark.
-    resume();
+    marking.resume();
     expect(await creatingA).toEqual({ id: 'r-idem', created: false });
     expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual(['r-idem']);
     // B's lease runs out: a sweeper takes the run over and carries out its first command.
@@ -227,22 +233,14 @@ describe('orchestration on a real Redis (issue 11)', () => {
     const b = start();
     const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
     // B finds the key claimed but no run yet, and stalls before marking the run.
-    let stalled = false;
-    let resume!: () => void;
-    const gate = new Promise<void>((resolve) => (resume = resolve));
-    const mark = b.store.markActiveReplacing.bind(b.store);
-    jest.spyOn(b.store, 'markActiveReplacing').mockImplementationOnce(async (runId) => {
-      stalled = true;
-      await gate;
-      return mark(runId, Date.now());
-    });
+    const marking = stallNextCall(b.store, 'markActiveReplacing');
     await a.store.claimIdempotencyKey('t', 'k3', 'r-lose');
     const creatingB = b.orchestrator.createRun({ id: 'r-lose-b', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k3' });
-    await waitFor(() => stalled, 'B is about to mark the run');
+    await waitFor(marking.reached, 'B is about to mark the run');
     // A, which claimed the key, creates the run and finishes its session; then B marks it (no mark there) and loses.
     expect(await a.orchestrator.createRun({ id: 'r-lose', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k3' })).toMatchObject({ id: 'r-lose', created: true });
     expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
-    resume();
+    marking.resume();
     expect(await creatingB).toEqual({ id: 'r-lose', created: false });
     expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
     expect(loggedErrors).toEqual([]);
@@ -253,17 +251,9 @@ describe('orchestration on a real Redis (issue 11)', () => {
     const b = start();
     const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
     // A claims the key, marks the run and stalls before storing it.
-    let stalled = false;
-    let resume!: () => void;
-    const gate = new Promise<void>((resolve) => (resume = resolve));
-    const create = a.store.create.bind(a.store);
-    jest.spyOn(a.store, 'create').mockImplementationOnce(async (...args) => {
-      stalled = true;
-      await gate;
-      return create(...args);
-    });
+    const storing = stallNextCall(a.store, 'create');
     const creatingA = a.orchestrator.createRun({ id: 'r-key', tenantId: 't', workflow, inputs: {}, idempotencyKey: 'k2' });
-    await waitFor(() => stalled, 'A is about to store the run');
+    await waitFor(storing.reached, 'A is about to store the run');
     // The client's retry reaches B, whose mark replaces A's; B fails before writing anything.
     const dehydrate = jest.spyOn(RunPayloads.prototype, 'dehydrate').mockRejectedValueOnce(new Error('object store answered 503'));
     cleanups.push(async () => dehydrate.mockRestore());
@@ -271,7 +261,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
     // A stores the run and dies before carrying out its first commands.
     const execute = jest.spyOn(OutboxExecutor.prototype, 'execute').mockRejectedValueOnce(new Error('A died'));
     cleanups.push(async () => execute.mockRestore());
-    resume();
+    storing.resume();
     expect(await creatingA).toEqual({ id: 'r-key', created: true });
     expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('A died')]);
     expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual(['r-key']);
@@ -290,17 +280,9 @@ describe('orchestration on a real Redis (issue 11)', () => {
     const workflow = parseWorkflow({ id: 'chain3', nodes: ['a', 'b', 'c'].map((id) => ({ id, language: 'python', code })), edges: [{ from: 'a', to: 'b' }, { from: 'b', to: 'c' }] });
     const { id } = await a.orchestrator.createRun({ id: 'r-aba', tenantId: 't', workflow, inputs: {} });
     const finished = (nodeId: string, at: number): EngineEvent => ({ type: 'node_finished', result: outcomeOf({ runId: id, nodeId, attempt: 1, executionId: executionIdOf(id, nodeId, 1), tenantId: 't' }), at });
-    let stalled = false;
-    let resume!: () => void;
-    const gate = new Promise<void>((resolve) => (resume = resolve));
-    const commit = a.store.commit.bind(a.store);
-    jest.spyOn(a.store, 'commit').mockImplementationOnce(async (...args) => {
-      stalled = true;
-      await gate;
-      return commit(...args);
-    });
+    const committing = stallNextCall(a.store, 'commit');
     await a.orchestrator.submit(id, finished('a', 1));
-    await waitFor(() => stalled, "A's session is about to commit a's result");
+    await waitFor(committing.reached, "A's session is about to commit a's result");
     await a.redis.del(a.store.keys.lease(id)); // its lease runs out
     // B applies a's result (delivered again) and then b's.
     await b.orchestrator.submit(id, finished('a', 2));
@@ -309,7 +291,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
     await waitFor(() => b.orchestrator.activeSessions === 0, "B applied b's result");
     // An event reaches A: its process takes the lease with the same token, then the stalled session resumes.
     await a.orchestrator.submit(id, { type: 'node_started', nodeId: 'c', executionId: executionIdOf(id, 'c', 1), at: 4 });
-    resume();
+    committing.resume();
     await waitFor(() => a.orchestrator.activeSessions === 0, 'A finished');
     const nodes = await a.store.nodes(id, ['a', 'b', 'c']);
     expect([...nodes].map(([nodeId, node]) => [nodeId, node.status])).toEqual([['a', 'succeeded'], ['b', 'succeeded'], ['c', 'running']]);
