@@ -47,14 +47,20 @@ export function ensureSystemPackage(binary, debianPackage, why) {
  * `npm ci` on a fresh clone (exactly the locked versions, and package-lock.json is never rewritten,
  * so `npm start` leaves a clean tree), then an Nx build (cached). An existing node_modules is left
  * alone: `npm ci` would delete it under whatever else is running from it.
+ *
+ * Once built, the processes this one starts see PODFLOW_BUILT=1 and skip the build: a suite that
+ * runs a script (the client package's `pack-client.mjs`) would otherwise have Nx restore `dist/`
+ * from its cache while other suites start services from it (a missing file fails their start).
  */
 export function ensureInstalledAndBuilt() {
+  if (process.env.PODFLOW_BUILT === '1') return;
   if (!existsSync(join(ROOT, 'node_modules', '.package-lock.json'))) {
     say('installing npm dependencies (npm ci, locked versions)');
     run('npm', ['ci', '--no-audit', '--no-fund']);
   }
   say('building (nx run-many -t build)');
   run('npx', ['nx', 'run-many', '-t', 'build', '--output-style=static'], { env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  process.env.PODFLOW_BUILT = '1';
 }
 
 export function freePort() {

@@ -1,5 +1,5 @@
 import { CrashingCoordinators } from '../support/crashing-coordinators';
-import { startStack, type Stack } from '../support/stack';
+import { describeRun, startStack, type Stack } from '../support/stack';
 
 // Issue 11: kill -9 a coordinator between writing a batch and carrying out its commands, again
 // and again, under load: every run still finishes, each node executed once. Two coordinators
@@ -38,7 +38,13 @@ describe('coordinator crashes (issue 11)', () => {
         ids.push((await stack.client.submitRun({ workflow })).id);
         await new Promise((resolve) => setTimeout(resolve, 150));
       }
-      const runs = await Promise.all(ids.map((id) => stack.client.waitForRun(id, 200, 120_000)));
+      const runs = await Promise.all(
+        ids.map((id) =>
+          stack.client.waitForRun(id, 200, 120_000).catch(async (error: Error) => {
+            throw new Error(`${error.message}\n${await describeRun(stack, id)}\n${stack.logs().slice(-6000)}`);
+          }),
+        ),
+      );
       expect(crashing.unexpectedExit).toBeUndefined();
       expect(crashing.kills).toBeGreaterThanOrEqual(KILLS_AT_LEAST);
       for (const run of runs) {

@@ -35,6 +35,9 @@ function pool(size: number, extra: Partial<ConstructorParameters<typeof WarmPodP
   return new WarmPodPool({ core, placement, resources: resolvePodResources(undefined, { defaultCpuMillis: 1000, defaultMemoryBytes: 512 * 1024 * 1024, maxCpuMillis: 4000, maxMemoryBytes: 4096 * 1024 * 1024 }), requestRatio: 0.25, workerId: 'warm-test', size, ...extra });
 }
 
+/** Status, output and error of an outcome: a failure shows its error (and stderr) in the diff. */
+const ending = (outcome: SandboxOutcome) => ({ status: outcome.status, output: outcome.output, ...(outcome.error ? { error: outcome.error, stderr: outcome.logs.stderr.slice(-2000) } : {}) });
+
 const claimFor = (executionId: string) => ({ executionId, tenantId: 'acme', runId: executionId.split('.')[0]!, nodeId: 'main', attempt: 1, workerId: 'warm-test', nonce: randomBytes(16).toString('hex'), activeDeadlineSeconds: 120, deadlineAt: Date.now() + 120_000 });
 
 beforeEach(clearWarmPods);
@@ -163,12 +166,12 @@ describe('KubernetesDriver with warm pods', () => {
     // A delivery claims a warm pod and dies before disposing of it; the next delivery adopts that pod.
     const req = request('def main():\n    return {"n": 1}\n');
     const once = await driver.execute(req, new AbortController().signal);
-    expect(once).toMatchObject({ status: 'succeeded', output: { n: 1 } });
+    expect(ending(once)).toEqual({ status: 'succeeded', output: { n: 1 } });
     const { items } = await adminCore.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: `${LABELS.execution}=${executionLabel(req.executionId)}` });
     expect(items).toHaveLength(1);
     const again = await driver.execute(req, new AbortController().signal);
     outcomes.push(again);
-    expect(again).toMatchObject({ status: 'succeeded', output: { n: 1 } });
+    expect(ending(again)).toEqual({ status: 'succeeded', output: { n: 1 } });
     expect(driver.warmPool!.stats().claimed).toBe(claimed + 1);
   });
 });

@@ -132,13 +132,14 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+/** `what` is read when the wait fails: it may name output printed meanwhile. */
+async function waitFor(check: () => Promise<boolean>, what: () => string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out waiting for ${what}`);
+  throw new Error(`timed out waiting for ${what()}`);
 }
 
 export interface StackOptions {
@@ -221,7 +222,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       const port = extra.PORT;
       const child = launch('services/coordinator/dist/main.js', { ...(options.coordinatorEnv ?? {}), ...extra });
       const at = port ? `http://127.0.0.1:${port}` : url;
-      await waitFor(async () => (await fetch(`${at}/readyz`)).ok, `the coordinator on ${at}:\n${output.join('')}`);
+      await waitFor(async () => (await fetch(`${at}/readyz`)).ok, () => `the coordinator on ${at} (its output and the other services'):\n${output.join('').slice(-8000)}`);
       return child;
     },
     async startWorker(extra = {}) {
@@ -230,7 +231,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       workers.push(child);
       // Ready once its BullMQ worker shows up among the exec queue's workers.
       const expected = workers.filter((w) => w.exitCode === null && w.signalCode === null).length;
-      await waitFor(async () => (await execQueue.getWorkersCount()) >= expected, `worker ${workers.length}:\n${output.join('')}`);
+      await waitFor(async () => (await execQueue.getWorkersCount()) >= expected, () => `worker ${workers.length} (its output and the other services'):\n${output.join('').slice(-8000)}`);
       return child;
     },
     logs: () => output.join(''),
@@ -243,8 +244,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       if (s3 && s3Prefix) await deleteS3Prefix(s3, `${s3Prefix}/`);
     },
   };
-  await stack.startCoordinator();
-  for (let i = 0; i < (options.workers ?? 1); i++) await stack.startWorker();
+  try {
+    await stack.startCoordinator();
+    for (let i = 0; i < (options.workers ?? 1); i++) await stack.startWorker();
+  } catch (error) {
+    // A stack that did not come up stops what it started: its processes would keep Jest running.
+    await stack.stop().catch(() => undefined);
+    throw error;
+  }
   return stack;
 }
 
@@ -280,4 +287,31 @@ export async function runToEnd(stack: Stack, workflow: unknown, inputs: Record<s
 /** One Code node through `POST /v1/executions?wait=true`. */
 export function execute(stack: Stack, language: string, code: string, args: Record<string, unknown> = {}, timeout?: string) {
   return stack.client.execute({ language, code, args: args as never, ...(timeout ? { timeout } : {}) });
+}
+
+/**
+ * What holds a run up, read straight from Redis: its status, its nodes by status, the lease and
+ * its time left, its active mark, what waits in its inbox and outbox. For failure messages of
+ * tests that expect every run to finish (a stuck run names the step it stopped at).
+ */
+export async function describeRun(stack: Stack, runId: string): Promise<string> {
+  const k = stack.keys;
+  const [rec, nodes, lease, leaseMs, mark, inbox, outbox] = await Promise.all([
+    stack.redis.hget(k.run(runId), 'rec'),
+    stack.redis.hgetall(k.nodes(runId)),
+    stack.redis.get(k.lease(runId)),
+    stack.redis.pttl(k.lease(runId)),
+    stack.redis.zscore(k.activeRuns(), runId),
+    stack.redis.xrange(k.inbox(runId), '-', '+', 'COUNT', 20),
+    stack.redis.xrange(k.outbox(runId), '-', '+', 'COUNT', 20),
+  ]);
+  const byStatus: Record<string, string[]> = {};
+  for (const [id, json] of Object.entries(nodes)) (byStatus[(JSON.parse(json) as { status: string }).status] ??= []).push(id);
+  const status = rec ? (JSON.parse(rec) as { status: string }).status : '(no record)';
+  return [
+    `run ${runId}: ${status}; nodes ${JSON.stringify(byStatus)}`,
+    `lease ${lease ?? '(free)'} (${leaseMs} ms left); active mark ${mark ?? '(none)'} (now ${Date.now()})`,
+    `inbox ${JSON.stringify(inbox.map(([, fields]) => fields[1]!.slice(0, 200)))}`,
+    `outbox ${JSON.stringify(outbox.map(([, fields]) => fields[1]!.slice(0, 200)))}`,
+  ].join('\n');
 }
