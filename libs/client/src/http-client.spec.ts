@@ -36,6 +36,18 @@ describe('PodflowClient.waitForRun', () => {
     expect({ status: view.status, polls }).toEqual({ status: 'succeeded', polls: 4 });
   });
 
+  it('retries an UNAVAILABLE answer (503: the coordinator\'s Redis was slow; it says to retry)', async () => {
+    const unavailable = { status: 503, body: { error: { code: 'UNAVAILABLE', message: 'cannot check the API key now: Redis did not answer (no answer within 2000 ms); retry in a few seconds' } } };
+    answer = (poll) => (poll <= 2 ? unavailable : run('succeeded'));
+    const view = await new PodflowClient({ url, apiKey: 'k' }).waitForRun('r1', 5, 10_000);
+    expect({ status: view.status, polls }).toEqual({ status: 'succeeded', polls: 3 });
+    answer = () => unavailable;
+    await expect(new PodflowClient({ url, apiKey: 'k' }).waitForRun('r1', 20, 200)).rejects.toMatchObject({
+      code: 'RUN_TIMEOUT',
+      message: `run r1 did not finish within 200 ms (the last poll was answered: ${unavailable.body.error.message})`,
+    });
+  });
+
   it('does not retry an error answer: a 404 is the caller\'s to handle', async () => {
     answer = () => ({ status: 404, body: { error: { code: 'NOT_FOUND', message: 'run r1 not found' } } });
     await expect(new PodflowClient({ url, apiKey: 'k' }).waitForRun('r1', 5, 10_000)).rejects.toMatchObject({ code: 'NOT_FOUND' });

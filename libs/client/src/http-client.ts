@@ -93,20 +93,22 @@ export class PodflowClient {
   /**
    * Polls until the run is terminal (for callers that do not want a stream). A poll that fails to
    * reach the coordinator (a connection refused or closed, as when a coordinator is replaced in a
-   * rolling update) is retried until the deadline; an answer with an error status is not.
+   * rolling update), or that it answers with UNAVAILABLE (503: its Redis did not answer in time;
+   * the answer says to retry), is retried until the deadline; any other error status is not.
    */
   async waitForRun(id: string, pollMs = 250, timeoutMs = 3_600_000): Promise<RunView> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      let unreachable = false;
+      let unreachable: string | undefined;
       const run = await this.getRun(id).catch((error: unknown) => {
-        if (!isNetworkError(error)) throw error;
-        unreachable = true;
+        if (isNetworkError(error)) unreachable = 'could not reach the coordinator';
+        else if (error instanceof PodflowError && error.code === 'UNAVAILABLE') unreachable = `was answered: ${error.message}`;
+        else throw error;
         return undefined;
       });
       if (run && ['succeeded', 'failed', 'canceled'].includes(run.status)) return run;
       if (Date.now() > deadline) {
-        const last = unreachable ? ' (the last poll could not reach the coordinator)' : '';
+        const last = unreachable ? ` (the last poll ${unreachable})` : '';
         throw new PodflowError('RUN_TIMEOUT', `run ${id} did not finish within ${timeoutMs} ms${last}`);
       }
       await new Promise((r) => setTimeout(r, pollMs));
