@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GIVEN_UP_GRACE_MS } from './given-up-sweep';
 import { OutboxExecutor } from './outbox-executor';
+import { forgetRecordlessAfterMs } from './outbox-sweeper';
 import { RunPayloads } from './run-payloads';
 import { eventsOf } from './results.processor';
 import { loggedErrors, startCoordinator, testConfig, type TestCoordinator } from './testing/coordinators';
@@ -199,6 +200,65 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await store.staleRuns(at + 10)).toEqual(['r-mark']);
     await store.markIdle('r-mark', behind);
     expect(await store.staleRuns(at + 10)).toEqual([]);
+  });
+
+  it('a submit that takes the lease marks the run itself: a mark set just before it may have been replaced and cleared by another coordinator\'s whole session', async () => {
+    // On a Redis Cluster the mark and the submit go to different nodes; between them B runs a
+    // session that replaces A's mark with its own and clears it as it ends.
+    const a = start();
+    const b = start();
+    const workflow = parseWorkflow({ id: 'two', nodes: ['a', 'b'].map((id) => ({ id, language: 'python', code })), edges: [{ from: 'a', to: 'b' }] });
+    const { id } = await a.orchestrator.createRun({ id: 'r-unmarked', tenantId: 't', workflow, inputs: {} });
+    await waitFor(() => a.orchestrator.activeSessions === 0, 'the creation\'s session ended');
+    expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
+    const execution = (nodeId: string) => ({ runId: id, nodeId, attempt: 1, executionId: executionIdOf(id, nodeId, 1), tenantId: 't' });
+    // A's mark lands (none was there), its submit waits.
+    const submitting = stallNextCall(a.store, 'submit');
+    cleanups.push(async () => submitting.resume()); // a failed assertion must not leave a session waiting forever
+    const aSubmit = a.orchestrator.submit(id, { type: 'node_finished', result: outcomeOf(execution('a')), at: 2 });
+    await waitFor(submitting.reached, 'A marked the run and is about to submit');
+    await waitFor(async () => (await a.store.staleRuns(Date.now() + 60_000)).length === 1, "A's mark stored");
+    // B's whole session: it takes the lease, replaces A's mark, applies, releases and clears its mark.
+    await b.orchestrator.submit(id, { type: 'node_started', nodeId: 'a', executionId: executionIdOf(id, 'a', 1), at: 1 });
+    await waitFor(() => b.orchestrator.activeSessions === 0, "B's session ended");
+    expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
+    // A's submit takes the free lease; its session is about to commit a's result (b's enqueue) when A dies.
+    const committing = stallNextCall(a.store, 'commit');
+    cleanups.push(async () => committing.resume());
+    submitting.resume();
+    expect(await aSubmit).toBe('accepted');
+    await waitFor(committing.reached, "A's session is about to commit");
+    expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([id]);
+    // A "dies" there (its lease runs out, its session never commits): B's sweeper takes the run over.
+    await a.redis.del(a.store.keys.lease(id));
+    expect(await b.sweeper.sweep(Date.now() + 3 * b.config.RUN_LEASE_MS)).toBe(1);
+    await waitFor(async () => (await b.store.nodes(id, ['b'])).get('b')?.status === 'queued', "B applied a's result: b is queued");
+    committing.resume();
+    await waitFor(() => a.orchestrator.activeSessions === 0, "A's stalled session ended (its lease was lost)");
+    expect((await a.execQueue.getJobs(['waiting', 'prioritized'])).map((job) => job.data.nodeId).sort()).toEqual(['a', 'b']);
+    expect(loggedErrors).toEqual([]);
+  });
+
+  it('a creation that stalls past two leases before writing its run keeps its mark: the sweeper forgets record-less marks only when no creation can still be writing', async () => {
+    const a = start();
+    const b = start();
+    const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
+    const creating = stallNextCall(a.store, 'create');
+    cleanups.push(async () => creating.resume());
+    const created = a.orchestrator.createRun({ id: 'r-slow', tenantId: 't', workflow, inputs: {} });
+    await waitFor(creating.reached, 'A marked the run and is about to write it');
+    expect(await b.sweeper.sweep(Date.now() + 3 * b.config.RUN_LEASE_MS)).toBe(0);
+    expect(await b.store.staleRuns(Date.now() + 60_000)).toEqual(['r-slow']);
+    creating.resume();
+    expect(await created).toEqual({ id: 'r-slow', created: true });
+    // A mark whose run was never stored is forgotten once old enough.
+    const at = Date.now();
+    await b.store.markActive('r-never', at);
+    await b.sweeper.sweep(at + 3 * b.config.RUN_LEASE_MS);
+    expect(await b.store.staleRuns(at + 60_000)).toContain('r-never');
+    await b.sweeper.sweep(at + forgetRecordlessAfterMs(b.config.RUN_LEASE_MS) + 1);
+    expect(await b.store.staleRuns(at + 60_000)).not.toContain('r-never');
+    expect(loggedErrors).toEqual([]);
   });
 
   it('two creations with one idempotency key: the one that loses leaves the run marked, so a winner that dies before carrying out its first commands is taken over', async () => {

@@ -146,10 +146,14 @@ export class Orchestrator implements OnApplicationShutdown {
    * the mark is stored: if this process dies after taking the lease and before its session has
    * committed anything, the lease runs out and a sweeper takes over the events it left in the
    * inbox. A message whose submit never returned (a `results` job) is delivered again, and its
-   * submit marks the run again. The mark is set only where none is (an ending session's mark is
-   * left to it); a submit that takes the lease without having set the mark sets its own, as
-   * `markIdle` of the session that ends clears only the mark it set. A caller nothing delivers
-   * again (`redelivered: false`: a cancel through the API) marks the run before its submit instead.
+   * submit marks the run again. The mark sent with the submit is set only where none is (an
+   * ending session's mark is left to it): it covers events queued behind a lease holder. A submit
+   * that takes the lease always sets a mark of its own after it (MARK_ACTIVE), alongside its
+   * session's first batch, even when the first one was set: on a Redis Cluster the mark and the
+   * submit go to different nodes, so another coordinator's whole session may run between them,
+   * replace the first mark and clear its own, leaving this session's commands unmarked. A caller
+   * nothing delivers again (`redelivered: false`: a cancel through the API) marks the run before
+   * its submit instead.
    */
   async submit(runId: string, events: EngineEvent | readonly EngineEvent[], { redelivered = true }: { redelivered?: boolean } = {}): Promise<'accepted' | 'gone'> {
     const list = Array.isArray(events) ? events : [events as EngineEvent];
@@ -168,20 +172,10 @@ export class Orchestrator implements OnApplicationShutdown {
       return 'gone';
     }
     if (submitted.outcome === 'owner') {
-      // The lease is this process's now: a session starts whatever happens to the mark (it marks the run itself when this could not).
-      let since: number | undefined;
-      let markError: unknown;
-      if (mark.status === 'rejected') markError = mark.reason;
-      else if (marked !== undefined) since = marked;
-      else {
-        try {
-          since = await this.store.markActive(runId, Date.now());
-        } catch (error) {
-          markError = error;
-        }
-      }
+      // The lease is this process's now: its session starts at once and commits once this mark is stored.
+      const since = this.store.markActive(runId, Date.now());
       void this.runSession(runId, since, false, undefined, submitted.first);
-      if (markError !== undefined) throw markError; // the caller's message is delivered again (its events are applied once)
+      await since; // if it fails, the caller's message is delivered again (its events are applied once)
     }
     return 'accepted';
   }
@@ -241,7 +235,7 @@ export class Orchestrator implements OnApplicationShutdown {
    * cannot start a second loop, so it marks the run `rewoken` and the loop goes on: it checks the
    * mark after its last await and leaves `sessions` in the same synchronous step.
    */
-  private runSession(runId: string, mark?: number, releasing = false, heldBy?: string, first?: FirstBatch): Promise<void> {
+  private runSession(runId: string, mark?: number | Promise<number>, releasing = false, heldBy?: string, first?: FirstBatch): Promise<void> {
     const running = this.sessions.get(runId);
     if (running) {
       // The batch read with the lease is not used: the running loop reads it again (NEXT_BATCH).
@@ -260,17 +254,18 @@ export class Orchestrator implements OnApplicationShutdown {
    * commit wrote. Commands go out in outbox order: once admission holds one, later ones wait
    * behind it in the outbox (`flushOutbox`) instead of being carried out straight from the commit.
    *
-   * `first`: the batch read with the lease (SUBMIT_EVENTS, whose caller marked the run active):
-   * with an empty outbox it is applied at once.
+   * `first`: the batch read with the lease (SUBMIT_EVENTS): with an empty outbox it is applied at
+   * once. `mark`: the score of the run's mark, or the mark being set (its batch is applied
+   * meanwhile); no batch is committed before the session's mark is stored.
    */
-  private async drain(runId: string, mark: number | undefined, releasing: boolean, heldBy?: string, first?: FirstBatch): Promise<void> {
+  private async drain(runId: string, mark: number | Promise<number> | undefined, releasing: boolean, heldBy?: string, first?: FirstBatch): Promise<void> {
     let since = mark;
     let ready = first?.outboxEmpty && !releasing ? first : undefined;
     try {
       for (;;) {
         let held = false;
         if (!ready) [since, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
-        else since ??= await this.store.markActive(runId, Date.now());
+        else since ??= this.store.markActive(runId, Date.now());
         if (held) this.logger.debug({ runId }, 'executions held by admission');
         let outboxClear = !held;
         let carriedOut: string[] = [];
@@ -289,7 +284,7 @@ export class Orchestrator implements OnApplicationShutdown {
             this.logger.warn({ runId, events: step.entries.length }, 'events for a run that expired meanwhile dropped');
             return;
           }
-          const written = await this.applyBatch(step.record, step.entries);
+          const written = await this.applyBatch(step.record, step.entries, since!);
           if (!written) {
             lost = true;
             break;
@@ -314,7 +309,7 @@ export class Orchestrator implements OnApplicationShutdown {
           while (!holds && this.rewoken.delete(runId)) holds = await this.store.holdsLease(runId, this.token);
           if (!holds) return;
         } else {
-          await this.store.markIdle(runId, since!);
+          await this.store.markIdle(runId, await since!);
           // No await from here to the end of the loop body: a submit that took the lease meanwhile has set the mark.
           if (!this.rewoken.delete(runId)) return;
         }
@@ -373,8 +368,11 @@ export class Orchestrator implements OnApplicationShutdown {
     await this.store.hold(runId, tenantId, Date.now());
   }
 
-  /** Applies one batch of inbox entries: the outbox entries the commit wrote, or undefined when the lease was lost (nothing written). */
-  private async applyBatch(record: RunRecord, entries: InboxEntry[]): Promise<OutboxEntry[] | undefined> {
+  /**
+   * Applies one batch of inbox entries: the outbox entries the commit wrote, or undefined when the
+   * lease was lost (nothing written). Commits once `marked` (the session's mark) is stored.
+   */
+  private async applyBatch(record: RunRecord, entries: InboxEntry[], marked: number | Promise<number>): Promise<OutboxEntry[] | undefined> {
     const applied = entries.map((entry) => entry.id);
     const compiled = await this.definitions.get(record.workflowHash);
     const events = entries.flatMap((entry) => (entry.event ? [entry.event] : []));
@@ -387,6 +385,7 @@ export class Orchestrator implements OnApplicationShutdown {
       changes = await this.failOnUnapplicable(compiled, record, events, error as Error);
     }
     await this.payloads.dehydrate(changes);
+    await marked;
     const written = await this.store.commit(record.id, this.token, { changes, applied });
     if (written) this.metrics?.resultsApplied.inc(entries.length);
     if (written) for (const [nodeId, node] of changes.nodes) this.cache.rememberNode(record.id, nodeId, node);

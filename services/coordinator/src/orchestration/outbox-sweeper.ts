@@ -8,6 +8,13 @@ import { GivenUpSweep } from './given-up-sweep';
 import { Orchestrator } from './orchestrator.service';
 import { RunStore } from './run-store';
 
+/**
+ * A mark whose run has no record is forgotten once it is this old: a creation marks its run
+ * before it writes it, and one that stalls (GC, a slow object store for large inputs) must not
+ * find its mark forgotten when it writes the run, or the run would have none if it died then.
+ */
+export const forgetRecordlessAfterMs = (leaseMs: number) => Math.max(60_000, 10 * leaseMs);
+
 /** Held runs of one tenant offered their turn per pass, oldest first. */
 const HELD_PER_TENANT = 50;
 /** Every this many sweeps: given-up executions are reported, and executions that left `exec` without a result stop counting against their tenant. */
@@ -78,7 +85,9 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
       let taken = 0;
       for (const runId of await this.store.staleRuns(now - 2 * this.config.RUN_LEASE_MS)) {
         if (!(await this.store.record(runId))) {
-          await this.store.forgetActive(runId); // expired
+          // Expired, or never stored (a creation that lost its idempotency race, or failed): forgotten
+          // once no creation can still be writing it (a young mark may be one under way).
+          await this.store.forgetActiveIfOlder(runId, now - forgetRecordlessAfterMs(this.config.RUN_LEASE_MS));
           continue;
         }
         if (await this.orchestrator.takeOver(runId)) {

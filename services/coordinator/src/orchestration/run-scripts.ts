@@ -181,6 +181,13 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZRE
 return 0
 `);
 
+/** Remove a member of a sorted set only if its score is below ARGV[2]. KEYS: zset. ARGV: member, bound. */
+export const ZREM_IF_OLDER = new LuaScript(`
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) < tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`);
+
 /** Store a definition once (it is immutable) and keep it as long as its newest run. KEYS: definition. ARGV: json, ttlSeconds. */
 export const PUT_DEFINITION = new LuaScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end

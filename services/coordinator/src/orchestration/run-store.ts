@@ -6,7 +6,7 @@ import type { CoordinatorConfig } from '../config';
 import { CONFIG, STATE_REDIS } from '../tokens';
 import { RunKeys } from './run-keys';
 import { MAX_NOTIFY_TARGETS, parseTargets, storedTargets, type NotifyTarget } from '../notify/notify-targets';
-import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, NOTE_SUCCEEDED, MARK_ACTIVE, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_SCORE } from './run-scripts';
+import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, NOTE_SUCCEEDED, MARK_ACTIVE, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_OLDER, ZREM_IF_SCORE } from './run-scripts';
 
 /** Entries of a run's event stream read per XRANGE. */
 const EVENT_PAGE = 200;
@@ -336,8 +336,14 @@ export class RunStore {
     await this.redis.zrem(this.keys.legacyHeldRuns(), runId);
   }
 
-  async forgetActive(runId: string): Promise<void> {
-    await this.redis.zrem(this.keys.activeRuns(), runId);
+  /**
+   * Forgets the mark of a run that has no record, once the mark is from before `before`: a
+   * creation marks its run before it writes it, so a younger mark may belong to a creation still
+   * under way (forgotten, and that creator dying right after writing, its run would have no mark).
+   * Returns whether it was forgotten.
+   */
+  async forgetActiveIfOlder(runId: string, before: number): Promise<boolean> {
+    return (await ZREM_IF_OLDER.run(this.redis, [this.keys.activeRuns()], [runId, String(before)])) === 1;
   }
 
   /**
