@@ -261,6 +261,23 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(loggedErrors).toEqual([]);
   });
 
+  it('marks the sweeper leaves (young record-less ones) do not hide a run behind them that needs taking over', async () => {
+    const coordinator = start();
+    const { store, redis } = coordinator;
+    const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
+    const { id } = await coordinator.orchestrator.createRun({ id: 'r-behind', tenantId: 't', workflow, inputs: {} });
+    await waitFor(() => coordinator.orchestrator.activeSessions === 0, 'the creation\'s session ended');
+    const at = Date.now();
+    // 250 creations under way (marked, not written yet), then a run whose owner died with a command in its outbox.
+    for (let i = 0; i < 250; i++) await store.markActive(`r-creating-${i}`, at);
+    await store.markActive(id, at + 1);
+    await redis.xadd(store.keys.outbox(id), '*', 'c', JSON.stringify({ type: 'schedule_run_timeout', at: Date.now() + 600_000 }));
+    expect(await coordinator.sweeper.sweep(at + 3 * coordinator.config.RUN_LEASE_MS)).toBe(1);
+    expect(await redis.xlen(store.keys.outbox(id))).toBe(0);
+    expect(await store.staleRuns(at + 60_000, 1000)).toHaveLength(250);
+    expect(loggedErrors).toEqual([]);
+  });
+
   it('two creations with one idempotency key: the one that loses leaves the run marked, so a winner that dies before carrying out its first commands is taken over', async () => {
     const a = start();
     const b = start();

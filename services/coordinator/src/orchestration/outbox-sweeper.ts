@@ -15,6 +15,10 @@ import { RunStore } from './run-store';
  */
 export const forgetRecordlessAfterMs = (leaseMs: number) => Math.max(60_000, 10 * leaseMs);
 
+/** Stale marks read per page, and at most this many pages per sweep. */
+const STALE_PAGE = 100;
+const STALE_PAGES = 10;
+
 /** Held runs of one tenant offered their turn per pass, oldest first. */
 const HELD_PER_TENANT = 50;
 /** Every this many sweeps: given-up executions are reported, and executions that left `exec` without a result stop counting against their tenant. */
@@ -83,17 +87,24 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
     this.sweeping = true;
     try {
       let taken = 0;
-      for (const runId of await this.store.staleRuns(now - 2 * this.config.RUN_LEASE_MS)) {
-        if (!(await this.store.record(runId))) {
-          // Expired, or never stored (a creation that lost its idempotency race, or failed): forgotten
-          // once no creation can still be writing it (a young mark may be one under way).
-          await this.store.forgetActiveIfOlder(runId, now - forgetRecordlessAfterMs(this.config.RUN_LEASE_MS));
-          continue;
+      // Page after page while pages come back full: marks that stay (young record-less ones, runs
+      // whose live session holds the lease) must not hide the runs behind them.
+      for (let page = 0, offset = 0; page < STALE_PAGES; page++) {
+        const runIds = await this.store.staleRuns(now - 2 * this.config.RUN_LEASE_MS, STALE_PAGE, offset);
+        for (const runId of runIds) {
+          if (!(await this.store.record(runId))) {
+            // Expired, or never stored (a creation that lost its idempotency race, or failed): forgotten
+            // once no creation can still be writing it (a young mark may be one under way).
+            if (!(await this.store.forgetActiveIfOlder(runId, now - forgetRecordlessAfterMs(this.config.RUN_LEASE_MS)))) offset += 1;
+            continue;
+          }
+          // Taken over, its mark moves past `now`; otherwise it stays where it is.
+          if (await this.orchestrator.takeOver(runId)) {
+            this.logger.warn({ runId }, 'took over a run whose coordinator stopped working on it');
+            taken += 1;
+          } else offset += 1;
         }
-        if (await this.orchestrator.takeOver(runId)) {
-          this.logger.warn({ runId }, 'took over a run whose coordinator stopped working on it');
-          taken += 1;
-        }
+        if (runIds.length < STALE_PAGE) break;
       }
       await this.releaseHeld(now);
       if (++this.sweeps % RECONCILE_EVERY_SWEEPS === 0) {

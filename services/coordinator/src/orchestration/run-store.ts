@@ -275,8 +275,8 @@ export class RunStore {
   }
 
   /** Runs marked active since before `before`: their owner may have died. */
-  async staleRuns(before: number, limit = 100): Promise<string[]> {
-    return this.redis.zrangebyscore(this.keys.activeRuns(), '-inf', before, 'LIMIT', 0, limit);
+  async staleRuns(before: number, limit = 100, offset = 0): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.activeRuns(), '-inf', before, 'LIMIT', offset, limit);
   }
 
   /** Puts a run in the held list (FIFO by when it first waited) until admission lets its executions go. */
