@@ -38,6 +38,8 @@ type PodChoice = { kind: 'create'; name: string } | { kind: 'claimed'; name: str
 const NO_LOGS: CapturedLogs = { stdout: '', stderr: '', truncated: false };
 /** After the runner's stream ends without a full answer, how long to wait for the pod's final status. */
 const FINAL_STATUS_WAIT_MS = 15_000;
+/** Reads of an ended pod's log before its answer counts as unreadable. */
+const LOG_READ_ATTEMPTS = 3;
 
 type Ending = { kind: 'stream-closed' } | { kind: 'timeout' } | { kind: 'canceled' } | { kind: 'pod-ended' };
 
@@ -328,13 +330,27 @@ export class KubernetesDriver implements SandboxDriver {
     }
     if (isOomKilled(settled.state)) return done({ kind: 'out-of-memory', how: `the container was OOMKilled (exit code ${settled.state.exitCode})` });
     // The container ended on its own but its stream was cut (an adopted pod, a dropped
-    // connection): the answer is still in its log.
-    const log = await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME).catch(() => undefined);
-    const fromLog = log ? readAnswer(log, nonce) : undefined;
+    // connection): the answer is still in its log. A log that cannot be read is not the code's
+    // doing: the execution is lost (retried), not reported as a crash of the runner.
+    const log = await this.readLogOfEnded(name);
+    if ('error' in log) return done({ kind: 'lost', message: `pod ${this.namespace}/${name} ended, but its log (where the answer is) could not be read: ${log.error}` });
+    const fromLog = readAnswer(log.bytes, nonce);
     if (fromLog) return fromAnswer(fromLog.response, fromLog.files, execStarted, memoryBytes);
     const exit = `exit code ${settled.state.exitCode}${settled.state.reason ? ` (${settled.state.reason})` : ''}`;
     // As on the process driver: a runner that exits on its own without answering is the code's doing (os._exit, a native crash).
     return done({ kind: 'crashed', how: `the runner in pod ${name} ended with ${exit} before returning a result`, details: { exitCode: settled.state.exitCode, stderrTail: logs.stderr.slice(-2000) } });
+  }
+
+  /** The log of a pod whose container ended, read up to LOG_READ_ATTEMPTS times (a kubelet that just saw the container end may fail the first read). */
+  private async readLogOfEnded(name: string): Promise<{ bytes: Buffer } | { error: string }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return { bytes: await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME) };
+      } catch (error) {
+        if (attempt >= LOG_READ_ATTEMPTS) return { error: (error as Error).message };
+        await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+      }
+    }
   }
 
   private async deletePod(name: string): Promise<void> {
