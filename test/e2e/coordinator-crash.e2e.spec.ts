@@ -41,7 +41,8 @@ describe('coordinator crashes (issue 11)', () => {
       const runs = await Promise.all(
         ids.map((id) =>
           stack.client.waitForRun(id, 200, 120_000).catch(async (error: Error) => {
-            throw new Error(`${error.message}\n${await describeRun(stack, id)}\n${stack.logs().slice(-6000)}`);
+            const state = await describeRun(stack, id).catch((failed: Error) => `(could not describe it: ${failed.message})`);
+            throw new Error(`${error.message}\n${state}\n${stack.logs().slice(-6000)}`);
           }),
         ),
       );

@@ -237,10 +237,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     logs: () => output.join(''),
     async stop() {
       await Promise.all(children.map((c) => stopProcess(c)));
-      await execQueue.close();
-      await deleteKeys(redis, await scanKeys(redis, `${prefix}:*`));
-      redis.disconnect();
-      rmSync(storageDir, { recursive: true, force: true });
+      try {
+        await execQueue.close();
+        await deleteKeys(redis, await scanKeys(redis, `${prefix}:*`));
+      } finally {
+        redis.disconnect(); // an open connection would keep Jest running
+        rmSync(storageDir, { recursive: true, force: true });
+      }
       if (s3 && s3Prefix) await deleteS3Prefix(s3, `${s3Prefix}/`);
     },
   };

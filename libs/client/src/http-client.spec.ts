@@ -41,6 +41,10 @@ describe('PodflowClient.waitForRun', () => {
     answer = (poll) => (poll <= 2 ? unavailable : run('succeeded'));
     const view = await new PodflowClient({ url, apiKey: 'k' }).waitForRun('r1', 5, 10_000);
     expect({ status: view.status, polls }).toEqual({ status: 'succeeded', polls: 3 });
+    // A proxy's own gateway error (not JSON) during a rolling update counts the same.
+    answer = (poll) => (poll === 4 ? { status: 502, body: '<html>Bad Gateway</html>' } : poll === 5 ? { status: 504, body: 'upstream timed out' } : run('succeeded'));
+    expect((await new PodflowClient({ url, apiKey: 'k' }).waitForRun('r1', 5, 10_000)).status).toBe('succeeded');
+    expect(polls).toBe(6);
     answer = () => unavailable;
     await expect(new PodflowClient({ url, apiKey: 'k' }).waitForRun('r1', 20, 200)).rejects.toMatchObject({
       code: 'RUN_TIMEOUT',

@@ -183,12 +183,17 @@ function isNetworkError(error: unknown): boolean {
   return typeof code === 'string' && TRANSIENT_CAUSES.has(code);
 }
 
+/** Statuses a proxy answers with while no coordinator behind it can. */
+const GATEWAY_UNAVAILABLE = new Set([502, 503, 504]);
+
 async function toError(response: Response): Promise<PodflowError> {
   const text = await response.text();
   try {
     const { error } = JSON.parse(text) as { error: { code: string; message: string; details?: Record<string, unknown> } };
     return new PodflowError(isErrorCode(error.code) ? error.code : 'INTERNAL', error.message, error.details);
   } catch {
-    return new PodflowError('INTERNAL', `HTTP ${response.status}: ${text.slice(0, 500)}`);
+    // Not podflow's answer: a proxy or load balancer in front of it (a gateway error during a rolling update is UNAVAILABLE).
+    const code = GATEWAY_UNAVAILABLE.has(response.status) ? 'UNAVAILABLE' : 'INTERNAL';
+    return new PodflowError(code, `HTTP ${response.status}: ${text.slice(0, 500)}`);
   }
 }

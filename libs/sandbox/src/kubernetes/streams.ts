@@ -34,6 +34,9 @@ export class ByteCollector extends Writable {
  * A container's log as raw bytes. The generated client decodes logs as text, which would mangle
  * the binary file frames a runner writes; this asks the API directly with the same credentials.
  */
+/** Inactivity bound of one log read. */
+const LOG_READ_TIMEOUT_MS = 30_000;
+
 export async function readPodLogBytes(config: KubeConfig, namespace: string, name: string, container: string): Promise<Buffer> {
   const cluster = config.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
@@ -53,6 +56,8 @@ export async function readPodLogBytes(config: KubeConfig, namespace: string, nam
       res.on('error', reject);
     });
     req.on('error', reject);
+    // A kubelet that takes the request and never answers must not hold the execution until its run times out.
+    req.setTimeout(LOG_READ_TIMEOUT_MS, () => req.destroy(new Error(`reading the log of pod ${namespace}/${name} took more than ${LOG_READ_TIMEOUT_MS} ms`)));
     req.end();
   });
 }

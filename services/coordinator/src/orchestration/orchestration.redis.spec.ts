@@ -239,6 +239,28 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(loggedErrors).toEqual([]);
   });
 
+  it('a session started by a submit applies its first batch meanwhile but commits only once its mark is stored', async () => {
+    const a = start();
+    const workflow = parseWorkflow({ id: 'two', nodes: ['a', 'b'].map((id) => ({ id, language: 'python', code })), edges: [{ from: 'a', to: 'b' }] });
+    const { id } = await a.orchestrator.createRun({ id: 'r-mark-first', tenantId: 't', workflow, inputs: {} });
+    await waitFor(() => a.orchestrator.activeSessions === 0, 'the creation\'s session ended');
+    const marking = stallNextCall(a.store, 'markActive');
+    cleanups.push(async () => marking.resume());
+    const commit = jest.spyOn(a.store, 'commit');
+    cleanups.push(async () => commit.mockRestore());
+    const submitted = a.orchestrator.submit(id, { type: 'node_finished', result: outcomeOf({ runId: id, nodeId: 'a', attempt: 1, executionId: executionIdOf(id, 'a', 1), tenantId: 't' }), at: 1 });
+    await waitFor(marking.reached, 'the submit took the lease and is marking the run');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(commit).not.toHaveBeenCalled();
+    expect(await a.redis.xlen(a.store.keys.outbox(id))).toBe(0);
+    marking.resume();
+    expect(await submitted).toBe('accepted');
+    await waitFor(() => a.orchestrator.activeSessions === 0, 'the session ended');
+    expect(commit).toHaveBeenCalledTimes(1);
+    expect((await a.store.nodes(id, ['b'])).get('b')).toMatchObject({ status: 'queued' });
+    expect(loggedErrors).toEqual([]);
+  });
+
   it('a creation that stalls past two leases before writing its run keeps its mark: the sweeper forgets record-less marks only when no creation can still be writing', async () => {
     const a = start();
     const b = start();

@@ -172,10 +172,12 @@ export class Orchestrator implements OnApplicationShutdown {
       return 'gone';
     }
     if (submitted.outcome === 'owner') {
-      // The lease is this process's now: its session starts at once and commits once this mark is stored.
+      // The lease is this process's now: its session starts at once and commits once this mark is
+      // stored. If it fails, the caller's message is delivered again (its events are applied once),
+      // and the session tries once more rather than leave the run to a sweep.
       const since = this.store.markActive(runId, Date.now());
-      void this.runSession(runId, since, false, undefined, submitted.first);
-      await since; // if it fails, the caller's message is delivered again (its events are applied once)
+      void this.runSession(runId, since.catch(() => this.store.markActive(runId, Date.now())), false, undefined, submitted.first);
+      await since;
     }
     return 'accepted';
   }

@@ -88,8 +88,9 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
     try {
       let taken = 0;
       // Page after page while pages come back full: marks that stay (young record-less ones, runs
-      // whose live session holds the lease) must not hide the runs behind them.
-      for (let page = 0, offset = 0; page < STALE_PAGES; page++) {
+      // whose live session holds the lease) must not hide the runs behind them. At most a page of
+      // take-overs per sweep (each drains a whole session; held runs and the rest wait behind).
+      for (let page = 0, offset = 0; page < STALE_PAGES && taken < STALE_PAGE; page++) {
         const runIds = await this.store.staleRuns(now - 2 * this.config.RUN_LEASE_MS, STALE_PAGE, offset);
         for (const runId of runIds) {
           if (!(await this.store.record(runId))) {
@@ -98,7 +99,7 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
             if (!(await this.store.forgetActiveIfOlder(runId, now - forgetRecordlessAfterMs(this.config.RUN_LEASE_MS)))) offset += 1;
             continue;
           }
-          // Taken over, its mark moves past `now`; otherwise it stays where it is.
+          // Taken over, it was marked anew (a later score) and is no longer at this offset; otherwise it stays.
           if (await this.orchestrator.takeOver(runId)) {
             this.logger.warn({ runId }, 'took over a run whose coordinator stopped working on it');
             taken += 1;
