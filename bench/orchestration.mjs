@@ -17,7 +17,7 @@
 // Where the time goes, next to each figure: CPU ms per node of the coordinator, the worker and
 // redis-server (usage.mjs), Redis commands per node, for chains the split of a step into queue
 // hops and coordinator work (step-breakdown.mjs), and with `cpuProfDir` a CPU profile of the
-// coordinator over the measured runs (cpu-profile-hook.mjs, summarised by cpu-profile.mjs).
+// coordinator and the worker over the measured runs (cpu-profile-hook.mjs, summarised by cpu-profile.mjs).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -117,15 +117,16 @@ function firstLine(error) {
 
 /** The coordinator's environment: MAX_NODES_PER_RUN, and the CPU profile hook when `profileFile` is set. */
 function coordinatorEnv(settings, profileFile) {
-  const env = { MAX_NODES_PER_RUN: String(settings.maxNodesPerRun) };
-  if (profileFile) {
-    env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${pathToFileURL(PROFILE_HOOK).href}`.trim();
-    env.BENCH_CPU_PROF_FILE = profileFile;
-  }
-  return env;
+  return { MAX_NODES_PER_RUN: String(settings.maxNodesPerRun), ...profileEnv(profileFile) };
 }
 
-/** Reads and summarises the profile the coordinator wrote on its way out; logs the top of it. */
+/** The CPU profile hook (cpu-profile-hook.mjs) writing to `profileFile`, when set. */
+function profileEnv(profileFile) {
+  if (!profileFile) return {};
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${pathToFileURL(PROFILE_HOOK).href}`.trim(), BENCH_CPU_PROF_FILE: profileFile };
+}
+
+/** Reads and summarises the profile a service wrote on its way out; logs the top of it. */
 function readProfile(file, label) {
   if (!existsSync(file)) {
     log(`${label}: no CPU profile at ${file}`);
@@ -134,7 +135,7 @@ function readProfile(file, label) {
   const summary = summariseProfile(JSON.parse(readFileSync(file, 'utf8')));
   const text = formatSummary(summary, 30);
   writeFileSync(file.replace(/\.cpuprofile$/, '.txt'), text);
-  log(`${label}: coordinator CPU profile ${file}\n${formatSummary(summary, 12)}`);
+  log(`${label}: CPU profile ${file}\n${formatSummary(summary, 12)}`);
   const top = (list) => list.slice(0, 15).map(([name, ms]) => ({ name, ms: Math.round(ms) }));
   return { file, busyMs: Math.round(summary.busyMs), idleMs: Math.round(summary.idleMs), packages: top(summary.packages), self: top(summary.self), inclusive: top(summary.inclusive) };
 }
@@ -150,15 +151,16 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
   const result = { kind, nodes, reps, samples: [] };
   const label = `${kind} ${nodes}`;
   const profileFile = settings.cpuProfDir ? join(settings.cpuProfDir, `coordinator-${kind}-${nodes}.cpuprofile`) : undefined;
+  const workerProfileFile = settings.cpuProfDir ? join(settings.cpuProfDir, `worker-${kind}-${nodes}.cpuprofile`) : undefined;
   let stack;
   try {
-    stack = await startStack({ redisUrl, concurrency: settings.concurrency, driver: 'noop', coordinatorEnv: coordinatorEnv(settings, profileFile) });
+    stack = await startStack({ redisUrl, concurrency: settings.concurrency, driver: 'noop', coordinatorEnv: coordinatorEnv(settings, profileFile), workerEnv: profileEnv(workerProfileFile) });
     for (let i = 0; i < WARMUP_RUNS; i++) await runOnce(stack, build(Math.min(nodes, WARMUP_MAX_NODES)), settings.timeoutMs);
     // The bench process too: it reads every event of the run over SSE, on the same cores.
     const pids = { coordinator: stack.coordinatorPid, worker: stack.workerPids[0], redis: await redisPid(stack.redis), bench: process.pid };
     const cpuBefore = cpuOf(pids);
     const commandsBefore = await commandStats(stack.redis);
-    if (profileFile) process.kill(stack.coordinatorPid, 'SIGWINCH');
+    if (profileFile) for (const pid of [stack.coordinatorPid, stack.workerPids[0]]) process.kill(pid, 'SIGWINCH');
     let last;
     for (let i = 0; i < reps; i++) {
       const workflow = build(nodes);
@@ -186,7 +188,8 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
     if (stack) result.warnings = stack.warnings();
     await stack?.stop();
   }
-  if (profileFile) result.profile = readProfile(profileFile, label);
+  if (profileFile) result.profile = readProfile(profileFile, `${label}, coordinator`);
+  if (workerProfileFile) result.workerProfile = readProfile(workerProfileFile, `${label}, worker`);
   return summarize(result);
 }
 
@@ -351,7 +354,7 @@ export function orchestrationTable(results, machine) {
     `a fresh coordinator + worker + QUEUE_PREFIX per size, warmed up with ${WARMUP_RUNS} runs of the same shape (at most ${WARMUP_MAX_NODES.toLocaleString('en-US')} nodes each); the coordinator started with MAX_NODES_PER_RUN=${settings.maxNodesPerRun}; per-case timeout ${(settings.timeoutMs / 1000).toFixed(0)} s`,
     `RSS = VmRSS (peak = VmHWM) of the coordinator process from /proc/<pid>/status; CPU ms per node = utime + stime (/proc/<pid>/stat) of each process over the measured runs ÷ their nodes (bench = this process, which follows every run's events over SSE); Redis commands per node from INFO commandstats (commands Lua scripts call included; the worker's and the bench's own commands too)`,
     `chain step breakdown (last run of each chain): step-breakdown.mjs; the hops are measured between the commit that queued a node, its exec job's added, taken and finished times and the commit that recorded it succeeded`,
-    ...(settings.cpuProfDir ? [`the coordinator ran under the CPU profiler (BENCH_ORCH_CPU_PROF=${settings.cpuProfDir}, sampling every 250 µs) during the measured runs: its figures are slower than without it`] : []),
+    ...(settings.cpuProfDir ? [`the coordinator and the worker ran under the CPU profiler (BENCH_ORCH_CPU_PROF=${settings.cpuProfDir}, sampling every 250 µs) during the measured runs: their figures are slower than without it`] : []),
     ...warningNotes(results),
     `total ${results.seconds.toFixed(0)} s${results.loadAverage ? `; 1-minute load average ${results.loadAverage.before.toFixed(2)} before, ${results.loadAverage.after.toFixed(2)} after (anything else running on the machine skews these figures)` : ''}`,
   ];

@@ -30,9 +30,10 @@
 //   BENCH_ORCH_TIMEOUT_S    orchestration: time limit of each case in seconds (default 600)
 //   MAX_NODES_PER_RUN       orchestration: handed to the coordinator (default 10000); a coordinator
 //                           that does not know it keeps its own limit and refuses larger workflows
-//   BENCH_ORCH_CPU_PROF     orchestration: a directory; the coordinator of every fan-out and chain is
-//                           CPU-profiled over its measured runs (coordinator-<shape>-<n>.cpuprofile,
-//                           a summary next to it as .txt; bench/cpu-profile.mjs summarises any profile).
+//   BENCH_ORCH_CPU_PROF     orchestration: a directory; the coordinator and the worker of every fan-out
+//                           and chain are CPU-profiled over its measured runs
+//                           ({coordinator,worker}-<shape>-<n>.cpuprofile, a summary next to each as .txt;
+//                           bench/cpu-profile.mjs summarises any profile).
 //                           The figures of such a run are slowed by the profiler.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
