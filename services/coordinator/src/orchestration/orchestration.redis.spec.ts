@@ -100,6 +100,13 @@ function stallNextCall<T extends object>(object: T, method: keyof T & string): {
   return { reached: () => reached, resume };
 }
 
+/** Creates a run on `coordinator` and waits until its first session has ended (lease free, no mark). */
+async function createdAndIdle(coordinator: TestCoordinator, id: string, workflow: Workflow): Promise<string> {
+  await coordinator.orchestrator.createRun({ id, tenantId: 't', workflow, inputs: {} });
+  await waitFor(() => coordinator.orchestrator.activeSessions === 0, "the creation's session ended");
+  return id;
+}
+
 /** The outcome one coordinator applying every result at once, in order, gives (the pure engine). */
 async function sequentialOutcome(workflow: Workflow, runId: string): Promise<RunState> {
   let state = createRunState({ id: runId, tenantId: 't', workflow, inputs: { k: 1 }, now: 0 });
@@ -208,8 +215,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
     const a = start();
     const b = start();
     const workflow = parseWorkflow({ id: 'two', nodes: ['a', 'b'].map((id) => ({ id, language: 'python', code })), edges: [{ from: 'a', to: 'b' }] });
-    const { id } = await a.orchestrator.createRun({ id: 'r-unmarked', tenantId: 't', workflow, inputs: {} });
-    await waitFor(() => a.orchestrator.activeSessions === 0, 'the creation\'s session ended');
+    const id = await createdAndIdle(a, 'r-unmarked', workflow);
     expect(await a.store.staleRuns(Date.now() + 60_000)).toEqual([]);
     const execution = (nodeId: string) => ({ runId: id, nodeId, attempt: 1, executionId: executionIdOf(id, nodeId, 1), tenantId: 't' });
     // A's mark lands (none was there), its submit waits.
@@ -242,8 +248,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
   it('a session started by a submit applies its first batch meanwhile but commits only once its mark is stored', async () => {
     const a = start();
     const workflow = parseWorkflow({ id: 'two', nodes: ['a', 'b'].map((id) => ({ id, language: 'python', code })), edges: [{ from: 'a', to: 'b' }] });
-    const { id } = await a.orchestrator.createRun({ id: 'r-mark-first', tenantId: 't', workflow, inputs: {} });
-    await waitFor(() => a.orchestrator.activeSessions === 0, 'the creation\'s session ended');
+    const id = await createdAndIdle(a, 'r-mark-first', workflow);
     const marking = stallNextCall(a.store, 'markActive');
     cleanups.push(async () => marking.resume());
     const commit = jest.spyOn(a.store, 'commit');
@@ -287,8 +292,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
     const coordinator = start();
     const { store, redis } = coordinator;
     const workflow = parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code }] });
-    const { id } = await coordinator.orchestrator.createRun({ id: 'r-behind', tenantId: 't', workflow, inputs: {} });
-    await waitFor(() => coordinator.orchestrator.activeSessions === 0, 'the creation\'s session ended');
+    const id = await createdAndIdle(coordinator, 'r-behind', workflow);
     const at = Date.now();
     // 250 creations under way (marked, not written yet), then a run whose owner died with a command in its outbox.
     for (let i = 0; i < 250; i++) await store.markActive(`r-creating-${i}`, at);

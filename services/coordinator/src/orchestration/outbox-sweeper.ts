@@ -93,7 +93,8 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
       for (let page = 0, offset = 0; page < STALE_PAGES && taken < STALE_PAGE; page++) {
         const runIds = await this.store.staleRuns(now - 2 * this.config.RUN_LEASE_MS, STALE_PAGE, offset);
         for (const runId of runIds) {
-          if (!(await this.store.record(runId))) {
+          if (taken >= STALE_PAGE) break;
+          if (!(await this.store.exists(runId))) {
             // Expired, or never stored (a creation that lost its idempotency race, or failed): forgotten
             // once no creation can still be writing it (a young mark may be one under way).
             if (!(await this.store.forgetActiveIfOlder(runId, now - forgetRecordlessAfterMs(this.config.RUN_LEASE_MS)))) offset += 1;
@@ -181,7 +182,7 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
       .slice(0, HELD_PER_TENANT);
     for (const { tenantId, runId } of held) {
       if (this.closed) return;
-      if (!(await this.store.record(runId))) await this.store.unhold(runId, tenantId);
+      if (!(await this.store.exists(runId))) await this.store.unhold(runId, tenantId);
       else await this.orchestrator.takeOver(runId, true, tenantId);
     }
     for (const tenantId of tenants) if (await this.store.forgetHeldTenant(tenantId, now)) this.admission.heldTenants.delete(tenantId);
@@ -195,7 +196,7 @@ export class OutboxSweeper implements OnApplicationBootstrap, OnApplicationShutd
     const runs = await this.store.heldRuns(tenantId, HELD_PER_TENANT);
     for (const runId of runs) {
       if (this.closed) return;
-      if (!(await this.store.record(runId))) {
+      if (!(await this.store.exists(runId))) {
         await this.store.unhold(runId, tenantId); // expired
         continue;
       }

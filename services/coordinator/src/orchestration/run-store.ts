@@ -160,6 +160,11 @@ export class RunStore {
     return { record: rec ? (JSON.parse(rec) as RunRecord) : undefined, targets: parseTargets(notify) };
   }
 
+  /** Whether the run is stored (not expired, and written by its creation): no record read or parsed. */
+  async exists(runId: string): Promise<boolean> {
+    return (await this.redis.hexists(this.keys.run(runId), 'rec')) === 1;
+  }
+
   async record(runId: string): Promise<RunRecord | undefined> {
     const raw = await this.redis.hget(this.keys.run(runId), 'rec');
     return raw ? (JSON.parse(raw) as RunRecord) : undefined;
