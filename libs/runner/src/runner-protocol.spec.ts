@@ -184,6 +184,23 @@ describe.each(LANGUAGES)('%s runner', (language) => {
     expect(response.files.map((file) => file.path)).toEqual(SEQUENCE);
   });
 
+  // A warm sandbox's Node runner wraps node:fs while it waits (`--prewarm`): the wrappers exist
+  // before the request, and must record for it all the same.
+  if (language !== 'python') {
+    it('orders tied writes through every API the same when started warm (--prewarm: node:fs wrapped before the request)', async () => {
+      const files = ['s.txt', 'p.txt', 'h.txt', 'r.txt'];
+      const response = await run(
+        {
+          python: '',
+          node: `import fs from "node:fs";\nexport async function main() {\n  await new Promise((done) => fs.createWriteStream("s.txt").end("s", done));\n  await fs.promises.writeFile("p.txt", "p");\n  const handle = await fs.promises.open("h.txt", "w");\n  await handle.write("h");\n  await handle.close();\n  fs.writeFileSync("tmp", "r");\n  fs.renameSync("tmp", "r.txt");\n  for (const name of ${JSON.stringify(['s.txt', 'p.txt', 'h.txt', 'r.txt'])}) fs.utimesSync(name, 1_700_000_000, 1_700_000_000);\n  return {};\n}`,
+        },
+        { prewarm: true },
+      );
+      expect(response.ok).toBe(true);
+      expect(response.files.map((file) => file.path)).toEqual(files);
+    });
+  }
+
   it('does not count a write to a reused descriptor number for the file it stood for before', async () => {
     const response = await run({
       python: 'import os, subprocess\ndef main(args):\n    fd = os.open("a.txt", os.O_WRONLY | os.O_CREAT)\n    os.close(fd)\n    with open("b.txt", "w") as f:\n        f.write("b")\n    with open("/tmp/podflow-outside-" + str(os.getpid()), "w") as f:\n        f.write("x")\n    subprocess.run(["touch", "-d", "@1700000000", "a.txt", "b.txt"], check=True)\n    return {}',

@@ -44,8 +44,14 @@ export class WriteOrder {
   private next = 0;
   private active = true;
 
-  constructor(private readonly root: string) {
-    install(this);
+  private constructor(private readonly root: string) {}
+
+  /** Starts recording the writes under `root` (wrapping node:fs first, unless prewarm did). */
+  static record(root: string): WriteOrder {
+    installWriteHooks();
+    const order = new WriteOrder(root);
+    recorder = order;
+    return order;
   }
 
   /** The sequence of a file's last write seen, or undefined when none was seen. */
@@ -112,22 +118,39 @@ function replace(owner: Record<string, unknown>, name: string, wrap: (original: 
   owner[name] = wrapper;
 }
 
-function note(action: () => void): void {
+/** The execution's WriteOrder once the runner has made it; before that the wrappers note nothing. */
+let recorder: WriteOrder | undefined;
+let installed = false;
+
+function note(action: (order: WriteOrder) => void): void {
+  const order = recorder;
+  if (!order) return;
   try {
-    action();
+    action(order);
   } catch {
     // Ordering is best effort: never fail the code's own call.
   }
 }
 
-function install(order: WriteOrder): void {
+/**
+ * Wraps node:fs once per process. A warm sandbox does it while it waits for its request (~3 ms
+ * here, most of it the first load of fs.promises); the wrappers record for the WriteOrder made
+ * once the request is known.
+ */
+export function installWriteHooks(): void {
+  if (installed) return;
+  installed = true;
+  install();
+}
+
+function install(): void {
   const sync = fs as unknown as Record<string, unknown>;
   const promises = fs.promises as unknown as Record<string, unknown>;
   for (const [name, at] of BY_PATH) {
     for (const [owner, key] of [[sync, name], [sync, `${name}Sync`], [promises, name]] as const) {
       replace(owner, key, (original) =>
         function (this: unknown, ...args: unknown[]) {
-          note(() => order.saw(args[at]));
+          note((order) => order.saw(args[at]));
           return original.apply(this, args);
         },
       );
@@ -137,7 +160,7 @@ function install(order: WriteOrder): void {
     for (const key of [name, `${name}Sync`]) {
       replace(sync, key, (original) =>
         function (this: unknown, ...args: unknown[]) {
-          note(() => order.saw(args[0]));
+          note((order) => order.saw(args[0]));
           return original.apply(this, args);
         },
       );
@@ -147,7 +170,7 @@ function install(order: WriteOrder): void {
   for (const key of ['close', 'closeSync']) {
     replace(sync, key, (original) =>
       function (this: unknown, ...args: unknown[]) {
-        note(() => {
+        note((order) => {
           order.saw(args[0]);
           order.forget(args[0]);
         });
@@ -158,7 +181,7 @@ function install(order: WriteOrder): void {
   replace(sync, 'openSync', (original) =>
     function (this: unknown, ...args: unknown[]) {
       const fd = original.apply(this, args);
-      note(() => (writes(args[1]) ? order.opened(fd, args[0]) : order.forget(fd)));
+      note((order) => (writes(args[1]) ? order.opened(fd, args[0]) : order.forget(fd)));
       return fd;
     },
   );
@@ -169,7 +192,7 @@ function install(order: WriteOrder): void {
       if (typeof callback === 'function') {
         const writing = writes(args[1]);
         args[last] = function (this: unknown, error: unknown, fd: unknown) {
-          if (!error) note(() => (writing ? order.opened(fd, args[0]) : order.forget(fd)));
+          if (!error) note((order) => (writing ? order.opened(fd, args[0]) : order.forget(fd)));
           return (callback as AnyFunction).call(this, error, fd);
         };
       }
@@ -181,14 +204,14 @@ function install(order: WriteOrder): void {
       const handle = (await original.apply(this, args)) as Record<string, unknown> & { fd: number };
       const fd = handle.fd;
       if (!writes(args[1])) {
-        note(() => order.forget(fd));
+        note((order) => order.forget(fd));
         return handle;
       }
-      note(() => order.opened(fd, args[0]));
+      note((order) => order.opened(fd, args[0]));
       for (const method of HANDLE_METHODS) {
         replace(handle, method, (bound) =>
           function (this: unknown, ...methodArgs: unknown[]) {
-            note(() => {
+            note((order) => {
               order.saw(fd);
               if (method === 'close') order.forget(fd);
             });

@@ -35,6 +35,8 @@ export interface RunOptions {
   requestFile?: boolean;
   /** main may return any JSON value (RunnerRequest `returnAny`). */
   returnAny?: boolean;
+  /** Node runner only: start it as a warm sandbox does (`--prewarm`), its warm-up done before the request. */
+  prewarm?: boolean;
 }
 
 export interface RunResult {
@@ -61,6 +63,10 @@ export function runRunner(language: Language, code: string, options: RunOptions 
     ...(options.returnAny ? { returnAny: true } : {}),
   });
   const [command, ...argv] = runnerArgv(language, runnerAssets(), { python: PYTHON, node: process.execPath });
+  if (options.prewarm) {
+    if (language === 'python') throw new Error('runRunner: prewarm is for the Node runner (the Python runner has no warm-up)');
+    argv.push('--prewarm');
+  }
   if (options.requestFile) {
     const file = join(createWorkdir(), 'request.json');
     writeFileSync(file, request);
