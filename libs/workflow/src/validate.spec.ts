@@ -1,6 +1,7 @@
 import { PodflowError } from '@podflow/protocol';
 import { InvalidWorkflowError, formatIssue } from './errors';
 import { DEFAULT_WORKFLOW_LIMITS, type ValidationIssue } from './types';
+import { workflowSchema } from './schema';
 import { MAX_INPUT_SCHEMAS, parseWorkflow, validateWorkflow } from './validate';
 
 const node = (id: string, extra: Record<string, unknown> = {}) => ({ id, language: 'python', code: 'def main(args): return {}', ...extra });
@@ -346,5 +347,28 @@ describe('validateWorkflow issues', () => {
       'edge b→c edges[2].to: unknown node "c"; known nodes: a, b',
       'edge b→a edges[1]: closes the cycle a → b → a: a workflow must be acyclic; remove or reverse one of these edges',
     ]);
+  });
+});
+
+describe('the definition schema, built once per set of limits', () => {
+  it('is the same schema for equal limits and another for other limits', () => {
+    expect(workflowSchema({ ...DEFAULT_WORKFLOW_LIMITS })).toBe(workflowSchema(DEFAULT_WORKFLOW_LIMITS));
+    expect(workflowSchema({ ...DEFAULT_WORKFLOW_LIMITS, maxRetries: 3 })).not.toBe(workflowSchema(DEFAULT_WORKFLOW_LIMITS));
+  });
+
+  it('honours each set of limits when several are in use', () => {
+    const definition = { id: 'w', nodes: [node('a', { retries: { max: 5 } })] };
+    expect(parseWorkflow(definition).nodes[0]!.retries.max).toBe(5);
+    expect(issuesOf(definition, { ...DEFAULT_WORKFLOW_LIMITS, maxRetries: 3 })).toEqual([expect.stringContaining('must be at most 3')]);
+    expect(parseWorkflow(definition).nodes[0]!.retries.max).toBe(5);
+  });
+
+  it('gives every parse its own default lists: one workflow changing its own cannot reach the next', () => {
+    const first = workflowSchema(DEFAULT_WORKFLOW_LIMITS).parse({ id: 'w', nodes: [node('a')] });
+    first.edges.push({ from: 'a', to: 'b', on: 'success' });
+    first.nodes[0]!.dependencies.push('left-behind');
+    const second = workflowSchema(DEFAULT_WORKFLOW_LIMITS).parse({ id: 'w', nodes: [node('a')] });
+    expect(second.edges).toEqual([]);
+    expect(second.nodes[0]!.dependencies).toEqual([]);
   });
 });
