@@ -174,6 +174,18 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(id))).toBe(0);
   });
 
+  it('a creation carries out the commands it wrote without reading them back, acknowledges them by id and lets the lease go', async () => {
+    const coordinator = start();
+    const outboxReads = jest.spyOn(coordinator.store, 'outbox');
+    const workflow = parseWorkflow({ id: 'two-roots', nodes: [{ id: 'a', language: 'python', code }, { id: 'b', language: 'python', code }] });
+    await createdAndIdle(coordinator, 'r-created', workflow);
+    expect(outboxReads).not.toHaveBeenCalled();
+    expect((await coordinator.execQueue.getJobs(['waiting', 'prioritized'])).map((job) => job.data.nodeId).sort()).toEqual(['a', 'b']);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox('r-created'))).toBe(0);
+    expect(await coordinator.redis.exists(coordinator.store.keys.lease('r-created'))).toBe(0);
+    expect(await coordinator.store.staleRuns(Date.now() + 60_000)).not.toContain('r-created');
+  });
+
   it('acknowledges outbox commands by id: a command written after another coordinator acknowledged is carried out, not trimmed', async () => {
     // The interleaving that lost a command when the outbox was a list acknowledged by count
     // (LRANGE, then LTRIM n): A and B both read [c1]; B carries it out and trims 1; c2 is

@@ -110,7 +110,7 @@ export class Orchestrator implements OnApplicationShutdown {
     // that a sweeper finds the run if this process dies before carrying out its first commands.
     const [compiled, , marked] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now, !params.keep?.test), this.store.markActiveReplacing(id, now)]);
     const mark = marked.score;
-    let created: boolean;
+    let created: OutboxEntry[] | undefined;
     let writing = false;
     try {
       const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now, keep: params.keep });
@@ -134,7 +134,7 @@ export class Orchestrator implements OnApplicationShutdown {
       if (!marked.replaced) await this.store.markIdle(id, mark);
       return { id, created: false };
     }
-    await this.runSession(id, mark);
+    await this.runSession(id, mark, false, undefined, undefined, created);
     return { id, created: id === params.id };
   }
 
@@ -237,14 +237,14 @@ export class Orchestrator implements OnApplicationShutdown {
    * cannot start a second loop, so it marks the run `rewoken` and the loop goes on: it checks the
    * mark after its last await and leaves `sessions` in the same synchronous step.
    */
-  private runSession(runId: string, mark?: number | Promise<number>, releasing = false, heldBy?: string, first?: FirstBatch): Promise<void> {
+  private runSession(runId: string, mark?: number | Promise<number>, releasing = false, heldBy?: string, first?: FirstBatch, created?: OutboxEntry[]): Promise<void> {
     const running = this.sessions.get(runId);
     if (running) {
       // The batch read with the lease is not used: the running loop reads it again (NEXT_BATCH).
       this.rewoken.add(runId);
       return running;
     }
-    const session = this.drain(runId, mark, releasing, heldBy, first);
+    const session = this.drain(runId, mark, releasing, heldBy, first, created);
     this.sessions.set(runId, session);
     return session;
   }
@@ -258,19 +258,30 @@ export class Orchestrator implements OnApplicationShutdown {
    *
    * `first`: the batch read with the lease (SUBMIT_EVENTS): with an empty outbox it is applied at
    * once. `mark`: the score of the run's mark, or the mark being set (its batch is applied
-   * meanwhile); no batch is committed before the session's mark is stored.
+   * meanwhile); no batch is committed before the session's mark is stored. `created`: the
+   * commands a creation wrote, the whole outbox of a run that did not exist before (only the
+   * lease holder writes it), carried out as after a commit instead of read back.
    */
-  private async drain(runId: string, mark: number | Promise<number> | undefined, releasing: boolean, heldBy?: string, first?: FirstBatch): Promise<void> {
+  private async drain(runId: string, mark: number | Promise<number> | undefined, releasing: boolean, heldBy?: string, first?: FirstBatch, created?: OutboxEntry[]): Promise<void> {
     let since = mark;
     let ready = first?.outboxEmpty && !releasing ? first : undefined;
+    let fresh = created;
     try {
       for (;;) {
         let held = false;
-        if (!ready) [since, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
+        let carriedOut: string[] = [];
+        if (fresh) {
+          const { done, held: heldNow, tenantId } = await this.executor.execute(runId, fresh, Date.now(), releasing);
+          carriedOut = done;
+          if (heldNow > 0) {
+            await this.hold(runId, tenantId!);
+            held = true;
+          }
+          fresh = undefined;
+        } else if (!ready) [since, held] = await Promise.all([since ?? this.store.markActive(runId, Date.now()), this.flushOutbox(runId, releasing, heldBy)]);
         else since ??= this.store.markActive(runId, Date.now());
         if (held) this.logger.debug({ runId }, 'executions held by admission');
         let outboxClear = !held;
-        let carriedOut: string[] = [];
         let lost = false;
         for (;;) {
           const step: NextStep = ready ? { kind: 'batch', ...ready } : await this.store.next(runId, this.token, this.config.RESULTS_BATCH_MAX, carriedOut);

@@ -36,7 +36,8 @@ end
  * outbox, lease. ARGV: rec, inputs, leaseToken, leaseMs, channel, nodeCount, (id, json)...,
  * eventCount, events..., commandCount, commands..., notify targets JSON ('' = none), terminal
  * ('1'|'0'), retentionSeconds.
- * Returns 1 when created, 0 when the run already exists.
+ * Returns {1, outbox ids of the commands in order} when created (the creator carries them out
+ * without reading them back, as after COMMIT_BATCH), 0 when the run already exists.
  */
 export const CREATE_RUN = new LuaScript(`${HSET_PAIRS}
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -46,7 +47,8 @@ local events = tonumber(ARGV[i])
 local last = xadd_all(KEYS[3], 'e', i + 1, events)
 i = i + 1 + events
 local commands = tonumber(ARGV[i])
-xadd_all(KEYS[4], 'c', i + 1, commands)
+local written = {1}
+xadd_all(KEYS[4], 'c', i + 1, commands, written)
 local notify = ARGV[i + 1 + commands]
 if notify ~= '' then redis.call('HSET', KEYS[1], 'notify', notify) end
 -- A run over at creation (a root's input binding failed) expires like one that ended later.
@@ -55,7 +57,7 @@ if ARGV[i + 2 + commands] == '1' then
 end
 redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
 if last then redis.call('PUBLISH', ARGV[5], last) end
-return 1
+return written
 `);
 
 /**

@@ -91,8 +91,11 @@ export class RunStore {
     return (await this.redis.get(this.keys.definition(hash))) ?? undefined;
   }
 
-  /** Creates a run with its first transition applied and its lease held by `token`; false when it exists. */
-  async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string, notify: readonly NotifyTarget[] = []): Promise<boolean> {
+  /**
+   * Creates a run with its first transition applied and its lease held by `token`. Returns the outbox entries it wrote (for the creator to
+   * carry out without reading them back), or undefined when the run exists already.
+   */
+  async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string, notify: readonly NotifyTarget[] = []): Promise<OutboxEntry[] | undefined> {
     const { events, outbox } = splitCommands(commands);
     const k = this.keys;
     const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
@@ -100,7 +103,9 @@ export class RunStore {
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
     args.push(notify.length > 0 ? JSON.stringify(storedTargets(notify)) : '', isTerminalRunPhase(run.status) ? '1' : '0', this.config.RUN_RETENTION_SECONDS);
     const created = await CREATE_RUN.run(this.redis, [k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id)], args);
-    return created === 1;
+    if (!Array.isArray(created)) return undefined;
+    const ids = created.slice(1) as string[];
+    return outbox.map((command, index) => ({ id: ids[index]!, command }));
   }
 
   /**
