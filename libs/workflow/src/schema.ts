@@ -84,8 +84,10 @@ function inputType() {
 }
 
 function code(limits: WorkflowLimits) {
+  // Copied now: a cached schema must not follow later changes to the object it was built from.
+  const bounds = { maxCodeBytes: limits.maxCodeBytes };
   return z.string().superRefine((text, ctx) => {
-    const problem = codeProblem(text, limits);
+    const problem = codeProblem(text, bounds);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
 }

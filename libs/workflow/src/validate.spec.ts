@@ -363,6 +363,13 @@ describe('the definition schema, built once per set of limits', () => {
     expect(parseWorkflow(definition).nodes[0]!.retries.max).toBe(5);
   });
 
+  it('does not follow later changes to the limits object it was first built from', () => {
+    const first = { ...DEFAULT_WORKFLOW_LIMITS, maxCodeBytes: 4096 };
+    workflowSchema(first);
+    first.maxCodeBytes = 1;
+    expect(parseWorkflow({ id: 'w', nodes: [node('a')] }, { ...DEFAULT_WORKFLOW_LIMITS, maxCodeBytes: 4096 }).nodes).toHaveLength(1);
+  });
+
   it('gives every parse its own default lists: one workflow changing its own cannot reach the next', () => {
     const first = workflowSchema(DEFAULT_WORKFLOW_LIMITS).parse({ id: 'w', nodes: [node('a')] });
     first.edges.push({ from: 'a', to: 'b', on: 'success' });

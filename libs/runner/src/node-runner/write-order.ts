@@ -139,8 +139,9 @@ function note(action: (order: WriteOrder) => void): void {
  */
 export function installWriteHooks(): void {
   if (installed) return;
-  installed = true;
+  // Only once it worked: a warm-up that failed (and was ignored) is tried again, and fails loudly, at the request.
   install();
+  installed = true;
 }
 
 function install(): void {

@@ -209,7 +209,8 @@ export class RunsService {
   async snapshot(tenantId: string, runId: string, page: { nodes?: string[]; nodeLimit?: number; nodeCursor?: string } = {}): Promise<RunSnapshot> {
     // A few nodes named up front (a finished execution's one) are read right behind the run record,
     // in the same round trip: as before, no node is older than the record. Nothing read is used
-    // before the run is known to be the tenant's.
+    // before the run is known to be the tenant's (a caller that names another tenant's run id
+    // costs a read of at most this many nodes' records, their logs and the inputs, all bounded).
     const record = this.get(tenantId, runId);
     const early = page.nodes && page.nodes.length <= SPECULATIVE_NODE_READS ? this.nodeParts(runId, [...new Set(page.nodes)]) : undefined;
     early?.catch(() => undefined);
