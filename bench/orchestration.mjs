@@ -221,7 +221,9 @@ async function measureQueuedRss({ redisUrl, settings }) {
   const result = { queuedNodes: total, runs, perRun };
   let stack;
   try {
-    stack = await startStack({ redisUrl, concurrency: 1, driver: 'noop', workers: 0, coordinatorEnv: { MAX_NODES_PER_RUN: String(settings.maxNodesPerRun) } });
+    // The tenant's in-flight cap (TENANT_MAX_IN_FLIGHT, 10,000 by default) would hold the rest back
+    // from the exec queue, and this case measures the coordinator with all of them queued there.
+    stack = await startStack({ redisUrl, concurrency: 1, driver: 'noop', workers: 0, coordinatorEnv: { MAX_NODES_PER_RUN: String(settings.maxNodesPerRun), TENANT_MAX_IN_FLIGHT: String(total) } });
     await sleep(3000);
     result.idle = memoryOf(stack.coordinatorPid);
     const deadline = Date.now() + settings.timeoutMs;
