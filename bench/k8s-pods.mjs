@@ -112,7 +112,7 @@ export async function runPodLifecycle({ samples, ctrArgs }) {
  */
 export async function runDriverLatency({ samples, workerKubeconfig }) {
   const { ProcessDriver, podNameFor } = await import('@podflow/sandbox');
-  const { KubernetesDriver } = await import('@podflow/sandbox/kubernetes');
+  const { KubernetesDriver } = await import('@podflow/sandbox/kubernetes.js');
   const admin = new k8s.KubeConfig();
   admin.loadFromDefault();
   const workerConfig = new k8s.KubeConfig();

@@ -30,7 +30,7 @@ export const SETS = {
 };
 
 export async function runLayerLatency({ samples, coldSamples, redisUrl, workerKubeconfig }) {
-  const sandbox = { ...(await import('@podflow/sandbox')), ...(await import('@podflow/sandbox/kubernetes')) };
+  const sandbox = { ...(await import('@podflow/sandbox')), ...(await import('@podflow/sandbox/kubernetes.js')) };
   const { normaliseDependencies } = await import('@podflow/workflow');
   const redis = new Redis(redisUrl);
   // Like the worker's `${QUEUE_PREFIX}:`: a plain namespace, no Redis Cluster hash tag in the prefix.
