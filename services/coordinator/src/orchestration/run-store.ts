@@ -92,8 +92,9 @@ export class RunStore {
   }
 
   /**
-   * Creates a run with its first transition applied and its lease held by `token`. Returns the outbox entries it wrote (for the creator to
-   * carry out without reading them back), or undefined when the run exists already.
+   * Creates a run with its first transition applied and its lease held by `token`. Returns the
+   * outbox entries it wrote (for the creator to carry out without reading them back), or undefined
+   * when the run exists already.
    */
   async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string, notify: readonly NotifyTarget[] = []): Promise<OutboxEntry[] | undefined> {
     const { events, outbox } = splitCommands(commands);

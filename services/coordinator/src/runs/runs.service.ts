@@ -54,10 +54,10 @@ export interface ResumeRun {
   correlationId?: string;
 }
 
-/** Run use cases shared by the HTTP API, the submissions queue and `/v1/executions`. */
 /** Node ids a snapshot reads together with the run record, before it knows the run is the caller's. */
 const SPECULATIVE_NODE_READS = 16;
 
+/** Run use cases shared by the HTTP API, the submissions queue and `/v1/executions`. */
 @Injectable()
 export class RunsService {
   constructor(
