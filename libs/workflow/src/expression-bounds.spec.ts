@@ -1,9 +1,38 @@
-import jsonata from 'jsonata';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type jsonata from 'jsonata';
 import { DEFAULT_EXPRESSION_LIMITS, evaluateExpression, type ExpressionContext, type ExpressionLimits } from './expressions';
 
 const context: ExpressionContext = { inputs: { text: 'héllo wörld', words: ['a', 'b', 'a'] }, nodes: {}, run: { id: 'r', tenant: 't' } };
 const small: ExpressionLimits = { ...DEFAULT_EXPRESSION_LIMITS, maxBytes: 64 * 1024 };
 const origin = 'input binding "x" of node "big"';
+
+/**
+ * JSONata as the library ships it, for reference results: a module instance of its own, which the
+ * order-by routing of expression-builtins.ts (installed on the instance podflow uses) never touches.
+ */
+let reference!: typeof jsonata;
+jest.isolateModules(() => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  reference = require('jsonata');
+});
+
+/** What JSONata itself gives for `expression` (value, or error code and message), and what podflow gives. */
+async function bothWays(expression: string, data: unknown = {}) {
+  let expected: { value?: unknown; error?: string; message?: string };
+  try {
+    expected = { value: JSON.parse(JSON.stringify((await reference(expression).evaluate(data)) ?? null)) };
+  } catch (error) {
+    expected = { error: (error as { code: string }).code, message: (error as Error).message };
+  }
+  const scope: ExpressionContext = { ...context, inputs: data as ExpressionContext['inputs'] };
+  const got: { value?: unknown; error?: string; message?: string } = await evaluateExpression(expression.replaceAll('$$.', 'inputs.'), scope).then(
+    (value) => ({ value: value ?? null }),
+    (error: Error & { details?: { jsonataCode?: string } }) => ({ error: error.details?.jsonataCode, message: error.message }),
+  );
+  return { expected, got };
+}
 
 /** The failure an over-limit expression must produce: INPUT_BINDING_FAILED naming the node and the setting. */
 function limitFailure(setting: RegExp) {
@@ -94,7 +123,7 @@ describe('expression bounds: bounded built-ins keep JSONata semantics', () => {
   ];
   it.each(calls)('%s', async (call) => {
     for (const s of strings) {
-      const expected: unknown = await jsonata(call).evaluate({}, { s });
+      const expected: unknown = await reference(call).evaluate({}, { s });
       const got = await evaluateExpression(call.replace(/\$s\b/g, JSON.stringify(s)), context);
       expect({ s, got }).toEqual({ s, got: JSON.parse(JSON.stringify(expected ?? null)) ?? undefined });
     }
@@ -120,18 +149,60 @@ describe('expression bounds: bounded built-ins keep JSONata semantics', () => {
     '$sort([2, "a", 1], function($a, $b) { $a > $b })',
     '$sort([5, 2, 8, 1], function($a, $b) { $b = 1 ? $error("boom " & $string($a) & $string($b)) : $a > $b })',
   ])('sorts as JSONata does, stable, with its errors: %s', async (call) => {
-    let expected: { value?: unknown; error?: string; message?: string };
-    try {
-      expected = { value: JSON.parse(JSON.stringify((await jsonata(call).evaluate({})) ?? null)) };
-    } catch (error) {
-      expected = { error: (error as { code: string }).code, message: (error as Error).message };
-    }
-    const got: { value?: unknown; error?: string; message?: string } = await evaluateExpression(call, context).then(
-      (value) => ({ value: value ?? null }),
-      (error: Error & { details?: { jsonataCode?: string } }) => ({ error: error.details?.jsonataCode, message: error.message }),
-    );
+    const { expected, got } = await bothWays(call);
     if (expected.error === undefined) expect(got).toEqual(expected);
     else expect({ error: got.error, includes: got.message?.includes(expected.message!) }).toEqual({ error: expected.error, includes: true });
+  });
+
+  const people = {
+    people: [
+      { name: 'Ada', age: 36, city: 'London' },
+      { name: 'Alan', age: 41, city: 'Wilmslow' },
+      { name: 'Grace', age: 36 },
+      { name: 'Edsger', age: 72, city: 'Austin' },
+      { name: 'Barbara', age: 41, city: 'Boston' },
+    ],
+  };
+  it.each([
+    '[3, 1, 2, 1.5, -4]^($)',
+    '[3, 1, 2, 1.5, -4]^(>$)',
+    '["b", "a", "B", "", "ä", "aa"]^($)',
+    '$$.people^(age).name',
+    '$$.people^(>age, name).name',
+    // An absent key sorts last, whatever the direction.
+    '$$.people^(city).name',
+    '$$.people^(>city).name',
+    // A tuple stream: positions bound with # and a context with @ survive the sort.
+    '$$.people#$i^(>age, $i).{"name": name, "at": $i}',
+    '$$.people@$p^($p.name)[$p.age > 40].$p.name',
+    '[5]^($)',
+    '[]^($)',
+    '7^($)',
+    '"text"^($)',
+    '[{"a": 1}, {"a": 0}]^($)',
+    '[1, "a"]^($)',
+    '[2, 1]^($error("boom"))',
+  ])('orders with ^(...) as JSONata does, stable, with its errors: %s', async (expression) => {
+    const { expected, got } = await bothWays(expression, people);
+    if (expected.error === undefined) expect(got).toEqual(expected);
+    else expect({ error: got.error, includes: got.message?.includes(expected.message!) }).toEqual({ error: expected.error, includes: true });
+  });
+
+  it('orders large inputs with ^(...) in bounded memory (JSONata needs hundreds of MB for 35,000 items)', () => {
+    const built = join(__dirname, '..', 'dist', 'index.js');
+    if (!existsSync(built)) throw new Error(`${built} is missing: build @podflow/workflow first (npm test does)`);
+    // In a process with a 64 MB heap: podflow's evaluation finishes, JSONata's own runs out of heap.
+    const run = (script: string) => spawnSync(process.execPath, ['--max-old-space-size=64', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+    const podflow = run(`
+      const { evaluateExpression, DEFAULT_EXPRESSION_LIMITS } = require(${JSON.stringify(built)});
+      evaluateExpression('[1..35000]^(>$)[[0, 1, 34999]]', { inputs: {}, nodes: {} }, 'x', { ...DEFAULT_EXPRESSION_LIMITS, timeoutMs: 60000 })
+        .then((value) => console.log(JSON.stringify(value)), (error) => { console.error(error.message); process.exit(3); });`);
+    expect({ status: podflow.status, stdout: podflow.stdout.trim(), stderr: podflow.stderr.slice(-500) }).toEqual({ status: 0, stdout: '[35000,34999,1]', stderr: '' });
+    const plain = run(`
+      const jsonata = require(${JSON.stringify(require.resolve('jsonata'))});
+      jsonata('[1..35000]^(>$)[[0, 1, 34999]]', { timeout: 60000 }).evaluate({}).then((value) => console.log(JSON.stringify(value)), (error) => { console.error(error.message); process.exit(3); });`);
+    expect(plain.status).not.toBe(0);
+    expect(plain.stderr).toMatch(/heap out of memory/);
   });
 
   it('sorts large inputs in n log n, within the time limit, with or without a comparator (JSONata copies the rest of a list at every merge step)', async () => {

@@ -38,10 +38,36 @@ let originals: Promise<Record<Wrapped, NativeFunction>> | undefined;
 
 /** JSONata's own implementations, fetched once (a `$name` expression evaluates to the function). */
 function loadOriginals(): Promise<Record<Wrapped, NativeFunction>> {
-  originals ??= Promise.all(WRAPPED.map(async (name) => [name, (await jsonata(`$${name}`).evaluate(undefined)) as NativeFunction] as const)).then(
-    (entries) => Object.fromEntries(entries) as Record<Wrapped, NativeFunction>,
-  );
+  originals ??= Promise.all(WRAPPED.map(async (name) => [name, (await jsonata(`$${name}`).evaluate(undefined)) as NativeFunction] as const)).then((entries) => {
+    const found = Object.fromEntries(entries) as Record<Wrapped, NativeFunction>;
+    routeOrderByThroughMergeSort(found.sort.implementation);
+    return found;
+  });
   return originals;
+}
+
+/**
+ * Sends JSONata's order-by operator (`list^(key)`) through `mergeSort`. The operator calls the
+ * library's internal sort as `fn.sort.apply(focus, [list, comparator])` (evaluateSortExpression),
+ * and the library offers no way to replace it; but `apply` is looked up on the function object
+ * first, so an own `apply` on that object (which is `$sort`'s implementation) takes the call.
+ * JSONata's merge awaits one recursive call per merged item and copies the rest of a list at each:
+ * `[1..35000]^($)` held ~580 MB of heap when the default second ran out, and one tenant's few
+ * concurrent runs could take the coordinator down. The comparator evaluates the sort terms, so the
+ * time limit is still checked at every comparison. Anything but a list of two or more with a
+ * comparator function goes to JSONata's own code as before.
+ */
+function routeOrderByThroughMergeSort(sort: NativeFunction['implementation']): void {
+  if (Object.prototype.hasOwnProperty.call(sort, 'apply')) return;
+  Object.defineProperty(sort, 'apply', {
+    value(focus: unknown, args?: unknown[]) {
+      const [items, comparator] = args ?? [];
+      if (Array.isArray(items) && items.length > 1 && typeof comparator === 'function') {
+        return mergeSort(items, comparator as (a: unknown, b: unknown) => unknown, () => {});
+      }
+      return Reflect.apply(sort, focus, args ?? []);
+    },
+  });
 }
 
 function checkPicture(name: string, picture: unknown): void {
