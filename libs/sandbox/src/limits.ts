@@ -1,4 +1,4 @@
-import { DEFAULT_RUNNER_LIMITS, type RunnerLimits } from '@podflow/protocol';
+import { DEFAULT_RUNNER_LIMITS, type NodeError, type RunnerLimits } from '@podflow/protocol';
 
 // Quantities are parsed where the Resources type lives; re-exported for the drivers.
 export { parseMemoryQuantity } from '@podflow/protocol';
@@ -13,4 +13,15 @@ export function mergeRunnerLimits(driver?: Partial<RunnerLimits>, request?: Part
 function definedOnly<T extends object>(value: Partial<T> | undefined): Partial<T> {
   if (!value) return {};
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** FILES_TOO_LARGE for files over `maxFiles` or `maxFilesBytes` (checked again on the host by both drivers). */
+export function filesTooLarge(limits: Pick<RunnerLimits, 'maxFiles' | 'maxFilesBytes'>): NodeError {
+  return {
+    code: 'FILES_TOO_LARGE',
+    message:
+      `the code left more than ${limits.maxFiles} files or ${limits.maxFilesBytes} bytes under /home/user; ` +
+      'write fewer or smaller files, or delete temporary ones before main returns',
+    details: { maxFiles: limits.maxFiles, maxFilesBytes: limits.maxFilesBytes },
+  };
 }

@@ -1,4 +1,4 @@
-import type { CapturedLogs, JsonObject, NodeError, RunnerResponse } from '@podflow/protocol';
+import type { CapturedLogs, ErrorCode, JsonObject, NodeError, RunnerResponse } from '@podflow/protocol';
 
 /**
  * The one place where the end of a sandbox becomes a node result, for both drivers. A driver
@@ -38,7 +38,17 @@ export interface EndingContext {
   memoryLimitBytes: number;
   /** What the sandbox printed, for endings without a runner answer (an answer carries its own). */
   logs: CapturedLogs;
+  /** The execution's log limit, applied again to an answer (which the code could have written). */
+  maxLogBytes: number;
 }
+
+/**
+ * The error codes a runner reports (both runners). The runner shares its process with the user's
+ * code, which can find the nonce and write an answer of its own: any other code in an answer is
+ * the code's doing, and taking it would let a tenant pass for the platform (SANDBOX_LOST is
+ * retried whatever the node asks, and shows up as an infrastructure failure).
+ */
+export const RUNNER_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['CODE_EXECUTION_FAILED', 'OUTPUT_INVALID', 'OUTPUT_TOO_LARGE', 'FILES_TOO_LARGE', 'INPUT_BINDING_FAILED', 'INTERNAL']);
 
 /** The node result of a sandbox ending. Pure and exhaustive: a new ending kind must be placed. */
 export function classifyEnding(ending: SandboxEnding, ctx: EndingContext): ClassifiedOutcome {
@@ -76,18 +86,54 @@ export function classifyEnding(ending: SandboxEnding, ctx: EndingContext): Class
   }
 }
 
-/** A runner answer; an exception that means "out of memory" becomes MEMORY_LIMIT_EXCEEDED. */
+/**
+ * A runner answer, held to what a runner can say: logs within `maxLogBytes` (the tail kept) and an
+ * error code from RUNNER_ERROR_CODES; an exception that means "out of memory" becomes
+ * MEMORY_LIMIT_EXCEEDED.
+ */
 function fromResponse(response: RunnerResponse, ctx: EndingContext): ClassifiedOutcome {
-  if (response.ok) return { status: 'succeeded', output: response.output, logs: response.logs };
+  const logs = boundedLogs(response.logs, ctx.maxLogBytes);
+  // The output is not measured again: Python writes some numbers shorter than JavaScript does
+  // (1e+16), so a second count here could refuse what the runner rightly let through. A forged
+  // answer's output stays within the driver's stdout cap (about twice maxOutputBytes).
+  if (response.ok) return { status: 'succeeded', output: response.output, logs };
   const error = response.error;
+  if (!RUNNER_ERROR_CODES.has(error.code)) {
+    return {
+      status: 'failed',
+      logs,
+      error: {
+        code: 'CODE_EXECUTION_FAILED',
+        message: `the sandbox answered with error code ${JSON.stringify(String(error.code)).slice(0, 80)}, which only the platform can report: the answer was written by the code, not by podflow's runner`,
+        details: { reportedCode: String(error.code).slice(0, 80) },
+      },
+    };
+  }
   if (error.code === 'CODE_EXECUTION_FAILED' && isMemoryException(error)) {
     return {
       status: 'failed',
-      logs: response.logs,
+      logs,
       error: { ...error, code: 'MEMORY_LIMIT_EXCEEDED', message: `${memoryMessage(ctx)}: ${[error.type ?? 'Error', error.message].filter(Boolean).join(': ')}` },
     };
   }
-  return { status: 'failed', error, logs: response.logs };
+  return { status: 'failed', error, logs };
+}
+
+/** Each stream's last `maxBytes` bytes (whole characters), `truncated` when anything was cut. */
+function boundedLogs(logs: CapturedLogs, maxBytes: number): CapturedLogs {
+  const stdout = lastBytes(String(logs?.stdout ?? ''), maxBytes);
+  const stderr = lastBytes(String(logs?.stderr ?? ''), maxBytes);
+  const cut = stdout.length !== String(logs?.stdout ?? '').length || stderr.length !== String(logs?.stderr ?? '').length;
+  return { stdout, stderr, truncated: logs?.truncated === true || cut };
+}
+
+/** The end of `text` within `maxBytes` bytes of UTF-8, without a character cut in half. */
+export function lastBytes(text: string, maxBytes: number): string {
+  // A UTF-16 unit is at most 3 bytes of UTF-8: shorter strings are within the limit as they are.
+  if (text.length * 3 <= maxBytes) return text;
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return text;
+  return bytes.subarray(bytes.length - maxBytes).toString('utf8').replace(/^\uFFFD+/, '');
 }
 
 function isMemoryException(error: NodeError): boolean {

@@ -1,10 +1,10 @@
 import { Attach, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { requestReceivedMarker, type CapturedLogs, type RunnerLimits, type RunnerRequest, type RunnerResponse } from '@podflow/protocol';
+import { requestReceivedMarker, unstorableFilesError, unstorablePathReason, type CapturedLogs, type RunnerLimits, type RunnerRequest, type RunnerResponse, type UnstorableFile } from '@podflow/protocol';
 import { parseFileFrames, parseRunnerOutputBuffer, type EmittedFile } from '@podflow/runner';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { CollectedFile, SandboxDriver, SandboxLogger, SandboxOutcome, SandboxRequest } from '../driver';
-import { mergeRunnerLimits } from '../limits';
+import { filesTooLarge, mergeRunnerLimits } from '../limits';
 import { classifyEnding, type SandboxEnding } from '../outcome';
 import { ANNOTATIONS, LABELS, SANDBOX_SELECTOR, executionLabel, podNameFor } from './pod-identity';
 import { CONTAINER_NAME, SANDBOX_HOME, buildSandboxPod, type PodPlacement } from './pod-spec';
@@ -208,7 +208,7 @@ export class KubernetesDriver implements SandboxDriver {
 
       // 3. What the runner said, else why it said nothing.
       const answer = readAnswer(stdout.bytes(), runnerNonce);
-      if (answer) return { ...fromAnswer(answer.response, answer.files, execStarted, resources.memoryBytes), ...podStart };
+      if (answer) return { ...fromAnswer(answer.response, answer.files, execStarted, resources.memoryBytes, limits), ...podStart };
       return { ...(await this.withoutAnswer(watch, name, runnerNonce, stderr, limits, execStarted, stdout.overflowed, request.timeoutMs, resources.memoryBytes)), ...podStart };
     } finally {
       watch.stop();
@@ -335,7 +335,7 @@ export class KubernetesDriver implements SandboxDriver {
     const log = await this.readLogOfEnded(name);
     if ('error' in log) return done({ kind: 'lost', message: `pod ${this.namespace}/${name} ended, but its log (where the answer is) could not be read: ${log.error}` });
     const fromLog = readAnswer(log.bytes, nonce);
-    if (fromLog) return fromAnswer(fromLog.response, fromLog.files, execStarted, memoryBytes);
+    if (fromLog) return fromAnswer(fromLog.response, fromLog.files, execStarted, memoryBytes, limits);
     const exit = `exit code ${settled.state.exitCode}${settled.state.reason ? ` (${settled.state.reason})` : ''}`;
     // As on the process driver: a runner that exits on its own without answering is the code's doing (os._exit, a native crash).
     return done({ kind: 'crashed', how: `the runner in pod ${name} ended with ${exit} before returning a result`, details: { exitCode: settled.state.exitCode, stderrTail: logs.stderr.slice(-2000) } });
@@ -376,16 +376,29 @@ function stdoutCapBytes(limits: RunnerLimits): number {
 
 /** The outcome of a sandbox ending, through the classifier both drivers share. */
 function ended(ending: SandboxEnding, durationMs = 0, logs: CapturedLogs = NO_LOGS, memoryBytes = 0): Omit<SandboxOutcome, 'dispose'> & { dispose: () => Promise<void> } {
-  const classified = classifyEnding(ending, { memoryLimitBytes: memoryBytes, logs });
+  // No answer here (fromAnswer takes those): the logs were bounded where they were read.
+  const classified = classifyEnding(ending, { memoryLimitBytes: memoryBytes, logs, maxLogBytes: Number.POSITIVE_INFINITY });
   return { ...classified, files: [], durationMs, dispose: async () => undefined };
 }
 
-/** A runner answer and the files it streamed (files only when it succeeded). */
-function fromAnswer(response: RunnerResponse, emitted: EmittedFile[], execStarted: number, memoryBytes: number): Omit<SandboxOutcome, 'dispose'> {
-  const classified = classifyEnding({ kind: 'answered', response }, { memoryLimitBytes: memoryBytes, logs: response.logs });
-  const files: CollectedFile[] =
-    classified.status === 'succeeded' ? emitted.map((file) => ({ path: file.path, size: file.size, sha256: file.sha256, open: () => Readable.from([file.content]) })) : [];
-  return { ...classified, files, durationMs: response.durationMs ?? Date.now() - execStarted };
+/**
+ * A runner answer and the files it streamed (files only when it succeeded). The answer may have
+ * been written by the code (it shares the runner's process): the files are held to the limits and
+ * path rules again, and the time is the worker's own, not the duration the answer claims.
+ */
+function fromAnswer(response: RunnerResponse, emitted: EmittedFile[], execStarted: number, memoryBytes: number, limits: RunnerLimits): Omit<SandboxOutcome, 'dispose'> {
+  const classified = classifyEnding({ kind: 'answered', response }, { memoryLimitBytes: memoryBytes, logs: response.logs, maxLogBytes: limits.maxLogBytes });
+  const durationMs = Date.now() - execStarted;
+  if (classified.status !== 'succeeded') return { ...classified, files: [], durationMs };
+  const unstorable: UnstorableFile[] = emitted.flatMap((file) => {
+    const reason = unstorablePathReason(file.path);
+    return reason ? [{ path: file.path, reason }] : [];
+  });
+  const bytes = emitted.reduce((sum, file) => sum + file.content.length, 0);
+  const error = unstorable.length > 0 ? unstorableFilesError(unstorable) : emitted.length > limits.maxFiles || bytes > limits.maxFilesBytes ? filesTooLarge(limits) : undefined;
+  if (error) return { status: 'failed', error, logs: classified.logs, files: [], durationMs };
+  const files: CollectedFile[] = emitted.map((file) => ({ path: file.path, size: file.size, sha256: file.sha256, open: () => Readable.from([file.content]) }));
+  return { ...classified, files, durationMs };
 }
 
 function once(action: () => Promise<void>): () => Promise<void> {

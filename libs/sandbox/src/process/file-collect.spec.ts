@@ -102,4 +102,11 @@ describe('collectFiles', () => {
     const count = await collectFiles(home, [reported('a.txt'), reported('b.txt')], { maxFiles: 1, maxFilesBytes: 10_000 });
     expect(!count.ok && count.error.message).toContain('more than 1 files');
   });
+
+  it('refuses a list longer than maxFiles before looking at the disk (a runner never reports one: the code wrote it)', async () => {
+    const list = Array.from({ length: 200_000 }, (_, i) => reported(`missing-${i}.txt`));
+    // A home that does not exist: any look at the disk would throw.
+    const result = await collectFiles(join(root, 'no-such-home'), list, limits);
+    expect(result).toEqual({ ok: false, rejected: [], error: expect.objectContaining({ code: 'FILES_TOO_LARGE' }) });
+  });
 });

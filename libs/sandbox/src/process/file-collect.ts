@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, realpath } from 'node:fs/promises';
 import { isAbsolute, posix, resolve, sep } from 'node:path';
 import type { CollectedFile } from '../driver';
+import { filesTooLarge } from '../limits';
 
 export interface FileCollectLimits {
   maxFiles: number;
@@ -31,9 +32,11 @@ export type FileCollectResult =
  * the check and `open()`.
  */
 export async function collectFiles(homeDir: string, reported: readonly RunnerFile[], limits: FileCollectLimits): Promise<FileCollectResult> {
-  const root = await realpath(homeDir);
   const files: CollectedFile[] = [];
   const rejected: RejectedFile[] = [];
+  // A runner never reports more than maxFiles; a longer list was written by the code (one lstat each).
+  if (reported.length > limits.maxFiles) return { ok: false, rejected, error: filesTooLarge(limits) };
+  const root = await realpath(homeDir);
   const unstorable: UnstorableFile[] = reported.flatMap((entry) => {
     const reason = typeof entry?.path === 'string' ? unstorablePathReason(entry.path) : undefined;
     return reason ? [{ path: entry.path, reason }] : [];
@@ -87,14 +90,4 @@ function hashFile(path: string): Promise<{ sha256: string }> {
       .on('error', fail)
       .on('end', () => done({ sha256: hash.digest('hex') }));
   });
-}
-
-function filesTooLarge(limits: FileCollectLimits): NodeError {
-  return {
-    code: 'FILES_TOO_LARGE',
-    message:
-      `the code left more than ${limits.maxFiles} files or ${limits.maxFilesBytes} bytes under /home/user; ` +
-      'write fewer or smaller files, or delete temporary ones before main returns',
-    details: { maxFiles: limits.maxFiles, maxFilesBytes: limits.maxFilesBytes },
-  };
 }

@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SandboxRequest } from '../driver';
+import { forgedPythonAnswer } from '../testing/forged-answer';
 import { NOT_ISOLATED_WARNING } from './isolation-plan';
 import { ProcessDriver } from './process-driver';
 
@@ -151,5 +152,17 @@ describe('ProcessDriver without isolation', () => {
     await auto.close();
     expect(outcome.output).toEqual({ ok: true });
     expect(seen.filter((msg) => msg === NOT_ISOLATED_WARNING)).toHaveLength(1);
+  });
+
+  it('reports SANDBOX_LOST, not a throw, when the files cannot be read on the host afterwards', async () => {
+    // Without bubblewrap the code can remove its own directory; under bubblewrap the same happens
+    // when something else on the work root removes it. A throw would fail the queue job, which runs
+    // the code again without anyone seeing why.
+    const answer = { ok: true, output: {}, files: [{ path: 'a.txt', size: 1, sha256: 'x' }], logs: { stdout: '', stderr: '', truncated: false }, durationMs: 1 };
+    const outcome = await driver.execute(request({ code: forgedPythonAnswer(answer, { before: ['import shutil', 'shutil.rmtree(os.getcwd())'] }) }), new AbortController().signal);
+    await outcome.dispose();
+    expect(outcome.status).toBe('failed');
+    expect(outcome.error?.code).toBe('SANDBOX_LOST');
+    expect(outcome.error?.message).toMatch(/^the files the code left under \/home\/user could not be read on the host: ENOENT/);
   });
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SandboxOutcome, SandboxRequest } from '../driver';
 import { LocalLayerBackend } from '../layers/local-layer-backend';
+import { forgedPythonAnswer } from '../testing/forged-answer';
 import { ProcessDriver } from './process-driver';
 
 // Real processes in a real bubblewrap sandbox: nothing here is mocked.
@@ -545,6 +546,35 @@ describe('ProcessDriver with bubblewrap', () => {
     await broken.close();
     expect(outcome.error?.code).toBe('SANDBOX_LOST');
     expect(outcome.error?.message).toContain('/nonexistent/bin/python3');
+  });
+
+  describe('an answer the code wrote itself (it shares the runner\'s process and can find the nonce)', () => {
+    const logs = { stdout: '', stderr: '', truncated: false };
+
+    it('cannot pass for the platform: an error code only podflow reports becomes the code\'s failure', async () => {
+      const outcome = await run({ code: forgedPythonAnswer({ ok: false, error: { code: 'SANDBOX_LOST', message: 'forged' }, files: [], logs, durationMs: -5 }) });
+      expect(outcome.status).toBe('failed');
+      expect(outcome.error).toMatchObject({ code: 'CODE_EXECUTION_FAILED', details: { reportedCode: 'SANDBOX_LOST' } });
+      expect(outcome.durationMs).toBeGreaterThanOrEqual(0);
+    });
+
+    it('keeps logs within maxLogBytes', async () => {
+      const outcome = await run({
+        code: forgedPythonAnswer({ ok: true, output: { forged: true }, files: [], logs, durationMs: 1 }, { before: ['answer["logs"]["stdout"] = "L" * (2 * 1024 * 1024) + "END"'] }),
+        limits: { maxLogBytes: 64 * 1024 },
+      });
+      expect(outcome).toMatchObject({ status: 'succeeded', output: { forged: true } });
+      expect(Buffer.byteLength(outcome.logs.stdout)).toBe(64 * 1024);
+      expect(outcome.logs.stdout.endsWith('END')).toBe(true);
+      expect(outcome.logs.truncated).toBe(true);
+    });
+
+    it('cannot list more files than maxFiles', async () => {
+      const files = Array.from({ length: 5000 }, (_, i) => ({ path: `f${i}.txt`, size: 0, sha256: 'x' }));
+      const outcome = await run({ code: forgedPythonAnswer({ ok: true, output: {}, files, logs, durationMs: 1 }), limits: { maxFiles: 100 } });
+      expect(outcome.error?.code).toBe('FILES_TOO_LARGE');
+      expect(outcome.files).toEqual([]);
+    });
   });
 
   it('never warned that the sandbox is not isolated', () => {

@@ -17,6 +17,7 @@ import { buildBubblewrapArgs, SANDBOX_HOME, SANDBOX_PATH, SANDBOX_RUNNER_PATHS }
 import { EgressUnavailableError, HomeUnmounter, prepareExecutionSandbox, type ExecutionHost, type ExecutionSandbox } from './execution-sandbox';
 import { runConfinedInstaller, type ConfinedInstallerOptions } from './confined-installer';
 import { collectFiles } from './file-collect';
+import { closeInheritedDescriptors } from './inherited-descriptors';
 import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
 import { buildLaunch } from './launch';
 import { DEFAULT_PROCESS_LIMITS, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './rlimits';
@@ -313,6 +314,7 @@ export class ProcessDriver implements SandboxDriver {
   }
 
   private plan(): Promise<IsolationPlan> {
+    if (!this.ready) this.closeInherited();
     this.ready ??= planIsolation({
       isolation: this.options.isolation ?? 'auto',
       platform: process.platform,
@@ -332,6 +334,20 @@ export class ProcessDriver implements SandboxDriver {
       return { kind: 'unavailable', message: `could not prepare the sandbox work root ${this.workRoot}: ${(error as Error).message}` };
     });
     return this.ready;
+  }
+
+  /**
+   * Before anything is started: descriptors this process inherited without close-on-exec would
+   * reach every sandbox (inherited-descriptors.ts), so they are closed, with a warning naming each.
+   */
+  private closeInherited(): void {
+    const closed = closeInheritedDescriptors();
+    if (closed.length > 0) {
+      this.options.logger?.warn(
+        { descriptors: closed },
+        'closed file descriptors this process inherited without close-on-exec: every sandbox would have inherited them (start the worker without extra open descriptors)',
+      );
+    }
   }
 
   private async missingRunner(request: SandboxRequest): Promise<string | undefined> {
@@ -399,7 +415,9 @@ export class ProcessDriver implements SandboxDriver {
     return {
       command: argv[0],
       args: argv.slice(1),
-      cwd: bubblewrap ? sandbox.execDir : sandbox.homeDir,
+      // Not the execution's directory: bwrap (pid 1 of the sandbox, readable there) would show it in
+      // its PWD; every path of the chain is absolute.
+      cwd: bubblewrap ? '/' : sandbox.homeDir,
       // Never the worker's environment: bwrap's own process (pid 1 in the sandbox) keeps what it
       // is spawned with, readable in /proc/1/environ, whatever --clearenv does for the code.
       env,
@@ -418,7 +436,16 @@ export class ProcessDriver implements SandboxDriver {
     request: SandboxRequest,
   ): Promise<{ files: CollectedFile[] } & Partial<ClassifiedOutcome>> {
     if (classified.status !== 'succeeded' || reported.length === 0) return { files: [] };
-    const collected = await collectFiles(homeDir, reported, limits);
+    let collected: Awaited<ReturnType<typeof collectFiles>>;
+    try {
+      collected = await collectFiles(homeDir, reported, limits);
+    } catch (error) {
+      // The directory went away under the host (removed by something else on the work root, a
+      // disk error): the code ran, but what it left is lost. A result, never a throw: a throw
+      // would fail the queue job, which runs the code again without anyone seeing why.
+      const message = `the files the code left under /home/user could not be read on the host: ${(error as Error).message}`;
+      return { files: [], status: 'failed', error: { code: 'SANDBOX_LOST', message }, output: undefined };
+    }
     if (collected.rejected.length > 0) {
       this.options.logger?.warn(
         { executionId: request.executionId, rejected: collected.rejected },

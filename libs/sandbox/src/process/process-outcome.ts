@@ -1,6 +1,6 @@
 import type { CapturedLogs, RunnerResponse } from '@podflow/protocol';
 import { constants } from 'node:os';
-import { classifyEnding, type ClassifiedOutcome, type SandboxEnding } from '../outcome';
+import { classifyEnding, lastBytes, type ClassifiedOutcome, type SandboxEnding } from '../outcome';
 import { LAUNCH_SETUP_FAILED_EXIT } from './launch';
 import type { SandboxProcessResult } from './sandbox-process';
 
@@ -38,7 +38,7 @@ const MEMORY_MARKERS = [
 
 /** The node result of a sandbox process plus the runner's response (if one was framed on stdout). */
 export function classifyOutcome(run: SandboxProcessResult, response: RunnerResponse | undefined, ctx: OutcomeContext): ClassifiedOutcome {
-  return classifyEnding(processEnding(run, response, ctx), { memoryLimitBytes: ctx.memoryLimitBytes, logs: silentLogs(run, ctx) });
+  return classifyEnding(processEnding(run, response, ctx), { memoryLimitBytes: ctx.memoryLimitBytes, logs: silentLogs(run, ctx), maxLogBytes: ctx.maxLogBytes });
 }
 
 /** How a sandbox process ended, in the shared vocabulary. Pure: unit-tested with plain fixtures. */
@@ -57,7 +57,7 @@ export function processEnding(run: SandboxProcessResult, response: RunnerRespons
 
 function silentExit(run: SandboxProcessResult, ctx: OutcomeContext): SandboxEnding {
   const signal = signalOf(run, ctx);
-  const details = { exitCode: run.exitCode, signal, stderrTail: tail(run.stderrTail, Math.min(ctx.maxLogBytes, DETAILS_STDERR_BYTES)) };
+  const details = { exitCode: run.exitCode, signal, stderrTail: lastBytes(run.stderrTail, Math.min(ctx.maxLogBytes, DETAILS_STDERR_BYTES)) };
   const setupFailure = wrapperFailure(run, ctx);
   if (setupFailure) return { kind: 'start-failed', message: setupFailure, details };
   const marker = memoryMarkerLine(run.stderrTail);
@@ -113,15 +113,9 @@ function signalOf(run: SandboxProcessResult, ctx: OutcomeContext): NodeJS.Signal
 
 /** What the process printed, bounded: the logs of an ending without a runner answer. */
 function silentLogs(run: SandboxProcessResult, ctx: OutcomeContext): CapturedLogs {
-  const stdout = tail(run.stdout, ctx.maxLogBytes);
-  const stderr = tail(run.stderrTail, ctx.maxLogBytes);
+  const stdout = lastBytes(run.stdout, ctx.maxLogBytes);
+  const stderr = lastBytes(run.stderrTail, ctx.maxLogBytes);
   const truncated = run.stderrTruncated || stdout.length < run.stdout.length || stderr.length < run.stderrTail.length;
   return { stdout, stderr, truncated };
 }
 
-function tail(text: string, maxBytes: number): string {
-  const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length <= maxBytes) return text;
-  // Cutting bytes may split a character; drop the partial one at the start.
-  return bytes.subarray(bytes.length - maxBytes).toString('utf8').replace(/^\uFFFD+/, '');
-}
