@@ -1,7 +1,8 @@
-import jsonata from 'jsonata';
 import { MAX_JSON_DEPTH, PodflowError, emptyRecord, ownValue } from '@podflow/protocol';
 import type { JsonObject, JsonValue, NodeError, NodeFiles, NodePhase } from '@podflow/protocol';
 import { CONCAT_FUNCTION, installBoundedBuiltins } from './expression-builtins';
+import type { Expression } from 'jsonata';
+import { jsonata } from './jsonata-patched';
 import { DEFAULT_EXPRESSION_LIMITS, ExpressionBudget, ExpressionLimitError, maxItemsOf, type ExpressionLimits } from './expression-budget';
 import { WORK_PER_MS, regexEngine, unsupportedRegex } from './regex-engine';
 import type { RunState } from './types';
@@ -51,6 +52,32 @@ export type { ExpressionLimits };
 /** JSONata calls this after each evaluation step with its result (jsonata 2.x). */
 const EXIT_HOOK = Symbol.for('jsonata.__evaluate_exit');
 
+/** What JSONata passes the exit hook as the step's environment: `base.depth` counts the steps under way. */
+interface StepEnvironment {
+  base?: { depth?: number };
+}
+
+/**
+ * The exit hook's answer, which JSONata awaits: the step's depth released meanwhile. JSONata
+ * counts a step from its start until after that await, and the items of an array constructor or
+ * the groups of a group-by are evaluated side by side: with a hook, every one of them waits at
+ * the same time, so 600 literal items or a group-by into 600 groups counted as 600 nested steps
+ * and failed the 500-step limit ("Stack overflow"), as no plain JSONata evaluation does. The
+ * depth is given back while the step waits and taken again just before it ends, so nesting is
+ * counted as JSONata counts it.
+ */
+function outOfDepthWhileAwaited(environment: StepEnvironment): PromiseLike<void> | undefined {
+  const base = environment?.base;
+  if (typeof base?.depth !== 'number') return undefined;
+  base.depth -= 1;
+  return {
+    then(resolve) {
+      (base.depth as number) += 1;
+      return Promise.resolve().then(resolve);
+    },
+  } as PromiseLike<void>;
+}
+
 /** AST node types whose result is a value the step built, rather than one read from the context. */
 const BUILDING_NODES = new Set(['function', 'partial', 'binary', 'unary', 'apply', 'transform', 'sort']);
 
@@ -68,7 +95,7 @@ export const MAX_EXPRESSION_CHARS = 16_384;
  */
 const MAX_CACHED = 2_000;
 const MAX_CACHED_CHARS = 1_000_000;
-const compiled = new Map<string, jsonata.Expression>();
+const compiled = new Map<string, Expression>();
 let cachedChars = 0;
 
 function isJsonataError(error: unknown): error is { message: string; position?: number; code?: string; token?: string } {
@@ -79,7 +106,7 @@ function isJsonataError(error: unknown): error is { message: string; position?: 
  * Compiles (or fetches from the cache) one expression.
  * @throws the JSONata syntax error (with `position` and `message`) when it does not parse.
  */
-export function compileExpression(expression: string): jsonata.Expression {
+export function compileExpression(expression: string): Expression {
   const cached = compiled.get(expression);
   if (cached) return cached;
   const parsed = jsonata(expression);
@@ -195,10 +222,10 @@ export async function evaluateExpression(
     if (rebound) throw new Error(rebound);
     rewriteConcatenation(compiled.ast());
     await installBoundedBuiltins(compiled, budget);
-    compiled.assign(EXIT_HOOK as unknown as string, (node: { type: string; value?: unknown; position?: number; group?: unknown }, _input: unknown, _environment: unknown, result: unknown) => {
-      if (result === undefined || result === null || !(BUILDING_NODES.has(node.type) || node.group)) return;
-      if ((result as { tupleStream?: boolean }).tupleStream) return;
-      budget.checkBuilt(result, () => describeNode(node));
+    compiled.assign(EXIT_HOOK as unknown as string, (node: { type: string; value?: unknown; position?: number; group?: unknown }, _input: unknown, environment: StepEnvironment, result: unknown) => {
+      const building = result !== undefined && result !== null && (BUILDING_NODES.has(node.type) || node.group) && !(result as { tupleStream?: boolean }).tupleStream;
+      if (building) budget.checkBuilt(result, () => describeNode(node));
+      return outOfDepthWhileAwaited(environment);
     });
     value = await compiled.evaluate(context);
   } catch (error) {
@@ -233,6 +260,8 @@ const LIMIT_HINTS: Partial<Record<string, (limits: ExpressionLimits) => string>>
   D1012: (l) => `the limit is EXPRESSION_TIMEOUT_MS=${l.timeoutMs}`,
   D2014: () => 'JSONata allows at most 1e7 items in a range',
   D2015: (l) => `the limit is ${maxItemsOf(l)} items per sequence, EXPRESSION_MAX_BYTES / 8`,
+  // podflow's own (jsonata-patched.ts): each binding is an object of a few hundred bytes.
+  P2015: (l) => `the limit is ${Math.floor(maxItemsOf(l) / 8)} bindings per path, EXPRESSION_MAX_BYTES / 64`,
 };
 
 function describeNode(node: { type: string; value?: unknown; position?: number; procedure?: { value?: unknown } }): string {

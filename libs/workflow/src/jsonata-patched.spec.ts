@@ -1,0 +1,21 @@
+import { readFileSync } from 'node:fs';
+import { JSONATA_PATCHES, jsonata, patchSource } from './jsonata-patched';
+
+describe('JSONata as podflow loads it', () => {
+  const file = require.resolve('jsonata');
+  const published = readFileSync(file, 'utf8');
+
+  it('applies every change to the published file exactly once, and evaluates', async () => {
+    const patched = patchSource(published, JSONATA_PATCHES, file, '2.2.2');
+    for (const patch of JSONATA_PATCHES) expect({ why: patch.why, present: patched.includes(patch.to) }).toEqual({ why: patch.why, present: true });
+    expect(await jsonata('$sum([1..4])').evaluate({})).toBe(10);
+  });
+
+  it('refuses to load a JSONata where a change does not apply, naming it (an upgrade must look at them again)', () => {
+    const [first] = JSONATA_PATCHES;
+    expect(() => patchSource(published.replace(first!.from, ''), JSONATA_PATCHES, file, '9.9.9')).toThrow(
+      `podflow's change to JSONata "${first!.why}" does not apply to ${file} (jsonata 9.9.9, written for 2.2.2): its text is not there`,
+    );
+    expect(() => patchSource(published + first!.from, JSONATA_PATCHES, file, '9.9.9')).toThrow(/its text is there more than once/);
+  });
+});
