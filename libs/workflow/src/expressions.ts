@@ -52,32 +52,6 @@ export type { ExpressionLimits };
 /** JSONata calls this after each evaluation step with its result (jsonata 2.x). */
 const EXIT_HOOK = Symbol.for('jsonata.__evaluate_exit');
 
-/** What JSONata passes the exit hook as the step's environment: `base.depth` counts the steps under way. */
-interface StepEnvironment {
-  base?: { depth?: number };
-}
-
-/**
- * The exit hook's answer, which JSONata awaits: the step's depth released meanwhile. JSONata
- * counts a step from its start until after that await, and the items of an array constructor or
- * the groups of a group-by are evaluated side by side: with a hook, every one of them waits at
- * the same time, so 600 literal items or a group-by into 600 groups counted as 600 nested steps
- * and failed the 500-step limit ("Stack overflow"), as no plain JSONata evaluation does. The
- * depth is given back while the step waits and taken again just before it ends, so nesting is
- * counted as JSONata counts it.
- */
-function outOfDepthWhileAwaited(environment: StepEnvironment): PromiseLike<void> | undefined {
-  const base = environment?.base;
-  if (typeof base?.depth !== 'number') return undefined;
-  base.depth -= 1;
-  return {
-    then(resolve) {
-      (base.depth as number) += 1;
-      return Promise.resolve().then(resolve);
-    },
-  } as PromiseLike<void>;
-}
-
 /** AST node types whose result is a value the step built, rather than one read from the context. */
 const BUILDING_NODES = new Set(['function', 'partial', 'binary', 'unary', 'apply', 'transform', 'sort']);
 
@@ -222,10 +196,10 @@ export async function evaluateExpression(
     if (rebound) throw new Error(rebound);
     rewriteConcatenation(compiled.ast());
     await installBoundedBuiltins(compiled, budget);
-    compiled.assign(EXIT_HOOK as unknown as string, (node: { type: string; value?: unknown; position?: number; group?: unknown }, _input: unknown, environment: StepEnvironment, result: unknown) => {
-      const building = result !== undefined && result !== null && (BUILDING_NODES.has(node.type) || node.group) && !(result as { tupleStream?: boolean }).tupleStream;
-      if (building) budget.checkBuilt(result, () => describeNode(node));
-      return outOfDepthWhileAwaited(environment);
+    compiled.assign(EXIT_HOOK as unknown as string, (node: { type: string; value?: unknown; position?: number; group?: unknown }, _input: unknown, _environment: unknown, result: unknown) => {
+      if (result === undefined || result === null || !(BUILDING_NODES.has(node.type) || node.group)) return;
+      if ((result as { tupleStream?: boolean }).tupleStream) return;
+      budget.checkBuilt(result, () => describeNode(node));
     });
     value = await compiled.evaluate(context);
   } catch (error) {
