@@ -280,6 +280,28 @@ describe('expression bounds: bounded built-ins keep JSONata semantics', () => {
     );
   });
 
+  it.each([
+    '$encodeUrlComponent("a b/?&=中😀~*\'()")',
+    '$encodeUrl("https://x.org/a b?q=中&r=😀#frag")',
+    '$base64encode("héllo 😀")',
+    '$zip([1, 2, 3], ["a", "b"], [true])',
+    '$zip([1, 2])',
+  ])('encodes and zips as JSONata does: %s', async (expression) => {
+    await expectAsJsonata(expression);
+  });
+
+  it('refuses an encoding over EXPRESSION_MAX_BYTES before building it, counting its exact length', async () => {
+    const limits: ExpressionLimits = { ...DEFAULT_EXPRESSION_LIMITS, maxBytes: 1000 };
+    // 110 three-byte characters: 990 characters encoded, plus the quotes; one more is over.
+    expect(await evaluateExpression(`$length($encodeUrlComponent($pad("", 110, "中")))`, context, origin, limits)).toBe(990);
+    await expect(evaluateExpression(`$encodeUrlComponent($pad("", 111, "中"))`, context, origin, limits)).rejects.toMatchObject(limitFailure(/\$encodeUrlComponent would build 1001 bytes of JSON/));
+    // Characters kept as they are count one each: 998 of them fit.
+    expect(await evaluateExpression(`$length($encodeUrl($pad("", 998, "a")))`, context, origin, limits)).toBe(998);
+    await expect(evaluateExpression(`$base64encode($pad("", 750, "a"))`, context, origin, limits)).rejects.toMatchObject(limitFailure(/\$base64encode would build 1002 bytes/));
+    // Two lists of about 600 bytes each: the pairs would hold both.
+    await expect(evaluateExpression(`$zip([$pad("", 600, "x")], [$pad("", 600, "y")])`, context, origin, limits)).rejects.toMatchObject(limitFailure(/\$zip would build 1210 bytes/));
+  });
+
   it('orders large inputs with ^(...) in bounded memory (JSONata needs hundreds of MB for 35,000 items)', () => {
     const built = join(__dirname, '..', 'dist', 'index.js');
     if (!existsSync(built)) throw new Error(`${built} is missing: build @podflow/workflow first (npm test does)`);

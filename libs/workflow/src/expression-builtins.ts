@@ -31,6 +31,7 @@ const MAX_PAIRWISE_DISTINCT = 2_000;
 const HIGHER_ORDER = ['map', 'filter', 'single', 'reduce', 'sift', 'each', 'sort'] as const;
 const WRAPPED = [
   'string', 'clone', 'join', 'pad', 'length', 'substring', 'replace', 'split', 'match', 'formatNumber', 'formatInteger', 'fromMillis', 'toMillis', 'distinct', 'spread',
+  'encodeUrl', 'encodeUrlComponent', 'base64encode', 'zip',
   ...HIGHER_ORDER,
 ] as const;
 type Wrapped = (typeof WRAPPED)[number];
@@ -112,6 +113,28 @@ async function mergeSort(items: readonly unknown[], swap: (a: unknown, b: unknow
     return merged;
   };
   return sort([...items]);
+}
+
+/** ASCII characters `encodeURIComponent` keeps as they are; `encodeURI` keeps these and the URI's own punctuation. */
+const KEPT_BY_URI_COMPONENT = new Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()");
+const KEPT_BY_URI = new Set([...KEPT_BY_URI_COMPONENT, ...';,/?:@&=+$#']);
+
+/** Length of `$encodeUrl`, `$encodeUrlComponent` or `$base64encode` of `text`, counted without building it. */
+function encodedLength(name: 'encodeUrl' | 'encodeUrlComponent' | 'base64encode', text: string): number {
+  if (name === 'base64encode') return 4 * Math.ceil(Buffer.byteLength(text, 'utf8') / 3);
+  const kept = name === 'encodeUrl' ? KEPT_BY_URI : KEPT_BY_URI_COMPONENT;
+  let length = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) length += kept.has(text[i]!) ? 1 : 3;
+    else if (unit < 0x800) length += 6;
+    else if (unit >= 0xd800 && unit <= 0xdbff) {
+      // A surrogate pair: four UTF-8 bytes, each %XX.
+      length += 12;
+      i++;
+    } else length += 9;
+  }
+  return length;
 }
 
 /** `JSON.stringify(value, null, 2)` size: the compact size plus newlines and indentation. */
@@ -318,6 +341,27 @@ export async function installBoundedBuiltins(expression: Expression, budget: Exp
       return spread(value);
     },
     original.spread,
+  );
+  // Measured before they build: they allocate their whole result in one step (60 × an 8 MB
+  // $encodeUrlComponent at once took 4.4 GB before any result was measured).
+  for (const name of ['encodeUrl', 'encodeUrlComponent', 'base64encode'] as const) {
+    define(
+      name,
+      function (this: Focus, text: unknown) {
+        if (typeof text === 'string') budget.require(encodedLength(name, text) + 2, `$${name}`);
+        return call(name, this, [text]);
+      },
+      original[name],
+    );
+  }
+  define(
+    'zip',
+    function (this: Focus, ...lists: unknown[]) {
+      // The result holds the same items as its inputs, regrouped.
+      budget.require(lists.reduce<number>((sum, list) => sum + size(list), 0), '$zip');
+      return call('zip', this, lists);
+    },
+    original.zip,
   );
   for (const name of HIGHER_ORDER) {
     if (name === 'sort') continue;
