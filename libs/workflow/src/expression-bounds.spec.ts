@@ -302,6 +302,38 @@ describe('expression bounds: bounded built-ins keep JSONata semantics', () => {
     await expect(evaluateExpression(`$zip([$pad("", 600, "x")], [$pad("", 600, "y")])`, context, origin, limits)).rejects.toMatchObject(limitFailure(/\$zip would build 1210 bytes/));
   });
 
+  it.each([
+    '$boolean([0, "", false, null, [], {}])',
+    '$boolean([0, [0, [1]]])',
+    '$boolean([[], [[]], [0]])',
+    '$boolean([{"a": 1}])',
+    '$$.people[city] ? "some" : "none"',
+    '$$.people.age[$ > 40] and $$.o.c',
+    '$not([0, [false, "x"]])',
+    '{"a": [1, {"b": 2}]} = {"a": [1, {"b": 2}]}',
+    '[1, [2, 3]] = [1, [2, 4]]',
+    '$$.o != $$.o',
+    '{"a": 1, "b": 2} = {"b": 2, "a": 1}',
+  ])('tests truth and equality as JSONata does: %s', async (expression) => {
+    await expectAsJsonata(expression, shapes);
+  });
+
+  it('stops a truth test or a comparison that would walk one value repeated many times (1e11 items built in milliseconds ran for minutes)', async () => {
+    // A generous time limit: the walks are what is bounded here, whatever the machine's speed.
+    const patient: ExpressionLimits = { ...DEFAULT_EXPRESSION_LIMITS, timeoutMs: 60_000 };
+    const started = Date.now();
+    // The first true item answers at once, as it always should have.
+    expect(await evaluateExpression('($B := $$.[1..1000000]; $P := [1..100000].$B; $boolean($P))', context, origin, patient)).toBe(true);
+    // With no true item, or two equal values compared, the walk is bounded.
+    await expect(evaluateExpression('($B := $$.[$map([1..1000], function(){0})]; $P := [1..100000].$B; $P ? 1 : 0)', context, origin, patient)).rejects.toMatchObject(
+      limitFailure(/the truth of a value walked more than 16777216 values in one step/),
+    );
+    await expect(evaluateExpression('($b1 := {"a": [1..1000000]}; $b2 := {"a": [1..1000000]}; $r := [1..100000]; $r.$b1 = $r.$b2)', context, origin, patient)).rejects.toMatchObject(
+      limitFailure(/a comparison with = or != walked more than 16777216 values in one step/),
+    );
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+
   it('orders large inputs with ^(...) in bounded memory (JSONata needs hundreds of MB for 35,000 items)', () => {
     const built = join(__dirname, '..', 'dist', 'index.js');
     if (!existsSync(built)) throw new Error(`${built} is missing: build @podflow/workflow first (npm test does)`);
