@@ -2,6 +2,7 @@ import type { Expression } from 'jsonata';
 import { jsonata } from './jsonata-patched';
 import { codePointLength, sliceCodePoints, substringCodePoints } from './code-points';
 import { ExpressionLimitError, type ExpressionBudget } from './expression-budget';
+import { mergeSort } from './merge-sort';
 import { matchAll, replaceMatches, splitByMatches, type Callable } from './expression-regex-builtins';
 
 /** A JSONata native function as the library represents it (what `$pad` evaluates to). */
@@ -40,36 +41,10 @@ let originals: Promise<Record<Wrapped, NativeFunction>> | undefined;
 
 /** JSONata's own implementations, fetched once (a `$name` expression evaluates to the function). */
 function loadOriginals(): Promise<Record<Wrapped, NativeFunction>> {
-  originals ??= Promise.all(WRAPPED.map(async (name) => [name, (await jsonata(`$${name}`).evaluate(undefined)) as NativeFunction] as const)).then((entries) => {
-    const found = Object.fromEntries(entries) as Record<Wrapped, NativeFunction>;
-    routeOrderByThroughMergeSort(found.sort.implementation);
-    return found;
-  });
+  originals ??= Promise.all(WRAPPED.map(async (name) => [name, (await jsonata(`$${name}`).evaluate(undefined)) as NativeFunction] as const)).then(
+    (entries) => Object.fromEntries(entries) as Record<Wrapped, NativeFunction>,
+  );
   return originals;
-}
-
-/**
- * Sends JSONata's order-by operator (`list^(key)`) through `mergeSort`. The operator calls the
- * library's internal sort as `fn.sort.apply(focus, [list, comparator])` (evaluateSortExpression),
- * and the library offers no way to replace it; but `apply` is looked up on the function object
- * first, so an own `apply` on that object (which is `$sort`'s implementation) takes the call.
- * JSONata's merge awaits one recursive call per merged item and copies the rest of a list at each:
- * `[1..35000]^($)` held ~580 MB of heap when the default second ran out, and one tenant's few
- * concurrent runs could take the coordinator down. The comparator evaluates the sort terms, so the
- * time limit is still checked at every comparison. Anything but a list of two or more with a
- * comparator function goes to JSONata's own code as before.
- */
-function routeOrderByThroughMergeSort(sort: NativeFunction['implementation']): void {
-  if (Object.prototype.hasOwnProperty.call(sort, 'apply')) return;
-  Object.defineProperty(sort, 'apply', {
-    value(focus: unknown, args?: unknown[]) {
-      const [items, comparator] = args ?? [];
-      if (Array.isArray(items) && items.length > 1 && typeof comparator === 'function') {
-        return mergeSort(items, comparator as (a: unknown, b: unknown) => unknown, () => {});
-      }
-      return Reflect.apply(sort, focus, args ?? []);
-    },
-  });
 }
 
 function checkPicture(name: string, picture: unknown): void {
@@ -86,42 +61,14 @@ function countOccurrences(text: string, pattern: string, limit: number | undefin
   return { count, matched: count * pattern.length };
 }
 
-/**
- * JSONata's merge sort, stable, in its exact order of comparisons (top down, the left half first,
- * split at floor(n / 2); `swap(a, b)` true puts `b` first), so even a comparator that is not a
- * consistent order gives JSONata's result; merged by index, and `tick` called every 1,024
- * comparisons. JSONata's own merges by copying the rest of a list at every step: quadratic in
- * time and memory, 1.4 GB for 35,000 numbers.
- */
-async function mergeSort(items: readonly unknown[], swap: (a: unknown, b: unknown) => unknown, tick: () => void): Promise<unknown[]> {
-  let comparisons = 0;
-  const sort = async (list: unknown[]): Promise<unknown[]> => {
-    if (list.length <= 1) return list;
-    const middle = Math.floor(list.length / 2);
-    const left = await sort(list.slice(0, middle));
-    const right = await sort(list.slice(middle));
-    const merged: unknown[] = new Array(list.length);
-    let l = 0;
-    let r = 0;
-    let out = 0;
-    while (l < left.length && r < right.length) {
-      if (++comparisons % 1024 === 0) tick();
-      merged[out++] = (await swap(left[l], right[r])) ? right[r++] : left[l++];
-    }
-    while (l < left.length) merged[out++] = left[l++];
-    while (r < right.length) merged[out++] = right[r++];
-    return merged;
-  };
-  return sort([...items]);
-}
-
 /** ASCII characters `encodeURIComponent` keeps as they are; `encodeURI` keeps these and the URI's own punctuation. */
 const KEPT_BY_URI_COMPONENT = new Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()");
 const KEPT_BY_URI = new Set([...KEPT_BY_URI_COMPONENT, ...';,/?:@&=+$#']);
 
 /** Length of `$encodeUrl`, `$encodeUrlComponent` or `$base64encode` of `text`, counted without building it. */
 function encodedLength(name: 'encodeUrl' | 'encodeUrlComponent' | 'base64encode', text: string): number {
-  if (name === 'base64encode') return 4 * Math.ceil(Buffer.byteLength(text, 'utf8') / 3);
+  // JSONata's encodes one byte per UTF-16 unit (btoa's Latin-1 view of the text).
+  if (name === 'base64encode') return 4 * Math.ceil(text.length / 3);
   const kept = name === 'encodeUrl' ? KEPT_BY_URI : KEPT_BY_URI_COMPONENT;
   let length = 0;
   for (let i = 0; i < text.length; i++) {
@@ -357,8 +304,11 @@ export async function installBoundedBuiltins(expression: Expression, budget: Exp
   define(
     'zip',
     function (this: Focus, ...lists: unknown[]) {
-      // The result holds the same items as its inputs, regrouped.
+      // The result holds the same items as its inputs, regrouped, and one array per tuple (about
+      // as much memory as 8 items: $zip([1..1000000]) took 140 MB for a 4 MB input).
       budget.require(lists.reduce<number>((sum, list) => sum + size(list), 0), '$zip');
+      const tuples = Math.min(...lists.map((list) => (Array.isArray(list) ? list.length : 0)));
+      if (lists.length > 0) budget.requireItems(tuples * (8 + lists.length), `$zip into ${tuples} tuples of ${lists.length}`);
       return call('zip', this, lists);
     },
     original.zip,

@@ -2,9 +2,9 @@ import { MAX_JSON_DEPTH, PodflowError, emptyRecord, ownValue } from '@podflow/pr
 import type { JsonObject, JsonValue, NodeError, NodeFiles, NodePhase } from '@podflow/protocol';
 import { CONCAT_FUNCTION, installBoundedBuiltins } from './expression-builtins';
 import type { Expression } from 'jsonata';
-import { jsonata } from './jsonata-patched';
+import { PODFLOW_CODES, WALK_LIMIT, jsonata } from './jsonata-patched';
 import { DEFAULT_EXPRESSION_LIMITS, ExpressionBudget, ExpressionLimitError, maxItemsOf, type ExpressionLimits } from './expression-budget';
-import { WORK_PER_MS, regexEngine, unsupportedRegex } from './regex-engine';
+import { MAX_PATTERN_LENGTH, WORK_PER_MS, regexEngine, unsupportedRegex } from './regex-engine';
 import type { RunState } from './types';
 
 /** What one node looks like to expressions: `nodes.<id>.output`, `.files`, `.status`, `.error`. */
@@ -235,7 +235,9 @@ const LIMIT_HINTS: Partial<Record<string, (limits: ExpressionLimits) => string>>
   D2014: () => 'JSONata allows at most 1e7 items in a range',
   D2015: (l) => `the limit is ${maxItemsOf(l)} items per sequence, EXPRESSION_MAX_BYTES / 8`,
   // podflow's own (jsonata-patched.ts): each binding is an object of a few hundred bytes.
-  P2015: (l) => `the limit is ${Math.floor(maxItemsOf(l) / 8)} bindings per path, EXPRESSION_MAX_BYTES / 64`,
+  [PODFLOW_CODES.bindings]: (l) => `the limit is ${Math.floor(maxItemsOf(l) / 8)} bindings per path, EXPRESSION_MAX_BYTES / 64`,
+  [PODFLOW_CODES.walk]: () => `the limit is ${WALK_LIMIT} values per truth test or comparison`,
+  [PODFLOW_CODES.picture]: () => `RE2 takes patterns of at most ${MAX_PATTERN_LENGTH} characters`,
 };
 
 function describeNode(node: { type: string; value?: unknown; position?: number; procedure?: { value?: unknown } }): string {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { JSONATA_PATCHES, jsonata, patchSource } from './jsonata-patched';
+import { dirname, join } from 'node:path';
+import { JSONATA_PATCHES, JSONATA_VERSION, jsonata, patchSource } from './jsonata-patched';
 
 describe('JSONata as podflow loads it', () => {
   const file = require.resolve('jsonata');
@@ -13,9 +14,16 @@ describe('JSONata as podflow loads it', () => {
 
   it('refuses to load a JSONata where a change does not apply, naming it (an upgrade must look at them again)', () => {
     const [first] = JSONATA_PATCHES;
-    expect(() => patchSource(published.replace(first!.from, ''), JSONATA_PATCHES, file, '9.9.9')).toThrow(
-      `podflow's change to JSONata "${first!.why}" does not apply to ${file} (jsonata 9.9.9, written for 2.2.2): its text is not there`,
+    expect(() => patchSource(published.replace(first!.from, ''), JSONATA_PATCHES, file, '2.2.2')).toThrow(
+      `podflow's change to JSONata "${first!.why}" does not apply to ${file} (jsonata 2.2.2): its text is not there`,
     );
-    expect(() => patchSource(published + first!.from, JSONATA_PATCHES, file, '9.9.9')).toThrow(/its text is there more than once/);
+    expect(() => patchSource(published + first!.from, JSONATA_PATCHES, file, '2.2.2')).toThrow(/its text is there more than once/);
+  });
+
+  it('refuses any JSONata release but the one the changes were written for, even where every change applies', () => {
+    expect(JSONATA_VERSION).toBe((JSON.parse(readFileSync(join(dirname(file), 'package.json'), 'utf8')) as { version: string }).version);
+    expect(() => patchSource(published, JSONATA_PATCHES, file, '2.2.3')).toThrow(
+      `podflow's changes to JSONata were written for 2.2.2, and ${file} is jsonata 2.2.3: install 2.2.2, or check each change in libs/workflow/src/jsonata-patched.ts against 2.2.3`,
+    );
   });
 });

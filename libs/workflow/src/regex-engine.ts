@@ -7,7 +7,7 @@ import { RE2JS } from 're2js';
 const RE2_NOTE = 'podflow matches regular expressions with RE2, in time linear in the text: backreferences (\\1, \\k<name>) and lookaround ((?=, (?!, (?<=, (?<!) do not exist there';
 
 /** Longest pattern accepted; its RE2 program grows with it. */
-const MAX_PATTERN_LENGTH = 10_000;
+export const MAX_PATTERN_LENGTH = 10_000;
 
 /** Patterns compiled per source and flags; an expression is compiled per evaluation, its regexes need not be. */
 const MAX_CACHED = 1_000;
