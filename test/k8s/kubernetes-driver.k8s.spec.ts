@@ -4,6 +4,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { LABELS, executionLabel, podNameFor, type SandboxOutcome, type SandboxRequest } from '@podflow/sandbox';
 import { KubernetesDriver } from '@podflow/sandbox/kubernetes';
+import { forgedPythonAnswer } from '@podflow/sandbox/testing';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { RUNTIME_IMAGES, SANDBOX_NAMESPACE, adminConfig, waitForPod, waitForPodGone, workerConfig } from './support/kube';
@@ -203,6 +204,19 @@ describe('KubernetesDriver', () => {
     expect(again).toMatchObject({ status: 'succeeded', output: first.output });
     await again.dispose();
     await first.dispose();
+  });
+
+  it('refuses, unread, an answer the code wrote that is longer than any runner writes or holds too many objects (one parsed took 72 s and 2.6 GB of a worker)', async () => {
+    const logs = { stdout: '', stderr: '', truncated: false };
+    const forged = (output: string) => forgedPythonAnswer({ ok: true, output: {}, files: [], logs, durationMs: 1 }, { before: [`answer["output"] = ${output}`] });
+    // Under the stdout cap (117 MiB, files share the stream), over what an answer can be (13.5 MiB).
+    const long = await run(request('python', forged('{"x": "y" * (20 * 1024 * 1024)}')));
+    expect(long).toMatchObject({
+      status: 'failed',
+      error: { code: 'OUTPUT_TOO_LARGE', message: expect.stringMatching(/refused before it was read: the answer is \d+ bytes of JSON, more than the 13500416 a runner writes at most/) },
+    });
+    const many = await run(request('python', forged('{"x": [{}] * 3000000}')));
+    expect(many).toMatchObject({ status: 'failed', error: { code: 'OUTPUT_TOO_LARGE', message: expect.stringContaining('the answer holds more than 524452 objects and arrays') } });
   });
 
   it('labels its pods so they can be found per execution', async () => {

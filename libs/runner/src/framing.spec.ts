@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { responseEndMarker, responseStartMarker, type RunnerResponse } from '@podflow/protocol';
+import { DEFAULT_RUNNER_LIMITS, responseEndMarker, responseStartMarker, type RunnerResponse } from '@podflow/protocol';
 import { runnerArgv, runnerAssets } from './assets';
-import { frameResponse, parseRunnerOutput } from './framing';
+import { countContainers, frameFileHeader, frameResponse, parseRunnerOutput, readRunnerResponse, responseBounds } from './framing';
 
 const NONCE = 'nonce-1';
 const logs = { stdout: '', stderr: '', truncated: false };
@@ -32,6 +32,62 @@ describe('parseRunnerOutput', () => {
   it('reads an error response', () => {
     const response: RunnerResponse = { ok: false, error: { code: 'OUTPUT_INVALID', message: 'bad' }, files: [], logs, durationMs: 2 };
     expect(parseRunnerOutput(frameResponse(NONCE, response), NONCE)).toEqual(response);
+  });
+});
+
+describe('readRunnerResponse: an answer is held to its bounds before it is parsed (the code can write one)', () => {
+  const MIB = 1024 * 1024;
+  const bounds = responseBounds(DEFAULT_RUNNER_LIMITS);
+  const withOutput = (output: Record<string, unknown>) => frameResponse(NONCE, { ok: true, output: output as never, files: [], logs, durationMs: 1 });
+  let parse: jest.SpyInstance;
+  beforeEach(() => {
+    parse = jest.spyOn(JSON, 'parse');
+  });
+  afterEach(() => parse.mockRestore());
+
+  it('derives the bounds from the limits: the output, both logs escaped, the file list, a margin; an eighth of the output in containers', () => {
+    expect(bounds).toEqual({ maxBytes: 8 * MIB + 12 * 64 * 1024 + 100 * 32 * 1024 + MIB, maxContainers: 524_288 + 100 + 64 });
+  });
+
+  it('reads an answer within them, text or bytes (with file frames after it)', () => {
+    const records = Array.from({ length: 200_000 }, (_, id) => ({ id, name: 'abcdefgh' }));
+    expect(readRunnerResponse(withOutput({ records }), NONCE, bounds)).toEqual({ response: expect.objectContaining({ ok: true, output: { records } }) });
+    const bytes = Buffer.from(frameResponse(NONCE, okResponse(7)) + frameFileHeader(NONCE, { path: 'a.txt', size: 1, sha256: '0'.repeat(64) }) + 'x\n');
+    expect(readRunnerResponse(bytes, NONCE, bounds)).toEqual({ response: okResponse(7) });
+    expect(readRunnerResponse('no answer here', NONCE, bounds)).toBeUndefined();
+  });
+
+  it('refuses, unparsed, an answer longer than any runner writes (117 MiB of one fitted the Kubernetes stdout cap)', () => {
+    parse.mockClear();
+    const bytesOf = (output: unknown) => Buffer.byteLength(JSON.stringify({ ok: true, output, files: [], logs, durationMs: 1 }));
+    const long = { text: 'x'.repeat(bounds.maxBytes) };
+    expect(readRunnerResponse(withOutput(long), NONCE, bounds)).toEqual({
+      refused: `the answer is ${bytesOf(long)} bytes of JSON, more than the ${bounds.maxBytes} a runner writes at most (the output limit, both logs, the file list)`,
+    });
+    // Counted in bytes: 5 Mi of a three-byte character are 15 MiB of UTF-8 (and fewer characters than the bound).
+    const wide = { text: '中'.repeat(5 * MIB) };
+    expect(bytesOf(wide)).toBeGreaterThan(bounds.maxBytes);
+    expect(readRunnerResponse(withOutput(wide), NONCE, bounds)).toEqual({ refused: expect.stringContaining(`the answer is ${bytesOf(wide)} bytes of JSON`) });
+    expect(parse).not.toHaveBeenCalled();
+  });
+
+  it('refuses, unparsed, an answer of more objects and arrays than an output can need ([{},{},...]: 72 s and 2.6 GB of heap parsed)', () => {
+    parse.mockClear();
+    const stdout = `\n${responseStartMarker(NONCE)}\n{"ok":true,"files":[],"durationMs":1,"logs":{"stdout":"","stderr":""},"output":{"x":[${'{},'.repeat(bounds.maxContainers)}{}]}}\n${responseEndMarker(NONCE)}\n`;
+    expect(readRunnerResponse(stdout, NONCE, bounds)).toEqual({ refused: `the answer holds more than ${bounds.maxContainers} objects and arrays (the output limit / 16)` });
+    expect(parse).not.toHaveBeenCalled();
+    // One fewer is read.
+    const fewer = `\n${responseStartMarker(NONCE)}\n{"ok":true,"files":[],"durationMs":1,"logs":{"stdout":"","stderr":""},"output":{"x":[${'{},'.repeat(bounds.maxContainers - 6)}{}]}}\n${responseEndMarker(NONCE)}\n`;
+    expect(readRunnerResponse(fewer, NONCE, bounds)).toEqual({ response: expect.objectContaining({ ok: true }) });
+  });
+
+  it.each([
+    ['{"a":[1,{"b":[]}]}', 4],
+    ['{"a":"[{[{"}', 1],
+    ['["\\"", "{", "\\\\", {}]', 2],
+    ['"[[["', 0],
+  ])('counts the objects and arrays outside strings: %s', (text, count) => {
+    expect(countContainers(text, 100)).toBe(count);
   });
 });
 

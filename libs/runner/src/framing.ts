@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { fileFrameMarker, filesEndMarker, responseEndMarker, responseStartMarker, type RunnerFile, type RunnerResponse } from '@podflow/protocol';
+import { fileFrameMarker, filesEndMarker, responseEndMarker, responseStartMarker, type RunnerFile, type RunnerLimits, type RunnerResponse } from '@podflow/protocol';
 
 /**
  * Frames one response for stdout: `\n<start>\n<json>\n<end>\n`. The leading newline makes the
@@ -13,9 +13,62 @@ export function frameResponse(nonce: string, response: RunnerResponse): string {
  * Finds the LAST framed response for `nonce` in a runner's stdout. Anything around it (direct writes
  * to fd 1, child processes, a forged block printed earlier) is ignored. Returns undefined when there
  * is no complete block or its JSON does not look like a RunnerResponse: the driver then reports
- * the sandbox as lost rather than trusting half a result.
+ * the sandbox as lost rather than trusting half a result. Not bounded: drivers read answers with
+ * readRunnerResponse.
  */
 export function parseRunnerOutput(stdout: string, nonce: string): RunnerResponse | undefined {
+  const body = responseBody(stdout, nonce);
+  return body === undefined ? undefined : parseResponse(body);
+}
+
+/**
+ * What a host parses of one answer. The user's code shares the runner's process and can write an
+ * answer of its own, of any size its stdout cap lets through (117 MiB on Kubernetes, where files
+ * share the stream): JSON.parse of that much `[{},{},...]` took 72 s and 2.6 GB of a worker's
+ * heap. The bounds are measured on the text first, in one pass, so nothing over them is parsed.
+ */
+export interface ResponseBounds {
+  /** Longest JSON text of a response: the output, both logs escaped, the file list, an error. */
+  maxBytes: number;
+  /** Most objects and arrays in it: each costs ~64 bytes of heap for its 3 bytes of text (`{},`). */
+  maxContainers: number;
+}
+
+/** The bounds of an answer to a request with these limits. */
+export function responseBounds(limits: Pick<RunnerLimits, 'maxOutputBytes' | 'maxLogBytes' | 'maxFiles'>): ResponseBounds {
+  return {
+    // A log's byte can become six of JSON (\u0000); a file path at most 4,096 bytes, each six.
+    maxBytes: limits.maxOutputBytes + 12 * limits.maxLogBytes + limits.maxFiles * 32 * 1024 + 1024 * 1024,
+    // 524,288 for an 8 MiB output (33 MB of heap parsed); real data is mostly strings and numbers.
+    maxContainers: Math.max(4096, Math.floor(limits.maxOutputBytes / 16)) + limits.maxFiles + 64,
+  };
+}
+
+/** An answer as a driver reads it: parsed, refused before parsing (what is over), or none found. */
+export type BoundedResponse = { response: RunnerResponse } | { refused: string } | undefined;
+
+/**
+ * parseRunnerOutput (or parseRunnerOutputBuffer, for a Buffer), held to `bounds` before the JSON
+ * is parsed.
+ */
+export function readRunnerResponse(stdout: string | Buffer, nonce: string, bounds: ResponseBounds): BoundedResponse {
+  const text = typeof stdout === 'string' ? stdout : responseText(stdout, nonce);
+  const body = responseBody(text, nonce);
+  if (body === undefined) return undefined;
+  // A UTF-16 unit is at most 3 bytes of UTF-8: the byte count is needed only near the bound.
+  if (body.length > bounds.maxBytes || (body.length * 3 > bounds.maxBytes && Buffer.byteLength(body) > bounds.maxBytes)) {
+    return { refused: `the answer is ${Buffer.byteLength(body)} bytes of JSON, more than the ${bounds.maxBytes} a runner writes at most (the output limit, both logs, the file list)` };
+  }
+  // Each object or array takes at least 2 characters: a shorter text cannot hold too many.
+  if (body.length > 2 * bounds.maxContainers && countContainers(body, bounds.maxContainers) > bounds.maxContainers) {
+    return { refused: `the answer holds more than ${bounds.maxContainers} objects and arrays (the output limit / 16)` };
+  }
+  const response = parseResponse(body);
+  return response ? { response } : undefined;
+}
+
+/** The JSON text of the last complete response block for `nonce`, or undefined. */
+function responseBody(stdout: string, nonce: string): string | undefined {
   const start = `${responseStartMarker(nonce)}\n`;
   const end = `\n${responseEndMarker(nonce)}`;
   const startAt = stdout.lastIndexOf(start);
@@ -25,13 +78,35 @@ export function parseRunnerOutput(stdout: string, nonce: string): RunnerResponse
   if (endAt < 0) return undefined;
   const after = stdout.charAt(endAt + end.length);
   if (after !== '' && after !== '\n' && after !== '\r') return undefined;
+  return stdout.slice(bodyAt, endAt);
+}
+
+function parseResponse(body: string): RunnerResponse | undefined {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(stdout.slice(bodyAt, endAt));
+    parsed = JSON.parse(body);
   } catch {
     return undefined;
   }
   return looksLikeResponse(parsed) ? parsed : undefined;
+}
+
+/** Objects and arrays opened in JSON `text` (brackets outside strings), counting up to just past `stopAbove`. */
+export function countContainers(text: string, stopAbove: number): number {
+  let count = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (inString) {
+      if (unit === 0x5c) i++; // a backslash escapes the next unit (\" and \\ included)
+      else if (unit === 0x22) inString = false;
+    } else if (unit === 0x22) {
+      inString = true;
+    } else if ((unit === 0x7b || unit === 0x5b) && ++count > stopAbove) {
+      return count;
+    }
+  }
+  return count;
 }
 
 /**
@@ -94,7 +169,12 @@ function bytesAt(buffer: Buffer, at: number, expected: Buffer): boolean {
  * parseRunnerOutput on the whole text.
  */
 export function parseRunnerOutputBuffer(stdout: Buffer, nonce: string): RunnerResponse | undefined {
-  return parseRunnerOutput(stdout.toString('utf8', 0, fileFramesStart(stdout, nonce) ?? stdout.length), nonce);
+  return parseRunnerOutput(responseText(stdout, nonce), nonce);
+}
+
+/** The part of a binary stdout the response is looked for in: everything before the file frames. */
+function responseText(stdout: Buffer, nonce: string): string {
+  return stdout.toString('utf8', 0, fileFramesStart(stdout, nonce) ?? stdout.length);
 }
 
 /**

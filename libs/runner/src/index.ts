@@ -14,5 +14,5 @@
  */
 export { runnerArgv, runnerAssets } from './assets';
 export type { RunnerAssets, RunnerInterpreters } from './assets';
-export { frameFileHeader, frameResponse, parseFileFrames, parseRunnerOutput, parseRunnerOutputBuffer } from './framing';
+export { countContainers, frameFileHeader, frameResponse, parseFileFrames, parseRunnerOutput, parseRunnerOutputBuffer, readRunnerResponse, responseBounds, type BoundedResponse, type ResponseBounds } from './framing';
 export type { EmittedFile, FileFramesResult } from './framing';

@@ -15,6 +15,8 @@ export type SandboxEnding =
   /** Killed at the node timeout (`detail` says what was killed, e.g. "the pod was deleted"). */
   | { kind: 'timeout'; timeoutMs: number; detail?: string }
   | { kind: 'output-too-large'; capBytes: number; what: string }
+  /** An answer was found but not parsed: over what any runner writes (the code can write answers too). */
+  | { kind: 'answer-refused'; detail: string }
   /** The sandbox never started: a binary, a wrapper, a mount (SANDBOX_LOST, retried). */
   | { kind: 'start-failed'; message: string; details?: Record<string, unknown> }
   /** The sandbox did not become ready in time (SANDBOX_START_TIMEOUT, retried). */
@@ -26,6 +28,11 @@ export type SandboxEnding =
   | { kind: 'file-too-large'; limitBytes: number; details?: Record<string, unknown> }
   /** The runner died without an answer for another reason (a crash, `os._exit`, a native fault). */
   | { kind: 'crashed'; how: string; details?: Record<string, unknown> };
+
+/** An answer a driver found and did not parse (`readRunnerResponse` in @podflow/runner says why). */
+export interface RefusedAnswer {
+  refused: string;
+}
 
 export interface ClassifiedOutcome {
   status: 'succeeded' | 'failed';
@@ -67,6 +74,11 @@ export function classifyEnding(ending: SandboxEnding, ctx: EndingContext): Class
         code: 'OUTPUT_TOO_LARGE',
         message: `the sandbox wrote more than ${ending.capBytes} bytes of ${ending.what}, so it was killed; return a smaller object from main and write large data to a file under /home/user`,
       });
+    case 'answer-refused':
+      return failed({
+        code: 'OUTPUT_TOO_LARGE',
+        message: `the sandbox's answer was refused before it was read: ${ending.detail}; return a smaller object from main and write large data to a file under /home/user`,
+      });
     case 'start-failed':
       return failed({ code: 'SANDBOX_LOST', message: ending.message, ...(ending.details ? { details: ending.details } : {}) });
     case 'start-timeout':
@@ -95,7 +107,7 @@ function fromResponse(response: RunnerResponse, ctx: EndingContext): ClassifiedO
   const logs = boundedLogs(response.logs, ctx.maxLogBytes);
   // The output is not measured again: Python writes some numbers shorter than JavaScript does
   // (1e+16), so a second count here could refuse what the runner rightly let through. A forged
-  // answer's output stays within the driver's stdout cap (about twice maxOutputBytes).
+  // answer was held to responseBounds (@podflow/runner) before it was parsed.
   if (response.ok) return { status: 'succeeded', output: response.output, logs };
   const error = response.error;
   if (!RUNNER_ERROR_CODES.has(error.code)) {

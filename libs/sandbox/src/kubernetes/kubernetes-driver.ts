@@ -1,17 +1,17 @@
 import { Attach, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { requestReceivedMarker, unstorableFilesError, unstorablePathReason, type CapturedLogs, type RunnerLimits, type RunnerRequest, type RunnerResponse, type UnstorableFile } from '@podflow/protocol';
-import { parseFileFrames, parseRunnerOutputBuffer, type EmittedFile } from '@podflow/runner';
+import { parseFileFrames, readRunnerResponse, responseBounds, type EmittedFile } from '@podflow/runner';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { CollectedFile, SandboxDriver, SandboxLogger, SandboxOutcome, SandboxRequest } from '../driver';
 import { filesTooLarge, mergeRunnerLimits } from '../limits';
-import { classifyEnding, type SandboxEnding } from '../outcome';
+import { classifyEnding, type RefusedAnswer, type SandboxEnding } from '../outcome';
 import { ANNOTATIONS, LABELS, SANDBOX_SELECTOR, executionLabel, podNameFor } from './pod-identity';
 import { CONTAINER_NAME, SANDBOX_HOME, buildSandboxPod, type PodPlacement } from './pod-spec';
 import { isOomKilled, podStage, startFailureReason } from './pod-state';
 import { PodWatch } from './pod-watch';
 import { DEFAULT_POD_RESOURCE_POLICY, resolvePodResources, type PodResourcePolicy, type PodResources } from './resources';
-import { ByteCollector, readPodLogBytes } from './streams';
+import { ByteCollector, readPodLogBytes, type PodLog } from './streams';
 import { WarmPodPool } from './warm-pods';
 
 export interface KubernetesDriverOptions {
@@ -207,8 +207,8 @@ export class KubernetesDriver implements SandboxDriver {
       }
 
       // 3. What the runner said, else why it said nothing.
-      const answer = readAnswer(stdout.bytes(), runnerNonce);
-      if (answer) return { ...fromAnswer(answer.response, answer.files, execStarted, resources.memoryBytes, limits), ...podStart };
+      const answer = readAnswer(stdout.bytes(), runnerNonce, limits);
+      if (answer) return { ...answered(answer, execStarted, resources.memoryBytes, limits, stderr), ...podStart };
       return { ...(await this.withoutAnswer(watch, name, runnerNonce, stderr, limits, execStarted, stdout.overflowed, request.timeoutMs, resources.memoryBytes)), ...podStart };
     } finally {
       watch.stop();
@@ -256,8 +256,9 @@ export class KubernetesDriver implements SandboxDriver {
   /** An adopted, running runner that already received its request says so on stderr. */
   private async needsRequest(watch: PodWatch, name: string, nonce: string): Promise<boolean> {
     if (watch.pod && podStage(watch.pod).kind === 'terminated') return false;
-    const log = await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME).catch(() => Buffer.alloc(0));
-    return !log.includes(requestReceivedMarker(nonce));
+    // The marker is the runner's first line once it has the request, before any of the code's.
+    const log = await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME, REQUEST_MARKER_SCAN_BYTES).catch(() => ({ bytes: Buffer.alloc(0) }));
+    return !log.bytes.includes(requestReceivedMarker(nonce));
   }
 
   /**
@@ -332,20 +333,22 @@ export class KubernetesDriver implements SandboxDriver {
     // The container ended on its own but its stream was cut (an adopted pod, a dropped
     // connection): the answer is still in its log. A log that cannot be read is not the code's
     // doing: the execution is lost (retried), not reported as a crash of the runner.
-    const log = await this.readLogOfEnded(name);
+    const logCap = endedLogCapBytes(limits);
+    const log = await this.readLogOfEnded(name, logCap);
     if ('error' in log) return done({ kind: 'lost', message: `pod ${this.namespace}/${name} ended, but its log (where the answer is) could not be read: ${log.error}` });
-    const fromLog = readAnswer(log.bytes, nonce);
-    if (fromLog) return fromAnswer(fromLog.response, fromLog.files, execStarted, memoryBytes, limits);
+    if (log.cut) return done({ kind: 'output-too-large', capBytes: logCap, what: "output and logs (read from the pod's log, where the answer is)" });
+    const fromLog = readAnswer(log.bytes, nonce, limits);
+    if (fromLog) return answered(fromLog, execStarted, memoryBytes, limits, stderr);
     const exit = `exit code ${settled.state.exitCode}${settled.state.reason ? ` (${settled.state.reason})` : ''}`;
     // As on the process driver: a runner that exits on its own without answering is the code's doing (os._exit, a native crash).
     return done({ kind: 'crashed', how: `the runner in pod ${name} ended with ${exit} before returning a result`, details: { exitCode: settled.state.exitCode, stderrTail: logs.stderr.slice(-2000) } });
   }
 
   /** The log of a pod whose container ended, read up to LOG_READ_ATTEMPTS times (a kubelet that just saw the container end may fail the first read). */
-  private async readLogOfEnded(name: string): Promise<{ bytes: Buffer } | { error: string }> {
+  private async readLogOfEnded(name: string, maxBytes: number): Promise<PodLog | { error: string }> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return { bytes: await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME) };
+        return await readPodLogBytes(this.options.kubeConfig, this.namespace, name, CONTAINER_NAME, maxBytes);
       } catch (error) {
         if (attempt >= LOG_READ_ATTEMPTS) return { error: (error as Error).message };
         await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
@@ -360,19 +363,40 @@ export class KubernetesDriver implements SandboxDriver {
   }
 }
 
-/** The response and its files, when both arrived whole. */
-function readAnswer(stdout: Buffer, nonce: string): { response: RunnerResponse; files: EmittedFile[] } | undefined {
-  const response = parseRunnerOutputBuffer(stdout, nonce);
-  if (!response) return undefined;
+type Answer = { response: RunnerResponse; files: EmittedFile[] } | RefusedAnswer;
+
+/** The response and its files, when both arrived whole; refused unread when over `responseBounds`. */
+function readAnswer(stdout: Buffer, nonce: string, limits: RunnerLimits): Answer | undefined {
+  const read = readRunnerResponse(stdout, nonce, responseBounds(limits));
+  if (!read || 'refused' in read) return read;
   const frames = parseFileFrames(stdout, nonce);
   if (!frames.ok) return undefined;
-  return { response, files: frames.files };
+  return { response: read.response, files: frames.files };
+}
+
+function answered(answer: Answer, execStarted: number, memoryBytes: number, limits: RunnerLimits, stderr: ByteCollector): Omit<SandboxOutcome, 'dispose'> {
+  if ('refused' in answer) {
+    const logs: CapturedLogs = { stdout: '', stderr: stderr.tail(limits.maxLogBytes), truncated: stderr.size > limits.maxLogBytes };
+    return ended({ kind: 'answer-refused', detail: answer.refused }, Date.now() - execStarted, logs, memoryBytes);
+  }
+  return fromAnswer(answer.response, answer.files, execStarted, memoryBytes, limits);
 }
 
 /** Room for the response, its logs and the files it may stream, with a margin for framing. */
 function stdoutCapBytes(limits: RunnerLimits): number {
   return limits.maxOutputBytes * 2 + limits.maxLogBytes * 4 + limits.maxFilesBytes + 1024 * 1024;
 }
+
+/**
+ * A log holds stdout and stderr together: room for stdout's cap and 16 MiB of stderr (the live
+ * stream keeps only stderr's tail; a log with more is reported as too much output).
+ */
+function endedLogCapBytes(limits: RunnerLimits): number {
+  return stdoutCapBytes(limits) + 16 * 1024 * 1024;
+}
+
+/** How much of an adopted pod's log is searched for the request-received marker. */
+const REQUEST_MARKER_SCAN_BYTES = 64 * 1024;
 
 /** The outcome of a sandbox ending, through the classifier both drivers share. */
 function ended(ending: SandboxEnding, durationMs = 0, logs: CapturedLogs = NO_LOGS, memoryBytes = 0): Omit<SandboxOutcome, 'dispose'> & { dispose: () => Promise<void> } {

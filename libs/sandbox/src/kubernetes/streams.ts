@@ -30,29 +30,50 @@ export class ByteCollector extends Writable {
   }
 }
 
-/**
- * A container's log as raw bytes. The generated client decodes logs as text, which would mangle
- * the binary file frames a runner writes; this asks the API directly with the same credentials.
- */
 /** Inactivity bound of one log read. */
 const LOG_READ_TIMEOUT_MS = 30_000;
 
-export async function readPodLogBytes(config: KubeConfig, namespace: string, name: string, container: string): Promise<Buffer> {
+/** A container's log, or its first `maxBytes` bytes with `cut` set when there was more. */
+export interface PodLog {
+  bytes: Buffer;
+  cut: boolean;
+}
+
+/**
+ * A container's log as raw bytes, at most `maxBytes` of it (the code writes the log: unbounded,
+ * it would be read whole into the worker's memory). The generated client decodes logs as text,
+ * which would mangle the binary file frames a runner writes; this asks the API directly with the
+ * same credentials, with `limitBytes` one past the bound, and stops reading there itself too.
+ */
+export async function readPodLogBytes(config: KubeConfig, namespace: string, name: string, container: string, maxBytes: number): Promise<PodLog> {
   const cluster = config.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
   const url = new URL(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}/log`, cluster.server);
   url.searchParams.set('container', container);
+  url.searchParams.set('limitBytes', String(maxBytes + 1));
   const options: Record<string, unknown> = {};
   await config.applyToHTTPSOptions(options);
   return new Promise((resolve, reject) => {
     const req = request(url, { ...options, method: 'GET' }, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => {
+      let size = 0;
+      const finish = () => {
         const body = Buffer.concat(chunks);
-        if (res.statusCode === 200) resolve(body);
+        if (res.statusCode === 200) resolve({ bytes: body.subarray(0, maxBytes), cut: body.length > maxBytes });
         else reject(Object.assign(new Error(`reading the log of pod ${namespace}/${name} failed with HTTP ${res.statusCode}: ${body.toString('utf8').slice(0, 300)}`), { code: res.statusCode }));
+      };
+      res.on('data', (chunk: Buffer) => {
+        if (size > maxBytes) return;
+        chunks.push(chunk);
+        size += chunk.length;
+        if (size > maxBytes && res.statusCode === 200) {
+          // Enough to know it is over: the rest is not read.
+          res.removeAllListeners('end');
+          finish();
+          req.destroy();
+        }
       });
+      res.on('end', finish);
       res.on('error', reject);
     });
     req.on('error', reject);

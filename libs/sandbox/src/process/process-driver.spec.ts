@@ -569,6 +569,11 @@ describe('ProcessDriver with bubblewrap', () => {
       expect(outcome.logs.truncated).toBe(true);
     });
 
+    it('is refused unread when it holds more objects and arrays than an output can need (a worker parsing [{},{},...] ran out of heap)', async () => {
+      const outcome = await run({ code: forgedPythonAnswer({ ok: true, output: {}, files: [], logs, durationMs: 1 }, { before: ['answer["output"] = {"x": [{}] * 700000}'] }) });
+      expect(outcome).toMatchObject({ status: 'failed', error: { code: 'OUTPUT_TOO_LARGE', message: expect.stringContaining('refused before it was read: the answer holds more than 524452 objects and arrays') } });
+    });
+
     it('cannot list more files than maxFiles', async () => {
       const files = Array.from({ length: 5000 }, (_, i) => ({ path: `f${i}.txt`, size: 0, sha256: 'x' }));
       const outcome = await run({ code: forgedPythonAnswer({ ok: true, output: {}, files, logs, durationMs: 1 }), limits: { maxFiles: 100 } });

@@ -1,5 +1,5 @@
 import { requestReceivedMarker, responseEndMarker, type CapturedLogs, type NodeError, type RunnerLimits, type RunnerRequest } from '@podflow/protocol';
-import { parseRunnerOutput, runnerArgv, runnerAssets, type RunnerAssets } from '@podflow/runner';
+import { readRunnerResponse, responseBounds, runnerArgv, runnerAssets, type RunnerAssets } from '@podflow/runner';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -196,7 +196,8 @@ export class ProcessDriver implements SandboxDriver {
         awaitTeardown: false,
       });
       teardown = run.teardown;
-      const response = run.stdout ? parseRunnerOutput(run.stdout, nonce) : undefined;
+      const answer = run.stdout ? readRunnerResponse(run.stdout, nonce, responseBounds(limits)) : undefined;
+      const response = answer && 'response' in answer ? answer.response : undefined;
       if (warm && !response && !run.runnerStarted && run.termination === 'exited') {
         // It ended while waiting, just before it was taken: nothing of this execution ran.
         await teardown;
@@ -207,8 +208,8 @@ export class ProcessDriver implements SandboxDriver {
       // ending without an answer is judged once the memory cgroup has seen all of it.
       if (!response || response.files.length > 0) await teardown;
       // Only an ending without an answer is explained by the memory cgroup (an answer is the result).
-      const oomKilled = sandbox.cgroup && !response ? await sandbox.cgroup.oomKilled() : undefined;
-      const classified = classifyOutcome(run, response, {
+      const oomKilled = sandbox.cgroup && !answer ? await sandbox.cgroup.oomKilled() : undefined;
+      const classified = classifyOutcome(run, response ?? (answer && 'refused' in answer ? answer : undefined), {
         timeoutMs: request.timeoutMs,
         command: started.command,
         bubblewrap: plan.kind === 'bubblewrap',

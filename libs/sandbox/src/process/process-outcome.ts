@@ -1,6 +1,6 @@
 import type { CapturedLogs, RunnerResponse } from '@podflow/protocol';
 import { constants } from 'node:os';
-import { classifyEnding, lastBytes, type ClassifiedOutcome, type SandboxEnding } from '../outcome';
+import { classifyEnding, lastBytes, type ClassifiedOutcome, type RefusedAnswer, type SandboxEnding } from '../outcome';
 import { LAUNCH_SETUP_FAILED_EXIT } from './launch';
 import type { SandboxProcessResult } from './sandbox-process';
 
@@ -37,12 +37,12 @@ const MEMORY_MARKERS = [
 ];
 
 /** The node result of a sandbox process plus the runner's response (if one was framed on stdout). */
-export function classifyOutcome(run: SandboxProcessResult, response: RunnerResponse | undefined, ctx: OutcomeContext): ClassifiedOutcome {
+export function classifyOutcome(run: SandboxProcessResult, response: RunnerResponse | RefusedAnswer | undefined, ctx: OutcomeContext): ClassifiedOutcome {
   return classifyEnding(processEnding(run, response, ctx), { memoryLimitBytes: ctx.memoryLimitBytes, logs: silentLogs(run, ctx), maxLogBytes: ctx.maxLogBytes });
 }
 
 /** How a sandbox process ended, in the shared vocabulary. Pure: unit-tested with plain fixtures. */
-export function processEnding(run: SandboxProcessResult, response: RunnerResponse | undefined, ctx: OutcomeContext): SandboxEnding {
+export function processEnding(run: SandboxProcessResult, response: RunnerResponse | RefusedAnswer | undefined, ctx: OutcomeContext): SandboxEnding {
   if (run.termination === 'canceled') return { kind: 'canceled' };
   if (run.termination === 'timeout' && !response) return { kind: 'timeout', timeoutMs: ctx.timeoutMs };
   if (run.termination === 'output-too-large') {
@@ -51,6 +51,7 @@ export function processEnding(run: SandboxProcessResult, response: RunnerRespons
   if (run.termination === 'spawn-failed') {
     return { kind: 'start-failed', message: `could not start the sandbox: \`${ctx.command}\` failed to spawn (${run.spawnError ?? 'unknown error'}); install it or fix the driver's binary path` };
   }
+  if (response && 'refused' in response) return { kind: 'answer-refused', detail: response.refused };
   if (response) return { kind: 'answered', response };
   return silentExit(run, ctx);
 }
