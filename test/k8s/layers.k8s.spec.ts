@@ -243,7 +243,8 @@ async function waitForRunning(name: string, timeoutMs = 120_000): Promise<void> 
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const pod = await adminCore.readNamespacedPod({ name, namespace: SANDBOX_NAMESPACE }).catch(() => undefined);
-    if (pod?.status?.containerStatuses?.[0]?.state?.running) return;
+    // The installer is the pod's second init container (layer-builder-spec.ts).
+    if (pod?.status?.initContainerStatuses?.find((status) => status.name === 'install')?.state?.running) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`builder pod ${name} never ran`);

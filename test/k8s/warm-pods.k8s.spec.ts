@@ -66,6 +66,22 @@ describe('WarmPodPool', () => {
     await adminCore.deleteNamespacedPod({ name: winners[0]!, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 });
   });
 
+  it('claims only pods built as this worker would build them: a pod of another template (before a hardening, another image) is never claimed, nor deleted before it is stale (red-team finding)', async () => {
+    const before = pool(1);
+    await before.refill();
+    await eventually(async () => (await warmPods('python')).some(running), 'a running warm pod', 90_000);
+    const [old] = await warmPods('python');
+    // The same worker after an operator change: here other default resources, so another template.
+    const after = pool(1, { resources: resolvePodResources(undefined, { defaultCpuMillis: 500, defaultMemoryBytes: 256 * 1024 * 1024, maxCpuMillis: 4000, maxMemoryBytes: 4096 * 1024 * 1024 }) });
+    expect(await after.claim('python', claimFor(`${randomUUID()}.main.1`))).toBeUndefined();
+    expect((await adminCore.readNamespacedPod({ name: old!.metadata!.name!, namespace: SANDBOX_NAMESPACE })).metadata?.labels?.[LABELS.role]).toBe('warm');
+    // Its refill starts one of its own beside it, and leaves the other to go stale.
+    await after.refill();
+    const templates = (await warmPods('python')).map((pod) => pod.metadata!.labels![LABELS.template]);
+    expect(templates).toHaveLength(2);
+    expect(new Set(templates).size).toBe(2);
+  });
+
   it('refills what was claimed or deleted, replaces pods that waited too long, and trims extras', async () => {
     const warm = pool(2, { maxIdleMs: 60_000 });
     await warm.refill();

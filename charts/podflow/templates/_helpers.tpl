@@ -78,6 +78,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.redis.embedded.enabled }}
 - name: REDIS_URL
   value: {{ printf "redis://%s:6379" (include "podflow.redisHost" .) | quote }}
+# The embedded Redis has a password of its own (the chart's Secret): a NetworkPolicy is not the
+# only thing between a sandbox and every tenant's queues, on a CNI that does not enforce it.
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: { name: {{ include "podflow.secretName" . | quote }}, key: redis-password }
 {{- else }}
 {{- with .Values.redis.external }}
 {{- if .url }}

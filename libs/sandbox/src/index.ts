@@ -48,7 +48,7 @@ export { LocalLayerBackend } from './layers/local-layer-backend';
 export type { LocalLayerBackendOptions } from './layers/local-layer-backend';
 export { chooseEvictions } from './layers/eviction';
 export type { LayerUsage } from './layers/eviction';
-export { installerArgv, installerEnv, installerOutputTail } from './layers/installer';
+export { installerArgv, installerEnv, installerOutputTail, isCredential } from './layers/installer';
 export type { InstallerCommands, InstallerEnding, InstallerOptions, InstallerRun, InstallerRunner } from './layers/installer';
 export { LAYER_BUILDER_SELECTOR, buildLayerBuilderPod, layerBuilderPodName, manifestFromLog } from './kubernetes/layer-builder-spec';
 export type { LayerBuilderPlacement } from './kubernetes/layer-builder-spec';

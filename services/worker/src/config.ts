@@ -1,6 +1,6 @@
 import { DEFAULT_OUTPUT_INLINE_MAX_BYTES } from '@podflow/protocol';
 import { checkRedisConfig, redisConfigShape } from '@podflow/redis';
-import { normaliseCidr } from '@podflow/sandbox';
+import { isCredential, normaliseCidr } from '@podflow/sandbox';
 import { checkStorageConfig, storageConfigShape } from '@podflow/storage';
 import { hostname } from 'node:os';
 import { z } from 'zod';
@@ -109,7 +109,21 @@ export const workerConfigSchema = z.object({
   NPM_BIN: z.string().min(1).optional(),
   K8S_LAYER_VOLUME_CLAIM: z.string().min(1).default('podflow-layers'),
   K8S_LAYER_CA_CONFIGMAP: z.string().min(1).optional(),
-  K8S_LAYER_BUILDER_ENV: jsonOf(z.record(z.string()), 'K8S_LAYER_BUILDER_ENV must be a JSON object of strings, e.g. {"PIP_INDEX_URL":"https://pypi.example/simple"}').optional(),
+  /**
+   * Installing can run package code (an sdist's setup.py), which reads its environment: a
+   * credential here would be the tenant's (the process driver drops them from installs too).
+   */
+  K8S_LAYER_BUILDER_ENV: jsonOf(z.record(z.string()), 'K8S_LAYER_BUILDER_ENV must be a JSON object of strings, e.g. {"PIP_INDEX_URL":"https://pypi.example/simple"}')
+    .superRefine((env, ctx) => {
+      for (const [name, value] of Object.entries(env)) {
+        if (!isCredential(name, value)) continue;
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: `K8S_LAYER_BUILDER_ENV.${name} carries a credential (a password in a URL, or a token, secret or key); installing runs package code, which could read it: give builder pods a mirror or proxy that needs none (sandbox.layers.egressAllowCIDRs opens its address)`,
+        });
+      }
+    })
+    .optional(),
   K8S_LAYER_BUILDER_CPU_MILLIS: int(1).default(1000),
   K8S_LAYER_BUILDER_MEMORY_MB: int(64).default(1024),
   K8S_LAYER_BUILDER_TMP_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_LAYER_BUILDER_TMP_SIZE must be a quantity like 2Gi').default('2Gi'),

@@ -2,7 +2,20 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BUILDER_SCRIPT, CLEANUP_SCRIPT, LAYER_BUILDER_ROLE, buildLayerBuilderPod, buildLayerCleanupPod, layerBuilderPodName, manifestFromLog, MANIFEST_BEGIN, MANIFEST_END, type LayerBuilderPlacement } from './layer-builder-spec';
+import {
+  BUILDER_SCRIPT,
+  CLEANUP_SCRIPT,
+  INSTALL_SCRIPT,
+  LAYER_BUILDER_ROLE,
+  PREPARE_SCRIPT,
+  buildLayerBuilderPod,
+  buildLayerCleanupPod,
+  layerBuilderPodName,
+  manifestFromLog,
+  MANIFEST_BEGIN,
+  MANIFEST_END,
+  type LayerBuilderPlacement,
+} from './layer-builder-spec';
 import { buildSandboxPod, type PodPlacement } from './pod-spec';
 
 const KEY = 'a'.repeat(64);
@@ -20,31 +33,54 @@ const placement: LayerBuilderPlacement = {
 const manifest = { key: KEY, runtimeId: 'image:podflow/runtime-python:1', ecosystem: 'pypi' as const, specs: ['tabulate==0.9.0'], createdAt: '2026-11-21T00:00:00.000Z', builtBy: 'w' };
 
 describe('buildLayerBuilderPod', () => {
-  const pod = buildLayerBuilderPod({ key: KEY, language: 'python', installer: ['python3', '-m', 'pip', 'install', 'tabulate==0.9.0'], staging: `/layers/.building/${KEY}-1`, manifest, workerId: 'worker 1', activeDeadlineSeconds: 300 }, placement);
-  const container = pod.spec!.containers[0];
+  const staging = `/layers/.building/${KEY}-1`;
+  const pod = buildLayerBuilderPod({ key: KEY, language: 'python', installer: ['python3', '-m', 'pip', 'install', 'tabulate==0.9.0'], staging, manifest, workerId: 'worker 1', activeDeadlineSeconds: 300 }, placement);
+  const [prepare, install] = pod.spec!.initContainers!;
+  const publish = pod.spec!.containers[0]!;
+  const envOf = (container: typeof publish) => Object.fromEntries(container.env!.map((e) => [e.name, e.value]));
 
   it('is one pod per layer, labelled as a builder, with the runtime image of its language', () => {
     expect(pod.metadata!.name).toBe(layerBuilderPodName(KEY));
     expect(pod.metadata!.name).toBe(`podflow-layer-${'a'.repeat(40)}`);
     expect(pod.metadata!.labels).toMatchObject({ 'podflow.dev/role': LAYER_BUILDER_ROLE, 'podflow.dev/layer': KEY.slice(0, 63) });
-    expect(container.image).toBe('podflow/runtime-python:1');
+    expect([prepare, install, publish].map((c) => [c!.name, c!.image])).toEqual([
+      ['prepare', 'podflow/runtime-python:1'],
+      ['install', 'podflow/runtime-python:1'],
+      ['builder', 'podflow/runtime-python:1'],
+    ]);
     expect(pod.spec!.activeDeadlineSeconds).toBe(300);
   });
 
   it('passes the restricted Pod Security profile like sandbox pods', () => {
     expect(pod.spec!.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } });
-    expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    for (const container of [prepare, install, publish]) {
+      expect(container!.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    }
     expect(pod.spec!.automountServiceAccountToken).toBe(false);
   });
 
-  it('mounts the layer volume read-write, the CA bundle read-only, and points the installers at it', () => {
+  it('runs the installer (package code) with only its own staging directory of the layer volume; only the containers that run no package code mount the rest (red-team finding)', () => {
+    const layerMounts = (container: typeof publish) => container.volumeMounts!.filter((m) => m.name === 'layers');
+    expect(layerMounts(install!)).toEqual([{ name: 'layers', mountPath: staging, subPath: `.building/${KEY}-1` }]);
+    expect(layerMounts(prepare!)).toEqual([{ name: 'layers', mountPath: '/layers' }]);
+    expect(layerMounts(publish)).toEqual([{ name: 'layers', mountPath: '/layers' }]);
+    expect(install!.volumeMounts).toContainEqual({ name: 'flags', mountPath: '/podflow-flags', readOnly: true });
+    expect(install!.command).toEqual(['sh', '-c', INSTALL_SCRIPT, 'podflow-layer-install', 'python3', '-m', 'pip', 'install', 'tabulate==0.9.0']);
+    expect(prepare!.command).toEqual(['sh', '-c', PREPARE_SCRIPT, 'podflow-layer-prepare', KEY, staging]);
+    expect(publish.command).toEqual(['sh', '-c', BUILDER_SCRIPT, 'podflow-layer-publish', KEY, staging]);
+  });
+
+  it('gives the installer the CA bundle read-only and its environment; the other containers get neither', () => {
     expect(pod.spec!.volumes).toEqual(expect.arrayContaining([{ name: 'layers', persistentVolumeClaim: { claimName: 'podflow-layers' } }, { name: 'ca', configMap: { name: 'podflow-layer-ca' } }]));
-    expect(container.volumeMounts).toEqual(expect.arrayContaining([{ name: 'layers', mountPath: '/layers' }, { name: 'ca', mountPath: '/etc/podflow/ca', readOnly: true }]));
-    const env = Object.fromEntries(container.env!.map((e) => [e.name, e.value]));
-    expect(env).toMatchObject({ PIP_CERT: '/etc/podflow/ca/ca.crt', NODE_EXTRA_CA_CERTS: '/etc/podflow/ca/ca.crt', PIP_INDEX_URL: 'https://mirror.example/simple' });
-    expect(JSON.parse(env.PODFLOW_LAYER_MANIFEST!)).toEqual({ ...manifest, sizeBytes: 0 });
-    expect(container.command!.slice(0, 2)).toEqual(['sh', '-c']);
-    expect(container.command!.slice(4)).toEqual([KEY, `/layers/.building/${KEY}-1`, 'python3', '-m', 'pip', 'install', 'tabulate==0.9.0']);
+    expect(install!.volumeMounts).toContainEqual({ name: 'ca', mountPath: '/etc/podflow/ca', readOnly: true });
+    expect(envOf(install!)).toMatchObject({ PIP_CERT: '/etc/podflow/ca/ca.crt', NODE_EXTRA_CA_CERTS: '/etc/podflow/ca/ca.crt', PIP_INDEX_URL: 'https://mirror.example/simple' });
+    expect(envOf(prepare!)).toEqual({});
+    expect(envOf(publish)).toEqual({ LANG: 'C.UTF-8', PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...manifest, sizeBytes: 0 }) });
+  });
+
+  it('refuses a staging directory that is not one directory under /layers/.building', () => {
+    const build = (where: string) => buildLayerBuilderPod({ key: KEY, language: 'python', installer: ['true'], staging: where, manifest, workerId: 'w', activeDeadlineSeconds: 1 }, placement);
+    for (const where of ['/layers/other', '/layers/.building/a/b', '/layers/.building/..', '/tmp/x']) expect(() => build(where)).toThrow(/is not one directory under \/layers\/\.building\//);
   });
 });
 
@@ -75,26 +111,41 @@ describe('manifestFromLog', () => {
   });
 });
 
-// The builder's shell program, run for real with /layers bound to a scratch directory.
-describe('BUILDER_SCRIPT', () => {
+// The builder's three programs, run for real in sequence, each with the mounts its container has:
+// /layers bound to a scratch directory for prepare and publish; for install only its staging
+// directory, over a root it cannot write (as the pod's read-only root filesystem).
+describe('the builder scripts (prepare, install, publish)', () => {
   const hasBwrap = spawnSync('bwrap', ['--ro-bind', '/', '/', 'true']).status === 0;
   let volume: string;
+  let flags: string;
   beforeEach(() => {
     volume = mkdtempSync(join(tmpdir(), 'podflow-layer-volume-'));
+    flags = mkdtempSync(join(tmpdir(), 'podflow-layer-flags-'));
   });
-  afterEach(() => rmSync(volume, { recursive: true, force: true }));
+  afterEach(() => {
+    rmSync(volume, { recursive: true, force: true });
+    rmSync(flags, { recursive: true, force: true });
+  });
 
-  function builder(installer: string[], staging = `/layers/.building/${KEY}-x`) {
-    const result = spawnSync('bwrap', ['--bind', '/', '/', '--dev', '/dev', '--bind', volume, '/layers', 'sh', '-c', BUILDER_SCRIPT, 'builder', KEY, staging, ...installer], {
-      encoding: 'utf8',
-      env: { PATH: process.env.PATH, PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...manifest, sizeBytes: 0 }) },
-    });
+  const STAGING = `/layers/.building/${KEY}-x`;
+  const sh = (bwrap: string[], script: string, args: string[], env: Record<string, string> = {}) => {
+    const result = spawnSync('bwrap', [...bwrap, 'sh', '-c', script, 'step', ...args], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } });
     return { code: result.status, output: `${result.stdout}${result.stderr}` };
+  };
+  function builder(installer: string[]) {
+    if (!hasBwrap) throw new Error('bubblewrap is required for this test (npm test installs it)');
+    const whole = ['--bind', '/', '/', '--dev', '/dev', '--bind', volume, '/layers', '--bind', flags, '/podflow-flags'];
+    const prepared = sh(whole, PREPARE_SCRIPT, [KEY, STAGING]);
+    if (prepared.code !== 0) return prepared;
+    const own = ['--ro-bind', '/', '/', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/layers', '--bind', join(volume, '.building', `${KEY}-x`), STAGING, '--ro-bind', flags, '/podflow-flags'];
+    const installed = sh(own, INSTALL_SCRIPT, installer);
+    if (installed.code !== 0) return { code: installed.code, output: prepared.output + installed.output };
+    const published = sh(whole, BUILDER_SCRIPT, [KEY, STAGING], { PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...manifest, sizeBytes: 0 }) });
+    return { code: published.code, output: prepared.output + installed.output + published.output };
   }
-  const install = ['sh', '-c', 'mkdir -p "$0/python/pkg" && printf "x = 1\\n" > "$0/python/pkg/__init__.py"', `/layers/.building/${KEY}-x`];
+  const install = ['sh', '-c', 'mkdir -p "$0/python/pkg" && printf "x = 1\\n" > "$0/python/pkg/__init__.py"', STAGING];
 
   it('installs into staging, writes the manifest with the real size, publishes by rename and prints it', () => {
-    if (!hasBwrap) throw new Error('bubblewrap is required for this test (npm test installs it)');
     const first = builder(install);
     expect(first.code).toBe(0);
     const printed = JSON.parse(manifestFromLog(first.output)!);
@@ -111,14 +162,34 @@ describe('BUILDER_SCRIPT', () => {
     expect(again.code).toBe(0);
     expect(again.output).not.toContain('INSTALLER RAN');
     expect(again.output).toContain('already published');
+    expect(readdirSync(join(volume, '.building'))).toEqual([]);
   });
 
   it('a failing installer publishes nothing and passes its exit code on', () => {
-    const failed = builder(['sh', '-c', 'mkdir -p "$0/python/half"; echo "ERROR: No matching distribution" >&2; exit 3', `/layers/.building/${KEY}-x`]);
+    const failed = builder(['sh', '-c', 'mkdir -p "$0/python/half"; echo "ERROR: No matching distribution" >&2; exit 3', STAGING]);
     expect(failed.code).toBe(3);
     expect(failed.output).toContain('ERROR: No matching distribution');
     expect(existsSync(join(volume, KEY))).toBe(false);
-    expect(readdirSync(join(volume, '.building'))).toEqual([]);
+  });
+
+  it('package code in the installer can neither change another layer nor plant one, nor redirect the manifest onto one (red-team finding)', () => {
+    const other = 'b'.repeat(64);
+    mkdirSync(join(volume, other, 'python', 'requests'), { recursive: true });
+    writeFileSync(join(volume, other, 'python', 'requests', '__init__.py'), 'genuine\n');
+    writeFileSync(join(volume, other, '.podflow-layer.json'), '{}');
+    const planted = 'c'.repeat(64);
+    const hostile = [
+      `echo pwned > /layers/${other}/python/requests/__init__.py`,
+      `mkdir -p /layers/${planted}/python && echo '{}' > /layers/${planted}/.podflow-layer.json`,
+      `ln -s /layers/${other}/python/requests/__init__.py "$0/.podflow-layer.json"`,
+      'mkdir -p "$0/python" && echo ok > "$0/python/mod.py"',
+    ].join('; ');
+    const built = builder(['sh', '-c', hostile, STAGING]);
+    expect(built.code).toBe(0);
+    expect(readFileSync(join(volume, other, 'python', 'requests', '__init__.py'), 'utf8')).toBe('genuine\n');
+    expect(existsSync(join(volume, planted))).toBe(false);
+    // The publisher wrote a manifest of its own in place of the link.
+    expect(JSON.parse(readFileSync(join(volume, KEY, '.podflow-layer.json'), 'utf8'))).toMatchObject({ key: KEY });
   });
 
   it('the cleanup script removes evicted layers and nothing else', () => {

@@ -1,14 +1,19 @@
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { LayerManifest } from '../layers/layer';
 import { LABELS, MANAGED_BY, labelValue } from './pod-identity';
 import { RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, schedulingOf, type PodPlacement } from './pod-spec';
 
 export const LAYER_BUILDER_ROLE = 'layer-builder';
+/** The builder pod's containers, in the order they run: two init containers, then the publisher. */
+export const LAYER_PREPARE_CONTAINER = 'prepare';
+export const LAYER_INSTALL_CONTAINER = 'install';
 export const LAYER_BUILDER_CONTAINER = 'builder';
 /** Selects every layer builder pod (their NetworkPolicy, the reaper and tests use it). */
 export const LAYER_BUILDER_SELECTOR = `${LABELS.managedBy}=${MANAGED_BY},${LABELS.role}=${LAYER_BUILDER_ROLE}`;
-/** Where builder pods mount the layer volume read-write. */
+/** Where builder pods mount the layer volume (read-write only in the containers that run no package code). */
 export const LAYERS_VOLUME_PATH = '/layers';
+/** Where the prepare container tells the install container the layer is already published. */
+const FLAGS_DIR = '/podflow-flags';
 const CA_DIR = '/etc/podflow/ca';
 export const MANIFEST_BEGIN = '<<<PODFLOW-LAYER-MANIFEST';
 export const MANIFEST_END = 'PODFLOW-LAYER-MANIFEST>>>';
@@ -46,22 +51,47 @@ export function layerBuilderPodName(key: string): string {
 }
 
 /**
- * The builder's whole program (POSIX sh, no user code): reuse a published layer if there is one;
- * else install into the staging directory, make it readable, write the manifest last, and publish
- * with one rename. A builder killed at any point leaves at most a staging directory, never
- * `/layers/<key>`. The manifest goes to the log between markers for the worker to read.
+ * A build in three containers, because installing runs package code (pip runs an sdist's setup.py;
+ * the package is the tenant's choice) and the layer volume holds every tenant's layers:
+ * - `prepare` (no package code; the whole volume): creates the staging directory (the install
+ *   container's mount), and tells `install` when the layer is published already;
+ * - `install` (package code; only its staging directory of the volume, by subPath): runs the
+ *   installer into it;
+ * - `builder` (no package code; the whole volume): makes the staging directory readable, writes
+ *   the manifest last, publishes with one rename and prints the manifest between markers for the
+ *   worker to read.
+ * Only `install` can be made to do anything by a package, and it sees no other layer: it can
+ * neither change a published layer nor plant one under a key a later build would adopt (a red-team
+ * finding; with one container the whole volume was writable to setup.py). A builder killed at any
+ * point leaves at most a staging directory, never `/layers/<key>`.
+ */
+export const PREPARE_SCRIPT = `set -u
+key=$1; staging=$2
+mkdir -p "$(dirname "$staging")" && rm -rf "$staging" && mkdir -p "$staging" || { echo "cannot create $staging on the layer volume" >&2; exit 70; }
+if [ -f "${LAYERS_VOLUME_PATH}/$key/.podflow-layer.json" ]; then echo "layer $key is already published"; : > ${FLAGS_DIR}/published; fi
+exit 0
+`;
+
+/** The install container: the installer, unless the layer is already published. */
+export const INSTALL_SCRIPT = `set -u
+if [ -f ${FLAGS_DIR}/published ]; then exit 0; fi
+exec "$@"
+`;
+
+/**
+ * The publisher. The staging directory's content was written by package code: nothing in it is
+ * followed (chmod -R and du do not follow symbolic links; the manifest is removed before it is
+ * written, so a planted link named like it cannot redirect the write onto another layer).
  */
 export const BUILDER_SCRIPT = `set -u
-key=$1; staging=$2; shift 2
+key=$1; staging=$2
 final=${LAYERS_VOLUME_PATH}/$key
 emit() { echo '${MANIFEST_BEGIN}'; cat "$final/.podflow-layer.json"; echo; echo '${MANIFEST_END}'; }
-if [ -f "$final/.podflow-layer.json" ]; then echo "layer $key is already published"; emit; exit 0; fi
-mkdir -p "$(dirname "$staging")" && rm -rf "$staging" && mkdir -p "$staging" || { echo "cannot create $staging on the layer volume" >&2; exit 70; }
-"$@"
-code=$?
-if [ $code -ne 0 ]; then rm -rf "$staging"; exit $code; fi
+if [ -f "$final/.podflow-layer.json" ]; then echo "layer $key is already published"; rm -rf "$staging"; emit; exit 0; fi
+if [ -L "$staging" ] || [ ! -d "$staging" ]; then echo "the staging directory $staging is missing" >&2; exit 72; fi
 chmod -R a+rX,go-w "$staging"
 size=$(du -sb "$staging" | cut -f1)
+rm -rf "$staging/.podflow-layer.json"
 printf '%s' "$PODFLOW_LAYER_MANIFEST" | sed "s/\\"sizeBytes\\":0/\\"sizeBytes\\":$size/" > "$staging/.podflow-layer.json"
 chmod 644 "$staging/.podflow-layer.json"
 if ! mv -T "$staging" "$final" 2>/dev/null; then
@@ -72,34 +102,79 @@ emit
 
 /**
  * The pod that builds one layer. Like sandbox pods it passes the restricted Pod Security profile
- * and runs the same runtime image (so compiled packages match the interpreter), but it mounts the
- * layer volume read-write and is the only podflow pod allowed to reach package registries (its
- * own NetworkPolicy, k8s/manifests/sandbox/30-layer-builder-network-policy.yaml).
+ * and runs the same runtime image (so compiled packages match the interpreter); it is the only
+ * podflow pod allowed to reach package registries (its own NetworkPolicy,
+ * k8s/manifests/sandbox/30-layer-builder-network-policy.yaml). Of its three containers
+ * (PREPARE_SCRIPT, INSTALL_SCRIPT, BUILDER_SCRIPT) only `install` runs package code, and it mounts
+ * only its staging directory of the layer volume; it alone gets the installer's environment.
  */
 export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerBuilderPlacement): V1Pod {
   const ca = placement.caConfigMap ? `${CA_DIR}/ca.crt` : undefined;
-  return layerVolumePod(placement, {
+  const image = input.language === 'python' ? placement.images.python : placement.images.node;
+  const stagingPath = relativeToVolume(input.staging);
+  const flags = { name: 'flags', mountPath: FLAGS_DIR };
+  return layerPod(placement, {
     name: layerBuilderPodName(input.key),
     workerId: input.workerId,
     layerLabel: input.key.slice(0, 63),
     annotations: { 'podflow.dev/layer-key': input.key, 'podflow.dev/specs': input.manifest.specs.join(' ') },
-    image: input.language === 'python' ? placement.images.python : placement.images.node,
-    command: ['sh', '-c', BUILDER_SCRIPT, 'podflow-layer-builder', input.key, input.staging, ...input.installer],
-    env: {
-      HOME: '/tmp/home',
-      TMPDIR: '/tmp',
-      LANG: 'C.UTF-8',
-      PIP_NO_INPUT: '1',
-      PIP_DISABLE_PIP_VERSION_CHECK: '1',
-      npm_config_cache: '/tmp/home/.npm',
-      npm_config_update_notifier: 'false',
-      ...(ca ? { PIP_CERT: ca, NODE_EXTRA_CA_CERTS: ca, SSL_CERT_FILE: ca, REQUESTS_CA_BUNDLE: ca } : {}),
-      ...placement.env,
-      PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...input.manifest, sizeBytes: 0 }),
-    },
-    caConfigMap: placement.caConfigMap,
     activeDeadlineSeconds: input.activeDeadlineSeconds,
+    initContainers: [
+      layerContainer(placement, {
+        name: LAYER_PREPARE_CONTAINER,
+        image,
+        command: ['sh', '-c', PREPARE_SCRIPT, 'podflow-layer-prepare', input.key, input.staging],
+        env: {},
+        volumeMounts: [{ name: 'layers', mountPath: LAYERS_VOLUME_PATH }, flags],
+      }),
+      layerContainer(placement, {
+        name: LAYER_INSTALL_CONTAINER,
+        image,
+        command: ['sh', '-c', INSTALL_SCRIPT, 'podflow-layer-install', ...input.installer],
+        env: {
+          HOME: '/tmp/home',
+          TMPDIR: '/tmp',
+          LANG: 'C.UTF-8',
+          PIP_NO_INPUT: '1',
+          PIP_DISABLE_PIP_VERSION_CHECK: '1',
+          npm_config_cache: '/tmp/home/.npm',
+          npm_config_update_notifier: 'false',
+          ...(ca ? { PIP_CERT: ca, NODE_EXTRA_CA_CERTS: ca, SSL_CERT_FILE: ca, REQUESTS_CA_BUNDLE: ca } : {}),
+          ...placement.env,
+        },
+        workingDir: '/tmp',
+        volumeMounts: [
+          // Its own staging directory at the path the installer writes to, and nothing else of the volume.
+          { name: 'layers', mountPath: input.staging, subPath: stagingPath },
+          { name: 'tmp', mountPath: '/tmp' },
+          { ...flags, readOnly: true },
+          ...(placement.caConfigMap ? [{ name: 'ca', mountPath: CA_DIR, readOnly: true }] : []),
+        ],
+      }),
+    ],
+    containers: [
+      layerContainer(placement, {
+        name: LAYER_BUILDER_CONTAINER,
+        image,
+        command: ['sh', '-c', BUILDER_SCRIPT, 'podflow-layer-publish', input.key, input.staging],
+        env: { LANG: 'C.UTF-8', PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...input.manifest, sizeBytes: 0 }) },
+        volumeMounts: [{ name: 'layers', mountPath: LAYERS_VOLUME_PATH }],
+      }),
+    ],
+    volumes: [
+      { name: 'flags', emptyDir: { sizeLimit: '1Mi' } },
+      { name: 'tmp', emptyDir: { sizeLimit: placement.tmpSizeLimit } },
+      ...(placement.caConfigMap ? [{ name: 'ca', configMap: { name: placement.caConfigMap } }] : []),
+    ],
   });
+}
+
+/** `staging` (under LAYERS_VOLUME_PATH/.building/) as a subPath of the volume. */
+function relativeToVolume(staging: string): string {
+  const prefix = `${LAYERS_VOLUME_PATH}/.building/`;
+  const rest = staging.startsWith(prefix) ? staging.slice(prefix.length) : '';
+  if (!/^[A-Za-z0-9._-]+$/.test(rest) || rest === '.' || rest === '..') throw new Error(`the staging directory ${staging} is not one directory under ${prefix}`);
+  return `.building/${rest}`;
 }
 
 /**
@@ -116,32 +191,70 @@ exit 0
 
 /** A short pod that deletes `keys` from the layer volume (`CLEANUP_SCRIPT`); it needs no network. */
 export function buildLayerCleanupPod(input: { name: string; keys: string[]; workerId: string }, placement: LayerBuilderPlacement): V1Pod {
-  return layerVolumePod(placement, {
+  return layerPod(placement, {
     name: input.name,
     workerId: input.workerId,
     layerLabel: 'cleanup',
     annotations: { 'podflow.dev/layer-keys': input.keys.join(' ') },
-    image: placement.images.python,
-    command: ['sh', '-c', CLEANUP_SCRIPT, 'podflow-layer-cleanup', ...input.keys],
-    env: {},
     activeDeadlineSeconds: 300,
+    containers: [
+      layerContainer(placement, {
+        name: LAYER_BUILDER_CONTAINER,
+        image: placement.images.python,
+        command: ['sh', '-c', CLEANUP_SCRIPT, 'podflow-layer-cleanup', ...input.keys],
+        env: {},
+        workingDir: '/tmp',
+        volumeMounts: [
+          { name: 'layers', mountPath: LAYERS_VOLUME_PATH },
+          { name: 'tmp', mountPath: '/tmp' },
+        ],
+      }),
+    ],
+    volumes: [{ name: 'tmp', emptyDir: { sizeLimit: placement.tmpSizeLimit } }],
   });
 }
 
-interface LayerVolumePodInput {
+interface LayerContainerInput {
+  name: string;
+  image: string;
+  command: string[];
+  env: Record<string, string>;
+  workingDir?: string;
+  volumeMounts: V1VolumeMount[];
+}
+
+/** A container of a builder or cleanup pod: the restricted profile and the builder's resources. */
+function layerContainer(placement: LayerBuilderPlacement, input: LayerContainerInput): V1Container {
+  return {
+    name: input.name,
+    image: input.image,
+    imagePullPolicy: placement.imagePullPolicy,
+    command: input.command,
+    workingDir: input.workingDir ?? '/',
+    env: Object.entries(input.env).map(([name, value]) => ({ name, value })),
+    securityContext: RESTRICTED_CONTAINER_SECURITY,
+    resources: {
+      requests: { cpu: `${Math.max(1, Math.floor(placement.cpuMillis / 4))}m`, memory: String(Math.floor(placement.memoryBytes / 4)) },
+      limits: { cpu: `${placement.cpuMillis}m`, memory: String(placement.memoryBytes) },
+    },
+    volumeMounts: input.volumeMounts,
+  };
+}
+
+interface LayerPodInput {
   name: string;
   workerId: string;
   layerLabel: string;
   annotations: Record<string, string>;
-  image: string;
-  command: string[];
-  env: Record<string, string>;
-  caConfigMap?: string;
   activeDeadlineSeconds: number;
+  initContainers?: V1Container[];
+  containers: V1Container[];
+  /** Besides the layer volume, which every such pod has. */
+  volumes: V1Volume[];
 }
 
-/** What builder and cleanup pods share: the restricted profile, the volume read-write, a sized /tmp. */
-function layerVolumePod(placement: LayerBuilderPlacement, input: LayerVolumePodInput): V1Pod {
+/** What builder and cleanup pods share: labels, the restricted profile, no token, the layer volume. */
+function layerPod(placement: LayerBuilderPlacement, input: LayerPodInput): V1Pod {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -160,37 +273,16 @@ function layerVolumePod(placement: LayerBuilderPlacement, input: LayerVolumePodI
       restartPolicy: 'Never',
       automountServiceAccountToken: false,
       enableServiceLinks: false,
-      // Package registries are resolved with the node's DNS (no cluster DNS needed).
-      dnsPolicy: 'Default',
+      // Names are resolved by cluster DNS, the only DNS their NetworkPolicy lets them reach (the
+      // node's resolver may sit at a private or link-local address, next to cloud metadata).
+      dnsPolicy: 'ClusterFirst',
       terminationGracePeriodSeconds: 0,
       activeDeadlineSeconds: input.activeDeadlineSeconds,
       securityContext: RESTRICTED_POD_SECURITY,
       ...schedulingOf(placement),
-      containers: [
-        {
-          name: LAYER_BUILDER_CONTAINER,
-          image: input.image,
-          imagePullPolicy: placement.imagePullPolicy,
-          command: input.command,
-          workingDir: '/tmp',
-          env: Object.entries(input.env).map(([name, value]) => ({ name, value })),
-          securityContext: RESTRICTED_CONTAINER_SECURITY,
-          resources: {
-            requests: { cpu: `${Math.max(1, Math.floor(placement.cpuMillis / 4))}m`, memory: String(Math.floor(placement.memoryBytes / 4)) },
-            limits: { cpu: `${placement.cpuMillis}m`, memory: String(placement.memoryBytes) },
-          },
-          volumeMounts: [
-            { name: 'layers', mountPath: LAYERS_VOLUME_PATH },
-            { name: 'tmp', mountPath: '/tmp' },
-            ...(input.caConfigMap ? [{ name: 'ca', mountPath: CA_DIR, readOnly: true }] : []),
-          ],
-        },
-      ],
-      volumes: [
-        { name: 'layers', persistentVolumeClaim: { claimName: placement.volumeClaim } },
-        { name: 'tmp', emptyDir: { sizeLimit: placement.tmpSizeLimit } },
-        ...(input.caConfigMap ? [{ name: 'ca', configMap: { name: input.caConfigMap } }] : []),
-      ],
+      ...(input.initContainers ? { initContainers: input.initContainers } : {}),
+      containers: input.containers,
+      volumes: [{ name: 'layers', persistentVolumeClaim: { claimName: placement.volumeClaim } }, ...input.volumes],
     },
   };
 }

@@ -14,6 +14,8 @@ export const LABELS = {
   egress: 'podflow.dev/egress',
   /** `python` or `node`: the runner a warm pod waits with. */
   runtime: 'podflow.dev/runtime',
+  /** A hash of the spec a warm pod was built with (warmTemplate): only pods of the claimer's own are claimed. */
+  template: 'podflow.dev/template',
 } as const;
 
 /** Value of `LABELS.egress` that k8s/manifests/sandbox/25-egress-granted-network-policy.yaml selects. */

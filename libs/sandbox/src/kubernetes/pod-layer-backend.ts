@@ -9,6 +9,8 @@ import { parseLayerManifest, type LayerManifest, type LayerSpec } from '../layer
 import type { LayerBackend } from '../layers/layer-resolver';
 import {
   LAYER_BUILDER_CONTAINER,
+  LAYER_INSTALL_CONTAINER,
+  LAYER_PREPARE_CONTAINER,
   LAYERS_VOLUME_PATH,
   buildLayerBuilderPod,
   buildLayerCleanupPod,
@@ -104,12 +106,13 @@ export class PodLayerBackend implements LayerBackend {
       }
       if (ending === 'timeout') {
         // A builder that never started (no such claim, unschedulable, image pull) has no log to show.
-        const stage = watch.pod ? podStage(watch.pod, LAYER_BUILDER_CONTAINER) : undefined;
+        const stage = watch.pod ? podStage(watch.pod, LAYER_PREPARE_CONTAINER) : undefined;
         if (!stage || stage.kind === 'pending') {
           throw new PodflowError('SANDBOX_START_TIMEOUT', `the dependency layer builder pod ${this.namespace}/${name} did not start within ${describeDuration(timeoutMs)}: ${stage?.problem ?? 'it stayed Pending'}; check the claim ${this.options.placement.volumeClaim} and the runtime image`);
         }
       }
-      const log = await this.readLog(name);
+      // The installer's output explains a failure or a timeout; the publisher's log has the manifest.
+      const log = await this.readLog(name, ending === 'timeout' ? LAYER_INSTALL_CONTAINER : ending.kind === 'terminated' ? ending.container : LAYER_BUILDER_CONTAINER);
       if (ending === 'timeout') {
         throw new PodflowError('DEPENDENCY_INSTALL_FAILED', installFailureMessage(spec.ecosystem, spec.specs, `timed out after ${describeDuration(timeoutMs)}, see LAYER_INSTALL_TIMEOUT_MS`, installerOutputTail(log)));
       }
@@ -198,13 +201,18 @@ export class PodLayerBackend implements LayerBackend {
   private async awaitEnd(
     watch: PodWatch,
     timeoutMs: number,
-  ): Promise<'gone' | 'timeout' | { kind: 'terminated'; exitCode: number; signal?: number; reason?: string } | { kind: 'failed'; reason: string; message: string }> {
+  ): Promise<'gone' | 'timeout' | { kind: 'terminated'; container: string; exitCode: number; signal?: number; reason?: string } | { kind: 'failed'; reason: string; message: string }> {
     const timeout = AbortSignal.timeout(timeoutMs);
     const ended = await watch.until((w) => {
       if (w.gone) return 'gone' as const;
       if (!w.pod) return undefined;
+      // An init container that failed ends the build (the pod fails with it); its exit code says why.
+      for (const container of [LAYER_PREPARE_CONTAINER, LAYER_INSTALL_CONTAINER]) {
+        const init = podStage(w.pod, container);
+        if (init.kind === 'terminated' && init.state.exitCode !== 0) return { kind: 'terminated' as const, container, exitCode: init.state.exitCode, signal: init.state.signal, reason: init.state.reason };
+      }
       const stage = podStage(w.pod, LAYER_BUILDER_CONTAINER);
-      if (stage.kind === 'terminated') return { kind: 'terminated' as const, exitCode: stage.state.exitCode, signal: stage.state.signal, reason: stage.state.reason };
+      if (stage.kind === 'terminated') return { kind: 'terminated' as const, container: LAYER_BUILDER_CONTAINER, exitCode: stage.state.exitCode, signal: stage.state.signal, reason: stage.state.reason };
       if (stage.kind === 'failed') return stage;
       if (stage.kind === 'pending' && stage.hopeless) return { kind: 'failed' as const, reason: 'NotStartable', message: stage.problem ?? 'the container cannot start' };
       return undefined;
@@ -212,9 +220,10 @@ export class PodLayerBackend implements LayerBackend {
     return ended ?? 'timeout';
   }
 
-  private async readLog(name: string): Promise<string> {
+  /** The end of one container's log; package code writes the installer's, so it is bounded in bytes too. */
+  private async readLog(name: string, container: string): Promise<string> {
     try {
-      return await this.core.readNamespacedPodLog({ name, namespace: this.namespace, container: LAYER_BUILDER_CONTAINER, tailLines: 400 });
+      return await this.core.readNamespacedPodLog({ name, namespace: this.namespace, container, tailLines: 400, limitBytes: 256 * 1024 });
     } catch {
       return '';
     }

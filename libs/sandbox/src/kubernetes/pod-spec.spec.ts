@@ -1,4 +1,4 @@
-import { buildSandboxPod, buildWarmPod, claimPatch, runnerCommand, type PodPlacement, type SandboxPodInput } from './pod-spec';
+import { buildSandboxPod, buildWarmPod, claimPatch, runnerCommand, warmTemplate, type PodPlacement, type SandboxPodInput } from './pod-spec';
 import { ANNOTATIONS, LABELS, executionLabel, labelValue, podNameFor } from './pod-identity';
 import { DEFAULT_POD_RESOURCE_POLICY, parseCpuQuantity, resolvePodResources } from './resources';
 
@@ -53,10 +53,10 @@ describe('buildSandboxPod', () => {
     expect(granted.spec!.dnsPolicy).toBe('ClusterFirst');
   });
 
-  it('mounts only size-limited emptyDirs at /home/user and /tmp', () => {
+  it('mounts only RAM-backed, size-limited emptyDirs at /home/user and /tmp (a hard limit; on disk only an eviction enforces it)', () => {
     expect(pod.spec!.volumes).toEqual([
-      { name: 'home', emptyDir: { sizeLimit: '256Mi' } },
-      { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+      { name: 'home', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
+      { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } },
     ]);
     expect(container.volumeMounts).toEqual([
       { name: 'home', mountPath: '/home/user' },
@@ -160,7 +160,7 @@ describe('warm pods', () => {
     expect(warm.metadata).toEqual({
       name: 'podflow-warm-node-abc',
       namespace: 'podflow-sandbox',
-      labels: { [LABELS.managedBy]: 'podflow', [LABELS.role]: 'warm', [LABELS.runtime]: 'node', [LABELS.worker]: 'worker-a' },
+      labels: { [LABELS.managedBy]: 'podflow', [LABELS.role]: 'warm', [LABELS.runtime]: 'node', [LABELS.worker]: 'worker-a', [LABELS.template]: warmTemplate('node', input.resources, 0.5, placement) },
       annotations: {},
     });
     expect(warm.spec?.activeDeadlineSeconds).toBeUndefined();
@@ -171,6 +171,20 @@ describe('warm pods', () => {
     expect(warm.spec?.automountServiceAccountToken).toBe(false);
     expect(warm.spec?.containers[0]?.command).toEqual([...runnerCommand('javascript', 256 * MIB), '--prewarm']);
     expect(JSON.stringify(warm)).not.toMatch(/acme|run-1|clean up/);
+  });
+
+  it('is labelled with a template that changes with what the pod is (image, runtime class, resources, scheduling), not with its name or worker', () => {
+    const template = warmTemplate('node', input.resources, 0.5, placement);
+    expect(template).toMatch(/^[0-9a-f]{20}$/);
+    expect(buildWarmPod('node', input.resources, 0.5, placement, 'podflow-warm-node-other', 'worker-b').metadata!.labels![LABELS.template]).toBe(template);
+    const changed = [
+      warmTemplate('python', input.resources, 0.5, placement),
+      warmTemplate('node', input.resources, 0.5, { ...placement, runtimeClassName: 'gvisor' }),
+      warmTemplate('node', input.resources, 0.5, { ...placement, images: { ...placement.images, node: 'podflow/runtime-node:2' } }),
+      warmTemplate('node', { ...input.resources, memoryBytes: 2 * input.resources.memoryBytes }, 0.5, placement),
+      warmTemplate('node', input.resources, 0.5, { ...placement, nodeSelector: { pool: 'sandboxes' } }),
+    ];
+    expect(new Set([template, ...changed]).size).toBe(6);
   });
 
   it('is claimed by one JSON patch that first tests it is still warm, then labels it as the execution\'s pod', () => {

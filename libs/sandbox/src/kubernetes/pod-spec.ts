@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { V1Pod, V1PodSecurityContext, V1PodSpec, V1SecurityContext, V1Toleration } from '@kubernetes/client-node';
 import type { Language } from '@podflow/protocol';
 import { LAYER_MOUNT_PATH, layerEnv, type Ecosystem } from '../layers/layer';
@@ -20,7 +21,7 @@ export interface PodPlacement {
   nodeSelector?: Record<string, string>;
   tolerations?: V1Toleration[];
   imagePullSecrets?: string[];
-  /** Size limits of the `/home/user` and `/tmp` emptyDirs (Kubernetes quantities). */
+  /** Sizes of the RAM-backed `/home/user` and `/tmp` emptyDirs (Kubernetes quantities; they count toward the memory limit). */
   homeSizeLimit: string;
   tmpSizeLimit: string;
   /** The PersistentVolumeClaim holding dependency layers; needed only by nodes with dependencies. */
@@ -165,8 +166,12 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
         },
       ],
       volumes: [
-        { name: 'home', emptyDir: { sizeLimit: placement.homeSizeLimit } },
-        { name: 'tmp', emptyDir: { sizeLimit: placement.tmpSizeLimit } },
+        // RAM-backed, so the size is a hard limit (a tmpfs of that size, counted in the memory
+        // limit, as on the process driver). On disk a sizeLimit is only checked by the kubelet's
+        // periodic scan: the code could fill the node's disk until then, and its eviction would
+        // read as SANDBOX_LOST, a platform failure retried for free (red-team finding).
+        { name: 'home', emptyDir: { medium: 'Memory', sizeLimit: placement.homeSizeLimit } },
+        { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: placement.tmpSizeLimit } },
         ...(input.layer ? [{ name: 'layer', persistentVolumeClaim: { claimName: placement.layerVolumeClaim!, readOnly: true } }] : []),
       ],
     },
@@ -179,6 +184,24 @@ export function buildSandboxPod(input: SandboxPodInput, placement: PodPlacement)
  * and it has no deadline until a claim sets the execution's (`claimPatch`).
  */
 export function buildWarmPod(runtime: 'python' | 'node', resources: PodResources, requestRatio: number, placement: PodPlacement, name: string, workerId: string): V1Pod {
+  const pod = warmPodOf(runtime, resources, requestRatio, placement, name, workerId);
+  pod.metadata!.labels![LABELS.template] = warmTemplate(runtime, resources, requestRatio, placement);
+  return pod;
+}
+
+/**
+ * The hash of what a warm pod of `runtime` is, as this worker builds it: image, runner command,
+ * resources, security context, volumes, runtime class, scheduling. A worker claims only pods of its
+ * own template, so a pod built before an operator changed any of these (gVisor turned on, a fixed
+ * runner image, a dedicated node pool) never runs code of a worker configured after (red-team
+ * finding); such pods are replaced once they are stale (WarmPodPool).
+ */
+export function warmTemplate(runtime: 'python' | 'node', resources: PodResources, requestRatio: number, placement: PodPlacement): string {
+  const spec = warmPodOf(runtime, resources, requestRatio, placement, 'podflow-warm-template', 'template').spec;
+  return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 20);
+}
+
+function warmPodOf(runtime: 'python' | 'node', resources: PodResources, requestRatio: number, placement: PodPlacement, name: string, workerId: string): V1Pod {
   const pod = buildSandboxPod(
     {
       executionId: name,

@@ -12,7 +12,7 @@ export type PodStage =
   | { kind: 'failed'; reason: string; message: string };
 
 function containerStatus(pod: V1Pod, name: string) {
-  return pod.status?.containerStatuses?.find((status) => status.name === name);
+  return [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])].find((status) => status.name === name);
 }
 
 /** Where a sandbox (or layer builder) pod is, from its status alone. */

@@ -2,7 +2,7 @@ import { PatchStrategy, setHeaderOptions, type CoreV1Api, type V1Pod } from '@ku
 import { randomBytes } from 'node:crypto';
 import type { SandboxLogger } from '../driver';
 import { LABELS, WARM_ROLE, labelValue, warmSelector } from './pod-identity';
-import { buildWarmPod, claimPatch, type PodPlacement, type WarmPodClaim } from './pod-spec';
+import { buildWarmPod, claimPatch, warmTemplate, type PodPlacement, type WarmPodClaim } from './pod-spec';
 import { podStage } from './pod-state';
 import type { PodResources } from './resources';
 
@@ -47,8 +47,13 @@ export class WarmPodPool {
   private missed = 0;
   private stopped = false;
 
+  /** The template label of this worker's warm pods, per runtime (`warmTemplate`). */
+  private readonly templates: Record<PodRuntime, string>;
+
   constructor(private readonly options: WarmPodPoolOptions) {
     this.maxIdleMs = options.maxIdleMs ?? DEFAULT_MAX_IDLE_MS;
+    const template = (runtime: PodRuntime) => warmTemplate(runtime, options.resources, options.requestRatio, options.placement);
+    this.templates = { python: template('python'), node: template('node') };
   }
 
   get namespace(): string {
@@ -122,7 +127,9 @@ export class WarmPodPool {
   }
 
   private async tryClaim(runtime: PodRuntime, claim: WarmPodClaim): Promise<string | undefined> {
-    const { items } = await this.options.core.listNamespacedPod({ namespace: this.namespace, labelSelector: warmSelector(runtime) });
+    // Only pods built as this worker would build them (another template may predate a hardening).
+    const labelSelector = `${warmSelector(runtime)},${LABELS.template}=${this.templates[runtime]}`;
+    const { items } = await this.options.core.listNamespacedPod({ namespace: this.namespace, labelSelector });
     const ready = items.filter((pod) => !pod.metadata?.deletionTimestamp && isWaiting(pod));
     // Oldest first (most likely ready), but not all workers on the same one: a random one of the oldest few.
     ready.sort((a, b) => created(a) - created(b));
@@ -169,11 +176,15 @@ export class WarmPodPool {
     const { items } = await this.options.core.listNamespacedPod({ namespace: this.namespace, labelSelector: warmSelector(runtime) });
     const live = items.filter((pod) => !pod.metadata?.deletionTimestamp);
     const doomed = live.filter((pod) => hasEnded(pod) || now - created(pod) > this.maxIdleMs);
-    const keep = live.filter((pod) => !doomed.includes(pod)).sort((a, b) => created(a) - created(b));
+    // Pods of another template (workers configured otherwise, or before a change) are never
+    // claimed here and do not count; they go when stale, as above, so workers of two
+    // configurations during a rollout do not delete each other's pods over and over.
+    const own = (pod: V1Pod) => pod.metadata?.labels?.[LABELS.template] === this.templates[runtime];
+    const keep = live.filter((pod) => own(pod) && !doomed.includes(pod)).sort((a, b) => created(a) - created(b));
     const extra = keep.length - (this.options.size + (this.options.maxExtra ?? 1));
     // The youngest extras go: the oldest are the readiest.
     if (extra > 0) doomed.push(...keep.splice(keep.length - extra, extra));
-    await Promise.all(doomed.map((pod) => this.delete(pod.metadata!.name!)));
+    await Promise.all(doomed.map((pod) => this.delete(pod)));
     const missing = this.options.size - keep.length;
     for (let i = 0; i < missing; i++) {
       const name = `podflow-warm-${runtime}-${randomBytes(6).toString('hex')}`;
@@ -182,9 +193,14 @@ export class WarmPodPool {
     }
   }
 
-  private async delete(name: string): Promise<void> {
-    await this.options.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: 0 }).catch((error: { code?: number }) => {
-      if (error.code !== 404) throw error;
+  /**
+   * Deletes a pod as it was listed: a claim between the list and the delete changes it, and the
+   * delete then fails (409) instead of ending the execution that claimed it.
+   */
+  private async delete(pod: V1Pod): Promise<void> {
+    const body = { preconditions: { resourceVersion: pod.metadata!.resourceVersion! } };
+    await this.options.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace, gracePeriodSeconds: 0, body }).catch((error: { code?: number }) => {
+      if (error.code !== 404 && error.code !== 409) throw error;
     });
   }
 }
