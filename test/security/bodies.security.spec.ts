@@ -1,4 +1,4 @@
-import { startStack, type Stack } from '../support/stack';
+import { execute, startStack, type Stack } from '../support/stack';
 import { call, coordinatorPid, expectHealthy, peakRssBytes, resetPeakRss, sendRaw } from './support/api';
 
 // Issue 10 review, finding 1: request bodies are read only for a known tenant, YAML only where a
@@ -21,6 +21,28 @@ describe('request bodies (issue 10 review, finding 1)', () => {
   });
   afterAll(() => stack?.stop());
   afterEach(() => expectHealthy(stack));
+
+  it('refuses args of more top-level keys than a node takes bindings, before parsing one (100,000 held the coordinator 19 s; red-team finding)', async () => {
+    const args = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, 0]));
+    const code = 'def main(args):\n    return {"n": len(args)}\n';
+    const started = Date.now();
+    const execution = await call(stack, 'POST', '/v1/executions', { body: { language: 'python', code, args } });
+    const tool = await call(stack, 'POST', '/v1/tools/execute-python', { body: { code, args } });
+    const elapsed = Date.now() - started;
+    for (const [what, answer] of [['execution request', execution], ['execute-python', tool]] as const) {
+      expect({ status: answer.status, code: answer.json?.error?.code, message: answer.json?.error?.message }).toEqual({
+        status: 400,
+        code: 'BAD_REQUEST',
+        message: `${what}: args has 100000 top-level keys; at most 1000 (each is handed to main as an input binding of its own): nest a larger map under one key`,
+      });
+    }
+    // Parsing them took 19 s; counting them, the time to read 1.3 MB twice.
+    expect(elapsed).toBeLessThan(5_000);
+    // A thousand still run, each key its own argument.
+    const thousand = Object.fromEntries(Array.from({ length: 1_000 }, (_, i) => [`k${i}`, i]));
+    const ran = await execute(stack, 'python', code, thousand);
+    expect({ status: ran.status, output: ran.output }).toEqual({ status: 'succeeded', output: { n: 1000 } });
+  });
 
   it('answers 401 to a 14 MB YAML or JSON body without a valid API key, without reading it', async () => {
     resetPeakRss(pid);

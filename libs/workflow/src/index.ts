@@ -48,6 +48,7 @@ export type {
 } from './types';
 export { InvalidWorkflowError, formatIssue } from './errors';
 export { parseWorkflow, validateWorkflow, dependencyPolicyIssues, formatPath } from './validate';
+export { MAX_BINDINGS_PER_NODE, MAX_DISTINCT_EXPRESSIONS, MAX_EXPRESSION_TEXT_CHARS } from './expression-volume';
 export { MAX_DEFINITION_TOKENS, loadDefinitionText } from './definition-source';
 export type { LoadedSource } from './definition-source';
 export type { ValidateOptions, ValidationResult } from './validate';

@@ -10,6 +10,7 @@ import { DEFAULT_RETRY_DELAY_MS, KNOWN_FIELDS, REQUIRED_HINTS, workflowSchema, t
 import { didYouMean, resetSuggestions } from './suggest';
 import { DEFAULT_WORKFLOW_LIMITS } from './types';
 import type { CodeNode, ValidationIssue, Workflow, WorkflowLimits } from './types';
+import { expressionVolumeIssues } from './expression-volume';
 
 /** Outcome of validating one definition: the normalised workflow, or every issue found. */
 export interface ValidationResult {
@@ -48,6 +49,9 @@ export function validateWorkflow(source: string | object, limits: WorkflowLimits
     return { issues: [{ where: 'workflow', path: '(root)', message: 'must be a mapping with at least `id` and `nodes`' }] };
   }
   const workflowId = typeof raw.id === 'string' ? raw.id : undefined;
+  // Counted before anything is parsed: parsing is what these bound.
+  const volume = expressionVolumeIssues(raw, workflowId ? `workflow "${workflowId}"` : 'workflow');
+  if (volume.length > 0) return { issues: volume, workflowId };
   const parsed = workflowSchema(limits).safeParse(raw);
   const issues = parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeZodIssue(issue, raw));
   issues.push(...checkGraph(raw, limits), ...checkDependencies(raw, options.dependencyPolicies ?? []), ...checkInputTypes(raw));

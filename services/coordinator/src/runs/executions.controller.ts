@@ -7,6 +7,7 @@ import { createExecutionBody, parseRequest } from '../api/request-schemas';
 import { RunEventsService } from '../streams/run-events.service';
 import { StreamLimiter } from '../streams/stream-limiter';
 import { TenantDirectory } from '../tenancy/tenant-directory';
+import { bindingsForArgs } from './args-bindings';
 import { clientGone } from './client-connection';
 import { runView } from './run-view';
 import { RunsService } from './runs.service';
@@ -58,7 +59,7 @@ export class ExecutionsController {
     const release = waiting ? this.limiter.acquire(apiKeyId, 'waiting execution (?wait=true)') : () => undefined;
     try {
       // One node whose args are exactly `args`: each key is bound to the same run input.
-      const bindings = Object.fromEntries(Object.keys(request.args).map((key) => [key, `$lookup(inputs, ${JSON.stringify(key)})`]));
+      const bindings = bindingsForArgs(request.args, 'execution request');
       const { id, workflow } = await this.runs.submit(tenantId, {
         workflow: {
           id: 'execution',

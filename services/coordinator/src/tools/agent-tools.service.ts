@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { PodflowError, type JsonObject, type NodeError } from '@podflow/protocol';
+import { bindingsForArgs } from '../runs/args-bindings';
 import { RunsService } from '../runs/runs.service';
 import { RunEventsService } from '../streams/run-events.service';
 import { StreamLimiter } from '../streams/stream-limiter';
@@ -42,9 +43,9 @@ export class AgentToolsService {
     // The caller's own object (JSON.parse keeps a "__proto__" key as an own key; the parsed copy would not).
     const raw = (rawInput as { args?: unknown } | null | undefined)?.args;
     const args = (typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw : {}) as JsonObject;
+    const bindings = bindingsForArgs(args, tool);
     const release = this.limiter.acquire(apiKeyId, `agent tool call (${tool})`);
     try {
-      const bindings = Object.fromEntries(Object.keys(args).map((key) => [key, `$lookup(inputs, ${JSON.stringify(key)})`]));
       const { id, workflow } = await this.runs.submit(
         tenantId,
         {
