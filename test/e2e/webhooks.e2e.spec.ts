@@ -126,7 +126,7 @@ describe('webhooks (issue 13)', () => {
   });
 
   it.each([
-    ['localhost', 'http://localhost:9/hook', /resolves to a loopback address/],
+    ['localhost', 'http://localhost:9/hook', /host localhost does not resolve to a public address/],
     ['the metadata address', 'http://169.254.169.254/latest/meta-data/', /169\.254\.169\.254.*link-local/],
     ['a private address', 'http://10.1.2.3/hook', /10\.1\.2\.3.*private/],
     ['a scheme other than http(s)', 'ftp://example.com/hook', /http/],

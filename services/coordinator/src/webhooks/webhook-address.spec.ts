@@ -96,15 +96,23 @@ describe('resolveWebhookTarget', () => {
   it('refuses a name that resolves to loopback, saying how to fix it', async () => {
     const error = await refusal(resolveWebhookTarget('http://localhost:9/x', DEFAULT_POLICY, fakeLookup({ localhost: ['127.0.0.1'] })));
     expect(error.message).toBe(
-      'webhook URL http://localhost:9/x resolves to a loopback address; webhooks go to public addresses only (an operator can allow a range with WEBHOOK_ALLOWED_CIDRS)',
+      'webhook URL http://localhost:9/x: host localhost does not resolve to a public address: check its DNS record; webhooks go to public addresses only (an operator can allow a range with WEBHOOK_ALLOWED_CIDRS)',
     );
-    expect(error.reason).toBe('localhost resolves to a loopback address');
+    expect(error.reason).toBe('localhost does not resolve to a public address');
+  });
+
+  it('says the same of a name that resolves to a private address and of one that does not resolve: which internal names exist stays unknown (red-team finding)', async () => {
+    const lookup = fakeLookup({ 'redis.internal': ['10.0.0.9'] });
+    const privateName = await refusal(resolveWebhookTarget('http://redis.internal/x', DEFAULT_POLICY, lookup));
+    const missingName = await refusal(resolveWebhookTarget('http://nothing.internal/x', DEFAULT_POLICY, lookup));
+    expect(privateName.message.replaceAll('redis', 'NAME')).toBe(missingName.message.replaceAll('nothing', 'NAME'));
+    expect(privateName.reason.replaceAll('redis', 'NAME')).toBe(missingName.reason.replaceAll('nothing', 'NAME'));
   });
 
   it('refuses a name when any of its addresses is refused', async () => {
     const lookup = fakeLookup({ 'mixed.example': ['93.184.216.34', '10.0.0.5'] });
     const error = await refusal(resolveWebhookTarget('https://mixed.example/hook', DEFAULT_POLICY, lookup));
-    expect(error.reason).toBe('mixed.example resolves to a private address');
+    expect(error.reason).toBe('mixed.example does not resolve to a public address');
     // A name's non-public address is not echoed (the tenant would learn internal DNS).
     expect(error.message).not.toContain('10.0.0.5');
   });
@@ -139,7 +147,7 @@ describe('resolveWebhookTarget', () => {
     );
     expect((await refusal(resolveWebhookTarget('not a url', DEFAULT_POLICY, lookup))).reason).toBe('not a URL');
     expect((await refusal(resolveWebhookTarget('https://nowhere.example/x', DEFAULT_POLICY, lookup))).message).toBe(
-      'webhook URL https://nowhere.example/x: host nowhere.example does not resolve (ENOTFOUND); check the name and that it has a public DNS record',
+      `webhook URL https://nowhere.example/x: host nowhere.example does not resolve to a public address: check its DNS record; ${'webhooks go to public addresses only (an operator can allow a range with WEBHOOK_ALLOWED_CIDRS)'}`,
     );
   });
 });
@@ -161,6 +169,6 @@ describe('temporary DNS failures', () => {
   it('are temporary refusals (retried later), unlike a name that does not exist', async () => {
     const failing = (code: string) => async () => Promise.reject(Object.assign(new Error(code), { code }));
     await expect(resolveWebhookTarget('http://slow.example/x', { allowedCidrs: [] }, failing('EAI_AGAIN'))).rejects.toMatchObject({ temporary: true, message: expect.stringContaining('could not be resolved just now (EAI_AGAIN)') });
-    await expect(resolveWebhookTarget('http://nope.example/x', { allowedCidrs: [] }, failing('ENOTFOUND'))).rejects.toMatchObject({ temporary: false, message: expect.stringContaining('does not resolve (ENOTFOUND)') });
+    await expect(resolveWebhookTarget('http://nope.example/x', { allowedCidrs: [] }, failing('ENOTFOUND'))).rejects.toMatchObject({ temporary: false, message: expect.stringContaining('does not resolve to a public address') });
   });
 });

@@ -1,5 +1,7 @@
-import { lookup as dnsLookup } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
+import { TEMPORARY_DNS_CODES, webhookLookups, type LookupContext, type WebhookLookup } from './webhook-lookups';
+
+export type { LookupContext, WebhookLookup } from './webhook-lookups';
 
 /**
  * Where webhooks may go. A webhook URL is tenant input and the coordinator sits inside the
@@ -30,35 +32,6 @@ export class WebhookTargetError extends Error {
   }
 }
 
-/** getaddrinfo errors that say "not now" rather than "no such name". */
-const TEMPORARY_DNS_CODES = new Set(['EAI_AGAIN', 'ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED', 'LOOKUP_TIMEOUT']);
-/** Lookups of webhook hosts running at once: getaddrinfo holds one of libuv's 4 pool threads until the resolver answers, so tenant-chosen names never take them all. */
-const MAX_LOOKUPS = 2;
-/** How long a caller waits for a lookup (its thread may stay busy longer; it still counts against MAX_LOOKUPS). */
-const LOOKUP_TIMEOUT_MS = 5_000;
-
-let lookupsRunning = 0;
-const lookupQueue: Array<() => void> = [];
-
-/** `dns.lookup` bounded in concurrency and, for the caller, in time. */
-export const boundedLookup: WebhookLookup = async (hostname, options) => {
-  if (lookupsRunning >= MAX_LOOKUPS) await new Promise<void>((resolve) => lookupQueue.push(resolve));
-  lookupsRunning++;
-  const lookup = dnsLookup(hostname, options).finally(() => {
-    lookupsRunning--;
-    lookupQueue.shift()?.();
-  });
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`no DNS answer within ${LOOKUP_TIMEOUT_MS} ms`), { code: 'LOOKUP_TIMEOUT' })), LOOKUP_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([lookup, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-};
-
 /** Where a vetted webhook URL connects: exactly this address, so a second DNS answer cannot redirect it. */
 export interface WebhookTarget {
   url: URL;
@@ -66,8 +39,6 @@ export interface WebhookTarget {
   family: 4 | 6;
 }
 
-/** `dns.promises.lookup` with `{ all: true }`, injectable so tests need no DNS. */
-export type WebhookLookup = (hostname: string, options: { all: true }) => Promise<readonly { address: string; family: number }[]>;
 
 interface Range {
   readonly cidr: string;
@@ -153,16 +124,15 @@ export function refusedAddressReason(address: string, policy: WebhookNetworkPoli
  * connects to the returned address, never to a second lookup's answer (DNS rebinding).
  * @throws WebhookTargetError naming the URL, the address and the fix.
  */
-export async function resolveWebhookTarget(url: string, policy: WebhookNetworkPolicy, lookup: WebhookLookup = boundedLookup): Promise<WebhookTarget> {
+export async function resolveWebhookTarget(url: string, policy: WebhookNetworkPolicy, lookup: WebhookLookup = webhookLookups.lookup, context: LookupContext = {}): Promise<WebhookTarget> {
   const parsed = parseWebhookUrl(url);
   const host = webhookHost(parsed);
   const literal = isIP(host) !== 0;
-  const addresses = literal ? [host] : await resolveHost(parsed, host, lookup);
+  const addresses = literal ? [host] : await resolveHost(parsed, host, lookup, context);
   for (const address of addresses) {
     const kind = refusedKind(address, policy);
     if (kind) {
-      // A name's private address is not echoed: the tenant would learn the internal DNS.
-      if (!literal) throw new WebhookTargetError(`webhook URL ${parsed.href} resolves to ${withoutAddresses(kind)}; ${PUBLIC_ONLY}`, `${host} resolves to ${withoutAddresses(kind)}`);
+      if (!literal) throw notPublicName(parsed, host);
       throw new WebhookTargetError(`webhook URL ${parsed.href} points at ${address}, ${kind}; ${PUBLIC_ONLY}`, `${address} is ${kind}`);
     }
   }
@@ -206,27 +176,33 @@ export function webhookHost(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
-async function resolveHost(url: URL, host: string, lookup: WebhookLookup): Promise<string[]> {
+async function resolveHost(url: URL, host: string, lookup: WebhookLookup, context: LookupContext): Promise<string[]> {
   let answers: readonly { address: string }[];
   try {
-    answers = await lookup(host, { all: true });
+    answers = await lookup(host, { all: true }, context);
   } catch (error) {
     const failure = error as NodeJS.ErrnoException | undefined;
     const code = failure?.code ?? failure?.message ?? String(error);
     if (TEMPORARY_DNS_CODES.has(String(failure?.code))) {
       throw new WebhookTargetError(`webhook URL ${url.href}: host ${host} could not be resolved just now (${code}); retry in a moment`, `${host} could not be resolved (${code})`, true);
     }
-    throw new WebhookTargetError(`webhook URL ${url.href}: host ${host} does not resolve (${code}); check the name and that it has a public DNS record`, `${host} does not resolve (${code})`);
+    throw notPublicName(url, host);
   }
-  if (answers.length === 0) {
-    throw new WebhookTargetError(`webhook URL ${url.href}: host ${host} has no addresses; check its DNS records`, `${host} has no addresses`);
-  }
+  if (answers.length === 0) throw notPublicName(url, host);
   return answers.map((answer) => answer.address);
 }
 
-/** The kind as a name's refusal shows it: without an address inside (the embedded IPv4 of a mapped form). */
-function withoutAddresses(kind: string): string {
-  return /\d+\.\d+\.\d+\.\d+|::/.test(kind) ? 'an address that is not public' : kind;
+/**
+ * A name that does not resolve, or resolves to an address that is not public: one message for
+ * both, so a tenant cannot tell which of the coordinator's internal names exist (a red-team
+ * finding: "resolves to a private address" against "does not resolve" answered that, one free
+ * request per guess).
+ */
+function notPublicName(url: URL, host: string): WebhookTargetError {
+  return new WebhookTargetError(
+    `webhook URL ${url.href}: host ${host} does not resolve to a public address: check its DNS record; ${PUBLIC_ONLY}`,
+    `${host} does not resolve to a public address`,
+  );
 }
 
 /** Completes "<address> is …" when refused; undefined when the address may be contacted. */

@@ -95,7 +95,7 @@ export class WebhookDeliveries implements OnApplicationBootstrap, OnApplicationS
       if (!hostAllowed(webhookHost(parsed), hosts)) {
         throw new WebhookTargetError(`webhook host "${webhookHost(parsed)}" is not one tenant "${tenantId}" may call (allowed: ${hosts.join(', ')}); ask your operator to allow it (the tenant's webhookHosts, or WEBHOOK_ALLOWED_HOSTS)`);
       }
-      await resolveWebhookTarget(url, { allowedCidrs: this.config.WEBHOOK_ALLOWED_CIDRS });
+      await resolveWebhookTarget(url, { allowedCidrs: this.config.WEBHOOK_ALLOWED_CIDRS }, undefined, { owner: tenantId });
     } catch (error) {
       if (error instanceof WebhookTargetError) throw new PodflowError(error.temporary ? 'UNAVAILABLE' : 'BAD_REQUEST', error.message);
       throw error;
@@ -136,6 +136,7 @@ export class WebhookDeliveries implements OnApplicationBootstrap, OnApplicationS
       timeoutMs: this.config.WEBHOOK_TIMEOUT_MS,
       maxRedirects: MAX_REDIRECTS,
       hostAllowed: (host) => hostAllowed(host, hosts),
+      owner: completion.tenantId,
     });
     const last = attempt >= this.config.WEBHOOK_MAX_ATTEMPTS;
     const next: DeliveryAttempt['outcome'] = outcome.ok ? 'delivered' : outcome.permanent || last ? 'failed' : 'retrying';

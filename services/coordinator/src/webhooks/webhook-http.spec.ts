@@ -125,7 +125,7 @@ describe('postWebhook', () => {
     expect(outcome).toMatchObject({ ok: false, permanent: true, url: 'http://metadata.test/latest/meta-data/', redirects: 1 });
     expect(outcome.status).toBeUndefined();
     expect(outcome.error).toBe(
-      'webhook URL http://metadata.test/latest/meta-data/ resolves to a link-local address (the cloud metadata service); webhooks go to public addresses only (an operator can allow a range with WEBHOOK_ALLOWED_CIDRS)',
+      'webhook URL http://metadata.test/latest/meta-data/: host metadata.test does not resolve to a public address: check its DNS record; webhooks go to public addresses only (an operator can allow a range with WEBHOOK_ALLOWED_CIDRS)',
     );
     expect(received.map(({ path }) => path)).toEqual(['/to-metadata']);
   });

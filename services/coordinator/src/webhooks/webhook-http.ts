@@ -40,6 +40,8 @@ export interface PostWebhookOptions {
   maxRedirects: number;
   /** The tenant's host allow-list, checked on the first URL and on every redirect. */
   hostAllowed: (host: string) => boolean;
+  /** The tenant the webhook is for: its DNS lookups share one slot (webhook-lookups.ts). */
+  owner?: string;
   lookup?: WebhookLookup;
 }
 
@@ -106,7 +108,7 @@ async function vetTarget(url: string, options: PostWebhookOptions, signal: Abort
   if (!options.hostAllowed(host)) {
     throw new WebhookTargetError(`webhook URL ${url} goes to host ${host}, which is not among the tenant's allowed webhook hosts; ask the operator to allow it`, `${host} is not an allowed webhook host`);
   }
-  return untilAborted(resolveWebhookTarget(url, options.policy, options.lookup), signal);
+  return untilAborted(resolveWebhookTarget(url, options.policy, options.lookup, { owner: options.owner, signal }), signal);
 }
 
 function redirectTarget(from: string, location: string): string {
