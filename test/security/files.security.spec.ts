@@ -96,10 +96,45 @@ describe('file names the store cannot hold', () => {
       for (const element of elements) {
         const download = await fetch(element.download_url);
         expect({ path: element.path, status: download.status, body: await download.text() }).toEqual({ path: element.path, status: 200, body: 'written' });
+        expect(download.headers.get('content-disposition')).toMatch(/^attachment; filename="/);
       }
       expect(await execJobs(stack, result.id)).toEqual([{ attempt: 1, state: 'completed', attemptsStarted: 1, attemptsMade: 1 }]);
       await expectHealthy(stack);
     });
+  });
+});
+
+describe('files served from the coordinator (local disk)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ workers: 1 });
+  });
+  afterAll(() => stack?.stop());
+
+  it('are downloads, never pages of its origin: an HTML or SVG file a node wrote cannot run its script there (red-team finding)', async () => {
+    const code = [
+      'def main(args):',
+      '    open("x.html", "w").write("<script>alert(document.domain)</script>")',
+      '    open("y.svg", "w").write("<svg xmlns=\\"http://www.w3.org/2000/svg\\"><script>alert(1)</script></svg>")',
+      '    return {}',
+    ].join('\n');
+    const result = await execute(stack, 'python', code);
+    expect(result.status).toBe('succeeded');
+    const served = [];
+    for (const element of result.files?.elements ?? []) {
+      const download = await fetch(element.download_url);
+      served.push({
+        path: element.path,
+        type: download.headers.get('content-type'),
+        disposition: download.headers.get('content-disposition'),
+        nosniff: download.headers.get('x-content-type-options'),
+        csp: download.headers.get('content-security-policy'),
+      });
+    }
+    expect(served).toEqual([
+      { path: 'x.html', type: 'text/html; charset=utf-8', disposition: `attachment; filename="x.html"; filename*=UTF-8''x.html`, nosniff: 'nosniff', csp: "sandbox; default-src 'none'" },
+      { path: 'y.svg', type: 'image/svg+xml', disposition: `attachment; filename="y.svg"; filename*=UTF-8''y.svg`, nosniff: 'nosniff', csp: "sandbox; default-src 'none'" },
+    ]);
   });
 });
 

@@ -29,7 +29,7 @@ export type { S3StoreOptions } from './s3-store';
 export { checkStorageConfig, createObjectStore, storageConfigShape } from './store-config';
 export type { StorageConfig } from './store-config';
 export type { ObjectStore, PutObjectInput, SignedUrl } from './object-store';
-export { assertSafeKey, contentTypeOf, fileKey, nodePayloadKey, runOutputsKey, storableFilePath } from './keys';
+export { assertSafeKey, contentTypeOf, downloadDisposition, fileKey, nodePayloadKey, runOutputsKey, storableFilePath } from './keys';
 export { isObjectRefused } from './store-errors';
 export type { FileKeyParts, NodePayloadKeyParts, NodePayloadKind } from './keys';
 export { PayloadStore, PayloadUnavailableError } from './payloads';

@@ -75,3 +75,16 @@ export function assertSafeKey(key: string): void {
 export function contentTypeOf(fileName: string): string {
   return lookup(fileName) || 'application/octet-stream';
 }
+
+/**
+ * The Content-Disposition every download is served with: an attachment named after the file.
+ * Tenant files are served from podflow's own address (local disk) or the bucket's, and inline an
+ * HTML or SVG file a node wrote would run its script there (a red-team finding). The name is
+ * given twice: plain ASCII for old clients, and exactly, percent-encoded, as `filename*`.
+ */
+export function downloadDisposition(key: string): string {
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  const ascii = name.replace(/[^\x20-\x7e]|["\\%]/g, '_');
+  const exact = encodeURIComponent(name).replace(/['()*]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${exact}`;
+}

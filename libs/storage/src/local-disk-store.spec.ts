@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { LocalDiskStore, contentTypeOf, fileKey, isObjectRefused } from './index';
+import { LocalDiskStore, contentTypeOf, downloadDisposition, fileKey, isObjectRefused } from './index';
 
 describe('LocalDiskStore', () => {
   let root: string;
@@ -81,6 +81,14 @@ describe('fileKey and contentTypeOf', () => {
     expect(keyOf('..\\evil.txt')).toThrow(expect.objectContaining({ code: 'OUTPUT_INVALID', details: { path: '..\\evil.txt', reason: expect.stringMatching(/backslash/) } }));
     expect(keyOf('line\nbreak')).toThrow(/control character U\+000A/);
     expect(keyOf('x'.repeat(256))).toThrow(/longer than 255 bytes/);
+  });
+
+  it('serves every download as an attachment named after the file, the name in ASCII and exactly', () => {
+    expect(downloadDisposition('tenants/t/runs/r/nodes/n/1/x.html')).toBe(`attachment; filename="x.html"; filename*=UTF-8''x.html`);
+    expect(downloadDisposition('tenants/t/runs/r/nodes/n/1/out/rapport été "q" 100%.csv')).toBe(
+      `attachment; filename="rapport _t_ _q_ 100_.csv"; filename*=UTF-8''rapport%20%C3%A9t%C3%A9%20%22q%22%20100%25.csv`,
+    );
+    expect(downloadDisposition("a/it's (1)*.txt")).toBe(`attachment; filename="it's (1)*.txt"; filename*=UTF-8''it%27s%20%281%29%2A.txt`);
   });
 
   it('derives content types from file names', () => {

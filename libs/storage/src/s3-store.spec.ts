@@ -4,7 +4,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { MAX_S3_URL_TTL_SECONDS, S3Store, contentTypeOf, type S3StoreOptions } from './index';
+import { MAX_S3_URL_TTL_SECONDS, S3Store, contentTypeOf, downloadDisposition, type S3StoreOptions } from './index';
 
 interface TestS3 {
   endpoint: string;
@@ -22,9 +22,9 @@ function testS3(): TestS3 {
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function download(url: string): Promise<{ status: number; contentType: string | null; body: Buffer }> {
+async function download(url: string): Promise<{ status: number; contentType: string | null; disposition: string | null; body: Buffer }> {
   const response = await fetch(url);
-  return { status: response.status, contentType: response.headers.get('content-type'), body: Buffer.from(await response.arrayBuffer()) };
+  return { status: response.status, contentType: response.headers.get('content-type'), disposition: response.headers.get('content-disposition'), body: Buffer.from(await response.arrayBuffer()) };
 }
 
 /** A port nothing listens on. */
@@ -102,6 +102,8 @@ describe('S3Store (MinIO)', () => {
       expect(got.status).toBe(200);
       expect(got.contentType).toBe(type);
       expect(sha256(got.body)).toBe(sha256(bytes));
+      // Signed in: the bucket serves it as a download, never as a page of its origin.
+      expect(got.disposition).toBe(downloadDisposition(key));
     }
   });
 

@@ -4,7 +4,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { PodflowError } from '@podflow/protocol';
 import { createHash } from 'node:crypto';
 import { Readable, Transform, pipeline } from 'node:stream';
-import { assertSafeKey } from './keys';
+import { assertSafeKey, downloadDisposition } from './keys';
 import type { ObjectStore, PutObjectInput, SignedUrl } from './object-store';
 import { s3Error, type S3Target } from './s3-errors';
 
@@ -100,7 +100,8 @@ export class S3Store implements ObjectStore {
     // X-Amz-Date has whole seconds; signing at a whole second makes expiresAt exact.
     const signingDate = new Date(Math.floor(Date.now() / 1000) * 1000);
     try {
-      const command = new GetObjectCommand({ Bucket: this.options.bucket, Key: objectKey });
+      // The bucket answers a signed URL with this Content-Disposition (signed in, not changeable).
+      const command = new GetObjectCommand({ Bucket: this.options.bucket, Key: objectKey, ResponseContentDisposition: downloadDisposition(key) });
       const url = await getSignedUrl(this.signer, command, { expiresIn: ttlSeconds, signingDate });
       return { url, expiresAt: new Date(signingDate.getTime() + ttlSeconds * 1000) };
     } catch (error) {

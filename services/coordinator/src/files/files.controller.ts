@@ -1,7 +1,7 @@
 import { Controller, Get, Inject, Query, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { PodflowError } from '@podflow/protocol';
-import { LocalDiskStore, contentTypeOf, type ObjectStore } from '@podflow/storage';
+import { LocalDiskStore, contentTypeOf, downloadDisposition, type ObjectStore } from '@podflow/storage';
 import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import { Public } from '../api/auth.guard';
@@ -23,7 +23,15 @@ export class FilesController {
     const refusal = this.store.verify(key, expires, signature);
     if (refusal) throw new PodflowError('UNAUTHENTICATED', `download refused: ${refusal}`);
     const body = await this.store.get(key);
-    response.status(200).set({ 'Content-Type': contentTypeOf(key), 'Cache-Control': 'private, no-store' });
+    // A download, never a page of this origin: attachment, no sniffing, and a sandbox with no
+    // sources should a browser render it anyway (a node's x.html ran its script here before).
+    response.status(200).set({
+      'Content-Type': contentTypeOf(key),
+      'Content-Disposition': downloadDisposition(key),
+      'X-Content-Type-Options': 'nosniff',
+      'Content-Security-Policy': "sandbox; default-src 'none'",
+      'Cache-Control': 'private, no-store',
+    });
     await pipeline(body, response);
   }
 }
