@@ -58,6 +58,9 @@ export interface ResumeRun {
 const SPECULATIVE_NODE_READS = 16;
 
 /** Run use cases shared by the HTTP API, the submissions queue and `/v1/executions`. */
+/** Runs one GET /v1/runs page reads at most (each a whole record); a filtered page may hold fewer matches, with a nextCursor. */
+export const MAX_RUNS_EXAMINED = 500;
+
 @Injectable()
 export class RunsService {
   constructor(
@@ -253,11 +256,17 @@ export class RunsService {
     return run;
   }
 
-  /** Newest first. The cursor is `<createdAt>:<runId>` of the last run of the previous page. */
+  /**
+   * Newest first. The cursor is `<createdAt>:<runId>` of the last run the previous page looked at.
+   * A page looks at most MAX_RUNS_EXAMINED runs: a filter that matches few of a tenant's runs
+   * gives a shorter page with a nextCursor (continue while there is one), instead of reading
+   * every run kept in one request (a red-team finding: up to gigabytes of records per request).
+   */
   async list(tenantId: string, filter: { status?: RunPhase; workflowId?: string; limit: number; cursor?: string }) {
     const runs: ReturnType<typeof runSummary>[] = [];
     let cursor = parseCursor(filter.cursor);
     let nextCursor: string | undefined;
+    let examined = 0;
     while (runs.length < filter.limit && nextCursor === undefined) {
       const page = await this.store.listRunIds(tenantId, cursor?.createdAt, 100);
       const fresh = page.filter((r) => !cursor || r.createdAt < cursor.createdAt || (r.createdAt === cursor.createdAt && r.id < cursor.id));
@@ -270,10 +279,9 @@ export class RunsService {
           if (entry.createdAt < Date.now() - 60_000) await this.store.forgetRun(tenantId, entry.id);
           continue;
         }
-        if (filter.status && run.status !== filter.status) continue;
-        if (filter.workflowId && run.workflowId !== filter.workflowId) continue;
-        runs.push(runSummary(run));
-        if (runs.length === filter.limit) {
+        const matches = (!filter.status || run.status === filter.status) && (!filter.workflowId || run.workflowId === filter.workflowId);
+        if (matches) runs.push(runSummary(run));
+        if (runs.length === filter.limit || ++examined >= MAX_RUNS_EXAMINED) {
           nextCursor = `${entry.createdAt}:${entry.id}`;
           break;
         }
