@@ -15,9 +15,9 @@ const isRecord = (value: unknown): value is Raw => typeof value === 'object' && 
  * Counts a raw definition's expressions before any is parsed. Each distinct text is parsed at
  * validation (40-350 µs each here, ~0.3-2 µs per character) on the coordinator's event loop, and
  * nothing else bounded how many a definition could hold: 100,000 bindings in a 1.3 MB request held
- * every tenant's requests for 19 s (a red-team finding). Identical texts are parsed once (the
- * compile cache), so a 10,000-node fan-out binding the same expression in every node costs one.
- * Within these bounds validation parses for at most about a second.
+ * every tenant's requests for 19 s (a red-team finding). Identical texts are parsed once per
+ * validation (withSyntaxMemo), so a 10,000-node fan-out binding the same expression in every node
+ * costs one. Within these bounds validation parses for at most about a second.
  */
 export function expressionVolumeIssues(raw: Raw, top: string): ValidationIssue[] {
   const issues: ValidationIssue[] = [];

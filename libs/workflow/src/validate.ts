@@ -11,6 +11,7 @@ import { didYouMean, resetSuggestions } from './suggest';
 import { DEFAULT_WORKFLOW_LIMITS } from './types';
 import type { CodeNode, ValidationIssue, Workflow, WorkflowLimits } from './types';
 import { expressionVolumeIssues } from './expression-volume';
+import { withSyntaxMemo } from './expressions';
 
 /** Outcome of validating one definition: the normalised workflow, or every issue found. */
 export interface ValidationResult {
@@ -41,6 +42,11 @@ function isRecord(value: unknown): value is Raw {
  * reports everything that is wrong.
  */
 export function validateWorkflow(source: string | object, limits: WorkflowLimits = DEFAULT_WORKFLOW_LIMITS, options: ValidateOptions = {}): ValidationResult {
+  // Each distinct expression text is parsed once, however often the definition repeats it.
+  return withSyntaxMemo(() => validateOnce(source, limits, options));
+}
+
+function validateOnce(source: string | object, limits: WorkflowLimits, options: ValidateOptions): ValidationResult {
   resetSuggestions();
   const loaded = loadSource(source);
   if (loaded.issues.length > 0) return { issues: loaded.issues };
