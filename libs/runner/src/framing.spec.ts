@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { DEFAULT_RUNNER_LIMITS, responseEndMarker, responseStartMarker, type RunnerResponse } from '@podflow/protocol';
+import { DEFAULT_RUNNER_LIMITS, filesEndMarker, responseEndMarker, responseStartMarker, type RunnerResponse } from '@podflow/protocol';
 import { runnerArgv, runnerAssets } from './assets';
-import { countContainers, frameFileHeader, frameResponse, parseRunnerOutput, readRunnerResponse, responseBounds } from './framing';
+import { countContainers, frameFileHeader, frameResponse, parseFileFrames, parseRunnerOutput, readRunnerResponse, responseBounds } from './framing';
 
 const NONCE = 'nonce-1';
 const logs = { stdout: '', stderr: '', truncated: false };
@@ -88,6 +88,19 @@ describe('readRunnerResponse: an answer is held to its bounds before it is parse
     ['"[[["', 0],
   ])('counts the objects and arrays outside strings: %s', (text, count) => {
     expect(countContainers(text, 100)).toBe(count);
+  });
+});
+
+describe('parseFileFrames with a bound', () => {
+  const EMPTY_SHA = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+  const framed = (frames: number) =>
+    Buffer.from(frameResponse(NONCE, okResponse(1)) + frameFileHeader(NONCE, { path: 'a', size: 0, sha256: EMPTY_SHA }).concat('\n').repeat(frames) + `${filesEndMarker(NONCE)}\n`);
+
+  it('reads as many frames as allowed, and stops at the first one past the bound without reading the rest (a forged million took 5 s and 0.5 GB)', () => {
+    expect(parseFileFrames(framed(3), NONCE, 3)).toMatchObject({ ok: true, files: [{ path: 'a' }, { path: 'a' }, { path: 'a' }] });
+    const started = Date.now();
+    expect(parseFileFrames(framed(1_000_000), NONCE, 3)).toEqual({ ok: false, problem: 'more file frames follow than the 3 the answer lists' });
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 });
 

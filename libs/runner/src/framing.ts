@@ -179,10 +179,12 @@ function responseText(stdout: Buffer, nonce: string): string {
 
 /**
  * Parses the file frames that follow the framed response for `nonce` in a binary stdout (the same
- * response parseRunnerOutputBuffer reads), checking each content against its header's sha256.
+ * response parseRunnerOutputBuffer reads), checking each content against its header's sha256, and
+ * failing once more than `maxFrames` follow (the answer's own file count: a forged stream of a
+ * million empty frames took 5 s and 0.5 GB before any count was checked).
  * Anything after the files-end marker is ignored, like anything after the response.
  */
-export function parseFileFrames(stdout: Buffer, nonce: string): FileFramesResult {
+export function parseFileFrames(stdout: Buffer, nonce: string, maxFrames = Number.POSITIVE_INFINITY): FileFramesResult {
   const start = fileFramesStart(stdout, nonce);
   if (start === undefined) {
     return { ok: false, problem: `no file frames follow a response for nonce ${nonce}: the stream ended before them, or the request did not set emitFiles` };
@@ -192,6 +194,8 @@ export function parseFileFrames(stdout: Buffer, nonce: string): FileFramesResult
   const fail = (problem: string): FileFramesResult => ({ ok: false, problem });
   for (let at = start; ; ) {
     if (bytesAt(stdout, at, endLine)) return { ok: true, files };
+    // Each frame costs a header parse and a hash: no more than the answer listed are read.
+    if (files.length >= maxFrames) return fail(`more file frames follow than the ${maxFrames} the answer lists`);
     const frame = `file frame ${files.length + 1}`;
     if (!bytesAt(stdout, at, fileMarker)) {
       const rest = stdout.subarray(at);

@@ -363,14 +363,17 @@ export class KubernetesDriver implements SandboxDriver {
   }
 }
 
-type Answer = { response: RunnerResponse; files: EmittedFile[] } | RefusedAnswer;
+type Answer = { response: RunnerResponse; files: EmittedFile[]; overMaxFiles?: boolean } | RefusedAnswer;
 
 /** The response and its files, when both arrived whole; refused unread when over `responseBounds`. */
 function readAnswer(stdout: Buffer, nonce: string, limits: RunnerLimits): Answer | undefined {
   const read = readRunnerResponse(stdout, nonce, responseBounds(limits));
   if (!read || 'refused' in read) return read;
-  const frames = parseFileFrames(stdout, nonce);
-  if (!frames.ok) return undefined;
+  const listed = read.response.files.length;
+  // FILES_TOO_LARGE, as the process driver says of such a list, without reading a frame.
+  if (listed > limits.maxFiles) return { response: read.response, files: [], overMaxFiles: true };
+  const frames = parseFileFrames(stdout, nonce, listed);
+  if (!frames.ok) return frames.problem.startsWith('more file frames') ? { refused: frames.problem } : undefined;
   return { response: read.response, files: frames.files };
 }
 
@@ -379,7 +382,7 @@ function answered(answer: Answer, execStarted: number, memoryBytes: number, limi
     const logs: CapturedLogs = { stdout: '', stderr: stderr.tail(limits.maxLogBytes), truncated: stderr.size > limits.maxLogBytes };
     return ended({ kind: 'answer-refused', detail: answer.refused }, Date.now() - execStarted, logs, memoryBytes);
   }
-  return fromAnswer(answer.response, answer.files, execStarted, memoryBytes, limits);
+  return fromAnswer(answer.response, answer.files, execStarted, memoryBytes, limits, answer.overMaxFiles === true);
 }
 
 /** Room for the response, its logs and the files it may stream, with a margin for framing. */
@@ -410,7 +413,7 @@ function ended(ending: SandboxEnding, durationMs = 0, logs: CapturedLogs = NO_LO
  * been written by the code (it shares the runner's process): the files are held to the limits and
  * path rules again, and the time is the worker's own, not the duration the answer claims.
  */
-function fromAnswer(response: RunnerResponse, emitted: EmittedFile[], execStarted: number, memoryBytes: number, limits: RunnerLimits): Omit<SandboxOutcome, 'dispose'> {
+function fromAnswer(response: RunnerResponse, emitted: EmittedFile[], execStarted: number, memoryBytes: number, limits: RunnerLimits, overMaxFiles = false): Omit<SandboxOutcome, 'dispose'> {
   const classified = classifyEnding({ kind: 'answered', response }, { memoryLimitBytes: memoryBytes, logs: response.logs, maxLogBytes: limits.maxLogBytes });
   const durationMs = Date.now() - execStarted;
   if (classified.status !== 'succeeded') return { ...classified, files: [], durationMs };
@@ -419,7 +422,7 @@ function fromAnswer(response: RunnerResponse, emitted: EmittedFile[], execStarte
     return reason ? [{ path: file.path, reason }] : [];
   });
   const bytes = emitted.reduce((sum, file) => sum + file.content.length, 0);
-  const error = unstorable.length > 0 ? unstorableFilesError(unstorable) : emitted.length > limits.maxFiles || bytes > limits.maxFilesBytes ? filesTooLarge(limits) : undefined;
+  const error = unstorable.length > 0 ? unstorableFilesError(unstorable) : overMaxFiles || emitted.length > limits.maxFiles || bytes > limits.maxFilesBytes ? filesTooLarge(limits) : undefined;
   if (error) return { status: 'failed', error, logs: classified.logs, files: [], durationMs };
   const files: CollectedFile[] = emitted.map((file) => ({ path: file.path, size: file.size, sha256: file.sha256, open: () => Readable.from([file.content]) }));
   return { ...classified, files, durationMs };
