@@ -214,7 +214,11 @@ export class PodLayerBackend implements LayerBackend {
       const stage = podStage(w.pod, LAYER_BUILDER_CONTAINER);
       if (stage.kind === 'terminated') return { kind: 'terminated' as const, container: LAYER_BUILDER_CONTAINER, exitCode: stage.state.exitCode, signal: stage.state.signal, reason: stage.state.reason };
       if (stage.kind === 'failed') return stage;
-      if (stage.kind === 'pending' && stage.hopeless) return { kind: 'failed' as const, reason: 'NotStartable', message: stage.problem ?? 'the container cannot start' };
+      // A container that can never start (a bad image, a missing config) may be any of the three.
+      for (const container of [LAYER_PREPARE_CONTAINER, LAYER_INSTALL_CONTAINER, LAYER_BUILDER_CONTAINER]) {
+        const waiting = podStage(w.pod, container);
+        if (waiting.kind === 'pending' && waiting.hopeless) return { kind: 'failed' as const, reason: 'NotStartable', message: waiting.problem ?? `the ${container} container cannot start` };
+      }
       return undefined;
     }, timeout);
     return ended ?? 'timeout';

@@ -22,6 +22,21 @@ describe('podStage', () => {
     expect(podStage(pod)).toEqual({ kind: 'pending', problem: 'Unschedulable: 0/1 nodes are available: 1 Insufficient memory.', hopeless: false });
   });
 
+  it('reads init containers too (a layer builder\'s prepare and install): an install that failed, a prepare that can never start', () => {
+    const status = (name: string, state: object) => ({ name, image: 'i', imageID: '', ready: false, restartCount: 0, state });
+    const builder: V1Pod = {
+      status: {
+        phase: 'Failed',
+        initContainerStatuses: [status('prepare', { terminated: { exitCode: 0 } }), status('install', { terminated: { exitCode: 1, reason: 'Error' } })],
+        containerStatuses: [status('builder', { waiting: { reason: 'PodInitializing' } })],
+      },
+    };
+    expect(podStage(builder, 'install')).toMatchObject({ kind: 'terminated', state: { exitCode: 1 } });
+    const stuck: V1Pod = { status: { phase: 'Pending', initContainerStatuses: [status('prepare', { waiting: { reason: 'InvalidImageName' } })], containerStatuses: [status('builder', { waiting: { reason: 'PodInitializing' } })] } };
+    expect(podStage(stuck, 'prepare')).toMatchObject({ kind: 'pending', hopeless: true });
+    expect(podStage(stuck, 'builder')).toMatchObject({ kind: 'pending', hopeless: false });
+  });
+
   it('tells running, terminated and failed (evicted) apart', () => {
     expect(podStage(withContainer({ running: {} }, 'Running'))).toEqual({ kind: 'running' });
     const oom = podStage(withContainer({ terminated: { exitCode: 137, reason: 'OOMKilled' } }, 'Failed'));
