@@ -59,6 +59,23 @@ describe('LookupSlots: DNS lookups of webhook hosts, bounded per tenant and in t
     expect(dns.asked).toEqual(['hang.test', 'next.test']);
   });
 
+  it('does not hold a shared name against everyone when its lookup only started late in its caller\'s wait (review finding: one tenant could black out a chat service\'s host)', async () => {
+    const asked: string[] = [];
+    const resolve = (hostname: string) => {
+      asked.push(hostname);
+      // The attacker's own name answers just before the callers' limit; the shared one in 20 ms.
+      return new Promise<Answer>((done) => setTimeout(() => done([{ address: '93.184.216.34', family: 4 }]), hostname === 'slow.attacker.test' ? 95 : 20));
+    };
+    const slots = new LookupSlots({ slots: 2, perOwner: 1, timeoutMs: 100, failureTtlMs: 30_000, resolve });
+    const slowOwn = slots.lookup('slow.attacker.test', ALL, { owner: 'attacker' });
+    const queued = slots.lookup('hooks.chat.test', ALL, { owner: 'attacker' });
+    await slowOwn;
+    await expect(queued).rejects.toMatchObject({ code: 'LOOKUP_TIMEOUT' });
+    await new Promise((done) => setTimeout(done, 40));
+    await expect(slots.lookup('hooks.chat.test', ALL, { owner: 'victim' })).resolves.toHaveLength(1);
+    expect(asked).toEqual(['slow.attacker.test', 'hooks.chat.test', 'hooks.chat.test']);
+  });
+
   it('answers a name that just timed out or failed for now with that failure, without a lookup, until it is stale', async () => {
     const dns = resolver();
     let now = 1_000_000;

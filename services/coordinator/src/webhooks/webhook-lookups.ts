@@ -45,8 +45,8 @@ const MAX_REMEMBERED_FAILURES = 10_000;
 /**
  * DNS lookups of webhook hosts, bounded: `slots` at once, at most `perOwner` of them one owner's,
  * each caller waiting `timeoutMs` at most from the moment it asks (queue included), and leaving
- * the queue when it gives up or its signal aborts. A name that just timed out or failed "for
- * now" fails the same way for `failureTtlMs` without a lookup. Before, one queue with no time
+ * the queue when it gives up or its signal aborts. A name whose lookup took `timeoutMs` from its
+ * own start, or failed "for now", fails the same way for `failureTtlMs` without a lookup. Before, one queue with no time
  * limit served every tenant: eight webhook names whose DNS never answers, from one tenant, held
  * another tenant's POST /v1/runs 40 s and failed its webhook deliveries (a red-team finding).
  */
@@ -83,20 +83,17 @@ export class LookupSlots {
         if (at >= 0) this.waiting.splice(at, 1);
         finish(error);
       };
-      let started = false;
-      const timer = setTimeout(() => {
-        const error = timedOut(hostname, this.options.timeoutMs);
-        // Only a slow answer says something about the name; a wait in the queue does not.
-        if (started) this.remember(hostname, error);
-        leave(error);
-      }, this.options.timeoutMs);
+      const timer = setTimeout(() => leave(timedOut(hostname, this.options.timeoutMs)), this.options.timeoutMs);
       const onAbort = () => leave(context.signal!.reason instanceof Error ? context.signal!.reason : new Error('the lookup was abandoned'));
       const waiter: Waiter = {
         owner,
         start: () => {
-          started = true;
           this.running++;
           this.runningBy.set(owner, (this.runningBy.get(owner) ?? 0) + 1);
+          // Only the resolver's own slowness says something about the name: a lookup that started
+          // late in its caller's wait (behind the same tenant's slow names) is not held against it,
+          // or one tenant could make a shared name such as a chat service's fail for everyone.
+          const slow = setTimeout(() => this.remember(hostname, timedOut(hostname, this.options.timeoutMs)), this.options.timeoutMs);
           this.resolve(hostname, lookupOptions)
             .then(
               (answer) => finish(undefined, answer),
@@ -107,6 +104,7 @@ export class LookupSlots {
               },
             )
             .finally(() => {
+              clearTimeout(slow);
               // The slot is held until getaddrinfo returns, whether or not anyone still waits.
               this.running--;
               const left = (this.runningBy.get(owner) ?? 1) - 1;
