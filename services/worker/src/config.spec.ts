@@ -10,6 +10,8 @@ describe('loadWorkerConfig', () => {
 
   it.each([
     ['a password in an index URL', '{"PIP_INDEX_URL":"https://user:s3cret@pypi.example/simple"}', 'PIP_INDEX_URL'],
+    ['a token alone in an index URL', '{"PIP_INDEX_URL":"https://t0ken@pypi.fury.io/acct/"}', 'PIP_INDEX_URL'],
+    ['a token in a proxy URL', '{"https_proxy":"http://t0ken@proxy.example:3128"}', 'https_proxy'],
     ['a token', '{"NPM_TOKEN":"npm_abc"}', 'NPM_TOKEN'],
     ['an auth setting', '{"npm_config__auth":"dXNlcjpwYXNz"}', 'npm_config__auth'],
   ])('refuses %s in K8S_LAYER_BUILDER_ENV, naming it (installing runs package code, which reads its environment)', (_what, value, name) => {

@@ -78,8 +78,11 @@ export function isCredential(name: string, value: string): boolean {
   return /auth|token|passw|secret|credential|_key$/i.test(name) || URL_PASSWORD.test(value);
 }
 
-/** `scheme://user:password@`: the password part of a URL's userinfo. */
-const URL_PASSWORD = /:\/\/[^/\s:@]*:[^/\s@]+@/;
+/**
+ * A URL's userinfo (`scheme://user:password@`, or a token alone: `https://<token>@mirror/`,
+ * `http://<token>@proxy:3128`): a credential either way.
+ */
+const URL_PASSWORD = /:\/\/[^/\s@]+@/;
 
 const PASSED_THROUGH = new Set([
   'PATH',
