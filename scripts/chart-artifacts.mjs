@@ -22,7 +22,7 @@ const FROM_VALUES = {
   REDIS_CLUSTER_NODES: '`redis.external.clusterNodes`',
   REDIS_SENTINELS: '`redis.external.sentinels`',
   REDIS_SENTINEL_NAME: '`redis.external.sentinelName`',
-  REDIS_PASSWORD: '`redis.existingSecret` (key `redis-password`)',
+  REDIS_PASSWORD: '`redis.existingSecret` (key `redis-password`); for the in-chart Redis, generated into the chart\'s Secret unless `redis.existingSecret` names one',
   REDIS_TLS: '`redis.external.tls`',
   QUEUE_PREFIX: '`redis.queuePrefix`',
   PODFLOW_API_KEYS: '`auth.apiKeys`, or `auth.existingSecret` (key `api-keys`)',

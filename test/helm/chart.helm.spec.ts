@@ -116,6 +116,12 @@ describe('the Helm chart (issue 14)', () => {
     for (const service of ['coordinator', 'worker']) {
       expect(find('Deployment', `pf-podflow-${service}`).spec.template.spec.containers[0].env).toContainEqual({ name: 'REDIS_PASSWORD', valueFrom: fromSecret });
     }
+    // A Secret of the operator's own (renderers without lookup would generate a new one each time).
+    const own = objects(['--set', 'redis.existingSecret=my-redis']);
+    const ownRef = { secretKeyRef: { name: 'my-redis', key: 'redis-password' } };
+    expect(own('Deployment', 'pf-podflow-redis').spec.template.spec.containers[0].env).toEqual([{ name: 'REDIS_PASSWORD', valueFrom: ownRef }]);
+    expect(own('Deployment', 'pf-podflow-worker').spec.template.spec.containers[0].env).toContainEqual({ name: 'REDIS_PASSWORD', valueFrom: ownRef });
+    expect(own('Secret', 'pf-podflow-secrets').data['redis-password']).toBeUndefined();
   });
 
   it('lets layer builders (they can run package code) reach public HTTP(S) and cluster DNS only, plus the private ranges an operator allows (red-team finding: any address on 80/443, metadata included)', () => {

@@ -24,6 +24,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "podflow.secretName" -}}{{ include "podflow.fullname" . }}-secrets{{- end -}}
+{{- define "podflow.redisSecretName" -}}{{ .Values.redis.existingSecret | default (include "podflow.secretName" .) }}{{- end -}}
 {{- define "podflow.authSecretName" -}}{{ .Values.auth.existingSecret | default (include "podflow.secretName" .) }}{{- end -}}
 {{- define "podflow.redisHost" -}}{{ include "podflow.fullname" . }}-redis{{- end -}}
 
@@ -82,7 +83,7 @@ app.kubernetes.io/component: {{ .component }}
 # only thing between a sandbox and every tenant's queues, on a CNI that does not enforce it.
 - name: REDIS_PASSWORD
   valueFrom:
-    secretKeyRef: { name: {{ include "podflow.secretName" . | quote }}, key: redis-password }
+    secretKeyRef: { name: {{ include "podflow.redisSecretName" . | quote }}, key: redis-password }
 {{- else }}
 {{- with .Values.redis.external }}
 {{- if .url }}
