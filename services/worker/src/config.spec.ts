@@ -19,4 +19,12 @@ describe('loadWorkerConfig', () => {
       new RegExp(`K8S_LAYER_BUILDER_ENV: K8S_LAYER_BUILDER_ENV\\.${name} carries a credential .*installing runs package code, which could read it`),
     );
   });
+
+  it('leaves room in the layer builder\'s memory for its RAM-backed staging directory and /tmp, or says how much to give', () => {
+    expect(loadWorkerConfig(base)).toMatchObject({ K8S_LAYER_BUILDER_MEMORY_MB: 3072, K8S_LAYER_BUILDER_STAGING_SIZE: '1Gi', K8S_LAYER_BUILDER_TMP_SIZE: '1Gi' });
+    expect(() => loadWorkerConfig({ ...base, K8S_LAYER_BUILDER_STAGING_SIZE: '2Gi' })).toThrow(
+      'K8S_LAYER_BUILDER_MEMORY_MB: K8S_LAYER_BUILDER_MEMORY_MB=3072 leaves no room: the builder\'s RAM-backed staging directory (K8S_LAYER_BUILDER_STAGING_SIZE) and /tmp (K8S_LAYER_BUILDER_TMP_SIZE) count in it, plus 512 MiB for the installer; give at least 3584',
+    );
+    expect(loadWorkerConfig({ ...base, K8S_LAYER_BUILDER_STAGING_SIZE: '2Gi', K8S_LAYER_BUILDER_MEMORY_MB: '4096' }).K8S_LAYER_BUILDER_MEMORY_MB).toBe(4096);
+  });
 });

@@ -125,12 +125,32 @@ export const workerConfigSchema = z.object({
     })
     .optional(),
   K8S_LAYER_BUILDER_CPU_MILLIS: int(1).default(1000),
-  K8S_LAYER_BUILDER_MEMORY_MB: int(64).default(1024),
-  K8S_LAYER_BUILDER_TMP_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_LAYER_BUILDER_TMP_SIZE must be a quantity like 2Gi').default('2Gi'),
+  /** The builder's memory limit: its RAM-backed staging directory and /tmp count in it. */
+  K8S_LAYER_BUILDER_MEMORY_MB: int(64).default(3072),
+  K8S_LAYER_BUILDER_TMP_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_LAYER_BUILDER_TMP_SIZE must be a quantity like 1Gi').default('1Gi'),
+  /** The largest layer an install may write (RAM-backed, in the builder's memory). */
+  K8S_LAYER_BUILDER_STAGING_SIZE: z.string().regex(/^\d+(Ki|Mi|Gi)$/, 'K8S_LAYER_BUILDER_STAGING_SIZE must be a quantity like 1Gi').default('1Gi'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
   .superRefine(checkStorageConfig)
-  .superRefine(checkRedisConfig);
+  .superRefine(checkRedisConfig)
+  .superRefine((config, ctx) => {
+    // The builder's two RAM-backed volumes are charged to its memory: room for them and for pip.
+    const needed = quantityMiB(config.K8S_LAYER_BUILDER_STAGING_SIZE) + quantityMiB(config.K8S_LAYER_BUILDER_TMP_SIZE) + 512;
+    if (config.K8S_LAYER_BUILDER_MEMORY_MB < needed) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['K8S_LAYER_BUILDER_MEMORY_MB'],
+        message: `K8S_LAYER_BUILDER_MEMORY_MB=${config.K8S_LAYER_BUILDER_MEMORY_MB} leaves no room: the builder's RAM-backed staging directory (K8S_LAYER_BUILDER_STAGING_SIZE) and /tmp (K8S_LAYER_BUILDER_TMP_SIZE) count in it, plus 512 MiB for the installer; give at least ${needed}`,
+      });
+    }
+  });
+
+/** A Ki/Mi/Gi quantity in MiB. */
+function quantityMiB(quantity: string): number {
+  const [, digits, unit] = /^(\d+)(Ki|Mi|Gi)$/.exec(quantity)!;
+  return Number(digits) * (unit === 'Gi' ? 1024 : unit === 'Mi' ? 1 : 1 / 1024);
+}
 
 export type WorkerConfig = z.infer<typeof workerConfigSchema>;
 

@@ -86,6 +86,7 @@ export function podLayerBackend(config: WorkerConfig, kubeConfig: KubeConfig, re
       cpuMillis: config.K8S_LAYER_BUILDER_CPU_MILLIS,
       memoryBytes: config.K8S_LAYER_BUILDER_MEMORY_MB * 1024 * 1024,
       tmpSizeLimit: config.K8S_LAYER_BUILDER_TMP_SIZE,
+      stagingSizeLimit: config.K8S_LAYER_BUILDER_STAGING_SIZE,
     },
     installer: { npmIgnoreScripts: config.LAYER_NPM_IGNORE_SCRIPTS },
     maxBytes: config.LAYER_CACHE_MAX_MB * 1024 * 1024,

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -59,14 +59,23 @@ describe('buildLayerBuilderPod', () => {
     expect(pod.spec!.automountServiceAccountToken).toBe(false);
   });
 
-  it('runs the installer (package code) with only its own staging directory of the layer volume; only the containers that run no package code mount the rest (red-team finding)', () => {
-    const layerMounts = (container: typeof publish) => container.volumeMounts!.filter((m) => m.name === 'layers');
-    expect(layerMounts(install!)).toEqual([{ name: 'layers', mountPath: staging, subPath: `.building/${KEY}-1` }]);
-    expect(layerMounts(prepare!)).toEqual([{ name: 'layers', mountPath: '/layers' }]);
-    expect(layerMounts(publish)).toEqual([{ name: 'layers', mountPath: '/layers' }]);
-    expect(install!.volumeMounts).toContainEqual({ name: 'flags', mountPath: '/podflow-flags', readOnly: true });
+  it('runs the installer (package code) with nothing of the layer volume, into RAM-backed volumes of set sizes; only the publisher writes the volume (red-team and review findings)', () => {
+    const mounts = (container: typeof publish) => container.volumeMounts!.filter((m) => m.name !== 'ca');
+    expect(mounts(install!)).toEqual([
+      { name: 'staging', mountPath: staging },
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'flags', mountPath: '/podflow-flags', readOnly: true },
+    ]);
+    expect(mounts(prepare!)).toEqual([{ name: 'layers', mountPath: '/layers', readOnly: true }, { name: 'flags', mountPath: '/podflow-flags' }]);
+    expect(mounts(publish)).toEqual([{ name: 'layers', mountPath: '/layers' }, { name: 'staging', mountPath: '/podflow-staging', readOnly: true }]);
+    expect(pod.spec!.volumes).toEqual(
+      expect.arrayContaining([
+        { name: 'staging', emptyDir: { medium: 'Memory', sizeLimit: '1Gi' } },
+        { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '2Gi' } },
+      ]),
+    );
     expect(install!.command).toEqual(['sh', '-c', INSTALL_SCRIPT, 'podflow-layer-install', 'python3', '-m', 'pip', 'install', 'tabulate==0.9.0']);
-    expect(prepare!.command).toEqual(['sh', '-c', PREPARE_SCRIPT, 'podflow-layer-prepare', KEY, staging]);
+    expect(prepare!.command).toEqual(['sh', '-c', PREPARE_SCRIPT, 'podflow-layer-prepare', KEY]);
     expect(publish.command).toEqual(['sh', '-c', BUILDER_SCRIPT, 'podflow-layer-publish', KEY, staging]);
   });
 
@@ -112,19 +121,21 @@ describe('manifestFromLog', () => {
 });
 
 // The builder's three programs, run for real in sequence, each with the mounts its container has:
-// /layers bound to a scratch directory for prepare and publish; for install only its staging
-// directory, over a root it cannot write (as the pod's read-only root filesystem).
+// prepare sees /layers (a scratch directory) read-only; install sees only its own directory (the
+// RAM-backed one) over a root it cannot write, as the pod's read-only root filesystem; the
+// publisher sees /layers read-write and what install wrote, read-only.
 describe('the builder scripts (prepare, install, publish)', () => {
   const hasBwrap = spawnSync('bwrap', ['--ro-bind', '/', '/', 'true']).status === 0;
   let volume: string;
   let flags: string;
+  let scratch: string;
   beforeEach(() => {
     volume = mkdtempSync(join(tmpdir(), 'podflow-layer-volume-'));
     flags = mkdtempSync(join(tmpdir(), 'podflow-layer-flags-'));
+    scratch = mkdtempSync(join(tmpdir(), 'podflow-layer-scratch-'));
   });
   afterEach(() => {
-    rmSync(volume, { recursive: true, force: true });
-    rmSync(flags, { recursive: true, force: true });
+    for (const dir of [volume, flags, scratch]) rmSync(dir, { recursive: true, force: true });
   });
 
   const STAGING = `/layers/.building/${KEY}-x`;
@@ -134,13 +145,13 @@ describe('the builder scripts (prepare, install, publish)', () => {
   };
   function builder(installer: string[]) {
     if (!hasBwrap) throw new Error('bubblewrap is required for this test (npm test installs it)');
-    const whole = ['--bind', '/', '/', '--dev', '/dev', '--bind', volume, '/layers', '--bind', flags, '/podflow-flags'];
-    const prepared = sh(whole, PREPARE_SCRIPT, [KEY, STAGING]);
+    const prepared = sh(['--ro-bind', '/', '/', '--dev', '/dev', '--ro-bind', volume, '/layers', '--bind', flags, '/podflow-flags'], PREPARE_SCRIPT, [KEY]);
     if (prepared.code !== 0) return prepared;
-    const own = ['--ro-bind', '/', '/', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/layers', '--bind', join(volume, '.building', `${KEY}-x`), STAGING, '--ro-bind', flags, '/podflow-flags'];
+    const own = ['--ro-bind', '/', '/', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/layers', '--bind', scratch, STAGING, '--ro-bind', flags, '/podflow-flags'];
     const installed = sh(own, INSTALL_SCRIPT, installer);
     if (installed.code !== 0) return { code: installed.code, output: prepared.output + installed.output };
-    const published = sh(whole, BUILDER_SCRIPT, [KEY, STAGING], { PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...manifest, sizeBytes: 0 }) });
+    const publisher = ['--bind', '/', '/', '--dev', '/dev', '--bind', volume, '/layers', '--ro-bind', scratch, '/podflow-staging'];
+    const published = sh(publisher, BUILDER_SCRIPT, [KEY, STAGING], { PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...manifest, sizeBytes: 0 }) });
     return { code: published.code, output: prepared.output + installed.output + published.output };
   }
   const install = ['sh', '-c', 'mkdir -p "$0/python/pkg" && printf "x = 1\\n" > "$0/python/pkg/__init__.py"', STAGING];
@@ -190,6 +201,23 @@ describe('the builder scripts (prepare, install, publish)', () => {
     expect(existsSync(join(volume, planted))).toBe(false);
     // The publisher wrote a manifest of its own in place of the link.
     expect(JSON.parse(readFileSync(join(volume, KEY, '.podflow-layer.json'), 'utf8'))).toMatchObject({ key: KEY });
+  });
+
+  it('copies what the install wrote as it is: links stay links (never followed), hard links stay one file, holes stay holes (the copy is no larger than the bounded original)', () => {
+    const hostile = [
+      'mkdir -p "$0/python"',
+      'ln -s /etc/passwd "$0/python/passwd"',
+      'head -c 1048576 /dev/zero > "$0/python/big" && for i in 1 2 3 4 5 6 7 8; do ln "$0/python/big" "$0/python/big$i"; done',
+      'truncate -s 50G "$0/python/sparse"',
+    ].join(' && ');
+    const built = builder(['sh', '-c', hostile, STAGING]);
+    expect(built.code).toBe(0);
+    const layer = join(volume, KEY, 'python');
+    expect(lstatSync(join(layer, 'passwd')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(layer, 'passwd'))).toBe('/etc/passwd');
+    expect(statSync(join(layer, 'big')).nlink).toBe(9);
+    expect(statSync(join(layer, 'sparse')).size).toBe(50 * 1024 ** 3);
+    expect(statSync(join(layer, 'sparse')).blocks).toBeLessThan(1024);
   });
 
   it('the cleanup script removes evicted layers and nothing else', () => {

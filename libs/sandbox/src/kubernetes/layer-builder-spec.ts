@@ -27,10 +27,18 @@ export interface LayerBuilderPlacement extends Pick<PodPlacement, 'namespace' | 
   /** Extra environment for the installers, e.g. PIP_INDEX_URL or npm_config_registry. */
   env: Record<string, string>;
   cpuMillis: number;
+  /** The builder's memory limit: its two RAM-backed volumes count in it, plus pip or npm itself. */
   memoryBytes: number;
-  /** Size of the builder's /tmp (pip and npm caches, wheels being built). */
+  /** Size of the install's RAM-backed /tmp (pip and npm caches, wheels being built). */
   tmpSizeLimit: string;
+  /** Size of the RAM-backed directory the install writes the layer into: the largest layer (default 1Gi). */
+  stagingSizeLimit?: string;
 }
+
+/** Where the publisher sees what the install wrote (read-only). */
+const STAGING_SCRATCH = '/podflow-staging';
+/** The largest layer an install may write, by default. */
+export const DEFAULT_STAGING_SIZE = '1Gi';
 
 export interface LayerBuilderInput {
   key: string;
@@ -53,21 +61,21 @@ export function layerBuilderPodName(key: string): string {
 /**
  * A build in three containers, because installing runs package code (pip runs an sdist's setup.py;
  * the package is the tenant's choice) and the layer volume holds every tenant's layers:
- * - `prepare` (no package code; the whole volume): creates the staging directory (the install
- *   container's mount), and tells `install` when the layer is published already;
- * - `install` (package code; only its staging directory of the volume, by subPath): runs the
- *   installer into it;
- * - `builder` (no package code; the whole volume): makes the staging directory readable, writes
- *   the manifest last, publishes with one rename and prints the manifest between markers for the
- *   worker to read.
- * Only `install` can be made to do anything by a package, and it sees no other layer: it can
- * neither change a published layer nor plant one under a key a later build would adopt (a red-team
- * finding; with one container the whole volume was writable to setup.py). A builder killed at any
- * point leaves at most a staging directory, never `/layers/<key>`.
+ * - `prepare` (no package code; the volume read-only): tells `install` when the layer is published
+ *   already;
+ * - `install` (package code): runs the installer into a RAM-backed directory of its own, with a
+ *   RAM-backed /tmp; it mounts nothing of the layer volume;
+ * - `builder` (no package code; the volume read-write): copies what was installed into a staging
+ *   directory on the volume, makes it readable, writes the manifest last, publishes with one
+ *   rename and prints the manifest between markers for the worker to read.
+ * Package code can neither change a published layer nor plant one under a key a later build
+ * would adopt (a red-team finding: with one container the whole volume was writable to
+ * setup.py), and what it writes is bounded by sizes, not by an eviction after the fact (a review
+ * finding: its staging directory on the volume and a disk-backed /tmp had no bound). A builder
+ * killed at any point leaves at most a staging directory, never `/layers/<key>`.
  */
 export const PREPARE_SCRIPT = `set -u
-key=$1; staging=$2
-mkdir -p "$(dirname "$staging")" && rm -rf "$staging" && mkdir -p "$staging" || { echo "cannot create $staging on the layer volume" >&2; exit 70; }
+key=$1
 if [ -f "${LAYERS_VOLUME_PATH}/$key/.podflow-layer.json" ]; then echo "layer $key is already published"; : > ${FLAGS_DIR}/published; fi
 exit 0
 `;
@@ -79,16 +87,18 @@ exec "$@"
 `;
 
 /**
- * The publisher. The staging directory's content was written by package code: nothing in it is
- * followed (chmod -R and du do not follow symbolic links; the manifest is removed before it is
- * written, so a planted link named like it cannot redirect the write onto another layer).
+ * The publisher. What it copies was written by package code: links are copied as links, never
+ * followed (cp -P; chmod -R and du do not follow them either), hard links stay links and holes
+ * stay holes (so the copy is no larger than the RAM-backed original), and the manifest is
+ * removed before it is written, so a planted link named like it cannot redirect the write.
  */
 export const BUILDER_SCRIPT = `set -u
 key=$1; staging=$2
 final=${LAYERS_VOLUME_PATH}/$key
 emit() { echo '${MANIFEST_BEGIN}'; cat "$final/.podflow-layer.json"; echo; echo '${MANIFEST_END}'; }
-if [ -f "$final/.podflow-layer.json" ]; then echo "layer $key is already published"; rm -rf "$staging"; emit; exit 0; fi
-if [ -L "$staging" ] || [ ! -d "$staging" ]; then echo "the staging directory $staging is missing" >&2; exit 72; fi
+if [ -f "$final/.podflow-layer.json" ]; then echo "layer $key is already published"; emit; exit 0; fi
+mkdir -p "$(dirname "$staging")" && rm -rf "$staging" && mkdir "$staging" || { echo "cannot create $staging on the layer volume" >&2; exit 70; }
+if ! cp -R -P --preserve=mode,timestamps,links --sparse=always ${STAGING_SCRATCH}/. "$staging/"; then rm -rf "$staging"; echo "could not copy the installed layer to $staging" >&2; exit 73; fi
 chmod -R a+rX,go-w "$staging"
 size=$(du -sb "$staging" | cut -f1)
 rm -rf "$staging/.podflow-layer.json"
@@ -106,12 +116,13 @@ emit
  * podflow pod allowed to reach package registries (its own NetworkPolicy,
  * k8s/manifests/sandbox/30-layer-builder-network-policy.yaml). Of its three containers
  * (PREPARE_SCRIPT, INSTALL_SCRIPT, BUILDER_SCRIPT) only `install` runs package code, and it mounts
- * only its staging directory of the layer volume; it alone gets the installer's environment.
+ * nothing of the layer volume, only RAM-backed volumes of set sizes; it alone gets the installer's
+ * environment.
  */
 export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerBuilderPlacement): V1Pod {
   const ca = placement.caConfigMap ? `${CA_DIR}/ca.crt` : undefined;
   const image = input.language === 'python' ? placement.images.python : placement.images.node;
-  const stagingPath = relativeToVolume(input.staging);
+  relativeToVolume(input.staging);
   const flags = { name: 'flags', mountPath: FLAGS_DIR };
   return layerPod(placement, {
     name: layerBuilderPodName(input.key),
@@ -123,9 +134,9 @@ export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerB
       layerContainer(placement, {
         name: LAYER_PREPARE_CONTAINER,
         image,
-        command: ['sh', '-c', PREPARE_SCRIPT, 'podflow-layer-prepare', input.key, input.staging],
+        command: ['sh', '-c', PREPARE_SCRIPT, 'podflow-layer-prepare', input.key],
         env: {},
-        volumeMounts: [{ name: 'layers', mountPath: LAYERS_VOLUME_PATH }, flags],
+        volumeMounts: [{ name: 'layers', mountPath: LAYERS_VOLUME_PATH, readOnly: true }, flags],
       }),
       layerContainer(placement, {
         name: LAYER_INSTALL_CONTAINER,
@@ -144,8 +155,8 @@ export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerB
         },
         workingDir: '/tmp',
         volumeMounts: [
-          // Its own staging directory at the path the installer writes to, and nothing else of the volume.
-          { name: 'layers', mountPath: input.staging, subPath: stagingPath },
+          // A RAM-backed directory at the path the installer writes to; nothing of the layer volume.
+          { name: 'staging', mountPath: input.staging },
           { name: 'tmp', mountPath: '/tmp' },
           { ...flags, readOnly: true },
           ...(placement.caConfigMap ? [{ name: 'ca', mountPath: CA_DIR, readOnly: true }] : []),
@@ -158,12 +169,18 @@ export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerB
         image,
         command: ['sh', '-c', BUILDER_SCRIPT, 'podflow-layer-publish', input.key, input.staging],
         env: { LANG: 'C.UTF-8', PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...input.manifest, sizeBytes: 0 }) },
-        volumeMounts: [{ name: 'layers', mountPath: LAYERS_VOLUME_PATH }],
+        volumeMounts: [
+          { name: 'layers', mountPath: LAYERS_VOLUME_PATH },
+          { name: 'staging', mountPath: STAGING_SCRATCH, readOnly: true },
+        ],
       }),
     ],
     volumes: [
       { name: 'flags', emptyDir: { sizeLimit: '1Mi' } },
-      { name: 'tmp', emptyDir: { sizeLimit: placement.tmpSizeLimit } },
+      // RAM-backed, so their sizes are hard limits (counted in the builder's memory), as on the
+      // process driver; on disk only the kubelet's later scan and an eviction would bound them.
+      { name: 'staging', emptyDir: { medium: 'Memory', sizeLimit: placement.stagingSizeLimit ?? DEFAULT_STAGING_SIZE } },
+      { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: placement.tmpSizeLimit } },
       ...(placement.caConfigMap ? [{ name: 'ca', configMap: { name: placement.caConfigMap } }] : []),
     ],
   });
