@@ -77,31 +77,35 @@ export class WarmPodPool {
     );
   }
 
-  /**
-   * Deletes this worker's waiting pods of `runtime`, each only at the version listed (a claim
-   * changes the pod, and the delete then fails with 409); one that only changed status is read
-   * again and deleted if it still waits.
-   */
+  /** Deletes this worker's waiting pods of `runtime` (deleteWhileWarm: never one claimed meanwhile). */
   private async deleteOwn(runtime: PodRuntime): Promise<void> {
     const mine = `${warmSelector(runtime)},${LABELS.worker}=${labelValue(this.options.workerId)}`;
     const { items } = await this.options.core.listNamespacedPod({ namespace: this.namespace, labelSelector: mine });
-    for (let pod of items) {
-      const name = pod.metadata!.name!;
-      for (let tries = 0; tries < 3; tries++) {
-        try {
-          await this.options.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: 0, body: { preconditions: { resourceVersion: pod.metadata!.resourceVersion! } } });
-          break;
-        } catch (error) {
-          const code = (error as { code?: number }).code;
-          if (code === 404) break;
-          if (code !== 409) throw error;
-          const current = await this.options.core.readNamespacedPod({ name, namespace: this.namespace }).catch((readError: { code?: number }) => {
-            if (readError.code === 404) return undefined; // gone meanwhile
-            throw readError;
-          });
-          if (!current || current.metadata?.labels?.[LABELS.role] !== WARM_ROLE || current.metadata?.deletionTimestamp) break; // gone, or claimed meanwhile: the claimer's now
-          pod = current;
-        }
+    for (const pod of items) await this.deleteWhileWarm(pod);
+  }
+
+  /**
+   * Deletes a warm pod, each time only at the version last read (a claim changes the pod, and the
+   * delete then fails with 409 instead of ending the execution that claimed it); one that only
+   * changed status (a starting pod does, often) is read again and deleted if it still waits.
+   */
+  private async deleteWhileWarm(listed: V1Pod): Promise<void> {
+    const name = listed.metadata!.name!;
+    let pod = listed;
+    for (let tries = 0; tries < 5; tries++) {
+      try {
+        await this.options.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: 0, body: { preconditions: { resourceVersion: pod.metadata!.resourceVersion! } } });
+        return;
+      } catch (error) {
+        const code = (error as { code?: number }).code;
+        if (code === 404) return;
+        if (code !== 409) throw error;
+        const current = await this.options.core.readNamespacedPod({ name, namespace: this.namespace }).catch((readError: { code?: number }) => {
+          if (readError.code === 404) return undefined; // gone meanwhile
+          throw readError;
+        });
+        if (!current || current.metadata?.labels?.[LABELS.role] !== WARM_ROLE || current.metadata?.deletionTimestamp) return; // gone, or claimed meanwhile: the claimer's now
+        pod = current;
       }
     }
   }
@@ -184,7 +188,7 @@ export class WarmPodPool {
     const extra = keep.length - (this.options.size + (this.options.maxExtra ?? 1));
     // The youngest extras go: the oldest are the readiest.
     if (extra > 0) doomed.push(...keep.splice(keep.length - extra, extra));
-    await Promise.all(doomed.map((pod) => this.delete(pod)));
+    await Promise.all(doomed.map((pod) => this.deleteWhileWarm(pod)));
     const missing = this.options.size - keep.length;
     for (let i = 0; i < missing; i++) {
       const name = `podflow-warm-${runtime}-${randomBytes(6).toString('hex')}`;
@@ -193,16 +197,6 @@ export class WarmPodPool {
     }
   }
 
-  /**
-   * Deletes a pod as it was listed: a claim between the list and the delete changes it, and the
-   * delete then fails (409) instead of ending the execution that claimed it.
-   */
-  private async delete(pod: V1Pod): Promise<void> {
-    const body = { preconditions: { resourceVersion: pod.metadata!.resourceVersion! } };
-    await this.options.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: this.namespace, gracePeriodSeconds: 0, body }).catch((error: { code?: number }) => {
-      if (error.code !== 404 && error.code !== 409) throw error;
-    });
-  }
 }
 
 const created = (pod: V1Pod): number => (pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : 0);
