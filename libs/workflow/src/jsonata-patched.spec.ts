@@ -26,4 +26,8 @@ describe('JSONata as podflow loads it', () => {
       `podflow's changes to JSONata were written for 2.2.2, and ${file} is jsonata 2.2.3: install 2.2.2, or check each change in libs/workflow/src/jsonata-patched.ts against 2.2.3`,
     );
   });
+
+  it('refuses $toMillis with a picture rather than run it on a backtracking RegExp when no RE2 engine was given (podflow always gives one)', async () => {
+    await expect(jsonata('$toMillis("2024", "[Y]")').evaluate({})).rejects.toThrow("podflow: $toMillis was called without the evaluation's regular expression engine (RE2)");
+  });
 });

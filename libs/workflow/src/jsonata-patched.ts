@@ -213,10 +213,11 @@ export const JSONATA_PATCHES: readonly SourcePatch[] = [
     // "[f][f]..." becomes "([0-9]+)([0-9]+)...", which backtracks for minutes on 40 digits and an
     // x, inside one step no timeout interrupts. The RegexEngine option is used for everything else.
     from: `        const matcher = new RegExp(fullRegex, 'i'); // TODO can cache this against the picture`,
-    // No engine means no bound: refused rather than run on RegExp. RE2 takes patterns of at most
+    // No engine means no bound: refused rather than run on RegExp (JSONata's own default when no
+    // RegexEngine option is given; podflow always gives RE2). RE2 takes patterns of at most
     // MAX_PATTERN_LENGTH characters, which a picture of many word components can pass.
     to: `        const PodflowRegExp = this && this.environment && this.environment.base && this.environment.base.RegexEngine;
-        if (!PodflowRegExp) throw new Error("podflow: $toMillis was called without the evaluation's regular expression engine");
+        if (!PodflowRegExp || PodflowRegExp === RegExp) throw new Error("podflow: $toMillis was called without the evaluation's regular expression engine (RE2)");
         if (fullRegex.length > ${MAX_PATTERN_LENGTH}) {
             throw { code: "${PODFLOW_CODES.picture}", stack: (new Error()).stack, message: "$toMillis: the picture " + JSON.stringify(picture.slice(0, 100)) + " makes a pattern of " + fullRegex.length + " characters to match, over the ${MAX_PATTERN_LENGTH} RE2 takes; use a picture with fewer components" };
         }
