@@ -125,7 +125,8 @@ export interface EmittedFile {
   content: Buffer;
 }
 
-export type FileFramesResult = { ok: true; files: EmittedFile[] } | { ok: false; problem: string };
+/** `tooMany`: more frames followed than allowed, a bound rather than a broken stream. */
+export type FileFramesResult = { ok: true; files: EmittedFile[] } | { ok: false; problem: string; tooMany?: true };
 
 /** Far longer than any real header (a PATH_MAX path, JSON-escaped); beyond it the stream is corrupt. */
 const MAX_HEADER_BYTES = 64 * 1024;
@@ -195,7 +196,7 @@ export function parseFileFrames(stdout: Buffer, nonce: string, maxFrames = Numbe
   for (let at = start; ; ) {
     if (bytesAt(stdout, at, endLine)) return { ok: true, files };
     // Each frame costs a header parse and a hash: no more than the answer listed are read.
-    if (files.length >= maxFrames) return fail(`more file frames follow than the ${maxFrames} the answer lists`);
+    if (files.length >= maxFrames) return { ok: false, problem: `more file frames follow than the ${maxFrames} the answer lists`, tooMany: true };
     const frame = `file frame ${files.length + 1}`;
     if (!bytesAt(stdout, at, fileMarker)) {
       const rest = stdout.subarray(at);

@@ -334,11 +334,18 @@ export class KubernetesDriver implements SandboxDriver {
     // connection): the answer is still in its log. A log that cannot be read is not the code's
     // doing: the execution is lost (retried), not reported as a crash of the runner.
     const logCap = endedLogCapBytes(limits);
-    const log = await this.readLogOfEnded(name, logCap);
-    if ('error' in log) return done({ kind: 'lost', message: `pod ${this.namespace}/${name} ended, but its log (where the answer is) could not be read: ${log.error}` });
-    if (log.cut) return done({ kind: 'output-too-large', capBytes: logCap, what: "output and logs (read from the pod's log, where the answer is)" });
-    const fromLog = readAnswer(log.bytes, nonce, limits);
-    if (fromLog) return answered(fromLog, execStarted, memoryBytes, limits, stderr);
+    // A container reported as ended may still have its last lines on the way to its log file (the
+    // runtime writes them asynchronously): a log without the answer is read once more, a moment
+    // later, before the runner is called crashed (an adopted warm pod was, once in a CI run).
+    for (let reads = 1; ; reads++) {
+      const log = await this.readLogOfEnded(name, logCap);
+      if ('error' in log) return done({ kind: 'lost', message: `pod ${this.namespace}/${name} ended, but its log (where the answer is) could not be read: ${log.error}` });
+      if (log.cut) return done({ kind: 'output-too-large', capBytes: logCap, what: "output and logs (read from the pod's log, where the answer is)" });
+      const fromLog = readAnswer(log.bytes, nonce, limits);
+      if (fromLog) return answered(fromLog, execStarted, memoryBytes, limits, stderr);
+      if (reads >= 2) break;
+      await new Promise((resolve) => setTimeout(resolve, LATE_LOG_WAIT_MS));
+    }
     const exit = `exit code ${settled.state.exitCode}${settled.state.reason ? ` (${settled.state.reason})` : ''}`;
     // As on the process driver: a runner that exits on its own without answering is the code's doing (os._exit, a native crash).
     return done({ kind: 'crashed', how: `the runner in pod ${name} ended with ${exit} before returning a result`, details: { exitCode: settled.state.exitCode, stderrTail: logs.stderr.slice(-2000) } });
@@ -373,7 +380,7 @@ function readAnswer(stdout: Buffer, nonce: string, limits: RunnerLimits): Answer
   // FILES_TOO_LARGE, as the process driver says of such a list, without reading a frame.
   if (listed > limits.maxFiles) return { response: read.response, files: [], overMaxFiles: true };
   const frames = parseFileFrames(stdout, nonce, listed);
-  if (!frames.ok) return frames.problem.startsWith('more file frames') ? { refused: frames.problem } : undefined;
+  if (!frames.ok) return frames.tooMany ? { refused: frames.problem } : undefined;
   return { response: read.response, files: frames.files };
 }
 
@@ -397,6 +404,9 @@ function stdoutCapBytes(limits: RunnerLimits): number {
 function endedLogCapBytes(limits: RunnerLimits): number {
   return stdoutCapBytes(limits) + 16 * 1024 * 1024;
 }
+
+/** How long a log without an answer is given to receive the container's last lines. */
+const LATE_LOG_WAIT_MS = 1_000;
 
 /** How much of an adopted pod's log is searched for the request-received marker. */
 const REQUEST_MARKER_SCAN_BYTES = 64 * 1024;

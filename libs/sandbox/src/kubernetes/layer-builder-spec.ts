@@ -122,7 +122,7 @@ emit
 export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerBuilderPlacement): V1Pod {
   const ca = placement.caConfigMap ? `${CA_DIR}/ca.crt` : undefined;
   const image = input.language === 'python' ? placement.images.python : placement.images.node;
-  relativeToVolume(input.staging);
+  assertStagingPath(input.staging);
   const flags = { name: 'flags', mountPath: FLAGS_DIR };
   return layerPod(placement, {
     name: layerBuilderPodName(input.key),
@@ -186,12 +186,11 @@ export function buildLayerBuilderPod(input: LayerBuilderInput, placement: LayerB
   });
 }
 
-/** `staging` (under LAYERS_VOLUME_PATH/.building/) as a subPath of the volume. */
-function relativeToVolume(staging: string): string {
+/** `staging` must be one directory under LAYERS_VOLUME_PATH/.building/: the publisher rm -rf's it on the shared volume. */
+function assertStagingPath(staging: string): void {
   const prefix = `${LAYERS_VOLUME_PATH}/.building/`;
   const rest = staging.startsWith(prefix) ? staging.slice(prefix.length) : '';
   if (!/^[A-Za-z0-9._-]+$/.test(rest) || rest === '.' || rest === '..') throw new Error(`the staging directory ${staging} is not one directory under ${prefix}`);
-  return `.building/${rest}`;
 }
 
 /**
