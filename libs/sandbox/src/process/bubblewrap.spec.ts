@@ -96,6 +96,12 @@ describe('buildBubblewrapArgs', () => {
     expect(binds).toContainEqual(['/repo/libs/runner/dist/node-runner.js', '/opt/podflow/runner/node-runner.js']);
   });
 
+  it('mounts a compiled Python runner at its own path, and not the source', () => {
+    const binds = occurrences(buildBubblewrapArgs(spec({ runner: { python: '/var/podflow/runner/podflow_runner.pyc', node: '/repo/libs/runner/dist/node-runner.js' } })), '--ro-bind', 2);
+    expect(binds).toContainEqual(['/var/podflow/runner/podflow_runner.pyc', SANDBOX_RUNNER_PATHS.pythonCompiled]);
+    expect(binds.map(([, target]) => target)).not.toContain(SANDBOX_RUNNER_PATHS.python);
+  });
+
   it('synthesizes accounts and hosts instead of exposing the host files', () => {
     const args = buildBubblewrapArgs(spec());
     const binds = occurrences(args, '--ro-bind', 2);

@@ -12,6 +12,8 @@ export const SANDBOX_HOME = '/home/user';
 export const SANDBOX_RUNNER_DIR = '/opt/podflow/runner';
 export const SANDBOX_RUNNER_PATHS = {
   python: `${SANDBOX_RUNNER_DIR}/podflow_runner.py`,
+  /** The runner compiled by the driver (`compiled-runner.ts`), when it could be. */
+  pythonCompiled: `${SANDBOX_RUNNER_DIR}/podflow_runner.pyc`,
   node: `${SANDBOX_RUNNER_DIR}/node-runner.js`,
 } as const;
 /** The unprivileged identity the code runs as inside the sandbox's user namespace. */
@@ -37,7 +39,10 @@ export interface BubblewrapSpec {
   /** /bin, /lib, /lib64, /sbin as found on the host. */
   rootEntries: RootEntry[];
   syntheticEtc: SyntheticEtc;
-  /** Host paths of the runner programs (absent for installers, which run no user code). */
+  /**
+   * Host paths of the runner programs (absent for installers, which run no user code). A Python
+   * runner ending in `.pyc` is mounted at `SANDBOX_RUNNER_PATHS.pythonCompiled`.
+   */
   runner?: { python: string; node: string };
   /** Host directories mounted read-only at the same path (interpreters installed outside /usr). */
   extraReadOnly: string[];
@@ -144,7 +149,7 @@ function filesystemArgs(spec: BubblewrapSpec): string[] {
   args.push('--perms', '1777', '--tmpfs', '/tmp');
   for (const dir of spec.extraReadOnly) args.push('--ro-bind', dir, dir);
   if (spec.runner) {
-    args.push('--ro-bind', spec.runner.python, SANDBOX_RUNNER_PATHS.python);
+    args.push('--ro-bind', spec.runner.python, spec.runner.python.endsWith('.pyc') ? SANDBOX_RUNNER_PATHS.pythonCompiled : SANDBOX_RUNNER_PATHS.python);
     args.push('--ro-bind', spec.runner.node, SANDBOX_RUNNER_PATHS.node);
   }
   if (spec.layerDir !== undefined) args.push('--ro-bind', spec.layerDir, LAYER_MOUNT_PATH);

@@ -250,12 +250,17 @@ describe('ProcessDriver with bubblewrap', () => {
     expect(outcome.output?.['/proc/1/environ']).not.toContain('PODFLOW');
   });
 
+  it('runs the Python runner the driver compiled, not its source', async () => {
+    const outcome = await run({ code: 'import os\ndef main(args):\n    return {"files": sorted(os.listdir("/opt/podflow/runner"))}\n' });
+    expect(outcome.output).toEqual({ files: ['node-runner.js', 'podflow_runner.pyc'] });
+  });
+
   it('can write only under /home/user and /tmp', async () => {
     const outcome = await run({
       code: [
         'def main(args):',
         '    result = {}',
-        '    for path in ["/home/user/ok.txt", "/tmp/ok.txt", "/x.txt", "/usr/x.txt", "/etc/x.txt", "/opt/podflow/runner/x.txt", "/opt/podflow/runner/podflow_runner.py"]:',
+        '    for path in ["/home/user/ok.txt", "/tmp/ok.txt", "/x.txt", "/usr/x.txt", "/etc/x.txt", "/opt/podflow/runner/x.txt", "/opt/podflow/runner/podflow_runner.py", "/opt/podflow/runner/podflow_runner.pyc"]:',
         '        try:',
         '            with open(path, "a") as handle:',
         '                handle.write("x")',
@@ -266,7 +271,7 @@ describe('ProcessDriver with bubblewrap', () => {
       ].join('\n'),
     });
     expect(outcome.output).toMatchObject({ '/home/user/ok.txt': 'written', '/tmp/ok.txt': 'written' });
-    for (const path of ['/x.txt', '/usr/x.txt', '/etc/x.txt', '/opt/podflow/runner/x.txt', '/opt/podflow/runner/podflow_runner.py']) {
+    for (const path of ['/x.txt', '/usr/x.txt', '/etc/x.txt', '/opt/podflow/runner/x.txt', '/opt/podflow/runner/podflow_runner.py', '/opt/podflow/runner/podflow_runner.pyc']) {
       expect(outcome.output?.[path]).not.toBe('written');
     }
   });

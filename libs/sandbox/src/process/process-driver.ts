@@ -328,6 +328,7 @@ export class ProcessDriver implements SandboxDriver {
       cgroups: this.options.cgroups ?? true,
       interpreters: this.interpreters,
       runnerFiles: [this.assets.python, this.assets.node],
+      pythonRunner: this.assets.python,
       logger: this.options.logger,
     }).catch((error: unknown): IsolationPlan => {
       // Not cached: a work root that could not be created (full disk, permissions) may be fixed.
@@ -371,7 +372,8 @@ export class ProcessDriver implements SandboxDriver {
     const bubblewrap = plan.kind === 'bubblewrap';
     // With a pids cgroup the process budget is per execution; RLIMIT_NPROC (per uid) stays as a second fence.
     const rlimits = rlimitsFor(language, { ...this.limits, memoryLimitBytes }, bubblewrap && sandbox.uid !== undefined);
-    const assets = bubblewrap ? SANDBOX_RUNNER_PATHS : this.assets;
+    const compiled = bubblewrap ? plan.compiledPythonRunner : undefined;
+    const assets = bubblewrap ? { python: compiled ? SANDBOX_RUNNER_PATHS.pythonCompiled : SANDBOX_RUNNER_PATHS.python, node: SANDBOX_RUNNER_PATHS.node } : this.assets;
     const runner = runnerArgv(language, assets, this.interpreters);
     // A warm Node runner compiles its transforms while it waits (node-runner.ts `--prewarm`).
     if (warm && language !== 'python') runner.push('--prewarm');
@@ -394,7 +396,7 @@ export class ProcessDriver implements SandboxDriver {
             homeDir: sandbox.homeDir,
             rootEntries: plan.rootEntries,
             syntheticEtc: plan.syntheticEtc,
-            runner: { python: this.assets.python, node: this.assets.node },
+            runner: { python: compiled ?? this.assets.python, node: this.assets.node },
             extraReadOnly: plan.extraReadOnly,
             ...(layer?.hostPath ? { layerDir: layer.hostPath } : {}),
             network: sandbox.egress !== undefined,
