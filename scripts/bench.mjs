@@ -38,7 +38,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ROOT, ensureBubblewrap, ensureInstalledAndBuilt, gitDescribe, say, startRedis } from './lib/services.mjs';
+import { ROOT, ensureBubblewrap, ensureCCompiler, ensureInstalledAndBuilt, gitDescribe, say, startRedis } from './lib/services.mjs';
 
 const SECTIONS = ['core', 'orchestration', 'warm', 'fairness'];
 
@@ -225,6 +225,7 @@ async function main() {
   const started = Date.now();
   const only = process.env.BENCH_ONLY || undefined;
   if (only !== undefined && !SECTIONS.includes(only)) throw new Error(`BENCH_ONLY must be one of ${SECTIONS.join(', ')}, got "${only}"`);
+  ensureCCompiler();
   ensureInstalledAndBuilt();
   const dataDir = mkdtempSync(join(tmpdir(), 'podflow-bench-redis-'));
   const redis = await startRedis(dataDir);

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CACHE_DIR, ROOT, ensureBubblewrap, ensureSandboxNetworking, ensurePip, ensureInstalledAndBuilt, say, startRedis, stopChild } from './lib/services.mjs';
+import { CACHE_DIR, ROOT, ensureBubblewrap, ensureCCompiler, ensureSandboxNetworking, ensurePip, ensureInstalledAndBuilt, say, startRedis, stopChild } from './lib/services.mjs';
 
 function persistentSecret() {
   const path = join(CACHE_DIR, 'file-url-secret');
@@ -17,6 +17,7 @@ function persistentSecret() {
 }
 
 async function main() {
+  ensureCCompiler();
   ensureInstalledAndBuilt();
   ensureBubblewrap();
   ensureSandboxNetworking();

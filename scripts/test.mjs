@@ -8,12 +8,13 @@
 // runs the given tests against the Redis Cluster only, e.g.
 // `PODFLOW_TEST_REDIS=cluster npm test -- test/e2e/examples`.
 import { join } from 'node:path';
-import { ROOT, ensureBubblewrap, ensureSandboxNetworking, ensurePip, ensureInstalledAndBuilt, runJestWithServices, say } from './lib/services.mjs';
+import { ROOT, ensureBubblewrap, ensureCCompiler, ensureSandboxNetworking, ensurePip, ensureInstalledAndBuilt, runJestWithServices, say } from './lib/services.mjs';
 
 /** The end-to-end suites, run against the Redis Cluster too (unit suites run once). */
 const CLUSTER_SUITES = ['test/e2e'];
 
 async function main() {
+  ensureCCompiler();
   ensureInstalledAndBuilt();
   ensureBubblewrap();
   ensureSandboxNetworking();

@@ -83,10 +83,12 @@ export async function runConfinedInstaller(plan: Extract<IsolationPlan, { kind: 
     ];
     // No RLIMIT_AS (compilers map a lot; the cgroup holds memory); files capped in size and number.
     const limits = ['--core=0', `--nofile=${INSTALLER_MAX_OPEN_FILES}`, `--fsize=${options.maxLayerBytes}`, ...(uid !== undefined ? [`--nproc=${options.maxProcesses}`] : [])];
-    const command = plan.prlimitBin ? [plan.prlimitBin, ...limits, '--', ...bwrap] : bwrap;
-    const launch = plan.root
-      ? buildLaunch({ command, cgroupProcsFiles: cgroup?.procsFiles, netnsPath: egress.path, uid, binaries: plan.root.launch })
-      : { argv: command };
+    const launch = buildLaunch({
+      command: bwrap,
+      ...(plan.prlimitBin ? { rlimits: limits } : {}),
+      ...(plan.root ? { cgroupProcsFiles: cgroup?.procsFiles, netnsPath: egress.path, uid } : {}),
+      binaries: { ...plan.root?.launch, prlimit: plan.prlimitBin },
+    });
     const ended = await runSandboxProcess({
       command: launch.argv[0],
       args: launch.argv.slice(1),

@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { installationDirOf, SANDBOX_PATH, SANDBOX_RUNNER_PATHS, type RootEntry, type SyntheticEtc } from './bubblewrap';
 import { compilePythonRunner } from './compiled-runner';
@@ -9,6 +10,7 @@ import {
   probePrlimit,
   probeUnprivilegedBubblewrap,
   resolveExecutable,
+  runProbe,
   sweepStaleExecutions,
   writeSyntheticEtc,
 } from './host-probe';
@@ -42,6 +44,8 @@ export interface IsolationReport {
   egress: boolean;
   /** The seccomp filter bubblewrap loads (`seccomp.ts`); false on architectures it has no table for. */
   seccomp: boolean;
+  /** Root's set-up before bwrap is one exec of podflow-launch (launch.ts); false: the sh chain, or no root set-up. */
+  launcher: boolean;
 }
 
 export interface PlanInput {
@@ -51,6 +55,8 @@ export interface PlanInput {
   hostUid: number | undefined;
   bwrapBin: string;
   prlimitBin: string;
+  /** `podflow-launch`, for root drivers (`false`: the sh chain). */
+  launcherBin: string | false;
   workRoot: string;
   sandboxUids: UidRange | false;
   interpreters: { python: string; node: string };
@@ -138,7 +144,7 @@ export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
   if (compiled && 'failed' in compiled) input.logger?.warn({ detail: compiled.failed }, 'could not compile the Python runner: sandboxes compile it at every start (~3.6 ms of CPU each)');
   const compiledPythonRunner = compiled && 'path' in compiled ? compiled.path : undefined;
   const uids = await dedicatedUids(input, [etcDir, ...input.runnerFiles, ...(compiledPythonRunner ? [compiledPythonRunner] : []), ...extraReadOnly]);
-  const root = input.hostUid === 0 ? await rootTools(input.logger) : undefined;
+  const root = input.hostUid === 0 ? await rootTools(input.launcherBin, input.logger) : undefined;
   const cgroups = root && input.cgroups ? await CgroupManager.detect(input.logger) : undefined;
   if (cgroups) await cgroups.sweep();
   const egress = root ? await egressNetworks(input) : undefined;
@@ -153,6 +159,7 @@ export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
     homeQuota: root !== undefined,
     egress: egress !== undefined,
     seccomp: seccomp !== undefined,
+    launcher: root?.launch.launcher !== undefined,
   };
   input.logger?.info({ ...report }, 'process sandbox: bubblewrap isolation');
   return { kind: 'bubblewrap', report, bwrapBin: input.bwrapBin, prlimitBin, uids, cgroups, egress, root, seccomp, rootEntries, syntheticEtc, extraReadOnly, compiledPythonRunner };
@@ -160,7 +167,7 @@ export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
 
 
 /** util-linux and sh, by absolute path; `undefined` (with a warning) when one is missing. */
-async function rootTools(logger?: SandboxLogger): Promise<RootTools | undefined> {
+async function rootTools(launcherBin: string | false, logger?: SandboxLogger): Promise<RootTools | undefined> {
   const names = { sh: 'sh', nsenter: 'nsenter', setpriv: 'setpriv', mount: 'mount', umount: 'umount' };
   const found: Record<string, string> = {};
   for (const [key, name] of Object.entries(names)) {
@@ -171,7 +178,22 @@ async function rootTools(logger?: SandboxLogger): Promise<RootTools | undefined>
     }
     found[key] = path;
   }
-  return { launch: { sh: found.sh, nsenter: found.nsenter, setpriv: found.setpriv, mount: found.mount }, mount: found.mount, umount: found.umount };
+  const launcher = launcherBin === false ? undefined : await usableLauncher(launcherBin, logger);
+  return { launch: { sh: found.sh, nsenter: found.nsenter, setpriv: found.setpriv, mount: found.mount, ...(launcher ? { launcher } : {}) }, mount: found.mount, umount: found.umount };
+}
+
+/** `launcherBin` when it exists and runs; else the sh chain does its work, ~3 ms more CPU per sandbox. */
+async function usableLauncher(launcherBin: string, logger?: SandboxLogger): Promise<string | undefined> {
+  if (!(await access(launcherBin, constants.X_OK).then(() => true, () => false))) {
+    logger?.info({ launcher: launcherBin }, 'podflow-launch is not built (no C compiler at build time): sandboxes start through the sh chain');
+    return undefined;
+  }
+  const probe = await runProbe(launcherBin, ['--uid', '65534', '--', 'true']);
+  if (!probe.ok) {
+    logger?.warn({ launcher: launcherBin, detail: probe.detail }, 'podflow-launch does not run here: sandboxes start through the sh chain');
+    return undefined;
+  }
+  return launcherBin;
 }
 
 /** Egress namespaces when slirp4netns and iproute2 are here and one namespace can be built. */
@@ -202,7 +224,7 @@ function nonePlan(reason: string, prlimitBin: string | undefined, logger?: Sandb
   logger?.warn({ reason }, NOT_ISOLATED_WARNING);
   return {
     kind: 'none',
-    report: { isolation: 'none', reason, rlimits: prlimitBin !== undefined, dedicatedUids: false, cgroups: false, homeQuota: false, egress: false, seccomp: false },
+    report: { isolation: 'none', reason, rlimits: prlimitBin !== undefined, dedicatedUids: false, cgroups: false, homeQuota: false, egress: false, seccomp: false, launcher: false },
     prlimitBin,
   };
 }

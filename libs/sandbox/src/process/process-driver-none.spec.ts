@@ -62,6 +62,7 @@ describe('ProcessDriver without isolation', () => {
       homeQuota: false,
       egress: false,
       seccomp: false,
+      launcher: false,
     });
   });
 

@@ -79,7 +79,7 @@ describe('ProcessDriver with bubblewrap', () => {
   it('reports bubblewrap isolation with rlimits', async () => {
     const report = await driver.init();
     expect(report).toMatchObject({ isolation: 'bubblewrap', rlimits: true });
-    if (process.getuid?.() === 0) expect(report.dedicatedUids).toBe(true);
+    if (process.getuid?.() === 0) expect(report).toMatchObject({ dedicatedUids: true, launcher: true });
   });
 
   it('runs a Python hello world', async () => {
@@ -416,6 +416,38 @@ describe('ProcessDriver with bubblewrap', () => {
       expect(big.peakMemoryBytes).toBeGreaterThanOrEqual(96 * MIB);
       expect(big.peakMemoryBytes! - small.peakMemoryBytes!).toBeGreaterThanOrEqual(80 * MIB);
     });
+
+    const launches = [
+      { how: 'through podflow-launch', launcherBin: undefined, launcher: true },
+      { how: 'through the sh chain when podflow-launch is not there', launcherBin: 'not-built', launcher: false },
+    ];
+    for (const { how, launcherBin, launcher } of launches) {
+    asRoot(`sets up the home quota, cgroups, uid, groups and rlimits ${how}`, async () => {
+      const chain = new ProcessDriver({ isolation: 'bubblewrap', workRoot, homeSizeBytes: 8 * MIB, memoryLimitBytes: 64 * MIB, ...(launcherBin ? { launcherBin: join(workRoot, launcherBin) } : {}) });
+      try {
+        expect(await chain.init()).toMatchObject({ launcher, dedicatedUids: true, cgroups: true, homeQuota: true });
+        const code = [
+          'import os, resource',
+          'def main(args):',
+          '    try:',
+          '        open("big.bin", "wb").write(b"x" * (32 * 1024 * 1024))',
+          '        written = True',
+          '    except OSError:',
+          '        written = False',
+          '    ballast = bytearray(24 * 1024 * 1024)',
+          '    return {"written": written, "groups": os.getgroups(), "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0], "uid": os.getuid(), "ballast": len(ballast)}',
+        ].join('\n');
+        const outcome = await chain.execute(request({ code }), new AbortController().signal);
+        outcomes.push(outcome);
+        expect(outcome.output).toMatchObject({ written: false, groups: [], nproc: expect.any(Number) });
+        expect((outcome.output as { nproc: number }).nproc).toBeLessThan(1000);
+        // Its memory cgroup saw the ballast: the chain joined it before anything ran.
+        expect(outcome.peakMemoryBytes).toBeGreaterThanOrEqual(24 * MIB);
+      } finally {
+        await chain.close();
+      }
+    });
+    }
 
     asRoot('stops writes under /home/user at the home size', async () => {
       const small = new ProcessDriver({ isolation: 'bubblewrap', workRoot, homeSizeBytes: 8 * MIB });

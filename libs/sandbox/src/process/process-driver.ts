@@ -19,7 +19,7 @@ import { runConfinedInstaller, type ConfinedInstallerOptions } from './confined-
 import { collectFiles } from './file-collect';
 import { closeInheritedDescriptors } from './inherited-descriptors';
 import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
-import { buildLaunch } from './launch';
+import { BUILT_LAUNCHER, buildLaunch } from './launch';
 import { DEFAULT_PROCESS_LIMITS, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './rlimits';
 import { startSandboxProcess, type SandboxLaunchSpec, type StartedSandboxProcess } from './sandbox-process';
 import { WarmPool, poolRuntimeOf, type PoolRuntime, type WarmPoolStats, type WarmSandbox } from './warm-pool';
@@ -66,6 +66,11 @@ export interface ProcessDriverOptions {
   bwrapBin?: string;
   /** Default `prlimit` (util-linux, found on PATH). */
   prlimitBin?: string;
+  /**
+   * The launcher of root workers (native/podflow-launch.c; default: the one `npm run build` put in
+   * this package's dist); `false` starts sandboxes through the sh chain (launch.ts).
+   */
+  launcherBin?: string | false;
   /**
    * Warm sandboxes kept started per runtime (Python; Node for JavaScript and TypeScript), each
    * serving one execution (default 0: every execution starts cold). Only executions with the
@@ -322,6 +327,7 @@ export class ProcessDriver implements SandboxDriver {
       hostUid: process.getuid?.(),
       bwrapBin: this.options.bwrapBin ?? 'bwrap',
       prlimitBin: this.options.prlimitBin ?? 'prlimit',
+      launcherBin: this.options.launcherBin ?? BUILT_LAUNCHER,
       workRoot: this.workRoot,
       sandboxUids: this.options.sandboxUids ?? DEFAULT_SANDBOX_UIDS,
       egressAllowCidrs: this.options.egressAllowCidrs ?? [],
@@ -409,11 +415,13 @@ export class ProcessDriver implements SandboxDriver {
           }),
         ]
       : runner;
-    const limited = plan.prlimitBin ? [plan.prlimitBin, ...prlimitArgs(rlimits), ...sandboxed] : sandboxed;
-    const launch =
-      bubblewrap && plan.root
-        ? buildLaunch({ command: limited, cgroupProcsFiles: sandbox.cgroup?.procsFiles, netnsPath: sandbox.egress?.path, uid: sandbox.uid, homeTmpfs: sandbox.homeTmpfs, binaries: plan.root.launch })
-        : { argv: limited, ...(sandbox.uid !== undefined ? { spawnIds: { uid: sandbox.uid, gid: sandbox.uid } } : {}) };
+    const launch = buildLaunch({
+      command: sandboxed,
+      ...(plan.prlimitBin ? { rlimits: prlimitArgs(rlimits) } : {}),
+      ...(bubblewrap && plan.root ? { cgroupProcsFiles: sandbox.cgroup?.procsFiles, netnsPath: sandbox.egress?.path, homeTmpfs: sandbox.homeTmpfs } : {}),
+      uid: sandbox.uid,
+      binaries: { ...(bubblewrap ? plan.root?.launch : undefined), prlimit: plan.prlimitBin },
+    });
     const argv = launch.argv;
     return {
       command: argv[0],

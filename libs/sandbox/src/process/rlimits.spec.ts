@@ -49,9 +49,8 @@ describe('prlimitArgs', () => {
       '--nofile=64',
       '--core=0',
       '--nproc=64',
-      '--',
     ]);
-    expect(prlimitArgs({ addressSpaceBytes: 1000, maxFileSizeBytes: 2000, maxOpenFiles: 8 })).toEqual(['--as=1000', '--fsize=2000', '--nofile=8', '--core=0', '--']);
+    expect(prlimitArgs({ addressSpaceBytes: 1000, maxFileSizeBytes: 2000, maxOpenFiles: 8 })).toEqual(['--as=1000', '--fsize=2000', '--nofile=8', '--core=0']);
   });
 });
 

@@ -75,11 +75,10 @@ export function rlimitsFor(language: Language, limits: ProcessLimits, enforcePro
   };
 }
 
-/** `prlimit` arguments (util-linux) that apply `rlimits` and then exec the rest of the argv. */
+/** The flags that apply `rlimits`, as util-linux `prlimit` and `podflow-launch` take them (before their `--`). */
 export function prlimitArgs(rlimits: ExecutionRlimits): string[] {
   const args = [`--as=${rlimits.addressSpaceBytes}`, `--fsize=${rlimits.maxFileSizeBytes}`, `--nofile=${rlimits.maxOpenFiles}`, '--core=0'];
   if (rlimits.maxProcesses !== undefined) args.push(`--nproc=${rlimits.maxProcesses}`);
-  args.push('--');
   return args;
 }
 
