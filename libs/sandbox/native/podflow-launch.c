@@ -14,6 +14,14 @@
  * Any failure ends it with exit code 125 and one line on stderr after "podflow-launch: ", which
  * the driver reports as the sandbox's set-up failure (process-outcome.ts). Only the worker runs
  * it, as root; its arguments are the worker's, never an execution's.
+ *
+ *   podflow-launch --unmount-server WORK_ROOT
+ *
+ * The other half of the home's life: one long-lived child of the worker that detaches homes
+ * (umount2 MNT_DETACH) as their paths arrive on stdin, one per line, answering each with a line:
+ * "0", or "<errno> <why>". Only absolute paths strictly under WORK_ROOT, without "." or ".."
+ * components, are touched. It ends when stdin closes or the worker dies. A `umount` spawned per
+ * batch forked the whole worker each time (execution-sandbox.ts HomeUnmounter).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -64,7 +74,45 @@ static const struct {
     {"--as=", RLIMIT_AS}, {"--fsize=", RLIMIT_FSIZE}, {"--nofile=", RLIMIT_NOFILE}, {"--core=", RLIMIT_CORE}, {"--nproc=", RLIMIT_NPROC},
 };
 
+/* Whether `path` is WORK_ROOT/<something>, absolute, with no empty, "." or ".." component. */
+static int under_root(const char *path, const char *root) {
+  size_t length = strlen(root);
+  if (path[0] != '/' || strncmp(path, root, length) != 0 || path[length] != '/' || path[length + 1] == '\0') return 0;
+  for (const char *part = path + 1; *part != '\0';) {
+    const char *end = strchr(part, '/');
+    size_t size = end ? (size_t)(end - part) : strlen(part);
+    if (size == 0 || (size == 1 && part[0] == '.') || (size == 2 && part[0] == '.' && part[1] == '.')) return 0;
+    part += size + (end ? 1 : 0);
+    if (end && *part == '\0') return 0; /* a trailing slash */
+  }
+  return 1;
+}
+
+static int unmount_server(const char *root) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1) return SETUP_FAILED;
+  if (root[0] != '/' || strlen(root) < 2) fail("the work root must be an absolute path: %s", root);
+  char line[4096];
+  while (fgets(line, sizeof line, stdin) != NULL) {
+    size_t length = strlen(line);
+    if (length == 0 || line[length - 1] != '\n') {
+      /* Longer than any home path: skip the rest of it and say so. */
+      int c;
+      while ((c = getchar()) != EOF && c != '\n') {
+      }
+      printf("%d path too long\n", ENAMETOOLONG);
+    } else {
+      line[length - 1] = '\0';
+      if (!under_root(line, root)) printf("%d not a path under %s\n", EINVAL, root);
+      else if (umount2(line, MNT_DETACH) != 0) printf("%d %s\n", errno, strerror(errno));
+      else puts("0");
+    }
+    if (fflush(stdout) != 0) return SETUP_FAILED;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--unmount-server") == 0) return unmount_server(argv[2]);
   const char *home = NULL, *home_size = NULL, *netns = NULL, *cgroups[MAX_CGROUPS];
   int cgroup_count = 0, rlimit_count = 0;
   long long uid = -1;

@@ -2,6 +2,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HomeUnmounter } from './execution-sandbox';
+import { UnmountServer } from './unmount-server';
 
 // The batching of home unmounts, with a stand-in `umount` that records how it was called.
 
@@ -32,6 +33,16 @@ describe('HomeUnmounter', () => {
     const unmounter = new HomeUnmounter(fakeUmount, 60_000, 2);
     await Promise.all([unmounter.unmount('/a'), unmounter.unmount('/b')]);
     expect(await calls()).toEqual(['--lazy /a /b']);
+  });
+
+  it('sends batches to the unmount server, and to umount when the server cannot be reached', async () => {
+    const server = new UnmountServer(join(dir, 'missing-launcher'), '/w');
+    const sent = jest.spyOn(server, 'detach');
+    const unmounter = new HomeUnmounter(fakeUmount, 10, 64, server);
+    await Promise.all([unmounter.unmount('/w/exec-1/home'), unmounter.unmount('/w/exec-2/home')]);
+    expect(sent).toHaveBeenCalledWith(['/w/exec-1/home', '/w/exec-2/home']);
+    expect(await calls()).toEqual(['--lazy /w/exec-1/home /w/exec-2/home']);
+    unmounter.close();
   });
 
   it('resolves even when umount fails (clean-up is best effort; the next sweep retries)', async () => {

@@ -5,6 +5,7 @@ import type { CgroupLimits, CgroupManager, ExecutionCgroup } from './cgroups';
 import type { EgressNamespace, EgressNetworks } from './egress-network';
 import type { HomeTmpfs } from './launch';
 import type { UidPool } from './uid-pool';
+import type { UnmountServer } from './unmount-server';
 
 /**
  * The host-side resources of one process execution, set up before its sandbox starts:
@@ -130,11 +131,13 @@ async function undoAll(steps: Array<() => Promise<unknown>>): Promise<void> {
 }
 
 /**
- * Detaches home tmpfs mounts in batches: one `umount --lazy a b c…` for what gathered within
- * `windowMs`, instead of one per execution. A spawn from the worker forks the whole worker (its
- * page tables: ~3-4 ms of its event loop at 130 MiB), which busy workers would otherwise pay per
- * execution; the window only delays clean-up, never a result. Best effort, like any clean-up: a
- * home still mounted keeps its directory (rm stops at the mount point) until the next sweep.
+ * Detaches home tmpfs mounts in batches: what gathered within `windowMs` goes out together. Through
+ * the unmount server (`unmount-server.ts`) when there is one: a line per home on a pipe. Else, or
+ * when the server cannot be reached, one `umount --lazy a b c…` per batch: a spawn from the worker
+ * forks the whole worker (its page tables: ~3-4 ms of its event loop at 130 MiB), which busy
+ * workers would otherwise pay per execution. The window only delays clean-up, never a result.
+ * Best effort, like any clean-up: a home still mounted keeps its directory (rm stops at the mount
+ * point) until the next sweep.
  */
 export class HomeUnmounter {
   private pending: Array<{ dir: string; done: () => void }> = [];
@@ -144,6 +147,7 @@ export class HomeUnmounter {
     private readonly umountBin: string,
     private readonly windowMs = 20,
     private readonly maxBatch = 64,
+    private readonly server?: UnmountServer,
   ) {}
 
   unmount(dir: string): Promise<void> {
@@ -154,12 +158,20 @@ export class HomeUnmounter {
     });
   }
 
+  /** Ends the unmount server, after what is pending went out. */
+  close(): void {
+    this.flush();
+    this.server?.close();
+  }
+
   private flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     const batch = this.pending.splice(0);
     if (batch.length === 0) return;
-    void run(this.umountBin, ['--lazy', ...batch.map((entry) => entry.dir)])
+    const dirs = batch.map((entry) => entry.dir);
+    const umount = () => run(this.umountBin, ['--lazy', ...dirs]);
+    void (this.server ? this.server.detach(dirs).catch(umount) : umount())
       .catch(() => undefined)
       .finally(() => {
         for (const entry of batch) entry.done();

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
@@ -448,6 +449,17 @@ describe('ProcessDriver with bubblewrap', () => {
       }
     });
     }
+
+    asRoot('detaches each disposed home through the unmount server, and no other', async () => {
+      const homes = async () => new Set((await readFile('/proc/mounts', 'utf8')).split('\n').filter((line) => line.startsWith('podflow-home ')).map((line) => line.split(' ')[1]!).filter((dir) => dir.startsWith(`${workRoot}/`)));
+      const before = await homes();
+      const done = await Promise.all([1, 2, 3].map(() => driver.execute(request({ code: 'def main(args):\n    open("x.txt", "w").write("x")\n    return {}\n' }), new AbortController().signal)));
+      const during = await homes();
+      expect(during.size).toBe(before.size + 3);
+      await Promise.all(done.map((outcome) => outcome.dispose()));
+      expect(await homes()).toEqual(before);
+      expect(execFileSync('pgrep', ['-f', `unmount-server ${workRoot}`], { encoding: 'utf8' }).trim()).toMatch(/^\d+$/);
+    });
 
     asRoot('stops writes under /home/user at the home size', async () => {
       const small = new ProcessDriver({ isolation: 'bubblewrap', workRoot, homeSizeBytes: 8 * MIB });

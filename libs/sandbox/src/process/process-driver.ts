@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { CollectedFile, SandboxDriver, SandboxLogger, SandboxOutcome, SandboxRequest } from '../driver';
 import type { InstallerRunner } from '../layers/installer';
 import { LAYER_MOUNT_PATH, layerEnv } from '../layers/layer';
@@ -20,6 +20,7 @@ import { collectFiles } from './file-collect';
 import { closeInheritedDescriptors } from './inherited-descriptors';
 import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
 import { BUILT_LAUNCHER, buildLaunch } from './launch';
+import { UnmountServer } from './unmount-server';
 import { DEFAULT_PROCESS_LIMITS, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './rlimits';
 import { startSandboxProcess, type SandboxLaunchSpec, type StartedSandboxProcess } from './sandbox-process';
 import { WarmPool, poolRuntimeOf, type PoolRuntime, type WarmPoolStats, type WarmSandbox } from './warm-pool';
@@ -261,6 +262,7 @@ export class ProcessDriver implements SandboxDriver {
     this.closed = true;
     for (const controller of this.running) controller.abort();
     await this.pool?.close();
+    this.unmounter?.close();
   }
 
   /** Starts the warm pool once the host is known to run sandboxes (idempotent). */
@@ -315,7 +317,8 @@ export class ProcessDriver implements SandboxDriver {
   /** Sized tmpfs homes, as root: mounted by each launch chain, unmounted in batches (one unmounter per driver). */
   private homeMounts(plan: Extract<IsolationPlan, { kind: 'bubblewrap' }>): Pick<ExecutionHost, 'mountBin' | 'unmounter'> {
     if (!plan.root) return {};
-    this.unmounter ??= new HomeUnmounter(plan.root.umount);
+    const { launcher } = plan.root.launch;
+    this.unmounter ??= new HomeUnmounter(plan.root.umount, undefined, undefined, launcher ? new UnmountServer(launcher, resolve(this.workRoot)) : undefined);
     return { mountBin: plan.root.mount, unmounter: this.unmounter };
   }
 
