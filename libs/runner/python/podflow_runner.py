@@ -9,15 +9,17 @@ nonce.
 """
 
 import io
-import json
-import linecache
 import math
 import os
-import re
 import stat
 import sys
 import time
 import types
+
+# Not imported here: json, re and linecache (each brings `re`, which brings `enum`: ~4 ms of CPU of
+# every sandbox's ~12 ms start, for a no-op most of it). JSON goes through CPython's C accelerator
+# (`_json`, below); `json` and `re` are imported where an error message needs them, and linecache
+# is given the user's source when something imports it (_SeedLinecache).
 
 USER_FILENAME = "main.py"
 DEFAULT_LIMITS = {
@@ -37,9 +39,85 @@ FILE_PATH_RULE = (
     f"bytes per name and {MAX_FILE_PATH_BYTES} bytes per path"
 )
 LISTED_UNSTORABLE_FILES = 5
-CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 READ_CHUNK = 1024 * 1024
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def _fast_json():
+    """(loads, dumps, quote_ascii) on `_json`, json's own C accelerator, without importing json;
+    (None, None, None) when it is missing or does not give exactly what json gives (checked here)."""
+    try:
+        from _json import encode_basestring, encode_basestring_ascii, make_encoder, make_scanner
+    except ImportError:
+        return None, None, None
+
+    class Decoding:  # the attributes json.JSONDecoder hands make_scanner, with json.loads' defaults
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+        memo = {}
+
+    scan = make_scanner(Decoding)
+
+    def default(value):
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    def loads(text):
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode("utf-8")
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        value, end = scan(text, start)
+        if text[end:].strip(" \t\n\r"):
+            raise ValueError("extra data after the JSON value")
+        return value
+
+    def dumps(value, allow_nan):
+        # A new encoder each time: one that raised may keep circular-reference markers.
+        return "".join(make_encoder({}, default, encode_basestring, None, ":", ",", False, False, allow_nan)(value, 0))
+
+    try:
+        sample = {"a": [1, 2.5, -0.0, 10**20, True, None, "\u00e9\u2028\"\\\n\x7f"], "b": {}, "c": ""}
+        expected = '{"a":[1,2.5,-0.0,100000000000000000000,true,null,"\u00e9\u2028\\"\\\\\\n\x7f"],"b":{},"c":""}'
+        if dumps(sample, False) != expected or loads(expected.encode()) != sample or encode_basestring_ascii("\u00e9\n") != '"\\u00e9\\n"':
+            return None, None, None
+    except Exception:
+        return None, None, None
+    return loads, dumps, encode_basestring_ascii
+
+
+_FAST_LOADS, _FAST_DUMPS, _FAST_QUOTE_ASCII = _fast_json()
+
+
+def loads_json(text):
+    """json.loads(text): the same value, or the same error."""
+    if _FAST_LOADS is not None:
+        try:
+            return _FAST_LOADS(text)
+        except Exception:  # noqa: S110 - json itself says what is wrong (or parses what this did not)
+            pass
+    import json
+    return json.loads(text)
+
+
+def dumps_json(value, allow_nan=False):
+    """json.dumps(value, ensure_ascii=False, allow_nan=allow_nan, separators=(",", ":"))."""
+    if _FAST_DUMPS is not None:
+        return _FAST_DUMPS(value, allow_nan)
+    import json
+    return json.dumps(value, ensure_ascii=False, allow_nan=allow_nan, separators=(",", ":"))
+
+
+def quote_json(text):
+    """json.dumps(text) of a str: quoted, with non-ASCII characters escaped."""
+    if _FAST_QUOTE_ASCII is not None:
+        return _FAST_QUOTE_ASCII(text)
+    import json
+    return json.dumps(text)
 
 
 class UserError(Exception):
@@ -306,9 +384,9 @@ def unstorable_path_reason(rel):
         rel.encode("utf-8")
     except UnicodeEncodeError:
         return "the name is not valid UTF-8"
-    control = CONTROL_CHARACTER.search(rel)
-    if control:
-        return f"the name contains the control character U+{ord(control.group()):04X}"
+    control = next((c for c in rel if c < " " or "\x7f" <= c <= "\x9f"), None)
+    if control is not None:
+        return f"the name contains the control character U+{ord(control):04X}"
     if "\\" in rel:
         return "the name contains a backslash (\\), a path separator on Windows"
     if rel.startswith("/"):
@@ -335,7 +413,7 @@ def unstorable_files_error(problems):
     ``unstorableFilesError``. ``problems``: [(path, reason)]."""
     listed = [(_shown_path(path), reason) for path, reason in problems[:LISTED_UNSTORABLE_FILES]]
     more = f", and {len(problems) - len(listed)} more" if len(problems) > len(listed) else ""
-    names = ", ".join(f"{json.dumps(path, ensure_ascii=False)} ({reason})" for path, reason in listed)
+    names = ", ".join(f"{dumps_json(path)} ({reason})" for path, reason in listed)
     error = UserError(
         "OUTPUT_INVALID",
         f"{len(problems)} file(s) written under /home/user cannot be stored: {names}{more}. "
@@ -384,7 +462,7 @@ def capture_files(root, before, limits, enforce, order=None):
 
 
 def _child_path(path, key):
-    return f"{path}.{key}" if IDENTIFIER.match(key) else f"{path}[{json.dumps(key)}]"
+    return f"{path}.{key}" if key.isascii() and key.isidentifier() else f"{path}[{quote_json(key)}]"
 
 
 def _type_name(value):
@@ -458,8 +536,8 @@ def normalize_result(result, max_bytes):
     """The returned value as (dict, serialized JSON), or OUTPUT_INVALID / OUTPUT_TOO_LARGE."""
     if isinstance(result, str):
         try:
-            decoded = json.loads(result)
-        except ValueError:
+            decoded = loads_json(result)
+        except (ValueError, RecursionError):
             decoded = None
         if not isinstance(decoded, dict):
             raise UserError("OUTPUT_INVALID", "main returned a str that is not a JSON object; "
@@ -473,7 +551,7 @@ def normalize_result(result, max_bytes):
         raise UserError("OUTPUT_INVALID", f"main must return an object (dict), got {_type_name(result)}{hint}; "
                         'return e.g. {"result": value}')
     validate_output(result)
-    text = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = dumps_json(result)
     size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise UserError("OUTPUT_TOO_LARGE", f"the output is {size} bytes of JSON, over the {max_bytes}-byte "
@@ -572,7 +650,7 @@ def bind_arguments(main, args):
             if kind == POSITIONAL_ONLY:
                 positional.append(default)
         else:
-            available = ", ".join(json.dumps(k) for k in args) or "none"
+            available = ", ".join(quote_json(k) for k in args) or "none"
             raise UserError("INPUT_BINDING_FAILED",
                             f'main() parameter "{name}" is required but args has no key "{name}" '
                             f"(available keys: {available}); give it a default, bind it in the node's "
@@ -594,9 +672,56 @@ async def _await(awaitable):
     return await awaitable
 
 
+class _SeedLinecache:
+    """Gives linecache the user's source the moment anything imports linecache (traceback on a
+    failure, logging, the code itself), so tracebacks show the code's lines from memory whatever
+    the working directory holds, without the runner importing linecache for every node: it
+    imports tokenize, hence re and enum. A finder asked first for every import; for linecache it
+    returns the real spec with a loader that seeds the cache once the module ran."""
+
+    def __init__(self, entry):
+        self.entry = entry
+
+    @classmethod
+    def install(cls, entry):
+        linecache = sys.modules.get("linecache")
+        if linecache is not None:
+            linecache.cache[USER_FILENAME] = entry
+        else:
+            sys.meta_path.insert(0, cls(entry))
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "linecache":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                spec.loader = _SeedingLoader(spec.loader, self.entry)
+                return spec
+        return None
+
+
+class _SeedingLoader:
+    def __init__(self, loader, entry):
+        self._loader = loader
+        self._entry = entry
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        module.cache[USER_FILENAME] = self._entry
+
+    def __getattr__(self, name):  # get_source, get_code, ... of the real loader
+        return getattr(self._loader, name)
+
+
 def run_user_code(code, args):
     """Compiles, executes and calls main; returns what main returned."""
-    linecache.cache[USER_FILENAME] = (len(code), None, code.splitlines(True), USER_FILENAME)
+    _SeedLinecache.install((len(code), None, code.splitlines(True), USER_FILENAME))
     try:
         compiled = compile(code, USER_FILENAME, "exec", dont_inherit=True)
     except SyntaxError as exc:
@@ -631,7 +756,7 @@ def run_user_code(code, args):
 
 
 def frame(nonce, response):
-    body = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
+    body = dumps_json(response, allow_nan=True)
     return f"\n<<<PODFLOW-RESULT {nonce}>>>\n{body}\n<<<PODFLOW-END {nonce}>>>\n".encode("utf-8", "backslashreplace")
 
 
@@ -649,8 +774,7 @@ def write_file_frames(fd, nonce, root, files):
     relative to ``root``, not to the cwd, which the code may have changed."""
     for entry in files:
         content = read_captured(root, entry["path"])
-        header = json.dumps({"path": entry["path"], "size": len(content), "sha256": entry["sha256"]},
-                            ensure_ascii=False, separators=(",", ":"))
+        header = dumps_json({"path": entry["path"], "size": len(content), "sha256": entry["sha256"]}, allow_nan=True)
         # Encoded like the response, so the header's path is the one the response lists.
         write_all(fd, f"<<<PODFLOW-FILE {nonce}>>> {header}\n".encode("utf-8", "backslashreplace"))
         write_all(fd, content)
@@ -671,9 +795,10 @@ def read_request(argv):
 def parse_request(raw):
     """(request, problem): problem describes a malformed request, request may still hold the nonce."""
     try:
-        request = json.loads(raw)
+        request = loads_json(raw)
     except (ValueError, RecursionError) as exc:
         # RecursionError: args nested past the interpreter's recursion limit (the API allows 64 levels).
+        import re
         found = re.search(rb'"nonce"\s*:\s*"([A-Za-z0-9_.:-]+)"', raw)
         return ({"nonce": found.group(1).decode()} if found else None), f"request is not valid JSON: {type(exc).__name__}: {exc}"
     if not isinstance(request, dict) or not isinstance(request.get("nonce"), str) or not request["nonce"]:
@@ -743,7 +868,7 @@ def execute(request, limits, out, err):
     if extra:
         # What the runner imports only when needed comes from the standard library, never from a
         # layer that happens to hold a package of the same name (PyPI has an "asyncio").
-        import asyncio, hashlib, inspect, traceback  # noqa: E401,F401
+        import asyncio, hashlib, inspect, json, linecache, re, traceback  # noqa: E401,F401
     sys.path[:0] = extra
     sys.dont_write_bytecode = True
     before = snapshot(root)
