@@ -9,7 +9,7 @@ import { chainWorkflow } from './orchestration.mjs';
 import { PYTHON_NOOP, TYPESCRIPT_NOOP } from './latency.mjs';
 import { log, median, percentile, withStack } from './lib.mjs';
 import { checkAllSucceeded, followRun, readRun, submit } from './runs.mjs';
-import { cpuSecondsOf } from './usage.mjs';
+import { childrenCpuSecondsOf, cpuSecondsOf, machineBusySeconds } from './usage.mjs';
 
 const NOOPS = {
   python: PYTHON_NOOP,
@@ -88,15 +88,22 @@ async function measure(stack, { samples, chains, idleSeconds }) {
 
   const chainSeconds = [];
   const workflow = chainWorkflow(40);
+  // CPU per node over the chains only (the 1 s pauses excluded): the whole machine, and the
+  // coordinator, the worker and what the worker reaped (launchers, bwrap) on their own.
+  const cpu = { machine: 0, coordinator: 0, worker: 0, workerChildren: 0 };
   for (let i = 0; i < chains; i++) {
     await sleep(1_000);
+    const before = { machine: machineBusySeconds(), coordinator: cpuSecondsOf(stack.coordinatorPid), worker: cpuSecondsOf(workerPid), workerChildren: childrenCpuSecondsOf(workerPid) };
     const started = performance.now();
     const runId = await submit(stack, workflow);
     await followRun(stack, runId, Date.now() + 120_000);
     chainSeconds.push((performance.now() - started) / 1000);
+    const after = { machine: machineBusySeconds(), coordinator: cpuSecondsOf(stack.coordinatorPid), worker: cpuSecondsOf(workerPid), workerChildren: childrenCpuSecondsOf(workerPid) };
+    for (const key of Object.keys(cpu)) cpu[key] += after[key] - before[key];
     checkAllSucceeded(runId, await readRun(stack, runId), 40);
   }
-  return { idle, latency, backToBack, chain: { median: median(chainSeconds), samples: chainSeconds } };
+  const perNodeMs = Object.fromEntries(Object.entries(cpu).map(([key, seconds]) => [key, (seconds * 1000) / (40 * chains)]));
+  return { idle, latency, backToBack, chain: { median: median(chainSeconds), samples: chainSeconds, cpuPerNodeMs: perNodeMs } };
 }
 
 /** `samples` sequential no-op executions after WARMUP, `pauseMs` apart; median and p95 ms. */
@@ -137,7 +144,11 @@ export async function runWarmPool({ redisUrl, samples = 20, chains = 3, rounds =
     backToBack: Object.fromEntries(
       Object.keys(NOOPS).map((language) => [language, { median: median(list.map((f) => f.backToBack[language].median)), p95: median(list.map((f) => f.backToBack[language].p95)) }]),
     ),
-    chain: { median: median(list.flatMap((f) => f.chain.samples)), samples: list.flatMap((f) => f.chain.samples) },
+    chain: {
+      median: median(list.flatMap((f) => f.chain.samples)),
+      samples: list.flatMap((f) => f.chain.samples),
+      cpuPerNodeMs: Object.fromEntries(Object.keys(list[0].chain.cpuPerNodeMs).map((key) => [key, median(list.map((f) => f.chain.cpuPerNodeMs[key]))])),
+    },
   });
   return { poolSize, samples, chains, rounds, off: merge(collected.off), on: merge(collected.on) };
 }

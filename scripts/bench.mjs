@@ -184,6 +184,7 @@ async function warmSection(redis) {
     poolSize: positiveInt('BENCH_WARM_POOL_SIZE', 2),
   });
   const { off, on } = results;
+  const cpuRow = (cpu) => `${cpu.machine.toFixed(1)} (${cpu.coordinator.toFixed(1)} / ${cpu.worker.toFixed(1)} / ${cpu.workerChildren.toFixed(1)})`;
   const lines = [
     machineLine(),
     '',
@@ -196,10 +197,12 @@ async function warmSection(redis) {
       `| no-op ${language} node, same, back to back (the pool refills meanwhile), median / p95 ms | ${ms(off.backToBack[language].median)} / ${ms(off.backToBack[language].p95)} | ${ms(on.backToBack[language].median)} / ${ms(on.backToBack[language].p95)} | ${times(on.backToBack[language].median / off.backToBack[language].median)} |`,
     ),
     `| chain of 40 no-op Python nodes, submit → run finished, median s | ${off.chain.median.toFixed(2)} (${off.chain.samples.map((v) => v.toFixed(2)).join(', ')}) | ${on.chain.median.toFixed(2)} (${on.chain.samples.map((v) => v.toFixed(2)).join(', ')}) | ${times(on.chain.median / off.chain.median)} |`,
+    `| chain of 40: CPU per node, ms: all processes (coordinator / worker / what the worker reaped) | ${cpuRow(off.chain.cpuPerNodeMs)} | ${cpuRow(on.chain.cpuPerNodeMs)} | ${times(on.chain.cpuPerNodeMs.machine / off.chain.cpuPerNodeMs.machine)} |`,
     `| idle worker: RSS of the worker and its sandboxes, MiB (processes) | ${off.idle.rssMiB.toFixed(0)} (${off.idle.processes}) | ${on.idle.rssMiB.toFixed(0)} (${on.idle.processes}) | ${times(on.idle.rssMiB / off.idle.rssMiB)} |`,
     `| idle worker: CPU of the worker and its sandboxes over 5 s, % of one core | ${off.idle.cpuPercent.toFixed(1)} | ${on.idle.cpuPercent.toFixed(1)} | – |`,
     '',
     `- ${results.rounds} rounds, each: a fresh stack with pool off, then one with pool on; one worker (WORKER_CONCURRENCY=2), process driver, bubblewrap; ${results.samples} sequential executions per language after 3 warm-ups, once ${SPACED_PAUSE_MS} ms apart and once back to back, then ${results.chains} chains per round (1 s apart)`,
+    '- CPU per node: /proc/stat of the whole machine (busy time of every core, this bench and Redis included) and /proc/<pid>/stat of the services over the chains alone, ÷ their nodes; median over the rounds. The sandboxes\' runners are reaped inside their pid namespaces, so only the machine figure holds them',
     '- medians over the rounds; the pool serves executions with the default resources, no dependencies and no egress (libs/sandbox/README.md "Warm pool"); it holds Python and Node sandboxes',
     `- section wall time ${((Date.now() - started) / 1000).toFixed(0)} s; 1-minute load average at the end ${loadavg()[0].toFixed(2)}`,
     '',
