@@ -564,7 +564,9 @@ def normalize_result(result, max_bytes):
 
 def user_stack(exc):
     """The traceback of ``exc`` reduced to frames of the user's file (runner frames dropped)."""
-    import traceback  # here: only failures pay for it
+    import linecache, traceback  # noqa: E401 - here: only failures pay for them
+    if _SeedLinecache.entry is not None:
+        linecache.cache[USER_FILENAME] = _SeedLinecache.entry
     te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
     seen = set()
     todo = [te]
@@ -679,11 +681,17 @@ class _SeedLinecache:
     imports tokenize, hence re and enum. A finder asked first for every import; for linecache it
     returns the real spec with a loader that seeds the cache once the module ran."""
 
+    # The user's source as linecache keeps it; set again before the runner formats a traceback
+    # (user_stack), in case the code used the finder up without importing (importlib.util.find_spec)
+    # or took it off sys.meta_path.
+    entry = None
+
     def __init__(self, entry):
         self.entry = entry
 
     @classmethod
     def install(cls, entry):
+        cls.entry = entry
         linecache = sys.modules.get("linecache")
         if linecache is not None:
             linecache.cache[USER_FILENAME] = entry

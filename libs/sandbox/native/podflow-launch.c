@@ -15,17 +15,18 @@
  * the driver reports as the sandbox's set-up failure (process-outcome.ts). Only the worker runs
  * it, as root; its arguments are the worker's, never an execution's.
  *
- *   podflow-launch --unmount-server WORK_ROOT
+ *   podflow-launch --unmount-server WORK_ROOT PARENT_PID
  *
  * The other half of the home's life: one long-lived child of the worker that detaches homes
  * (umount2 MNT_DETACH) as their paths arrive on stdin, one per line, answering each with a line:
- * "0", or "<errno> <why>". Only absolute paths strictly under WORK_ROOT, without "." or ".."
- * components, are touched. It ends when stdin closes or the worker dies. A `umount` spawned per
+ * "0", or "<errno> <why>". Only canonical absolute paths strictly under WORK_ROOT (no ".", "..",
+ * symlink or NUL byte) are touched. It ends when stdin closes or the worker (PARENT_PID) dies. A `umount` spawned per
  * batch forked the whole worker each time (execution-sandbox.ts HomeUnmounter).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <grp.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -88,23 +89,26 @@ static int under_root(const char *path, const char *root) {
   return 1;
 }
 
-static int unmount_server(const char *root) {
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1) return SETUP_FAILED;
+static int unmount_server(const char *root, const char *parent) {
+  /* Dies with the worker: the parent it was told, so a worker that is pid 1 works too. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != (pid_t)number(parent, 0x7fffffff, "the parent pid")) return SETUP_FAILED;
   if (root[0] != '/' || strlen(root) < 2) fail("the work root must be an absolute path: %s", root);
-  char line[4096];
-  while (fgets(line, sizeof line, stdin) != NULL) {
-    size_t length = strlen(line);
-    if (length == 0 || line[length - 1] != '\n') {
-      /* Longer than any home path: skip the rest of it and say so. */
-      int c;
-      while ((c = getchar()) != EOF && c != '\n') {
-      }
-      printf("%d path too long\n", ENAMETOOLONG);
+  char *line = NULL, resolved[PATH_MAX];
+  size_t capacity = 0;
+  ssize_t length;
+  while ((length = getline(&line, &capacity, stdin)) > 0) {
+    if (line[length - 1] == '\n') line[--length] = '\0';
+    if ((size_t)length != strlen(line) || length >= PATH_MAX) {
+      printf("%d not a path: a NUL byte, or too long\n", EINVAL);
+    } else if (!under_root(line, root)) {
+      printf("%d not a path under %s\n", EINVAL, root);
+    } else if (realpath(line, resolved) == NULL || strcmp(resolved, line) != 0) {
+      /* Every component as written, no symlink: the worker's home paths are never links. */
+      printf("%d not a canonical path (a symlink, or gone)\n", EINVAL);
+    } else if (umount2(line, MNT_DETACH | UMOUNT_NOFOLLOW) != 0) {
+      printf("%d %s\n", errno, strerror(errno));
     } else {
-      line[length - 1] = '\0';
-      if (!under_root(line, root)) printf("%d not a path under %s\n", EINVAL, root);
-      else if (umount2(line, MNT_DETACH) != 0) printf("%d %s\n", errno, strerror(errno));
-      else puts("0");
+      puts("0");
     }
     if (fflush(stdout) != 0) return SETUP_FAILED;
   }
@@ -112,7 +116,7 @@ static int unmount_server(const char *root) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 3 && strcmp(argv[1], "--unmount-server") == 0) return unmount_server(argv[2]);
+  if (argc == 4 && strcmp(argv[1], "--unmount-server") == 0) return unmount_server(argv[2], argv[3]);
   const char *home = NULL, *home_size = NULL, *netns = NULL, *cgroups[MAX_CGROUPS];
   int cgroup_count = 0, rlimit_count = 0;
   long long uid = -1;

@@ -17,12 +17,13 @@ describe('compilePythonRunner', () => {
     const source = join(dir, 'runner.py');
     await writeFile(source, 'import sys\nprint("runner", len(sys.argv))\n\n1/0\n');
     const compiled = await compilePythonRunner(PYTHON, source, join(dir, 'out'), '/opt/podflow/runner/podflow_runner.py');
-    expect(compiled).toEqual({ path: join(dir, 'out', 'podflow_runner.pyc') });
     const path = (compiled as { path: string }).path;
+    const magic = execFileSync(PYTHON, ['-I', '-c', 'import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())']).toString();
+    // Named by content, interpreter and magic number: workers of other versions sharing the directory never run it.
+    expect(path).toMatch(new RegExp(`^${join(dir, 'out')}/podflow_runner-[0-9a-f]{16}-${magic}\\.pyc$`));
     expect((await stat(path)).mode & 0o777).toBe(0o644);
     expect((await stat(join(dir, 'out'))).mode & 0o777).toBe(0o755);
     // Not the source text: byte code, with the magic number of this interpreter.
-    const magic = execFileSync(PYTHON, ['-I', '-c', 'import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())']).toString();
     expect((await readFile(path)).subarray(0, 4).toString('hex')).toBe(magic);
     let stderr = '';
     try {
@@ -35,6 +36,12 @@ describe('compilePythonRunner', () => {
     }
     expect(stderr).toContain('File "/opt/podflow/runner/podflow_runner.py", line 4');
     expect(stderr).toContain('ZeroDivisionError');
+    // Another runner, or the same one for another interpreter, gets a file of its own.
+    await writeFile(source, 'print("changed")\n');
+    const other = await compilePythonRunner(PYTHON, source, join(dir, 'out'), '/opt/podflow/runner/podflow_runner.py');
+    expect((other as { path: string }).path).not.toBe(path);
+    expect(await compilePythonRunner('python3', source, join(dir, 'out'), '/x')).toEqual(other);
+    expect(await compilePythonRunner('no-such-python', source, join(dir, 'out'), '/x')).toEqual({ failed: expect.stringContaining('no-such-python was not found') });
   });
 
   it('says why when the source does not compile, and leaves nothing behind', async () => {

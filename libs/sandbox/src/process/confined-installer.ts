@@ -85,7 +85,7 @@ export async function runConfinedInstaller(plan: Extract<IsolationPlan, { kind: 
     const limits = ['--core=0', `--nofile=${INSTALLER_MAX_OPEN_FILES}`, `--fsize=${options.maxLayerBytes}`, ...(uid !== undefined ? [`--nproc=${options.maxProcesses}`] : [])];
     const launch = buildLaunch({
       command: bwrap,
-      ...(plan.prlimitBin ? { rlimits: limits } : {}),
+      ...(plan.prlimitBin || plan.root?.launch.launcher ? { rlimits: limits } : {}),
       ...(plan.root ? { cgroupProcsFiles: cgroup?.procsFiles, netnsPath: egress.path, uid } : {}),
       binaries: { ...plan.root?.launch, prlimit: plan.prlimitBin },
     });

@@ -170,8 +170,13 @@ export class HomeUnmounter {
     const batch = this.pending.splice(0);
     if (batch.length === 0) return;
     const dirs = batch.map((entry) => entry.dir);
-    const umount = () => run(this.umountBin, ['--lazy', ...dirs]);
-    void (this.server ? this.server.detach(dirs).catch(umount) : umount())
+    const umount = (which: string[]) => (which.length > 0 ? run(this.umountBin, ['--lazy', ...which]) : Promise.resolve());
+    // What the server could not detach (it answered an error) gets one more try with umount.
+    const detached = this.server?.detach(dirs).then(
+      (answers) => umount(dirs.filter((_, index) => answers[index] !== '0')),
+      () => umount(dirs),
+    );
+    void (detached ?? umount(dirs))
       .catch(() => undefined)
       .finally(() => {
         for (const entry of batch) entry.done();

@@ -32,7 +32,7 @@ export interface IsolationReport {
   isolation: 'bubblewrap' | 'none';
   /** Why bubblewrap is not used (`none` only). */
   reason?: string;
-  /** RLIMIT_AS/FSIZE (and NPROC with dedicated uids) are applied through `prlimit`. */
+  /** RLIMIT_AS/FSIZE (and NPROC with dedicated uids) are applied (`prlimit`, or podflow-launch as root). */
   rlimits: boolean;
   /** Each sandbox runs as its own unprivileged host uid (only when the driver runs as root). */
   dedicatedUids: boolean;
@@ -118,7 +118,7 @@ export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
   const prlimit = await probePrlimit(input.prlimitBin);
   const prlimitBin = prlimit.ok ? input.prlimitBin : undefined;
   if (!prlimit.ok) {
-    input.logger?.warn({ detail: prlimit.detail }, 'prlimit (util-linux) is unavailable: sandbox memory and file size limits are NOT enforced');
+    input.logger?.warn({ detail: prlimit.detail }, 'prlimit (util-linux) is unavailable: sandbox memory and file size limits are NOT enforced (unless podflow-launch sets them, as root)');
   }
   if (input.isolation === 'none') return nonePlan('isolation: none was configured', prlimitBin, input.logger);
   if (input.platform !== 'linux') {
@@ -153,7 +153,7 @@ export async function planIsolation(input: PlanInput): Promise<IsolationPlan> {
   if (!seccomp) input.logger?.warn({ arch: process.arch }, 'no seccomp filter for this architecture: sandboxes run without one');
   const report: IsolationReport = {
     isolation: 'bubblewrap',
-    rlimits: prlimitBin !== undefined,
+    rlimits: prlimitBin !== undefined || root?.launch.launcher !== undefined,
     dedicatedUids: uids !== undefined,
     cgroups: cgroups !== undefined,
     homeQuota: root !== undefined,

@@ -256,6 +256,24 @@ describe('ProcessDriver with bubblewrap', () => {
     expect(outcome.output).toEqual({ files: ['node-runner.js', 'podflow_runner.pyc'] });
   });
 
+  it('runs the runner source, and says why, when it could not compile it', async () => {
+    const otherRoot = await mkdtemp(join(tmpdir(), 'podflow-sandbox-spec-'));
+    await chmod(otherRoot, 0o711);
+    await writeFile(join(otherRoot, 'runner'), 'a file where the directory goes');
+    const said: string[] = [];
+    const source = new ProcessDriver({ isolation: 'bubblewrap', workRoot: otherRoot, logger: { warn: (_obj, msg) => said.push(msg), info: () => undefined } });
+    try {
+      const outcome = await source.execute(request({ code: 'import os\ndef main(args):\n    return {"files": sorted(os.listdir("/opt/podflow/runner"))}\n' }), new AbortController().signal);
+      await outcome.dispose();
+      expect(outcome.error).toBeUndefined();
+      expect(outcome.output).toEqual({ files: ['node-runner.js', 'podflow_runner.py'] });
+      expect(said).toContainEqual(expect.stringMatching(/^could not compile the Python runner/));
+    } finally {
+      await source.close();
+      await rm(otherRoot, { recursive: true, force: true });
+    }
+  });
+
   it('can write only under /home/user and /tmp', async () => {
     const outcome = await run({
       code: [
@@ -421,10 +439,11 @@ describe('ProcessDriver with bubblewrap', () => {
     const launches = [
       { how: 'through podflow-launch', launcherBin: undefined, launcher: true },
       { how: 'through the sh chain when podflow-launch is not there', launcherBin: 'not-built', launcher: false },
+      { how: 'through the sh chain when podflow-launch does not run', launcherBin: '/bin/false', launcher: false },
     ];
     for (const { how, launcherBin, launcher } of launches) {
     asRoot(`sets up the home quota, cgroups, uid, groups and rlimits ${how}`, async () => {
-      const chain = new ProcessDriver({ isolation: 'bubblewrap', workRoot, homeSizeBytes: 8 * MIB, memoryLimitBytes: 64 * MIB, ...(launcherBin ? { launcherBin: join(workRoot, launcherBin) } : {}) });
+      const chain = new ProcessDriver({ isolation: 'bubblewrap', workRoot, homeSizeBytes: 8 * MIB, memoryLimitBytes: 64 * MIB, ...(launcherBin ? { launcherBin: launcherBin.startsWith('/') ? launcherBin : join(workRoot, launcherBin) } : {}) });
       try {
         expect(await chain.init()).toMatchObject({ launcher, dedicatedUids: true, cgroups: true, homeQuota: true });
         const code = [

@@ -420,7 +420,8 @@ export class ProcessDriver implements SandboxDriver {
       : runner;
     const launch = buildLaunch({
       command: sandboxed,
-      ...(plan.prlimitBin ? { rlimits: prlimitArgs(rlimits) } : {}),
+      // podflow-launch sets them itself, prlimit or not.
+      ...(plan.prlimitBin || (bubblewrap && plan.root?.launch.launcher) ? { rlimits: prlimitArgs(rlimits) } : {}),
       ...(bubblewrap && plan.root ? { cgroupProcsFiles: sandbox.cgroup?.procsFiles, netnsPath: sandbox.egress?.path, homeTmpfs: sandbox.homeTmpfs } : {}),
       uid: sandbox.uid,
       binaries: { ...(bubblewrap ? plan.root?.launch : undefined), prlimit: plan.prlimitBin },

@@ -39,7 +39,7 @@ export class UnmountServer {
    */
   detach(dirs: string[]): Promise<string[]> {
     if (dirs.length === 0) return Promise.resolve([]);
-    if (dirs.some((dir) => dir.includes('\n'))) return Promise.reject(new Error('a home path with a line break cannot be sent to the unmount server'));
+    if (dirs.some((dir) => dir.includes('\n') || dir.includes('\0'))) return Promise.reject(new Error('a home path with a line break or a NUL byte cannot be sent to the unmount server'));
     if (this.closed || (!this.child && this.exits >= MAX_STARTS)) return Promise.reject(new Error('the unmount server is closed or keeps exiting'));
     const child = this.child ?? this.start();
     return new Promise((resolve, reject) => {
@@ -60,14 +60,18 @@ export class UnmountServer {
   }
 
   private start(): ChildProcessByStdio<Writable, RefReadable, null> {
-    const child = spawn(this.launcherBin, ['--unmount-server', this.workRoot], { stdio: ['pipe', 'pipe', 'ignore'], env: {} }) as ChildProcessByStdio<Writable, RefReadable, null>;
+    // It dies with this process (the parent pid it is told, so a worker that is pid 1 works too).
+    const child = spawn(this.launcherBin, ['--unmount-server', this.workRoot, String(process.pid)], { stdio: ['pipe', 'pipe', 'ignore'], env: {} }) as ChildProcessByStdio<Writable, RefReadable, null>;
     this.child = child;
     // Idle, it must not keep the worker's event loop alive.
     child.unref();
     (child.stdin as Writable & { unref(): void }).unref();
     child.stdout.unref();
     child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => this.read(chunk));
+    // Only this child's answers: lines a dead one still had buffered must not answer the next one's callers.
+    child.stdout.on('data', (chunk: string) => {
+      if (this.child === child) this.read(chunk);
+    });
     // A write to a server that died fails with EPIPE; its exit rejects the callers.
     child.stdin.on('error', () => undefined);
     const gone = (error: Error) => {
@@ -78,7 +82,8 @@ export class UnmountServer {
       this.fail(error);
     };
     child.once('error', (error) => gone(new Error(`the unmount server could not start: ${error.message}`)));
-    child.once('exit', (code, signal) => gone(new Error(`the unmount server exited with ${code ?? signal}`)));
+    // 'close': after its last answers were read, which 'exit' may precede.
+    child.once('close', (code, signal) => gone(new Error(`the unmount server exited with ${code ?? signal}`)));
     return child;
   }
 
