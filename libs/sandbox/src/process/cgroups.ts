@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SandboxLogger } from '../driver';
@@ -92,14 +92,16 @@ export class CgroupManager {
     const name = `exec-${randomBytes(8).toString('hex')}`;
     const dirs: Hierarchies = { memory: join(this.parents.memory, name), pids: join(this.parents.pids, name), cpu: join(this.parents.cpu, name) };
     const group = new V1ExecutionCgroup(dirs);
+    // Synchronous: cgroupfs answers in microseconds, while each fs/promises call is three trips
+    // through libuv's thread pool (open, write, close), ~0.4 ms of the worker's CPU per execution.
     try {
-      for (const dir of Object.values(dirs)) await mkdir(dir);
-      await writeFile(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+      for (const dir of Object.values(dirs)) mkdirSync(dir);
+      writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
       // memsw is memory + swap: equal to the memory limit, the group cannot swap its way past it.
-      if (this.swapAccounting) await writeFile(join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
-      await writeFile(join(dirs.pids, 'pids.max'), String(limits.maxProcesses));
-      await writeFile(join(dirs.cpu, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
-      await writeFile(join(dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round((limits.cpuMillis / 1000) * CFS_PERIOD_US))));
+      if (this.swapAccounting) writeFileSync(join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
+      writeFileSync(join(dirs.pids, 'pids.max'), String(limits.maxProcesses));
+      writeFileSync(join(dirs.cpu, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
+      writeFileSync(join(dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round((limits.cpuMillis / 1000) * CFS_PERIOD_US))));
     } catch (error) {
       await group.remove();
       throw error;
@@ -174,7 +176,7 @@ class V1ExecutionCgroup implements ExecutionCgroup {
 async function removeGroup(dir: string): Promise<void> {
   for (let attempt = 0; attempt < REMOVE_ATTEMPTS; attempt++) {
     try {
-      await rmdir(dir);
+      rmdirSync(dir); // cgroupfs: microseconds (see create)
       return;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
