@@ -20,8 +20,8 @@
  * The other half of the home's life: one long-lived child of the worker that detaches homes
  * (umount2 MNT_DETACH) as their paths arrive on stdin, one per line, answering each with a line:
  * "0", or "<errno> <why>". Only canonical absolute paths strictly under WORK_ROOT (no ".", "..",
- * symlink or NUL byte) are touched. It ends when stdin closes or the worker (PARENT_PID) dies. A `umount` spawned per
- * batch forked the whole worker each time (execution-sandbox.ts HomeUnmounter).
+ * symlink or NUL byte) are touched. It ends when stdin closes or the worker (PARENT_PID) dies.
+ * A `umount` spawned per batch forked the whole worker each time (execution-sandbox.ts).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -178,8 +178,14 @@ int main(int argc, char **argv) {
       fail("cannot switch to uid %lld", uid);
     }
     /* Belt and braces: a process that could get root back must not run the command. */
+    uid_t ruid, euid, suid;
+    gid_t rgid, egid, sgid;
     errno = 0;
-    if (setresuid(0, 0, 0) == 0 || getuid() != (uid_t)uid || geteuid() != (uid_t)uid || getgid() != (gid_t)uid) fail("uid %lld was not dropped for good", uid);
+    if (setresuid(0, 0, 0) == 0 || getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0 || ruid != (uid_t)uid ||
+        euid != (uid_t)uid || suid != (uid_t)uid || rgid != (gid_t)uid || egid != (gid_t)uid || sgid != (gid_t)uid || getgroups(0, NULL) != 0) {
+      errno = 0;
+      fail("uid %lld was not dropped for good", uid);
+    }
   }
   for (int k = 0; k < rlimit_count; k++) {
     struct rlimit limit = {rlimits[k].value, rlimits[k].value};
