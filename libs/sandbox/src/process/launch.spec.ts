@@ -90,6 +90,8 @@ describe('buildLaunch', () => {
     });
     // Nothing that needs root: spawn drops the uid and prlimit sets the rlimits, as without it.
     expect(buildLaunch({ command: bare, rlimits: ['--as=1'], uid: 7, binaries: { launcher: '/l', prlimit: '/p' } })).toEqual({ argv: ['/p', '--as=1', '--', ...bare], spawnIds: { uid: 7, gid: 7 } });
+    // Without prlimit the launcher applies them (and drops the uid) rather than the launch failing.
+    expect(buildLaunch({ command: bare, rlimits: ['--as=1'], uid: 7, binaries: { launcher: '/l' } })).toEqual({ argv: ['/l', '--uid', '7', '--as=1', '--', ...bare] });
   });
 
   it('runs the root link for real: a mount that fails ends the chain with its own exit code and message', async () => {

@@ -96,7 +96,8 @@ export function buildLaunch(spec: LaunchSpec): LaunchPlan {
   const { binaries } = spec;
   const needsRoot = cgroups.length > 0 || spec.netnsPath !== undefined || spec.homeTmpfs !== undefined;
   if (spec.homeTmpfs && spec.uid === undefined) throw new Error('buildLaunch: a home tmpfs needs the sandbox uid');
-  if (needsRoot && binaries.launcher) {
+  // The launcher also applies rlimits that no prlimit is there to apply (root without uids or cgroups).
+  if (binaries.launcher && (needsRoot || (spec.rlimits !== undefined && binaries.prlimit === undefined))) {
     return {
       argv: [
         binaries.launcher,

@@ -469,6 +469,19 @@ describe('ProcessDriver with bubblewrap', () => {
     });
     }
 
+    asRoot('applies the rlimits through podflow-launch when prlimit is missing and nothing else needs root', async () => {
+      const bare = new ProcessDriver({ isolation: 'bubblewrap', workRoot, sandboxUids: false, cgroups: false, prlimitBin: join(workRoot, 'no-prlimit'), maxOpenFiles: 77 });
+      try {
+        expect(await bare.init()).toMatchObject({ rlimits: true, launcher: true, cgroups: false });
+        const outcome = await bare.execute(request({ code: 'import resource\ndef main(args):\n    return {"nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE))}\n' }), new AbortController().signal);
+        await outcome.dispose();
+        expect(outcome.error).toBeUndefined();
+        expect(outcome.output).toEqual({ nofile: [77, 77] });
+      } finally {
+        await bare.close();
+      }
+    });
+
     asRoot('detaches each disposed home through the unmount server, and no other', async () => {
       const homes = async () => new Set((await readFile('/proc/mounts', 'utf8')).split('\n').filter((line) => line.startsWith('podflow-home ')).map((line) => line.split(' ')[1]!).filter((dir) => dir.startsWith(`${workRoot}/`)));
       const before = await homes();

@@ -319,7 +319,8 @@ function readNamespaceInit(stream: Readable | null): Promise<NamespaceInit | und
       const match = /"child-pid"\s*:\s*(\d+)/.exec(text);
       if (!match) return done(undefined);
       const pid = Number(match[1]);
-      void readStat(pid).then((stat) => done(stat ? { pid, startTime: stat.startTime } : undefined));
+      const stat = readStat(pid);
+      done(stat ? { pid, startTime: stat.startTime } : undefined);
     });
   });
 }
@@ -343,13 +344,13 @@ async function waitUntilGone(init: NamespaceInit): Promise<void> {
   const deadline = Date.now() + NAMESPACE_GONE_TIMEOUT_MS;
   // The kernel usually needs a millisecond or two: poll soon, then back off to 10 ms.
   for (let pause = 1; Date.now() < deadline; pause = Math.min(pause * 2, 10)) {
-    const stat = await readStat(init.pid);
+    const stat = readStat(init.pid);
     if (!stat || stat.startTime !== init.startTime || stat.state === 'Z' || stat.state === 'X') return;
     await new Promise((wake) => setTimeout(wake, pause));
   }
 }
 
-async function readStat(pid: number): Promise<{ state: string; startTime: string } | undefined> {
+function readStat(pid: number): { state: string; startTime: string } | undefined {
   // Synchronous: procfs answers in microseconds; fs/promises' readFile is four thread-pool trips.
   let text: string;
   try {
