@@ -42,13 +42,18 @@ function writer(language: Language, names: string[], rawNames: number[][] = []):
 async function execJobs(stack: Stack, runId: string): Promise<Array<{ attempt: number; state: string; attemptsStarted: number; attemptsMade: number }>> {
   const queue = new Queue<ExecJob>(QUEUE_NAMES.exec, { connection: stack.redis, prefix: stack.bullPrefix(QUEUE_NAMES.exec) });
   try {
-    const jobs = [];
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      const job = await queue.getJob(`${runId}.main.${attempt}`);
-      if (!job) break;
-      jobs.push({ attempt, state: await job.getState(), attemptsStarted: job.attemptsStarted, attemptsMade: job.attemptsMade });
+    // A worker reports the result before it completes the BullMQ job: the run can be finished
+    // while its job is still active for a moment. Read once no job is active (at most 5 s).
+    for (let waited = 0; ; waited += 50) {
+      const jobs = [];
+      for (let attempt = 1; attempt <= 5; attempt++) {
+        const job = await queue.getJob(`${runId}.main.${attempt}`);
+        if (!job) break;
+        jobs.push({ attempt, state: await job.getState(), attemptsStarted: job.attemptsStarted, attemptsMade: job.attemptsMade });
+      }
+      if (waited >= 5_000 || jobs.every((job) => job.state !== 'active')) return jobs;
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    return jobs;
   } finally {
     await queue.close();
   }
