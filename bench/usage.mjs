@@ -1,7 +1,7 @@
 // What the processes of a bench stack use: CPU time and memory from /proc, and Redis's own count of
 // the commands it ran (INFO commandstats, which counts the commands Lua scripts call too).
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
 
@@ -17,6 +17,26 @@ export function childrenCpuSecondsOf(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+}
+
+/**
+ * CPU seconds of what a worker started and has ended: its reaped children, plus its spawn server
+ * (podflow-launch --spawn-server, which starts the sandboxes and reaps them) with what that reaped.
+ */
+export function helpersCpuSecondsOf(workerPid) {
+  let seconds = childrenCpuSecondsOf(workerPid);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== workerPid) continue;
+      if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('--spawn-server')) continue;
+      seconds += cpuSecondsOf(Number(entry)) + childrenCpuSecondsOf(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return seconds;
 }
 
 /** CPU seconds the whole machine has been busy (every core, all but idle and iowait; /proc/stat). */

@@ -9,7 +9,7 @@ import { chainWorkflow } from './orchestration.mjs';
 import { PYTHON_NOOP, TYPESCRIPT_NOOP } from './latency.mjs';
 import { log, median, percentile, withStack } from './lib.mjs';
 import { checkAllSucceeded, followRun, readRun, submit } from './runs.mjs';
-import { childrenCpuSecondsOf, cpuSecondsOf, machineBusySeconds } from './usage.mjs';
+import { cpuSecondsOf, helpersCpuSecondsOf, machineBusySeconds } from './usage.mjs';
 
 const NOOPS = {
   python: PYTHON_NOOP,
@@ -89,16 +89,16 @@ async function measure(stack, { samples, chains, idleSeconds }) {
   const chainSeconds = [];
   const workflow = chainWorkflow(40);
   // CPU per node over the chains only (the 1 s pauses excluded): the whole machine, and the
-  // coordinator, the worker and what the worker reaped (launchers, bwrap) on their own.
+  // coordinator, the worker and what the worker started (its spawn server, launchers, bwrap) on their own.
   const cpu = { machine: 0, coordinator: 0, worker: 0, workerChildren: 0 };
   for (let i = 0; i < chains; i++) {
     await sleep(1_000);
-    const before = { machine: machineBusySeconds(), coordinator: cpuSecondsOf(stack.coordinatorPid), worker: cpuSecondsOf(workerPid), workerChildren: childrenCpuSecondsOf(workerPid) };
+    const before = { machine: machineBusySeconds(), coordinator: cpuSecondsOf(stack.coordinatorPid), worker: cpuSecondsOf(workerPid), workerChildren: helpersCpuSecondsOf(workerPid) };
     const started = performance.now();
     const runId = await submit(stack, workflow);
     await followRun(stack, runId, Date.now() + 120_000);
     chainSeconds.push((performance.now() - started) / 1000);
-    const after = { machine: machineBusySeconds(), coordinator: cpuSecondsOf(stack.coordinatorPid), worker: cpuSecondsOf(workerPid), workerChildren: childrenCpuSecondsOf(workerPid) };
+    const after = { machine: machineBusySeconds(), coordinator: cpuSecondsOf(stack.coordinatorPid), worker: cpuSecondsOf(workerPid), workerChildren: helpersCpuSecondsOf(workerPid) };
     for (const key of Object.keys(cpu)) cpu[key] += after[key] - before[key];
     checkAllSucceeded(runId, await readRun(stack, runId), 40);
   }

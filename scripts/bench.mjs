@@ -197,7 +197,7 @@ async function warmSection(redis) {
       `| no-op ${language} node, same, back to back (the pool refills meanwhile), median / p95 ms | ${ms(off.backToBack[language].median)} / ${ms(off.backToBack[language].p95)} | ${ms(on.backToBack[language].median)} / ${ms(on.backToBack[language].p95)} | ${times(on.backToBack[language].median / off.backToBack[language].median)} |`,
     ),
     `| chain of 40 no-op Python nodes, submit → run finished, median s | ${off.chain.median.toFixed(2)} (${off.chain.samples.map((v) => v.toFixed(2)).join(', ')}) | ${on.chain.median.toFixed(2)} (${on.chain.samples.map((v) => v.toFixed(2)).join(', ')}) | ${times(on.chain.median / off.chain.median)} |`,
-    `| chain of 40: CPU per node, ms: all processes (coordinator / worker / what the worker reaped) | ${cpuRow(off.chain.cpuPerNodeMs)} | ${cpuRow(on.chain.cpuPerNodeMs)} | ${times(on.chain.cpuPerNodeMs.machine / off.chain.cpuPerNodeMs.machine)} |`,
+    `| chain of 40: CPU per node, ms: all processes (coordinator / worker / its spawn server and what was reaped) | ${cpuRow(off.chain.cpuPerNodeMs)} | ${cpuRow(on.chain.cpuPerNodeMs)} | ${times(on.chain.cpuPerNodeMs.machine / off.chain.cpuPerNodeMs.machine)} |`,
     `| idle worker: RSS of the worker and its sandboxes, MiB (processes) | ${off.idle.rssMiB.toFixed(0)} (${off.idle.processes}) | ${on.idle.rssMiB.toFixed(0)} (${on.idle.processes}) | ${times(on.idle.rssMiB / off.idle.rssMiB)} |`,
     `| idle worker: CPU of the worker and its sandboxes over 5 s, % of one core | ${off.idle.cpuPercent.toFixed(1)} | ${on.idle.cpuPercent.toFixed(1)} | – |`,
     '',

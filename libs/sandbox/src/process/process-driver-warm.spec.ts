@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SandboxOutcome, SandboxRequest } from '../driver';
+import { BUILT_LAUNCHER } from './launch';
 import { ProcessDriver } from './process-driver';
 
 // The process driver's warm pool with real bubblewrap sandboxes: nothing here is mocked.
@@ -59,15 +61,25 @@ async function poolFull(): Promise<void> {
 }
 
 /** Pids of this process's children that are sandboxes (bubblewrap), waiting or running. */
-async function sandboxChildren(): Promise<number[]> {
-  const found: number[] = [];
+async function processes(): Promise<Array<{ pid: number; ppid: number; cmdline: string }>> {
+  const found: Array<{ pid: number; ppid: number; cmdline: string }> = [];
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (ppid !== process.pid) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes('bwrap')) found.push(Number(pid));
+    if (stat) found.push({ pid: Number(pid), ppid: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), cmdline });
+  }
+  return found;
+}
+
+async function sandboxChildren(): Promise<number[]> {
+  const found: number[] = [];
+  const all = await processes();
+  // Started by this process, or by its spawn server (a child of it: spawn-server.ts).
+  const parents = new Set([process.pid, ...all.filter((p) => p.ppid === process.pid && p.cmdline.includes('--spawn-server')).map((p) => p.pid)]);
+  for (const { pid, ppid, cmdline } of all) {
+    if (!parents.has(ppid)) continue;
+    if (cmdline.includes('bwrap')) found.push(pid);
   }
   return found;
 }
@@ -172,6 +184,32 @@ describe('process driver: warm pool', () => {
     expect(outcome).toMatchObject({ status: 'succeeded', output: { ok: true } });
     expect(driver.poolStats()!.taken).toBe(before.taken);
     expect(driver.poolStats()!.waiting.python).toBe(1);
+  });
+
+  const asRootWithLauncher = process.getuid?.() === 0 && existsSync(BUILT_LAUNCHER) ? it : it.skip;
+
+  asRootWithLauncher('starts sandboxes through the spawn server, and a spawn server that died is replaced along with what it had started', async () => {
+    await poolFull();
+    const servers = async () => (await processes()).filter((p) => p.ppid === process.pid && p.cmdline.includes('--spawn-server'));
+    const [server] = await servers();
+    expect(server).toBeDefined();
+    let waiting = await sandboxChildren();
+    for (let i = 0; i < 150 && waiting.length !== 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      waiting = await sandboxChildren();
+    }
+    // Both waiting sandboxes are the server's children, none the worker's own.
+    const parents = new Map((await processes()).map((p) => [p.pid, p.ppid]));
+    expect(waiting.map((pid) => parents.get(pid))).toEqual([server!.pid, server!.pid]);
+    const lost = driver.poolStats()!.lost;
+    process.kill(server!.pid, 'SIGKILL');
+    for (let i = 0; i < 300 && driver.poolStats()!.lost < lost + 2; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(driver.poolStats()!.lost).toBe(lost + 2);
+    await poolFull();
+    const outcome = await run({ code: 'def main(args):\n    return {"after": "server"}' });
+    expect(outcome).toMatchObject({ status: 'succeeded', output: { after: 'server' } });
+    const [next] = await servers();
+    expect(next!.pid).not.toBe(server!.pid);
   });
 
   it('replaces a waiting sandbox that was killed', async () => {

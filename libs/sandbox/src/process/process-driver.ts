@@ -21,6 +21,7 @@ import { closeInheritedDescriptors } from './inherited-descriptors';
 import { planIsolation, type IsolationMode, type IsolationPlan, type IsolationReport } from './isolation-plan';
 import { BUILT_LAUNCHER, buildLaunch } from './launch';
 import { UnmountServer } from './unmount-server';
+import { SpawnServer } from './spawn-server';
 import { DEFAULT_PROCESS_LIMITS, prlimitArgs, rlimitsFor, stdoutCapBytes, type ProcessLimits } from './rlimits';
 import { startSandboxProcess, type SandboxLaunchSpec, type StartedSandboxProcess } from './sandbox-process';
 import { WarmPool, poolRuntimeOf, type PoolRuntime, type WarmPoolStats, type WarmSandbox } from './warm-pool';
@@ -73,6 +74,12 @@ export interface ProcessDriverOptions {
    */
   launcherBin?: string | false;
   /**
+   * Start the launcher's sandboxes through its spawn server (spawn-server.ts; default true): a
+   * `child_process.spawn` forks the whole worker and blocks its event loop for ~1.5 ms per sandbox.
+   * `false`, or no launcher: the worker spawns them itself.
+   */
+  spawnServer?: boolean;
+  /**
    * Warm sandboxes kept started per runtime (Python; Node for JavaScript and TypeScript), each
    * serving one execution (default 0: every execution starts cold). Only executions with the
    * default resources, no dependency layer and no egress take one; the others start cold.
@@ -101,6 +108,7 @@ export class ProcessDriver implements SandboxDriver {
   private pool?: WarmPool;
   /** Batches the unmounting of home tmpfs mounts (root only). */
   private unmounter?: HomeUnmounter;
+  private spawner?: SpawnServer;
   private closed = false;
 
   constructor(private readonly options: ProcessDriverOptions = {}) {
@@ -263,6 +271,7 @@ export class ProcessDriver implements SandboxDriver {
     for (const controller of this.running) controller.abort();
     await this.pool?.close();
     this.unmounter?.close();
+    this.spawner?.close();
   }
 
   /** Starts the warm pool once the host is known to run sandboxes (idempotent). */
@@ -427,6 +436,8 @@ export class ProcessDriver implements SandboxDriver {
       binaries: { ...(bubblewrap ? plan.root?.launch : undefined), prlimit: plan.prlimitBin },
     });
     const argv = launch.argv;
+    const launcher = bubblewrap ? plan.root?.launch.launcher : undefined;
+    const server = launcher !== undefined && argv[0] === launcher && !launch.spawnIds && this.options.spawnServer !== false ? (this.spawner ??= new SpawnServer(launcher, this.options.logger)) : undefined;
     return {
       command: argv[0],
       args: argv.slice(1),
@@ -440,6 +451,7 @@ export class ProcessDriver implements SandboxDriver {
       stderrTailBytes: 64 * 1024,
       infoFd: bubblewrap,
       ...(bubblewrap && plan.seccomp ? { seccompProgram: plan.seccomp } : {}),
+      ...(server ? { server: { spawner: server, launch: true } } : {}),
     };
   }
 

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import { ServedChild, type PipeDirection, type SpawnServer } from './spawn-server';
 
 /** Why the sandbox process ended. The first cause recorded wins (a timeout stays a timeout). */
 export type Termination = 'exited' | 'timeout' | 'canceled' | 'output-too-large' | 'spawn-failed';
@@ -19,6 +20,22 @@ export interface SandboxLaunchSpec {
   infoFd: boolean;
   /** Written to fd 4 (for `bwrap --seccomp 4`), then closed. Needs `infoFd`. */
   seccompProgram?: Buffer;
+  /**
+   * Started by this server instead of `child_process.spawn` (which forks the whole worker), while
+   * it is available; `launch`: `command` is the server's own program (spawn-server.ts). Not with `ids`.
+   */
+  server?: { spawner: SpawnServer; launch: boolean };
+}
+
+/** The part of a child process a sandbox uses: `ChildProcess`, or a `ServedChild` of the spawn server. */
+interface SandboxChild {
+  readonly pid?: number | undefined;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  readonly stdio: ReadonlyArray<Readable | Writable | null | undefined>;
+  on(event: 'exit' | 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
+  on(event: 'error', listener: (error: NodeJS.ErrnoException) => void): unknown;
 }
 
 /** What one execution hands the started process: its request and the limits that count from then on. */
@@ -90,7 +107,7 @@ export function startSandboxProcess(spec: SandboxLaunchSpec): StartedSandboxProc
 
 /** A started sandbox process; see `startSandboxProcess`. */
 export class StartedSandboxProcess {
-  private child?: ChildProcess;
+  private child?: SandboxChild;
   private readonly stdoutChunks: Buffer[] = [];
   private stdoutBytes = 0;
   private stderrTail: Buffer = Buffer.alloc(0);
@@ -116,15 +133,9 @@ export class StartedSandboxProcess {
   constructor(private readonly spec: SandboxLaunchSpec) {
     this.endedPromise = new Promise((resolve) => (this.resolveEnded = resolve));
     this.reaped = new Promise((resolve) => (this.resolveReaped = resolve));
-    let child: ChildProcess;
+    let child: SandboxChild;
     try {
-      child = spawn(spec.command, spec.args, {
-        cwd: spec.cwd,
-        env: spec.env,
-        detached: true,
-        stdio: spec.seccompProgram ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : spec.infoFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
-        ...(spec.ids ?? {}),
-      });
+      child = spawnChild(spec);
     } catch (error) {
       this.termination = 'spawn-failed';
       this.resolveReaped();
@@ -291,8 +302,25 @@ class MarkerWatch {
   }
 }
 
-/** SIGKILLs the child's process group (it leads one: `detached: true`). */
-function killGroup(child: ChildProcess | undefined): void {
+/**
+ * Through the spawn server when the spec names one that is up (the child leads a session of its
+ * own there), else `child_process.spawn` with `detached: true` (a process group of its own).
+ */
+function spawnChild(spec: SandboxLaunchSpec): SandboxChild {
+  const pipes: PipeDirection[] = spec.seccompProgram ? ['in', 'out', 'out', 'out', 'in'] : spec.infoFd ? ['in', 'out', 'out', 'out'] : ['in', 'out', 'out'];
+  if (spec.server?.spawner.available && !spec.ids) {
+    const env = spec.env ?? Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+    return spec.server.spawner.spawn({ command: spec.command, args: spec.args, cwd: spec.cwd, env, pipes, mode: spec.server.launch ? 'launch' : 'exec' });
+  }
+  return spawn(spec.command, spec.args, { cwd: spec.cwd, env: spec.env, detached: true, stdio: pipes.map(() => 'pipe'), ...(spec.ids ?? {}) }) as ChildProcess;
+}
+
+/** SIGKILLs the child's process group (it leads one). */
+function killGroup(child: SandboxChild | undefined): void {
+  if (child instanceof ServedChild) {
+    child.killGroup();
+    return;
+  }
   if (child?.pid === undefined) return;
   try {
     process.kill(-child.pid, 'SIGKILL');
