@@ -31,15 +31,18 @@
  * field ending in a NUL byte:
  *   spawn ID PIPES MODE CWD ENVC ENV... ARGC ARGV...
  *       PIPES has one letter per child fd from 0: "w" the worker writes it, "r" the worker reads
- *       it. The child gets its own session, those fds, CWD and ENV. MODE "exec" execs ARGV (an
- *       exec failure is answered "failed"); MODE "launch" runs this program's launch (ARGV as
- *       its arguments) in the child without exec'ing it again.
+ *       it (fds below 3 that are no pipe get /dev/null). The child gets its own session, those
+ *       fds, CWD and ENV. MODE "exec" execs ARGV; MODE "launch" runs this program's launch (ARGV
+ *       as its arguments) in the child without exec'ing it again. "spawned" is answered once the
+ *       child leads its session (a group kill then always reaches it), "failed" when its set-up
+ *       or the exec failed.
  *   close ID   the worker has opened its ends (/proc/<this pid>/fd/N): this process closes its copies
  *   reap ID    the worker has seen the exit: the zombie is reaped (until then its pid, and the
  *              group id the worker kills, cannot be reused)
  * Answers are lines on stdout: "spawned ID PID FD..." (this process's fd of the worker's end of
  * each pipe), "failed ID ERRNO", "exit ID CODE SIGNAL" (CODE -1 when killed by SIGNAL). It ends
- * when stdin closes (killing what is left) or the worker (PARENT_PID) dies.
+ * when stdin closes, a write to stdout fails or a request cannot be read (killing what it started,
+ * in each case), or when the worker (PARENT_PID) dies.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -253,9 +256,27 @@ static void forget(struct served *child) {
   *child = served[--served_count];
 }
 
-/* Protocol errors end the server: only the worker writes to it. */
+/*
+ * Ends everything the server started: their stdin loses its last writer here, the group and the
+ * process itself are killed (each child has its session from before "spawned": the status pipe),
+ * and the zombies are reaped.
+ */
+static void end_children(void) {
+  for (int k = 0; k < served_count; k++) {
+    close_worker_ends(&served[k]);
+    kill(-served[k].pid, SIGKILL);
+    kill(served[k].pid, SIGKILL);
+  }
+  while (served_count > 0) {
+    waitpid(served[0].pid, NULL, 0);
+    forget(&served[0]);
+  }
+}
+
+/* Protocol errors end the server (only the worker writes to it), and what it started with it. */
 static void protocol_error(const char *what) {
   fprintf(stderr, "podflow-launch: spawn server: %s\n", what);
+  end_children();
   exit(SETUP_FAILED);
 }
 
@@ -331,31 +352,42 @@ static void spawn_child(struct fields *f) {
     worker_end[made] = pipes[made] == 'w' ? ends[1] : ends[0];
     child_end[made] = pipes[made] == 'w' ? ends[0] : ends[1];
   }
-  if (error == 0 && !launch_mode && pipe2(status, O_CLOEXEC) != 0) error = errno;
+  /*
+   * The child's errno if its set-up fails, else closed: by the exec (exec mode), or once it leads
+   * its own session (launch mode), so that a group kill right after "spawned" always finds it.
+   */
+  if (error == 0 && pipe2(status, O_CLOEXEC) != 0) error = errno;
   pid_t pid = error == 0 ? fork() : -1;
   if (error == 0 && pid < 0) error = errno;
   if (pid == 0) {
     /* The child: its own session, the pipes as fds 0..n-1, the signals as the worker left them. */
     sigprocmask(SIG_SETMASK, &original_mask, NULL);
+    signal(SIGPIPE, SIG_DFL);
     if (setsid() < 0) child_fail(status[1], errno);
     int high[MAX_PIPES];
     for (size_t k = 0; k < pipe_count; k++)
       if ((high[k] = fcntl(child_end[k], F_DUPFD_CLOEXEC, 3 + MAX_PIPES)) < 0) child_fail(status[1], errno);
     for (size_t k = 0; k < pipe_count; k++)
       if (dup2(high[k], (int)k) < 0) child_fail(status[1], errno);
-    if (chdir(cwd) != 0) {
-      if (launch_mode) fail("cannot enter %s", cwd);
-      child_fail(status[1], errno);
+    /* Never the server's own stdio (the worker's stderr) for an fd below 3 that is no pipe. */
+    for (int k = (int)pipe_count; k < 3; k++) {
+      int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (null < 0 || dup2(null, k) < 0) child_fail(status[1], errno);
+      close(null);
     }
+    if (chdir(cwd) != 0) child_fail(status[1], errno);
     environ = envp;
-    if (launch_mode) _exit(launch((int)argc, argv));
+    if (launch_mode) {
+      close(status[1]);
+      _exit(launch((int)argc, argv));
+    }
     execvp(argv[0], argv);
     child_fail(status[1], errno);
   }
   for (size_t k = 0; k < made; k++) close(child_end[k]);
   if (status[1] >= 0) close(status[1]);
   if (pid > 0 && status[0] >= 0) {
-    /* Closed by a successful exec (close-on-exec), or the child's errno. */
+    /* Closed by a successful exec or the launch's set-up, or the child's errno. */
     int child_error = 0;
     ssize_t got;
     while ((got = read(status[0], &child_error, sizeof child_error)) < 0 && errno == EINTR) {
@@ -441,6 +473,8 @@ static int spawn_server(const char *parent) {
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   if (sigprocmask(SIG_BLOCK, &chld, &original_mask) != 0) fail("cannot block SIGCHLD");
+  /* A worker that stopped reading shows as a failed write, which ends the server through end_children. */
+  signal(SIGPIPE, SIG_IGN);
   sigdelset(&original_mask, SIGCHLD);
   int signals = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signals < 0) fail("cannot open a signalfd");
@@ -494,12 +528,8 @@ static int spawn_server(const char *parent) {
     }
     if (fflush(stdout) != 0) break;
   }
-  /* The worker closed its end: nothing it started may outlive it. */
-  for (int k = 0; k < served_count; k++) kill(-served[k].pid, SIGKILL);
-  while (served_count > 0) {
-    waitpid(served[0].pid, NULL, 0);
-    forget(&served[0]);
-  }
+  /* The worker closed its end (or cannot read any more): nothing it started may outlive it. */
+  end_children();
   return 0;
 }
 

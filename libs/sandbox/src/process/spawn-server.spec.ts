@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { BUILT_LAUNCHER } from './launch';
 import { SpawnServer, type ServedChild } from './spawn-server';
@@ -106,6 +107,74 @@ describe('SpawnServer', () => {
     expect(await ended(refused)).toEqual({ exit: [125, null], stdout: '', stderr: 'podflow-launch: unknown argument --bogus\n' });
   });
 
+  asRoot('answers "spawned" only once a launched child leads its session: a group kill at once never misses one (40 at a time)', async () => {
+    const children = Array.from({ length: 40 }, () => server.spawn({ command: BUILT_LAUNCHER, args: ['--', 'sleep', '100'], cwd: '/', env: ENV, pipes: ['in', 'out', 'out'], mode: 'launch' }));
+    const results = children.map((child) => ended(child));
+    // Asked while starting: carried out the moment each is reported spawned.
+    for (const child of children) child.killGroup();
+    for (const result of results) expect((await result).exit).toEqual([null, 'SIGKILL']);
+  });
+
+  asRoot('(the protocol itself) a launched child already leads its own session when its "spawned" line is read', async () => {
+    // The raw server, so the check runs the moment each line is read. It and its children share
+    // one CPU with busy loops, and each spawn is sent once the last was answered: a child set up
+    // only after its "spawned" line (the race this guards against) then shows at once.
+    const hogs = [0, 1, 2].map(() => spawn('taskset', ['-c', '0', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }));
+    const raw = spawn('taskset', ['-c', '0', BUILT_LAUNCHER, '--spawn-server', String(process.pid)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const request = (id: number) => {
+      const payload = ['spawn', String(id), 'wrr', 'launch', '/', '0', '4', BUILT_LAUNCHER, '--', 'sleep', '100'].map((value) => `${value}\0`).join('');
+      return `${Buffer.byteLength(payload)}:${payload}`;
+    };
+    const sessions: Array<[number, number]> = [];
+    let buffered = '';
+    try {
+      await new Promise<void>((resolve) => {
+        raw.stdout.on('data', (chunk: Buffer) => {
+          buffered += chunk.toString();
+          for (let end = buffered.indexOf('\n'); end >= 0; end = buffered.indexOf('\n')) {
+            const [kind, id, pid] = buffered.slice(0, end).split(' ');
+            buffered = buffered.slice(end + 1);
+            if (kind !== 'spawned') continue;
+            const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+            // Fields after the command: state, ppid, pgrp, session.
+            sessions.push([Number(pid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3])]);
+            if (sessions.length === 60) resolve();
+            else raw.stdin.write(request(Number(id) + 1));
+          }
+        });
+        raw.stdin.write(request(1));
+      });
+    } finally {
+      for (const hog of hogs) hog.kill('SIGKILL');
+    }
+    raw.stdin.end();
+    await new Promise((resolve) => raw.on('close', resolve));
+    expect(sessions.filter(([pid, sid]) => pid !== sid)).toEqual([]);
+    for (const [pid] of sessions) expect(processGone(pid)).toBe(true);
+  });
+
+  asRoot('gives a child /dev/null for fds below 3 it has no pipe for, never the worker\'s stderr', async () => {
+    const child = server.spawn({ command: 'readlink', args: ['/proc/self/fd/2'], cwd: '/', env: ENV, pipes: ['in', 'out'] });
+    let stdout = '';
+    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stdin!.end();
+    await new Promise((resolve) => child.on('close', resolve));
+    expect(stdout).toBe('/dev/null\n');
+  });
+
+  asRoot("closes once the child exited even when an output is never read (it is drained, as child_process does)", async () => {
+    const child = server.spawn({ command: 'sh', args: ['-c', 'echo unread >&3; echo unread'], cwd: '/', env: ENV, pipes: ['in', 'out', 'out', 'out'] });
+    child.stdin!.end();
+    const closed = await new Promise((resolve) => child.on('close', (code: number | null) => resolve(code)));
+    expect(closed).toBe(0);
+  });
+
+  asRoot('refuses a NUL byte in a field before anything is started, and closes cleanly after it', async () => {
+    expect(() => server.spawn({ command: 'echo', args: ['a\0b'], cwd: '/', env: ENV, pipes: ['in', 'out', 'out'] })).toThrow(/NUL byte/);
+    const next = server.spawn({ command: 'echo', args: ['fine'], cwd: '/', env: ENV, pipes: ['in', 'out', 'out'] });
+    expect(await ended(next)).toEqual({ exit: [0, null], stdout: 'fine\n', stderr: '' });
+  });
+
   asRoot('a server that dies ends what it started (killed), and the next spawn starts a new one', async () => {
     const child = server.spawn({ command: 'sleep', args: ['100'], cwd: '/', env: ENV, pipes: ['in', 'out', 'out'] });
     const result = ended(child);
@@ -118,14 +187,15 @@ describe('SpawnServer', () => {
     expect(await ended(next)).toEqual({ exit: [0, null], stdout: 'again\n', stderr: '' });
   });
 
-  asRoot('close() kills what is still running', async () => {
+  asRoot('close() kills what is still running, a launched child reading its stdin too, and the server exits', async () => {
     const child = server.spawn({ command: 'sleep', args: ['100'], cwd: '/', env: ENV, pipes: ['in', 'out', 'out'] });
-    const result = ended(child);
-    await until(() => child.pid !== undefined, 'the child runs');
-    const pid = child.pid!;
+    const reader = server.spawn({ command: BUILT_LAUNCHER, args: ['--', 'cat'], cwd: '/', env: ENV, pipes: ['in', 'out', 'out'], mode: 'launch' });
+    const results = [ended(child), ended(reader)];
+    await until(() => child.pid !== undefined && reader.pid !== undefined, 'the children run');
+    const serverPid = Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
     server.close();
-    expect((await result).exit).toEqual([null, 'SIGKILL']);
-    await until(() => processGone(pid), 'the child is gone');
+    for (const result of results) expect((await result).exit).toEqual([null, 'SIGKILL']);
+    await until(() => processGone(child.pid!) && processGone(reader.pid!) && processGone(serverPid), 'the children and the server are gone');
     expect(server.available).toBe(false);
   });
 });

@@ -33,6 +33,13 @@ type State = 'starting' | 'running' | 'exited' | 'reaped' | 'failed';
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, number]) => [number, name]));
 
+/** A request: `<length>:` and the fields, each ending in a NUL byte. */
+function encode(fields: string[]): Buffer {
+  if (fields.some((field) => field.includes('\0'))) throw new Error('a spawn argument, environment entry or directory holds a NUL byte');
+  const payload = Buffer.from(fields.map((field) => `${field}\0`).join(''), 'utf8');
+  return Buffer.concat([Buffer.from(`${payload.length}:`), payload]);
+}
+
 /**
  * A child started by the spawn server, shaped like the part of `ChildProcess` a sandbox uses: its
  * pipes are there at once (streams the real pipes are joined to once the server has answered),
@@ -86,40 +93,43 @@ export class ServedChild extends EventEmitter {
     }
   }
 
-  /** The server started it: `fds` are the paths of the worker's ends, opened here in order. */
+  /**
+   * The server started it (it leads its session already): `ends` are the paths of the worker's
+   * ends of its pipes, opened here in order. A pipe that cannot be opened (out of descriptors)
+   * kills the child: it must not run with its request or its answer lost.
+   */
   started(pid: number, ends: string[]): void {
     this.pid = pid;
     this.state = 'running';
+    let opened = true;
     this.pipes.forEach((direction, fd) => {
       const stream = this.stdio[fd]!;
-      let handle: number;
-      try {
-        // Non-blocking: a write end whose reader is gone fails at once (ENXIO) instead of waiting.
-        handle = openSync(ends[fd]!, (direction === 'in' ? fsConstants.O_WRONLY : fsConstants.O_RDONLY) | fsConstants.O_NONBLOCK);
-      } catch {
-        // The child is gone already: nothing will be read from or written to it.
-        stream.destroy();
-        return;
-      }
+      let handle: number | undefined;
       let socket: Socket;
       try {
+        handle = openSync(ends[fd]!, (direction === 'in' ? fsConstants.O_WRONLY : fsConstants.O_RDONLY) | fsConstants.O_NONBLOCK);
         socket = new Socket({ fd: handle, readable: direction === 'out', writable: direction === 'in' });
       } catch {
-        closeSync(handle);
+        if (handle !== undefined) closeSync(handle);
         stream.destroy();
+        opened = false;
         return;
       }
       if (direction === 'in') {
-        // EPIPE once the child has died: what was not written is of no use to anyone.
-        // (pipe() ends the socket after the last write has gone out.)
         socket.on('error', () => stream.destroy());
+        // pipe() ends the socket after its last write; a stream destroyed before its end closes it.
+        stream.once('close', () => {
+          if (!stream.readableEnded) socket.destroy();
+        });
         stream.pipe(socket);
       } else {
         socket.on('error', () => stream.end());
+        // A reader that gave up (destroyed the stream) lets go of the pipe too.
+        stream.once('close', () => socket.destroy());
         socket.pipe(stream);
       }
     });
-    if (this.killWanted) this.killGroup();
+    if (this.killWanted || !opened) this.killGroup();
   }
 
   failed(code: string): void {
@@ -137,6 +147,10 @@ export class ServedChild extends EventEmitter {
     this.emit('exit', code, signal);
     this.state = 'reaped';
     this.reap(this);
+    // As child_process does: an output nobody reads is drained, so that 'close' can come.
+    this.pipes.forEach((direction, fd) => {
+      if (direction === 'out' && this.stdio[fd]!.readableFlowing === null) this.stdio[fd]!.resume();
+    });
     if (this.openOutputs === 0) this.emit('close', code, signal);
   }
 
@@ -174,9 +188,15 @@ export class SpawnServer {
     return !this.closed && (this.server !== undefined || this.exits < MAX_STARTS);
   }
 
-  /** Starts a child; its failure to start is its 'error' event, never a throw. */
+  /**
+   * Starts a child; its failure to start is its 'error' event (`ECONNREFUSED`: no server).
+   * @throws Error for a field with a NUL byte, which no process can be given (nothing is started).
+   */
   spawn(spec: ServedSpawnSpec): ServedChild {
+    const env = Object.entries(spec.env).map(([name, value]) => `${name}=${value}`);
+    const pipes = spec.pipes.map((direction) => (direction === 'in' ? 'w' : 'r')).join('');
     const id = this.nextId++;
+    const request = encode(['spawn', String(id), pipes, spec.mode ?? 'exec', spec.cwd, String(env.length), ...env, String(1 + spec.args.length), spec.command, ...spec.args]);
     const child = new ServedChild(id, spec.pipes, (done) => this.reaped(done));
     if (!this.available) {
       queueMicrotask(() => child.failed('ECONNREFUSED'));
@@ -185,9 +205,7 @@ export class SpawnServer {
     const server = this.server ?? this.start();
     this.children.set(id, child);
     if (this.children.size === 1) server.stdout.ref();
-    const env = Object.entries(spec.env).map(([name, value]) => `${name}=${value}`);
-    const pipes = spec.pipes.map((direction) => (direction === 'in' ? 'w' : 'r')).join('');
-    this.send(['spawn', String(id), pipes, spec.mode ?? 'exec', spec.cwd, String(env.length), ...env, String(1 + spec.args.length), spec.command, ...spec.args]);
+    server.stdin.write(request);
     return child;
   }
 
@@ -201,9 +219,7 @@ export class SpawnServer {
   }
 
   private send(fields: string[]): void {
-    if (fields.some((field) => field.includes('\0'))) throw new Error('a spawn argument, environment entry or directory holds a NUL byte');
-    const payload = Buffer.from(fields.map((field) => `${field}\0`).join(''), 'utf8');
-    this.server?.stdin.write(Buffer.concat([Buffer.from(`${payload.length}:`), payload]));
+    this.server?.stdin.write(encode(fields));
   }
 
   private start(): ChildProcessByStdio<Writable, RefReadable, null> {
