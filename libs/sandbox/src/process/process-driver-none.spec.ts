@@ -63,6 +63,7 @@ describe('ProcessDriver without isolation', () => {
       egress: false,
       seccomp: false,
       launcher: false,
+      spawnServer: false,
     });
   });
 

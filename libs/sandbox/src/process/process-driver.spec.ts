@@ -80,7 +80,7 @@ describe('ProcessDriver with bubblewrap', () => {
   it('reports bubblewrap isolation with rlimits', async () => {
     const report = await driver.init();
     expect(report).toMatchObject({ isolation: 'bubblewrap', rlimits: true });
-    if (process.getuid?.() === 0) expect(report).toMatchObject({ dedicatedUids: true, launcher: true });
+    if (process.getuid?.() === 0) expect(report).toMatchObject({ dedicatedUids: true, launcher: true, spawnServer: true });
   });
 
   it('runs a Python hello world', async () => {
@@ -437,15 +437,23 @@ describe('ProcessDriver with bubblewrap', () => {
     });
 
     const launches = [
-      { how: 'through podflow-launch', launcherBin: undefined, launcher: true },
-      { how: 'through the sh chain when podflow-launch is not there', launcherBin: 'not-built', launcher: false },
-      { how: 'through the sh chain when podflow-launch does not run', launcherBin: '/bin/false', launcher: false },
+      { how: 'through podflow-launch, started by its spawn server', launcherBin: undefined, launcher: true, spawnServer: true },
+      { how: 'through podflow-launch, spawned by the driver itself (spawnServer: false)', launcherBin: undefined, launcher: true, spawnServer: false },
+      { how: 'through the sh chain when podflow-launch is not there', launcherBin: 'not-built', launcher: false, spawnServer: false },
+      { how: 'through the sh chain when podflow-launch does not run', launcherBin: '/bin/false', launcher: false, spawnServer: false },
     ];
-    for (const { how, launcherBin, launcher } of launches) {
+    for (const { how, launcherBin, launcher, spawnServer } of launches) {
     asRoot(`sets up the home quota, cgroups, uid, groups and rlimits ${how}`, async () => {
-      const chain = new ProcessDriver({ isolation: 'bubblewrap', workRoot, homeSizeBytes: 8 * MIB, memoryLimitBytes: 64 * MIB, ...(launcherBin ? { launcherBin: launcherBin.startsWith('/') ? launcherBin : join(workRoot, launcherBin) } : {}) });
+      const chain = new ProcessDriver({
+        isolation: 'bubblewrap',
+        workRoot,
+        homeSizeBytes: 8 * MIB,
+        memoryLimitBytes: 64 * MIB,
+        ...(launcherBin ? { launcherBin: launcherBin.startsWith('/') ? launcherBin : join(workRoot, launcherBin) } : {}),
+        ...(spawnServer ? {} : { spawnServer: false }),
+      });
       try {
-        expect(await chain.init()).toMatchObject({ launcher, dedicatedUids: true, cgroups: true, homeQuota: true });
+        expect(await chain.init()).toMatchObject({ launcher, spawnServer, dedicatedUids: true, cgroups: true, homeQuota: true });
         const code = [
           'import os, resource',
           'def main(args):',

@@ -134,12 +134,15 @@ export class ProcessDriver implements SandboxDriver {
     this.defaultResources = resolveResources(undefined, this.resourcePolicy);
   }
 
-  /** Probes the host once (bwrap, prlimit, uids) and says how executions will be isolated. */
-  async init(): Promise<IsolationReport> {
+  /**
+   * Probes the host once (bwrap, prlimit, uids) and says how executions will be isolated, and
+   * whether sandboxes are started by the spawn server (root with the launcher, `spawnServer` not false).
+   */
+  async init(): Promise<IsolationReport & { spawnServer: boolean }> {
     const plan = await this.plan();
     if (plan.kind === 'unavailable') throw new Error(plan.message);
     this.startPool(plan);
-    return plan.report;
+    return { ...plan.report, spawnServer: plan.kind === 'bubblewrap' && plan.report.launcher && this.options.spawnServer !== false };
   }
 
   /** How the warm pool is doing (undefined without one). */
