@@ -76,6 +76,8 @@ export interface RootTools {
   launch: LaunchBinaries;
   mount: string;
   umount: string;
+  /** The launcher also runs as a spawn server here (spawn-server.ts): it started and ended on a closed stdin. */
+  spawnServer: boolean;
 }
 
 export type IsolationPlan =
@@ -179,7 +181,19 @@ async function rootTools(launcherBin: string | false, logger?: SandboxLogger): P
     found[key] = path;
   }
   const launcher = launcherBin === false ? undefined : await usableLauncher(launcherBin, logger);
-  return { launch: { sh: found.sh, nsenter: found.nsenter, setpriv: found.setpriv, mount: found.mount, ...(launcher ? { launcher } : {}) }, mount: found.mount, umount: found.umount };
+  const spawnServer = launcher !== undefined && (await usableSpawnServer(launcher, logger));
+  return { launch: { sh: found.sh, nsenter: found.nsenter, setpriv: found.setpriv, mount: found.mount, ...(launcher ? { launcher } : {}) }, mount: found.mount, umount: found.umount, spawnServer };
+}
+
+/**
+ * Whether `podflow-launch --spawn-server` runs: it exits 0 when its stdin is closed at once. A
+ * launcher that cannot (built from older source) would fail the first spawns before the worker
+ * gave up on it; the worker spawns sandboxes itself instead.
+ */
+async function usableSpawnServer(launcher: string, logger?: SandboxLogger): Promise<boolean> {
+  const probe = await runProbe(launcher, ['--spawn-server', String(process.pid)]);
+  if (!probe.ok) logger?.warn({ launcher, detail: probe.detail }, 'podflow-launch --spawn-server does not run here: the worker spawns sandboxes itself');
+  return probe.ok;
 }
 
 /** `launcherBin` when it exists and runs; else the sh chain does its work, ~3 ms more CPU per sandbox. */

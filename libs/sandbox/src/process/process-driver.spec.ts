@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import type { SandboxOutcome, SandboxRequest } from '../driver';
 import { LocalLayerBackend } from '../layers/local-layer-backend';
 import { forgedPythonAnswer } from '../testing/forged-answer';
+import { BUILT_LAUNCHER } from './launch';
 import { ProcessDriver } from './process-driver';
 
 // Real processes in a real bubblewrap sandbox: nothing here is mocked.
@@ -439,18 +440,24 @@ describe('ProcessDriver with bubblewrap', () => {
     const launches = [
       { how: 'through podflow-launch, started by its spawn server', launcherBin: undefined, launcher: true, spawnServer: true },
       { how: 'through podflow-launch, spawned by the driver itself (spawnServer: false)', launcherBin: undefined, launcher: true, spawnServer: false },
+      { how: 'through podflow-launch, spawned by the driver itself when the launcher cannot be a spawn server (an older build)', launcherBin: 'older-launcher', launcher: true, spawnServer: false },
       { how: 'through the sh chain when podflow-launch is not there', launcherBin: 'not-built', launcher: false, spawnServer: false },
       { how: 'through the sh chain when podflow-launch does not run', launcherBin: '/bin/false', launcher: false, spawnServer: false },
     ];
     for (const { how, launcherBin, launcher, spawnServer } of launches) {
     asRoot(`sets up the home quota, cgroups, uid, groups and rlimits ${how}`, async () => {
+      if (launcherBin === 'older-launcher') {
+        // Everything but --spawn-server, which it refuses the way a launcher from before it did.
+        const older = join(workRoot, launcherBin);
+        await writeFile(older, `#!/bin/sh\n[ "$1" = --spawn-server ] && { echo "podflow-launch: unknown argument --spawn-server" >&2; exit 125; }\nexec ${BUILT_LAUNCHER} "$@"\n`, { mode: 0o755 });
+      }
       const chain = new ProcessDriver({
         isolation: 'bubblewrap',
         workRoot,
         homeSizeBytes: 8 * MIB,
         memoryLimitBytes: 64 * MIB,
         ...(launcherBin ? { launcherBin: launcherBin.startsWith('/') ? launcherBin : join(workRoot, launcherBin) } : {}),
-        ...(spawnServer ? {} : { spawnServer: false }),
+        ...(spawnServer || launcherBin === 'older-launcher' ? {} : { spawnServer: false }),
       });
       try {
         expect(await chain.init()).toMatchObject({ launcher, spawnServer, dedicatedUids: true, cgroups: true, homeQuota: true });

@@ -142,7 +142,7 @@ export class ProcessDriver implements SandboxDriver {
     const plan = await this.plan();
     if (plan.kind === 'unavailable') throw new Error(plan.message);
     this.startPool(plan);
-    return { ...plan.report, spawnServer: plan.kind === 'bubblewrap' && plan.report.launcher && this.options.spawnServer !== false };
+    return { ...plan.report, spawnServer: plan.kind === 'bubblewrap' && this.spawnServerFor(plan) !== undefined };
   }
 
   /** How the warm pool is doing (undefined without one). */
@@ -334,6 +334,13 @@ export class ProcessDriver implements SandboxDriver {
     return { mountBin: plan.root.mount, unmounter: this.unmounter };
   }
 
+  /** The spawn server of a root plan whose launcher can be one, unless the options turn it off (one per driver). */
+  private spawnServerFor(plan: Extract<IsolationPlan, { kind: 'bubblewrap' }>): SpawnServer | undefined {
+    const launcher = plan.root?.launch.launcher;
+    if (launcher === undefined || !plan.root?.spawnServer || this.options.spawnServer === false) return undefined;
+    return (this.spawner ??= new SpawnServer(launcher, this.options.logger));
+  }
+
   private plan(): Promise<IsolationPlan> {
     if (!this.ready) this.closeInherited();
     this.ready ??= planIsolation({
@@ -439,8 +446,7 @@ export class ProcessDriver implements SandboxDriver {
       binaries: { ...(bubblewrap ? plan.root?.launch : undefined), prlimit: plan.prlimitBin },
     });
     const argv = launch.argv;
-    const launcher = bubblewrap ? plan.root?.launch.launcher : undefined;
-    const server = launcher !== undefined && argv[0] === launcher && !launch.spawnIds && this.options.spawnServer !== false ? (this.spawner ??= new SpawnServer(launcher, this.options.logger)) : undefined;
+    const server = bubblewrap && argv[0] === plan.root?.launch.launcher && !launch.spawnIds ? this.spawnServerFor(plan) : undefined;
     return {
       command: argv[0],
       args: argv.slice(1),
