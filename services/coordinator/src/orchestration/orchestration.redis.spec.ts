@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GIVEN_UP_GRACE_MS } from './given-up-sweep';
-import { OutboxExecutor } from './outbox-executor';
+import { ENQUEUE_CHUNK, OutboxExecutor } from './outbox-executor';
 import { forgetRecordlessAfterMs } from './outbox-sweeper';
 import { RunPayloads } from './run-payloads';
 import { eventsOf } from './results.processor';
@@ -659,6 +659,33 @@ describe('orchestration on a real Redis (issue 11)', () => {
       workerConnection?.disconnect();
     }
   }, 90_000);
+
+  it('enqueues a fan-out in chunks (one admission and one addBulk of at most ENQUEUE_CHUNK each: Redis serves no one else during either), each execution once, and a cap reached mid-way leaves exactly the rest in the outbox', async () => {
+    const workflow = parseWorkflow({ id: 'wide', nodes: Array.from({ length: 2 * ENQUEUE_CHUNK + 100 }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
+    const added = async (coordinator: TestCoordinator, runId: string) => (await coordinator.execQueue.getJobs(['waiting', 'prioritized'], 0, -1)).filter((job) => job.data.runId === runId);
+
+    const open = start();
+    const sizes: number[] = [];
+    const addBulk = open.execQueue.addBulk.bind(open.execQueue);
+    jest.spyOn(open.execQueue, 'addBulk').mockImplementation(async (jobs) => {
+      sizes.push(jobs.length);
+      return addBulk(jobs);
+    });
+    await createdAndIdle(open, 'r-wide', workflow);
+    expect(sizes).toEqual([ENQUEUE_CHUNK, ENQUEUE_CHUNK, 100]);
+    const jobs = await added(open, 'r-wide');
+    expect(new Set(jobs.map((job) => job.data.nodeId)).size).toBe(2 * ENQUEUE_CHUNK + 100);
+    expect(jobs).toHaveLength(2 * ENQUEUE_CHUNK + 100);
+    expect(await open.redis.xlen(open.store.keys.outbox('r-wide'))).toBe(0);
+
+    // A tenant cap inside the second chunk: the admitted prefix is enqueued and acknowledged, the rest waits.
+    const capped = start({ TENANT_MAX_IN_FLIGHT: String(ENQUEUE_CHUNK + 30) });
+    await capped.orchestrator.createRun({ id: 'r-wide-capped', tenantId: 'capped-tenant', workflow, inputs: {} });
+    await waitFor(() => capped.orchestrator.activeSessions === 0, "the capped creation's session ended");
+    expect(await added(capped, 'r-wide-capped')).toHaveLength(ENQUEUE_CHUNK + 30);
+    expect(await capped.redis.xlen(capped.store.keys.outbox('r-wide-capped'))).toBe(ENQUEUE_CHUNK + 70);
+    expect(await capped.store.isHeld('r-wide-capped', 'capped-tenant')).toBe(true);
+  });
 
   it('fair dispatch: a tenant at its cap moves on as its own results arrive, without waiting for a sweep', async () => {
     const cap = 4;
