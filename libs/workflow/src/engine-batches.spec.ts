@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { ExecResult } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
-import { applyEvents, createRunRecords, nodesTouchedBy } from './engine';
+import { applyEvents, createRunRecords, nodesTouchedBy, type TransitionOptions } from './engine';
 import { nodeReadsOf } from './expression-reads';
 import { loadFixtures, runFixture } from './testing/fixture-runner';
 import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, RunRecord, RunSource } from './types';
@@ -48,8 +48,12 @@ class Records {
     };
   }
 
-  async apply(compiled: CompiledWorkflow, events: EngineEvent[]): Promise<EngineCommand[]> {
-    const changes = await applyEvents(compiled, this.run, this.source(), events);
+  /** Nodes written by the last `apply`. */
+  lastWritten = 0;
+
+  async apply(compiled: CompiledWorkflow, events: EngineEvent[], options: TransitionOptions = {}): Promise<EngineCommand[]> {
+    const changes = await applyEvents(compiled, this.run, this.source(), events, options);
+    this.lastWritten = changes.nodes.size;
     this.run = deepFreeze(changes.run);
     for (const [id, node] of changes.nodes) this.nodes.set(id, deepFreeze(node));
     for (const [index, edge] of changes.edges) this.edges.set(index, edge);
@@ -126,6 +130,104 @@ describe('cost of a transition', () => {
     expect(store.run.open).toBe(0);
     expect(commands.filter((c) => c.type === 'emit' && c.event.type === 'run')).toHaveLength(1);
     expect(store.reads).toBe(leaves);
+  });
+});
+
+describe('a fan-out wider than edgePage', () => {
+  const code = 'def main(a): return {}';
+  const leaves = 11;
+  // root → leaf0..leaf10; leaf4's edge has a false `when` (leaf4 is skipped, and so is its successor
+  // `after4`); every leaf also feeds `join`, which waits for all of them.
+  const workflow = parseWorkflow({
+    id: 'wide',
+    nodes: [
+      { id: 'root', language: 'python', code },
+      ...Array.from({ length: leaves }, (_, i) => ({ id: `leaf${i}`, language: 'python', code })),
+      { id: 'after4', language: 'python', code },
+      { id: 'join', language: 'python', code },
+    ],
+    edges: [
+      ...Array.from({ length: leaves }, (_, i) => ({ from: 'root', to: `leaf${i}`, ...(i === 4 ? { when: 'nodes.root.output.n > 5' } : {}) })),
+      { from: 'leaf4', to: 'after4' },
+      ...Array.from({ length: leaves }, (_, i) => ({ from: `leaf${i}`, to: 'join', on: 'always' as const })),
+    ],
+  });
+  const compiled = new CompiledWorkflow(workflow);
+  const rootDone = (at: number): EngineEvent => ({
+    type: 'node_finished',
+    at,
+    result: { executionId: 'r.root.1', tenantId: 't', runId: 'r', nodeId: 'root', attempt: 1, status: 'succeeded', output: { n: 1 }, logs: { stdout: '', stderr: '', truncated: false }, warnings: [], timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 }, workerId: 'w' },
+  });
+  const started = async () => {
+    const { run, nodes } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
+    const store = new Records(run, nodes);
+    await store.apply(compiled, [{ type: 'start', at: 1 }]);
+    return store;
+  };
+  /** Applies `event`, then every `resolve_edges` it leads to, as a store's inbox would; the commands, and nodes written per step. */
+  const drive = async (store: Records, event: EngineEvent, options: TransitionOptions) => {
+    const commands: EngineCommand[] = [];
+    const written: number[] = [];
+    for (let next: EngineEvent | undefined = event; next; ) {
+      const step = await store.apply(compiled, [next], options);
+      written.push(store.lastWritten);
+      const follow = step.filter((command) => command.type === 'resolve_edges');
+      expect(follow.length).toBeLessThanOrEqual(1);
+      commands.push(...step.filter((command) => command.type !== 'resolve_edges'));
+      next = follow[0]?.type === 'resolve_edges' ? { type: 'resolve_edges', nodeId: follow[0].nodeId, at: follow[0].at } : undefined;
+    }
+    return { commands, written };
+  };
+
+  it('readies it a page per step, and ends in the records and commands of all at once (in page order)', async () => {
+    const whole = await started();
+    const all = await drive(whole, rootDone(2), {});
+    expect(all.written).toHaveLength(1);
+    for (const page of [1, 3, 4, 10]) {
+      const paged = await started();
+      const { commands, written } = await drive(paged, rootDone(2), { edgePage: page });
+      // ceil(11 / page) steps, each writing its page's targets and the root's count (the page that
+      // skips leaf4 also writes what that skip resolves: after4 and join).
+      expect({ page, steps: written.length }).toEqual({ page, steps: Math.ceil(leaves / page) });
+      expect({ page, most: Math.max(...written) }).toEqual({ page, most: Math.min(page, leaves) + 3 });
+      expect({ page, ...paged.snapshot() }).toEqual({ page, ...whole.snapshot() });
+      // The same commands; only their order may differ: a node a page readies (after4, skipped with
+      // leaf4) is dispatched with that page, not after every leaf as in one definition-order pass.
+      const sorted = (list: EngineCommand[]) => list.map((command) => JSON.stringify(command)).sort();
+      expect({ page, commands: sorted(commands) }).toEqual({ page, commands: sorted(all.commands) });
+    }
+    expect(whole.nodes.get('root')!.edgesResolved).toBeUndefined();
+    expect(whole.nodes.get('leaf4')!.status).toBe('skipped');
+    expect(whole.nodes.get('after4')!.status).toBe('skipped');
+  });
+
+  it('a resolve_edges after the last page, or once the run is over, changes nothing; a cancel between pages leaves the rest undispatched', async () => {
+    const paged = await started();
+    const first = await paged.apply(compiled, [rootDone(2)], { edgePage: 4 });
+    expect(paged.nodes.get('root')!.edgesResolved).toBe(4);
+    expect(first.filter((c) => c.type === 'enqueue')).toHaveLength(4);
+    await paged.apply(compiled, [{ type: 'cancel', at: 3 }], { edgePage: 4 });
+    expect(paged.run.status).toBe('canceled');
+    const before = paged.snapshot();
+    expect(await paged.apply(compiled, [{ type: 'resolve_edges', nodeId: 'root', at: 2 }], { edgePage: 4 })).toEqual([]);
+    expect(paged.snapshot()).toEqual(before);
+
+    const done = await started();
+    await drive(done, rootDone(2), { edgePage: 4 });
+    const after = done.snapshot();
+    expect(await done.apply(compiled, [{ type: 'resolve_edges', nodeId: 'root', at: 2 }], { edgePage: 4 })).toEqual([]);
+    expect(await done.apply(compiled, [{ type: 'resolve_edges', nodeId: 'leaf0', at: 2 }], { edgePage: 4 })).toEqual([]);
+    expect(done.snapshot()).toEqual(after);
+  });
+
+  it('the prefetch of a result reads its first page only', () => {
+    expect(nodesTouchedBy(compiled, [rootDone(2)], 3).sort()).toEqual(['join', 'leaf0', 'leaf1', 'leaf2', 'root']);
+    expect(nodesTouchedBy(compiled, [{ type: 'resolve_edges', nodeId: 'root', at: 2 }], 3)).toEqual(['root']);
+  });
+
+  it('edgePage must be a whole number of at least 1', async () => {
+    const store = await started();
+    await expect(store.apply(compiled, [rootDone(2)], { edgePage: 0 })).rejects.toThrow('edgePage must be a whole number ≥ 1, got 0');
   });
 });
 

@@ -26,10 +26,13 @@ export interface Step {
   commands: EngineCommand[];
   at: number;
   expressionLimits: ExpressionLimits;
+  /** TransitionOptions.edgePage: most outgoing edges of a succeeded node resolved in this step. */
+  edgePage?: number;
   ready: ReadyQueue;
 }
 
-export function newStep(compiled: CompiledWorkflow, run: RunRecord, source: RunSource, expressionLimits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS): Step {
+export function newStep(compiled: CompiledWorkflow, run: RunRecord, source: RunSource, expressionLimits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS, edgePage?: number): Step {
+  if (edgePage !== undefined && !(Number.isInteger(edgePage) && edgePage >= 1)) throw new RangeError(`edgePage must be a whole number ≥ 1, got ${edgePage}`);
   return {
     compiled,
     source,
@@ -43,6 +46,7 @@ export function newStep(compiled: CompiledWorkflow, run: RunRecord, source: RunS
     commands: [],
     at: 0,
     expressionLimits,
+    ...(edgePage !== undefined ? { edgePage } : {}),
     ready: new ReadyQueue((id) => compiled.position.get(id) ?? 0),
   };
 }

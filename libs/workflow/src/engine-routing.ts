@@ -1,5 +1,5 @@
 import { PodflowError, boundNodeError, type NodeError } from '@podflow/protocol';
-import { emitNode, loadNodes, resolveEdge, setNodeStatus, type Step } from './engine-context';
+import { emitNode, loadNodes, nodeState, peekNode, resolveEdge, setNodeStatus, type Step } from './engine-context';
 import { contextFor } from './engine-expressions';
 import { failRunWithNodeError, terminateRun } from './engine-terminate';
 import { evaluateExpression, isTruthy } from './expressions';
@@ -13,16 +13,51 @@ import { evaluateExpression, isTruthy } from './expressions';
  * silently pick a branch). `settled`: edges whose target's outcome is fixed already (a kept node
  * of a resumed or test run), resolved by their `on` alone without evaluating their `when`: it
  * cannot change anything, so it must not fail the run either.
+ *
+ * A succeeded node with more than `step.edgePage` outgoing edges resolves the first page only; the
+ * rest follow a page per step (`resolveMoreEdges`), the node's `edgesResolved` counting them. A
+ * failed node routes all of its edges at once: whether the run fails depends on all of them.
  */
 export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succeeded' | 'failed', settled?: (index: number) => boolean): Promise<number[] | undefined> {
-  const { edges } = step.compiled.workflow;
   const outgoing = step.compiled.outgoing(nodeId);
-  await loadNodes(step, outgoing.map((index) => edges[index].to));
-  const matching = new Set(outgoing.filter((index) => !settled?.(index) && (outcome === 'succeeded' ? edges[index].on !== 'failure' : edges[index].on !== 'success')));
+  const page = step.edgePage;
+  if (outcome === 'succeeded' && !settled && page !== undefined && outgoing.length > page) {
+    nodeState(step, nodeId).edgesResolved = page;
+    step.commands.push({ type: 'resolve_edges', nodeId, at: step.at });
+    return resolveEdges(step, outgoing.slice(0, page), outcome);
+  }
+  return resolveEdges(step, outgoing, outcome, settled);
+}
+
+/**
+ * `resolve_edges`: the next page of a succeeded node's outgoing edges, and another
+ * `resolve_edges` while some are left. Undefined when there is nothing to do (the run is over, the
+ * node has no edges left: a late or repeated event) or a `when` failed the run.
+ */
+export async function resolveMoreEdges(step: Step, nodeId: string): Promise<number[] | undefined> {
+  if (step.run.status !== 'running' || !step.compiled.nodesById.has(nodeId)) return undefined;
+  await loadNodes(step, [nodeId]);
+  const { status, edgesResolved: from } = peekNode(step, nodeId);
+  if (status !== 'succeeded' || from === undefined) return undefined;
+  const outgoing = step.compiled.outgoing(nodeId);
+  const to = Math.min(outgoing.length, from + (step.edgePage ?? outgoing.length));
+  const node = nodeState(step, nodeId);
+  if (to < outgoing.length) {
+    node.edgesResolved = to;
+    step.commands.push({ type: 'resolve_edges', nodeId, at: step.at });
+  } else delete node.edgesResolved;
+  return resolveEdges(step, outgoing.slice(from, to), 'succeeded');
+}
+
+/** Resolves `indexes` (outgoing edges of one node, in order) for the node's `outcome`; see `resolveOutgoing`. */
+async function resolveEdges(step: Step, indexes: readonly number[], outcome: 'succeeded' | 'failed', settled?: (index: number) => boolean): Promise<number[] | undefined> {
+  const { edges } = step.compiled.workflow;
+  await loadNodes(step, indexes.map((index) => edges[index].to));
+  const matching = new Set(indexes.filter((index) => !settled?.(index) && (outcome === 'succeeded' ? edges[index].on !== 'failure' : edges[index].on !== 'success')));
   const conditions = [...matching].flatMap((index) => (edges[index].when !== undefined ? [edges[index].when!] : []));
   const context = conditions.length > 0 ? await contextFor(step, conditions) : undefined;
   const fired: number[] = [];
-  for (const index of outgoing) {
+  for (const index of indexes) {
     if (settled?.(index)) {
       resolveEdge(step, index, outcome === 'succeeded' ? edges[index].on !== 'failure' : edges[index].on !== 'success');
       continue;

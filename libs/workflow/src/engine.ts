@@ -4,7 +4,7 @@ import { emitNode, emitRun, loadNodes, newStep, nodeState, peekNode, runRecord, 
 import type { ExpressionLimits } from './expression-budget';
 import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
-import { resolveOutgoing } from './engine-routing';
+import { resolveMoreEdges, resolveOutgoing } from './engine-routing';
 import { keptRecord, type KeptNode } from './resume';
 import type { TestRunInfo } from './test-run';
 import { cancelRun, failUnapplicable, timeoutRun } from './engine-terminate';
@@ -25,6 +25,14 @@ export interface CreateRunParams {
 export interface TransitionOptions {
   /** Bounds of every expression the transition evaluates (input bindings, `when`, workflow `output`). */
   expressionLimits?: ExpressionLimits;
+  /**
+   * Most outgoing edges of a succeeded node resolved in one step. A node with more resolves them a
+   * page per step, each page a `resolve_edges` command the caller must apply as an event
+   * (a store writes it to the run's inbox with the changes): the step that readies a 10,000-node
+   * fan-out then writes ~`edgePage` node records, not 10,000, so no single atomic write of one run
+   * holds up everyone else's. Undefined (the default): every edge at once.
+   */
+  edgePage?: number;
 }
 
 /**
@@ -82,7 +90,7 @@ export function createRunRecords(compiled: CompiledWorkflow, params: Omit<Create
  * atomically with recording the batch as applied and carries out the commands at least once.
  */
 export async function applyEvents(compiled: CompiledWorkflow, run: RunRecord, source: RunSource, events: readonly EngineEvent[], options: TransitionOptions = {}): Promise<RunChanges> {
-  const step = newStep(compiled, run, source, options.expressionLimits);
+  const step = newStep(compiled, run, source, options.expressionLimits, options.edgePage);
   for (const event of events) {
     step.at = event.at;
     // Cloned, so the changes never alias the caller's event payload.
@@ -112,6 +120,9 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
     case 'run_timeout':
       await timeoutRun(step);
       return;
+    case 'resolve_edges':
+      if ((await resolveMoreEdges(step, event.nodeId)) !== undefined) await advance(step);
+      return;
     case 'fail':
       await failUnapplicable(step, event.error);
       return;
@@ -126,14 +137,16 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
  * The node ids a batch of events will most likely read, for a store to fetch in one round trip
  * before `applyEvents` (which loads anything else it needs on demand): a result's node, its
  * successors (their edges resolve) and theirs (a successor that becomes ready is dispatched or
- * skipped, which reads its own successors). Bounded by the run's nodes.
+ * skipped, which reads its own successors), at most `edgePage` successors of one node. Bounded
+ * by the run's nodes.
  */
-export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly EngineEvent[]): string[] {
+export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly EngineEvent[], edgePage?: number): string[] {
   const ids = new Set<string>();
   const expanded = new Set<string>();
-  const successors = (id: string) => compiled.outgoing(id).map((index) => compiled.workflow.edges[index].to);
+  // A wide node's first page only (TransitionOptions.edgePage): the rest is for later steps.
+  const successors = (id: string) => compiled.outgoing(id).slice(0, edgePage).map((index) => compiled.workflow.edges[index].to);
   for (const event of events) {
-    if (event.type === 'node_started') ids.add(event.nodeId);
+    if (event.type === 'node_started' || event.type === 'resolve_edges') ids.add(event.nodeId);
     else if (event.type === 'node_finished' && compiled.nodesById.has(event.result.nodeId)) {
       ids.add(event.result.nodeId);
       for (const next of successors(event.result.nodeId)) {

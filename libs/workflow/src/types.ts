@@ -169,6 +169,8 @@ export type EngineEvent =
   | { type: 'node_finished'; result: ExecResult; at: number }
   | { type: 'cancel'; at: number; reason?: string }
   | { type: 'run_timeout'; at: number }
+  /** Resolves the next page of a node's outgoing edges (a wide fan-out: `TransitionOptions.edgePage`); the commit that left them wrote it. */
+  | { type: 'resolve_edges'; nodeId: string; at: number }
   /** The service cannot apply an event to this run (a result it cannot process): the run fails with `error` instead of waiting for its timeout. */
   | { type: 'fail'; at: number; error: NodeError };
 
@@ -181,7 +183,13 @@ export type EngineCommand =
   /** Deliver `{ type: 'run_timeout' }` at `at`. */
   | { type: 'schedule_run_timeout'; at: number }
   /** Append to the run's event stream. */
-  | { type: 'emit'; event: RunEventMessage };
+  | { type: 'emit'; event: RunEventMessage }
+  /**
+   * Apply `{ type: 'resolve_edges', nodeId, at }` to this run next: the node has outgoing edges
+   * left to resolve (`TransitionOptions.edgePage`). A store writes it to the run's own inbox in the
+   * same atomic step as the changes, so the rest of a fan-out is neither lost nor resolved twice.
+   */
+  | { type: 'resolve_edges'; nodeId: string; at: number };
 
 export interface TransitionResult {
   state: RunState;
@@ -207,6 +215,11 @@ export interface NodeRecord extends NodeState {
   waiting: number;
   /** Incoming edges that fired; a ready node with none is skipped (roots excepted). */
   fired: number;
+  /**
+   * A succeeded node with more outgoing edges than a step resolves (`TransitionOptions.edgePage`):
+   * how many of them (in `compiled.outgoing` order) are resolved so far. Gone once all are.
+   */
+  edgesResolved?: number;
 }
 
 /**

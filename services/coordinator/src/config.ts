@@ -69,6 +69,12 @@ export const coordinatorConfigSchema = z.object({
   RESULTS_CONCURRENCY: int(1).default(64),
   /** Most events of one run applied in one batch (one read of what they touch, one atomic write). */
   RESULTS_BATCH_MAX: int(1).default(500),
+  /**
+   * Most outgoing edges of one node resolved in one atomic step: a wider fan-out readies its nodes
+   * a page per step (TransitionOptions.edgePage), so no single write of one run holds Redis, and
+   * every tenant on it, for long.
+   */
+  FANOUT_PAGE: int(1).default(250),
   /** How long a coordinator holds a run's lease without writing; after it another coordinator may take the run over. */
   RUN_LEASE_MS: int(1000).default(10_000),
   /** Most nodes one workflow may hold. */

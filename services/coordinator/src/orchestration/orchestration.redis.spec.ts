@@ -526,7 +526,8 @@ describe('orchestration on a real Redis (issue 11)', () => {
   });
 
   it('three coordinators, shuffled, duplicated and delayed results of 150 runs: every run ends exactly as one sequential application, no execution enqueued twice or missing', async () => {
-    const trio = [start({ RESULTS_BATCH_MAX: '7' }), start({ RESULTS_BATCH_MAX: '50' }), start()];
+    // Fan-outs wider than a page (the "fan" workflow's root has 8 leaves) resolve a page per step on two of them, each its own size.
+    const trio = [start({ RESULTS_BATCH_MAX: '7', FANOUT_PAGE: '3' }), start({ RESULTS_BATCH_MAX: '50', FANOUT_PAGE: '5' }), start()];
     let workerConnection: ReturnType<Redis['duplicate']> | undefined;
     const runs: Array<{ id: string; workflow: Workflow }> = [];
     const enqueued = new Map<string, number>();
@@ -685,6 +686,41 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await added(capped, 'r-wide-capped')).toHaveLength(ENQUEUE_CHUNK + 30);
     expect(await capped.redis.xlen(capped.store.keys.outbox('r-wide-capped'))).toBe(ENQUEUE_CHUNK + 70);
     expect(await capped.store.isHeld('r-wide-capped', 'capped-tenant')).toBe(true);
+  });
+
+  it('a fan-out wider than FANOUT_PAGE readies its leaves a page per commit (the inbox carries the rest), each leaf enqueued once', async () => {
+    const leaves = 250;
+    const workflow = parseWorkflow({
+      id: 'fan-pages',
+      nodes: [{ id: 'root', language: 'python', code }, ...Array.from({ length: leaves }, (_, i) => ({ id: `leaf${i}`, language: 'python', code }))],
+      edges: Array.from({ length: leaves }, (_, i) => ({ from: 'root', to: `leaf${i}` })),
+    });
+    const coordinator = start({ FANOUT_PAGE: '100' });
+    const runId = await createdAndIdle(coordinator, 'r-fan-pages', workflow);
+    const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized'], 0, -1)).filter((job) => job.data.runId === runId);
+    const [root] = await jobsOf();
+    expect(root?.data.nodeId).toBe('root');
+
+    const written: number[] = [];
+    const commit = coordinator.store.commit.bind(coordinator.store);
+    jest.spyOn(coordinator.store, 'commit').mockImplementation(async (id, token, write) => {
+      written.push(write.changes.nodes.size);
+      return commit(id, token, write);
+    });
+    await coordinator.orchestrator.submit(runId, { type: 'node_finished', result: outcomeOf(root!.data), at: Date.now() });
+    await waitFor(() => coordinator.orchestrator.activeSessions === 0, 'the session ended');
+
+    // The root's result with the first 100 leaves, then 100, then 50: no commit writes the whole fan-out.
+    expect(written).toEqual([101, 101, 51]);
+    const leafJobs = (await jobsOf()).filter((job) => job.data.nodeId !== 'root');
+    expect(leafJobs).toHaveLength(leaves);
+    expect(new Set(leafJobs.map((job) => job.data.nodeId)).size).toBe(leaves);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
+    const stored = await coordinator.store.nodes(runId, ['root', 'leaf0', `leaf${leaves - 1}`]);
+    expect(stored.get('root')).toMatchObject({ status: 'succeeded' });
+    expect(stored.get('root')).not.toHaveProperty('edgesResolved');
+    expect([stored.get('leaf0')?.status, stored.get(`leaf${leaves - 1}`)?.status]).toEqual(['queued', 'queued']);
   });
 
   it('fair dispatch: a tenant at its cap moves on as its own results arrive, without waiting for a sweep', async () => {

@@ -94,6 +94,7 @@ export class Orchestrator implements OnApplicationShutdown {
     this.cache = new RunCache(config.RUN_CACHE_MAX_BYTES);
     this.options = {
       expressionLimits: { maxBytes: config.EXPRESSION_MAX_BYTES, timeoutMs: config.EXPRESSION_TIMEOUT_MS, maxDepth: DEFAULT_EXPRESSION_LIMITS.maxDepth },
+      edgePage: config.FANOUT_PAGE,
     };
   }
 
@@ -434,7 +435,7 @@ export class Orchestrator implements OnApplicationShutdown {
   private async applyEvents(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[]): Promise<RunChanges> {
     const source = new StoredRunSource(this.store, this.payloads, this.cache, record);
     // What the batch surely reads, in one round trip; the engine loads anything else on demand.
-    await source.nodes(nodesTouchedBy(compiled, events));
+    await source.nodes(nodesTouchedBy(compiled, events, this.options.edgePage));
     const prepared: EngineEvent[] = [];
     for (const event of events) {
       const node = event.type === 'node_finished' ? source.cached(event.result.nodeId) : undefined;
@@ -457,6 +458,8 @@ function subjectOf(event: EngineEvent): string {
       return 'a cancel';
     case 'start':
       return 'its start';
+    case 'resolve_edges':
+      return `the rest of node ${JSON.stringify(event.nodeId)}'s outgoing edges`;
     case 'fail':
       return 'a failure';
   }

@@ -80,7 +80,8 @@ return {redis.call('HGET', KEYS[1], 'rec') or '', redis.call('XRANGE', KEYS[2], 
  * Write a batch. KEYS: run, nodes, logs, edges, events, outbox, inbox, lease.
  * ARGV: leaseToken, leaseMs, channel, terminal ('1'|'0'), retentionSeconds, rec ('' = unchanged),
  * nodeCount, (id, json)..., logCount, (id, json)..., edgeCount, (index, 'f'|'n')...,
- * appliedCount, inbox ids..., eventCount, events..., commandCount, commands...
+ * appliedCount, inbox ids..., eventCount, events..., commandCount, commands..., followCount,
+ * follow-up events... (appended to the inbox: the rest of a wide fan-out, `resolve_edges`).
  * Returns {1, outbox ids of the commands in order} when written (the writer carries them out
  * without reading them back), 0 when nothing was written: the lease is no longer the caller's,
  * or its batch was applied already. The lease token is one per process, so a session that
@@ -105,6 +106,9 @@ local last = xadd_all(KEYS[5], 'e', i + 1, events)
 i = i + 1 + events
 local written = {1}
 xadd_all(KEYS[6], 'c', i + 1, tonumber(ARGV[i]), written)
+i = i + 1 + tonumber(ARGV[i])
+-- Never trimmed, unlike the streams above: an inbox entry dropped would be an event lost.
+for j = i + 1, i + tonumber(ARGV[i]) do redis.call('XADD', KEYS[7], '*', 'e', ARGV[j]) end
 redis.call('PEXPIRE', KEYS[8], ARGV[2])
 if ARGV[4] == '1' then
   for k = 1, 7 do redis.call('EXPIRE', KEYS[k], ARGV[5]) end

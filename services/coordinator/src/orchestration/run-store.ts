@@ -20,7 +20,7 @@ const ACK_CHUNK = 250;
  * the outcome to the run's notify targets (notify/run-notifier.ts), so a crash after that
  * commit still delivers it.
  */
-export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' }> | { type: 'run_finished' };
+export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' } | { type: 'resolve_edges' }> | { type: 'run_finished' };
 
 export interface OutboxEntry {
   id: string;
@@ -100,7 +100,9 @@ export class RunStore {
    * when the run exists already.
    */
   async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string, notify: readonly NotifyTarget[] = []): Promise<OutboxEntry[] | undefined> {
-    const { events, outbox } = splitCommands(commands);
+    const { events, outbox, follow } = splitCommands(commands);
+    // A run's first transition resolves no edges a page at a time (kept nodes are resolved whole), so it writes no inbox.
+    if (follow.length > 0) throw new Error(`run ${run.id}: its first transition left follow-up events (${follow.map((e) => e.type).join(', ')}); a creation cannot write them`);
     const k = this.keys;
     const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
     for (const [id, node] of nodes) args.push(id, JSON.stringify(storedNode(node)));
@@ -235,7 +237,7 @@ export class RunStore {
    */
   async commit(runId: string, token: string, write: BatchWrite): Promise<OutboxEntry[] | undefined> {
     const { changes, applied } = write;
-    const { events, outbox } = splitCommands(changes.commands);
+    const { events, outbox, follow } = splitCommands(changes.commands);
     const k = this.keys;
     const terminal = isTerminalRunPhase(changes.run.status);
     const args: Array<string | number> = [token, this.leaseMs, runEventsChannel(k.prefix, runId), terminal ? '1' : '0', this.config.RUN_RETENTION_SECONDS, changes.runChanged ? JSON.stringify(changes.run) : ''];
@@ -250,6 +252,7 @@ export class RunStore {
     for (const [index, resolution] of changes.edges) args.push(String(index), resolution === 'fired' ? 'f' : 'n');
     args.push(applied.length, ...applied);
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
+    args.push(follow.length, ...follow.map((e) => JSON.stringify(e)));
     const written = await COMMIT_BATCH.run(this.redis, [k.run(runId), k.nodes(runId), k.logs(runId), k.edges(runId), k.events(runId), k.outbox(runId), k.inbox(runId), k.lease(runId)], args);
     if (!Array.isArray(written)) return undefined;
     const ids = written.slice(1) as string[];
@@ -481,17 +484,23 @@ function parseJsonField<T>(fields: string[], accept: (value: unknown) => boolean
   }
 }
 
-function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; outbox: OutboxCommand[] } {
+/**
+ * A transition's commands by where they go: events to the run's stream, follow-up events
+ * (`resolve_edges`) to its inbox, the rest to its outbox.
+ */
+function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; outbox: OutboxCommand[]; follow: EngineEvent[] } {
   const events: RunEventMessage[] = [];
   const outbox: OutboxCommand[] = [];
+  const follow: EngineEvent[] = [];
   let finished = false;
   for (const command of commands) {
     if (command.type === 'emit') {
       events.push(command.event);
       if (command.event.type === 'run' && isTerminalRunPhase(command.event.status)) finished = true;
-    } else outbox.push(command);
+    } else if (command.type === 'resolve_edges') follow.push({ type: 'resolve_edges', nodeId: command.nodeId, at: command.at });
+    else outbox.push(command);
   }
   if (finished) outbox.push({ type: 'run_finished' });
-  return { events, outbox };
+  return { events, outbox, follow };
 }
 

@@ -237,7 +237,7 @@ export class RunsService {
     for (const id of ids) {
       const record = stored.get(id);
       if (!record) continue;
-      const { waiting: _waiting, fired: _fired, ...node } = await this.payloads.hydrateNode(run, id, record);
+      const { waiting: _waiting, fired: _fired, edgesResolved: _edgesResolved, ...node } = await this.payloads.hydrateNode(run, id, record);
       const nodeLogs = logs.get(id);
       nodes.push([id, nodeLogs ? { ...node, logs: nodeLogs } : node]);
     }
