@@ -28,7 +28,7 @@ import { PYTHON_NOOP } from './latency.mjs';
 import { log, median, startStack } from './lib.mjs';
 import { Refused, TimedOut, checkAllSucceeded, followRun, readRun, streamMs, submit } from './runs.mjs';
 import { chainStepBreakdown, formatBreakdown } from './step-breakdown.mjs';
-import { commandStats, commandsPerNode, cpuOf, memoryOf, redisPid } from './usage.mjs';
+import { commandStats, commandsPerNode, cpuOf, memoryOf, redisPid, startPingProbe } from './usage.mjs';
 
 const PROFILE_HOOK = fileURLToPath(new URL('./cpu-profile-hook.mjs', import.meta.url));
 
@@ -153,6 +153,7 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
   const profileFile = settings.cpuProfDir ? join(settings.cpuProfDir, `coordinator-${kind}-${nodes}.cpuprofile`) : undefined;
   const workerProfileFile = settings.cpuProfDir ? join(settings.cpuProfDir, `worker-${kind}-${nodes}.cpuprofile`) : undefined;
   let stack;
+  let probe;
   try {
     stack = await startStack({ redisUrl, concurrency: settings.concurrency, driver: 'noop', coordinatorEnv: coordinatorEnv(settings, profileFile), workerEnv: profileEnv(workerProfileFile) });
     for (let i = 0; i < WARMUP_RUNS; i++) await runOnce(stack, build(Math.min(nodes, WARMUP_MAX_NODES)), settings.timeoutMs);
@@ -161,6 +162,7 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
     const cpuBefore = cpuOf(pids);
     const commandsBefore = await commandStats(stack.redis);
     if (profileFile) for (const pid of [stack.coordinatorPid, stack.workerPids[0]]) process.kill(pid, 'SIGWINCH');
+    probe = startPingProbe(stack.redis.duplicate());
     let last;
     for (let i = 0; i < reps; i++) {
       const workflow = build(nodes);
@@ -169,6 +171,7 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
       log(`${label} #${i + 1}: ${last.nodes} nodes in ${last.seconds.toFixed(3)} s as stored = ${(last.nodes / last.seconds).toFixed(0)} nodes/s, ${((last.seconds * 1000) / last.nodes).toFixed(2)} ms/node (record ${last.recordSeconds.toFixed(3)} s; submit → end ${last.wallMs.toFixed(0)} ms)`);
     }
     const cpuAfter = cpuOf(pids);
+    result.ping = await probe.stop();
     const measuredNodes = nodes * reps;
     result.cpuMsPerNode = Object.fromEntries(Object.keys(pids).map((name) => [name, ((cpuAfter[name] - cpuBefore[name]) * 1000) / measuredNodes]));
     result.redis = commandsPerNode(commandsBefore, await commandStats(stack.redis), measuredNodes);
@@ -185,6 +188,7 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
     log(`${label}: ${why}`);
     if (result.error && stack) log(`service output (last 2000 chars):\n${stack.logs().slice(-2000)}`);
   } finally {
+    await probe?.stop();
     if (stack) result.warnings = stack.warnings();
     await stack?.stop();
   }
@@ -306,6 +310,7 @@ function shapeRow(r, raw, base, targets) {
   const detail = [
     `${r.samples.map((s) => `${s.seconds.toFixed(2)} s`).join(', ')}; run record startedAt→finishedAt: ${int(r.recordPerSecond)} nodes/s`,
     formatUsage(r),
+    ...(r.ping ? [`longest PING of another client meanwhile ${fixed(r.ping.longestMs, 0)} ms (p99 ${fixed(r.ping.p99Ms, 1)} ms)`] : []),
     ...(r.breakdown ? [formatBreakdown(r.breakdown)] : []),
   ]
     .filter(Boolean)
@@ -355,6 +360,7 @@ export function orchestrationTable(results, machine) {
     `nodes/s = nodes / time between the run's \`running\` and terminal events as stored by the coordinator (Redis stream ids, server clock); ms/node = its inverse (ms per step for chains); medians of the runs counted in "runs" (sizes over ${int(settings.repeatUpTo)} nodes run once)`,
     `a fresh coordinator + worker + QUEUE_PREFIX per size, warmed up with ${WARMUP_RUNS} runs of the same shape (at most ${WARMUP_MAX_NODES.toLocaleString('en-US')} nodes each); the coordinator started with MAX_NODES_PER_RUN=${settings.maxNodesPerRun}; per-case timeout ${(settings.timeoutMs / 1000).toFixed(0)} s`,
     `RSS = VmRSS (peak = VmHWM) of the coordinator process from /proc/<pid>/status; CPU ms per node = utime + stime (/proc/<pid>/stat) of each process over the measured runs ÷ their nodes (bench = this process, which follows every run's events over SSE); Redis commands per node from INFO commandstats (commands Lua scripts call included; the worker's and the bench's own commands too)`,
+    'longest PING: a client of its own sends PING every millisecond during the measured runs (usage.mjs `startPingProbe`); Redis serves no one while a Lua script or a MULTI runs, so this is the longest stall one run of that size imposes on every other tenant',
     `chain step breakdown (last run of each chain): step-breakdown.mjs; the hops are measured between the commit that queued a node, its exec job's added, taken and finished times and the commit that recorded it succeeded`,
     ...(settings.cpuProfDir ? [`the coordinator and the worker ran under the CPU profiler (BENCH_ORCH_CPU_PROF=${settings.cpuProfDir}, sampling every 250 µs) during the measured runs: their figures are slower than without it`] : []),
     ...warningNotes(results),

@@ -2,6 +2,7 @@
 // the commands it ran (INFO commandstats, which counts the commands Lua scripts call too).
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
 
@@ -81,4 +82,38 @@ export function commandsPerNode(before, after, nodes, top = 20) {
   diff.sort((a, b) => b.calls - a.calls);
   const sum = (key) => diff.reduce((a, d) => a + d[key], 0);
   return { callsPerNode: sum('calls'), usecPerNode: sum('usec'), top: diff.slice(0, top) };
+}
+
+/**
+ * What a run costs everyone else on its Redis: Redis serves no other client while a Lua script or a
+ * MULTI runs, so another tenant sees a run's biggest atomic write as a stall. A client of its own
+ * (`redis`, a dedicated connection) sends PING, waits for the answer, sleeps 1 ms, and so on until
+ * `stop()`, which closes it and resolves to the longest and the 99th-percentile round trip in ms.
+ */
+export function startPingProbe(redis) {
+  const times = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const sent = performance.now();
+      await redis.ping();
+      times.push(performance.now() - sent);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  })();
+  let stopped;
+  const stop = async () => {
+    running = false;
+    await loop.catch(() => undefined);
+    redis.disconnect();
+    const sorted = [...times].sort((a, b) => a - b);
+    return { pings: sorted.length, longestMs: sorted.at(-1) ?? NaN, p99Ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? NaN };
+  };
+  return {
+    /** Idempotent: a second call gets the first one's figures. */
+    stop() {
+      stopped ??= stop();
+      return stopped;
+    },
+  };
 }
