@@ -231,6 +231,66 @@ describe('a fan-out wider than edgePage', () => {
   });
 });
 
+describe('a run with more roots than edgePage', () => {
+  const code = 'def main(a): return {}';
+  // 7 roots; root5 feeds `after`, which is not a root.
+  const workflow = parseWorkflow({
+    id: 'flat',
+    nodes: [...Array.from({ length: 7 }, (_, i) => ({ id: `root${i}`, language: 'python', code })), { id: 'after', language: 'python', code }],
+    edges: [{ from: 'root5', to: 'after' }],
+  });
+  const compiled = new CompiledWorkflow(workflow);
+  const fresh = () => {
+    const { run, nodes } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
+    return new Records(run, nodes);
+  };
+  const sorted = (list: EngineCommand[]) => list.map((command) => JSON.stringify(command)).sort();
+
+  it('starts them a page per step (start_roots), ending in the records and commands of all at once', async () => {
+    const whole = fresh();
+    const all = await whole.apply(compiled, [{ type: 'start', at: 1 }]);
+    for (const page of [1, 3, 6]) {
+      const paged = fresh();
+      const commands: EngineCommand[] = [];
+      let next: EngineEvent | undefined = { type: 'start', at: 1 };
+      let steps = 0;
+      while (next) {
+        const step = await paged.apply(compiled, [next], { edgePage: page });
+        steps += 1;
+        expect(step.filter((c) => c.type === 'enqueue').length).toBeLessThanOrEqual(page);
+        const follow = step.find((c) => c.type === 'start_roots');
+        commands.push(...step.filter((c) => c.type !== 'start_roots'));
+        next = follow?.type === 'start_roots' ? { type: 'start_roots', at: follow.at } : undefined;
+      }
+      expect({ page, steps }).toEqual({ page, steps: Math.ceil(7 / page) });
+      expect({ page, ...paged.snapshot() }).toEqual({ page, ...whole.snapshot() });
+      expect({ page, commands: sorted(commands) }).toEqual({ page, commands: sorted(all) });
+    }
+    expect(whole.run.rootsStarted).toBeUndefined();
+  });
+
+  it('a start_roots with none left, or after the run ended, changes nothing', async () => {
+    const done = fresh();
+    await done.apply(compiled, [{ type: 'start', at: 1 }]);
+    const before = done.snapshot();
+    expect(await done.apply(compiled, [{ type: 'start_roots', at: 2 }], { edgePage: 3 })).toEqual([]);
+    expect(done.snapshot()).toEqual(before);
+
+    const canceled = fresh();
+    await canceled.apply(compiled, [{ type: 'start', at: 1 }], { edgePage: 3 });
+    expect(canceled.run.rootsStarted).toBe(3);
+    await canceled.apply(compiled, [{ type: 'cancel', at: 2 }], { edgePage: 3 });
+    const after = canceled.snapshot();
+    expect(await canceled.apply(compiled, [{ type: 'start_roots', at: 1 }], { edgePage: 3 })).toEqual([]);
+    expect(canceled.snapshot()).toEqual(after);
+    expect([...canceled.nodes.values()].filter((node) => node.status === 'queued' || node.status === 'pending')).toEqual([]);
+  });
+
+  it('the prefetch of a start reads the first page of roots', () => {
+    expect(nodesTouchedBy(compiled, [{ type: 'start', at: 1 }], 3)).toEqual(['root0', 'root1', 'root2']);
+  });
+});
+
 describe('records an expression reads', () => {
   it('are copies: JSONata writes onto values it is given, and the source\'s records (frozen here) never change', async () => {
     const code = 'def main(a): return {}';

@@ -123,6 +123,10 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
     case 'resolve_edges':
       if ((await resolveMoreEdges(step, event.nodeId)) !== undefined) await advance(step);
       return;
+    case 'start_roots':
+      // Nothing left (a late or repeated one) once the count is gone.
+      if (step.run.status === 'running' && step.run.rootsStarted !== undefined) await startRoots(step, step.run.rootsStarted);
+      return;
     case 'fail':
       await failUnapplicable(step, event.error);
       return;
@@ -155,7 +159,7 @@ export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly Engi
         expanded.add(next);
         for (const after of successors(next)) ids.add(after);
       }
-    } else if (event.type === 'start') for (const id of compiled.roots) ids.add(id);
+    } else if (event.type === 'start') for (const id of compiled.roots.slice(0, edgePage)) ids.add(id);
   }
   return [...ids];
 }
@@ -169,7 +173,22 @@ async function start(step: Step): Promise<void> {
   step.commands.push({ type: 'schedule_run_timeout', at: run.deadlineAt });
   emitRun(step);
   if ((run.kept ?? 0) > 0 && !(await resolveKept(step))) return;
-  for (const id of step.compiled.roots) step.ready.add(id);
+  await startRoots(step, 0);
+}
+
+/**
+ * Readies the run's roots from position `from` on, at most `step.edgePage` of them (definition
+ * order): with more left, `rootsStarted` counts the ones started and a `start_roots` command asks
+ * for the next page.
+ */
+async function startRoots(step: Step, from: number): Promise<void> {
+  const { roots } = step.compiled;
+  const to = Math.min(roots.length, from + (step.edgePage ?? roots.length));
+  if (to < roots.length) {
+    runRecord(step).rootsStarted = to;
+    step.commands.push({ type: 'start_roots', at: step.at });
+  } else if (step.run.rootsStarted !== undefined) delete runRecord(step).rootsStarted;
+  for (const id of roots.slice(from, to)) step.ready.add(id);
   await advance(step);
 }
 

@@ -171,6 +171,8 @@ export type EngineEvent =
   | { type: 'run_timeout'; at: number }
   /** Resolves the next page of a node's outgoing edges (a wide fan-out: `TransitionOptions.edgePage`); the commit that left them wrote it. */
   | { type: 'resolve_edges'; nodeId: string; at: number }
+  /** Starts the next page of a run's roots (more roots than `TransitionOptions.edgePage`); the commit that left them wrote it. */
+  | { type: 'start_roots'; at: number }
   /** The service cannot apply an event to this run (a result it cannot process): the run fails with `error` instead of waiting for its timeout. */
   | { type: 'fail'; at: number; error: NodeError };
 
@@ -189,7 +191,9 @@ export type EngineCommand =
    * left to resolve (`TransitionOptions.edgePage`). A store writes it to the run's own inbox in the
    * same atomic step as the changes, so the rest of a fan-out is neither lost nor resolved twice.
    */
-  | { type: 'resolve_edges'; nodeId: string; at: number };
+  | { type: 'resolve_edges'; nodeId: string; at: number }
+  /** Apply `{ type: 'start_roots', at }` to this run next: it has roots left to start; written like `resolve_edges`. */
+  | { type: 'start_roots'; at: number };
 
 export interface TransitionResult {
   state: RunState;
@@ -207,6 +211,11 @@ export interface RunRecord extends Omit<RunState, 'workflow' | 'inputs' | 'nodes
   workflowHash: string;
   /** Nodes still pending, queued or running: the run completes when this reaches 0. */
   open: number;
+  /**
+   * A run with more roots than a step starts (`TransitionOptions.edgePage`): how many of them, in
+   * definition order, are started so far. Gone once all are.
+   */
+  rootsStarted?: number;
 }
 
 /** One node's state plus the counters that make readiness O(1): no scan of incoming edges. */

@@ -723,6 +723,31 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect([stored.get('leaf0')?.status, stored.get(`leaf${leaves - 1}`)?.status]).toEqual(['queued', 'queued']);
   });
 
+  it('a run with more roots than FANOUT_PAGE starts them a page per step: the creation writes the first page and the rest follow through its inbox', async () => {
+    const workflow = parseWorkflow({ id: 'flat-pages', nodes: Array.from({ length: 250 }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
+    const coordinator = start({ FANOUT_PAGE: '100' });
+    const created: number[] = [];
+    const written: number[] = [];
+    const create = coordinator.store.create.bind(coordinator.store);
+    jest.spyOn(coordinator.store, 'create').mockImplementation(async (run, inputs, nodes, commands, ...rest) => {
+      created.push(commands.filter((command) => command.type === 'enqueue').length);
+      return create(run, inputs, nodes, commands, ...rest);
+    });
+    const commit = coordinator.store.commit.bind(coordinator.store);
+    jest.spyOn(coordinator.store, 'commit').mockImplementation(async (id, token, write) => {
+      written.push(write.changes.commands.filter((command) => command.type === 'enqueue').length);
+      return commit(id, token, write);
+    });
+    const runId = await createdAndIdle(coordinator, 'r-flat-pages', workflow);
+    expect(created).toEqual([100]);
+    expect(written).toEqual([100, 50]);
+    const jobs = (await coordinator.execQueue.getJobs(['waiting', 'prioritized'], 0, -1)).filter((job) => job.data.runId === runId);
+    expect(new Set(jobs.map((job) => job.data.nodeId)).size).toBe(250);
+    expect(jobs).toHaveLength(250);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
+    expect(await coordinator.store.record(runId)).not.toHaveProperty('rootsStarted');
+  });
+
   it('fair dispatch: a tenant at its cap moves on as its own results arrive, without waiting for a sweep', async () => {
     const cap = 4;
     let workerConnection: ReturnType<Redis['duplicate']> | undefined;

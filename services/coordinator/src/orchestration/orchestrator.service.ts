@@ -460,6 +460,8 @@ function subjectOf(event: EngineEvent): string {
       return 'its start';
     case 'resolve_edges':
       return `the rest of node ${JSON.stringify(event.nodeId)}'s outgoing edges`;
+    case 'start_roots':
+      return 'the rest of its roots';
     case 'fail':
       return 'a failure';
   }

@@ -33,9 +33,10 @@ end
 
 /**
  * Create a run with its first transition applied, holding its lease. KEYS: run, nodes, events,
- * outbox, lease. ARGV: rec, inputs, leaseToken, leaseMs, channel, nodeCount, (id, json)...,
+ * outbox, lease, inbox. ARGV: rec, inputs, leaseToken, leaseMs, channel, nodeCount, (id, json)...,
  * eventCount, events..., commandCount, commands..., notify targets JSON ('' = none), terminal
- * ('1'|'0'), retentionSeconds.
+ * ('1'|'0'), retentionSeconds, followCount, follow-up events... (into the inbox: the rest of
+ * many roots, `start_roots`; the creator, holding the lease, applies them next).
  * Returns {1, outbox ids of the commands in order} when created (the creator carries them out
  * without reading them back, as after COMMIT_BATCH), 0 when the run already exists.
  */
@@ -55,6 +56,8 @@ if notify ~= '' then redis.call('HSET', KEYS[1], 'notify', notify) end
 if ARGV[i + 2 + commands] == '1' then
   for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ARGV[i + 3 + commands]) end
 end
+i = i + 4 + commands
+for j = i + 1, i + tonumber(ARGV[i]) do redis.call('XADD', KEYS[6], '*', 'e', ARGV[j]) end
 redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
 if last then redis.call('PUBLISH', ARGV[5], last) end
 return written

@@ -20,7 +20,10 @@ const ACK_CHUNK = 250;
  * the outcome to the run's notify targets (notify/run-notifier.ts), so a crash after that
  * commit still delivers it.
  */
-export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' } | { type: 'resolve_edges' }> | { type: 'run_finished' };
+export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' } | FollowUp> | { type: 'run_finished' };
+
+/** Commands that are events for the run itself (the rest of a wide fan-out or of many roots): written to its inbox. */
+type FollowUp = Extract<EngineCommand, { type: 'resolve_edges' | 'start_roots' }>;
 
 export interface OutboxEntry {
   id: string;
@@ -101,14 +104,13 @@ export class RunStore {
    */
   async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string, notify: readonly NotifyTarget[] = []): Promise<OutboxEntry[] | undefined> {
     const { events, outbox, follow } = splitCommands(commands);
-    // A run's first transition resolves no edges a page at a time (kept nodes are resolved whole), so it writes no inbox.
-    if (follow.length > 0) throw new Error(`run ${run.id}: its first transition left follow-up events (${follow.map((e) => e.type).join(', ')}); a creation cannot write them`);
     const k = this.keys;
     const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
     for (const [id, node] of nodes) args.push(id, JSON.stringify(storedNode(node)));
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
     args.push(notify.length > 0 ? JSON.stringify(storedTargets(notify)) : '', isTerminalRunPhase(run.status) ? '1' : '0', this.config.RUN_RETENTION_SECONDS);
-    const created = await CREATE_RUN.run(this.redis, [k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id)], args);
+    args.push(follow.length, ...follow.map((e) => JSON.stringify(e)));
+    const created = await CREATE_RUN.run(this.redis, [k.run(run.id), k.nodes(run.id), k.events(run.id), k.outbox(run.id), k.lease(run.id), k.inbox(run.id)], args);
     if (!Array.isArray(created)) return undefined;
     const ids = created.slice(1) as string[];
     return outbox.map((command, index) => ({ id: ids[index]!, command }));
@@ -486,7 +488,7 @@ function parseJsonField<T>(fields: string[], accept: (value: unknown) => boolean
 
 /**
  * A transition's commands by where they go: events to the run's stream, follow-up events
- * (`resolve_edges`) to its inbox, the rest to its outbox.
+ * (`resolve_edges`, `start_roots`) to its inbox, the rest to its outbox.
  */
 function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; outbox: OutboxCommand[]; follow: EngineEvent[] } {
   const events: RunEventMessage[] = [];
@@ -497,7 +499,7 @@ function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; 
     if (command.type === 'emit') {
       events.push(command.event);
       if (command.event.type === 'run' && isTerminalRunPhase(command.event.status)) finished = true;
-    } else if (command.type === 'resolve_edges') follow.push({ type: 'resolve_edges', nodeId: command.nodeId, at: command.at });
+    } else if (command.type === 'resolve_edges' || command.type === 'start_roots') follow.push({ ...command });
     else outbox.push(command);
   }
   if (finished) outbox.push({ type: 'run_finished' });
