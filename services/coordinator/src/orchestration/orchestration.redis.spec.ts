@@ -1,4 +1,4 @@
-import { QUEUE_NAMES, executionIdOf, givenUpOf, givenUpResult, queuePrefix, replyStreamKey, type ExecJob, type ExecResult, type JsonObject, type ResultMessage } from '@podflow/protocol';
+import { QUEUE_NAMES, cancelChannel, canceledSetKey, executionIdOf, givenUpOf, givenUpResult, queuePrefix, replyStreamKey, type ExecJob, type ExecResult, type JsonObject, type ResultMessage } from '@podflow/protocol';
 import { createRunState, parseWorkflow, transition, type EngineEvent, type RunState, type Workflow } from '@podflow/workflow';
 import { Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GIVEN_UP_GRACE_MS } from './given-up-sweep';
-import { ENQUEUE_CHUNK, OutboxExecutor } from './outbox-executor';
+import { CANCEL_CHUNK, ENQUEUE_CHUNK, OutboxExecutor } from './outbox-executor';
 import { forgetRecordlessAfterMs } from './outbox-sweeper';
 import { RunPayloads } from './run-payloads';
 import { eventsOf } from './results.processor';
@@ -746,6 +746,45 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(jobs).toHaveLength(250);
     expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
     expect(await coordinator.store.record(runId)).not.toHaveProperty('rootsStarted');
+  });
+
+  it('canceling a wide run cancels its executions a chunk at a time: every one in the canceled set, announced, its job removed and out of the in-flight count', async () => {
+    const nodes = 2 * CANCEL_CHUNK + 100;
+    const workflow = parseWorkflow({ id: 'wide-cancel', nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
+    const coordinator = start();
+    const runId = await createdAndIdle(coordinator, 'r-wide-cancel', workflow);
+    const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((job) => job.data.runId === runId);
+    const executions = (await jobsOf()).map((job) => job.data.executionId);
+    expect(executions).toHaveLength(nodes);
+    expect(await coordinator.admission.store.inFlight('t')).toBe(nodes);
+
+    const heard: string[] = [];
+    const subscriber = coordinator.redis.duplicate();
+    await subscriber.subscribe(cancelChannel(prefix));
+    subscriber.on('message', (_channel, executionId: string) => heard.push(executionId));
+    cleanups.push(async () => subscriber.disconnect());
+    const sadds: number[] = [];
+    const multi = coordinator.redis.multi.bind(coordinator.redis);
+    jest.spyOn(coordinator.redis, 'multi').mockImplementation(((...args: unknown[]) => {
+      const transaction = (multi as (...a: unknown[]) => ReturnType<Redis['multi']>)(...args);
+      const sadd = transaction.sadd.bind(transaction);
+      transaction.sadd = ((key: string, ...members: string[]) => {
+        sadds.push(members.length);
+        return sadd(key, ...members);
+      }) as never;
+      return transaction;
+    }) as never);
+
+    const record = await coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' });
+    expect(record?.status).toBe('canceled');
+    expect(sadds).toEqual([CANCEL_CHUNK, CANCEL_CHUNK, 100]);
+    expect(await jobsOf()).toEqual([]);
+    const canceled = await coordinator.redis.smismember(canceledSetKey(prefix), ...executions);
+    expect(canceled.every((member) => member === 1)).toBe(true);
+    await waitFor(() => heard.length === nodes, 'every cancel was announced');
+    expect(new Set(heard)).toEqual(new Set(executions));
+    expect(await coordinator.admission.store.inFlight('t')).toBe(0);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
   });
 
   it('fair dispatch: a tenant at its cap moves on as its own results arrive, without waiting for a sweep', async () => {
