@@ -14,6 +14,14 @@ describe('RunCache', () => {
     expect(cache.node('r2', 'a')).toBeUndefined();
   });
 
+  it('keeps a succeeded node with outgoing edges left to resolve only once they are all resolved: its record changes page after page', () => {
+    const cache = new RunCache(1 << 20);
+    cache.rememberNode('r1', 'root', { ...record('succeeded'), edgesResolved: 250 });
+    expect(cache.node('r1', 'root')).toBeUndefined();
+    cache.rememberNode('r1', 'root', record('succeeded'));
+    expect(cache.node('r1', 'root')).toEqual(record('succeeded'));
+  });
+
   it('keeps a record without its logs, which its byte budget does not count', () => {
     const cache = new RunCache(1 << 20);
     const logged = { ...record('succeeded'), logs: { stdout: 'x'.repeat(1 << 21), stderr: '', truncated: false } } as NodeRecord;

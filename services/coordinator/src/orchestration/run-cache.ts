@@ -5,7 +5,8 @@ import { LRUCache } from 'lru-cache';
 /**
  * What never changes about a run once written, kept in this coordinator's memory so the next
  * batch does not read it from Redis again: the run's inputs, and the records of nodes that
- * succeeded (a succeeded record is final: nothing in the engine changes it afterwards). A chain
+ * succeeded and resolved all their edges (such a record is final: nothing in the engine changes
+ * it afterwards). A chain
  * step's `args` hold every succeeded ancestor; without this they would be read from Redis at
  * every step. Any coordinator may cache the same entries: immutable values are never stale, so
  * nothing needs invalidating, and an evicted entry is simply read again.
@@ -34,12 +35,14 @@ export class RunCache {
   }
 
   /**
-   * Remembers `record` when it is final (succeeded), without its logs (nothing reads them from
-   * here, and the budget does not count them). Callers get the kept object back and must not
-   * change it (the engine copies a record before its first change).
+   * Remembers `record` when it is final (succeeded, with every outgoing edge resolved: a wide
+   * fan-out's node changes its `edgesResolved` page after page, and a stale copy would resolve a
+   * page twice), without its logs (nothing reads them from here, and the budget does not count
+   * them). Callers get the kept object back and must not change it (the engine copies a record
+   * before its first change).
    */
   rememberNode(runId: string, nodeId: string, record: NodeRecord): void {
-    if (!this.entries || record.status !== 'succeeded') return;
+    if (!this.entries || record.status !== 'succeeded' || record.edgesResolved !== undefined) return;
     const { logs: _logs, ...kept } = record;
     this.set(nodeKey(runId, nodeId), kept, approximateBytes(kept));
   }
