@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { ExecResult } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
-import { applyEvents, createRunRecords, nodesTouchedBy, type TransitionOptions } from './engine';
+import { applyEvents, createRunRecords, createRunState, nodesTouchedBy, transition, type TransitionOptions } from './engine';
 import { nodeReadsOf } from './expression-reads';
 import { loadFixtures, runFixture } from './testing/fixture-runner';
 import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, RunRecord, RunSource } from './types';
@@ -223,6 +223,11 @@ describe('a fan-out wider than edgePage', () => {
   it('the prefetch of a result reads its first page only', () => {
     expect(nodesTouchedBy(compiled, [rootDone(2)], 3).sort()).toEqual(['join', 'leaf0', 'leaf1', 'leaf2', 'root']);
     expect(nodesTouchedBy(compiled, [{ type: 'resolve_edges', nodeId: 'root', at: 2 }], 3)).toEqual(['root']);
+  });
+
+  it('the whole-state transition() refuses edgePage: a RunState has no place for the cursors', async () => {
+    const state = createRunState({ id: 'r', tenantId: 't', workflow, inputs: {}, now: 0 });
+    await expect(transition(state, { type: 'start', at: 1 }, { edgePage: 3 })).rejects.toThrow('edgePage needs a store that keeps records (applyEvents)');
   });
 
   it('edgePage must be a whole number of at least 1', async () => {

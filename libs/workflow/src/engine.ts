@@ -252,6 +252,8 @@ export function createRunState(params: CreateRunParams): RunState {
  * state plus the commands, in order. The input state is never mutated.
  */
 export async function transition(state: RunState, event: EngineEvent, options: TransitionOptions = {}): Promise<TransitionResult> {
+  // The whole state has no place for the cursors pages keep (a node's edgesResolved, a run's rootsStarted).
+  if (options.edgePage !== undefined) throw new RangeError('edgePage needs a store that keeps records (applyEvents); transition() resolves every edge at once');
   const compiled = new CompiledWorkflow(state.workflow);
   const changes = await applyEvents(compiled, runRecordOf(state), memorySource(state, nodeRecordsOf(state, compiled)), [event], options);
   return { state: mergeChanges(state, changes), commands: changes.commands };

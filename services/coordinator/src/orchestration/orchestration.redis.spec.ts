@@ -787,6 +787,36 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
   });
 
+  it('a cancel chunk that fails part-way acknowledges nothing, yet counts out the executions it removed; carried out again, every execution ends canceled', async () => {
+    const nodes = CANCEL_CHUNK + 50;
+    const workflow = parseWorkflow({ id: 'cancel-fails', nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
+    const coordinator = start();
+    const runId = await createdAndIdle(coordinator, 'r-cancel-fails', workflow);
+    const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((job) => job.data.runId === runId);
+    const unlucky = executionIdOf(runId, 'n9', 1);
+    const getJob = coordinator.execQueue.getJob.bind(coordinator.execQueue);
+    const lookup = jest.spyOn(coordinator.execQueue, 'getJob').mockImplementation(async (id) => {
+      if (id === unlucky) throw new Error('Redis hiccup');
+      return getJob(id);
+    });
+
+    const record = await coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' }, 1_000);
+    expect(record?.status).toBe('canceled');
+    expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('Redis hiccup')]);
+    // The first chunk's other 249 are out of the tenant's count; nothing was acknowledged.
+    expect(await coordinator.admission.store.inFlight('t')).toBe(nodes - (CANCEL_CHUNK - 1));
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBeGreaterThanOrEqual(nodes);
+
+    // The session died with the lease held; once it is gone, whoever takes the run over carries the commands out again.
+    lookup.mockRestore();
+    await coordinator.redis.del(coordinator.store.keys.lease(runId));
+    expect(await coordinator.orchestrator.takeOver(runId)).toBe(true);
+    expect(await jobsOf()).toEqual([]);
+    expect(await coordinator.admission.store.inFlight('t')).toBe(0);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
+    expect(loggedErrors).toEqual([]);
+  });
+
   it('fair dispatch: a tenant at its cap moves on as its own results arrive, without waiting for a sweep', async () => {
     const cap = 4;
     let workerConnection: ReturnType<Redis['duplicate']> | undefined;

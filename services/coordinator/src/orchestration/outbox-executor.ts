@@ -50,7 +50,8 @@ export class OutboxExecutor {
   ) {}
 
   /**
-   * Carries out `entries` (in order, enqueues as far as admission allows); returns the ids carried
+   * Carries out `entries`: enqueues in order as far as admission allows, cancels a chunk at a time,
+   * and the run's completion (`run_finished`) once its cancels are done. Returns the ids carried
    * out, how many enqueues admission held back, and the tenant of the enqueues (when there were any).
    */
   async execute(runId: string, entries: readonly OutboxEntry[], now: number, releasing = false, runOver = false): Promise<{ done: string[]; held: number; tenantId?: string }> {
@@ -60,6 +61,7 @@ export class OutboxExecutor {
     const over = runOver || entries.some((entry) => entry.command.type === 'run_finished');
     const enqueues: Array<{ id: string; request: AdmissionRequest }> = [];
     const cancels: Array<{ id: string; executionId: string }> = [];
+    const finished: string[] = [];
     // Run timeouts are delayed jobs of their own: scheduled alongside the enqueues, not before
     // them, so a new run's first executions do not wait for a round trip they do not need.
     const timeouts: Promise<unknown>[] = [];
@@ -73,8 +75,9 @@ export class OutboxExecutor {
           cancels.push({ id, executionId: command.executionId });
           continue;
         case 'run_finished':
-          await this.notifier.runFinished(runId);
-          break;
+          // After the cancels, as in outbox order: the run's completion goes out once its executions are stopped.
+          finished.push(id);
+          continue;
         case 'schedule_run_timeout': {
           const message: ResultMessage = { kind: 'run_timeout', runId, at: command.at };
           timeouts.push(this.resultsQueue.add('run_timeout', message, { jobId: resultJobId(message), delay: Math.max(0, command.at - now), removeOnComplete: true, removeOnFail: { age: 24 * 3600 } }));
@@ -114,7 +117,8 @@ export class OutboxExecutor {
     })();
     // All settle before anything is acknowledged: a failure leaves every entry in the outbox.
     const [admitted] = await Promise.all([enqueued, this.cancelExecutions(cancels.map((c) => c.executionId)), ...timeouts]);
-    done.push(...cancels.map((c) => c.id), ...enqueues.slice(0, admitted).map((e) => e.id));
+    if (finished.length > 0) await this.notifier.runFinished(runId);
+    done.push(...cancels.map((c) => c.id), ...finished, ...enqueues.slice(0, admitted).map((e) => e.id));
     return { done, held: enqueues.length - admitted, ...(enqueues.length > 0 ? { tenantId: enqueues[0]!.request.job.tenantId } : {}) };
   }
 
@@ -133,17 +137,21 @@ export class OutboxExecutor {
       const chunk = executionIds.slice(first, first + CANCEL_CHUNK);
       await this.redis.multi().sadd(setKey, ...chunk).expire(setKey, CANCELED_TTL_SECONDS).exec();
       const byTenant = new Map<string, string[]>();
-      await Promise.all(
+      const outcomes = await Promise.allSettled(
         chunk.map(async (executionId) => {
           await this.redis.publish(channel, executionId);
           const job = await this.execQueue.getJob(executionId);
           if (!job) return;
+          // Counted out even if its removal below fails: a retry would not find a job removed meanwhile.
+          byTenant.set(job.data.tenantId, [...(byTenant.get(job.data.tenantId) ?? []), executionId]);
           // Prioritized: waiting under fair dispatch (every job has a priority then).
           if (NOT_STARTED.has(await job.getState())) await job.remove().catch(() => undefined);
-          byTenant.set(job.data.tenantId, [...(byTenant.get(job.data.tenantId) ?? []), executionId]);
         }),
       );
       await Promise.all([...byTenant].map(([tenantId, ids]) => this.admission.store.finished(tenantId, ids)));
+      // Nothing is acknowledged then: the commands are carried out again (each is idempotent).
+      const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
     }
   }
 }
