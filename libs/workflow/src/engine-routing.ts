@@ -20,12 +20,7 @@ import { evaluateExpression, isTruthy } from './expressions';
  */
 export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succeeded' | 'failed', settled?: (index: number) => boolean): Promise<number[] | undefined> {
   const outgoing = step.compiled.outgoing(nodeId);
-  const page = step.edgePage;
-  if (outcome === 'succeeded' && !settled && page !== undefined && outgoing.length > page) {
-    nodeState(step, nodeId).edgesResolved = page;
-    step.commands.push({ type: 'resolve_edges', nodeId, at: step.at });
-    return resolveEdges(step, outgoing.slice(0, page), outcome);
-  }
+  if (outcome === 'succeeded' && !settled && step.edgePage !== undefined && outgoing.length > step.edgePage) return resolvePage(step, nodeId, 0);
   return resolveEdges(step, outgoing, outcome, settled);
 }
 
@@ -39,6 +34,11 @@ export async function resolveMoreEdges(step: Step, nodeId: string): Promise<numb
   await loadNodes(step, [nodeId]);
   const { status, edgesResolved: from } = peekNode(step, nodeId);
   if (status !== 'succeeded' || from === undefined) return undefined;
+  return resolvePage(step, nodeId, from);
+}
+
+/** The page of a succeeded node's outgoing edges from position `from`; the cursor and the next `resolve_edges` while some are left. */
+function resolvePage(step: Step, nodeId: string, from: number): Promise<number[] | undefined> {
   const outgoing = step.compiled.outgoing(nodeId);
   const to = Math.min(outgoing.length, from + (step.edgePage ?? outgoing.length));
   const node = nodeState(step, nodeId);

@@ -48,9 +48,9 @@ export function memorySource(state: Pick<RunState, 'inputs' | 'edges'>, nodes: R
   };
 }
 
-/** The node state without the engine's counters. */
+/** The node state without the engine's counters (and the cursor of a node whose edges go a page at a time). */
 export function nodeStateOf(record: NodeRecord): NodeState {
-  const { waiting: _waiting, fired: _fired, ...node } = record;
+  const { waiting: _waiting, fired: _fired, edgesResolved: _edgesResolved, ...node } = record;
   return node;
 }
 

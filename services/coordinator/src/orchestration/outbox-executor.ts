@@ -143,7 +143,9 @@ export class OutboxExecutor {
           const job = await this.execQueue.getJob(executionId);
           if (!job) return;
           // Counted out even if its removal below fails: a retry would not find a job removed meanwhile.
-          byTenant.set(job.data.tenantId, [...(byTenant.get(job.data.tenantId) ?? []), executionId]);
+          const ids = byTenant.get(job.data.tenantId) ?? [];
+          ids.push(executionId);
+          byTenant.set(job.data.tenantId, ids);
           // Prioritized: waiting under fair dispatch (every job has a priority then).
           if (NOT_STARTED.has(await job.getState())) await job.remove().catch(() => undefined);
         }),

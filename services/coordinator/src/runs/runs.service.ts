@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PodflowError, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
 import type { ObjectStore } from '@podflow/storage';
-import { CompiledWorkflow, DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, keptNodes, parseWorkflow, type DependencyPolicy, type KeptParams, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
+import { CompiledWorkflow, DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, keptNodes, nodeStateOf, parseWorkflow, type DependencyPolicy, type KeptParams, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
 import { randomUUID } from 'node:crypto';
 import { Definitions } from '../orchestration/definitions';
 import { Orchestrator } from '../orchestration/orchestrator.service';
@@ -237,7 +237,7 @@ export class RunsService {
     for (const id of ids) {
       const record = stored.get(id);
       if (!record) continue;
-      const { waiting: _waiting, fired: _fired, edgesResolved: _edgesResolved, ...node } = await this.payloads.hydrateNode(run, id, record);
+      const node = nodeStateOf(await this.payloads.hydrateNode(run, id, record));
       const nodeLogs = logs.get(id);
       nodes.push([id, nodeLogs ? { ...node, logs: nodeLogs } : node]);
     }
