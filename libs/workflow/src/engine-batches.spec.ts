@@ -67,6 +67,33 @@ class Records {
 
 const fixtures = loadFixtures(join(__dirname, '..', 'fixtures'));
 
+/** The follow-up events a step's commands ask for (what a store writes to the run's inbox). */
+function followUps(commands: EngineCommand[]): EngineEvent[] {
+  return commands.flatMap((command): EngineEvent[] => {
+    if (command.type === 'resolve_edges') return [{ type: 'resolve_edges', nodeId: command.nodeId, at: command.at }];
+    if (command.type === 'start_roots') return [{ type: 'start_roots', at: command.at }];
+    if (command.type === 'end_run') return [{ type: 'end_run', from: command.from, at: command.at }];
+    return [];
+  });
+}
+
+/** Applies `event`, then every follow-up it leads to, one step each; the other commands, and the nodes each step wrote. */
+async function settle(store: Records, compiled: CompiledWorkflow, event: EngineEvent, options: TransitionOptions) {
+  const commands: EngineCommand[] = [];
+  const written: number[] = [];
+  const queue = [event];
+  for (let next = queue.shift(); next; next = queue.shift()) {
+    const step = await store.apply(compiled, [next], options);
+    written.push(store.lastWritten);
+    const follow = followUps(step);
+    queue.push(...follow);
+    commands.push(...step.filter((command) => !['resolve_edges', 'start_roots', 'end_run'].includes(command.type)));
+  }
+  return { commands, written };
+}
+
+const sortedCommands = (list: EngineCommand[]) => list.map((command) => JSON.stringify(command)).sort();
+
 describe('applyEvents in batches', () => {
   it.each(fixtures.map((fixture) => [fixture.file, fixture] as const))('%s: every split of the events into batches gives the same records and commands', async (_file, fixture) => {
     // The fixture's events, as the whole-state engine saw them.
@@ -206,7 +233,7 @@ describe('a fan-out wider than edgePage', () => {
     const first = await paged.apply(compiled, [rootDone(2)], { edgePage: 4 });
     expect(paged.nodes.get('root')!.edgesResolved).toBe(4);
     expect(first.filter((c) => c.type === 'enqueue')).toHaveLength(4);
-    await paged.apply(compiled, [{ type: 'cancel', at: 3 }], { edgePage: 4 });
+    await settle(paged, compiled, { type: 'cancel', at: 3 }, { edgePage: 4 });
     expect(paged.run.status).toBe('canceled');
     const before = paged.snapshot();
     expect(await paged.apply(compiled, [{ type: 'resolve_edges', nodeId: 'root', at: 2 }], { edgePage: 4 })).toEqual([]);
@@ -284,7 +311,8 @@ describe('a run with more roots than edgePage', () => {
     const canceled = fresh();
     await canceled.apply(compiled, [{ type: 'start', at: 1 }], { edgePage: 3 });
     expect(canceled.run.rootsStarted).toBe(3);
-    await canceled.apply(compiled, [{ type: 'cancel', at: 2 }], { edgePage: 3 });
+    await settle(canceled, compiled, { type: 'cancel', at: 2 }, { edgePage: 3 });
+    expect(canceled.run.status).toBe('canceled');
     const after = canceled.snapshot();
     expect(await canceled.apply(compiled, [{ type: 'start_roots', at: 1 }], { edgePage: 3 })).toEqual([]);
     expect(canceled.snapshot()).toEqual(after);
@@ -293,6 +321,105 @@ describe('a run with more roots than edgePage', () => {
 
   it('the prefetch of a start reads the first page of roots', () => {
     expect(nodesTouchedBy(compiled, [{ type: 'start', at: 1 }], 3)).toEqual(['root0', 'root1', 'root2']);
+  });
+});
+
+describe('a run ending with more nodes than edgePage', () => {
+  const code = 'def main(a): return {}';
+  // 7 roots; root5 feeds `after`; root6's failure is caught by `handler`.
+  const workflow = parseWorkflow({
+    id: 'ending',
+    nodes: [...Array.from({ length: 7 }, (_, i) => ({ id: `root${i}`, language: 'python', code })), { id: 'after', language: 'python', code }, { id: 'handler', language: 'python', code }],
+    edges: [
+      { from: 'root5', to: 'after' },
+      { from: 'root6', to: 'handler', on: 'failure' },
+    ],
+  });
+  const compiled = new CompiledWorkflow(workflow);
+  const finished = (nodeId: string, status: 'succeeded' | 'failed', at: number): EngineEvent => ({
+    type: 'node_finished',
+    at,
+    result: {
+      executionId: `r.${nodeId}.1`,
+      tenantId: 't',
+      runId: 'r',
+      nodeId,
+      attempt: 1,
+      status,
+      ...(status === 'succeeded' ? { output: {} } : { error: { code: 'CODE_EXECUTION_FAILED', message: 'boom', nodeId } }),
+      logs: { stdout: '', stderr: '', truncated: false },
+      warnings: [],
+      timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 },
+      workerId: 'w',
+    },
+  });
+  /** Started (all roots queued at once), root0 succeeded, root1 running. */
+  const running = async () => {
+    const { run, nodes } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
+    const store = new Records(run, nodes);
+    await store.apply(compiled, [{ type: 'start', at: 1 }, finished('root0', 'succeeded', 2), { type: 'node_started', nodeId: 'root1', executionId: 'r.root1.1', at: 3 }]);
+    return store;
+  };
+  const ends: Array<[string, EngineEvent, 'canceled' | 'failed']> = [
+    ['a cancel', { type: 'cancel', at: 10, reason: 'enough' }, 'canceled'],
+    ['a run timeout', { type: 'run_timeout', at: 10 }, 'failed'],
+    ['a node failing with no failure edge', finished('root2', 'failed', 10), 'failed'],
+    ['a fail event', { type: 'fail', at: 10, error: { code: 'INTERNAL', message: 'could not apply' } }, 'failed'],
+  ];
+
+  it.each(ends)('%s cancels a page of nodes per step (end_run), ending in the records and commands of all at once', async (_name, event, status) => {
+    const whole = await running();
+    const all = await settle(whole, compiled, event, {});
+    expect(all.written).toHaveLength(1);
+    expect(whole.run.status).toBe(status);
+    for (const page of [1, 2, 4, 9]) {
+      const paged = await running();
+      const { commands, written } = await settle(paged, compiled, event, { edgePage: page });
+      expect({ page, steps: written.length }).toEqual({ page, steps: Math.ceil(compiled.nodeIds.length / page) });
+      // Each node written once (root0, finished, not at all), at most a page of them per step
+      // (plus the failing node, in the step it fails).
+      expect({ page, total: written.reduce((a, b) => a + b, 0) }).toEqual({ page, total: all.written[0] });
+      expect({ page, most: Math.max(...written) <= page + 1 }).toEqual({ page, most: true });
+      expect({ page, ...paged.snapshot() }).toEqual({ page, ...whole.snapshot() });
+      expect({ page, commands: sortedCommands(commands) }).toEqual({ page, commands: sortedCommands(all.commands) });
+      // One terminal run event, in the last step.
+      expect(commands.filter((c) => c.type === 'emit' && c.event.type === 'run')).toEqual([commands[commands.length - 1]]);
+    }
+    expect(whole.run.ending).toBeUndefined();
+    expect(whole.nodes.get('root0')!.status).toBe('succeeded');
+    expect(whole.nodes.get('root1')!.status).toBe('canceled');
+  });
+
+  it('while a run ends, every other event finds it ended: a result, a start, another cancel or a timeout changes nothing', async () => {
+    const paged = await running();
+    const first = await paged.apply(compiled, [{ type: 'cancel', at: 10 }], { edgePage: 3 });
+    expect(first.filter((c) => c.type === 'cancel_execution').map((c) => c.type === 'cancel_execution' && c.nodeId)).toEqual(['root1', 'root2']);
+    expect(paged.run.status).toBe('running');
+    expect(paged.run.ending).toMatchObject({ status: 'canceled', next: 3 });
+    const during = paged.snapshot();
+    for (const event of [finished('root5', 'succeeded', 11), finished('root6', 'failed', 11), { type: 'node_started', nodeId: 'root4', executionId: 'r.root4.1', at: 11 } as EngineEvent, { type: 'cancel', at: 11, reason: 'again' } as EngineEvent, { type: 'run_timeout', at: 11 } as EngineEvent, { type: 'start_roots', at: 11 } as EngineEvent]) {
+      expect(await paged.apply(compiled, [event], { edgePage: 3 })).toEqual([]);
+    }
+    expect(paged.snapshot()).toEqual(during);
+    await settle(paged, compiled, { type: 'end_run', from: 3, at: 10 }, { edgePage: 3 });
+    const whole = await running();
+    await settle(whole, compiled, { type: 'cancel', at: 10 }, {});
+    expect(paged.snapshot()).toEqual(whole.snapshot());
+    // root5's result came after the cancel: root5 is canceled, and `after` never ran.
+    expect(paged.nodes.get('root5')!.status).toBe('canceled');
+    expect(paged.nodes.get('after')!.status).toBe('canceled');
+  });
+
+  it('an end_run once the run has ended, or repeated, changes nothing', async () => {
+    const paged = await running();
+    await settle(paged, compiled, { type: 'cancel', at: 10 }, { edgePage: 4 });
+    const after = paged.snapshot();
+    for (const from of [0, 4, 8]) expect(await paged.apply(compiled, [{ type: 'end_run', from, at: 10 }], { edgePage: 4 })).toEqual([]);
+    expect(paged.snapshot()).toEqual(after);
+  });
+
+  it('the prefetch of an end_run reads its page', () => {
+    expect(nodesTouchedBy(compiled, [{ type: 'end_run', from: 3, at: 1 }], 3)).toEqual(['root3', 'root4', 'root5']);
   });
 });
 

@@ -26,7 +26,7 @@ export interface Step {
   commands: EngineCommand[];
   at: number;
   expressionLimits: ExpressionLimits;
-  /** TransitionOptions.edgePage: most outgoing edges of a succeeded node resolved in this step. */
+  /** TransitionOptions.edgePage: most outgoing edges of a succeeded node resolved, roots started or nodes of an ending run canceled in this step. */
   edgePage?: number;
   ready: ReadyQueue;
 }

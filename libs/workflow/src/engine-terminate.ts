@@ -1,19 +1,34 @@
 import { boundNodeError, type NodeError } from '@podflow/protocol';
 import { emitNode, emitRun, isActive, loadNodes, peekNode, runRecord, setNodeStatus, type Step } from './engine-context';
 import { formatDuration } from './durations';
+import type { RunEnding } from './types';
 
 /**
  * Ends the run: every queued or running node is canceled (with a `cancel_execution` so its
  * sandbox is killed), every pending node is canceled, then the run takes `status` and `error`.
- * Nodes already finished keep their result. Reads every node: a run ends once.
+ * Nodes already finished keep their result. Reads every node once: all at once, or with
+ * `step.edgePage` a page of nodes per step (`RunRecord.ending`, an `end_run` command for the next
+ * page), so ending a 10,000-node run is no single 10,000-record write either. A run already
+ * ending keeps the end it has.
  */
 export async function terminateRun(step: Step, status: 'failed' | 'canceled', runError: NodeError, canceledNodeError: NodeError): Promise<void> {
+  if (step.run.ending) return;
   // Messages can quote user text (an expression, a cancel reason): bounded like node errors.
-  const error = boundNodeError(runError);
-  const nodeError = boundNodeError(canceledNodeError);
+  await endRunFrom(step, { status, error: boundNodeError(runError), nodeError: boundNodeError(canceledNodeError), next: 0 });
+}
+
+/** `end_run` event: the next page of an ending run's nodes; a late or repeated one finds no `ending` and does nothing. */
+export async function endRunPage(step: Step): Promise<void> {
+  if (step.run.ending) await endRunFrom(step, step.run.ending);
+}
+
+/** Cancels the nodes of one page from `ending.next` on; after the last page the run takes its terminal status. */
+async function endRunFrom(step: Step, ending: RunEnding): Promise<void> {
   const ids = step.compiled.nodeIds;
-  await loadNodes(step, ids);
-  for (const id of ids) {
+  const to = Math.min(ids.length, ending.next + (step.edgePage ?? ids.length));
+  const page = ids.slice(ending.next, to);
+  await loadNodes(step, page);
+  for (const id of page) {
     const current = peekNode(step, id);
     if (isActive(current.status) && current.executionId) {
       step.commands.push({ type: 'cancel_execution', nodeId: id, executionId: current.executionId });
@@ -21,13 +36,19 @@ export async function terminateRun(step: Step, status: 'failed' | 'canceled', ru
       continue;
     }
     const node = setNodeStatus(step, id, 'canceled');
-    node.error = { ...nodeError, nodeId: id };
+    node.error = { ...ending.nodeError, nodeId: id };
     node.timings.finishedAt = step.at;
     emitNode(step, id, node.error);
   }
   const run = runRecord(step);
-  run.status = status;
-  run.error = error;
+  if (to < ids.length) {
+    run.ending = { ...ending, next: to };
+    step.commands.push({ type: 'end_run', from: to, at: step.at });
+    return;
+  }
+  delete run.ending;
+  run.status = ending.status;
+  run.error = ending.error;
   run.finishedAt = step.at;
   emitRun(step);
 }

@@ -7,7 +7,7 @@ import { onNodeFinished } from './engine-results';
 import { resolveMoreEdges, resolveOutgoing } from './engine-routing';
 import { keptRecord, type KeptNode } from './resume';
 import type { TestRunInfo } from './test-run';
-import { cancelRun, failUnapplicable, timeoutRun } from './engine-terminate';
+import { cancelRun, endRunPage, failUnapplicable, timeoutRun } from './engine-terminate';
 import { memorySource, mergeChanges, nodeRecordsOf, runRecordOf } from './run-records';
 import type { EdgeResolution, EngineEvent, NodeRecord, NodeState, RunChanges, RunRecord, RunSource, RunState, TransitionResult, Workflow } from './types';
 
@@ -30,7 +30,8 @@ export interface TransitionOptions {
    * page per step, each page a `resolve_edges` command the caller must apply as an event
    * (a store writes it to the run's inbox with the changes): the step that readies a 10,000-node
    * fan-out then writes ~`edgePage` node records, not 10,000, so no single atomic write of one run
-   * holds up everyone else's. Undefined (the default): every edge at once.
+   * holds up everyone else's. The same bound pages the roots of a run that starts with more, and
+   * the nodes a run's end cancels (`start_roots`, `end_run`). Undefined (the default): all at once.
    */
   edgePage?: number;
 }
@@ -81,7 +82,7 @@ export function createRunRecords(compiled: CompiledWorkflow, params: Omit<Create
  * carry out. Pure apart from reading records through `source`: no clock (time comes from each
  * `event.at`), inputs never mutated. Cost: the records the events touch (the node, its
  * successors, what `args` and expressions read), never the size of the run, except at the end of
- * a run (cancel, failure, timeout read every node once).
+ * a run (cancel, failure, timeout read every node once: a page per step with `edgePage`).
  *
  * Idempotent by construction: an event that no longer applies (a duplicate or stale result, a
  * second `start`, a late timer) changes nothing and emits nothing. Applying a batch gives the
@@ -104,6 +105,9 @@ export async function applyEvents(compiled: CompiledWorkflow, run: RunRecord, so
 }
 
 async function applyOne(step: Step, event: EngineEvent): Promise<void> {
+  // An ending run (paged: RunRecord.ending) has ended for every other event: they find it as they
+  // would find it after an end in one step, where each of them is a no-op.
+  if (step.run.ending && event.type !== 'end_run') return;
   switch (event.type) {
     case 'start':
       await start(step);
@@ -127,6 +131,9 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
       // Nothing left (a late or repeated one) once the count is gone.
       if (step.run.status === 'running' && step.run.rootsStarted !== undefined) await startRoots(step, step.run.rootsStarted);
       return;
+    case 'end_run':
+      await endRunPage(step);
+      return;
     case 'fail':
       await failUnapplicable(step, event.error);
       return;
@@ -141,8 +148,8 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
  * The node ids a batch of events will most likely read, for a store to fetch in one round trip
  * before `applyEvents` (which loads anything else it needs on demand): a result's node, its
  * successors (their edges resolve) and theirs (a successor that becomes ready is dispatched or
- * skipped, which reads its own successors), at most `edgePage` successors of one node. Bounded
- * by the run's nodes.
+ * skipped, which reads its own successors), at most `edgePage` successors of one node; the page
+ * an `end_run` cancels. Bounded by the run's nodes.
  */
 export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly EngineEvent[], edgePage?: number): string[] {
   const ids = new Set<string>();
@@ -160,6 +167,7 @@ export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly Engi
         for (const after of successors(next)) ids.add(after);
       }
     } else if (event.type === 'start') for (const id of compiled.roots.slice(0, edgePage)) ids.add(id);
+    else if (event.type === 'end_run' && edgePage !== undefined) for (const id of compiled.nodeIds.slice(event.from, event.from + edgePage)) ids.add(id);
   }
   return [...ids];
 }
@@ -252,7 +260,7 @@ export function createRunState(params: CreateRunParams): RunState {
  * state plus the commands, in order. The input state is never mutated.
  */
 export async function transition(state: RunState, event: EngineEvent, options: TransitionOptions = {}): Promise<TransitionResult> {
-  // The whole state has no place for the cursors pages keep (a node's edgesResolved, a run's rootsStarted).
+  // The whole state has no place for the cursors pages keep (a node's edgesResolved, a run's rootsStarted and ending).
   if (options.edgePage !== undefined) throw new RangeError('edgePage needs a store that keeps records (applyEvents); transition() resolves every edge at once');
   const compiled = new CompiledWorkflow(state.workflow);
   const changes = await applyEvents(compiled, runRecordOf(state), memorySource(state, nodeRecordsOf(state, compiled)), [event], options);

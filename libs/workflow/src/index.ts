@@ -38,6 +38,7 @@ export type {
   OutputType,
   RetryPolicySpec,
   RunChanges,
+  RunEnding,
   RunRecord,
   RunSource,
   RunState,

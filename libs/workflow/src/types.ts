@@ -173,6 +173,11 @@ export type EngineEvent =
   | { type: 'resolve_edges'; nodeId: string; at: number }
   /** Starts the next page of a run's roots (more roots than `TransitionOptions.edgePage`); the commit that left them wrote it. */
   | { type: 'start_roots'; at: number }
+  /**
+   * Cancels the next page of an ending run's nodes (`RunRecord.ending`); the commit that left them
+   * wrote it. `from`: where that page starts, for a store's prefetch only (the run record's cursor decides).
+   */
+  | { type: 'end_run'; from: number; at: number }
   /** The service cannot apply an event to this run (a result it cannot process): the run fails with `error` instead of waiting for its timeout. */
   | { type: 'fail'; at: number; error: NodeError };
 
@@ -193,7 +198,9 @@ export type EngineCommand =
    */
   | { type: 'resolve_edges'; nodeId: string; at: number }
   /** Apply `{ type: 'start_roots', at }` to this run next: it has roots left to start; written like `resolve_edges`. */
-  | { type: 'start_roots'; at: number };
+  | { type: 'start_roots'; at: number }
+  /** Apply `{ type: 'end_run', from, at }` to this run next: it is ending with nodes left to cancel; written like `resolve_edges`. */
+  | { type: 'end_run'; from: number; at: number };
 
 export interface TransitionResult {
   state: RunState;
@@ -216,6 +223,22 @@ export interface RunRecord extends Omit<RunState, 'workflow' | 'inputs' | 'nodes
    * definition order, are started so far. Gone once all are.
    */
   rootsStarted?: number;
+  /**
+   * A run ending (cancel, failure, timeout) with more nodes than a step cancels
+   * (`TransitionOptions.edgePage`): the status and errors it ends with, and `next`, the position
+   * (in `compiled.nodeIds`) of the first node not looked at yet. Every other event waits out the
+   * end as it would after it: ignored. Gone once the run has its terminal status.
+   */
+  ending?: RunEnding;
+}
+
+/** How a run is ending, while its nodes are canceled a page per step (`RunRecord.ending`). */
+export interface RunEnding {
+  status: 'failed' | 'canceled';
+  error: NodeError;
+  /** The error each canceled node gets (its `nodeId` added). */
+  nodeError: NodeError;
+  next: number;
 }
 
 /** One node's state plus the counters that make readiness O(1): no scan of incoming edges. */

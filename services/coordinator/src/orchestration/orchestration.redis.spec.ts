@@ -748,6 +748,42 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await coordinator.store.record(runId)).not.toHaveProperty('rootsStarted');
   });
 
+  it('a run that ends with more nodes than FANOUT_PAGE cancels them a page per commit (the inbox carries the rest) and takes its terminal status with the last page', async () => {
+    const nodes = 250;
+    const workflow = parseWorkflow({ id: 'end-pages', nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
+    const coordinator = start({ FANOUT_PAGE: '100' });
+    const runId = await createdAndIdle(coordinator, 'r-end-pages', workflow);
+    const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((job) => job.data.runId === runId);
+    expect(await jobsOf()).toHaveLength(nodes);
+
+    const written: Array<{ nodes: number; status: string }> = [];
+    const commit = coordinator.store.commit.bind(coordinator.store);
+    jest.spyOn(coordinator.store, 'commit').mockImplementation(async (id, token, write) => {
+      written.push({ nodes: write.changes.nodes.size, status: write.changes.run.status });
+      return commit(id, token, write);
+    });
+    const record = await coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' });
+    expect(record).toMatchObject({ status: 'canceled', error: { code: 'CANCELED', message: 'test' } });
+    expect(record).not.toHaveProperty('ending');
+    // Two pages of 100 while the run is still running, then the last 50 with the terminal status.
+    expect(written).toEqual([
+      { nodes: 100, status: 'running' },
+      { nodes: 100, status: 'running' },
+      { nodes: 50, status: 'canceled' },
+    ]);
+    expect(await jobsOf()).toEqual([]);
+    const stored = await coordinator.store.nodes(runId, ['n0', 'n150', `n${nodes - 1}`]);
+    expect([...stored.values()].map((node) => [node.status, node.error?.message])).toEqual(Array(3).fill(['canceled', 'canceled: test']));
+    const runEvents = (await coordinator.redis.xrange(coordinator.store.keys.events(runId), '-', '+')).map(([, fields]) => JSON.parse(fields[1]!) as { type: string; status?: string });
+    // Every node's cancel is written before the run's terminal event (an event stream ends there).
+    expect(runEvents.filter((event) => event.type === 'run').map((event) => event.status)).toEqual(['running', 'canceled']);
+    expect(runEvents[runEvents.length - 1]).toMatchObject({ type: 'run', status: 'canceled' });
+    expect(runEvents.filter((event) => event.type === 'node' && event.status === 'canceled')).toHaveLength(nodes);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
+    expect(await coordinator.admission.store.inFlight('t')).toBe(0);
+  });
+
   it('canceling a wide run cancels its executions a chunk at a time: every one in the canceled set, announced, its job removed and out of the in-flight count', async () => {
     const nodes = 2 * CANCEL_CHUNK + 100;
     const workflow = parseWorkflow({ id: 'wide-cancel', nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
@@ -790,7 +826,8 @@ describe('orchestration on a real Redis (issue 11)', () => {
   it('a cancel chunk that fails part-way acknowledges nothing, yet counts out the executions it removed; carried out again, every execution ends canceled', async () => {
     const nodes = CANCEL_CHUNK + 50;
     const workflow = parseWorkflow({ id: 'cancel-fails', nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
-    const coordinator = start();
+    // The end is paged too: the first page cancels a chunk's worth, and the rest waits in the inbox.
+    const coordinator = start({ FANOUT_PAGE: String(CANCEL_CHUNK) });
     const runId = await createdAndIdle(coordinator, 'r-cancel-fails', workflow);
     const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((job) => job.data.runId === runId);
     const unlucky = executionIdOf(runId, 'n9', 1);
@@ -800,20 +837,25 @@ describe('orchestration on a real Redis (issue 11)', () => {
       return getJob(id);
     });
 
-    const record = await coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' }, 1_000);
-    expect(record?.status).toBe('canceled');
+    const ending = await coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' }, 1_000);
+    // The session died carrying out the first page's cancels: the run is still ending.
+    expect(ending).toMatchObject({ status: 'running', ending: { status: 'canceled', next: CANCEL_CHUNK } });
     expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('Redis hiccup')]);
     // The first chunk's other 249 are out of the tenant's count; nothing was acknowledged.
     expect(await coordinator.admission.store.inFlight('t')).toBe(nodes - (CANCEL_CHUNK - 1));
-    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBeGreaterThanOrEqual(nodes);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBeGreaterThanOrEqual(CANCEL_CHUNK);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(1);
 
     // The session died with the lease held; once it is gone, whoever takes the run over carries the commands out again.
     lookup.mockRestore();
     await coordinator.redis.del(coordinator.store.keys.lease(runId));
     expect(await coordinator.orchestrator.takeOver(runId)).toBe(true);
+    expect(await coordinator.store.record(runId)).toMatchObject({ status: 'canceled' });
+    expect(await coordinator.store.record(runId)).not.toHaveProperty('ending');
     expect(await jobsOf()).toEqual([]);
     expect(await coordinator.admission.store.inFlight('t')).toBe(0);
     expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
     expect(loggedErrors).toEqual([]);
   });
 

@@ -462,6 +462,8 @@ function subjectOf(event: EngineEvent): string {
       return `the rest of node ${JSON.stringify(event.nodeId)}'s outgoing edges`;
     case 'start_roots':
       return 'the rest of its roots';
+    case 'end_run':
+      return 'the rest of its end';
     case 'fail':
       return 'a failure';
   }

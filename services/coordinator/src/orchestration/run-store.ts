@@ -23,7 +23,7 @@ const ACK_CHUNK = 250;
 export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' } | FollowUp> | { type: 'run_finished' };
 
 /** Commands that are events for the run itself (the rest of a wide fan-out or of many roots): written to its inbox. */
-type FollowUp = Extract<EngineCommand, { type: 'resolve_edges' | 'start_roots' }>;
+type FollowUp = Extract<EngineCommand, { type: 'resolve_edges' | 'start_roots' | 'end_run' }>;
 
 export interface OutboxEntry {
   id: string;
@@ -488,7 +488,7 @@ function parseJsonField<T>(fields: string[], accept: (value: unknown) => boolean
 
 /**
  * A transition's commands by where they go: events to the run's stream, follow-up events
- * (`resolve_edges`, `start_roots`) to its inbox, the rest to its outbox.
+ * (`resolve_edges`, `start_roots`, `end_run`) to its inbox, the rest to its outbox.
  */
 function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; outbox: OutboxCommand[]; follow: EngineEvent[] } {
   const events: RunEventMessage[] = [];
@@ -499,7 +499,7 @@ function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; 
     if (command.type === 'emit') {
       events.push(command.event);
       if (command.event.type === 'run' && isTerminalRunPhase(command.event.status)) finished = true;
-    } else if (command.type === 'resolve_edges' || command.type === 'start_roots') follow.push({ ...command });
+    } else if (command.type === 'resolve_edges' || command.type === 'start_roots' || command.type === 'end_run') follow.push({ ...command });
     else outbox.push(command);
   }
   if (finished) outbox.push({ type: 'run_finished' });
