@@ -410,16 +410,86 @@ describe('a run ending with more nodes than edgePage', () => {
     expect(paged.nodes.get('after')!.status).toBe('canceled');
   });
 
-  it('an end_run once the run has ended, or repeated, changes nothing', async () => {
+  it('an end_run once the run has ended, or repeated while it ends, changes nothing', async () => {
     const paged = await running();
-    await settle(paged, compiled, { type: 'cancel', at: 10 }, { edgePage: 4 });
+    await paged.apply(compiled, [{ type: 'cancel', at: 10 }], { edgePage: 4 });
+    // The same end_run twice in one batch: one page, one next end_run.
+    const twice = await paged.apply(compiled, [{ type: 'end_run', from: 4, at: 10 }, { type: 'end_run', from: 4, at: 10 }], { edgePage: 4 });
+    expect(followUps(twice)).toEqual([{ type: 'end_run', from: 8, at: 10 }]);
+    expect(paged.run.ending?.next).toBe(8);
+    const during = paged.snapshot();
+    for (const from of [0, 4]) expect(await paged.apply(compiled, [{ type: 'end_run', from, at: 10 }], { edgePage: 4 })).toEqual([]);
+    expect(paged.snapshot()).toEqual(during);
+    await settle(paged, compiled, { type: 'end_run', from: 8, at: 10 }, { edgePage: 4 });
+    expect(paged.run.status).toBe('canceled');
     const after = paged.snapshot();
     for (const from of [0, 4, 8]) expect(await paged.apply(compiled, [{ type: 'end_run', from, at: 10 }], { edgePage: 4 })).toEqual([]);
     expect(paged.snapshot()).toEqual(after);
   });
 
+  it('a fail while it ends (a page the service could not apply) ends the run at once as it was ending, later nodes as they were', async () => {
+    const paged = await running();
+    await paged.apply(compiled, [{ type: 'cancel', at: 10, reason: 'enough' }], { edgePage: 3 });
+    const commands = await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' } }], { edgePage: 3 });
+    expect(commands).toEqual([{ type: 'emit', event: { type: 'run', runId: 'r', status: 'canceled', error: { code: 'CANCELED', message: 'enough' }, at: 11 } }]);
+    expect(paged.run).toMatchObject({ status: 'canceled', finishedAt: 11 });
+    expect(paged.run.ending).toBeUndefined();
+    expect(['root2', 'root3'].map((id) => paged.nodes.get(id)!.status)).toEqual(['canceled', 'queued']);
+  });
+
   it('the prefetch of an end_run reads its page', () => {
     expect(nodesTouchedBy(compiled, [{ type: 'end_run', from: 3, at: 1 }], 3)).toEqual(['root3', 'root4', 'root5']);
+  });
+});
+
+describe('a failure that ends the run mid-step, paged', () => {
+  const code = 'def main(a): return {}';
+  const node = (id: string, extra: object = {}) => ({ id, language: 'python', code, ...extra });
+  const result = (nodeId: string, status: 'succeeded' | 'failed', at: number): EngineEvent => ({
+    type: 'node_finished',
+    at,
+    result: {
+      executionId: `r.${nodeId}.1`,
+      tenantId: 't',
+      runId: 'r',
+      nodeId,
+      attempt: 1,
+      status,
+      ...(status === 'succeeded' ? { output: {} } : { error: { code: 'CODE_EXECUTION_FAILED', message: 'boom', nodeId } }),
+      logs: { stdout: '', stderr: '', truncated: false },
+      warnings: [],
+      timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 },
+      workerId: 'w',
+    },
+  });
+  const runStatuses = (commands: EngineCommand[]) => commands.flatMap((c) => (c.type === 'emit' && c.event.type === 'run' ? [c.event.status] : []));
+  // The engine goes on after the failure that ends the run (routing, dispatch, completion): with
+  // the end paged, the run still reads `running`, and none of that may happen.
+  const cases: Array<[string, object, EngineEvent[], EngineEvent]> = [
+    ['the last open node fails (nothing left to cancel: no run completion mid-end)', { id: 'last', nodes: [node('a'), node('b'), node('c')] }, [{ type: 'start', at: 1 }, result('b', 'succeeded', 2), result('c', 'succeeded', 2)], result('a', 'failed', 3)],
+    ['a failure whose success successor would be skipped', { id: 'skip', nodes: [node('a'), node('b'), node('c')], edges: [{ from: 'a', to: 'c' }] }, [{ type: 'start', at: 1 }], result('a', 'failed', 3)],
+    ['a failure that resolves the last edge of a node another edge fired', { id: 'fire', nodes: [node('a'), node('x'), node('y'), node('d')], edges: [{ from: 'x', to: 'd' }, { from: 'a', to: 'd' }] }, [{ type: 'start', at: 1 }, result('x', 'succeeded', 2)], result('a', 'failed', 3)],
+    ['a root whose input binding fails at the start', { id: 'bind', nodes: [node('r0', { inputs: { v: '$error("no")' } }), node('r1'), node('r2')] }, [], { type: 'start', at: 1 }],
+  ];
+
+  it.each(cases)('%s: the records, commands and one terminal event of all at once', async (_name, definition, setup, event) => {
+    const compiled = new CompiledWorkflow(parseWorkflow(definition));
+    const fresh = async () => {
+      const { run, nodes } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
+      const store = new Records(run, nodes);
+      if (setup.length > 0) await store.apply(compiled, setup);
+      return store;
+    };
+    const whole = await fresh();
+    const all = await settle(whole, compiled, event, {});
+    expect(whole.run.status).toBe('failed');
+    for (const page of [1, 2]) {
+      const paged = await fresh();
+      const { commands } = await settle(paged, compiled, event, { edgePage: page });
+      expect({ page, statuses: runStatuses(commands) }).toEqual({ page, statuses: runStatuses(all.commands) });
+      expect({ page, commands: sortedCommands(commands) }).toEqual({ page, commands: sortedCommands(all.commands) });
+      expect({ page, ...paged.snapshot() }).toEqual({ page, ...whole.snapshot() });
+    }
   });
 });
 

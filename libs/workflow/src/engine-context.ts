@@ -157,6 +157,14 @@ export function emitRun(step: Step): void {
   });
 }
 
+/**
+ * The run goes on: running, and not ending (a paged end, `RunRecord.ending`, has ended it for
+ * everything but its own pages). Nothing is dispatched, skipped, routed or completed otherwise.
+ */
+export function isLive(step: Step): boolean {
+  return step.run.status === 'running' && step.run.ending === undefined;
+}
+
 /** Queued or running: the node has an execution that may still report, and that cancel must kill. */
 export function isActive(status: NodePhase): boolean {
   return status === 'queued' || status === 'running';

@@ -1,6 +1,6 @@
 import { PodflowError, emptyRecord, executionIdOf } from '@podflow/protocol';
 import type { ExecJob, JsonObject, JsonValue, NodeError } from '@podflow/protocol';
-import { edgeState, emitNode, emitRun, loadEdges, loadNodes, nodeDefinition, peekNode, resolveEdge, runInputs, runRecord, setNodeStatus, type Step } from './engine-context';
+import { edgeState, emitNode, emitRun, isLive, loadEdges, loadNodes, nodeDefinition, peekNode, resolveEdge, runInputs, runRecord, setNodeStatus, type Step } from './engine-context';
 import { contextFor } from './engine-expressions';
 import { failRun, settleFailure } from './engine-routing';
 import { evaluateExpression } from './expressions';
@@ -14,19 +14,19 @@ import type { CodeNode } from './types';
  * completes if no node is left open. Cost: the nodes that became ready and what their `args` read.
  */
 export async function advance(step: Step): Promise<void> {
-  while (step.run.status === 'running' && step.ready.size > 0) {
+  while (isLive(step) && step.ready.size > 0) {
     const pass = step.ready.startPass();
     // The pass's nodes and their successors (a skip resolves their edges) in one load.
     await loadNodes(step, [...pass, ...pass.flatMap((id) => successorsOf(step, id))]);
     for (let id = step.ready.take(); id !== undefined; id = step.ready.take()) {
-      if (step.run.status !== 'running') return;
+      if (!isLive(step)) return;
       const node = peekNode(step, id);
       if (node.status !== 'pending' || node.waiting > 0) continue;
       if (step.compiled.incoming(id).length === 0 || node.fired > 0) await dispatchNode(step, id, 0);
       else await skipNode(step, id);
     }
   }
-  if (step.run.status === 'running') await completeIfDone(step);
+  if (isLive(step)) await completeIfDone(step);
 }
 
 async function skipNode(step: Step, nodeId: string): Promise<void> {

@@ -1,6 +1,6 @@
 import { boundNodeError, isErrorCode, retryPolicyOf } from '@podflow/protocol';
 import type { ErrorCode, ExecResult, NodeError } from '@podflow/protocol';
-import { emitNode, isActive, loadNodes, nodeDefinition, nodeState, setNodeStatus, type Step } from './engine-context';
+import { emitNode, isActive, isLive, loadNodes, nodeDefinition, nodeState, setNodeStatus, type Step } from './engine-context';
 import { advance, dispatchNode } from './engine-dispatch';
 import { resolveOutgoing, settleFailure } from './engine-routing';
 import { checkOutput } from './outputs';
@@ -36,7 +36,7 @@ export function retriesAllowed(node: CodeNode, code: ErrorCode): number {
  * from the results queue harmless.
  */
 export async function onNodeFinished(step: Step, result: ExecResult): Promise<void> {
-  if (step.run.status !== 'running' || result.runId !== step.run.id || !step.compiled.nodesById.has(result.nodeId)) return;
+  if (!isLive(step) || result.runId !== step.run.id || !step.compiled.nodesById.has(result.nodeId)) return;
   await loadNodes(step, [result.nodeId]);
   const current = step.nodes.get(result.nodeId)!;
   if (!isActive(current.status) || current.executionId !== result.executionId) return;

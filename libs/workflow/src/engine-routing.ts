@@ -1,5 +1,5 @@
 import { PodflowError, boundNodeError, type NodeError } from '@podflow/protocol';
-import { emitNode, loadNodes, nodeState, peekNode, resolveEdge, setNodeStatus, type Step } from './engine-context';
+import { emitNode, isLive, loadNodes, nodeState, peekNode, resolveEdge, setNodeStatus, type Step } from './engine-context';
 import { contextFor } from './engine-expressions';
 import { failRunWithNodeError, terminateRun } from './engine-terminate';
 import { evaluateExpression, isTruthy } from './expressions';
@@ -30,7 +30,7 @@ export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succ
  * node has no edges left: a late or repeated event) or a `when` failed the run.
  */
 export async function resolveMoreEdges(step: Step, nodeId: string): Promise<number[] | undefined> {
-  if (step.run.status !== 'running' || !step.compiled.nodesById.has(nodeId)) return undefined;
+  if (!isLive(step) || !step.compiled.nodesById.has(nodeId)) return undefined;
   await loadNodes(step, [nodeId]);
   const { status, edgesResolved: from } = peekNode(step, nodeId);
   if (status !== 'succeeded' || from === undefined) return undefined;

@@ -17,10 +17,16 @@ export async function terminateRun(step: Step, status: 'failed' | 'canceled', ru
   await endRunFrom(step, { status, error: boundNodeError(runError), nodeError: boundNodeError(canceledNodeError), next: 0 });
 }
 
-/** `end_run` event: the next page of an ending run's nodes; a late or repeated one finds no `ending` and does nothing. */
-export async function endRunPage(step: Step): Promise<void> {
-  if (step.run.ending) await endRunFrom(step, step.run.ending);
+/**
+ * `end_run` event: the next page of an ending run's nodes. Only the one the last page asked for
+ * (`from` is the cursor it wrote): a late or repeated one changes nothing.
+ */
+export async function endRunPage(step: Step, from: number): Promise<void> {
+  const { ending } = step.run;
+  if (ending && ending.next === from && !isTerminal(step.run.status)) await endRunFrom(step, ending);
 }
+
+const isTerminal = (status: Step['run']['status']) => status === 'succeeded' || status === 'failed' || status === 'canceled';
 
 /** Cancels the nodes of one page from `ending.next` on; after the last page the run takes its terminal status. */
 async function endRunFrom(step: Step, ending: RunEnding): Promise<void> {
@@ -40,13 +46,21 @@ async function endRunFrom(step: Step, ending: RunEnding): Promise<void> {
     node.timings.finishedAt = step.at;
     emitNode(step, id, node.error);
   }
-  const run = runRecord(step);
-  if (to < ids.length) {
-    run.ending = { ...ending, next: to };
+  // Nodes left to look at, and some of them still open (a run's last open node failing ends it at once).
+  if (to < ids.length && step.run.open > 0) {
+    runRecord(step).ending = { ...ending, next: to };
     step.commands.push({ type: 'end_run', from: to, at: step.at });
     return;
   }
+  finishEnd(step, ending);
+}
+
+/** The run takes the status and error it ends with, and its terminal event (after every node's). */
+function finishEnd(step: Step, ending: RunEnding): void {
+  const run = runRecord(step);
   delete run.ending;
+  // Roots or edges not readied yet stay so: the run is over.
+  delete run.rootsStarted;
   run.status = ending.status;
   run.error = ending.error;
   run.finishedAt = step.at;
@@ -87,8 +101,17 @@ export async function timeoutRun(step: Step): Promise<void> {
   );
 }
 
-/** `fail` event: the service could not apply an event to a live run; it fails now rather than at its timeout. */
+/**
+ * `fail` event: the service could not apply an event to a live run; it fails now rather than at
+ * its timeout. On an ending run, the event it could not apply was a page of the end itself
+ * (records it cannot read): the run ends at once as it was ending, the nodes after that page left
+ * as they are, rather than never.
+ */
 export async function failUnapplicable(step: Step, error: NodeError): Promise<void> {
+  if (step.run.ending) {
+    finishEnd(step, step.run.ending);
+    return;
+  }
   if (step.run.status !== 'running' && step.run.status !== 'queued') return;
   await terminateRun(step, 'failed', error, { code: 'CANCELED', message: `canceled because the run failed with ${error.code}` });
 }

@@ -1,6 +1,6 @@
 import { emptyRecord, type JsonObject } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
-import { emitNode, emitRun, loadNodes, newStep, nodeState, peekNode, runRecord, type Step } from './engine-context';
+import { emitNode, emitRun, isLive, loadNodes, newStep, nodeState, peekNode, runRecord, type Step } from './engine-context';
 import type { ExpressionLimits } from './expression-budget';
 import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
@@ -106,8 +106,9 @@ export async function applyEvents(compiled: CompiledWorkflow, run: RunRecord, so
 
 async function applyOne(step: Step, event: EngineEvent): Promise<void> {
   // An ending run (paged: RunRecord.ending) has ended for every other event: they find it as they
-  // would find it after an end in one step, where each of them is a no-op.
-  if (step.run.ending && event.type !== 'end_run') return;
+  // would find it after an end in one step, where each of them is a no-op. A `fail` (a page the
+  // service could not apply) ends it at once.
+  if (step.run.ending && event.type !== 'end_run' && event.type !== 'fail') return;
   switch (event.type) {
     case 'start':
       await start(step);
@@ -129,10 +130,10 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
       return;
     case 'start_roots':
       // Nothing left (a late or repeated one) once the count is gone.
-      if (step.run.status === 'running' && step.run.rootsStarted !== undefined) await startRoots(step, step.run.rootsStarted);
+      if (isLive(step) && step.run.rootsStarted !== undefined) await startRoots(step, step.run.rootsStarted);
       return;
     case 'end_run':
-      await endRunPage(step);
+      await endRunPage(step, event.from);
       return;
     case 'fail':
       await failUnapplicable(step, event.error);
@@ -222,7 +223,7 @@ async function resolveKept(step: Step): Promise<boolean> {
 
 /** `started` costs one node record: a guarded move from queued to running, and its event. */
 async function nodeStarted(step: Step, nodeId: string, executionId: string): Promise<void> {
-  if (step.run.status !== 'running' || !step.compiled.nodesById.has(nodeId)) return;
+  if (!isLive(step) || !step.compiled.nodesById.has(nodeId)) return;
   await loadNodes(step, [nodeId]);
   const current = peekNode(step, nodeId);
   if (current.status !== 'queued' || current.executionId !== executionId) return;

@@ -784,10 +784,33 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await coordinator.admission.store.inFlight('t')).toBe(0);
   });
 
+  it('enqueues written with the first page of an end are moot: a node dispatched and canceled in one batch never reaches exec', async () => {
+    const workflow = parseWorkflow({ id: 'end-moot', nodes: ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id, language: 'python', code })), edges: [{ from: 'a', to: 'b' }] });
+    const coordinator = start({ FANOUT_PAGE: '2' });
+    const runId = await createdAndIdle(coordinator, 'r-end-moot', workflow);
+    const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'], 0, -1)).filter((job) => job.data.runId === runId);
+    const a = (await jobsOf()).find((job) => job.data.nodeId === 'a')!;
+    const added = jest.spyOn(coordinator.execQueue, 'addBulk');
+    // One batch: a's result readies b, then the cancel starts a paged end.
+    await coordinator.orchestrator.submit(runId, [
+      { type: 'node_finished', result: outcomeOf(a.data), at: Date.now() },
+      { type: 'cancel', at: Date.now(), reason: 'test' },
+    ]);
+    await waitFor(() => coordinator.orchestrator.activeSessions === 0, 'the session ended');
+    expect(await coordinator.store.record(runId)).toMatchObject({ status: 'canceled' });
+    expect(added).not.toHaveBeenCalled();
+    expect((await jobsOf()).map((job) => job.data.nodeId)).toEqual(['a']);
+    expect((await coordinator.store.nodes(runId, ['b'])).get('b')).toMatchObject({ status: 'canceled' });
+    // a's own entry only: its results message (bypassed here) counts it out; b never took a place.
+    expect(await coordinator.admission.store.inFlight('t')).toBe(1);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
+  });
+
   it('canceling a wide run cancels its executions a chunk at a time: every one in the canceled set, announced, its job removed and out of the in-flight count', async () => {
     const nodes = 2 * CANCEL_CHUNK + 100;
     const workflow = parseWorkflow({ id: 'wide-cancel', nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
-    const coordinator = start();
+    // The end in one step: the chunks here are the executor's, not pages of the end.
+    const coordinator = start({ FANOUT_PAGE: '1000000' });
     const runId = await createdAndIdle(coordinator, 'r-wide-cancel', workflow);
     const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((job) => job.data.runId === runId);
     const executions = (await jobsOf()).map((job) => job.data.executionId);

@@ -298,16 +298,17 @@ export class Orchestrator implements OnApplicationShutdown {
             this.logger.warn({ runId, events: step.entries.length }, 'events for a run that expired meanwhile dropped');
             return;
           }
-          const written = await this.applyBatch(step.record, step.entries, since!);
-          if (!written) {
+          const batch = await this.applyBatch(step.record, step.entries, since!);
+          if (!batch) {
             lost = true;
             break;
           }
+          const { written, runOver } = batch;
           if (!outboxClear) {
             outboxClear = !(await this.flushOutbox(runId, releasing, step.record.tenantId));
             continue;
           }
-          const { done, held: heldNow } = await this.executor.execute(runId, written, Date.now(), releasing);
+          const { done, held: heldNow } = await this.executor.execute(runId, written, Date.now(), releasing, runOver);
           carriedOut = done;
           if (heldNow > 0) {
             await this.hold(runId, step.record.tenantId);
@@ -354,8 +355,9 @@ export class Orchestrator implements OnApplicationShutdown {
         if (releasing && tenantId) await this.store.unhold(runId, tenantId);
         return false;
       }
-      // A full page may hide `run_finished` behind held enqueues: then the record says whether the run is over.
-      const runOver = entries.length === 1000 && (await this.runIsOver(runId));
+      // Enqueues may be moot: the run may be ending (its nodes are being canceled a page at a time) or
+      // a full page may hide `run_finished` behind them. The record says whether the run is over.
+      const runOver = entries.some((entry) => entry.command.type === 'enqueue') && !entries.some((entry) => entry.command.type === 'run_finished') && (await this.runIsOver(runId));
       const { done, held, tenantId: enqueuedFor } = await this.executor.execute(runId, entries, Date.now(), releasing, runOver);
       const tenant = enqueuedFor ?? tenantId;
       await this.store.ackOutbox(runId, done);
@@ -371,9 +373,10 @@ export class Orchestrator implements OnApplicationShutdown {
     }
   }
 
+  /** Over, or ending (`RunRecord.ending`): its enqueues are moot either way. */
   private async runIsOver(runId: string): Promise<boolean> {
     const record = await this.store.record(runId);
-    return record !== undefined && isTerminalRunPhase(record.status);
+    return record !== undefined && isOver(record);
   }
 
   /** The run waits in its tenant's held list; the tenant's new work queues behind it from now on. */
@@ -383,10 +386,11 @@ export class Orchestrator implements OnApplicationShutdown {
   }
 
   /**
-   * Applies one batch of inbox entries: the outbox entries the commit wrote, or undefined when the
-   * lease was lost (nothing written). Commits once `marked` (the session's mark) is stored.
+   * Applies one batch of inbox entries: the outbox entries the commit wrote and whether the run is
+   * over (or ending) with it, or undefined when the lease was lost (nothing written). Commits once
+   * `marked` (the session's mark) is stored.
    */
-  private async applyBatch(record: RunRecord, entries: InboxEntry[], marked: number | Promise<number>): Promise<OutboxEntry[] | undefined> {
+  private async applyBatch(record: RunRecord, entries: InboxEntry[], marked: number | Promise<number>): Promise<{ written: OutboxEntry[]; runOver: boolean } | undefined> {
     const applied = entries.map((entry) => entry.id);
     const compiled = await this.definitions.get(record.workflowHash);
     const events = entries.flatMap((entry) => (entry.event ? [entry.event] : []));
@@ -404,7 +408,7 @@ export class Orchestrator implements OnApplicationShutdown {
     if (written) this.metrics?.resultsApplied.inc(entries.length);
     if (written) for (const [nodeId, node] of changes.nodes) this.cache.rememberNode(record.id, nodeId, node);
     if (written && KILL_AFTER_COMMITS > 0 && ++this.commits >= KILL_AFTER_COMMITS) process.kill(process.pid, 'SIGKILL');
-    return written;
+    return written && { written, runOver: isOver(changes.run) };
   }
 
   /**
@@ -439,10 +443,15 @@ export class Orchestrator implements OnApplicationShutdown {
     const prepared: EngineEvent[] = [];
     for (const event of events) {
       const node = event.type === 'node_finished' ? source.cached(event.result.nodeId) : undefined;
-      prepared.push(await this.payloads.prepareEvent(record.status, node, event));
+      prepared.push(await this.payloads.prepareEvent(record, node, event));
     }
     return applyEvents(compiled, record, source, prepared, this.options);
   }
+}
+
+/** Finished, or ending a page at a time (RunRecord.ending): every node is, or will be, canceled. */
+function isOver(run: RunRecord): boolean {
+  return isTerminalRunPhase(run.status) || run.ending !== undefined;
 }
 
 /** What an event is about, for messages. */

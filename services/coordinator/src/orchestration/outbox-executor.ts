@@ -56,8 +56,9 @@ export class OutboxExecutor {
    */
   async execute(runId: string, entries: readonly OutboxEntry[], now: number, releasing = false, runOver = false): Promise<{ done: string[]; held: number; tenantId?: string }> {
     const done: string[] = [];
-    // Enqueues of a run that has ended (held by admission, then canceled or failed) are moot: its
-    // nodes were canceled, so they are acknowledged without taking admission's room.
+    // Enqueues of a run that has ended (held by admission, then canceled or failed) or is ending (a
+    // page at a time: `runOver`) are moot: its nodes were or will be canceled, so they are
+    // acknowledged without taking admission's room.
     const over = runOver || entries.some((entry) => entry.command.type === 'run_finished');
     const enqueues: Array<{ id: string; request: AdmissionRequest }> = [];
     const cancels: Array<{ id: string; executionId: string }> = [];

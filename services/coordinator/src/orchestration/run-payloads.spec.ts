@@ -69,7 +69,7 @@ describe('RunPayloads', () => {
       inputs: async () => stored.inputs,
     };
     const node = event.type === 'node_finished' ? stored.nodes.get(event.result.nodeId) : undefined;
-    const prepared = await payloads.prepareEvent(stored.run.status, node, event);
+    const prepared = await payloads.prepareEvent(stored.run, node, event);
     const changes = await payloads.dehydrate(await applyEvents(stored.compiled, stored.run, source, [prepared]));
     const nodes = new Map(stored.nodes);
     for (const [id, record] of changes.nodes) nodes.set(id, storedNode(record) as NodeRecord);
@@ -169,14 +169,14 @@ describe('RunPayloads', () => {
     const { state } = await apply(create(workflow), { type: 'start', at: 2 });
     const awaited = state.nodes.get('a');
     const missing = { key: nodePayloadKey({ tenantId: 't1', runId: 'r1', nodeId: 'a', attempt: 1, kind: 'output', sha256: 'ab'.repeat(32) }), size: 10, sha256: 'ab'.repeat(32) };
-    const lost = await payloads.prepareEvent(state.run.status, awaited, { type: 'node_finished', result: result(state, 'a', { outputRef: missing }), at: 3 });
+    const lost = await payloads.prepareEvent(state.run, awaited, { type: 'node_finished', result: result(state, 'a', { outputRef: missing }), at: 3 });
     expect(lost.type === 'node_finished' && lost.result).toMatchObject({ status: 'failed', error: { code: 'SANDBOX_LOST', message: expect.stringMatching(/was lost in storage: stored payload .* is missing/) } });
     expect(lost.type === 'node_finished' && lost.result).not.toHaveProperty('outputRef');
     const next = await apply(state, lost);
     expect(jobsOf(next.commands).map((job) => job.attempt)).toEqual([2]); // retried
 
     const stale = { type: 'node_finished' as const, result: { ...result(state, 'a', { outputRef: missing }), executionId: 'r1.a.0' }, at: 3 };
-    expect(await payloads.prepareEvent(state.run.status, awaited, stale)).toBe(stale);
+    expect(await payloads.prepareEvent(state.run, awaited, stale)).toBe(stale);
   });
 
   it('names the payload when a referenced output cannot be read for the API', async () => {

@@ -50,12 +50,13 @@ export class RunPayloads {
    * output that was stored but is now missing or corrupt turns the result into SANDBOX_LOST,
    * which the engine retries, instead of a result that can never be applied.
    */
-  async prepareEvent(runStatus: RunRecord['status'], node: Pick<NodeRecord, 'status' | 'executionId'> | undefined, event: EngineEvent): Promise<EngineEvent> {
+  async prepareEvent(run: Pick<RunRecord, 'status' | 'ending'>, node: Pick<NodeRecord, 'status' | 'executionId'> | undefined, event: EngineEvent): Promise<EngineEvent> {
     if (event.type !== 'node_finished') return event;
     const refused = tooDeep(event.result);
     if (refused) return { ...event, result: refused };
     const { result } = event;
-    const awaited = runStatus === 'running' && node !== undefined && (node.status === 'queued' || node.status === 'running') && node.executionId === result.executionId;
+    // An ending run ignores results (RunRecord.ending): nothing to load for one.
+    const awaited = run.status === 'running' && run.ending === undefined && node !== undefined && (node.status === 'queued' || node.status === 'running') && node.executionId === result.executionId;
     if (!result.outputRef || result.output !== undefined || !awaited) return event;
     try {
       const loaded: ExecResult = { ...result, output: await this.payloads.load(result.outputRef) };
