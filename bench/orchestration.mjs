@@ -14,6 +14,10 @@
 // 4xx) gets a "refused: <its message>" cell instead of a figure, one that does not finish in time a
 // "timed out" cell. Every size gets a fresh stack and a warm-up run first.
 //
+// "cancel N" cancels a run of N independent nodes while most of them are still open (the noop
+// driver made slow, CANCEL_NOOP_DELAY_MS per node): how long the cancel takes to answer, and the
+// longest stall it imposes on everyone else on that Redis (a PING client, and SLOWLOG).
+//
 // Where the time goes, next to each figure: CPU ms per node of the coordinator, the worker and
 // redis-server (usage.mjs), Redis commands per node, for chains the split of a step into queue
 // hops and coordinator work (step-breakdown.mjs), and with `cpuProfDir` a CPU profile of the
@@ -26,7 +30,7 @@ import { runRawBullmq } from './bullmq.mjs';
 import { formatSummary, summariseProfile } from './cpu-profile.mjs';
 import { PYTHON_NOOP } from './latency.mjs';
 import { log, median, startStack } from './lib.mjs';
-import { Refused, TimedOut, checkAllSucceeded, followRun, readRun, streamMs, submit } from './runs.mjs';
+import { Refused, TimedOut, api, checkAllSucceeded, followRun, readRun, streamMs, submit } from './runs.mjs';
 import { chainStepBreakdown, formatBreakdown } from './step-breakdown.mjs';
 import { commandStats, commandsPerNode, cpuOf, memoryOf, redisPid, startPingProbe } from './usage.mjs';
 
@@ -38,6 +42,8 @@ export const ORCHESTRATION_TARGETS = { nodesPerSecond: 2000, shareOfRaw: 0.25, p
 export const ORCHESTRATION_DEFAULTS = {
   fanouts: [100, 1000, 10_000],
   chains: [40, 1000],
+  /** Sizes of the cancel case (runs of independent nodes canceled while open). */
+  cancels: [10_000],
   /** Repetitions (median) of every size up to `repeatUpTo` nodes; larger sizes run once. */
   reps: 3,
   repeatUpTo: 1000,
@@ -261,6 +267,71 @@ async function measureQueuedRss({ redisUrl, settings }) {
   return result;
 }
 
+/** The cancel case: each node takes this long on the noop driver, so most of a run are open when it is canceled. */
+const CANCEL_NOOP_DELAY_MS = 50;
+/** ... and it is canceled this long after it was submitted (its creation and first pages done). */
+const CANCEL_AFTER_MS = 2500;
+/** SLOWLOG threshold during the cancel case: commands of 1 ms or more are logged. */
+const SLOWLOG_MICROS = 1000;
+
+/**
+ * Cancels `settings.reps` runs of `nodes` independent nodes on a fresh stack, each
+ * CANCEL_AFTER_MS after it was submitted: the time POST /v1/runs/:id/cancel takes to answer (it
+ * answers once the run's end is applied), the longest PING another client saw from the cancel to
+ * the run's terminal event, and the slowest command in SLOWLOG meanwhile.
+ */
+async function measureCancel({ redisUrl, nodes, settings }) {
+  const result = { kind: 'cancel', nodes, samples: [] };
+  let stack;
+  try {
+    stack = await startStack({ redisUrl, concurrency: settings.concurrency, driver: 'noop', coordinatorEnv: coordinatorEnv(settings), workerEnv: { NOOP_DELAY_MS: String(CANCEL_NOOP_DELAY_MS) } });
+    const [, threshold] = await stack.redis.config('GET', 'slowlog-log-slower-than');
+    await stack.redis.config('SET', 'slowlog-log-slower-than', String(SLOWLOG_MICROS));
+    try {
+      for (let i = 0; i < settings.reps; i++) {
+        const sample = await cancelOnce(stack, nodes, settings.timeoutMs);
+        result.samples.push(sample);
+        log(`cancel ${nodes} #${i + 1}: ${sample.canceled} nodes canceled, answered in ${sample.answeredMs.toFixed(0)} ms; longest PING ${sample.ping.longestMs.toFixed(0)} ms; slowest command ${sample.slowest ? `${sample.slowest.command} ${sample.slowest.ms.toFixed(1)} ms` : `none of ${SLOWLOG_MICROS / 1000} ms or more`}`);
+      }
+    } finally {
+      await stack.redis.config('SET', 'slowlog-log-slower-than', threshold);
+    }
+  } catch (error) {
+    if (error instanceof Refused) result.refused = error.message;
+    else if (error instanceof TimedOut) result.timedOut = `timed out after ${(settings.timeoutMs / 1000).toFixed(0)} s (${error.message})`;
+    else result.error = firstLine(error);
+    log(`cancel ${nodes}: ${result.refused ?? result.timedOut ?? result.error}`);
+  } finally {
+    if (stack) result.warnings = stack.warnings();
+    await stack?.stop();
+  }
+  return result;
+}
+
+async function cancelOnce(stack, nodes, timeoutMs) {
+  const runId = await submit(stack, flatWorkflow(nodes));
+  await sleep(CANCEL_AFTER_MS);
+  await stack.redis.slowlog('RESET');
+  const probe = startPingProbe(stack.redis.duplicate());
+  let ping;
+  try {
+    const sent = performance.now();
+    const response = await api(stack, 'POST', `/v1/runs/${runId}/cancel`);
+    const answeredMs = performance.now() - sent;
+    if (!response.ok) throw new Error(`POST /v1/runs/${runId}/cancel: HTTP ${response.status} ${(await response.text()).slice(0, 300)}`);
+    const ids = await followRun(stack, runId, Date.now() + timeoutMs);
+    if (ids.status !== 'canceled') throw new Error(`run ${runId} ended ${ids.status}, not canceled`);
+    ping = await probe.stop();
+    // [id, time, duration µs, [command, ...args], ...]
+    const slow = (await stack.redis.slowlog('GET', 128)).map((entry) => ({ command: String(entry[3]?.[0] ?? '?').toLowerCase(), ms: Number(entry[2]) / 1000 }));
+    const slowest = slow.sort((a, b) => b.ms - a.ms)[0];
+    const { nodes: views } = await readRun(stack, runId);
+    return { runId, answeredMs, ping, slowest, canceled: views.filter((node) => node.status === 'canceled').length };
+  } finally {
+    await probe.stop();
+  }
+}
+
 /** Runs every case of issue 11 on the Redis at `redisUrl`; `settings` overrides ORCHESTRATION_DEFAULTS. */
 export async function runOrchestration({ redisUrl, settings: overrides = {} }) {
   const settings = { ...ORCHESTRATION_DEFAULTS, ...overrides };
@@ -279,8 +350,10 @@ export async function runOrchestration({ redisUrl, settings: overrides = {} }) {
   for (const nodes of settings.fanouts) fanouts.push(await measureShape({ redisUrl, kind: 'fanout', nodes, settings }));
   const chains = [];
   for (const nodes of settings.chains) chains.push(await measureShape({ redisUrl, kind: 'chain', nodes, settings }));
+  const cancels = [];
+  for (const nodes of settings.cancels ?? []) cancels.push(await measureCancel({ redisUrl, nodes, settings }));
   const rss = settings.queuedNodes > 0 ? await measureQueuedRss({ redisUrl, settings }) : undefined;
-  return { settings, raw, fanouts, chains, rss, seconds: (Date.now() - started) / 1000 };
+  return { settings, raw, fanouts, chains, cancels, rss, seconds: (Date.now() - started) / 1000 };
 }
 
 const int = (v) => Math.round(v).toLocaleString('en-US');
@@ -318,6 +391,19 @@ function shapeRow(r, raw, base, targets) {
   return [name, String(r.samples.length), int(r.perSecond), fixed(r.msPerNode, 2), pct(share), target.join('; '), met.join('; '), detail];
 }
 
+function cancelRow(r) {
+  const name = `cancel of a run of ${int(r.nodes)} independent nodes, ${CANCEL_AFTER_MS / 1000} s after its start (nodes take ${CANCEL_NOOP_DELAY_MS} ms)`;
+  const target = 'a hot run never blocks others';
+  const failed = r.refused ? `refused: ${r.refused}` : (r.timedOut ?? (r.error ? `failed: ${r.error}` : undefined));
+  if (failed) return [name, String(r.samples.length), failed, '–', '–', target, '–', ''];
+  const longest = r.samples.map((s) => s.ping.longestMs);
+  const answered = median(r.samples.map((s) => s.answeredMs));
+  const slowest = r.samples.map((s) => (s.slowest ? `${s.slowest.command} ${fixed(s.slowest.ms, 1)} ms` : `none ≥ ${SLOWLOG_MICROS / 1000} ms`));
+  const value = `answered in ${fixed(answered / 1000, 2)} s; longest PING ${fixed(median(longest), 0)} ms (medians)`;
+  const detail = `nodes canceled ${r.samples.map((s) => int(s.canceled)).join(', ')}; answered in ${r.samples.map((s) => `${fixed(s.answeredMs / 1000, 2)} s`).join(', ')}; longest PING of another client from the cancel to the terminal event ${longest.map((ms) => `${fixed(ms, 0)} ms`).join(', ')}; slowest command (SLOWLOG) ${slowest.join(', ')}`;
+  return [name, String(r.samples.length), value, '–', '–', target, '–', detail];
+}
+
 function rssRow(rss) {
   const name = `coordinator RSS, ${int(rss.queuedNodes)} queued nodes (${rss.runs} runs × ${int(rss.perRun)} independent nodes, no worker)`;
   const mib = (m) => `${fixed(m.rssMiB, 0)} MiB`;
@@ -336,9 +422,9 @@ function rssRow(rss) {
 const EXPECTED_WARNING = /SANDBOX_DRIVER=noop: code is NOT executed/;
 
 /** Warnings the services logged, per case, other than the noop driver's (none is the expected state). */
-function warningNotes({ fanouts, chains, rss }) {
+function warningNotes({ fanouts, chains, cancels = [], rss }) {
   const unexpected = (r) => (r.warnings ?? []).filter((w) => !EXPECTED_WARNING.test(w));
-  const cases = [...fanouts, ...chains].map((r) => [`${r.kind} ${int(r.nodes)}`, unexpected(r)]);
+  const cases = [...fanouts, ...chains, ...cancels].map((r) => [`${r.kind} ${int(r.nodes)}`, unexpected(r)]);
   if (rss) cases.push(['RSS case', unexpected(rss)]);
   const noisy = cases.filter(([, w]) => w.length > 0);
   if (noisy.length === 0) return ['no warnings or errors in the services\' logs (LOG_LEVEL=warn) other than the noop driver\'s start-up warning'];
@@ -347,13 +433,13 @@ function warningNotes({ fanouts, chains, rss }) {
 
 /** The markdown table of a runOrchestration() result, with `machine` (a line) above it. */
 export function orchestrationTable(results, machine) {
-  const { raw, fanouts, chains, rss, settings } = results;
+  const { raw, fanouts, chains, cancels = [], rss, settings } = results;
   const targets = ORCHESTRATION_TARGETS;
   const base = fanouts.find((r) => r.perSecond !== undefined);
   const rawRow = raw.samples.length
     ? [`raw BullMQ: ${int(raw.jobs)} no-op jobs, addBulk → last completion`, String(raw.samples.length), int(raw.perSecond), fixed(1000 / raw.perSecond, 3), '100 %', 'baseline', '–', raw.samples.map((s) => `${s.seconds.toFixed(2)} s`).join(', ')]
     : ['raw BullMQ', '–', `failed: ${raw.error}`, '–', '–', 'baseline', '–', ''];
-  const rows = [rawRow, ...fanouts.map((r) => shapeRow(r, raw, base, targets)), ...chains.map((r) => shapeRow(r, raw, base, targets)), ...(rss ? [rssRow(rss)] : [])];
+  const rows = [rawRow, ...fanouts.map((r) => shapeRow(r, raw, base, targets)), ...chains.map((r) => shapeRow(r, raw, base, targets)), ...cancels.map(cancelRow), ...(rss ? [rssRow(rss)] : [])];
   const cell = (text) => String(text).replace(/\|/g, '\\|').replace(/\n/g, ' ');
   const notes = [
     `SANDBOX_DRIVER=noop, one worker with WORKER_CONCURRENCY=${settings.concurrency}; raw BullMQ: one Queue + one Worker, concurrency ${settings.concurrency}, same Redis, same run`,
@@ -361,6 +447,7 @@ export function orchestrationTable(results, machine) {
     `a fresh coordinator + worker + QUEUE_PREFIX per size, warmed up with ${WARMUP_RUNS} runs of the same shape (at most ${WARMUP_MAX_NODES.toLocaleString('en-US')} nodes each); the coordinator started with MAX_NODES_PER_RUN=${settings.maxNodesPerRun}; per-case timeout ${(settings.timeoutMs / 1000).toFixed(0)} s`,
     `RSS = VmRSS (peak = VmHWM) of the coordinator process from /proc/<pid>/status; CPU ms per node = utime + stime (/proc/<pid>/stat) of each process over the measured runs ÷ their nodes (bench = this process, which follows every run's events over SSE); Redis commands per node from INFO commandstats (commands Lua scripts call included; the worker's and the bench's own commands too)`,
     'longest PING: a client of its own sends PING every millisecond during the measured runs (usage.mjs `startPingProbe`); Redis serves no one while a Lua script or a MULTI runs, so this is the longest stall one run of that size imposes on every other tenant',
+    ...(cancels.length > 0 ? [`cancel: a fresh stack per size, its worker on the noop driver with NOOP_DELAY_MS=${CANCEL_NOOP_DELAY_MS}; each run is canceled ${CANCEL_AFTER_MS / 1000} s after it was submitted, when nearly all of its nodes are open; "answered in" is POST /v1/runs/:id/cancel, which answers once the run's end is applied (a page per step, FANOUT_PAGE); SLOWLOG at ${SLOWLOG_MICROS / 1000} ms from the cancel to the terminal event, the bench's own commands included`] : []),
     `chain step breakdown (last run of each chain): step-breakdown.mjs; the hops are measured between the commit that queued a node, its exec job's added, taken and finished times and the commit that recorded it succeeded`,
     ...(settings.cpuProfDir ? [`the coordinator and the worker ran under the CPU profiler (BENCH_ORCH_CPU_PROF=${settings.cpuProfDir}, sampling every 250 µs) during the measured runs: their figures are slower than without it`] : []),
     ...warningNotes(results),

@@ -23,6 +23,8 @@
 //   BENCH_WARM_POOL_SIZE    warm: SANDBOX_WARM_POOL_SIZE of the "on" configuration (default 2, the worker's default)
 //   BENCH_ORCH_FANOUTS      orchestration: fan-out sizes in nodes, comma-separated, or none (default 100,1000,10000)
 //   BENCH_ORCH_CHAINS       orchestration: chain lengths, comma-separated, or none (default 40,1000)
+//   BENCH_ORCH_CANCELS      orchestration: sizes of the cancel case (runs of independent nodes canceled
+//                           while open), comma-separated, or none (default 10000)
 //   BENCH_ORCH_REPS         orchestration: runs per size up to 1,000 nodes, median reported (default 3)
 //   BENCH_ORCH_CONCURRENCY  orchestration: WORKER_CONCURRENCY of the noop worker and of raw BullMQ (default 8)
 //   BENCH_ORCH_RAW_JOBS     orchestration: raw BullMQ jobs per run (default 10000)
@@ -152,6 +154,7 @@ async function orchestrationSection(redis) {
   const settings = {
     fanouts: sizeList('BENCH_ORCH_FANOUTS', defaults.fanouts),
     chains: sizeList('BENCH_ORCH_CHAINS', defaults.chains),
+    cancels: sizeList('BENCH_ORCH_CANCELS', defaults.cancels),
     reps: positiveInt('BENCH_ORCH_REPS', defaults.reps),
     concurrency: positiveInt('BENCH_ORCH_CONCURRENCY', defaults.concurrency),
     rawJobs: positiveInt('BENCH_ORCH_RAW_JOBS', defaults.rawJobs),
