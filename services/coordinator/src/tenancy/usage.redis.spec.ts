@@ -64,6 +64,13 @@ describe('UsageStore', () => {
     ]);
   });
 
+  it('sums a message\'s results, large ones exactly', async () => {
+    const at = Date.UTC(2026, 11, 1, 10, 30);
+    const huge = 300_000_000_000_000; // 300 TB: sums of 15 digits
+    await usage.record([result('acme', 'b1', 'succeeded', 1, [huge, huge], 9_000_000_000), result('acme', 'b2', 'succeeded', 2, [huge]), result('acme', 'b3', 'failed', 4)], at);
+    expect((await usage.usage('acme', at, at)).total).toEqual({ executions: 3, succeeded: 2, failed: 1, executionMs: 7, files: 3, fileBytes: 3 * huge, peakMemoryBytes: 9_000_000_000 });
+  });
+
   it('parses ranges and names a bad one', () => {
     const now = Date.UTC(2026, 11, 2);
     expect(usageRange(undefined, undefined, now)).toEqual({ from: now - 24 * HOUR, to: now });

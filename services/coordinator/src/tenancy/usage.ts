@@ -29,20 +29,30 @@ export type UsageTotals = Record<UsageField, number>;
  * DEDUPE_SECONDS: a result message delivered again after a crash adds nothing). KEYS: the hour's
  * counters, the hour's counted ids. ARGV: keepSeconds, dedupeSeconds, then per result:
  * executionId, succeeded (1/0), executionMs, files, fileBytes, peakMemoryBytes ('' = not measured).
+ * The message's sums go in with one HINCRBY per field (a message carries a worker's batch).
  */
 const ADD_USAGE = new LuaScript(`
-local added = 0
+local added, succeeded, ms, files, bytes, peak = 0, 0, 0, 0, 0, nil
 for i = 3, #ARGV, 6 do
   if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
     added = added + 1
-    redis.call('HINCRBY', KEYS[1], 'executions', 1)
-    if ARGV[i + 1] == '1' then redis.call('HINCRBY', KEYS[1], 'succeeded', 1) else redis.call('HINCRBY', KEYS[1], 'failed', 1) end
-    redis.call('HINCRBY', KEYS[1], 'executionMs', ARGV[i + 2])
-    redis.call('HINCRBY', KEYS[1], 'files', ARGV[i + 3])
-    redis.call('HINCRBY', KEYS[1], 'fileBytes', ARGV[i + 4])
-    local peak = tonumber(ARGV[i + 5])
-    if peak and peak > tonumber(redis.call('HGET', KEYS[1], 'peakMemoryBytes') or '0') then redis.call('HSET', KEYS[1], 'peakMemoryBytes', ARGV[i + 5]) end
+    if ARGV[i + 1] == '1' then succeeded = succeeded + 1 end
+    ms = ms + tonumber(ARGV[i + 2])
+    files = files + tonumber(ARGV[i + 3])
+    bytes = bytes + tonumber(ARGV[i + 4])
+    local measured = tonumber(ARGV[i + 5])
+    if measured and (peak == nil or measured > peak) then peak = measured end
   end
+end
+if added > 0 then
+  redis.call('HINCRBY', KEYS[1], 'executions', added)
+  if succeeded > 0 then redis.call('HINCRBY', KEYS[1], 'succeeded', succeeded) end
+  if added > succeeded then redis.call('HINCRBY', KEYS[1], 'failed', added - succeeded) end
+  -- Passed as whole-number strings, however this Redis formats Lua numbers (HINCRBY takes no exponent form).
+  redis.call('HINCRBY', KEYS[1], 'executionMs', string.format('%d', ms))
+  redis.call('HINCRBY', KEYS[1], 'files', string.format('%d', files))
+  redis.call('HINCRBY', KEYS[1], 'fileBytes', string.format('%d', bytes))
+  if peak and peak > tonumber(redis.call('HGET', KEYS[1], 'peakMemoryBytes') or '0') then redis.call('HSET', KEYS[1], 'peakMemoryBytes', string.format('%d', peak)) end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
