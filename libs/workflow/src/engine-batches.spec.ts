@@ -94,6 +94,27 @@ async function settle(store: Records, compiled: CompiledWorkflow, event: EngineE
 
 const sortedCommands = (list: EngineCommand[]) => list.map((command) => JSON.stringify(command)).sort();
 
+/** `node_finished` of execution `r.<nodeId>.1` of run `r`: `{}` when it succeeded, a code error when it failed. */
+function finished(nodeId: string, status: 'succeeded' | 'failed', at: number): EngineEvent {
+  return {
+    type: 'node_finished',
+    at,
+    result: {
+      executionId: `r.${nodeId}.1`,
+      tenantId: 't',
+      runId: 'r',
+      nodeId,
+      attempt: 1,
+      status,
+      ...(status === 'succeeded' ? { output: {} } : { error: { code: 'CODE_EXECUTION_FAILED', message: 'boom', nodeId } }),
+      logs: { stdout: '', stderr: '', truncated: false },
+      warnings: [],
+      timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 },
+      workerId: 'w',
+    },
+  };
+}
+
 describe('applyEvents in batches', () => {
   it.each(fixtures.map((fixture) => [fixture.file, fixture] as const))('%s: every split of the events into batches gives the same records and commands', async (_file, fixture) => {
     // The fixture's events, as the whole-state engine saw them.
@@ -336,23 +357,6 @@ describe('a run ending with more nodes than edgePage', () => {
     ],
   });
   const compiled = new CompiledWorkflow(workflow);
-  const finished = (nodeId: string, status: 'succeeded' | 'failed', at: number): EngineEvent => ({
-    type: 'node_finished',
-    at,
-    result: {
-      executionId: `r.${nodeId}.1`,
-      tenantId: 't',
-      runId: 'r',
-      nodeId,
-      attempt: 1,
-      status,
-      ...(status === 'succeeded' ? { output: {} } : { error: { code: 'CODE_EXECUTION_FAILED', message: 'boom', nodeId } }),
-      logs: { stdout: '', stderr: '', truncated: false },
-      warnings: [],
-      timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 },
-      workerId: 'w',
-    },
-  });
   /** Started (all roots queued at once), root0 succeeded, root1 running. */
   const running = async () => {
     const { run, nodes } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
@@ -445,30 +449,13 @@ describe('a run ending with more nodes than edgePage', () => {
 describe('a failure that ends the run mid-step, paged', () => {
   const code = 'def main(a): return {}';
   const node = (id: string, extra: object = {}) => ({ id, language: 'python', code, ...extra });
-  const result = (nodeId: string, status: 'succeeded' | 'failed', at: number): EngineEvent => ({
-    type: 'node_finished',
-    at,
-    result: {
-      executionId: `r.${nodeId}.1`,
-      tenantId: 't',
-      runId: 'r',
-      nodeId,
-      attempt: 1,
-      status,
-      ...(status === 'succeeded' ? { output: {} } : { error: { code: 'CODE_EXECUTION_FAILED', message: 'boom', nodeId } }),
-      logs: { stdout: '', stderr: '', truncated: false },
-      warnings: [],
-      timings: { enqueuedAt: 0, startedAt: 0, finishedAt: 0, queueWaitMs: 0, executionMs: 0 },
-      workerId: 'w',
-    },
-  });
   const runStatuses = (commands: EngineCommand[]) => commands.flatMap((c) => (c.type === 'emit' && c.event.type === 'run' ? [c.event.status] : []));
   // The engine goes on after the failure that ends the run (routing, dispatch, completion): with
   // the end paged, the run still reads `running`, and none of that may happen.
   const cases: Array<[string, object, EngineEvent[], EngineEvent]> = [
-    ['the last open node fails (nothing left to cancel: no run completion mid-end)', { id: 'last', nodes: [node('a'), node('b'), node('c')] }, [{ type: 'start', at: 1 }, result('b', 'succeeded', 2), result('c', 'succeeded', 2)], result('a', 'failed', 3)],
-    ['a failure whose success successor would be skipped', { id: 'skip', nodes: [node('a'), node('b'), node('c')], edges: [{ from: 'a', to: 'c' }] }, [{ type: 'start', at: 1 }], result('a', 'failed', 3)],
-    ['a failure that resolves the last edge of a node another edge fired', { id: 'fire', nodes: [node('a'), node('x'), node('y'), node('d')], edges: [{ from: 'x', to: 'd' }, { from: 'a', to: 'd' }] }, [{ type: 'start', at: 1 }, result('x', 'succeeded', 2)], result('a', 'failed', 3)],
+    ['the last open node fails (nothing left to cancel: no run completion mid-end)', { id: 'last', nodes: [node('a'), node('b'), node('c')] }, [{ type: 'start', at: 1 }, finished('b', 'succeeded', 2), finished('c', 'succeeded', 2)], finished('a', 'failed', 3)],
+    ['a failure whose success successor would be skipped', { id: 'skip', nodes: [node('a'), node('b'), node('c')], edges: [{ from: 'a', to: 'c' }] }, [{ type: 'start', at: 1 }], finished('a', 'failed', 3)],
+    ['a failure that resolves the last edge of a node another edge fired', { id: 'fire', nodes: [node('a'), node('x'), node('y'), node('d')], edges: [{ from: 'x', to: 'd' }, { from: 'a', to: 'd' }] }, [{ type: 'start', at: 1 }, finished('x', 'succeeded', 2)], finished('a', 'failed', 3)],
     ['a root whose input binding fails at the start', { id: 'bind', nodes: [node('r0', { inputs: { v: '$error("no")' } }), node('r1'), node('r2')] }, [], { type: 'start', at: 1 }],
   ];
 
