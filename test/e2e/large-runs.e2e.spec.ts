@@ -51,3 +51,41 @@ describe('large runs (issue 11)', () => {
     await expect(stack.client.submitRun({ workflow: { id: 'too-big', nodes } })).rejects.toMatchObject({ code: 'INVALID_WORKFLOW', message: expect.stringContaining('the limit is 10000') });
   });
 });
+
+// A large run's end goes a page of FANOUT_PAGE nodes per step (README "A large run's end a page
+// at a time"): through the API it is one cancel, answered once the last page is applied.
+describe('canceling a large run (issue 11)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    // No worker: every node of the run stays queued until the cancel.
+    stack = await startStack({ workers: 0 });
+  });
+  afterAll(() => stack?.stop());
+
+  it('cancels a run of 10,000 queued nodes in pages: the run and every node end canceled, and the event stream ends with the run after every node', async () => {
+    const nodes = Array.from({ length: 10_000 }, (_, i) => ({ id: `n${i}`, language: 'python', code: 'def main(args): return {}' }));
+    const { id } = await stack.client.submitRun({ workflow: { id: 'cancel-big', nodes } });
+    // Queued: the run's roots are started a page at a time too.
+    for (let page = await stack.client.getRun(id, { nodes: ['n9999'] }); page.nodes.n9999?.status !== 'queued'; page = await stack.client.getRun(id, { nodes: ['n9999'] })) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // Answered once the end is applied, or after 5 s with the run still ending (a slow machine).
+    expect(await stack.client.cancelRun(id)).toEqual({ id, status: expect.stringMatching(/^(canceled|running)$/) });
+    expect(await stack.client.waitForRun(id, 200, 60_000)).toMatchObject({ status: 'canceled', error: { code: 'CANCELED' } });
+
+    const statuses = new Map<string, number>();
+    let cursor: string | undefined;
+    do {
+      const page = await stack.client.getRun(id, { nodeLimit: 1000, ...(cursor ? { nodeCursor: cursor } : {}) });
+      for (const node of Object.values(page.nodes)) statuses.set(node.status, (statuses.get(node.status) ?? 0) + 1);
+      cursor = page.nextNodeCursor;
+    } while (cursor);
+    expect(Object.fromEntries(statuses)).toEqual({ canceled: 10_000 });
+
+    const events: Array<{ type: string; status: string }> = [];
+    for await (const event of stack.client.events(id)) events.push(event);
+    expect(events.filter((event) => event.type === 'run').map((event) => event.status)).toEqual(['running', 'canceled']);
+    expect(events[events.length - 1]).toMatchObject({ type: 'run', status: 'canceled' });
+    expect(events.filter((event) => event.type === 'node' && event.status === 'canceled')).toHaveLength(10_000);
+  }, 120_000);
+});
