@@ -284,6 +284,49 @@ describe('a fan-out wider than edgePage', () => {
   });
 });
 
+describe('several wide nodes in one step', () => {
+  const code = 'def main(a): return {}';
+  // root → w1, w2; w1 → a0..a6 and w2 → b0..b6, every leaf into `join`.
+  const leaves = (prefix: string) => Array.from({ length: 7 }, (_, i) => `${prefix}${i}`);
+  const workflow = parseWorkflow({
+    id: 'two-wide',
+    nodes: ['root', 'w1', 'w2', ...leaves('a'), ...leaves('b'), 'join'].map((id) => ({ id, language: 'python', code })),
+    edges: [
+      { from: 'root', to: 'w1' },
+      { from: 'root', to: 'w2' },
+      ...leaves('a').map((to) => ({ from: 'w1', to })),
+      ...leaves('b').map((to) => ({ from: 'w2', to })),
+      ...[...leaves('a'), ...leaves('b')].map((from) => ({ from, to: 'join' })),
+    ],
+  });
+  const compiled = new CompiledWorkflow(workflow);
+  const bothWide = async () => {
+    const { run, nodes } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
+    const store = new Records(run, nodes);
+    await store.apply(compiled, [{ type: 'start', at: 1 }, finished('root', 'succeeded', 2)], { edgePage: 3 });
+    return store;
+  };
+
+  it('resolve one page per step between them, and end in the records and commands of all at once', async () => {
+    const whole = await bothWide();
+    const all = await whole.apply(compiled, [finished('w1', 'succeeded', 3), finished('w2', 'succeeded', 3)]);
+    const paged = await bothWide();
+    const commands: EngineCommand[] = [];
+    const enqueuedPerStep: number[] = [];
+    // Every step applies all of the follow-ups the last one wrote, in one batch, as a store's inbox would.
+    for (let batch: EngineEvent[] = [finished('w1', 'succeeded', 3), finished('w2', 'succeeded', 3)]; batch.length > 0; ) {
+      const step = await paged.apply(compiled, batch, { edgePage: 3 });
+      enqueuedPerStep.push(step.filter((c) => c.type === 'enqueue').length);
+      commands.push(...step.filter((c) => c.type !== 'resolve_edges'));
+      batch = followUps(step);
+    }
+    // w1's 7 edges in pages of 3, then w2's: never two pages in one step.
+    expect(enqueuedPerStep).toEqual([3, 3, 1, 3, 3, 1]);
+    expect(paged.snapshot()).toEqual(whole.snapshot());
+    expect(sortedCommands(commands)).toEqual(sortedCommands(all));
+  });
+});
+
 describe('a run with more roots than edgePage', () => {
   const code = 'def main(a): return {}';
   // 7 roots; root5 feeds `after`, which is not a root.

@@ -28,6 +28,8 @@ export interface Step {
   expressionLimits: ExpressionLimits;
   /** TransitionOptions.edgePage: most outgoing edges of a succeeded node resolved, roots started or nodes of an ending run canceled in this step. */
   edgePage?: number;
+  /** A wide node (more outgoing edges than `edgePage`) resolved a page in this step: any other waits for the next. */
+  widePageTaken: boolean;
   ready: ReadyQueue;
 }
 
@@ -47,6 +49,7 @@ export function newStep(compiled: CompiledWorkflow, run: RunRecord, source: RunS
     at: 0,
     expressionLimits,
     ...(edgePage !== undefined ? { edgePage } : {}),
+    widePageTaken: false,
     ready: new ReadyQueue((id) => compiled.position.get(id) ?? 0),
   };
 }

@@ -15,8 +15,10 @@ import { evaluateExpression, isTruthy } from './expressions';
  * cannot change anything, so it must not fail the run either.
  *
  * A succeeded node with more than `step.edgePage` outgoing edges resolves the first page only; the
- * rest follow a page per step (`resolveMoreEdges`), the node's `edgesResolved` counting them. A
- * failed node routes all of its edges at once: whether the run fails depends on all of them.
+ * rest follow a page per step (`resolveMoreEdges`), the node's `edgesResolved` counting them. One
+ * such page per step: a wide node that finishes in a step where another resolved a page resolves
+ * none yet (its whole fan-out follows). A failed node routes all of its edges at once: whether the
+ * run fails depends on all of them.
  */
 export async function resolveOutgoing(step: Step, nodeId: string, outcome: 'succeeded' | 'failed', settled?: (index: number) => boolean): Promise<number[] | undefined> {
   const outgoing = step.compiled.outgoing(nodeId);
@@ -37,10 +39,15 @@ export async function resolveMoreEdges(step: Step, nodeId: string): Promise<numb
   return resolvePage(step, nodeId, from);
 }
 
-/** The page of a succeeded node's outgoing edges from position `from`; the cursor and the next `resolve_edges` while some are left. */
+/**
+ * The page of a succeeded node's outgoing edges from position `from` (an empty one when another
+ * wide node had this step's page); the cursor and the next `resolve_edges` while some are left.
+ */
 function resolvePage(step: Step, nodeId: string, from: number): Promise<number[] | undefined> {
   const outgoing = step.compiled.outgoing(nodeId);
-  const to = Math.min(outgoing.length, from + (step.edgePage ?? outgoing.length));
+  const size = step.widePageTaken ? 0 : (step.edgePage ?? outgoing.length);
+  step.widePageTaken = true;
+  const to = Math.min(outgoing.length, from + size);
   const node = nodeState(step, nodeId);
   if (to < outgoing.length) {
     node.edgesResolved = to;
