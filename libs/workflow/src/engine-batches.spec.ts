@@ -474,10 +474,14 @@ describe('a run ending with more nodes than edgePage', () => {
     expect(paged.snapshot()).toEqual(after);
   });
 
-  it('a fail while it ends (a page the service could not apply) ends the run at once as it was ending, later nodes as they were', async () => {
+  it('a fail while it ends changes nothing, unless a page of the end itself could not be applied: then the run ends at once as it was ending, later nodes as they were', async () => {
     const paged = await running();
     await paged.apply(compiled, [{ type: 'cancel', at: 10, reason: 'enough' }], { edgePage: 3 });
-    const commands = await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' } }], { edgePage: 3 });
+    // Another event of the batch could not be applied (a result the service cannot read): as after an end in one step.
+    const during = paged.snapshot();
+    expect(await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'a result' } }], { edgePage: 3 })).toEqual([]);
+    expect(paged.snapshot()).toEqual(during);
+    const commands = await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' }, ofEnd: true }], { edgePage: 3 });
     expect(commands).toEqual([{ type: 'emit', event: { type: 'run', runId: 'r', status: 'canceled', error: { code: 'CANCELED', message: 'enough' }, at: 11 } }]);
     expect(paged.run).toMatchObject({ status: 'canceled', finishedAt: 11 });
     expect(paged.run.ending).toBeUndefined();

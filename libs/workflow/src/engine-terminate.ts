@@ -103,13 +103,14 @@ export async function timeoutRun(step: Step): Promise<void> {
 
 /**
  * `fail` event: the service could not apply an event to a live run; it fails now rather than at
- * its timeout. On an ending run, the event it could not apply was a page of the end itself
- * (records it cannot read): the run ends at once as it was ending, the nodes after that page left
- * as they are, rather than never.
+ * its timeout. On an ending run it changes nothing (the run has ended for every other event),
+ * unless the event that could not be applied was a page of the end itself (`ofEnd`: records it
+ * cannot read): the run then ends at once as it was ending, the nodes after that page left as
+ * they are, rather than never.
  */
-export async function failUnapplicable(step: Step, error: NodeError): Promise<void> {
+export async function failUnapplicable(step: Step, error: NodeError, ofEnd = false): Promise<void> {
   if (step.run.ending) {
-    finishEnd(step, step.run.ending);
+    if (ofEnd) finishEnd(step, step.run.ending);
     return;
   }
   if (step.run.status !== 'running' && step.run.status !== 'queued') return;

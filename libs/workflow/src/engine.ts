@@ -136,7 +136,7 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
       await endRunPage(step, event.from);
       return;
     case 'fail':
-      await failUnapplicable(step, event.error);
+      await failUnapplicable(step, event.error, event.ofEnd === true);
       return;
     default: {
       const unknown: never = event;

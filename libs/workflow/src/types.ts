@@ -178,8 +178,12 @@ export type EngineEvent =
    * wrote it. `from`: where that page starts, for a store's prefetch only (the run record's cursor decides).
    */
   | { type: 'end_run'; from: number; at: number }
-  /** The service cannot apply an event to this run (a result it cannot process): the run fails with `error` instead of waiting for its timeout. */
-  | { type: 'fail'; at: number; error: NodeError };
+  /**
+   * The service cannot apply an event to this run (a result it cannot process): the run fails with
+   * `error` instead of waiting for its timeout. `ofEnd`: that event was a page of the run's own
+   * end (`end_run`), so the end finishes at once rather than never.
+   */
+  | { type: 'fail'; at: number; error: NodeError; ofEnd?: boolean };
 
 /** What the service must carry out after a transition (the engine itself does no I/O). */
 export type EngineCommand =

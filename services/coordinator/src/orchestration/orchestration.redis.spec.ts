@@ -784,6 +784,23 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await coordinator.admission.store.inFlight('t')).toBe(0);
   });
 
+  it('a page of an end that cannot be applied (a record it cannot read) finishes the end at once instead of leaving the run ending', async () => {
+    const nodes = 250;
+    const workflow = parseWorkflow({ id: 'end-corrupt', nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
+    const coordinator = start({ FANOUT_PAGE: '100' });
+    const runId = await createdAndIdle(coordinator, 'r-end-corrupt', workflow);
+    // The second page holds a record that is not JSON.
+    await coordinator.redis.hset(coordinator.store.keys.nodes(runId), 'n150', '{not json');
+    const record = await coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' });
+    expect(record).toMatchObject({ status: 'canceled', error: { code: 'CANCELED', message: 'test' } });
+    expect(record).not.toHaveProperty('ending');
+    expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('event cannot be applied')]);
+    const stored = await coordinator.store.nodes(runId, ['n99', 'n100', `n${nodes - 1}`]);
+    // The first page was canceled; the rest stay as they were.
+    expect([...stored.values()].map((node) => node.status)).toEqual(['canceled', 'queued', 'queued']);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
+  });
+
   it('enqueues written with the first page of an end are moot: a node dispatched and canceled in one batch never reaches exec', async () => {
     const workflow = parseWorkflow({ id: 'end-moot', nodes: ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id, language: 'python', code })), edges: [{ from: 'a', to: 'b' }] });
     const coordinator = start({ FANOUT_PAGE: '2' });

@@ -433,7 +433,10 @@ export class Orchestrator implements OnApplicationShutdown {
     this.logger.error({ err: error, runId: record.id, event: bad.type }, 'event cannot be applied; failing its run');
     const why = `${error.name}: ${error.message}`;
     const message = `podflow could not apply ${subjectOf(bad)} to run ${record.id} (${why.slice(0, 500)}); the run was failed instead of waiting for its timeout`;
-    return this.applyEvents(compiled, record, [...events.slice(0, applies), { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message } }]);
+    // A page of the run's own end that cannot be applied finishes the end (ofEnd); on a run that is
+    // ending, any other event's failure changes nothing, as it would after an end in one step.
+    const fail: EngineEvent = { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message }, ...(bad.type === 'end_run' ? { ofEnd: true } : {}) };
+    return this.applyEvents(compiled, record, [...events.slice(0, applies), fail]);
   }
 
   private async applyEvents(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[]): Promise<RunChanges> {
