@@ -1,4 +1,4 @@
-import { boundNodeError, type NodeError } from '@podflow/protocol';
+import { boundNodeError, isTerminalRunPhase, type NodeError } from '@podflow/protocol';
 import { emitNode, emitRun, isActive, loadNodes, peekNode, runRecord, setNodeStatus, type Step } from './engine-context';
 import { formatDuration } from './durations';
 import type { RunEnding } from './types';
@@ -23,10 +23,8 @@ export async function terminateRun(step: Step, status: 'failed' | 'canceled', ru
  */
 export async function endRunPage(step: Step, from: number): Promise<void> {
   const { ending } = step.run;
-  if (ending && ending.next === from && !isTerminal(step.run.status)) await endRunFrom(step, ending);
+  if (ending && ending.next === from && !isTerminalRunPhase(step.run.status)) await endRunFrom(step, ending);
 }
-
-const isTerminal = (status: Step['run']['status']) => status === 'succeeded' || status === 'failed' || status === 'canceled';
 
 /** Cancels the nodes of one page from `ending.next` on; after the last page the run takes its terminal status. */
 async function endRunFrom(step: Step, ending: RunEnding): Promise<void> {

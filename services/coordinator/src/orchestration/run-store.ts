@@ -22,8 +22,11 @@ const ACK_CHUNK = 250;
  */
 export type OutboxCommand = Exclude<EngineCommand, { type: 'emit' } | FollowUp> | { type: 'run_finished' };
 
-/** Commands that are events for the run itself (the rest of a wide fan-out or of many roots): written to its inbox. */
+/** Commands that are events for the run itself (the rest of a wide fan-out, of many roots or of a run's end): written to its inbox. */
 type FollowUp = Extract<EngineCommand, { type: 'resolve_edges' | 'start_roots' | 'end_run' }>;
+
+const FOLLOW_UPS: ReadonlySet<EngineCommand['type']> = new Set<FollowUp['type']>(['resolve_edges', 'start_roots', 'end_run']);
+const isFollowUp = (command: EngineCommand): command is FollowUp => FOLLOW_UPS.has(command.type);
 
 export interface OutboxEntry {
   id: string;
@@ -499,7 +502,7 @@ function splitCommands(commands: EngineCommand[]): { events: RunEventMessage[]; 
     if (command.type === 'emit') {
       events.push(command.event);
       if (command.event.type === 'run' && isTerminalRunPhase(command.event.status)) finished = true;
-    } else if (command.type === 'resolve_edges' || command.type === 'start_roots' || command.type === 'end_run') follow.push({ ...command });
+    } else if (isFollowUp(command)) follow.push({ ...command });
     else outbox.push(command);
   }
   if (finished) outbox.push({ type: 'run_finished' });
