@@ -88,4 +88,29 @@ describe('canceling a large run (issue 11)', () => {
     expect(events[events.length - 1]).toMatchObject({ type: 'run', status: 'canceled' });
     expect(events.filter((event) => event.type === 'node' && event.status === 'canceled')).toHaveLength(10_000);
   }, 120_000);
+
+  it('stores a record only for the nodes something touched: a new fan-out of 3,000 writes its root; the API shows the others pending, and a cancel ends them all', async () => {
+    const leaves = Array.from({ length: 3_000 }, (_, i) => ({ id: `leaf${i}`, language: 'python', code: 'def main(args): return {}' }));
+    const workflow = { id: 'lazy-records', nodes: [{ id: 'root', language: 'python', code: 'def main(args): return {}' }, ...leaves], edges: leaves.map(({ id }) => ({ from: 'root', to: id })) };
+    const { id } = await stack.client.submitRun({ workflow });
+    expect((await stack.redis.hkeys(stack.keys.nodes(id))).sort()).toEqual([':created', 'root']);
+
+    const statuses = async () => {
+      const counts = new Map<string, number>();
+      let cursor: string | undefined;
+      do {
+        const page = await stack.client.getRun(id, { nodeLimit: 1000, ...(cursor ? { nodeCursor: cursor } : {}) });
+        for (const node of Object.values(page.nodes)) counts.set(node.status, (counts.get(node.status) ?? 0) + 1);
+        cursor = page.nextNodeCursor;
+      } while (cursor);
+      return Object.fromEntries(counts);
+    };
+    expect(await statuses()).toEqual({ queued: 1, pending: 3_000 });
+    expect((await stack.client.getRun(id, { nodes: ['leaf2999'] })).nodes.leaf2999).toMatchObject({ status: 'pending', attempts: 0 });
+
+    await stack.client.cancelRun(id);
+    expect(await stack.client.waitForRun(id, 200, 60_000)).toMatchObject({ status: 'canceled' });
+    expect(await statuses()).toEqual({ canceled: 3_001 });
+    expect(await stack.redis.hlen(stack.keys.nodes(id))).toBe(3_002);
+  }, 120_000);
 });

@@ -309,7 +309,8 @@ export async function describeRun(stack: Stack, runId: string): Promise<string> 
     stack.redis.xrange(k.outbox(runId), '-', '+', 'COUNT', 20),
   ]);
   const byStatus: Record<string, string[]> = {};
-  for (const [id, json] of Object.entries(nodes)) (byStatus[(JSON.parse(json) as { status: string }).status] ??= []).push(id);
+  // Only the nodes something touched have a record (and the hash has a `:created` field).
+  for (const [id, json] of Object.entries(nodes)) if (!id.startsWith(':')) (byStatus[(JSON.parse(json) as { status: string }).status] ??= []).push(id);
   const status = rec ? (JSON.parse(rec) as { status: string }).status : '(no record)';
   return [
     `run ${runId}: ${status}; nodes ${JSON.stringify(byStatus)}`,

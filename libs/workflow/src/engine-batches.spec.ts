@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { ExecResult } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
 import { applyEvents, createRunRecords, createRunState, nodesTouchedBy, transition, type TransitionOptions } from './engine';
+import { loadNodes, newStep, pendingRecord } from './engine-context';
 import { nodeReadsOf } from './expression-reads';
 import { loadFixtures, runFixture } from './testing/fixture-runner';
 import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, RunRecord, RunSource } from './types';
@@ -137,6 +138,37 @@ describe('applyEvents in batches', () => {
       expect({ size, ...batched.snapshot() }).toEqual({ size, ...oneByOne.snapshot() });
       expect({ size, commands }).toEqual({ size, commands: sequential });
     }
+  });
+});
+
+describe('a store that writes a node\'s record only once something touches it', () => {
+  it.each(fixtures.map((fixture) => [fixture.file, fixture] as const))('%s: with no record of the pending nodes, the same records and commands', async (_file, fixture) => {
+    const events = (await runFixture(fixture)).map((entry) => entry.event);
+    const compiled = new CompiledWorkflow(parseWorkflow(fixture.workflow));
+    const { run, nodes } = createRunRecords(compiled, { id: 'run-1', tenantId: 'tenant-1', now: 0 });
+    for (const [id, node] of nodes) expect(node).toEqual(pendingRecord(compiled, id));
+    const whole = new Records(run, nodes, fixture.inputs ?? {});
+    const sparse = new Records(run, new Map(), fixture.inputs ?? {});
+    const wholeCommands: EngineCommand[] = [];
+    const sparseCommands: EngineCommand[] = [];
+    for (const event of events) {
+      wholeCommands.push(...(await whole.apply(compiled, [event])));
+      sparseCommands.push(...(await sparse.apply(compiled, [event])));
+    }
+    expect(sparseCommands).toEqual(wholeCommands);
+    // What the sparse store never wrote is still pending, exactly as created.
+    for (const id of compiled.nodeIds) if (!sparse.nodes.has(id)) sparse.nodes.set(id, pendingRecord(compiled, id));
+    expect(sparse.snapshot()).toEqual(whole.snapshot());
+  });
+
+  it('a node the workflow does not have is still an error, not a pending record', async () => {
+    const compiled = new CompiledWorkflow(parseWorkflow({ id: 'one', nodes: [{ id: 'a', language: 'python', code: 'def main(a): return {}' }], edges: [] }));
+    const { run } = createRunRecords(compiled, { id: 'r', tenantId: 't', now: 0 });
+    const store = new Records(run, new Map());
+    await store.apply(compiled, [{ type: 'start', at: 1 }]);
+    expect(store.nodes.get('a')).toMatchObject({ status: 'queued' });
+    await expect(store.apply(compiled, [{ type: 'node_started', nodeId: 'ghost', executionId: 'r.ghost.1', at: 2 }])).resolves.toEqual([]);
+    await expect(loadNodes(newStep(compiled, store.run, store.source()), ['ghost'])).rejects.toThrow('run r has no node "ghost"');
   });
 });
 

@@ -55,9 +55,19 @@ export function newStep(compiled: CompiledWorkflow, run: RunRecord, source: RunS
 }
 
 /**
+ * The record of a node nothing has touched yet: `pending`, waiting for all of its incoming edges.
+ * A run starts with every node but its roots (and kept nodes) in this state, so a store writes
+ * these records only once they change, and a source without one gives this.
+ */
+export function pendingRecord(compiled: CompiledWorkflow, nodeId: string): NodeRecord {
+  return { status: 'pending', attempts: 0, timings: {}, waiting: compiled.incoming(nodeId).length, fired: 0 };
+}
+
+/**
  * Loads the node records not in the working set yet (one source call for all of them). They are
  * not copied: most are only read (a node's `args` read every ancestor), and `nodeState` copies a
- * record before its first change, so the source's records are never changed.
+ * record before its first change, so the source's records are never changed. A node of the
+ * workflow the source has no record of is untouched: its `pendingRecord`.
  */
 export async function loadNodes(step: Step, ids: Iterable<string>): Promise<void> {
   const missing = [...new Set(ids)].filter((id) => !step.nodes.has(id));
@@ -65,8 +75,9 @@ export async function loadNodes(step: Step, ids: Iterable<string>): Promise<void
   const loaded = await step.source.nodes(missing);
   for (const id of missing) {
     const record = loaded.get(id);
-    if (!record) throw new Error(`run ${step.run.id} has no node "${id}"`);
-    step.nodes.set(id, record);
+    if (record) step.nodes.set(id, record);
+    else if (step.compiled.nodesById.has(id)) step.nodes.set(id, pendingRecord(step.compiled, id));
+    else throw new Error(`run ${step.run.id} has no node "${id}"`);
   }
 }
 

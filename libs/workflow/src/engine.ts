@@ -1,6 +1,6 @@
 import { emptyRecord, type JsonObject } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
-import { emitNode, emitRun, isLive, loadNodes, newStep, nodeState, peekNode, runRecord, type Step } from './engine-context';
+import { emitNode, emitRun, isLive, loadNodes, newStep, nodeState, peekNode, pendingRecord, runRecord, type Step } from './engine-context';
 import type { ExpressionLimits } from './expression-budget';
 import { advance } from './engine-dispatch';
 import { onNodeFinished } from './engine-results';
@@ -49,16 +49,17 @@ export interface KeptParams {
 }
 
 /**
- * A new run as records: `queued`, every node `pending` waiting for all of its incoming edges;
- * kept nodes `succeeded` as they were (their outgoing edges are resolved at `start`).
+ * A new run as records: `queued`, every node `pending` waiting for all of its incoming edges
+ * (`pendingRecord`); kept nodes `succeeded` as they were (their outgoing edges are resolved at
+ * `start`). A store needs to write only the records that differ from `pendingRecord`: a source
+ * that has no record of a node gives the engine its pending record (RunSource).
  */
 export function createRunRecords(compiled: CompiledWorkflow, params: Omit<CreateRunParams, 'workflow' | 'inputs'> & { keep?: KeptParams }): { run: RunRecord; nodes: Map<string, NodeRecord> } {
   const nodes = new Map<string, NodeRecord>();
   const { keep } = params;
   for (const { id } of compiled.workflow.nodes) {
-    const incoming = compiled.incoming(id).length;
     const kept = keep?.kept.get(id);
-    nodes.set(id, kept ? keptRecord(kept, incoming) : { status: 'pending', attempts: 0, timings: {}, waiting: incoming, fired: 0 });
+    nodes.set(id, kept ? keptRecord(kept, compiled.incoming(id).length) : pendingRecord(compiled, id));
   }
   const run: RunRecord = {
     id: params.id,

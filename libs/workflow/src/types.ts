@@ -262,6 +262,8 @@ export interface NodeRecord extends NodeState {
  * Where a transition reads the records it needs beyond the run record. The engine asks only for
  * what an event touches (the node, its successors, what an expression or `args` reads), so a
  * store can answer from Redis with one round trip per call. Records handed out are not mutated.
+ * A node or edge the source has no record of is one nothing has touched yet: the engine takes its
+ * node as `pendingRecord` and its edge as `pending` (a store need not write them at creation).
  */
 export interface RunSource {
   nodes(ids: readonly string[]): Promise<ReadonlyMap<string, NodeRecord>>;

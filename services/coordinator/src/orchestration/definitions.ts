@@ -22,8 +22,9 @@ export class Definitions {
   async put(workflow: Workflow): Promise<CompiledWorkflow> {
     const json = JSON.stringify(workflow);
     const hash = createHash('sha256').update(json).digest('hex');
-    await this.store.putDefinition(hash, json);
-    return this.remember(this.cache.get(hash) ?? new CompiledWorkflow(workflow, hash));
+    const cached = this.cache.get(hash);
+    await this.store.putDefinition(hash, json, cached !== undefined);
+    return this.remember(cached ?? new CompiledWorkflow(workflow, hash));
   }
 
   async get(hash: string): Promise<CompiledWorkflow> {

@@ -723,6 +723,41 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect([stored.get('leaf0')?.status, stored.get(`leaf${leaves - 1}`)?.status]).toEqual(['queued', 'queued']);
   });
 
+  it('creating a run writes the records its start changed (its roots) and the :created field, not one per node; the rest are written as they change', async () => {
+    const leaves = 50;
+    const workflow = parseWorkflow({
+      id: 'lazy',
+      nodes: [{ id: 'root', language: 'python', code }, ...Array.from({ length: leaves }, (_, i) => ({ id: `leaf${i}`, language: 'python', code }))],
+      edges: Array.from({ length: leaves }, (_, i) => ({ from: 'root', to: `leaf${i}` })),
+    });
+    const coordinator = start();
+    const runId = await createdAndIdle(coordinator, 'r-lazy', workflow);
+    const nodesKey = coordinator.store.keys.nodes(runId);
+    expect((await coordinator.redis.hkeys(nodesKey)).sort()).toEqual([':created', 'root']);
+    // An untouched node has no record, and reads as none (the engine takes it as pending).
+    expect((await coordinator.store.nodes(runId, ['leaf0', 'root'])).has('leaf0')).toBe(false);
+
+    for (let jobs = await coordinator.execQueue.getJobs(['waiting', 'prioritized'], 0, -1); jobs.length > 0; jobs = await coordinator.execQueue.getJobs(['waiting', 'prioritized'], 0, -1)) {
+      for (const job of jobs) {
+        await job.remove();
+        await coordinator.orchestrator.submit(runId, { type: 'node_finished', result: outcomeOf(job.data), at: Date.now() });
+      }
+      await waitFor(() => coordinator.orchestrator.activeSessions === 0, 'the session ended');
+    }
+    expect(await coordinator.store.record(runId)).toMatchObject({ status: 'succeeded', open: 0 });
+    const stored = await coordinator.store.nodes(runId, workflow.nodes.map((node) => node.id));
+    expect(stored.size).toBe(leaves + 1);
+    expect(new Set([...stored.values()].map((node) => node.status))).toEqual(new Set(['succeeded']));
+  });
+
+  it('a run whose node records are gone altogether (no :created field) cannot be read as all pending', async () => {
+    const workflow = parseWorkflow({ id: 'gone', nodes: [{ id: 'a', language: 'python', code }, { id: 'b', language: 'python', code }], edges: [{ from: 'a', to: 'b' }] });
+    const coordinator = start();
+    const runId = await createdAndIdle(coordinator, 'r-gone', workflow);
+    await coordinator.redis.del(coordinator.store.keys.nodes(runId));
+    await expect(coordinator.store.nodes(runId, ['a', 'b'])).rejects.toThrow(`run ${runId} has no node records (no :created field`);
+  });
+
   it('a run with more roots than FANOUT_PAGE starts them a page per step: the creation writes the first page and the rest follow through its inbox', async () => {
     const workflow = parseWorkflow({ id: 'flat-pages', nodes: Array.from({ length: 250 }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
     const coordinator = start({ FANOUT_PAGE: '100' });

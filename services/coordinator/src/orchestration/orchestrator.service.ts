@@ -117,9 +117,12 @@ export class Orchestrator implements OnApplicationShutdown {
       const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now, keep: params.keep });
       const changes = await applyEvents(compiled, run, memorySource({ inputs: params.inputs, edges: [] }, nodes), [{ type: 'start', at: now }], this.options);
       await this.payloads.dehydrate(changes);
-      for (const [nodeId, node] of changes.nodes) nodes.set(nodeId, node);
+      // Only the records `start` changed and the kept ones are written: every other node is pending,
+      // which a missing record means (RunSource), so creating a run costs its roots, not its size.
+      const written = new Map(changes.nodes);
+      for (const [nodeId, node] of nodes) if (node.status !== 'pending' && !written.has(nodeId)) written.set(nodeId, node);
       writing = true;
-      created = await this.store.create(changes.run, params.inputs, nodes, changes.commands, this.token, params.notify);
+      created = await this.store.create(changes.run, params.inputs, written, changes.commands, this.token, params.notify);
     } catch (error) {
       // The mark is this call's to clear only when nothing was written and it replaced no other
       // creation's mark (one with the same idempotency key). Otherwise it stays, and a sweeper

@@ -5,6 +5,9 @@
  * `podflow:{t:<tenant>}:runs`, `podflow:{d:<hash>}:definition`. The prefix has no braces
  * (keyPrefixProblem in @podflow/protocol).
  */
+/** The field of a run's nodes hash its creation writes (no node id can start with ':'). */
+export const NODES_CREATED_FIELD = ':created';
+
 export class RunKeys {
   constructor(readonly prefix: string) {}
 
@@ -15,7 +18,11 @@ export class RunKeys {
   run(runId: string): string {
     return this.runKey(runId, 'run');
   }
-  /** Hash: node id → NodeRecord JSON (without logs, without an output kept by reference). */
+  /**
+   * Hash: node id → NodeRecord JSON (without logs, without an output kept by reference), for the
+   * nodes something has touched (a node without one is pending: engine `pendingRecord`), and
+   * NODES_CREATED_FIELD, written with the run, which tells an untouched node from lost records.
+   */
   nodes(runId: string): string {
     return this.runKey(runId, 'nodes');
   }

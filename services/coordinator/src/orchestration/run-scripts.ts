@@ -197,13 +197,6 @@ if score and tonumber(score) < tonumber(ARGV[2]) then return redis.call('ZREM', 
 return 0
 `);
 
-/** Store a definition once (it is immutable) and keep it as long as its newest run. KEYS: definition. ARGV: json, ttlSeconds. */
-export const PUT_DEFINITION = new LuaScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 0
-`);
-
 /**
  * Remember a tenant's latest succeeded run of a workflow (what a test run of one node reads its
  * upstream values from), unless a run that finished later is remembered already. KEYS: the

@@ -4,9 +4,9 @@ import type { EdgeResolution, EngineCommand, EngineEvent, NodeRecord, NodeState,
 import type { RedisClient } from '@podflow/redis';
 import type { CoordinatorConfig } from '../config';
 import { CONFIG, STATE_REDIS } from '../tokens';
-import { RunKeys } from './run-keys';
+import { NODES_CREATED_FIELD, RunKeys } from './run-keys';
 import { MAX_NOTIFY_TARGETS, parseTargets, storedTargets, type NotifyTarget } from '../notify/notify-targets';
-import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, NOTE_SUCCEEDED, MARK_ACTIVE, PUT_DEFINITION, SUBMIT_EVENTS, ZREM_IF_OLDER, ZREM_IF_SCORE } from './run-scripts';
+import { ADD_NOTIFY_TARGETS, COMMIT_BATCH, CREATE_RUN, NEXT_BATCH, NOTE_SUCCEEDED, MARK_ACTIVE, SUBMIT_EVENTS, ZREM_IF_OLDER, ZREM_IF_SCORE } from './run-scripts';
 
 /** Entries of a run's event stream read per XRANGE. */
 const EVENT_PAGE = 200;
@@ -89,11 +89,18 @@ export class RunStore {
     return this.config.RUN_LEASE_MS;
   }
 
-  /** Stores a definition by hash (once; later calls only extend its life). */
-  async putDefinition(hash: string, json: string): Promise<void> {
-    // A definition lives as long as the runs that reference it may: their longest life plus retention.
+  /**
+   * Stores a definition by hash, or only extends its life when `known` (compiled here before, so
+   * most likely stored) and Redis still has it. A definition lives as long as the runs that
+   * reference it may: their longest life plus retention. A plain SET, not a script: the key is its
+   * content's hash, so writing it again changes nothing, and a megabyte handed to Lua costs Redis
+   * ~1.4 ms (every client waits meanwhile) where SET takes microseconds.
+   */
+  async putDefinition(hash: string, json: string, known: boolean): Promise<void> {
+    const key = this.keys.definition(hash);
     const ttl = this.config.RUN_RETENTION_SECONDS + 2 * 24 * 3600;
-    await PUT_DEFINITION.run(this.redis, [this.keys.definition(hash)], [json, ttl]);
+    if (known && (await this.redis.expire(key, ttl)) === 1) return;
+    await this.redis.set(key, json, 'EX', ttl);
   }
 
   async getDefinition(hash: string): Promise<string | undefined> {
@@ -108,7 +115,7 @@ export class RunStore {
   async create(run: RunRecord, inputs: JsonObject, nodes: Map<string, NodeRecord>, commands: EngineCommand[], token: string, notify: readonly NotifyTarget[] = []): Promise<OutboxEntry[] | undefined> {
     const { events, outbox, follow } = splitCommands(commands);
     const k = this.keys;
-    const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size];
+    const args: Array<string | number> = [JSON.stringify(run), JSON.stringify(inputs), token, this.leaseMs, runEventsChannel(k.prefix, run.id), nodes.size + 1, NODES_CREATED_FIELD, run.createdAt];
     for (const [id, node] of nodes) args.push(id, JSON.stringify(storedNode(node)));
     args.push(events.length, ...events.map((e) => JSON.stringify(e)), outbox.length, ...outbox.map((c) => JSON.stringify(c)));
     args.push(notify.length > 0 ? JSON.stringify(storedTargets(notify)) : '', isTerminalRunPhase(run.status) ? '1' : '0', this.config.RUN_RETENTION_SECONDS);
@@ -201,14 +208,22 @@ export class RunStore {
     return raw ? { inputs: JSON.parse(raw) as JsonObject, bytes: raw.length } : { inputs: {}, bytes: 2 };
   }
 
+  /**
+   * The stored records of `ids`. A node without one is pending (nothing has touched it yet); a run
+   * whose records are gone altogether (no NODES_CREATED_FIELD; a run created before that field
+   * has every record) throws a TypeError: its records cannot be read, as when one is corrupt.
+   */
   async nodes(runId: string, ids: readonly string[]): Promise<Map<string, StoredNode>> {
     const found = new Map<string, StoredNode>();
     if (ids.length === 0) return found;
-    const raw = await this.redis.hmget(this.keys.nodes(runId), ...ids);
+    const raw = await this.redis.hmget(this.keys.nodes(runId), NODES_CREATED_FIELD, ...ids);
     ids.forEach((id, index) => {
-      const json = raw[index];
+      const json = raw[index + 1];
       if (json) found.set(id, JSON.parse(json) as StoredNode);
     });
+    if (found.size < ids.length && !raw[0]) {
+      throw new TypeError(`run ${runId} has no node records (no ${NODES_CREATED_FIELD} field in ${this.keys.nodes(runId)}): they were lost from Redis`);
+    }
     return found;
   }
 

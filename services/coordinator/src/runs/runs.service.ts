@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PodflowError, type FileElement, type JsonObject, type RunPhase } from '@podflow/protocol';
 import type { ObjectStore } from '@podflow/storage';
-import { CompiledWorkflow, DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, keptNodes, nodeStateOf, parseWorkflow, type DependencyPolicy, type KeptParams, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
+import { CompiledWorkflow, DEFAULT_WORKFLOW_LIMITS, InvalidWorkflowError, dependencyPolicyIssues, keptNodes, nodeStateOf, parseWorkflow, pendingRecord, type DependencyPolicy, type KeptParams, type NodeState, type RunRecord, type Workflow } from '@podflow/workflow';
 import { randomUUID } from 'node:crypto';
 import { Definitions } from '../orchestration/definitions';
 import { Orchestrator } from '../orchestration/orchestrator.service';
@@ -235,8 +235,8 @@ export class RunsService {
     const [[stored, logs, inputs], outputs] = await Promise.all([early ?? this.nodeParts(runId, ids), this.payloads.runOutputs(run)]);
     const nodes: Array<[string, NodeState]> = [];
     for (const id of ids) {
-      const record = stored.get(id);
-      if (!record) continue;
+      // No record: nothing has touched the node yet (a run writes its nodes' records as they change).
+      const record = stored.get(id) ?? pendingRecord(compiled, id);
       const node = nodeStateOf(await this.payloads.hydrateNode(run, id, record));
       const nodeLogs = logs.get(id);
       nodes.push([id, nodeLogs ? { ...node, logs: nodeLogs } : node]);
@@ -301,8 +301,9 @@ export class RunsService {
       throw new PodflowError('BAD_REQUEST', `ttlSeconds ${ttlSeconds} is longer than this deployment allows: at most ${maxTtl} (FILE_URL_TTL_SECONDS); ask for less, or leave it out for ${maxTtl}`);
     }
     const run = await this.get(tenantId, runId);
-    const node = (await this.definitionOf(run)).nodesById.has(nodeId) ? (await this.store.nodes(runId, [nodeId])).get(nodeId) : undefined;
-    if (!node) throw new PodflowError('NOT_FOUND', `run "${runId}" has no node "${nodeId}"`);
+    const compiled = await this.definitionOf(run);
+    if (!compiled.nodesById.has(nodeId)) throw new PodflowError('NOT_FOUND', `run "${runId}" has no node "${nodeId}"`);
+    const node = (await this.store.nodes(runId, [nodeId])).get(nodeId) ?? pendingRecord(compiled, nodeId);
     if (node.status !== 'succeeded') throw new PodflowError('CONFLICT', `node "${nodeId}" is ${node.status}; files can be signed once it has succeeded`);
     const elements: FileElement[] = [];
     for (const element of node.files?.elements ?? []) {

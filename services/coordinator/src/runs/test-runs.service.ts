@@ -119,7 +119,7 @@ function missingUpstream(workflowId: string, nodeId: string, missing: string[], 
   const list = missing.map((id) => `"${id}"`).join(', ');
   const why = !source
     ? `no run of workflow "${workflowId}" has succeeded yet`
-    : `${named ? 'run' : 'its latest succeeded run,'} ${source.id}${named ? ',' : ''} has no output for ${missing.map((id) => `"${id}" (${stored.get(id)?.status ?? 'not in that run'})`).join(', ')}`;
+    : `${named ? 'run' : 'its latest succeeded run,'} ${source.id}${named ? ',' : ''} has no output for ${missing.map((id) => `"${id}" (${stored.get(id)?.status ?? 'never ran in it'})`).join(', ')}`;
   return new PodflowError('CONFLICT', `node "${nodeId}" reads the output of ${list}, and ${why}; run ${missing.length === 1 ? list : 'those nodes'} first (run the workflow), or pass sample values as nodes.${missing[0]}.output`, {
     upstream: missing,
   });
