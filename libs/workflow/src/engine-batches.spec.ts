@@ -469,16 +469,18 @@ describe('a run ending with more nodes than edgePage', () => {
     expect(whole.nodes.get('root1')!.status).toBe('canceled');
   });
 
-  it('while a run ends, every other event finds it ended: a result, a start, another cancel or a timeout changes nothing', async () => {
+  it('while a run ends, every other event finds it ended: a result, a start or another cancel changes nothing, and its timer only asks for the next page again', async () => {
     const paged = await running();
     const first = await paged.apply(compiled, [{ type: 'cancel', at: 10 }], { edgePage: 3 });
     expect(first.filter((c) => c.type === 'cancel_execution').map((c) => c.type === 'cancel_execution' && c.nodeId)).toEqual(['root1', 'root2']);
     expect(paged.run.status).toBe('running');
     expect(paged.run.ending).toMatchObject({ status: 'canceled', next: 3 });
     const during = paged.snapshot();
-    for (const event of [finished('root5', 'succeeded', 11), finished('root6', 'failed', 11), { type: 'node_started', nodeId: 'root4', executionId: 'r.root4.1', at: 11 } as EngineEvent, { type: 'cancel', at: 11, reason: 'again' } as EngineEvent, { type: 'run_timeout', at: 11 } as EngineEvent, { type: 'start_roots', at: 11 } as EngineEvent]) {
+    for (const event of [finished('root5', 'succeeded', 11), finished('root6', 'failed', 11), { type: 'node_started', nodeId: 'root4', executionId: 'r.root4.1', at: 11 } as EngineEvent, { type: 'cancel', at: 11, reason: 'again' } as EngineEvent, { type: 'start_roots', at: 11 } as EngineEvent]) {
       expect(await paged.apply(compiled, [event], { edgePage: 3 })).toEqual([]);
     }
+    // A backstop for an end_run the service lost: the timer asks for the page at the cursor again.
+    expect(await paged.apply(compiled, [{ type: 'run_timeout', at: 11 }], { edgePage: 3 })).toEqual([{ type: 'end_run', from: 3, at: 11 }]);
     expect(paged.snapshot()).toEqual(during);
     await settle(paged, compiled, { type: 'end_run', from: 3, at: 10 }, { edgePage: 3 });
     const whole = await running();
@@ -506,18 +508,32 @@ describe('a run ending with more nodes than edgePage', () => {
     expect(paged.snapshot()).toEqual(after);
   });
 
-  it('a fail while it ends changes nothing, unless a page of the end itself could not be applied: then the run ends at once as it was ending, later nodes as they were', async () => {
+  it('a fail while it ends changes no record and asks for the next page again (the service dropped the events after the bad one); a page of the end it could not apply is skipped, its nodes as they were', async () => {
     const paged = await running();
     await paged.apply(compiled, [{ type: 'cancel', at: 10, reason: 'enough' }], { edgePage: 3 });
-    // Another event of the batch could not be applied (a result the service cannot read): as after an end in one step.
+    // Another event of the batch could not be applied (a result the service cannot read), and the
+    // batch's end_run after it was dropped with it: the end is asked for again, nothing else changes.
     const during = paged.snapshot();
-    expect(await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'a result' } }], { edgePage: 3 })).toEqual([]);
+    expect(await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'a result' } }], { edgePage: 3 })).toEqual([{ type: 'end_run', from: 3, at: 11 }]);
     expect(paged.snapshot()).toEqual(during);
-    const commands = await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' }, ofEnd: true }], { edgePage: 3 });
-    expect(commands).toEqual([{ type: 'emit', event: { type: 'run', runId: 'r', status: 'canceled', error: { code: 'CANCELED', message: 'enough' }, at: 11 } }]);
+    // The page at the cursor (root3..root5) could not be applied: it is skipped, the end goes on.
+    expect(await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' }, endPage: 3 }], { edgePage: 3 })).toEqual([{ type: 'end_run', from: 6, at: 11 }]);
+    expect(paged.run).toMatchObject({ status: 'running', ending: { next: 6 } });
+    // A fail about a page that is no longer the cursor's only asks for the current one again.
+    expect(await paged.apply(compiled, [{ type: 'fail', at: 12, error: { code: 'INTERNAL', message: 'stale' }, endPage: 3 }], { edgePage: 3 })).toEqual([{ type: 'end_run', from: 6, at: 12 }]);
+    const { commands } = await settle(paged, compiled, { type: 'end_run', from: 6, at: 11 }, { edgePage: 3 });
+    expect(commands[commands.length - 1]).toEqual({ type: 'emit', event: { type: 'run', runId: 'r', status: 'canceled', error: { code: 'CANCELED', message: 'enough' }, at: 11 } });
     expect(paged.run).toMatchObject({ status: 'canceled', finishedAt: 11 });
     expect(paged.run.ending).toBeUndefined();
-    expect(['root2', 'root3'].map((id) => paged.nodes.get(id)!.status)).toEqual(['canceled', 'queued']);
+    expect(['root2', 'root3', 'root4', 'root6', 'after'].map((id) => paged.nodes.get(id)!.status)).toEqual(['canceled', 'queued', 'queued', 'canceled', 'canceled']);
+  });
+
+  it('a page of the end that could not be applied, when it is the last, finishes the end', async () => {
+    const paged = await running();
+    await paged.apply(compiled, [{ type: 'cancel', at: 10 }], { edgePage: 5 });
+    const commands = await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' }, endPage: 5 }], { edgePage: 5 });
+    expect(commands).toEqual([{ type: 'emit', event: { type: 'run', runId: 'r', status: 'canceled', error: { code: 'CANCELED', message: 'run canceled' }, at: 11 } }]);
+    expect(paged.run.ending).toBeUndefined();
   });
 
   it('the prefetch of an end_run reads its page', () => {

@@ -26,10 +26,16 @@ export async function endRunPage(step: Step, from: number): Promise<void> {
   if (ending && ending.next === from && !isTerminalRunPhase(step.run.status)) await endRunFrom(step, ending);
 }
 
+/** Where the page of an end that starts at `next` stops. */
+function pageEnd(step: Step, next: number): number {
+  const { length } = step.compiled.nodeIds;
+  return Math.min(length, next + (step.edgePage ?? length));
+}
+
 /** Cancels the nodes of one page from `ending.next` on; after the last page the run takes its terminal status. */
 async function endRunFrom(step: Step, ending: RunEnding): Promise<void> {
   const ids = step.compiled.nodeIds;
-  const to = Math.min(ids.length, ending.next + (step.edgePage ?? ids.length));
+  const to = pageEnd(step, ending.next);
   const page = ids.slice(ending.next, to);
   await loadNodes(step, page);
   for (const id of page) {
@@ -45,12 +51,23 @@ async function endRunFrom(step: Step, ending: RunEnding): Promise<void> {
     emitNode(step, id, node.error);
   }
   // Nodes left to look at, and some of them still open (a run's last open node failing ends it at once).
-  if (to < ids.length && step.run.open > 0) {
-    runRecord(step).ending = { ...ending, next: to };
-    step.commands.push({ type: 'end_run', from: to, at: step.at });
-    return;
-  }
-  finishEnd(step, ending);
+  if (to < ids.length && step.run.open > 0) continueEnd(step, ending, to);
+  else finishEnd(step, ending);
+}
+
+/** The end goes on at `next` in the next step (`end_run`). */
+function continueEnd(step: Step, ending: RunEnding, next: number): void {
+  runRecord(step).ending = { ...ending, next };
+  step.commands.push({ type: 'end_run', from: next, at: step.at });
+}
+
+/**
+ * Asks for the ending run's next page again: a backstop for an `end_run` that was lost (the
+ * service dropped it with an event before it that it could not apply). A repeat changes nothing:
+ * only the `end_run` at the cursor applies.
+ */
+function resumeEnd(step: Step, ending: RunEnding): void {
+  step.commands.push({ type: 'end_run', from: ending.next, at: step.at });
 }
 
 /** The run takes the status and error it ends with, and its terminal event (after every node's). */
@@ -86,8 +103,12 @@ export async function cancelRun(step: Step, reason?: string): Promise<void> {
   await terminateRun(step, 'canceled', { code: 'CANCELED', message }, { code: 'CANCELED', message: `canceled: ${message}` });
 }
 
-/** `run_timeout` event: only a running run can time out; a late timer on a finished run is stale. */
+/**
+ * `run_timeout` event: only a running run can time out; a late timer on a finished run is stale.
+ * An ending run has ended already; its timer asks for the end's next page again (`resumeEnd`).
+ */
 export async function timeoutRun(step: Step): Promise<void> {
+  if (step.run.ending) return resumeEnd(step, step.run.ending);
   if (step.run.status !== 'running') return;
   const { timeoutMs } = step.compiled.workflow;
   const seconds = Math.round(timeoutMs / 1_000);
@@ -101,14 +122,19 @@ export async function timeoutRun(step: Step): Promise<void> {
 
 /**
  * `fail` event: the service could not apply an event to a live run; it fails now rather than at
- * its timeout. On an ending run it changes nothing (the run has ended for every other event),
- * unless the event that could not be applied was a page of the end itself (`ofEnd`: records it
- * cannot read): the run then ends at once as it was ending, the nodes after that page left as
- * they are, rather than never.
+ * its timeout. An ending run has ended for every other event, so it does not fail again; but the
+ * service drops the events after the one it could not apply, the end's next `end_run` perhaps, so
+ * that is asked for again (`resumeEnd`). When the event was the page of the end at the cursor
+ * itself (`endPage`: records it cannot read), that page is skipped, its nodes left as they are,
+ * and the end goes on with the next one, rather than never.
  */
-export async function failUnapplicable(step: Step, error: NodeError, ofEnd = false): Promise<void> {
-  if (step.run.ending) {
-    if (ofEnd) finishEnd(step, step.run.ending);
+export async function failUnapplicable(step: Step, error: NodeError, endPage?: number): Promise<void> {
+  const { ending } = step.run;
+  if (ending) {
+    if (endPage !== ending.next) return resumeEnd(step, ending);
+    const to = pageEnd(step, ending.next);
+    if (to < step.compiled.nodeIds.length) continueEnd(step, ending, to);
+    else finishEnd(step, ending);
     return;
   }
   if (step.run.status !== 'running' && step.run.status !== 'queued') return;

@@ -107,9 +107,9 @@ export async function applyEvents(compiled: CompiledWorkflow, run: RunRecord, so
 
 async function applyOne(step: Step, event: EngineEvent): Promise<void> {
   // An ending run (paged: RunRecord.ending) has ended for every other event: they find it as they
-  // would find it after an end in one step, where each of them is a no-op. A `fail` (a page the
-  // service could not apply) ends it at once.
-  if (step.run.ending && event.type !== 'end_run' && event.type !== 'fail') return;
+  // would find it after an end in one step, where each of them is a no-op. A `fail` (an event the
+  // service could not apply) or the run's timer asks for the end's next page again.
+  if (step.run.ending && event.type !== 'end_run' && event.type !== 'fail' && event.type !== 'run_timeout') return;
   switch (event.type) {
     case 'start':
       await start(step);
@@ -137,7 +137,7 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
       await endRunPage(step, event.from);
       return;
     case 'fail':
-      await failUnapplicable(step, event.error, event.ofEnd === true);
+      await failUnapplicable(step, event.error, event.endPage);
       return;
     default: {
       const unknown: never = event;

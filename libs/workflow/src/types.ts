@@ -180,10 +180,11 @@ export type EngineEvent =
   | { type: 'end_run'; from: number; at: number }
   /**
    * The service cannot apply an event to this run (a result it cannot process): the run fails with
-   * `error` instead of waiting for its timeout. `ofEnd`: that event was a page of the run's own
-   * end (`end_run`), so the end finishes at once rather than never.
+   * `error` instead of waiting for its timeout. On an ending run it asks for the end's next page
+   * again; `endPage`: that event was the page of the run's own end starting there (the `from` of an
+   * `end_run`), which is skipped rather than tried forever.
    */
-  | { type: 'fail'; at: number; error: NodeError; ofEnd?: boolean };
+  | { type: 'fail'; at: number; error: NodeError; endPage?: number };
 
 /** What the service must carry out after a transition (the engine itself does no I/O). */
 export type EngineCommand =

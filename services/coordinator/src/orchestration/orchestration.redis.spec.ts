@@ -819,7 +819,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(await coordinator.admission.store.inFlight('t')).toBe(0);
   });
 
-  it('a page of an end that cannot be applied (a record it cannot read) finishes the end at once instead of leaving the run ending', async () => {
+  it('a page of an end that cannot be applied (a record it cannot read) is skipped and the end goes on, instead of leaving the run ending', async () => {
     const nodes = 250;
     const workflow = parseWorkflow({ id: 'end-corrupt', nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
     const coordinator = start({ FANOUT_PAGE: '100' });
@@ -830,10 +830,70 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(record).toMatchObject({ status: 'canceled', error: { code: 'CANCELED', message: 'test' } });
     expect(record).not.toHaveProperty('ending');
     expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('event cannot be applied')]);
-    const stored = await coordinator.store.nodes(runId, ['n99', 'n100', `n${nodes - 1}`]);
-    // The first page was canceled; the rest stay as they were.
-    expect([...stored.values()].map((node) => node.status)).toEqual(['canceled', 'queued', 'queued']);
+    const stored = await coordinator.store.nodes(runId, ['n99', 'n100', 'n199', 'n200', `n${nodes - 1}`]);
+    // The first and the last page were canceled; the page with the record it cannot read stays as it was.
+    expect([...stored.values()].map((node) => node.status)).toEqual(['canceled', 'queued', 'queued', 'canceled', 'canceled']);
     expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
+  });
+
+  it('an end_run behind a result the coordinator cannot read is not lost: an ending run reads nothing for the events it ignores, and its end goes on', async () => {
+    // 250 roots, and n5 → x: a result of n5 would read x, whose record is not JSON (x is in the
+    // end's last page, which is skipped for it).
+    const roots = Array.from({ length: 250 }, (_, i) => ({ id: `n${i}`, language: 'python', code }));
+    const workflow = parseWorkflow({ id: 'end-behind', nodes: [...roots, { id: 'x', language: 'python', code }], edges: [{ from: 'n5', to: 'x' }] });
+    const coordinator = start({ FANOUT_PAGE: '100' });
+    const runId = await createdAndIdle(coordinator, 'r-end-behind', workflow);
+    const n5 = (await coordinator.execQueue.getJobs(['waiting', 'prioritized'], 0, -1)).find((job) => job.data.runId === runId && job.data.nodeId === 'n5')!;
+    await coordinator.redis.hset(coordinator.store.keys.nodes(runId), 'x', '{not json');
+    // The cancel's first page is committed while n5's result waits in the inbox: the next batch
+    // is [n5's result, end_run].
+    const stalled = stallNextCall(coordinator.store, 'commit');
+    const canceled = coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' });
+    await waitFor(stalled.reached, 'the first page is being committed');
+    expect(await coordinator.orchestrator.submit(runId, { type: 'node_finished', result: outcomeOf(n5.data), at: Date.now() })).toBe('accepted');
+    stalled.resume();
+    await canceled;
+    await waitFor(async () => (await coordinator.store.record(runId))?.status === 'canceled', 'the run ended');
+    // One event could not be applied: the end's last page (x's), not n5's result.
+    expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('event cannot be applied')]);
+    const stored = await coordinator.store.nodes(runId, ['n5', 'n100', 'n199', 'n200']);
+    expect([...stored.values()].map((node) => node.status)).toEqual(['canceled', 'canceled', 'canceled', 'queued']);
+    expect(await coordinator.redis.hget(coordinator.store.keys.nodes(runId), 'x')).toBe('{not json');
+    expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
+  });
+
+  it('submitAndWait answers at its deadline even while its own process\'s session is still applying the run', async () => {
+    const workflow = parseWorkflow({ id: 'wait-bound', nodes: [{ id: 'a', language: 'python', code }] });
+    const coordinator = start();
+    const runId = await createdAndIdle(coordinator, 'r-wait-bound', workflow);
+    const stalled = stallNextCall(coordinator.store, 'commit');
+    const began = Date.now();
+    const answer = coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' }, 300);
+    await waitFor(stalled.reached, 'the cancel is being committed');
+    // The session is held up; the answer still comes at the deadline, with the run as it is then.
+    expect(await answer).toMatchObject({ status: 'running' });
+    expect(Date.now() - began).toBeLessThan(3_000);
+    stalled.resume();
+    await waitFor(async () => (await coordinator.store.record(runId))?.status === 'canceled', 'the run ended');
+    await waitFor(() => coordinator.orchestrator.activeSessions === 0, 'the session ended');
+  });
+
+  it('a run whose end starts at its creation (a root\'s input binding fails, more nodes than a page) enqueues nothing: its enqueues are moot', async () => {
+    const workflow = parseWorkflow({
+      id: 'end-at-creation',
+      // r0 is dispatched, then r1's binding fails: the end starts in the creation's own step.
+      nodes: Array.from({ length: 6 }, (_, i) => ({ id: `r${i}`, language: 'python', code, ...(i === 1 ? { inputs: { v: '$error("no")' } } : {}) })),
+    });
+    const coordinator = start({ FANOUT_PAGE: '2' });
+    const added = jest.spyOn(coordinator.execQueue, 'addBulk');
+    const runId = await createdAndIdle(coordinator, 'r-end-at-creation', workflow);
+    await waitFor(async () => (await coordinator.store.record(runId))?.status === 'failed', 'the run ended');
+    await waitFor(() => coordinator.orchestrator.activeSessions === 0, 'the session ended');
+    expect(await coordinator.store.record(runId)).toMatchObject({ status: 'failed', error: { code: 'INPUT_BINDING_FAILED', nodeId: 'r1' } });
+    expect(added).not.toHaveBeenCalled();
+    expect((await coordinator.execQueue.getJobs(['waiting', 'prioritized', 'delayed', 'active'], 0, -1)).filter((job) => job.data.runId === runId)).toEqual([]);
+    expect(await coordinator.admission.store.inFlight('t')).toBe(0);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
   });
 
   it('enqueues written with the first page of an end are moot: a node dispatched and canceled in one batch never reaches exec', async () => {

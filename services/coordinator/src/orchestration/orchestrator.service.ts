@@ -112,6 +112,7 @@ export class Orchestrator implements OnApplicationShutdown {
     const [compiled, , marked] = await Promise.all([this.definitions.put(params.workflow), this.store.listRun(params.tenantId, id, now, !params.keep?.test), this.store.markActiveReplacing(id, now)]);
     const mark = marked.score;
     let created: OutboxEntry[] | undefined;
+    let createdOver = false;
     let writing = false;
     try {
       const { run, nodes } = createRunRecords(compiled, { id, tenantId: params.tenantId, workflowVersion: params.workflowVersion, now, keep: params.keep });
@@ -123,6 +124,9 @@ export class Orchestrator implements OnApplicationShutdown {
       for (const [nodeId, node] of nodes) if (node.status !== 'pending' && !written.has(nodeId)) written.set(nodeId, node);
       writing = true;
       created = await this.store.create(changes.run, params.inputs, written, changes.commands, this.token, params.notify);
+      // A run that starts its end at creation (a root's input binding failed, with more nodes than
+      // a page) has no run_finished in this outbox yet: its enqueues are moot all the same.
+      createdOver = isOver(changes.run);
     } catch (error) {
       // The mark is this call's to clear only when nothing was written and it replaced no other
       // creation's mark (one with the same idempotency key). Otherwise it stays, and a sweeper
@@ -138,7 +142,7 @@ export class Orchestrator implements OnApplicationShutdown {
       if (!marked.replaced) await this.store.markIdle(id, mark);
       return { id, created: false };
     }
-    await this.runSession(id, mark, false, undefined, undefined, created);
+    await this.runSession(id, mark, false, undefined, undefined, { entries: created, runOver: createdOver });
     return { id, created: id === params.id };
   }
 
@@ -191,7 +195,10 @@ export class Orchestrator implements OnApplicationShutdown {
     if ((await this.submit(runId, event, { redelivered: false })) === 'gone') return undefined;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      await this.sessions.get(runId);
+      // This process's own session may drain for long (a paged end, and the results of the
+      // executions it kills): the wait ends at the deadline all the same.
+      const session = this.sessions.get(runId);
+      if (session) await Promise.race([session, new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref())]);
       const pending = await this.store.inbox(runId, 1);
       if (pending.length === 0 || Date.now() > deadline) return this.store.record(runId);
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -241,7 +248,7 @@ export class Orchestrator implements OnApplicationShutdown {
    * cannot start a second loop, so it marks the run `rewoken` and the loop goes on: it checks the
    * mark after its last await and leaves `sessions` in the same synchronous step.
    */
-  private runSession(runId: string, mark?: number | Promise<number>, releasing = false, heldBy?: string, first?: FirstBatch, created?: OutboxEntry[]): Promise<void> {
+  private runSession(runId: string, mark?: number | Promise<number>, releasing = false, heldBy?: string, first?: FirstBatch, created?: CreatedOutbox): Promise<void> {
     const running = this.sessions.get(runId);
     if (running) {
       // The batch read with the lease is not used: the running loop reads it again (NEXT_BATCH).
@@ -264,9 +271,10 @@ export class Orchestrator implements OnApplicationShutdown {
    * once. `mark`: the score of the run's mark, or the mark being set (its batch is applied
    * meanwhile); no batch is committed before the session's mark is stored. `created`: the
    * commands a creation wrote, the whole outbox of a run that did not exist before (only the
-   * lease holder writes it), carried out as after a commit instead of read back.
+   * lease holder writes it), carried out as after a commit instead of read back, and whether the
+   * run was over or ending with them.
    */
-  private async drain(runId: string, mark: number | Promise<number> | undefined, releasing: boolean, heldBy?: string, first?: FirstBatch, created?: OutboxEntry[]): Promise<void> {
+  private async drain(runId: string, mark: number | Promise<number> | undefined, releasing: boolean, heldBy?: string, first?: FirstBatch, created?: CreatedOutbox): Promise<void> {
     let since = mark;
     let ready = first?.outboxEmpty && !releasing ? first : undefined;
     let fresh = created;
@@ -275,7 +283,7 @@ export class Orchestrator implements OnApplicationShutdown {
         let held = false;
         let carriedOut: string[] = [];
         if (fresh) {
-          const { done, held: heldNow, tenantId } = await this.executor.execute(runId, fresh, Date.now(), releasing);
+          const { done, held: heldNow, tenantId } = await this.executor.execute(runId, fresh.entries, Date.now(), releasing, fresh.runOver);
           carriedOut = done;
           if (heldNow > 0) {
             await this.hold(runId, tenantId!);
@@ -436,16 +444,19 @@ export class Orchestrator implements OnApplicationShutdown {
     this.logger.error({ err: error, runId: record.id, event: bad.type }, 'event cannot be applied; failing its run');
     const why = `${error.name}: ${error.message}`;
     const message = `podflow could not apply ${subjectOf(bad)} to run ${record.id} (${why.slice(0, 500)}); the run was failed instead of waiting for its timeout`;
-    // A page of the run's own end that cannot be applied finishes the end (ofEnd); on a run that is
-    // ending, any other event's failure changes nothing, as it would after an end in one step.
-    const fail: EngineEvent = { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message }, ...(bad.type === 'end_run' ? { ofEnd: true } : {}) };
+    // A page of the run's own end that cannot be applied is skipped (endPage); on a run that is
+    // ending, any other event's failure only asks for the end's next page again (the events after
+    // the bad one, an end_run among them, are not applied).
+    const fail: EngineEvent = { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message }, ...(bad.type === 'end_run' ? { endPage: bad.from } : {}) };
     return this.applyEvents(compiled, record, [...events.slice(0, applies), fail]);
   }
 
   private async applyEvents(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[]): Promise<RunChanges> {
     const source = new StoredRunSource(this.store, this.payloads, this.cache, record);
-    // What the batch surely reads, in one round trip; the engine loads anything else on demand.
-    await source.nodes(nodesTouchedBy(compiled, events, this.options.edgePage));
+    // What the batch surely reads, in one round trip; the engine loads anything else on demand. An
+    // ending run applies only its end's pages, an ended one nothing: the rest read nothing.
+    const applying = record.ending ? events.filter((event) => event.type === 'end_run') : isTerminalRunPhase(record.status) ? [] : events;
+    await source.nodes(nodesTouchedBy(compiled, applying, this.options.edgePage));
     const prepared: EngineEvent[] = [];
     for (const event of events) {
       const node = event.type === 'node_finished' ? source.cached(event.result.nodeId) : undefined;
@@ -456,6 +467,12 @@ export class Orchestrator implements OnApplicationShutdown {
 }
 
 /** Finished, or ending a page at a time (RunRecord.ending): every node is, or will be, canceled. */
+/** The commands a run's creation wrote, and whether it was over or ending with them. */
+interface CreatedOutbox {
+  entries: OutboxEntry[];
+  runOver: boolean;
+}
+
 function isOver(run: RunRecord): boolean {
   return isTerminalRunPhase(run.status) || run.ending !== undefined;
 }
@@ -513,13 +530,19 @@ class StoredRunSource implements RunSource {
     }
     if (missing.length > 0) {
       const stored = await this.store.nodes(this.run.id, missing);
-      await Promise.all(
-        [...stored].map(async ([id, node]) => {
-          const record = await this.payloads.hydrateNode(this.run, id, node as NodeRecord);
-          this.loaded.set(id, record);
-          this.cache.rememberNode(this.run.id, id, record);
-        }),
-      );
+      if (this.run.ending) {
+        // An ending run's pages look at each node's status and execution only: an output kept by
+        // reference is not loaded (nor the record cached without it).
+        for (const [id, node] of stored) this.loaded.set(id, node as NodeRecord);
+      } else {
+        await Promise.all(
+          [...stored].map(async ([id, node]) => {
+            const record = await this.payloads.hydrateNode(this.run, id, node as NodeRecord);
+            this.loaded.set(id, record);
+            this.cache.rememberNode(this.run.id, id, record);
+          }),
+        );
+      }
     }
     return new Map(ids.flatMap((id) => (this.loaded.has(id) ? [[id, this.loaded.get(id)!] as const] : [])));
   }
