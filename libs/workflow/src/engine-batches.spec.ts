@@ -516,8 +516,11 @@ describe('a run ending with more nodes than edgePage', () => {
     const during = paged.snapshot();
     expect(await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'a result' } }], { edgePage: 3 })).toEqual([{ type: 'end_run', from: 3, at: 11 }]);
     expect(paged.snapshot()).toEqual(during);
-    // The page at the cursor (root3..root5) could not be applied: it is skipped, the end goes on.
-    expect(await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' }, endPage: 3 }], { edgePage: 3 })).toEqual([{ type: 'end_run', from: 6, at: 11 }]);
+    // The page at the cursor (root3..root5) could not be applied: it is skipped without being read,
+    // every execution its nodes may have (3 attempts each: the platform's 2 retries) is canceled
+    // blind, and the end goes on.
+    const blind = ['root3', 'root4', 'root5'].flatMap((id) => [1, 2, 3].map((attempt) => ({ type: 'cancel_execution', nodeId: id, executionId: `r.${id}.${attempt}` })));
+    expect(await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' }, endPage: 3 }], { edgePage: 3 })).toEqual([...blind, { type: 'end_run', from: 6, at: 11 }]);
     expect(paged.run).toMatchObject({ status: 'running', ending: { next: 6 } });
     // A fail about a page that is no longer the cursor's only asks for the current one again.
     expect(await paged.apply(compiled, [{ type: 'fail', at: 12, error: { code: 'INTERNAL', message: 'stale' }, endPage: 3 }], { edgePage: 3 })).toEqual([{ type: 'end_run', from: 6, at: 12 }]);
@@ -532,8 +535,29 @@ describe('a run ending with more nodes than edgePage', () => {
     const paged = await running();
     await paged.apply(compiled, [{ type: 'cancel', at: 10 }], { edgePage: 5 });
     const commands = await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'could not apply' }, endPage: 5 }], { edgePage: 5 });
-    expect(commands).toEqual([{ type: 'emit', event: { type: 'run', runId: 'r', status: 'canceled', error: { code: 'CANCELED', message: 'run canceled' }, at: 11 } }]);
+    expect(commands.filter((c) => c.type === 'cancel_execution')).toHaveLength(4 * 3);
+    expect(commands[commands.length - 1]).toEqual({ type: 'emit', event: { type: 'run', runId: 'r', status: 'canceled', error: { code: 'CANCELED', message: 'run canceled' }, at: 11 } });
     expect(paged.run.ending).toBeUndefined();
+  });
+
+  it('a fail whose own end cannot read its first page (endPage 0) starts the end past that page, reading no record of it', async () => {
+    for (const edgePage of [4, undefined]) {
+      const paged = await running();
+      const before = paged.reads;
+      const commands = await paged.apply(compiled, [{ type: 'fail', at: 11, error: { code: 'INTERNAL', message: 'unreadable' }, endPage: 0 }], edgePage ? { edgePage } : {});
+      const page = compiled.nodeIds.slice(0, edgePage ?? compiled.nodeIds.length);
+      expect({ edgePage, reads: paged.reads - before }).toEqual({ edgePage, reads: 0 });
+      expect(commands.filter((c) => c.type === 'cancel_execution').map((c) => c.type === 'cancel_execution' && c.executionId)).toEqual(page.flatMap((id) => [1, 2, 3].map((attempt) => `r.${id}.${attempt}`)));
+      if (edgePage) {
+        expect(paged.run).toMatchObject({ status: 'running', ending: { status: 'failed', next: 4, error: { code: 'INTERNAL' } } });
+        expect(followUps(commands)).toEqual([{ type: 'end_run', from: 4, at: 11 }]);
+      } else {
+        expect(paged.run).toMatchObject({ status: 'failed', error: { code: 'INTERNAL', message: 'unreadable' }, finishedAt: 11 });
+        expect(commands[commands.length - 1]).toMatchObject({ type: 'emit', event: { type: 'run', status: 'failed' } });
+      }
+      // Their records are as they were: the page was not read.
+      expect(paged.nodes.get('root1')!.status).toBe('running');
+    }
   });
 
   it('the prefetch of an end_run reads its page', () => {

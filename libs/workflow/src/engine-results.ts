@@ -3,14 +3,13 @@ import type { ErrorCode, ExecResult, NodeError } from '@podflow/protocol';
 import { emitNode, isActive, isLive, loadNodes, nodeDefinition, nodeState, setNodeStatus, type Step } from './engine-context';
 import { advance, dispatchNode } from './engine-dispatch';
 import { resolveOutgoing, settleFailure } from './engine-routing';
+import { PLATFORM_RETRIES } from './attempts';
 import { checkOutput } from './outputs';
 import type { CodeNode, NodeState, RetryPolicySpec } from './types';
 
 /** Exponential backoff stops growing here: a retry that waits longer helps no one. */
 export const MAX_RETRY_DELAY_MS = 5 * 60_000;
 
-/** Retries SANDBOX_* failures get even when the node asked for none: they are the platform's fault. */
-const PLATFORM_RETRIES = 2;
 
 /** Delay before retry number `retryIndex` (1 = first retry). */
 export function retryDelayMs(spec: RetryPolicySpec, retryIndex: number): number {

@@ -1,6 +1,7 @@
-import { boundNodeError, isTerminalRunPhase, type NodeError } from '@podflow/protocol';
+import { boundNodeError, executionIdOf, isTerminalRunPhase, type NodeError } from '@podflow/protocol';
 import { emitNode, emitRun, isActive, loadNodes, peekNode, runRecord, setNodeStatus, type Step } from './engine-context';
 import { formatDuration } from './durations';
+import { mostAttempts } from './attempts';
 import type { RunEnding } from './types';
 
 /**
@@ -59,6 +60,23 @@ async function endRunFrom(step: Step, ending: RunEnding): Promise<void> {
 function continueEnd(step: Step, ending: RunEnding, next: number): void {
   runRecord(step).ending = { ...ending, next };
   step.commands.push({ type: 'end_run', from: next, at: step.at });
+}
+
+/**
+ * Skips the page of the end at `ending.next` without reading it (its records cannot be read): its
+ * nodes keep the records they have, and every execution they may have (each attempt a node can
+ * make; execution ids are deterministic) gets a `cancel_execution`, so none goes on running for
+ * a run that has ended. The end goes on with the next page, or the run takes its terminal status.
+ */
+function skipEndPage(step: Step, ending: RunEnding): void {
+  const ids = step.compiled.nodeIds;
+  const to = pageEnd(step, ending.next);
+  for (const id of ids.slice(ending.next, to)) {
+    const attempts = mostAttempts(step.compiled.nodesById.get(id)!);
+    for (let attempt = 1; attempt <= attempts; attempt++) step.commands.push({ type: 'cancel_execution', nodeId: id, executionId: executionIdOf(step.run.id, id, attempt) });
+  }
+  if (to < ids.length) continueEnd(step, ending, to);
+  else finishEnd(step, ending);
 }
 
 /**
@@ -124,20 +142,20 @@ export async function timeoutRun(step: Step): Promise<void> {
  * `fail` event: the service could not apply an event to a live run; it fails now rather than at
  * its timeout. An ending run has ended for every other event, so it does not fail again; but the
  * service drops the events after the one it could not apply, the end's next `end_run` perhaps, so
- * that is asked for again (`resumeEnd`). When the event was the page of the end at the cursor
- * itself (`endPage`: records it cannot read), that page is skipped, its nodes left as they are,
- * and the end goes on with the next one, rather than never.
+ * that is asked for again (`resumeEnd`). `endPage`: the page of the end starting there cannot be
+ * read (the `end_run` of an ending run at its cursor, or 0: the first page of the end this `fail`
+ * starts); it is skipped (`skipEndPage`) and the end goes on with the next one, rather than never.
  */
 export async function failUnapplicable(step: Step, error: NodeError, endPage?: number): Promise<void> {
   const { ending } = step.run;
   if (ending) {
-    if (endPage !== ending.next) return resumeEnd(step, ending);
-    const to = pageEnd(step, ending.next);
-    if (to < step.compiled.nodeIds.length) continueEnd(step, ending, to);
-    else finishEnd(step, ending);
+    if (endPage === ending.next) skipEndPage(step, ending);
+    else resumeEnd(step, ending);
     return;
   }
   if (step.run.status !== 'running' && step.run.status !== 'queued') return;
-  await terminateRun(step, 'failed', error, { code: 'CANCELED', message: `canceled because the run failed with ${error.code}` });
+  const canceled: NodeError = { code: 'CANCELED', message: `canceled because the run failed with ${error.code}` };
+  if (endPage === 0) skipEndPage(step, { status: 'failed', error: boundNodeError(error), nodeError: canceled, next: 0 });
+  else await terminateRun(step, 'failed', error, canceled);
 }
 

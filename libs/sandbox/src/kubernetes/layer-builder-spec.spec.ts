@@ -139,18 +139,31 @@ describe('the builder scripts (prepare, install, publish)', () => {
   });
 
   const STAGING = `/layers/.building/${KEY}-x`;
+  /**
+   * The host's root, read-only, as bwrap's new root: each top-level entry bound (links as links)
+   * onto the sandbox's own root rather than \`--ro-bind / /\`, so that bwrap can make the mount
+   * points the containers have (/layers, /podflow-flags, /podflow-staging) without the host having
+   * them (a fresh machine does not).
+   */
+  const hostRoot = (): string[] =>
+    readdirSync('/')
+      .filter((name) => !['dev', 'proc', 'sys'].includes(name))
+      .flatMap((name) => {
+        const path = `/${name}`;
+        return lstatSync(path).isSymbolicLink() ? ['--symlink', readlinkSync(path), path] : ['--ro-bind', path, path];
+      });
   const sh = (bwrap: string[], script: string, args: string[], env: Record<string, string> = {}) => {
     const result = spawnSync('bwrap', [...bwrap, 'sh', '-c', script, 'step', ...args], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } });
     return { code: result.status, output: `${result.stdout}${result.stderr}` };
   };
   function builder(installer: string[]) {
     if (!hasBwrap) throw new Error('bubblewrap is required for this test (npm test installs it)');
-    const prepared = sh(['--ro-bind', '/', '/', '--dev', '/dev', '--ro-bind', volume, '/layers', '--bind', flags, '/podflow-flags'], PREPARE_SCRIPT, [KEY]);
+    const prepared = sh([...hostRoot(), '--dev', '/dev', '--ro-bind', volume, '/layers', '--bind', flags, '/podflow-flags'], PREPARE_SCRIPT, [KEY]);
     if (prepared.code !== 0) return prepared;
-    const own = ['--ro-bind', '/', '/', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/layers', '--bind', scratch, STAGING, '--ro-bind', flags, '/podflow-flags'];
+    const own = [...hostRoot(), '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/layers', '--bind', scratch, STAGING, '--ro-bind', flags, '/podflow-flags'];
     const installed = sh(own, INSTALL_SCRIPT, installer);
     if (installed.code !== 0) return { code: installed.code, output: prepared.output + installed.output };
-    const publisher = ['--bind', '/', '/', '--dev', '/dev', '--bind', volume, '/layers', '--ro-bind', scratch, '/podflow-staging'];
+    const publisher = [...hostRoot(), '--dev', '/dev', '--tmpfs', '/tmp', '--bind', volume, '/layers', '--ro-bind', scratch, '/podflow-staging'];
     const published = sh(publisher, BUILDER_SCRIPT, [KEY, STAGING], { PODFLOW_LAYER_MANIFEST: JSON.stringify({ ...manifest, sizeBytes: 0 }) });
     return { code: published.code, output: prepared.output + installed.output + published.output };
   }
@@ -225,7 +238,7 @@ describe('the builder scripts (prepare, install, publish)', () => {
     const other = 'b'.repeat(64);
     mkdirSync(join(volume, other, 'python'), { recursive: true });
     writeFileSync(join(volume, other, '.podflow-layer.json'), '{}');
-    const cleanup = spawnSync('bwrap', ['--bind', '/', '/', '--dev', '/dev', '--bind', volume, '/layers', 'sh', '-c', CLEANUP_SCRIPT, 'cleanup', KEY], { encoding: 'utf8' });
+    const cleanup = spawnSync('bwrap', [...hostRoot(), '--dev', '/dev', '--tmpfs', '/tmp', '--bind', volume, '/layers', 'sh', '-c', CLEANUP_SCRIPT, 'cleanup', KEY], { encoding: 'utf8' });
     expect(cleanup.status).toBe(0);
     expect(existsSync(join(volume, KEY))).toBe(false);
     expect(existsSync(join(volume, other, '.podflow-layer.json'))).toBe(true);

@@ -750,12 +750,16 @@ describe('orchestration on a real Redis (issue 11)', () => {
     expect(new Set([...stored.values()].map((node) => node.status))).toEqual(new Set(['succeeded']));
   });
 
-  it('a run whose node records are gone altogether (no :created field) cannot be read as all pending', async () => {
+  it('a run whose node records are gone altogether cannot be read as all pending; a run from before the :created field reads as it did', async () => {
     const workflow = parseWorkflow({ id: 'gone', nodes: [{ id: 'a', language: 'python', code }, { id: 'b', language: 'python', code }], edges: [{ from: 'a', to: 'b' }] });
     const coordinator = start();
     const runId = await createdAndIdle(coordinator, 'r-gone', workflow);
     await coordinator.redis.del(coordinator.store.keys.nodes(runId));
-    await expect(coordinator.store.nodes(runId, ['a', 'b'])).rejects.toThrow(`run ${runId} has no node records (no :created field`);
+    await expect(coordinator.store.nodes(runId, ['a', 'b'])).rejects.toThrow(`run ${runId} has no node records (no ${coordinator.store.keys.nodes(runId)})`);
+    // Created before the field: every node it has has a record, and one it lacks is simply not there.
+    await coordinator.redis.hset(coordinator.store.keys.nodes(runId), 'a', JSON.stringify({ status: 'succeeded', attempts: 1, timings: {}, waiting: 0, fired: 0 }));
+    expect([...(await coordinator.store.nodes(runId, ['z'])).keys()]).toEqual([]);
+    expect([...(await coordinator.store.nodes(runId, ['a', 'z'])).keys()]).toEqual(['a']);
   });
 
   it('a run with more roots than FANOUT_PAGE starts them a page per step: the creation writes the first page and the rest follow through its inbox', async () => {
@@ -834,6 +838,24 @@ describe('orchestration on a real Redis (issue 11)', () => {
     // The first and the last page were canceled; the page with the record it cannot read stays as it was.
     expect([...stored.values()].map((node) => node.status)).toEqual(['canceled', 'queued', 'queued', 'canceled', 'canceled']);
     expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
+  });
+
+  it('a cancel whose end cannot read its first page (a record in it is not JSON) fails the run past that page, and cancels every execution its nodes may have', async () => {
+    const workflow = parseWorkflow({ id: 'first-page', nodes: Array.from({ length: 5 }, (_, i) => ({ id: `n${i}`, language: 'python', code })) });
+    const coordinator = start();
+    const runId = await createdAndIdle(coordinator, 'r-first-page', workflow);
+    const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((job) => job.data.runId === runId);
+    expect(await jobsOf()).toHaveLength(5);
+    await coordinator.redis.hset(coordinator.store.keys.nodes(runId), 'n2', '{not json');
+    const record = await coordinator.orchestrator.submitAndWait(runId, { type: 'cancel', at: Date.now(), reason: 'test' });
+    expect(record).toMatchObject({ status: 'failed', error: { code: 'INTERNAL', message: expect.stringContaining('could not apply a cancel') } });
+    expect(loggedErrors.splice(0)).toEqual([expect.stringContaining('event cannot be applied')]);
+    // Not one record was read or written, yet no execution of the run is left to run.
+    expect(await jobsOf()).toEqual([]);
+    expect(await coordinator.admission.store.inFlight('t')).toBe(0);
+    expect(await coordinator.redis.sismember(canceledSetKey(coordinator.config.QUEUE_PREFIX), `${runId}.n4.3`)).toBe(1);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.inbox(runId))).toBe(0);
+    expect(await coordinator.redis.xlen(coordinator.store.keys.outbox(runId))).toBe(0);
   });
 
   it('an end_run behind a result the coordinator cannot read is not lost: an ending run reads nothing for the events it ignores, and its end goes on', async () => {

@@ -198,7 +198,11 @@ export class Orchestrator implements OnApplicationShutdown {
       // This process's own session may drain for long (a paged end, and the results of the
       // executions it kills): the wait ends at the deadline all the same.
       const session = this.sessions.get(runId);
-      if (session) await Promise.race([session, new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref())]);
+      if (session) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([session, new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))))]);
+        clearTimeout(timer);
+      }
       const pending = await this.store.inbox(runId, 1);
       if (pending.length === 0 || Date.now() > deadline) return this.store.record(runId);
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -447,8 +451,15 @@ export class Orchestrator implements OnApplicationShutdown {
     // A page of the run's own end that cannot be applied is skipped (endPage); on a run that is
     // ending, any other event's failure only asks for the end's next page again (the events after
     // the bad one, an end_run among them, are not applied).
-    const fail: EngineEvent = { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message }, ...(bad.type === 'end_run' ? { endPage: bad.from } : {}) };
-    return this.applyEvents(compiled, record, [...events.slice(0, applies), fail]);
+    const fail: EngineEvent & { type: 'fail' } = { type: 'fail', at: Date.now(), error: { code: 'INTERNAL', message }, ...(bad.type === 'end_run' ? { endPage: bad.from } : {}) };
+    try {
+      return await this.applyEvents(compiled, record, [...events.slice(0, applies), fail]);
+    } catch (again) {
+      // The end this fail starts cannot read its first page either (the records the bad event
+      // could not read are in it, or all of them are lost): the end starts past that page.
+      if (!isUnapplicable(again) || fail.endPage !== undefined) throw again;
+      return this.applyEvents(compiled, record, [...events.slice(0, applies), { ...fail, endPage: 0 }]);
+    }
   }
 
   private async applyEvents(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[]): Promise<RunChanges> {
@@ -507,6 +518,8 @@ function subjectOf(event: EngineEvent): string {
  */
 class StoredRunSource implements RunSource {
   private readonly loaded = new Map<string, NodeRecord>();
+  /** Nodes read and found without a record (untouched, so pending): not read again in this batch. */
+  private readonly absent = new Set<string>();
   private inputsRead?: Promise<JsonObject>;
 
   constructor(
@@ -523,13 +536,14 @@ class StoredRunSource implements RunSource {
   async nodes(ids: readonly string[]): Promise<ReadonlyMap<string, NodeRecord>> {
     const missing: string[] = [];
     for (const id of ids) {
-      if (this.loaded.has(id)) continue;
+      if (this.loaded.has(id) || this.absent.has(id)) continue;
       const final = this.cache.node(this.run.id, id);
       if (final) this.loaded.set(id, final);
       else missing.push(id);
     }
     if (missing.length > 0) {
       const stored = await this.store.nodes(this.run.id, missing);
+      for (const id of missing) if (!stored.has(id)) this.absent.add(id);
       if (this.run.ending) {
         // An ending run's pages look at each node's status and execution only: an output kept by
         // reference is not loaded (nor the record cached without it).

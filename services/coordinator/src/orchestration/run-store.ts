@@ -209,20 +209,22 @@ export class RunStore {
   }
 
   /**
-   * The stored records of `ids`. A node without one is pending (nothing has touched it yet); a run
-   * whose records are gone altogether (no NODES_CREATED_FIELD; a run created before that field
-   * has every record) throws a TypeError: its records cannot be read, as when one is corrupt.
+   * The stored records of `ids`. A node without one is pending (nothing has touched it yet). A run
+   * whose records are gone altogether (no nodes hash: its creation wrote NODES_CREATED_FIELD)
+   * throws a TypeError: its records cannot be read, as when one is corrupt. A run created before
+   * that field has a record of every node it has.
    */
   async nodes(runId: string, ids: readonly string[]): Promise<Map<string, StoredNode>> {
     const found = new Map<string, StoredNode>();
     if (ids.length === 0) return found;
-    const raw = await this.redis.hmget(this.keys.nodes(runId), NODES_CREATED_FIELD, ...ids);
+    const key = this.keys.nodes(runId);
+    const raw = await this.redis.hmget(key, NODES_CREATED_FIELD, ...ids);
     ids.forEach((id, index) => {
       const json = raw[index + 1];
       if (json) found.set(id, JSON.parse(json) as StoredNode);
     });
-    if (found.size < ids.length && !raw[0]) {
-      throw new TypeError(`run ${runId} has no node records (no ${NODES_CREATED_FIELD} field in ${this.keys.nodes(runId)}): they were lost from Redis`);
+    if (found.size === 0 && !raw[0] && (await this.redis.exists(key)) === 0) {
+      throw new TypeError(`run ${runId} has no node records (no ${key}): they were lost from Redis`);
     }
     return found;
   }
