@@ -14,6 +14,11 @@
 // 4xx) gets a "refused: <its message>" cell instead of a figure, one that does not finish in time a
 // "timed out" cell. Every size gets a fresh stack and a warm-up run first.
 //
+// "R fan-outs of N at once" submits R fan-outs of N nodes together and measures from the first
+// run's `running` to the last one's terminal event: what a node of a small run costs when runs
+// overlap, as they do with many tenants, next to one run alone (whose time is bounded below by
+// its root's step before any leaf and its completion's step after the last: latency, not cost).
+//
 // "cancel N" cancels a run of N independent nodes while most of them are still open (the noop
 // driver made slow, CANCEL_NOOP_DELAY_MS per node): how long the cancel takes to answer, and the
 // longest stall it imposes on everyone else on that Redis (a PING client, and SLOWLOG).
@@ -44,6 +49,8 @@ export const ORCHESTRATION_DEFAULTS = {
   chains: [40, 1000],
   /** Sizes of the cancel case (runs of independent nodes canceled while open). */
   cancels: [10_000],
+  /** Fan-outs submitted together: `runs` fan-outs of `nodes` nodes each. */
+  overlaps: [{ runs: 20, nodes: 100 }],
   /** Repetitions (median) of every size up to `repeatUpTo` nodes; larger sizes run once. */
   reps: 3,
   repeatUpTo: 1000,
@@ -203,10 +210,45 @@ async function measureShape({ redisUrl, kind, nodes, settings }) {
   return summarize(result);
 }
 
+/**
+ * `runs` fan-outs of `nodes` nodes submitted at once on a fresh stack (after the usual warm-up),
+ * `reps` times: nodes over the time from the first `running` to the last terminal event.
+ */
+async function measureOverlap({ redisUrl, runs, nodes, settings }) {
+  const result = { kind: 'overlap', runs, nodes: runs * nodes, runNodes: nodes, reps: settings.reps, samples: [] };
+  const label = `${runs} fan-outs of ${nodes} at once`;
+  let stack;
+  try {
+    stack = await startStack({ redisUrl, concurrency: settings.concurrency, driver: 'noop', coordinatorEnv: coordinatorEnv(settings) });
+    for (let i = 0; i < WARMUP_RUNS; i++) await runOnce(stack, fanoutWorkflow(nodes), settings.timeoutMs);
+    const pids = { coordinator: stack.coordinatorPid, worker: stack.workerPids[0], redis: await redisPid(stack.redis), bench: process.pid };
+    const cpuBefore = cpuOf(pids);
+    for (let i = 0; i < settings.reps; i++) {
+      const started = Date.now();
+      const workflow = fanoutWorkflow(nodes);
+      const ids = await Promise.all(Array.from({ length: runs }, () => submit(stack, workflow).then((runId) => followRun(stack, runId, started + settings.timeoutMs))));
+      const seconds = (Math.max(...ids.map((id) => streamMs(id.terminal))) - Math.min(...ids.map((id) => streamMs(id.running)))) / 1000;
+      if (ids.some((id) => id.status !== 'succeeded')) throw new Error(`a run ended ${ids.find((id) => id.status !== 'succeeded').status}`);
+      result.samples.push({ nodes: runs * nodes, seconds: Math.max(seconds, 0.001), recordSeconds: NaN });
+      log(`${label} #${i + 1}: ${runs * nodes} nodes in ${seconds.toFixed(3)} s as stored = ${((runs * nodes) / seconds).toFixed(0)} nodes/s, ${((seconds * 1000) / (runs * nodes)).toFixed(2)} ms/node`);
+    }
+    const cpuAfter = cpuOf(pids);
+    result.cpuMsPerNode = Object.fromEntries(Object.keys(pids).map((name) => [name, ((cpuAfter[name] - cpuBefore[name]) * 1000) / (runs * nodes * settings.reps)]));
+  } catch (error) {
+    result.error = firstLine(error);
+    log(`${label}: failed: ${result.error}`);
+  } finally {
+    if (stack) result.warnings = stack.warnings();
+    await stack?.stop();
+  }
+  return summarize(result);
+}
+
 /** CPU ms per node of each process and Redis commands per node, as one line. */
 function formatUsage(r) {
   if (!r.cpuMsPerNode) return '';
   const cpu = Object.entries(r.cpuMsPerNode).map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', ');
+  if (!r.redis) return `CPU ms per node: ${cpu}`;
   const top = r.redis.top
     .slice(0, 6)
     .map((c) => `${c.name} ${c.calls.toFixed(1)}`)
@@ -350,10 +392,12 @@ export async function runOrchestration({ redisUrl, settings: overrides = {} }) {
   for (const nodes of settings.fanouts) fanouts.push(await measureShape({ redisUrl, kind: 'fanout', nodes, settings }));
   const chains = [];
   for (const nodes of settings.chains) chains.push(await measureShape({ redisUrl, kind: 'chain', nodes, settings }));
+  const overlaps = [];
+  for (const { runs, nodes } of settings.overlaps ?? []) overlaps.push(await measureOverlap({ redisUrl, runs, nodes, settings }));
   const cancels = [];
   for (const nodes of settings.cancels ?? []) cancels.push(await measureCancel({ redisUrl, nodes, settings }));
   const rss = settings.queuedNodes > 0 ? await measureQueuedRss({ redisUrl, settings }) : undefined;
-  return { settings, raw, fanouts, chains, cancels, rss, seconds: (Date.now() - started) / 1000 };
+  return { settings, raw, fanouts, chains, overlaps, cancels, rss, seconds: (Date.now() - started) / 1000 };
 }
 
 const int = (v) => Math.round(v).toLocaleString('en-US');
@@ -391,6 +435,17 @@ function shapeRow(r, raw, base, targets) {
   return [name, String(r.samples.length), int(r.perSecond), fixed(r.msPerNode, 2), pct(share), target.join('; '), met.join('; '), detail];
 }
 
+function overlapRow(r, raw, fanouts) {
+  const name = `${int(r.runs)} fan-outs of ${int(r.runNodes)} submitted at once (${int(r.nodes)} nodes)`;
+  const target = `– (ms/node next to one fan-out of ${int(r.runNodes)} alone, and of the largest)`;
+  if (r.error) return [name, String(r.samples.length), `failed: ${r.error}`, '–', '–', target, '–', ''];
+  const alone = fanouts.find((f) => f.nodes === r.runNodes && f.msPerNode);
+  const largest = [...fanouts].filter((f) => f.msPerNode).sort((a, b) => b.nodes - a.nodes)[0];
+  const vs = (f) => (f ? `${r.msPerNode / f.msPerNode - 1 >= 0 ? '+' : ''}${((r.msPerNode / f.msPerNode - 1) * 100).toFixed(0)} % vs fan-out ${int(f.nodes)} alone` : undefined);
+  const detail = [`${r.samples.map((s) => `${s.seconds.toFixed(2)} s`).join(', ')} from the first run's \`running\` to the last one's terminal event`, [vs(alone), vs(largest !== alone ? largest : undefined)].filter(Boolean).join(', '), formatUsage(r)].filter(Boolean).join('; ');
+  return [name, String(r.samples.length), int(r.perSecond), fixed(r.msPerNode, 2), pct(r.perSecond / raw.perSecond), target, '–', detail];
+}
+
 function cancelRow(r) {
   const name = `cancel of a run of ${int(r.nodes)} independent nodes, ${CANCEL_AFTER_MS / 1000} s after its start (nodes take ${CANCEL_NOOP_DELAY_MS} ms)`;
   const target = 'a hot run never blocks others';
@@ -422,9 +477,9 @@ function rssRow(rss) {
 const EXPECTED_WARNING = /SANDBOX_DRIVER=noop: code is NOT executed/;
 
 /** Warnings the services logged, per case, other than the noop driver's (none is the expected state). */
-function warningNotes({ fanouts, chains, cancels = [], rss }) {
+function warningNotes({ fanouts, chains, overlaps = [], cancels = [], rss }) {
   const unexpected = (r) => (r.warnings ?? []).filter((w) => !EXPECTED_WARNING.test(w));
-  const cases = [...fanouts, ...chains, ...cancels].map((r) => [`${r.kind} ${int(r.nodes)}`, unexpected(r)]);
+  const cases = [...fanouts, ...chains, ...overlaps, ...cancels].map((r) => [`${r.kind} ${int(r.nodes)}`, unexpected(r)]);
   if (rss) cases.push(['RSS case', unexpected(rss)]);
   const noisy = cases.filter(([, w]) => w.length > 0);
   if (noisy.length === 0) return ['no warnings or errors in the services\' logs (LOG_LEVEL=warn) other than the noop driver\'s start-up warning'];
@@ -433,13 +488,13 @@ function warningNotes({ fanouts, chains, cancels = [], rss }) {
 
 /** The markdown table of a runOrchestration() result, with `machine` (a line) above it. */
 export function orchestrationTable(results, machine) {
-  const { raw, fanouts, chains, cancels = [], rss, settings } = results;
+  const { raw, fanouts, chains, overlaps = [], cancels = [], rss, settings } = results;
   const targets = ORCHESTRATION_TARGETS;
   const base = fanouts.find((r) => r.perSecond !== undefined);
   const rawRow = raw.samples.length
     ? [`raw BullMQ: ${int(raw.jobs)} no-op jobs, addBulk → last completion`, String(raw.samples.length), int(raw.perSecond), fixed(1000 / raw.perSecond, 3), '100 %', 'baseline', '–', raw.samples.map((s) => `${s.seconds.toFixed(2)} s`).join(', ')]
     : ['raw BullMQ', '–', `failed: ${raw.error}`, '–', '–', 'baseline', '–', ''];
-  const rows = [rawRow, ...fanouts.map((r) => shapeRow(r, raw, base, targets)), ...chains.map((r) => shapeRow(r, raw, base, targets)), ...cancels.map(cancelRow), ...(rss ? [rssRow(rss)] : [])];
+  const rows = [rawRow, ...fanouts.map((r) => shapeRow(r, raw, base, targets)), ...chains.map((r) => shapeRow(r, raw, base, targets)), ...overlaps.map((r) => overlapRow(r, raw, fanouts)), ...cancels.map(cancelRow), ...(rss ? [rssRow(rss)] : [])];
   const cell = (text) => String(text).replace(/\|/g, '\\|').replace(/\n/g, ' ');
   const notes = [
     `SANDBOX_DRIVER=noop, one worker with WORKER_CONCURRENCY=${settings.concurrency}; raw BullMQ: one Queue + one Worker, concurrency ${settings.concurrency}, same Redis, same run`,

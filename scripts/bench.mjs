@@ -25,6 +25,8 @@
 //   BENCH_ORCH_CHAINS       orchestration: chain lengths, comma-separated, or none (default 40,1000)
 //   BENCH_ORCH_CANCELS      orchestration: sizes of the cancel case (runs of independent nodes canceled
 //                           while open), comma-separated, or none (default 10000)
+//   BENCH_ORCH_OVERLAPS     orchestration: fan-outs submitted together, as RUNSxNODES, comma-separated, or
+//                           none (default 20x100)
 //   BENCH_ORCH_REPS         orchestration: runs per size up to 1,000 nodes, median reported (default 3)
 //   BENCH_ORCH_CONCURRENCY  orchestration: WORKER_CONCURRENCY of the noop worker and of raw BullMQ (default 8)
 //   BENCH_ORCH_RAW_JOBS     orchestration: raw BullMQ jobs per run (default 10000)
@@ -59,6 +61,19 @@ function sizeList(name, fallback) {
   const sizes = raw.split(',').map((v) => Number(v.trim()));
   if (sizes.some((v) => !Number.isInteger(v) || v < 2)) throw new Error(`${name} must be comma-separated whole numbers of at least 2 (or none), got "${raw}"`);
   return sizes;
+}
+
+/** RUNSxNODES pairs (`20x100,5x1000`), or none. */
+function overlapList(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw.trim() === 'none') return [];
+  return raw.split(',').map((pair) => {
+    const match = /^\s*(\d+)x(\d+)\s*$/.exec(pair);
+    const [runs, nodes] = match ? [Number(match[1]), Number(match[2])] : [NaN, NaN];
+    if (!(runs >= 1 && nodes >= 2)) throw new Error(`${name} must be comma-separated RUNSxNODES pairs like 20x100 (runs ≥ 1, nodes ≥ 2), or none; got "${raw}"`);
+    return { runs, nodes };
+  });
 }
 
 function machineLine() {
@@ -155,6 +170,7 @@ async function orchestrationSection(redis) {
     fanouts: sizeList('BENCH_ORCH_FANOUTS', defaults.fanouts),
     chains: sizeList('BENCH_ORCH_CHAINS', defaults.chains),
     cancels: sizeList('BENCH_ORCH_CANCELS', defaults.cancels),
+    overlaps: overlapList('BENCH_ORCH_OVERLAPS', defaults.overlaps),
     reps: positiveInt('BENCH_ORCH_REPS', defaults.reps),
     concurrency: positiveInt('BENCH_ORCH_CONCURRENCY', defaults.concurrency),
     rawJobs: positiveInt('BENCH_ORCH_RAW_JOBS', defaults.rawJobs),

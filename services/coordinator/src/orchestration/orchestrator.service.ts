@@ -477,13 +477,13 @@ export class Orchestrator implements OnApplicationShutdown {
   }
 }
 
-/** Finished, or ending a page at a time (RunRecord.ending): every node is, or will be, canceled. */
 /** The commands a run's creation wrote, and whether it was over or ending with them. */
 interface CreatedOutbox {
   entries: OutboxEntry[];
   runOver: boolean;
 }
 
+/** Finished, or ending a page at a time (RunRecord.ending): every node is, or will be, canceled. */
 function isOver(run: RunRecord): boolean {
   return isTerminalRunPhase(run.status) || run.ending !== undefined;
 }
