@@ -4,6 +4,18 @@ import { startStack, type Stack } from '../support/stack';
 // driver, and the API still answers for it: nodes page in definition order.
 const LEAVES = 9_999;
 
+/** How many of the run's nodes have each status, read a page of 1,000 at a time through the API. */
+async function statusCounts(stack: Stack, runId: string): Promise<Record<string, number>> {
+  const counts = new Map<string, number>();
+  let cursor: string | undefined;
+  do {
+    const page = await stack.client.getRun(runId, { nodeLimit: 1000, ...(cursor ? { nodeCursor: cursor } : {}) });
+    for (const node of Object.values(page.nodes)) counts.set(node.status, (counts.get(node.status) ?? 0) + 1);
+    cursor = page.nextNodeCursor;
+  } while (cursor);
+  return Object.fromEntries(counts);
+}
+
 describe('large runs (issue 11)', () => {
   let stack: Stack;
   beforeAll(async () => {
@@ -73,14 +85,7 @@ describe('canceling a large run (issue 11)', () => {
     expect(await stack.client.cancelRun(id)).toEqual({ id, status: expect.stringMatching(/^(canceled|running)$/) });
     expect(await stack.client.waitForRun(id, 200, 60_000)).toMatchObject({ status: 'canceled', error: { code: 'CANCELED' } });
 
-    const statuses = new Map<string, number>();
-    let cursor: string | undefined;
-    do {
-      const page = await stack.client.getRun(id, { nodeLimit: 1000, ...(cursor ? { nodeCursor: cursor } : {}) });
-      for (const node of Object.values(page.nodes)) statuses.set(node.status, (statuses.get(node.status) ?? 0) + 1);
-      cursor = page.nextNodeCursor;
-    } while (cursor);
-    expect(Object.fromEntries(statuses)).toEqual({ canceled: 10_000 });
+    expect(await statusCounts(stack, id)).toEqual({ canceled: 10_000 });
 
     const events: Array<{ type: string; status: string }> = [];
     for await (const event of stack.client.events(id)) events.push(event);
@@ -95,22 +100,12 @@ describe('canceling a large run (issue 11)', () => {
     const { id } = await stack.client.submitRun({ workflow });
     expect((await stack.redis.hkeys(stack.keys.nodes(id))).sort()).toEqual([':created', 'root']);
 
-    const statuses = async () => {
-      const counts = new Map<string, number>();
-      let cursor: string | undefined;
-      do {
-        const page = await stack.client.getRun(id, { nodeLimit: 1000, ...(cursor ? { nodeCursor: cursor } : {}) });
-        for (const node of Object.values(page.nodes)) counts.set(node.status, (counts.get(node.status) ?? 0) + 1);
-        cursor = page.nextNodeCursor;
-      } while (cursor);
-      return Object.fromEntries(counts);
-    };
-    expect(await statuses()).toEqual({ queued: 1, pending: 3_000 });
+    expect(await statusCounts(stack, id)).toEqual({ queued: 1, pending: 3_000 });
     expect((await stack.client.getRun(id, { nodes: ['leaf2999'] })).nodes.leaf2999).toMatchObject({ status: 'pending', attempts: 0 });
 
     await stack.client.cancelRun(id);
     expect(await stack.client.waitForRun(id, 200, 60_000)).toMatchObject({ status: 'canceled' });
-    expect(await statuses()).toEqual({ canceled: 3_001 });
+    expect(await statusCounts(stack, id)).toEqual({ canceled: 3_001 });
     expect(await stack.redis.hlen(stack.keys.nodes(id))).toBe(3_002);
   }, 120_000);
 });

@@ -100,6 +100,15 @@ function stallNextCall<T extends object>(object: T, method: keyof T & string): {
   return { reached: () => reached, resume };
 }
 
+/** A root and `leaves` leaves after it (`leaf0`, `leaf1`, ...). */
+function fanOut(id: string, leaves: number): Workflow {
+  return parseWorkflow({
+    id,
+    nodes: [{ id: 'root', language: 'python', code }, ...Array.from({ length: leaves }, (_, i) => ({ id: `leaf${i}`, language: 'python', code }))],
+    edges: Array.from({ length: leaves }, (_, i) => ({ from: 'root', to: `leaf${i}` })),
+  });
+}
+
 /** Creates a run on `coordinator` and waits until its first session has ended (lease free, no mark). */
 async function createdAndIdle(coordinator: TestCoordinator, id: string, workflow: Workflow): Promise<string> {
   await coordinator.orchestrator.createRun({ id, tenantId: 't', workflow, inputs: {} });
@@ -690,11 +699,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
 
   it('a fan-out wider than FANOUT_PAGE readies its leaves a page per commit (the inbox carries the rest), each leaf enqueued once', async () => {
     const leaves = 250;
-    const workflow = parseWorkflow({
-      id: 'fan-pages',
-      nodes: [{ id: 'root', language: 'python', code }, ...Array.from({ length: leaves }, (_, i) => ({ id: `leaf${i}`, language: 'python', code }))],
-      edges: Array.from({ length: leaves }, (_, i) => ({ from: 'root', to: `leaf${i}` })),
-    });
+    const workflow = fanOut('fan-pages', leaves);
     const coordinator = start({ FANOUT_PAGE: '100' });
     const runId = await createdAndIdle(coordinator, 'r-fan-pages', workflow);
     const jobsOf = async () => (await coordinator.execQueue.getJobs(['waiting', 'prioritized'], 0, -1)).filter((job) => job.data.runId === runId);
@@ -725,11 +730,7 @@ describe('orchestration on a real Redis (issue 11)', () => {
 
   it('creating a run writes the records its start changed (its roots) and the :created field, not one per node; the rest are written as they change', async () => {
     const leaves = 50;
-    const workflow = parseWorkflow({
-      id: 'lazy',
-      nodes: [{ id: 'root', language: 'python', code }, ...Array.from({ length: leaves }, (_, i) => ({ id: `leaf${i}`, language: 'python', code }))],
-      edges: Array.from({ length: leaves }, (_, i) => ({ from: 'root', to: `leaf${i}` })),
-    });
+    const workflow = fanOut('lazy', leaves);
     const coordinator = start();
     const runId = await createdAndIdle(coordinator, 'r-lazy', workflow);
     const nodesKey = coordinator.store.keys.nodes(runId);
