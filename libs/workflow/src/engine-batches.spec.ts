@@ -647,6 +647,16 @@ describe('nodesTouchedBy', () => {
     expect(nodesTouchedBy(chain, [{ type: 'node_started', nodeId: 'b', executionId: 'r.b.1', at: 1 }])).toEqual(['b']);
     expect(nodesTouchedBy(chain, [finished('ghost')])).toEqual([]);
   });
+
+  it('given the run, what it ignores reads nothing: an ending run only its end\'s page, an ended one nothing', () => {
+    const chain = compiled([['a', 'b'], ['b', 'c']], ['a', 'b', 'c']);
+    const batch: EngineEvent[] = [finished('a'), { type: 'node_started', nodeId: 'b', executionId: 'r.b.1', at: 1 }, { type: 'end_run', from: 1, at: 1 }];
+    const ending = { status: 'failed' as const, error: { code: 'INTERNAL' as const, message: 'x' }, nodeError: { code: 'CANCELED' as const, message: 'x' }, next: 1 };
+    expect(nodesTouchedBy(chain, batch, 2, { status: 'running' }).sort()).toEqual(['a', 'b', 'c']);
+    expect(nodesTouchedBy(chain, batch, 2, { status: 'running', ending })).toEqual(['b', 'c']);
+    expect(nodesTouchedBy(chain, [finished('a')], 2, { status: 'running', ending })).toEqual([]);
+    expect(nodesTouchedBy(chain, batch, 2, { status: 'canceled' })).toEqual([]);
+  });
 });
 
 describe('nodeReadsOf', () => {

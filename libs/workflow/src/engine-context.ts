@@ -175,8 +175,13 @@ export function emitRun(step: Step): void {
  * The run goes on: running, and not ending (a paged end, `RunRecord.ending`, has ended it for
  * everything but its own pages). Nothing is dispatched, skipped, routed or completed otherwise.
  */
+export function isLiveRun(run: Pick<RunRecord, 'status' | 'ending'>): boolean {
+  return run.status === 'running' && run.ending === undefined;
+}
+
+/** `isLiveRun` of the step's run. */
 export function isLive(step: Step): boolean {
-  return step.run.status === 'running' && step.run.ending === undefined;
+  return isLiveRun(step.run);
 }
 
 /** Queued or running: the node has an execution that may still report, and that cancel must kill. */

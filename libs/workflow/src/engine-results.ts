@@ -10,7 +10,6 @@ import type { CodeNode, NodeState, RetryPolicySpec } from './types';
 /** Exponential backoff stops growing here: a retry that waits longer helps no one. */
 export const MAX_RETRY_DELAY_MS = 5 * 60_000;
 
-
 /** Delay before retry number `retryIndex` (1 = first retry). */
 export function retryDelayMs(spec: RetryPolicySpec, retryIndex: number): number {
   if (spec.backoff === 'fixed') return spec.delayMs;

@@ -1,4 +1,4 @@
-import { emptyRecord, type JsonObject } from '@podflow/protocol';
+import { emptyRecord, isTerminalRunPhase, type JsonObject } from '@podflow/protocol';
 import { CompiledWorkflow } from './compiled-workflow';
 import { emitNode, emitRun, isLive, loadNodes, newStep, nodeState, peekNode, pendingRecord, runRecord, type Step } from './engine-context';
 import type { ExpressionLimits } from './expression-budget';
@@ -151,9 +151,13 @@ async function applyOne(step: Step, event: EngineEvent): Promise<void> {
  * before `applyEvents` (which loads anything else it needs on demand): a result's node, its
  * successors (their edges resolve) and theirs (a successor that becomes ready is dispatched or
  * skipped, which reads its own successors), at most `edgePage` successors of one node; the page
- * an `end_run` cancels. Bounded by the run's nodes.
+ * an `end_run` cancels. Bounded by the run's nodes. Given the `run` the batch starts from, what
+ * it ignores reads nothing: an ending run applies only its end's pages (`applyOne`), an ended one
+ * nothing.
  */
-export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly EngineEvent[], edgePage?: number): string[] {
+export function nodesTouchedBy(compiled: CompiledWorkflow, events: readonly EngineEvent[], edgePage?: number, run?: Pick<RunRecord, 'status' | 'ending'>): string[] {
+  if (run?.ending) events = events.filter((event) => event.type === 'end_run');
+  else if (run && isTerminalRunPhase(run.status)) return [];
   const ids = new Set<string>();
   const expanded = new Set<string>();
   // A wide node's first page only (TransitionOptions.edgePage): the rest is for later steps.

@@ -76,7 +76,7 @@ export { DURATION_HINT, formatDuration, parseDuration } from './durations';
 export { DEFAULT_EXPRESSION_LIMITS, buildExpressionContext, evaluateExpression, expressionSyntaxError, isTruthy } from './expressions';
 export type { ExpressionContext, ExpressionLimits, NodeView } from './expressions';
 export { applyEvents, createRunRecords, createRunState, nodesTouchedBy, transition } from './engine';
-export { pendingRecord } from './engine-context';
+export { isLiveRun, pendingRecord } from './engine-context';
 export { CompiledWorkflow } from './compiled-workflow';
 export { nodeReadsOf } from './expression-reads';
 export type { NodeReads } from './expression-reads';

@@ -175,7 +175,8 @@ export type EngineEvent =
   | { type: 'start_roots'; at: number }
   /**
    * Cancels the next page of an ending run's nodes (`RunRecord.ending`); the commit that left them
-   * wrote it. `from`: where that page starts, for a store's prefetch only (the run record's cursor decides).
+   * wrote it. `from`: where that page starts; only the one at the run record's cursor applies (a
+   * late or repeated one changes nothing), and a store prefetches that page.
    */
   | { type: 'end_run'; from: number; at: number }
   /**

@@ -464,10 +464,9 @@ export class Orchestrator implements OnApplicationShutdown {
 
   private async applyEvents(compiled: CompiledWorkflow, record: RunRecord, events: EngineEvent[]): Promise<RunChanges> {
     const source = new StoredRunSource(this.store, this.payloads, this.cache, record);
-    // What the batch surely reads, in one round trip; the engine loads anything else on demand. An
-    // ending run applies only its end's pages, an ended one nothing: the rest read nothing.
-    const applying = record.ending ? events.filter((event) => event.type === 'end_run') : isTerminalRunPhase(record.status) ? [] : events;
-    await source.nodes(nodesTouchedBy(compiled, applying, this.options.edgePage));
+    // What the batch surely reads, in one round trip (nothing for events the run ignores); the
+    // engine loads anything else on demand.
+    await source.nodes(nodesTouchedBy(compiled, events, this.options.edgePage, record));
     const prepared: EngineEvent[] = [];
     for (const event of events) {
       const node = event.type === 'node_finished' ? source.cached(event.result.nodeId) : undefined;

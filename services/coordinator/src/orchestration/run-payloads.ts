@@ -1,6 +1,6 @@
 import { MAX_OUTPUT_DEPTH, PodflowError, findTooDeep, type ExecJob, type ExecResult, type JsonObject, type PayloadRef } from '@podflow/protocol';
 import { PayloadStore, PayloadUnavailableError, nodePayloadKey, runOutputsKey, type ObjectStore } from '@podflow/storage';
-import type { EngineEvent, NodeRecord, RunChanges, RunRecord } from '@podflow/workflow';
+import { isLiveRun, type EngineEvent, type NodeRecord, type RunChanges, type RunRecord } from '@podflow/workflow';
 
 export interface RunPayloadsOptions {
   /** `OUTPUT_INLINE_MAX_BYTES`: JSON larger than this is stored and referenced. */
@@ -55,8 +55,8 @@ export class RunPayloads {
     const refused = tooDeep(event.result);
     if (refused) return { ...event, result: refused };
     const { result } = event;
-    // An ending run ignores results (RunRecord.ending): nothing to load for one.
-    const awaited = run.status === 'running' && run.ending === undefined && node !== undefined && (node.status === 'queued' || node.status === 'running') && node.executionId === result.executionId;
+    // A run that is not live (ended, or ending: RunRecord.ending) ignores results: nothing to load for one.
+    const awaited = isLiveRun(run) && node !== undefined && (node.status === 'queued' || node.status === 'running') && node.executionId === result.executionId;
     if (!result.outputRef || result.output !== undefined || !awaited) return event;
     try {
       const loaded: ExecResult = { ...result, output: await this.payloads.load(result.outputRef) };
